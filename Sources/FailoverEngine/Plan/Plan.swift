@@ -1,0 +1,185 @@
+import Foundation
+
+/// A plan (format v1): the sites it touches, the shared repository, the policy and the ordered transitions.
+///
+/// The v1 fields are a contract documented in docs/plan-format.md; decode a plan only after
+/// ``PlanValidator`` accepted it, so that every problem is reported with its JSON path first.
+public struct Plan: Codable, Sendable, Equatable {
+    /// The format version; always 1.
+    public var version: Int
+    /// A name for the topology, used in reports and the journal.
+    public var name: String
+    /// The shared pgBackRest repository.
+    public var repository: Repository
+    /// How standbys connect to their upstream.
+    public var replication: Replication
+    /// Limits that gates and waits apply.
+    public var policy: Policy
+    /// The sites, each with its declared role and instances.
+    public var sites: [Site]
+    /// The ordered transitions to carry out.
+    public var transitions: [Transition]
+    /// The unprivileged OS user that runs PostgreSQL when failoverd runs as root (default `failoverd`).
+    public var osUser: String?
+
+    /// The site named `name`, if the plan has it.
+    public func site(named name: String) -> Site? { sites.first { $0.name == name } }
+
+    /// The first site declared `primary`, if any.
+    public var declaredPrimary: Site? { sites.first { $0.role == .primary } }
+
+    /// Every instance of every site, with the site it belongs to.
+    public var allInstances: [(site: Site, instance: Instance)] {
+        sites.flatMap { site in site.instances.map { (site, $0) } }
+    }
+}
+
+/// The shared pgBackRest repository.
+public struct Repository: Codable, Sendable, Equatable {
+    /// The repository type: `posix` (a shared file system such as NFS), `s3`, `gcs` or `azure`.
+    public var type: String
+    /// The repository path (repo1-path).
+    public var path: String
+    /// The pgBackRest stanza.
+    public var stanza: String
+    /// An optional pgBackRest configuration file, passed as --config on every call.
+    public var config: String?
+}
+
+/// How standbys reach their upstream; secrets live in the passfile, never in the plan.
+public struct Replication: Codable, Sendable, Equatable {
+    /// The replication role standbys connect as.
+    public var user: String
+    /// A libpq passfile (mode 0600) holding the passwords.
+    public var passfile: String
+    /// The role pg_rewind connects as (default `rewinder`).
+    public var rewindUser: String?
+    /// The role failoverd itself connects as to probe, promote and switch WAL (default `postgres`).
+    public var adminUser: String?
+    /// An optional libpq sslmode for every connection (`disable`, `require`, `verify-full`…).
+    public var sslmode: String?
+
+    /// The pg_rewind role with its default.
+    public var effectiveRewindUser: String { rewindUser ?? "rewinder" }
+    /// The admin role with its default.
+    public var effectiveAdminUser: String { adminUser ?? "postgres" }
+}
+
+/// Limits that gates and waits apply.
+public struct Policy: Codable, Sendable, Equatable {
+    /// The most a switchover target may lag behind the primary, in bytes.
+    public var maxLagBytes: UInt64
+    /// How long one step may wait for its condition.
+    public var stepTimeoutSeconds: Double
+    /// archive_timeout set on the primary, which bounds an archive standby's lag.
+    public var archiveTimeoutSeconds: Double
+}
+
+/// A site: one or more instances that share a role; the first is its leader.
+public struct Site: Codable, Sendable, Equatable {
+    /// The site's name, unique in the plan.
+    public var name: String
+    /// The driver: `local` (PostgreSQL on this host) or `simulated`.
+    public var driver: String
+    /// The role the plan's author expects the site to have now.
+    public var role: Role
+    /// The instances; the first is the site leader, the others follow it.
+    public var instances: [Instance]
+
+    /// The site leader.
+    public var leader: Instance { instances[0] }
+    /// The instances that cascade from the leader.
+    public var followers: ArraySlice<Instance> { instances.dropFirst() }
+}
+
+/// One PostgreSQL server of a site.
+public struct Instance: Codable, Sendable, Equatable, Hashable {
+    /// The instance name, unique in the plan.
+    public var name: String
+    /// The address other instances and clients reach it on.
+    public var host: String
+    /// The port.
+    public var port: Int
+    /// The data directory.
+    public var dataDirectory: String
+}
+
+/// The v1 actions.
+public enum Action: String, Codable, Sendable, CaseIterable {
+    case bootstrapStandby = "bootstrap-standby"
+    case enableStreaming = "enable-streaming"
+    case disableStreaming = "disable-streaming"
+    case fence
+    case switchover
+    case failover
+    case rewind
+    case rebuild
+    case failback
+}
+
+/// How a failback repairs the old primary.
+public enum FailbackMethod: String, Codable, Sendable, CaseIterable {
+    case rewind
+    case rebuild
+}
+
+/// One transition of a plan; which fields apply depends on the action.
+public struct Transition: Codable, Sendable, Equatable {
+    /// What to do.
+    public var action: Action
+    /// The site acted on (bootstrap-standby, enable/disable-streaming, fence, rewind, rebuild).
+    public var site: String?
+    /// The site to stream from (enable-streaming).
+    public var upstream: String?
+    /// The site that becomes primary (switchover, failover, failback).
+    public var to: String?
+    /// The primary a rewound site is rewound from and then follows (rewind).
+    public var source: String?
+    /// How failback repairs the old primary.
+    public var method: FailbackMethod?
+
+    /// Creates a transition.
+    public init(
+        action: Action, site: String? = nil, upstream: String? = nil, to: String? = nil, source: String? = nil,
+        method: FailbackMethod? = nil
+    ) {
+        self.action = action
+        self.site = site
+        self.upstream = upstream
+        self.to = to
+        self.source = source
+        self.method = method
+    }
+
+    /// The site this transition is about: `site` or `to`.
+    public var subject: String { site ?? to ?? "" }
+
+    /// A short human description, e.g. `switchover to dr`.
+    public var summary: String {
+        switch action {
+        case .bootstrapStandby: "bootstrap-standby \(subject)"
+        case .enableStreaming: "enable-streaming \(subject) from \(upstream ?? "?")"
+        case .disableStreaming: "disable-streaming \(subject)"
+        case .fence: "fence \(subject)"
+        case .switchover: "switchover to \(subject)"
+        case .failover: "failover to \(subject)"
+        case .rewind: "rewind \(subject) from \(source ?? "?")"
+        case .rebuild: "rebuild \(subject)"
+        case .failback: "failback to \(subject) by \(method?.rawValue ?? "?")"
+        }
+    }
+}
+
+extension Plan {
+    /// Decodes a plan that ``PlanValidator`` accepted.
+    public static func decode(_ data: Data) throws -> Plan {
+        try JSONDecoder().decode(Plan.self, from: data)
+    }
+
+    /// The plan as canonical JSON (sorted keys), as stored in the journal.
+    public func canonicalJSON() -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return (try? encoder.encode(self)) ?? Data()
+    }
+}
