@@ -1,0 +1,41 @@
+import Foundation
+import GRDB
+
+/// The SQLite journal of a state directory: runs, steps, site roles, the run lock and the audit log.
+///
+/// WAL mode with synchronous=FULL, IMMEDIATE write transactions and a busy timeout: a step journaled
+/// `started` is on disk before its side effect begins, whatever happens to the process afterwards.
+public final class Journal: Sendable {
+    /// The database, one connection per process.
+    public let db: DatabaseQueue
+    /// The journal file.
+    public let path: String
+
+    /// Opens (creating if needed) `DIR/journal.sqlite` and migrates it.
+    public init(stateDirectory: String) throws {
+        try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        path = (stateDirectory as NSString).appendingPathComponent("journal.sqlite")
+        var config = Configuration()
+        config.journalMode = .wal
+        config.busyMode = .timeout(15)
+        // GRDB 7 opens every write transaction with BEGIN IMMEDIATE, so two processes never deadlock on upgrade.
+        config.label = "failoverd.journal"
+        db = try DatabaseQueue(path: path, configuration: config)
+        // GRDB's WAL setup leaves synchronous=NORMAL; a journal that must survive power loss needs FULL.
+        try db.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+        try JournalSchema.migrator.migrate(db)
+    }
+
+    /// The value of PRAGMA synchronous (2 = FULL), for tests and `status`.
+    public func synchronousMode() throws -> Int {
+        try db.read { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
+    }
+
+    /// The current time as ISO 8601 with milliseconds, as every table stores it.
+    public static func now() -> String { timestamp(Date()) }
+
+    /// Formats a date as ISO 8601 with milliseconds in UTC.
+    public static func timestamp(_ date: Date) -> String {
+        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    }
+}

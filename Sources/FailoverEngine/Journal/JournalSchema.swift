@@ -1,0 +1,127 @@
+import GRDB
+
+/// The journal's migrations: registered once, never edited; a change is a new migration.
+enum JournalSchema {
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE runs (
+                        id TEXT PRIMARY KEY,
+                        plan_name TEXT NOT NULL,
+                        plan_json TEXT NOT NULL,
+                        plan_sha256 TEXT NOT NULL,
+                        driver TEXT NOT NULL,
+                        is_drill INTEGER NOT NULL DEFAULT 0,
+                        allow_data_loss INTEGER NOT NULL DEFAULT 0,
+                        actor TEXT NOT NULL,
+                        step_count INTEGER NOT NULL,
+                        outcome TEXT NOT NULL CHECK (outcome IN ('running','succeeded','failed','refused','abandoned')),
+                        error TEXT,
+                        started_at TEXT NOT NULL,
+                        ended_at TEXT
+                    );
+                    CREATE TABLE steps (
+                        run_id TEXT NOT NULL REFERENCES runs(id),
+                        number INTEGER NOT NULL,
+                        transition INTEGER NOT NULL,
+                        action TEXT NOT NULL,
+                        kind TEXT NOT NULL,
+                        site TEXT NOT NULL,
+                        instance TEXT,
+                        destructive INTEGER NOT NULL,
+                        summary TEXT NOT NULL,
+                        step_json TEXT NOT NULL,
+                        status TEXT NOT NULL CHECK (status IN ('pending','started','done','satisfied','failed')),
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        started_at TEXT,
+                        ended_at TEXT,
+                        evidence TEXT,
+                        error TEXT,
+                        epoch INTEGER,
+                        PRIMARY KEY (run_id, number)
+                    );
+                    CREATE TABLE step_events (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        run_id TEXT NOT NULL,
+                        step INTEGER NOT NULL,
+                        status TEXT NOT NULL,
+                        at TEXT NOT NULL,
+                        epoch INTEGER NOT NULL,
+                        pid INTEGER NOT NULL,
+                        detail TEXT
+                    );
+                    CREATE INDEX step_events_run ON step_events(run_id, step);
+                    CREATE TABLE site_roles (
+                        site TEXT PRIMARY KEY,
+                        role TEXT NOT NULL,
+                        run_id TEXT,
+                        epoch INTEGER NOT NULL,
+                        updated_at TEXT NOT NULL
+                    );
+                    CREATE TABLE fenced_instances (
+                        instance TEXT PRIMARY KEY,
+                        site TEXT NOT NULL,
+                        last_known_lsn TEXT,
+                        reachable INTEGER NOT NULL,
+                        run_id TEXT NOT NULL,
+                        epoch INTEGER NOT NULL,
+                        fenced_at TEXT NOT NULL
+                    );
+                    CREATE TABLE run_lock (
+                        id INTEGER PRIMARY KEY CHECK (id = 1),
+                        run_id TEXT,
+                        pid INTEGER,
+                        host TEXT,
+                        acquired_at TEXT,
+                        renewed_at TEXT,
+                        lease_seconds REAL,
+                        epoch INTEGER NOT NULL
+                    );
+                    INSERT INTO run_lock (id, epoch) VALUES (1, 0);
+                    CREATE TABLE audit_events (
+                        seq INTEGER PRIMARY KEY,
+                        at TEXT NOT NULL,
+                        run_id TEXT,
+                        site TEXT,
+                        actor TEXT NOT NULL,
+                        kind TEXT NOT NULL,
+                        details TEXT NOT NULL,
+                        prev_hash TEXT NOT NULL,
+                        hash TEXT NOT NULL
+                    );
+                    CREATE INDEX audit_events_run ON audit_events(run_id);
+                    CREATE INDEX audit_events_site ON audit_events(site);
+                    CREATE INDEX audit_events_kind ON audit_events(kind);
+                    CREATE INDEX audit_events_at ON audit_events(at);
+                    CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+                    BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+                    CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+                    BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+
+                    CREATE VIEW run_summary AS
+                        SELECT r.id AS run_id, r.plan_name, r.driver, r.is_drill, r.outcome, r.started_at, r.ended_at,
+                               r.step_count,
+                               (SELECT count(*) FROM steps s WHERE s.run_id = r.id AND s.status = 'done') AS steps_done,
+                               (SELECT count(*) FROM steps s WHERE s.run_id = r.id AND s.status = 'satisfied') AS steps_satisfied,
+                               (SELECT count(*) FROM steps s WHERE s.run_id = r.id AND s.status = 'failed') AS steps_failed,
+                               r.error
+                        FROM runs r;
+                    CREATE VIEW step_timeline AS
+                        SELECT s.run_id, s.number, s.transition, s.action, s.kind, s.site, s.instance, s.status,
+                               s.started_at, s.ended_at,
+                               round((julianday(s.ended_at) - julianday(s.started_at)) * 86400.0, 3) AS seconds,
+                               s.attempts, s.epoch, s.evidence, s.error
+                        FROM steps s;
+                    CREATE VIEW in_doubt_steps AS
+                        SELECT run_id, number, kind, site, instance, started_at, epoch FROM steps WHERE status = 'started';
+                    CREATE VIEW current_roles AS
+                        SELECT site, role, run_id, updated_at FROM site_roles;
+                    CREATE VIEW audit AS
+                        SELECT seq, at, run_id, site, actor, kind, details FROM audit_events;
+                    """)
+        }
+        return m
+    }
+}

@@ -1,0 +1,213 @@
+/// Expands a plan's transitions into ordered steps. Pure: no I/O, so `failoverd plan` is a dry run.
+public struct Planner: Sendable {
+    /// The plan to expand.
+    public let plan: Plan
+
+    /// Creates a planner for `plan`.
+    public init(plan: Plan) { self.plan = plan }
+
+    /// The steps of every transition, numbered from 1, or the state machine's refusal.
+    ///
+    /// Roles start from the plan's declared roles and change transition by transition.
+    public func steps() -> Result<[Step], RoleMachine.Refusal> {
+        var roles = Dictionary(uniqueKeysWithValues: plan.sites.map { ($0.name, $0.role) })
+        // Which site each streaming standby follows; the plan declares streaming sites as following the primary.
+        var upstreams: [String: String] = [:]
+        if let primary = plan.declaredPrimary {
+            for site in plan.sites where site.role == .streamingStandby { upstreams[site.name] = primary.name }
+        }
+        var all: [Step] = []
+        for (index, transition) in plan.transitions.enumerated() {
+            let position = index + 1
+            let next: [String: Role]
+            switch RoleMachine.apply(transition, position: position, to: roles) {
+            case .success(let r): next = r
+            case .failure(let refusal): return .failure(refusal)
+            }
+            var builder = StepBuilder(plan: plan, transition: transition, position: position)
+            builder.expand(roles: roles, upstreams: &upstreams)
+            let changed = next.filter { roles[$0.key] != $0.value }
+            builder.add(
+                .recordRoles, site: transition.subject, roles: changed,
+                "record roles: " + changed.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.rawValue)" }.joined(separator: ", "))
+            all += builder.steps
+            roles = next
+        }
+        for i in all.indices { all[i].number = i + 1 }
+        return .success(all)
+    }
+
+    /// The roles every site has after the whole plan, or the refusal.
+    public func finalRoles() -> Result<[String: Role], RoleMachine.Refusal> {
+        RoleMachine.applyAll(plan.transitions, to: Dictionary(uniqueKeysWithValues: plan.sites.map { ($0.name, $0.role) }))
+    }
+}
+
+/// Builds the steps of one transition.
+struct StepBuilder {
+    let plan: Plan
+    let transition: Transition
+    let position: Int
+    var steps: [Step] = []
+
+    init(plan: Plan, transition: Transition, position: Int) {
+        self.plan = plan
+        self.transition = transition
+        self.position = position
+    }
+
+    mutating func add(
+        _ kind: StepKind, site: String, instance: Instance? = nil, peer: Instance? = nil, delta: Bool? = nil,
+        roles: [String: Role]? = nil, unlessFollowing: Instance? = nil, _ summary: String
+    ) {
+        steps.append(
+            Step(
+                transition: position, action: transition.action, kind: kind, site: site, instance: instance?.name,
+                peer: peer?.name, delta: delta, roles: roles, unlessFollowing: unlessFollowing?.name, summary: summary))
+    }
+
+    func site(_ name: String) -> Site { plan.site(named: name)! }
+
+    /// Expands the transition, given the roles before it; updates which site streams from which.
+    mutating func expand(roles: [String: Role], upstreams: inout [String: String]) {
+        let subject = site(transition.subject)
+        let primaryName = roles.first { $0.value == .primary }?.key
+        switch transition.action {
+        case .bootstrapStandby:
+            for i in subject.instances {
+                add(.restore, site: subject.name, instance: i, delta: false, "restore \(i.name) from the repository as a standby")
+                configureAndStart(subject, i, upstream: nil)
+            }
+        case .enableStreaming:
+            let up = site(transition.upstream!)
+            upstreams[subject.name] = up.name
+            follow(subject, leaderUpstream: up.leader, start: false)
+        case .disableStreaming:
+            upstreams[subject.name] = nil
+            for i in subject.instances {
+                add(.configureRecovery, site: subject.name, instance: i, "configure \(i.name) as an archive standby (restore_command only)")
+                add(.awaitArchiveRecovery, site: subject.name, instance: i, "wait until \(i.name) replays from the repository with no WAL receiver")
+            }
+        case .fence:
+            for i in subject.instances { add(.fence, site: subject.name, instance: i, "fence \(i.name): record its last LSN and stop it") }
+        case .switchover:
+            switchover(from: site(primaryName!), to: subject, roles: roles, upstreams: &upstreams)
+        case .failover:
+            let old = primaryName.map(site)
+            add(.gateFailover, site: subject.name, instance: subject.leader, "check that \(subject.leader.name) is the most advanced reachable standby")
+            if let old {
+                for i in old.instances { add(.fence, site: old.name, instance: i, "fence \(i.name): record its last LSN and stop it") }
+            }
+            add(.promote, site: subject.name, instance: subject.leader, "promote \(subject.leader.name) after proving no other instance accepts writes")
+            add(.switchWAL, site: subject.name, instance: subject.leader, "switch WAL on \(subject.leader.name) and wait until it is archived")
+            upstreams[subject.name] = nil
+            if let old { upstreams[old.name] = nil }
+            for f in subject.followers {
+                add(.configureRecovery, site: subject.name, instance: f, peer: subject.leader, "point \(f.name) at its leader \(subject.leader.name)")
+                add(.awaitStreaming, site: subject.name, instance: f, peer: subject.leader, "wait until \(f.name) streams from \(subject.leader.name)")
+            }
+            repointStandbys(from: old?.name, to: subject, roles: roles, upstreams: &upstreams)
+        case .rewind:
+            let source = site(transition.source!)
+            rewind(subject, from: source.leader)
+            upstreams[subject.name] = source.name
+        case .rebuild:
+            if let p = primaryName.map(site) {
+                add(.switchWAL, site: p.name, instance: p.leader, "switch WAL on \(p.leader.name) and wait until it is archived")
+            }
+            upstreams[subject.name] = nil
+            for i in subject.instances {
+                add(.stop, site: subject.name, instance: i, "stop \(i.name) before the delta restore")
+                add(.restore, site: subject.name, instance: i, delta: true, "delta-restore \(i.name) from the repository")
+                configureAndStart(subject, i, upstream: nil)
+            }
+        case .failback:
+            let current = site(primaryName!)
+            if transition.method == .rebuild {
+                add(.switchWAL, site: current.name, instance: current.leader, "switch WAL on \(current.leader.name) and wait until it is archived")
+                for i in subject.instances {
+                    let upstream = i == subject.leader ? current.leader : subject.leader
+                    add(.stop, site: subject.name, instance: i, unlessFollowing: upstream, "stop \(i.name) before the delta restore")
+                    add(.restore, site: subject.name, instance: i, delta: true, unlessFollowing: upstream, "delta-restore \(i.name) from the repository")
+                    configureAndStart(subject, i, upstream: upstream)
+                }
+            } else {
+                rewind(subject, from: current.leader)
+            }
+            upstreams[subject.name] = current.name
+            add(.awaitCatchup, site: subject.name, instance: subject.leader, peer: current.leader, "wait until \(subject.leader.name) has caught up with \(current.leader.name)")
+            switchover(from: current, to: subject, roles: roles, upstreams: &upstreams)
+        }
+    }
+
+    /// Standby settings, start, and the wait that proves the mode.
+    mutating func configureAndStart(_ s: Site, _ i: Instance, upstream: Instance?) {
+        if let upstream {
+            add(.configureRecovery, site: s.name, instance: i, peer: upstream, "configure \(i.name) to stream from \(upstream.name)")
+            add(.start, site: s.name, instance: i, "start \(i.name) as a standby")
+            add(.awaitStreaming, site: s.name, instance: i, peer: upstream, "wait until \(i.name) streams from \(upstream.name)")
+        } else {
+            add(.configureRecovery, site: s.name, instance: i, "configure \(i.name) as an archive standby (restore_command only)")
+            add(.start, site: s.name, instance: i, "start \(i.name) as a standby")
+            add(.awaitArchiveRecovery, site: s.name, instance: i, "wait until \(i.name) replays WAL from the repository")
+        }
+    }
+
+    /// The site leader follows `leaderUpstream`; the other instances cascade from the leader.
+    mutating func follow(_ s: Site, leaderUpstream: Instance, start: Bool) {
+        for i in s.instances {
+            let upstream = i == s.leader ? leaderUpstream : s.leader
+            add(.configureRecovery, site: s.name, instance: i, peer: upstream, "configure \(i.name) to stream from \(upstream.name)")
+            if start { add(.start, site: s.name, instance: i, "start \(i.name) as a standby") }
+            add(.awaitStreaming, site: s.name, instance: i, peer: upstream, "wait until \(i.name) streams from \(upstream.name)")
+        }
+    }
+
+    mutating func rewind(_ s: Site, from source: Instance) {
+        for i in s.instances {
+            let upstream = i == s.leader ? source : s.leader
+            add(.stop, site: s.name, instance: i, unlessFollowing: upstream, "stop \(i.name) cleanly before pg_rewind")
+            add(.rewind, site: s.name, instance: i, peer: source, unlessFollowing: upstream, "pg_rewind \(i.name) from \(source.name)")
+            add(.configureRecovery, site: s.name, instance: i, peer: upstream, "configure \(i.name) to stream from \(upstream.name)")
+            add(.start, site: s.name, instance: i, "start \(i.name) as a standby")
+            add(.awaitStreaming, site: s.name, instance: i, peer: upstream, "wait until \(i.name) streams from \(upstream.name) on its timeline")
+        }
+    }
+
+    /// The planned handover: gate, checkpoint, clean stop, demotion token, replay, promote, re-point.
+    mutating func switchover(from old: Site, to new: Site, roles: [String: Role], upstreams: inout [String: String]) {
+        let o = old.leader
+        let n = new.leader
+        add(.gateSwitchover, site: new.name, instance: n, peer: o, "check that \(n.name) streams from \(o.name) within policy, same system and timeline")
+        add(.checkpoint, site: old.name, instance: o, "CHECKPOINT on \(o.name) so its shutdown checkpoint is short")
+        add(.stop, site: old.name, instance: o, "stop \(o.name) cleanly (fast)")
+        add(.readShutdownCheckpoint, site: old.name, instance: o, "read \(o.name)'s shutdown checkpoint (the demotion token)")
+        add(.awaitReplay, site: new.name, instance: n, peer: o, "wait until \(n.name) has replayed \(o.name)'s shutdown checkpoint")
+        add(.promote, site: new.name, instance: n, "promote \(n.name) after proving no other instance accepts writes")
+        add(.switchWAL, site: new.name, instance: n, "switch WAL on \(n.name) and wait until it is archived")
+        add(.configureRecovery, site: old.name, instance: o, peer: n, "configure \(o.name) to stream from \(n.name)")
+        add(.start, site: old.name, instance: o, "start \(o.name) as a standby of \(n.name)")
+        add(.awaitStreaming, site: old.name, instance: o, peer: n, "wait until \(o.name) streams from \(n.name) on the new timeline")
+        for f in old.followers {
+            add(.awaitStreaming, site: old.name, instance: f, peer: o, "wait until \(f.name) streams from \(o.name) on the new timeline")
+        }
+        for f in new.followers {
+            add(.awaitStreaming, site: new.name, instance: f, peer: n, "wait until \(f.name) streams from \(n.name) on the new timeline")
+        }
+        upstreams[new.name] = nil
+        upstreams[old.name] = new.name
+        repointStandbys(from: old.name, to: new, roles: roles, upstreams: &upstreams, except: [old.name])
+    }
+
+    /// Every other streaming site that followed `from` now follows `to`'s leader.
+    mutating func repointStandbys(
+        from: String?, to new: Site, roles: [String: Role], upstreams: inout [String: String], except: Set<String> = []
+    ) {
+        for s in plan.sites where s.name != new.name && !except.contains(s.name) && roles[s.name] == .streamingStandby {
+            guard upstreams[s.name] == from || upstreams[s.name] == nil else { continue }
+            upstreams[s.name] = new.name
+            add(.configureRecovery, site: s.name, instance: s.leader, peer: new.leader, "re-point \(s.leader.name) at \(new.leader.name)")
+            add(.awaitStreaming, site: s.name, instance: s.leader, peer: new.leader, "wait until \(s.leader.name) streams from \(new.leader.name)")
+        }
+    }
+}
