@@ -52,7 +52,9 @@ public struct AuditLog: Sendable {
 
     /// The actor of this process: user@host.
     public static var actor: String {
-        let user = ProcessInfo.processInfo.environment["USER"] ?? String(cString: getlogin() ?? strdup("unknown"))
+        var user = ProcessInfo.processInfo.environment["FAILOVERD_ACTOR"] ?? ""
+        if user.isEmpty, let pw = getpwuid(geteuid()), let name = pw.pointee.pw_name { user = String(cString: name) }
+        if user.isEmpty { user = "uid\(geteuid())" }
         return "\(user)@\(ProcessInfo.processInfo.hostName)"
     }
 

@@ -1,0 +1,203 @@
+import Crypto
+import Foundation
+import Logging
+
+/// Carries out a plan's steps with every step journaled before and after its side effect, so a run killed
+/// at any moment and resumed ends in the same state as an uninterrupted one.
+public actor Executor {
+    let options: RunOptions
+    let journal: Journal
+    let lock: RunLock
+    let clock = ContinuousClock()
+
+    /// An executor over the options' state directory.
+    public init(options: RunOptions) throws {
+        self.options = options
+        do {
+            journal = try Journal(stateDirectory: options.stateDirectory)
+        } catch {
+            throw FailoverError.invalid("cannot open the journal in state directory \(options.stateDirectory): \(error)")
+        }
+        lock = RunLock(journal: journal)
+    }
+
+    /// Starts a new run of `plan`.
+    ///
+    /// Refuses (exit 3) when an earlier run is unfinished, when the plan's declared roles disagree with the
+    /// recorded or observed ones, or when the state machine refuses a transition; exit 4 when another run
+    /// holds the lock.
+    public func run(_ plan: Plan) async throws -> RunOutcome {
+        let runID = Self.makeRunID()
+        let holder = try lock.acquire(runID: runID)
+        do {
+            if let unfinished = try journal.unfinishedRun() {
+                throw FailoverError.refused(
+                    "run \(unfinished.id) of plan \"\(unfinished.planName)\" is unfinished (\(unfinished.outcome)); continue it with: failoverd resume \(unfinished.id) --state \(options.stateDirectory)  (or give it up with: failoverd abandon \(unfinished.id) --state \(options.stateDirectory))"
+                )
+            }
+            let recorded = try journal.recordedRoles()
+            for site in plan.sites {
+                if let r = recorded[site.name], r != site.role {
+                    throw FailoverError.refused(
+                        "site \"\(site.name)\": the plan declares \(site.role.rawValue) but the journal records \(r.rawValue) (see `failoverd status --state \(options.stateDirectory)`). Update the site's role in the plan to \(r.rawValue).")
+                }
+            }
+            let steps: [Step]
+            switch Planner(plan: plan).steps() {
+            case .success(let s): steps = s
+            case .failure(let refusal): throw FailoverError.refused(refusal.message)
+            }
+            let driver = try DriverFactory.make(plan: plan, stateDirectory: options.stateDirectory, simulate: options.simulate)
+            try await Preflight(plan: plan, driver: driver).check()
+            let unrecorded = Dictionary(uniqueKeysWithValues: plan.sites.filter { recorded[$0.name] == nil }.map { ($0.name, $0.role) })
+            if !unrecorded.isEmpty { try journal.recordRoles(unrecorded, run: nil, epoch: holder.epoch) }
+            let json = String(decoding: plan.canonicalJSON(), as: UTF8.self)
+            let record = RunRecord(
+                id: runID, planName: plan.name, planJSON: json, planSHA256: AuditLog.sha256(json),
+                driver: DriverFactory.name(plan: plan, simulate: options.simulate), isDrill: options.isDrill,
+                allowDataLoss: options.allowDataLoss, actor: AuditLog.actor, stepCount: steps.count, outcome: "running", error: nil,
+                startedAt: Journal.now(), endedAt: nil)
+            try journal.createRun(record, steps: steps, epoch: holder.epoch)
+            options.logger.info("run \(runID) started: plan \"\(plan.name)\", \(steps.count) steps")
+            return try await execute(runID: runID, plan: plan, driver: driver, holder: holder)
+        } catch let error as FailoverError where error.code != .stepFailed {
+            try? AuditLog(journal: journal).append(kind: "refusal", run: runID, details: ["reason": error.message])
+            try? lock.release(holder)
+            throw error
+        } catch {
+            try? lock.release(holder)
+            throw error
+        }
+    }
+
+    /// Continues an unfinished run (the latest one when `runID` is nil): done steps never run again;
+    /// an in-doubt step runs its check first.
+    public func resume(runID: String?) async throws -> RunOutcome {
+        let holder0 = try lock.acquire(runID: runID ?? "resume")
+        do {
+            let found: RunRecord?
+            if let runID { found = try journal.run(runID) } else { found = try journal.unfinishedRun() }
+            guard let run = found else {
+                throw FailoverError.invalid(
+                    runID.map { "no run \($0) in state directory \(options.stateDirectory); list runs with `failoverd status`" }
+                        ?? "no unfinished run in state directory \(options.stateDirectory); nothing to resume")
+            }
+            guard run.outcome != "succeeded", run.outcome != "abandoned" else {
+                throw FailoverError.invalid("run \(run.id) is \(run.outcome); there is nothing to resume")
+            }
+            let holder = try lock.reassign(holder0, to: run.id)
+            let plan = try run.plan()
+            let driver = try DriverFactory.make(plan: plan, stateDirectory: options.stateDirectory, simulate: run.driver == "simulated")
+            try journal.reopenRun(run.id)
+            var details = ["epoch": String(holder.epoch), "previousOutcome": run.outcome]
+            if options.allowDataLoss && !run.allowDataLoss { details["override"] = "allow-data-loss" }
+            try AuditLog(journal: journal).append(kind: "run-resume", run: run.id, details: details)
+            if options.allowDataLoss && !run.allowDataLoss {
+                try AuditLog(journal: journal).append(kind: "override", run: run.id, details: ["override": "allow-data-loss", "scope": "this resume"])
+            }
+            options.logger.info("resuming run \(run.id) of plan \"\(plan.name)\"")
+            return try await execute(runID: run.id, plan: plan, driver: driver, holder: holder, allowDataLoss: options.allowDataLoss || run.allowDataLoss)
+        } catch let error as FailoverError where error.code != .stepFailed && error.code != .refused {
+            try? lock.release(holder0)
+            throw error
+        } catch {
+            try? lock.release(holder0)
+            throw error
+        }
+    }
+
+    /// Marks an unfinished run abandoned, so a new run may start; the audit log records who and why.
+    public func abandon(runID: String, reason: String) throws {
+        let holder = try lock.acquire(runID: runID)
+        defer { try? lock.release(holder) }
+        guard let run = try journal.run(runID), run.outcome != "succeeded", run.outcome != "abandoned" else {
+            throw FailoverError.invalid("run \(runID) is not an unfinished run in \(options.stateDirectory)")
+        }
+        try journal.finishRun(runID, outcome: "abandoned", error: reason, epoch: holder.epoch)
+    }
+
+    func execute(runID: String, plan: Plan, driver: any SiteDriver, holder: RunLock.Holder, allowDataLoss: Bool? = nil) async throws
+        -> RunOutcome
+    {
+        let started = clock.now
+        let records = try journal.steps(of: runID)
+        let steps = records.map(\.step)
+        var evidence: [Int: [String: String]] = [:]
+        for r in records where r.status == "done" || r.status == "satisfied" { evidence[r.step.number] = r.evidence }
+        var done = 0
+        var satisfied = 0
+        let heartbeat = Task { [lock] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(lock.leaseSeconds / 3))
+                try? lock.renew(holder)
+            }
+        }
+        defer { heartbeat.cancel() }
+        func progress(_ step: Step, _ status: String) {
+            options.onProgress?(StepProgress(step: step, status: status, total: steps.count, elapsed: seconds(since: started)))
+        }
+        for record in records where record.status != "done" && record.status != "satisfied" {
+            let step = record.step
+            let ctx = StepContext(
+                plan: plan, driver: driver, journal: journal, runID: runID, epoch: holder.epoch,
+                allowDataLoss: allowDataLoss ?? options.allowDataLoss, logger: options.logger, evidence: evidence, steps: steps,
+                pollInterval: DriverFactory.pollInterval(driver))
+            let runner = StepRunner(ctx: ctx, step: step)
+            do {
+                if try await runner.check() {
+                    try journal.recordStep(run: runID, step: step, status: "satisfied", epoch: holder.epoch)
+                    satisfied += 1
+                    progress(step, "satisfied")
+                    continue
+                }
+                try journal.recordStep(run: runID, step: step, status: "started", epoch: holder.epoch)
+                progress(step, "started")
+                crashIfAsked(step.number, .before)
+                if step.destructive { try lock.verify(holder) }
+                let e = try await runner.act()
+                crashIfAsked(step.number, .after)
+                try await runner.verify()
+                try journal.recordStep(run: runID, step: step, status: "done", epoch: holder.epoch, evidence: e)
+                evidence[step.number] = e
+                done += 1
+                progress(step, "done")
+            } catch {
+                let failure = (error as? FailoverError) ?? FailoverError.failed("\(error)")
+                let message = "step \(step.number) (\(step.summary)) failed: \(failure.message)"
+                try? journal.recordStep(run: runID, step: step, status: "failed", epoch: holder.epoch, error: failure.message)
+                progress(step, "failed")
+                // A refusal before any destructive step changed nothing: the run is closed as refused.
+                // After one, the run stays resumable whatever the cause.
+                let changed = try journal.steps(of: runID).contains { $0.step.destructive && $0.status == "done" }
+                let outcome = failure.code == .refused && !changed ? "refused" : "failed"
+                try? journal.finishRun(runID, outcome: outcome, error: message, epoch: holder.epoch)
+                try? lock.release(holder)
+                let hint =
+                    outcome == "failed"
+                    ? "\nThe run is resumable: failoverd resume \(runID) --state \(options.stateDirectory)" : "\nNothing was changed."
+                throw FailoverError(failure.code, message + hint)
+            }
+        }
+        let secs = seconds(since: started)
+        try journal.finishRun(runID, outcome: "succeeded", details: ["seconds": String(format: "%.3f", secs)], epoch: holder.epoch)
+        try lock.release(holder)
+        return RunOutcome(runID: runID, outcome: "succeeded", stepsDone: done, stepsSatisfied: satisfied, stepCount: steps.count, seconds: secs)
+    }
+
+    func crashIfAsked(_ step: Int, _ phase: CrashPoint.Phase) {
+        guard let c = options.crashAt, c.step == step, c.phase == phase else { return }
+        options.logger.warning("fault switch: killing failoverd at step \(step):\(phase.rawValue)")
+        kill(getpid(), SIGKILL)
+    }
+
+    func seconds(since start: ContinuousClock.Instant) -> Double {
+        let d = clock.now - start
+        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+
+    static func makeRunID() -> String {
+        let f = Date().formatted(.iso8601.year().month().day().dateSeparator(.omitted).time(includingFractionalSeconds: false).timeSeparator(.omitted))
+        let stamp = f.replacingOccurrences(of: "T", with: "-").replacingOccurrences(of: "Z", with: "")
+        return "r-\(stamp)-" + String(format: "%04x", UInt16.random(in: 0...UInt16.max))
+    }
+}

@@ -1,0 +1,34 @@
+/// Before a new run: what failoverd observes must not contradict the roles the plan declares.
+struct Preflight {
+    let plan: Plan
+    let driver: any SiteDriver
+
+    /// Throws a refusal naming the site, the declared role and what was observed.
+    func check() async throws {
+        for site in plan.sites {
+            for instance in site.instances {
+                let s: InstanceStatus
+                do { s = try await driver.status(of: instance) } catch { continue }  // unreachable: the plan may be a failover
+                let observed = !s.running ? "not running" : (s.inRecovery ? "a standby (in recovery)" : "a primary accepting writes")
+                switch site.role {
+                case .archiveStandby, .streamingStandby, .fenced, .none:
+                    if s.isWritablePrimary {
+                        throw FailoverError.refused(
+                            "site \"\(site.name)\": the plan declares \(site.role.rawValue) but \(instance.name) is \(observed). Fix the plan's role, or fence that server first."
+                        )
+                    }
+                    if site.role == .none, try await driver.hasData(instance) {
+                        throw FailoverError.refused(
+                            "site \"\(site.name)\": the plan declares none (to be bootstrapped) but \(instance.name) already has a data directory at \(instance.dataDirectory); declare its real role or use rebuild."
+                        )
+                    }
+                case .primary:
+                    if instance == site.leader, s.running, s.inRecovery {
+                        throw FailoverError.refused(
+                            "site \"\(site.name)\": the plan declares primary but its leader \(instance.name) is \(observed). Fix the plan's role.")
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import Logging
+
+/// Where the fault switch kills the engine: after step N is journaled `started`, before or after its act.
+public struct CrashPoint: Sendable, Equatable, CustomStringConvertible {
+    /// Before or after the act.
+    public enum Phase: String, Sendable { case before, after }
+    /// The step number, from 1.
+    public var step: Int
+    /// Before or after the act.
+    public var phase: Phase
+
+    /// Parses `N:before` or `N:after`.
+    public init?(_ text: String) {
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, let n = Int(parts[0]), n >= 1, let p = Phase(rawValue: String(parts[1])) else { return nil }
+        step = n
+        phase = p
+    }
+
+    /// Creates a crash point.
+    public init(step: Int, phase: Phase) {
+        self.step = step
+        self.phase = phase
+    }
+
+    public var description: String { "\(step):\(phase.rawValue)" }
+}
+
+/// A progress notification: a step started, finished or was skipped.
+public struct StepProgress: Sendable {
+    /// The step.
+    public var step: Step
+    /// started, done, satisfied or failed.
+    public var status: String
+    /// How many steps the run has.
+    public var total: Int
+    /// Seconds since the run (or resume) started.
+    public var elapsed: Double
+}
+
+/// How to carry out a run or a resume.
+public struct RunOptions: Sendable {
+    /// The state directory holding journal.sqlite (and simulation.json with --simulate).
+    public var stateDirectory: String
+    /// Run against the simulated driver instead of PostgreSQL.
+    public var simulate: Bool
+    /// The fault switch for crash tests and drills.
+    public var crashAt: CrashPoint?
+    /// Override the data-loss gates for this run; written to the audit log.
+    public var allowDataLoss: Bool
+    /// True when a drill runs the plan.
+    public var isDrill: Bool
+    /// Where the library logs (info and below); the executable bootstraps logging.
+    public var logger: Logger
+    /// Called on every step state change.
+    public var onProgress: (@Sendable (StepProgress) -> Void)?
+
+    /// Options with defaults: no crash point, no override, not a drill.
+    public init(
+        stateDirectory: String, simulate: Bool = false, crashAt: CrashPoint? = nil, allowDataLoss: Bool = false,
+        isDrill: Bool = false, logger: Logger = Logger(label: "failoverd"), onProgress: (@Sendable (StepProgress) -> Void)? = nil
+    ) {
+        self.stateDirectory = stateDirectory
+        self.simulate = simulate
+        self.crashAt = crashAt
+        self.allowDataLoss = allowDataLoss
+        self.isDrill = isDrill
+        self.logger = logger
+        self.onProgress = onProgress
+    }
+
+    /// The default state directory: `$FAILOVERD_STATE`, else `./.failoverd`.
+    public static var defaultStateDirectory: String {
+        ProcessInfo.processInfo.environment["FAILOVERD_STATE"].flatMap { $0.isEmpty ? nil : $0 } ?? ".failoverd"
+    }
+}
+
+/// How a run ended.
+public struct RunOutcome: Sendable, Codable {
+    /// The run id.
+    public var runID: String
+    /// succeeded (the only value returned; failures throw).
+    public var outcome: String
+    /// Steps whose act ran in this invocation.
+    public var stepsDone: Int
+    /// Steps found already satisfied in this invocation.
+    public var stepsSatisfied: Int
+    /// Steps in the run.
+    public var stepCount: Int
+    /// Seconds this invocation took.
+    public var seconds: Double
+}

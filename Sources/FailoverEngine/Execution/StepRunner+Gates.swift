@@ -1,0 +1,161 @@
+import Foundation
+
+/// The safety gates: switchover preconditions, the demotion token, replay of the shutdown checkpoint,
+/// the split-brain check before promote, and fencing.
+extension StepRunner {
+    /// The target streams from the primary, same system and timeline, within policy.maxLagBytes.
+    func gateSwitchover(target: Instance, primary: Instance) async throws -> [String: String] {
+        let p = try await driver.status(of: primary)
+        let t = try await driver.status(of: target)
+        guard p.isWritablePrimary, let top = p.currentLSN else {
+            throw FailoverError.refused(
+                "switchover refused: \(primary.name) is not running as a primary that accepts writes; a switchover needs a live primary. Use failover instead.")
+        }
+        guard t.running, t.inRecovery else {
+            throw FailoverError.refused("switchover refused: \(target.name) is not a running standby (running: \(t.running), in recovery: \(t.inRecovery)).")
+        }
+        guard t.systemIdentifier == p.systemIdentifier else {
+            throw FailoverError.refused(
+                "switchover refused: \(target.name) has system identifier \(t.systemIdentifier) but \(primary.name) has \(p.systemIdentifier); they are different clusters. Rebuild \(target.name) from the repository.")
+        }
+        let targetTimeline = t.walReceiver?.receivedTimeline ?? t.timeline
+        guard targetTimeline == p.timeline || ctx.allowDataLoss else {
+            throw FailoverError.refused(
+                "switchover refused: \(target.name) is on timeline \(targetTimeline) but \(primary.name) is on timeline \(p.timeline). Rewind or rebuild \(target.name) first.")
+        }
+        let replay = t.replayLSN ?? .zero
+        let lag = top.bytes(after: replay)
+        var evidence = ["primaryLSN": top.description, "targetReplayLSN": replay.description, "lagBytes": String(lag), "timeline": String(p.timeline)]
+        let streaming = t.walReceiver?.isStreaming(from: primary) ?? false
+        if !streaming {
+            guard ctx.allowDataLoss else {
+                throw FailoverError.refused(
+                    "switchover refused: \(target.name) is not streaming from \(primary.name) (WAL receiver: \(t.walReceiver?.status ?? "none")); it cannot replay the shutdown checkpoint. Run enable-streaming first, or use --allow-data-loss to accept losing what it has not received."
+                )
+            }
+            evidence["override"] = "allow-data-loss: target not streaming"
+        }
+        if lag > ctx.plan.policy.maxLagBytes {
+            guard ctx.allowDataLoss else {
+                throw FailoverError.refused(
+                    "switchover refused: \(target.name) has replayed \(replay) but \(primary.name) is at \(top) (\(lag) bytes behind, policy.maxLagBytes is \(ctx.plan.policy.maxLagBytes)); wait for it to catch up or use --allow-data-loss.")
+            }
+            evidence["override"] = "allow-data-loss: lag \(lag) bytes over policy"
+        }
+        return evidence
+    }
+
+    /// The target is running in recovery and no reachable standby has replayed further.
+    func gateFailover(target: Instance) async throws -> [String: String] {
+        let t = try await driver.status(of: target)
+        guard t.running, t.inRecovery, let pos = t.position else {
+            throw FailoverError.refused("failover refused: \(target.name) is not a running standby; start it or choose another target.")
+        }
+        var evidence = ["targetLSN": pos.description]
+        for s in ctx.plan.sites where s.leader != target && s.instances.allSatisfy({ $0 != target }) {
+            guard let st = try? await driver.status(of: s.leader), st.running, st.inRecovery, let other = st.position,
+                st.systemIdentifier == t.systemIdentifier
+            else { continue }
+            evidence["candidate." + s.leader.name] = other.description
+            if other > pos && !ctx.allowDataLoss {
+                throw FailoverError.refused(
+                    "failover refused: \(s.leader.name) (site \(s.name)) has replayed \(other), further than \(target.name) at \(pos); fail over to \(s.name) instead, or use --allow-data-loss.")
+            }
+        }
+        return evidence
+    }
+
+    /// The demotion token: the stopped old primary's shutdown checkpoint.
+    func readShutdownCheckpoint(_ old: Instance) async throws -> [String: String] {
+        guard let cd = try await driver.controlData(of: old) else {
+            throw FailoverError.refused("switchover refused: \(old.name) has no readable pg_control; cannot prove where its WAL ends.")
+        }
+        guard cd.isCleanPrimaryShutdown else {
+            throw FailoverError.refused(
+                "switchover refused: \(old.name) was not shut down cleanly (cluster state: \(cd.state)); without a shutdown checkpoint there is no proof the target has every commit. Start it again and retry, or use failover.")
+        }
+        return [
+            "systemIdentifier": cd.systemIdentifier, "timeline": String(cd.timeline), "checkpointLSN": cd.checkpointLSN.description,
+            "demotionToken": "\(cd.systemIdentifier)/\(cd.timeline)/\(cd.checkpointLSN)",
+        ]
+    }
+
+    /// Waits until the target has replayed past the old primary's shutdown checkpoint, same system, same timeline.
+    func awaitReplay(target: Instance, oldPrimary: Instance) async throws -> [String: String] {
+        let token: [String: String]
+        if let e = evidence(ofKind: .readShutdownCheckpoint, instance: oldPrimary.name) {
+            token = e
+        } else {
+            token = try await readShutdownCheckpoint(oldPrimary)
+        }
+        guard let checkpoint = token["checkpointLSN"].flatMap(LSN.init), let timeline = token["timeline"].flatMap(Int.init),
+            let system = token["systemIdentifier"]
+        else { throw FailoverError.failed("the demotion token of \(oldPrimary.name) is incomplete: \(token)") }
+        var seen: InstanceStatus?
+        let replayed: LSN? = try await Wait.until(timeout: ctx.allowDataLoss ? min(ctx.timeout, 5) : ctx.timeout, interval: ctx.pollInterval) {
+            let t = try await driver.status(of: target)
+            seen = t
+            guard t.running, t.inRecovery else {
+                throw FailoverError.refused("switchover refused: \(target.name) is no longer a running standby; nothing was promoted. Inspect it before resuming.")
+            }
+            guard t.systemIdentifier == system else {
+                throw FailoverError.refused(
+                    "switchover refused: \(target.name) has system identifier \(t.systemIdentifier), the old primary \(system); do not retry, rebuild \(target.name).")
+            }
+            let tli = t.walReceiver?.receivedTimeline ?? t.timeline
+            guard tli == timeline || ctx.allowDataLoss else {
+                throw FailoverError.refused(
+                    "switchover refused: \(target.name) is on timeline \(tli), the old primary's shutdown checkpoint on timeline \(timeline); do not retry blindly, rewind or rebuild \(target.name).")
+            }
+            if let r = t.replayLSN, r > checkpoint { return r }
+            return nil
+        }
+        var evidence = ["demotionToken": token["demotionToken"] ?? "", "checkpointLSN": checkpoint.description, "timeline": String(timeline)]
+        if let replayed {
+            evidence["targetReplayLSN"] = replayed.description
+            return evidence
+        }
+        let at = seen?.replayLSN?.description ?? "unknown"
+        guard ctx.allowDataLoss else {
+            throw FailoverError.refused(
+                "switchover refused: \(target.name) has replayed \(at) but \(oldPrimary.name)'s shutdown checkpoint is \(checkpoint) (timeline \(timeline)); nothing was promoted and \(oldPrimary.name) is stopped. Restore the target's WAL stream and resume, or resume with --allow-data-loss."
+            )
+        }
+        evidence["targetReplayLSN"] = at
+        evidence["override"] = "allow-data-loss: promoted before replaying the shutdown checkpoint"
+        return evidence
+    }
+
+    /// Proves no other instance accepts writes, promotes, and proves the target accepts writes.
+    func promote(_ target: Instance) async throws -> [String: String] {
+        for (site, other) in ctx.plan.allInstances where other != target {
+            if let s = try? await driver.status(of: other), s.isWritablePrimary {
+                throw FailoverError.refused(
+                    "promote refused: \(other.name) (site \(site.name)) accepts writes; promoting \(target.name) now would make two primaries. Fence \(site.name) first.")
+            }
+        }
+        let before = try await driver.status(of: target)
+        let promotedAt = before.replayLSN ?? before.receiveLSN ?? .zero
+        try await driver.promote(target)
+        let written = try await driver.writeProbe(target)
+        let after = try await driver.status(of: target)
+        return [
+            "promotedAtLSN": promotedAt.description, "previousTimeline": String(before.walReceiver?.receivedTimeline ?? before.timeline),
+            "timeline": String(after.timeline), "firstWriteLSN": written.description,
+        ]
+    }
+
+    /// Records the last known LSN, stops the instance (fast, then immediate), and records it fenced.
+    func fence(_ i: Instance) async throws -> [String: String] {
+        let s = try? await driver.status(of: i)
+        var last: LSN? = s?.position
+        let reachable = s?.reachable ?? false
+        if s?.running ?? false {
+            do { try await driver.stop(i, mode: .fast) } catch { try await driver.stop(i, mode: .immediate) }
+        }
+        if last == nil, let cd = try? await driver.controlData(of: i) { last = cd.checkpointLSN }
+        try ctx.journal.recordFenced(instance: i.name, site: step.site, lastKnownLSN: last, reachable: reachable, run: ctx.runID, epoch: ctx.epoch)
+        if let sim = driver as? SimulatedDriver { try sim.setFenceMarker(i) }
+        return ["lastKnownLSN": last?.description ?? "unknown", "reachable": String(reachable), "wasRunning": String(s?.running ?? false)]
+    }
+}

@@ -1,0 +1,114 @@
+import ArgumentParser
+import FailoverEngine
+import Foundation
+
+/// Options shared by run and resume.
+struct ExecutionOptions: ParsableArguments {
+    @OptionGroup var state: StateOption
+    @Option(name: .customLong("crash-at"), help: "Fault switch: SIGKILL failoverd at step N, before or after its act (N:before, N:after).")
+    var crashAt: String?
+    @Flag(name: .customLong("allow-data-loss"), help: "Override the lag and replay gates for this run only; written to the audit log.")
+    var allowDataLoss = false
+    @Flag(help: "Log at debug level to standard error.") var verbose = false
+    @Flag(help: "Print no step progress.") var quiet = false
+
+    func runOptions(simulate: Bool, isDrill: Bool = false) throws -> RunOptions {
+        var crash: CrashPoint?
+        if let crashAt {
+            guard let c = CrashPoint(crashAt) else {
+                throw FailoverError.invalid("--crash-at \(crashAt): expected N:before or N:after with N a step number from 1 (see `failoverd plan`)")
+            }
+            crash = c
+        }
+        bootstrapLogging(verbose: verbose)
+        let printer: @Sendable (StepProgress) -> Void = { p in
+            guard p.status != "started" else { return }
+            let counter = "[\(p.step.number)/\(p.total)]"
+            let status = p.status.padding(toLength: 9, withPad: " ", startingAt: 0)
+            print("\(counter) \(status) \(p.step.summary)  (\(String(format: "%.2f", p.elapsed))s)")
+            fflush(nil)
+        }
+        return RunOptions(
+            stateDirectory: state.state, simulate: simulate, crashAt: crash, allowDataLoss: allowDataLoss, isDrill: isDrill,
+            onProgress: quiet ? nil : printer)
+    }
+}
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Carry out a plan, journaling every step; a killed run is continued with `failoverd resume`.")
+
+    @Argument(help: "The plan file.") var plan: String
+    @Flag(help: "Rehearse against the simulated driver (a model kept in the state directory), not PostgreSQL.") var simulate = false
+    @OptionGroup var options: ExecutionOptions
+
+    func run() async throws {
+        try await guarded {
+            let opts = try options.runOptions(simulate: simulate)
+            let p = try PlanLoader.load(plan)
+            let outcome = try await Executor(options: opts).run(p)
+            print("run \(outcome.runID) succeeded: \(outcome.stepsDone) steps done, \(outcome.stepsSatisfied) already satisfied, in \(String(format: "%.2f", outcome.seconds)) s")
+        }
+    }
+}
+
+struct ResumeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "resume", abstract: "Continue an unfinished run: done steps never run again; an in-doubt step runs its check first.")
+
+    @Argument(help: "The run id (default: the latest unfinished run).") var runID: String?
+    @OptionGroup var options: ExecutionOptions
+
+    func run() async throws {
+        try await guarded {
+            let opts = try options.runOptions(simulate: false)
+            let outcome = try await Executor(options: opts).resume(runID: runID)
+            print("run \(outcome.runID) succeeded: \(outcome.stepsDone) steps done, \(outcome.stepsSatisfied) already satisfied, in \(String(format: "%.2f", outcome.seconds)) s")
+        }
+    }
+}
+
+struct AbandonCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "abandon", abstract: "Give up an unfinished run so that a new one may start; recorded in the audit log.")
+
+    @Argument(help: "The run id.") var runID: String
+    @Option(help: "Why, for the audit log.") var reason: String = "abandoned by the operator"
+    @OptionGroup var state: StateOption
+
+    func run() async throws {
+        try await guarded {
+            try await Executor(options: RunOptions(stateDirectory: state.state)).abandon(runID: runID, reason: reason)
+            print("run \(runID) abandoned; the recorded roles are what its finished steps left. Check them with `failoverd status`.")
+        }
+    }
+}
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Each site with its recorded role, the last run with its outcome, and the run lock.")
+
+    @OptionGroup var state: StateOption
+    @Flag(help: "Print JSON: {\"sites\":[{\"name\":…,\"role\":…}],\"lastRun\":{…}}.") var json = false
+
+    func run() async throws {
+        try await guarded {
+            guard FileManager.default.fileExists(atPath: (state.state as NSString).appendingPathComponent("journal.sqlite")) else {
+                throw FailoverError.invalid("no journal in state directory \(state.state): nothing has run there yet (use --state or $FAILOVERD_STATE)")
+            }
+            let report = try StatusReport.read(stateDirectory: state.state)
+            if json { return try printJSON(report) }
+            print("state directory: \(report.stateDirectory)  (fencing epoch \(report.epoch))")
+            for s in report.sites { print("  " + s.name.padded(16) + s.role.padded(18) + "since " + s.updatedAt) }
+            if !report.fenced.isEmpty { print("fenced instances (never started as primary): \(report.fenced.joined(separator: ", "))") }
+            if let r = report.lastRun {
+                print("last run: \(r.id) plan \"\(r.plan)\" \(r.outcome) (\(r.stepsDone) done, \(r.stepsSatisfied) satisfied, \(r.stepsInDoubt) in doubt of \(r.steps))\(r.drill ? " [drill]" : "")")
+                if let e = r.error { print("  error: \(e)") }
+                if let resume = r.resume { print("  continue with: \(resume)") }
+            } else {
+                print("no runs yet")
+            }
+            if let l = report.lock { print("run lock held by pid \(l.pid) on \(l.host) since \(l.acquiredAt ?? "?") (run \(l.runID ?? "?"))") }
+        }
+    }
+}
