@@ -145,7 +145,11 @@ public actor Executor {
             let runner = StepRunner(ctx: ctx, step: step)
             do {
                 if try await runner.check() {
+                    // The fault switch fires at satisfied steps too (before and after the record), so every
+                    // step number is a crash point.
+                    crashIfAsked(step.number, .before)
                     try journal.recordStep(run: runID, step: step, status: "satisfied", epoch: holder.epoch)
+                    crashIfAsked(step.number, .after)
                     satisfied += 1
                     progress(step, "satisfied")
                     continue

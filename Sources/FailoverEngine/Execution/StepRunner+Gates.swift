@@ -5,8 +5,9 @@ import Foundation
 extension StepRunner {
     /// The target streams from the primary, same system and timeline, within policy.maxLagBytes.
     func gateSwitchover(target: Instance, primary: Instance) async throws -> [String: String] {
-        let p = try await driver.status(of: primary)
+        // The target first, then the primary: lag read in this order can only be overestimated.
         let t = try await driver.status(of: target)
+        let p = try await driver.status(of: primary)
         guard p.isWritablePrimary, let top = p.currentLSN else {
             throw FailoverError.refused(
                 "switchover refused: \(primary.name) is not running as a primary that accepts writes; a switchover needs a live primary. Use failover instead.")

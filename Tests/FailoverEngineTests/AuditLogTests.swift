@@ -1,0 +1,122 @@
+import Foundation
+import GRDB
+import Testing
+
+@testable import FailoverEngine
+
+/// The audit chain detects an edited, a deleted and a reordered row, even one made with the sqlite3
+/// shell after dropping the triggers.
+@Suite struct AuditLogTests {
+    /// A state directory with ten events.
+    func journalWithEvents() throws -> (String, Journal) {
+        let state = CLI.tempDirectory("failoverd-audit")
+        let journal = try Journal(stateDirectory: state)
+        let log = AuditLog(journal: journal)
+        for i in 1...10 {
+            try log.append(kind: i % 2 == 0 ? "step-end" : "step-start", run: "r-test", site: i < 5 ? "prod" : "dr", details: ["step": String(i)])
+        }
+        return (state, journal)
+    }
+
+    /// Runs SQL through the sqlite3 shell, as someone tampering by hand would.
+    func sqlite3(_ db: String, _ sql: String) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
+        p.arguments = [db, sql]
+        try p.run()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+    }
+
+    @Test func intactChainVerifies() throws {
+        let (state, journal) = try journalWithEvents()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let v = try AuditLog(journal: journal).verify()
+        #expect(v.intact)
+        #expect(v.checked == 10)
+        let cli = try CLI.run(["audit", "verify", "--state", state])
+        #expect(cli.status == 0)
+        #expect(cli.stdout.contains("intact: 10 events"))
+    }
+
+    @Test func triggersRefuseUpdateAndDelete() throws {
+        let (state, journal) = try journalWithEvents()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        #expect(throws: DatabaseError.self) { try journal.db.write { try $0.execute(sql: "UPDATE audit_events SET kind = 'x' WHERE seq = 3") } }
+        #expect(throws: DatabaseError.self) { try journal.db.write { try $0.execute(sql: "DELETE FROM audit_events WHERE seq = 3") } }
+        #expect(try AuditLog(journal: journal).verify().intact)
+    }
+
+    @Test func editedRowIsNamed() throws {
+        let (state, journal) = try journalWithEvents()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        try sqlite3(journal.path, "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET details = '{\"step\":\"99\"}' WHERE seq = 4;")
+        let v = try AuditLog(journal: journal).verify()
+        #expect(v.brokenSeq == 4)
+        #expect(v.reason?.contains("edited") == true)
+        let cli = try CLI.run(["audit", "verify", "--state", state])
+        #expect(cli.status != 0)
+        #expect(cli.stdout.contains("seq 4"))
+    }
+
+    @Test func deletedRowIsNamed() throws {
+        let (state, journal) = try journalWithEvents()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        try sqlite3(journal.path, "DROP TRIGGER audit_events_no_delete; DELETE FROM audit_events WHERE seq = 6;")
+        let v = try AuditLog(journal: journal).verify()
+        #expect(v.brokenSeq == 6)
+        #expect(v.reason?.contains("missing") == true)
+    }
+
+    @Test func deletedAndRenumberedRowIsNamed() throws {
+        let (state, journal) = try journalWithEvents()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        // Hide the gap: delete seq 6 and shift every later row down by one.
+        try sqlite3(
+            journal.path,
+            "DROP TRIGGER audit_events_no_delete; DROP TRIGGER audit_events_no_update; DELETE FROM audit_events WHERE seq = 6; UPDATE audit_events SET seq = -(seq - 1) WHERE seq > 6; UPDATE audit_events SET seq = -seq WHERE seq < 0;"
+        )
+        let v = try AuditLog(journal: journal).verify()
+        #expect(v.brokenSeq == 6)
+    }
+
+    @Test func reorderedRowsAreNamed() throws {
+        let (state, journal) = try journalWithEvents()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        try sqlite3(
+            journal.path,
+            "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET seq = -1 WHERE seq = 7; UPDATE audit_events SET seq = 7 WHERE seq = 8; UPDATE audit_events SET seq = 8 WHERE seq = -1;"
+        )
+        let v = try AuditLog(journal: journal).verify()
+        #expect(v.brokenSeq == 7)
+    }
+
+    @Test func secretsAreRedacted() throws {
+        let (state, journal) = try journalWithEvents()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let e = try AuditLog(journal: journal).append(
+            kind: "step-end", details: ["password": "hunter2", "conninfo": "host=a port=5 password=hunter2 user=r", "lsn": "0/3000060"])
+        #expect(!e.details.contains("hunter2"))
+        #expect(e.details.contains("\"password\":\"[redacted]\""))
+        #expect(e.details.contains("password=[redacted] user=r"))
+        #expect(e.details.contains("0/3000060"))
+    }
+
+    @Test func filtersByRunSiteKindAndSince() throws {
+        let (state, journal) = try journalWithEvents()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let log = AuditLog(journal: journal)
+        try log.append(kind: "refusal", run: "r-other", site: "dr", details: [:])
+        #expect(try log.query(.init(run: "r-other")).map(\.kind) == ["refusal"])
+        #expect(try log.query(.init(site: "prod")).count == 4)
+        #expect(try log.query(.init(kind: "step-end")).count == 5)
+        #expect(try log.query(.init(since: "2999-01-01T00:00:00.000Z")).isEmpty)
+        let cli = try CLI.run(["audit", "--state", state, "--site", "dr", "--kind", "refusal", "--json"])
+        #expect(cli.status == 0)
+        let decoded = try JSONSerialization.jsonObject(with: Data(cli.stdout.utf8)) as? [[String: Any]]
+        #expect(decoded?.count == 1)
+        #expect(decoded?.first?["kind"] as? String == "refusal")
+        let bad = try CLI.run(["audit", "--state", state, "--since", "yesterday"])
+        #expect(bad.status == 2)
+    }
+}

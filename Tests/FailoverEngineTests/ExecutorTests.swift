@@ -1,0 +1,115 @@
+import Foundation
+import GRDB
+import Testing
+
+@testable import FailoverEngine
+
+/// The executor's promises, on the simulated driver: journal durability, refusals, roles, resume rules.
+@Suite struct ExecutorTests {
+    static let shippedPlans = ["seed-walkthrough", "switchover", "failover", "failback-with-rewind", "failback-with-rebuild"]
+
+    @Test("every shipped plan runs with --simulate and ends in the planner's final roles", arguments: shippedPlans)
+    func shippedPlanRuns(name: String) throws {
+        let state = CLI.tempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let r = try CLI.run(["run", CLI.plan(name), "--simulate", "--state", state])
+        #expect(r.status == 0, "\(name): \(r.stderr)")
+        let plan = try PlanLoader.load(CLI.plan(name))
+        let expected = try Planner(plan: plan).finalRoles().get().mapValues(\.rawValue)
+        #expect(try CLI.roles(state: state) == expected)
+        let verify = try CLI.run(["audit", "verify", "--state", state])
+        #expect(verify.status == 0)
+    }
+
+    @Test func journalIsWALWithSynchronousFull() throws {
+        let state = CLI.tempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let journal = try Journal(stateDirectory: state)
+        #expect(try journal.synchronousMode() == 2)
+        let mode = try journal.db.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") }
+        #expect(mode == "wal")
+    }
+
+    @Test func declaredRolesMustMatchRecordedRoles() throws {
+        let state = CLI.tempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        #expect(try CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", state]).status == 0)
+        // The same plan again: it still declares prod primary, but the journal now records prod as a standby.
+        let again = try CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", state])
+        #expect(again.status == 3)
+        #expect(again.stderr.contains("site \"prod\": the plan declares primary but the journal records streaming-standby"))
+        let journal = try Journal(stateDirectory: state)
+        #expect(try AuditLog(journal: journal).query(.init(kind: "refusal")).count == 1)
+        #expect(try journal.recordedRoles() == ["dr": .primary, "prod": .streamingStandby])
+    }
+
+    @Test func switchoverGateRefusesALaggingTargetBeforeAnySideEffect() throws {
+        let state = CLI.tempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: CLI.plan("switchover")))) as! [String: Any]
+        json["policy"] = ["maxLagBytes": 0, "stepTimeoutSeconds": 5, "archiveTimeoutSeconds": 2]
+        let plan = state + "/plan.json"
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: plan))
+        let r = try CLI.run(["run", plan, "--simulate", "--quiet", "--state", state])
+        #expect(r.status == 3)
+        #expect(r.stderr.contains("switchover refused: dr-0 has replayed"))
+        #expect(r.stderr.contains("Nothing was changed"))
+        let status = try StatusReport.read(stateDirectory: state)
+        #expect(status.lastRun?.outcome == "refused")
+        #expect(status.sites.map(\.role) == ["streaming-standby", "primary"])
+        let world = try SimulatedDriver.load(state + "/simulation.json")
+        #expect(world.nodes["prod-0"]?.running == true && world.nodes["prod-0"]?.standbySignal == false)
+        // A refused run is closed: a new run may start, and --allow-data-loss overrides the gate, audited.
+        let forced = try CLI.run(["run", plan, "--simulate", "--quiet", "--state", state, "--allow-data-loss"])
+        #expect(forced.status == 0, "\(forced.stderr)")
+        let overrides = try AuditLog(journal: try Journal(stateDirectory: state)).query(.init(kind: "override"))
+        #expect(overrides.count == 1)
+    }
+
+    @Test func fencedInstanceIsNeverStartedAsPrimary() async throws {
+        let state = CLI.tempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        #expect(try CLI.run(["run", CLI.plan("failover"), "--simulate", "--quiet", "--state", state]).status == 0)
+        let plan = try PlanLoader.load(CLI.plan("failover"))
+        let journal = try Journal(stateDirectory: state)
+        #expect(try journal.isFenced(instance: "prod-0"))
+        let driver = try SimulatedDriver(plan: plan, stateDirectory: state)
+        let step = Step(transition: 1, action: .rewind, kind: .start, site: "prod", instance: "prod-0", summary: "start prod-0")
+        let ctx = StepContext(
+            plan: plan, driver: driver, journal: journal, runID: "r-x", epoch: 0, allowDataLoss: false, logger: .init(label: "t"),
+            evidence: [:], steps: [step], pollInterval: 0.001)
+        await #expect(throws: FailoverError.self) { _ = try await StepRunner(ctx: ctx, step: step).act() }
+        #expect(try await driver.status(of: plan.sites[0].leader).running == false)
+    }
+
+    @Test func failoverRecordsTheWALLossEstimate() throws {
+        let state = CLI.tempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        #expect(try CLI.run(["run", CLI.plan("failover"), "--simulate", "--quiet", "--state", state]).status == 0)
+        let journal = try Journal(stateDirectory: state)
+        let run = try #require(try journal.lastRun())
+        let record = try #require(try journal.steps(of: run.id).last)
+        #expect(record.step.kind == .recordRoles)
+        #expect(record.evidence["walLossEstimateBytes"] != nil)
+        #expect(record.evidence["oldPrimaryLastKnownLSN"].flatMap(LSN.init) != nil)
+    }
+
+    @Test func planVerbHasNoSideEffectAndNumbersSteps() throws {
+        let state = CLI.tempDirectory()
+        try? FileManager.default.removeItem(atPath: state)
+        let r = try CLI.run(["plan", CLI.plan("switchover"), "--json"], env: ["FAILOVERD_STATE": state])
+        #expect(r.status == 0)
+        let steps = try JSONDecoder().decode([Step].self, from: Data(r.stdout.utf8))
+        #expect(steps.map(\.number) == Array(1...steps.count))
+        #expect(steps.first { $0.kind == .promote }?.destructive == true)
+        #expect(steps.first { $0.kind == .gateSwitchover }?.destructive == false)
+        #expect(!FileManager.default.fileExists(atPath: state))
+    }
+
+    @Test func lsnParsesAndPrintsLikePostgreSQL() {
+        #expect(LSN("0/3000060")?.value == 0x3000060)
+        #expect(LSN("16/B374D848")?.description == "16/B374D848")
+        #expect(LSN("nope") == nil)
+        #expect(LSN("0/3000128")!.bytes(after: LSN("0/3000060")!) == 0xC8)
+    }
+}
