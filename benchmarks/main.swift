@@ -1,1 +1,112 @@
-print("bench")
+// failoverd-bench: measures the engine's own costs and prints each beside a baseline measured in the
+// same run, as a ratio. Usage: failoverd-bench [journal|plan|audit|all] [--events N]
+import FailoverEngine
+import Foundation
+import GRDB
+
+let args = CommandLine.arguments.dropFirst()
+let which = args.first { !$0.hasPrefix("--") } ?? "all"
+let events: Int = args.firstIndex(of: "--events").flatMap { Int(args[args.index(after: $0)]) } ?? 1_000_000
+
+func seconds(_ body: () throws -> Void) rethrows -> Double {
+    let c = ContinuousClock()
+    let d = try c.measure(body)
+    return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+}
+
+func tempDir() -> String {
+    let p = NSTemporaryDirectory() + "failoverd-bench-\(UUID().uuidString.prefix(8))"
+    try! FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
+    return p
+}
+
+func report(_ name: String, _ value: Double, unit: String, baselineName: String, _ baseline: Double) {
+    print(String(format: "%-44@ %10.3f %@   baseline %-34@ %10.3f %@   ratio %.2fx", name as NSString, value, unit as NSString, baselineName as NSString, baseline, unit as NSString, value / baseline))
+}
+
+/// Journal cost per step: started + done, each its own committed transaction with an audit event.
+func benchJournal() throws {
+    let plan = try PlanLoader.load("plans/failback-with-rewind.json")
+    let steps = try Planner(plan: plan).steps().get()
+    let n = 300
+    func measure(synchronous: String) throws -> Double {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let journal = try Journal(stateDirectory: dir)
+        try journal.db.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = \(synchronous)") }
+        var many: [Step] = []
+        for i in 0..<n { var s = steps[i % steps.count]; s.number = i + 1; many.append(s) }
+        let run = RunRecord(
+            id: "r-bench", planName: plan.name, planJSON: "{}", planSHA256: "", driver: "simulated", isDrill: false, allowDataLoss: false,
+            actor: "bench", stepCount: n, outcome: "running", error: nil, startedAt: Journal.now(), endedAt: nil)
+        try journal.createRun(run, steps: many, epoch: 0)
+        return try seconds {
+            for s in many {
+                try journal.recordStep(run: "r-bench", step: s, status: "started", epoch: 0)
+                try journal.recordStep(run: "r-bench", step: s, status: "done", epoch: 0, evidence: ["lsn": "0/3000060"])
+            }
+        } / Double(n) * 1000
+    }
+    let full = try measure(synchronous: "FULL")
+    let off = try measure(synchronous: "OFF")
+    report("journal: one step (started+done), sync=FULL", full, unit: "ms", baselineName: "same with synchronous=OFF", off)
+}
+
+/// `failoverd plan` on a 1,000-transition plan: validation plus expansion, against parsing the JSON alone.
+func benchPlan() throws {
+    var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "plans/switchover.json"))) as! [String: Any]
+    json["transitions"] = (0..<1000).map { ["action": "switchover", "to": $0 % 2 == 0 ? "dr" : "prod"] }
+    let data = try JSONSerialization.data(withJSONObject: json)
+    var steps = 0
+    let engine = try seconds {
+        for _ in 0..<5 {
+            let v = PlanValidator.validate(data)
+            guard let plan = v.plan else { fatalError("bench plan invalid: \(v.problems)") }
+            steps = try Planner(plan: plan).steps().get().count
+        }
+    } / 5
+    let parse = try seconds { for _ in 0..<5 { _ = try JSONSerialization.jsonObject(with: data) } } / 5
+    report("plan: validate + expand 1,000 transitions (\(steps) steps)", engine * 1000, unit: "ms", baselineName: "JSONSerialization parse only", parse * 1000)
+}
+
+/// `failoverd audit` with filters over N events, against a full scan counting them.
+func benchAudit(events: Int) throws {
+    let dir = tempDir()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let journal = try Journal(stateDirectory: dir)
+    let insert = try seconds {
+        let batch = 10_000
+        for b in 0..<(events / batch) {
+            try journal.db.write { db in
+                for i in 0..<batch {
+                    let k = b * batch + i
+                    try AuditLog.append(
+                        db, kind: ["step-start", "step-end", "step-skip", "run-start"][k % 4], run: "r-\(k / 1000)", site: k % 3 == 0 ? "prod" : "dr",
+                        details: ["step": String(k % 40)])
+                }
+            }
+        }
+    }
+    print(String(format: "audit: appended %d events in %.1f s (%.1f µs each, hash chain included)", events, insert, insert / Double(events) * 1e6))
+    let log = AuditLog(journal: journal)
+    var found = 0
+    let filtered = try seconds { found = try log.query(.init(run: "r-\(events / 2000)", site: "prod", kind: "step-end")).count }
+    let kindOnly = try seconds { found = try log.query(.init(kind: "refusal")).count }
+    let since = try seconds { found = try log.query(.init(since: Journal.now())).count }
+    let scan = try seconds { _ = try journal.db.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM audit_events WHERE details LIKE '%\"step\":\"7\"%'") } }
+    report("audit: --run --site --kind over \(events)", filtered * 1000, unit: "ms", baselineName: "full scan (count, LIKE on details)", scan * 1000)
+    report("audit: --kind (no match) over \(events)", kindOnly * 1000, unit: "ms", baselineName: "full scan (count, LIKE on details)", scan * 1000)
+    report("audit: --since now over \(events)", since * 1000, unit: "ms", baselineName: "full scan (count, LIKE on details)", scan * 1000)
+    let verify = try seconds { let v = try log.verify(); precondition(v.intact) }
+    report("audit verify over \(events)", verify, unit: "s", baselineName: "full scan (count, LIKE on details)", scan)
+    _ = found
+}
+
+do {
+    if which == "journal" || which == "all" { try benchJournal() }
+    if which == "plan" || which == "all" { try benchPlan() }
+    if which == "audit" || which == "all" { try benchAudit(events: events) }
+} catch {
+    FileHandle.standardError.write(Data("failoverd-bench: \(error)\n".utf8))
+    exit(1)
+}

@@ -50,13 +50,13 @@ public struct AuditLog: Sendable {
     /// An audit log over `journal`.
     public init(journal: Journal) { self.journal = journal }
 
-    /// The actor of this process: user@host.
-    public static var actor: String {
+    /// The actor of this process: user@host, looked up once.
+    public static let actor: String = {
         var user = ProcessInfo.processInfo.environment["FAILOVERD_ACTOR"] ?? ""
         if user.isEmpty, let pw = getpwuid(geteuid()), let name = pw.pointee.pw_name { user = String(cString: name) }
         if user.isEmpty { user = "uid\(geteuid())" }
         return "\(user)@\(ProcessInfo.processInfo.hostName)"
-    }
+    }()
 
     /// Appends an event in its own transaction.
     @discardableResult
@@ -115,12 +115,14 @@ public struct AuditLog: Sendable {
         if let site = filter.site { clauses.append("site = ?"); args.append(site) }
         if let since = filter.since { clauses.append("at >= ?"); args.append(since) }
         if let kind = filter.kind { clauses.append("kind = ?"); args.append(kind) }
+        // With only a time filter, walk the time index rather than the whole chain in seq order.
+        let from = filter.since != nil && clauses.count == 1 ? "audit_events INDEXED BY audit_events_at" : "audit_events"
         let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
         let sql: String
         if let limit = filter.limit {
-            sql = "SELECT * FROM (SELECT * FROM audit_events \(whereSQL) ORDER BY seq DESC LIMIT \(limit)) ORDER BY seq"
+            sql = "SELECT * FROM (SELECT * FROM \(from) \(whereSQL) ORDER BY seq DESC LIMIT \(limit)) ORDER BY seq"
         } else {
-            sql = "SELECT * FROM audit_events \(whereSQL) ORDER BY seq"
+            sql = "SELECT * FROM \(from) \(whereSQL) ORDER BY seq"
         }
         return try journal.db.read { db in try AuditEvent.fetchAll(db, sql: sql, arguments: StatementArguments(args)) }
     }
@@ -169,8 +171,9 @@ public struct AuditLog: Sendable {
 
     // MARK: canonical form and redaction
 
-    static var secretKey: Regex<AnyRegexOutput> { try! Regex("(?i)(password|passwd|secret|token|private.?key)") }
-    static var secretValue: Regex<AnyRegexOutput> { try! Regex("(?i)(password|passwd)\\s*=\\s*('[^']*'|\\S+)") }
+    // Compiled once; Regex is immutable after construction, so sharing it across tasks is safe.
+    nonisolated(unsafe) static let secretKey = try! Regex("(?i)(password|passwd|secret|token|private.?key)")
+    nonisolated(unsafe) static let secretValue = try! Regex("(?i)(password|passwd)\\s*=\\s*('[^']*'|\\S+)")
 
     /// Replaces secret-looking values: keys that name a secret, and `password=` inside conninfo strings.
     public static func redact(_ details: [String: String]) -> [String: String] {
@@ -180,6 +183,8 @@ public struct AuditLog: Sendable {
         for (k, v) in details {
             if k.contains(keyRegex) && k != "demotionToken" {
                 out[k] = "[redacted]"
+            } else if !v.localizedCaseInsensitiveContains("pass") {
+                out[k] = v
             } else {
                 out[k] = v.replacing(valueRegex) { m in "\(m.output[1].substring ?? "password")=[redacted]" }
             }
@@ -202,7 +207,9 @@ public struct AuditLog: Sendable {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
-            case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
+            case _ where u.value < 0x20:
+                let hex = String(u.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
             default: out.unicodeScalars.append(u)
             }
         }
@@ -211,6 +218,13 @@ public struct AuditLog: Sendable {
 
     /// Lower-case hex SHA-256 of the UTF-8 text.
     public static func sha256(_ text: String) -> String {
-        SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(64)
+        for b in SHA256.hash(data: Data(text.utf8)) {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -30,6 +30,26 @@ public struct RunRecord: Sendable, Codable, Equatable {
     /// When it ended.
     public var endedAt: String?
 
+    /// Creates a run record.
+    public init(
+        id: String, planName: String, planJSON: String, planSHA256: String, driver: String, isDrill: Bool, allowDataLoss: Bool,
+        actor: String, stepCount: Int, outcome: String, error: String?, startedAt: String, endedAt: String?
+    ) {
+        self.id = id
+        self.planName = planName
+        self.planJSON = planJSON
+        self.planSHA256 = planSHA256
+        self.driver = driver
+        self.isDrill = isDrill
+        self.allowDataLoss = allowDataLoss
+        self.actor = actor
+        self.stepCount = stepCount
+        self.outcome = outcome
+        self.error = error
+        self.startedAt = startedAt
+        self.endedAt = endedAt
+    }
+
     /// A run that is neither succeeded nor abandoned nor refused before any change: it can be resumed.
     public var isUnfinished: Bool { outcome == "running" || outcome == "failed" }
 

@@ -91,8 +91,8 @@ enum JournalSchema {
                         prev_hash TEXT NOT NULL,
                         hash TEXT NOT NULL
                     );
-                    CREATE INDEX audit_events_run ON audit_events(run_id);
-                    CREATE INDEX audit_events_site ON audit_events(site);
+                    CREATE INDEX audit_events_run ON audit_events(run_id, kind);
+                    CREATE INDEX audit_events_site ON audit_events(site, kind);
                     CREATE INDEX audit_events_kind ON audit_events(kind);
                     CREATE INDEX audit_events_at ON audit_events(at);
                     CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events

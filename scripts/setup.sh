@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what failoverd needs on a fresh Debian 12 machine (run as root): PostgreSQL 15, pgBackRest,
+# the client and SQLite libraries, and the unprivileged OS user that runs PostgreSQL (initdb refuses root).
+set -euo pipefail
+packages=(postgresql-15 postgresql-client-15 pgbackrest libpq-dev libsqlite3-dev sqlite3 pkg-config util-linux)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts a default cluster on port 5432 when postgresql-15 is installed; failoverd does not use it.
+user=failoverd
+if ! id "$user" >/dev/null 2>&1; then
+  echo "setup: creating OS user $user"
+  useradd --system --user-group --create-home --home-dir /var/lib/failoverd --shell /usr/sbin/nologin "$user"
+fi
+command -v swift >/dev/null || { echo "setup: swift is not on PATH (expected /opt/swift/usr/bin)"; exit 1; }

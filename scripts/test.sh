@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up the machine, build, and run the whole test suite (unit tests, crash/resume with real processes,
+# and integration tests against real PostgreSQL 15 and pgBackRest on loopback).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/opt/swift/usr/bin:$PATH"
+bash scripts/setup.sh
+swift build --build-tests
+swift test --skip-build "$@"
