@@ -11,6 +11,8 @@ struct ExecutionOptions: ParsableArguments {
     var allowDataLoss = false
     @Flag(help: "Log at debug level to standard error.") var verbose = false
     @Flag(help: "Print no step progress.") var quiet = false
+    @Flag(help: .hidden) var drill = false
+    @Option(help: .hidden) var dwell: Double = 0
 
     func runOptions(simulate: Bool, isDrill: Bool = false) throws -> RunOptions {
         var crash: CrashPoint?
@@ -22,15 +24,17 @@ struct ExecutionOptions: ParsableArguments {
         }
         bootstrapLogging(verbose: verbose)
         let printer: @Sendable (StepProgress) -> Void = { p in
-            guard p.status != "started" else { return }
+            guard p.status != "started" && p.status != "begin" else { return }
             let counter = "[\(p.step.number)/\(p.total)]"
             let status = p.status.padding(toLength: 9, withPad: " ", startingAt: 0)
             print("\(counter) \(status) \(p.step.summary)  (\(String(format: "%.2f", p.elapsed))s)")
             fflush(nil)
         }
-        return RunOptions(
-            stateDirectory: state.state, simulate: simulate, crashAt: crash, allowDataLoss: allowDataLoss, isDrill: isDrill,
+        var options = RunOptions(
+            stateDirectory: state.state, simulate: simulate, crashAt: crash, allowDataLoss: allowDataLoss, isDrill: isDrill || drill,
             onProgress: quiet ? nil : printer)
+        options.dwellBetweenTransitions = dwell
+        return options
     }
 }
 

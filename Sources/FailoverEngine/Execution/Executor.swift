@@ -136,8 +136,15 @@ public actor Executor {
         func progress(_ step: Step, _ status: String) {
             options.onProgress?(StepProgress(step: step, status: status, total: steps.count, elapsed: seconds(since: started)))
         }
+        var lastTransition = records.last { $0.status == "done" || $0.status == "satisfied" }?.step.transition
         for record in records where record.status != "done" && record.status != "satisfied" {
             let step = record.step
+            if let last = lastTransition, last != step.transition, options.dwellBetweenTransitions > 0 {
+                // A drill's measurement window between two topologies, not a wait for a condition.
+                try await Task.sleep(for: .milliseconds(Int64(options.dwellBetweenTransitions * 1000)))
+            }
+            lastTransition = step.transition
+            progress(step, "begin")
             let ctx = StepContext(
                 plan: plan, driver: driver, journal: journal, runID: runID, epoch: holder.epoch,
                 allowDataLoss: allowDataLoss ?? options.allowDataLoss, logger: options.logger, evidence: evidence, steps: steps,

@@ -31,7 +31,7 @@ public struct CrashPoint: Sendable, Equatable, CustomStringConvertible {
 public struct StepProgress: Sendable {
     /// The step.
     public var step: Step
-    /// started, done, satisfied or failed.
+    /// begin (before the check), started, done, satisfied or failed.
     public var status: String
     /// How many steps the run has.
     public var total: Int
@@ -53,8 +53,10 @@ public struct RunOptions: Sendable {
     public var isDrill: Bool
     /// Where the library logs (info and below); the executable bootstraps logging.
     public var logger: Logger
-    /// Called on every step state change.
+    /// Called on every step state change, and with status `begin` before a step's check.
     public var onProgress: (@Sendable (StepProgress) -> Void)?
+    /// Seconds to let the world run between two transitions (drills measure each topology); 0 by default.
+    public var dwellBetweenTransitions: Double = 0
 
     /// Options with defaults: no crash point, no override, not a drill.
     public init(
