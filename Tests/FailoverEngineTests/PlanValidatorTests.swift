@@ -134,88 +134,169 @@ struct BadPlan: Sendable, CustomTestStringConvertible {
     var testDescription: String { kind }
 
     static let catalogue: [BadPlan] = [
-        BadPlan(kind: "not JSON", edits: [(#""name": "xkube-dr","#, #""name": "xkube-dr""#)], path: "$",
-                message: #"not valid JSON: line 4, column 3: expected ',' or '}' after the value of "name" (is a comma missing?), found '"'"#,
-                hint: "strict JSON (RFC 8259)", schemaRejects: false),
-        BadPlan(kind: "duplicate key", edits: [(#""name": "xkube-dr","#, #""name": "xkube-dr", "name": "other","#)], path: "$.name",
-                message: #"key "name" appears twice in the same object (line 3, column 3 and line 3, column 23)"#, schemaRejects: false),
-        BadPlan(kind: "version not 1", edits: [(#""version": 1"#, #""version": 2"#)], path: "$.version",
-                message: "the plan: format version 2 is not supported; this failoverd reads version 1"),
-        BadPlan(kind: "unknown action", edits: [(#""action": "switchover""#, #""action": "switch-over""#)], path: "$.transitions[1].action",
-                message: #"transition 2: unknown action "switch-over""#,
-                hint: #"did you mean "switchover"? The action must be one of: bootstrap-standby, enable-streaming, disable-streaming, fence, switchover, failover, rewind, rebuild, failback."#),
-        BadPlan(kind: "unknown site in site", edits: [(#""site": "dr", "upstream""#, #""site": "dr2", "upstream""#)], path: "$.transitions[0].site",
-                message: #"transition 1 (enable-streaming dr2 from prod): no site named "dr2" ("site")"#,
-                hint: #"did you mean "dr"? The sites in this plan are: prod, dr."#, schemaRejects: false),
-        BadPlan(kind: "unknown site in to", edits: [(#""failover", "to": "prod""#, #""failover", "to": "production""#)], path: "$.transitions[2].to",
-                message: #"transition 3 (failover to production): no site named "production" ("to")"#, hint: "The sites in this plan are: prod, dr.",
-                schemaRejects: false),
-        BadPlan(kind: "unknown site in upstream", edits: [(#""upstream": "prod""#, #""upstream": "prd""#)], path: "$.transitions[0].upstream",
-                message: #"no site named "prd" ("upstream")"#, hint: #"did you mean "prod"?"#, schemaRejects: false),
-        BadPlan(kind: "unknown site in source",
-                edits: [(#"{ "action": "failback", "to": "dr", "method": "rewind" }"#, #"{ "action": "rewind", "site": "dr", "source": "primary" }"#)],
-                path: "$.transitions[3].source", message: #"transition 4 (rewind dr from primary): no site named "primary" ("source")"#, schemaRejects: false),
-        BadPlan(kind: "missing field", edits: [(#", "stanza": "xkube""#, "")], path: "$.repository.stanza",
-                message: #"repository: missing required field "stanza""#, hint: #"Add "stanza": "xkube"."#),
-        BadPlan(kind: "mistyped field", edits: [(#""port": 6433"#, #""port": "6433""#)], path: "$.sites[1].instances[0].port",
-                message: #"instance "dr-0": "port" must be an integer from 1 to 65535, found a string"#, hint: #"write it as "port": 6433"#),
-        BadPlan(kind: "mistyped object", edits: [(#""policy": {"#, #""policy": [{"#), (#""archiveTimeoutSeconds": 120 }"#, #""archiveTimeoutSeconds": 120 }]"#)],
-                path: "$.policy", message: #"the plan: "policy" must be an object, found an array"#),
-        BadPlan(kind: "null for an optional field", edits: [(#""stanza": "xkube""#, #""stanza": "xkube", "config": null"#)], path: "$.repository.config",
-                message: #"repository: "config" must be an absolute path (a string starting with /), found null"#),
-        BadPlan(kind: "empty name", edits: [(#""name": "xkube-dr""#, #""name": """#)], path: "$.name", message: #"the plan: "name" must not be empty"#),
-        BadPlan(kind: "unknown role", edits: [(#""role": "archive-standby""#, #""role": "archive-stanby""#)], path: "$.sites[1].role",
-                message: #"site "dr": unknown role "archive-stanby""#,
-                hint: #"did you mean "archive-standby"? The role must be one of: none, primary, archive-standby, streaming-standby, fenced."#),
-        BadPlan(kind: "unknown driver", edits: [(#""driver": "local", "role": "archive-standby""#, #""driver": "kubernetes", "role": "archive-standby""#)],
-                path: "$.sites[1].driver", message: #"site "dr": unknown driver "kubernetes""#, hint: "The driver must be one of: local, simulated."),
-        BadPlan(kind: "unknown method", edits: [(#""method": "rewind""#, #""method": "pg_rewind""#)], path: "$.transitions[3].method",
-                message: #"transition 4 (failback to dr by ?): unknown method "pg_rewind""#, hint: "The method must be one of: rewind, rebuild."),
-        BadPlan(kind: "unknown sslmode", edits: [(#""user": "replicator""#, #""user": "replicator", "sslmode": "on""#)], path: "$.replication.sslmode",
-                message: #"replication: unknown sslmode "on""#, hint: "disable, allow, prefer, require, verify-ca, verify-full"),
-        BadPlan(kind: "missing field of the action", edits: [(#", "method": "rewind""#, "")], path: "$.transitions[3].method",
-                message: #"transition 4 (failback to dr by ?): failback needs "method""#),
-        BadPlan(kind: "field the action does not take", edits: [(#""switchover", "to": "dr""#, #""switchover", "to": "dr", "site": "prod""#)],
-                path: "$.transitions[1].site", message: #"transition 2 (switchover to dr): "site" does not apply to switchover"#,
-                hint: #"Remove it; switchover takes "to"."#),
-        BadPlan(kind: "duplicate site name", edits: [(#"{ "name": "dr", "driver""#, #"{ "name": "prod", "driver""#)], path: "$.sites[1].name",
-                message: #"site "prod" is declared twice (first at $.sites[0])"#, schemaRejects: false),
-        BadPlan(kind: "duplicate instance name", edits: [(#""name": "dr-1""#, #""name": "prod-0""#)], path: "$.sites[1].instances[1].name",
-                message: #"instance "prod-0" is declared twice (first at $.sites[0].instances[0])"#, schemaRejects: false),
-        BadPlan(kind: "two instances on one host:port", edits: [(#""port": 6434"#, #""port": 6432"#)], path: "$.sites[1].instances[1].port",
-                message: #"instances "prod-0" and "dr-1" both listen on 127.0.0.1:6432"#, schemaRejects: false),
-        BadPlan(kind: "two instances on one data directory", edits: [(#""/var/lib/failoverd/dr-1""#, #""/var/lib/failoverd/dr-0/""#)],
-                path: "$.sites[1].instances[1].dataDirectory",
-                message: #"instances "dr-0" and "dr-1" both use the data directory /var/lib/failoverd/dr-0 on host 127.0.0.1"#, schemaRejects: false),
-        BadPlan(kind: "two sites declared primary", edits: [(#""role": "archive-standby""#, #""role": "primary""#)], path: "$.sites[1].role",
-                message: #"sites "prod" and "dr" are both declared primary"#),
-        BadPlan(kind: "site with no instances",
-                edits: [(#""sites": ["#, #""sites": [ { "name": "spare", "driver": "simulated", "role": "none", "instances": [] },"#)],
-                path: "$.sites[0].instances", message: #"site "spare" has no instances"#),
-        BadPlan(kind: "port out of range", edits: [(#""port": 6434"#, #""port": 70000"#)], path: "$.sites[1].instances[1].port",
-                message: #"instance "dr-1": port 70000 is out of range; it must be from 1 to 65535"#),
-        BadPlan(kind: "relative dataDirectory", edits: [(#""/var/lib/failoverd/dr-1""#, #""dr-1""#)], path: "$.sites[1].instances[1].dataDirectory",
-                message: #"instance "dr-1": "dataDirectory" must be an absolute path, found "dr-1""#),
-        BadPlan(kind: "negative maxLagBytes", edits: [(#""maxLagBytes": 16777216"#, #""maxLagBytes": -1"#)], path: "$.policy.maxLagBytes",
-                message: #"policy: "maxLagBytes" must be a whole number of bytes (0 or more), found -1"#),
-        BadPlan(kind: "zero timeout", edits: [(#""stepTimeoutSeconds": 120"#, #""stepTimeoutSeconds": 0"#)], path: "$.policy.stepTimeoutSeconds",
-                message: #"policy: "stepTimeoutSeconds" must be a number of seconds above 0, found 0"#),
-        BadPlan(kind: "illegal transition", edits: [(#"{ "action": "enable-streaming", "site": "dr", "upstream": "prod" },"#, "")],
-                path: "$.transitions[0].to",
-                message: #"transition 1 (switchover to dr) is illegal: site "dr" is archive-standby at that point of the plan; switchover needs streaming-standby. Add an enable-streaming transition before it."#,
-                hint: "Roles at that point of the plan: dr=archive-standby, prod=primary. The transitions after this one are checked as if it had succeeded.",
-                schemaRejects: false),
-        BadPlan(kind: "password key", edits: [(#""user": "replicator""#, #""user": "replicator", "password": "hunter2""#)], path: "$.replication.password",
-                message: #"field "password" looks like a password or other secret"#,
-                hint: "put the password in the libpq passfile named by replication.passfile"),
-        BadPlan(kind: "token key, deep", edits: [(#""port": 6432,"#, #""port": 6432, "apiToken": "hunter2","#)], path: "$.sites[0].instances[0].apiToken",
-                message: #"field "apiToken" looks like a password or other secret"#),
-        BadPlan(kind: "pass key", edits: [(#""stanza": "xkube""#, #""stanza": "xkube", "s3_pass": "hunter2""#)], path: "$.repository.s3_pass",
-                message: #"field "s3_pass" looks like a password or other secret"#),
-        BadPlan(kind: "password= in a value", edits: [(#""user": "replicator""#, #""user": "replicator", "options": "sslmode=require password=hunter2""#)],
-                path: "$.replication.options", message: #"the value of "options" contains a password"#, hint: "libpq passfile named by replication.passfile"),
-        BadPlan(kind: "credentials in a URL", edits: [(#""role": "primary","#, #""role": "primary", "conninfo": "postgresql://replicator:hunter2@db/postgres","#)],
-                path: "$.sites[0].conninfo", message: #"the value of "conninfo" contains a password"#),
+        BadPlan(
+            kind: "not JSON", edits: [(#""name": "xkube-dr","#, #""name": "xkube-dr""#)], path: "$",
+            message:
+                #"not valid JSON: line 4, column 3: expected ',' or '}' after the value of "name" (is a comma missing?), found '"'"#,
+            hint: "strict JSON (RFC 8259)", schemaRejects: false),
+        BadPlan(
+            kind: "duplicate key", edits: [(#""name": "xkube-dr","#, #""name": "xkube-dr", "name": "other","#)], path: "$.name",
+            message: #"key "name" appears twice in the same object (line 3, column 3 and line 3, column 23)"#,
+            schemaRejects: false),
+        BadPlan(
+            kind: "version not 1", edits: [(#""version": 1"#, #""version": 2"#)], path: "$.version",
+            message: "the plan: format version 2 is not supported; this failoverd reads version 1"),
+        BadPlan(
+            kind: "unknown action", edits: [(#""action": "switchover""#, #""action": "switch-over""#)],
+            path: "$.transitions[1].action",
+            message: #"transition 2: unknown action "switch-over""#,
+            hint:
+                #"did you mean "switchover"? The action must be one of: bootstrap-standby, enable-streaming, disable-streaming, fence, switchover, failover, rewind, rebuild, failback."#
+        ),
+        BadPlan(
+            kind: "unknown site in site", edits: [(#""site": "dr", "upstream""#, #""site": "dr2", "upstream""#)],
+            path: "$.transitions[0].site",
+            message: #"transition 1 (enable-streaming dr2 from prod): no site named "dr2" ("site")"#,
+            hint: #"did you mean "dr"? The sites in this plan are: prod, dr."#, schemaRejects: false),
+        BadPlan(
+            kind: "unknown site in to", edits: [(#""failover", "to": "prod""#, #""failover", "to": "production""#)],
+            path: "$.transitions[2].to",
+            message: #"transition 3 (failover to production): no site named "production" ("to")"#,
+            hint: "The sites in this plan are: prod, dr.",
+            schemaRejects: false),
+        BadPlan(
+            kind: "unknown site in upstream", edits: [(#""upstream": "prod""#, #""upstream": "prd""#)],
+            path: "$.transitions[0].upstream",
+            message: #"no site named "prd" ("upstream")"#, hint: #"did you mean "prod"?"#, schemaRejects: false),
+        BadPlan(
+            kind: "unknown site in source",
+            edits: [
+                (
+                    #"{ "action": "failback", "to": "dr", "method": "rewind" }"#,
+                    #"{ "action": "rewind", "site": "dr", "source": "primary" }"#
+                )
+            ],
+            path: "$.transitions[3].source",
+            message: #"transition 4 (rewind dr from primary): no site named "primary" ("source")"#, schemaRejects: false),
+        BadPlan(
+            kind: "missing field", edits: [(#", "stanza": "xkube""#, "")], path: "$.repository.stanza",
+            message: #"repository: missing required field "stanza""#, hint: #"Add "stanza": "xkube"."#),
+        BadPlan(
+            kind: "mistyped field", edits: [(#""port": 6433"#, #""port": "6433""#)], path: "$.sites[1].instances[0].port",
+            message: #"instance "dr-0": "port" must be an integer from 1 to 65535, found a string"#,
+            hint: #"write it as "port": 6433"#),
+        BadPlan(
+            kind: "mistyped object",
+            edits: [
+                (#""policy": {"#, #""policy": [{"#), (#""archiveTimeoutSeconds": 120 }"#, #""archiveTimeoutSeconds": 120 }]"#),
+            ],
+            path: "$.policy", message: #"the plan: "policy" must be an object, found an array"#),
+        BadPlan(
+            kind: "null for an optional field", edits: [(#""stanza": "xkube""#, #""stanza": "xkube", "config": null"#)],
+            path: "$.repository.config",
+            message: #"repository: "config" must be an absolute path (a string starting with /), found null"#),
+        BadPlan(
+            kind: "empty name", edits: [(#""name": "xkube-dr""#, #""name": """#)], path: "$.name",
+            message: #"the plan: "name" must not be empty"#),
+        BadPlan(
+            kind: "unknown role", edits: [(#""role": "archive-standby""#, #""role": "archive-stanby""#)], path: "$.sites[1].role",
+            message: #"site "dr": unknown role "archive-stanby""#,
+            hint:
+                #"did you mean "archive-standby"? The role must be one of: none, primary, archive-standby, streaming-standby, fenced."#
+        ),
+        BadPlan(
+            kind: "unknown driver",
+            edits: [(#""driver": "local", "role": "archive-standby""#, #""driver": "kubernetes", "role": "archive-standby""#)],
+            path: "$.sites[1].driver", message: #"site "dr": unknown driver "kubernetes""#,
+            hint: "The driver must be one of: local, simulated."),
+        BadPlan(
+            kind: "unknown method", edits: [(#""method": "rewind""#, #""method": "pg_rewind""#)], path: "$.transitions[3].method",
+            message: #"transition 4 (failback to dr by ?): unknown method "pg_rewind""#,
+            hint: "The method must be one of: rewind, rebuild."),
+        BadPlan(
+            kind: "unknown sslmode", edits: [(#""user": "replicator""#, #""user": "replicator", "sslmode": "on""#)],
+            path: "$.replication.sslmode",
+            message: #"replication: unknown sslmode "on""#, hint: "disable, allow, prefer, require, verify-ca, verify-full"),
+        BadPlan(
+            kind: "missing field of the action", edits: [(#", "method": "rewind""#, "")], path: "$.transitions[3].method",
+            message: #"transition 4 (failback to dr by ?): failback needs "method""#),
+        BadPlan(
+            kind: "field the action does not take",
+            edits: [(#""switchover", "to": "dr""#, #""switchover", "to": "dr", "site": "prod""#)],
+            path: "$.transitions[1].site", message: #"transition 2 (switchover to dr): "site" does not apply to switchover"#,
+            hint: #"Remove it; switchover takes "to"."#),
+        BadPlan(
+            kind: "duplicate site name", edits: [(#"{ "name": "dr", "driver""#, #"{ "name": "prod", "driver""#)],
+            path: "$.sites[1].name",
+            message: #"site "prod" is declared twice (first at $.sites[0])"#, schemaRejects: false),
+        BadPlan(
+            kind: "duplicate instance name", edits: [(#""name": "dr-1""#, #""name": "prod-0""#)],
+            path: "$.sites[1].instances[1].name",
+            message: #"instance "prod-0" is declared twice (first at $.sites[0].instances[0])"#, schemaRejects: false),
+        BadPlan(
+            kind: "two instances on one host:port", edits: [(#""port": 6434"#, #""port": 6432"#)],
+            path: "$.sites[1].instances[1].port",
+            message: #"instances "prod-0" and "dr-1" both listen on 127.0.0.1:6432"#, schemaRejects: false),
+        BadPlan(
+            kind: "two instances on one data directory", edits: [(#""/var/lib/failoverd/dr-1""#, #""/var/lib/failoverd/dr-0/""#)],
+            path: "$.sites[1].instances[1].dataDirectory",
+            message: #"instances "dr-0" and "dr-1" both use the data directory /var/lib/failoverd/dr-0 on host 127.0.0.1"#,
+            schemaRejects: false),
+        BadPlan(
+            kind: "two sites declared primary", edits: [(#""role": "archive-standby""#, #""role": "primary""#)],
+            path: "$.sites[1].role",
+            message: #"sites "prod" and "dr" are both declared primary"#),
+        BadPlan(
+            kind: "site with no instances",
+            edits: [
+                (#""sites": ["#, #""sites": [ { "name": "spare", "driver": "simulated", "role": "none", "instances": [] },"#)
+            ],
+            path: "$.sites[0].instances", message: #"site "spare" has no instances"#),
+        BadPlan(
+            kind: "port out of range", edits: [(#""port": 6434"#, #""port": 70000"#)], path: "$.sites[1].instances[1].port",
+            message: #"instance "dr-1": port 70000 is out of range; it must be from 1 to 65535"#),
+        BadPlan(
+            kind: "relative dataDirectory", edits: [(#""/var/lib/failoverd/dr-1""#, #""dr-1""#)],
+            path: "$.sites[1].instances[1].dataDirectory",
+            message: #"instance "dr-1": "dataDirectory" must be an absolute path, found "dr-1""#),
+        BadPlan(
+            kind: "negative maxLagBytes", edits: [(#""maxLagBytes": 16777216"#, #""maxLagBytes": -1"#)],
+            path: "$.policy.maxLagBytes",
+            message: #"policy: "maxLagBytes" must be a whole number of bytes (0 or more), found -1"#),
+        BadPlan(
+            kind: "zero timeout", edits: [(#""stepTimeoutSeconds": 120"#, #""stepTimeoutSeconds": 0"#)],
+            path: "$.policy.stepTimeoutSeconds",
+            message: #"policy: "stepTimeoutSeconds" must be a number of seconds above 0, found 0"#),
+        BadPlan(
+            kind: "illegal transition", edits: [(#"{ "action": "enable-streaming", "site": "dr", "upstream": "prod" },"#, "")],
+            path: "$.transitions[0].to",
+            message:
+                #"transition 1 (switchover to dr) is illegal: site "dr" is archive-standby at that point of the plan; switchover needs streaming-standby. Add an enable-streaming transition before it."#,
+            hint:
+                "Roles at that point of the plan: dr=archive-standby, prod=primary. The transitions after this one are checked as if it had succeeded.",
+            schemaRejects: false),
+        BadPlan(
+            kind: "password key", edits: [(#""user": "replicator""#, #""user": "replicator", "password": "hunter2""#)],
+            path: "$.replication.password",
+            message: #"field "password" looks like a password or other secret"#,
+            hint: "put the password in the libpq passfile named by replication.passfile"),
+        BadPlan(
+            kind: "token key, deep", edits: [(#""port": 6432,"#, #""port": 6432, "apiToken": "hunter2","#)],
+            path: "$.sites[0].instances[0].apiToken",
+            message: #"field "apiToken" looks like a password or other secret"#),
+        BadPlan(
+            kind: "pass key", edits: [(#""stanza": "xkube""#, #""stanza": "xkube", "s3_pass": "hunter2""#)],
+            path: "$.repository.s3_pass",
+            message: #"field "s3_pass" looks like a password or other secret"#),
+        BadPlan(
+            kind: "password= in a value",
+            edits: [(#""user": "replicator""#, #""user": "replicator", "options": "sslmode=require password=hunter2""#)],
+            path: "$.replication.options", message: #"the value of "options" contains a password"#,
+            hint: "libpq passfile named by replication.passfile"),
+        BadPlan(
+            kind: "credentials in a URL",
+            edits: [(#""role": "primary","#, #""role": "primary", "conninfo": "postgresql://replicator:hunter2@db/postgres","#)],
+            path: "$.sites[0].conninfo", message: #"the value of "conninfo" contains a password"#),
     ]
 }
 
@@ -228,7 +309,8 @@ struct PlanValidatorTests {
         #expect(validation.problems == [])
         #expect(
             validation.summary
-                == #"plan "xkube-dr" is valid: 2 sites, 3 instances, 4 transitions; roles after it: dr=primary, prod=streaming-standby"#)
+                == #"plan "xkube-dr" is valid: 2 sites, 3 instances, 4 transitions; roles after it: dr=primary, prod=streaming-standby"#
+        )
         let plan = try validation.validPlan()
         #expect(plan.sites.map(\.name) == ["prod", "dr"])
         #expect(plan.site(named: "dr")?.followers.map(\.name) == ["dr-1"])
@@ -257,7 +339,8 @@ struct PlanValidatorTests {
         #expect(problem.severity == .error)
         #expect(bad.hint.isEmpty || problem.hint.contains(bad.hint), "\(problem.hint)")
         #expect(validation.plan == nil)
-        let invalid = ["not JSON": "plan is not valid JSON: line 4, column 3", "empty name": "plan is invalid: "][bad.kind, default: #"plan "xkube-dr" is invalid: "#]
+        let invalid = ["not JSON": "plan is not valid JSON: line 4, column 3", "empty name": "plan is invalid: "][
+            bad.kind, default: #"plan "xkube-dr" is invalid: "#]
         #expect(validation.summary.hasPrefix(invalid), "\(validation.summary)")
         for other in validation.problems {
             #expect(!other.description.contains("hunter2"), "a secret reached a message: \(other)")
@@ -268,7 +351,8 @@ struct PlanValidatorTests {
         let doc = try PlanFixtures.read("docs/plan-format.md")
         let start = try #require(doc.range(of: "```\nerror: ")).lowerBound
         let block = doc[doc.index(start, offsetBy: 4)...].prefix { $0 != "`" }
-        let text = try PlanFixtures.edited(PlanFixtures.documentedExample(), [(#"{ "action": "enable-streaming", "site": "dr", "upstream": "prod" },"#, "")])
+        let text = try PlanFixtures.edited(
+            PlanFixtures.documentedExample(), [(#"{ "action": "enable-streaming", "site": "dr", "upstream": "prod" },"#, "")])
         #expect(validate(text).problems.map(\.description).joined(separator: "\n") + "\n" == block)
     }
 
@@ -312,12 +396,15 @@ struct PlanValidatorTests {
             ])
         let validation = validate(text)
         #expect(validation.problems.map(\.path) == ["$.transitions[0].to", "$.transitions[2].to"])
-        #expect(validation.problems.last?.message.contains(#"transition 3 (switchover to dr) is illegal: site "dr" is fenced"#) == true)
+        #expect(
+            validation.problems.last?.message.contains(#"transition 3 (switchover to dr) is illegal: site "dr" is fenced"#)
+                == true)
         #expect(validation.problems.last?.hint.hasPrefix("Roles at that point of the plan: dr=fenced, prod=primary.") == true)
     }
 
     @Test func anUnknownKeyIsAWarningAndThePlanStaysValid() throws {
-        let text = try PlanFixtures.edited(PlanFixtures.documentedExample(), [(#""user": "replicator""#, #""user": "replicator", "sslMode": "require""#)])
+        let text = try PlanFixtures.edited(
+            PlanFixtures.documentedExample(), [(#""user": "replicator""#, #""user": "replicator", "sslMode": "require""#)])
         let validation = validate(text)
         #expect(validation.isValid)
         let warning = try #require(validation.warnings.first)
@@ -336,8 +423,10 @@ struct PlanValidatorTests {
     }
 
     @Test func noFieldOfTheFormatLooksLikeASecret() {
-        let shapes: [[PlanShape.Field]] = [PlanShape.repository, PlanShape.replication, PlanShape.policy, PlanShape.site, PlanShape.instance,
-                                           PlanShape.transitionFields]
+        let shapes: [[PlanShape.Field]] = [
+            PlanShape.repository, PlanShape.replication, PlanShape.policy, PlanShape.site, PlanShape.instance,
+            PlanShape.transitionFields,
+        ]
         guard case .object(_, let top) = PlanShape.plan else {
             Issue.record("the plan shape is an object")
             return
@@ -345,7 +434,10 @@ struct PlanValidatorTests {
         for key in (shapes.flatMap { $0 } + top).map(\.key) {
             #expect(!PlanValidator.looksLikeSecretKey(key), "\(key)")
         }
-        for key in ["password", "PGPASSWORD", "passwd", "sslpassword", "passphrase", "clientSecret", "apiToken", "pass", "db_pass", "adminPwd", "PWD"] {
+        for key in [
+            "password", "PGPASSWORD", "passwd", "sslpassword", "passphrase", "clientSecret", "apiToken", "pass", "db_pass",
+            "adminPwd", "PWD",
+        ] {
             #expect(PlanValidator.looksLikeSecretKey(key), "\(key)")
         }
         for key in ["passfile", "pass_file", "passport", "bypass", "compass", "sslmode"] {
@@ -375,7 +467,9 @@ struct PlanValidatorSchemaTests {
         let example = try PlanFixtures.documentedExample()
         #expect(try failures(example) == [])
         // Unknown keys are only warnings for the validator, so the schema allows them too.
-        #expect(try failures(PlanFixtures.edited(example, [(#""user": "replicator""#, #""user": "replicator", "sslMode": "require""#)])) == [])
+        #expect(
+            try failures(
+                PlanFixtures.edited(example, [(#""user": "replicator""#, #""user": "replicator", "sslMode": "require""#)])) == [])
         for (name, text) in try PlanFixtures.examplePlans() {
             #expect(try failures(text) == [], "plans/\(name)")
         }
@@ -441,13 +535,18 @@ struct SchemaCheck {
         }
     }
 
-    private func check(_ keyword: String, _ value: JSONValue, in schema: JSONValue, _ instance: JSONValue, _ path: String) -> [String] {
+    private func check(_ keyword: String, _ value: JSONValue, in schema: JSONValue, _ instance: JSONValue, _ path: String)
+        -> [String]
+    {
         let fail = ["\(path): \(keyword) \(value)"]
         switch (keyword, instance) {
-        case ("$schema", _), ("$id", _), ("$defs", _), ("title", _), ("description", _), ("minContains", _), ("maxContains", _), ("then", _):
+        case ("$schema", _), ("$id", _), ("$defs", _), ("title", _), ("description", _), ("minContains", _), ("maxContains", _),
+            ("then", _):
             return []
         case ("$ref", _):
-            guard let name = value.stringValue?.split(separator: "/").last, let target = root["$defs"]?[String(name)] else { return fail }
+            guard let name = value.stringValue?.split(separator: "/").last, let target = root["$defs"]?[String(name)] else {
+                return fail
+            }
             return failures(instance, against: target, at: path)
         case ("type", _):
             return Self.has(instance, type: value.stringValue ?? "") ? [] : fail
@@ -456,12 +555,18 @@ struct SchemaCheck {
         case ("enum", _):
             return (value.arrayValue ?? []).contains { Self.same(instance, $0) } ? [] : fail
         case ("required", .object):
-            return (value.arrayValue ?? []).compactMap(\.stringValue).filter { instance[$0] == nil }.map { "\(path): missing \($0)" }
+            return (value.arrayValue ?? []).compactMap(\.stringValue).filter { instance[$0] == nil }.map {
+                "\(path): missing \($0)"
+            }
         case ("properties", .object(let members)):
-            return members.flatMap { member in value[member.key].map { failures(member.value, against: $0, at: "\(path).\(member.key)") } ?? [] }
+            return members.flatMap { member in
+                value[member.key].map { failures(member.value, against: $0, at: "\(path).\(member.key)") } ?? []
+            }
         case ("additionalProperties", .object(let members)):
             let declared = schema["properties"]?.objectMembers?.map(\.key) ?? []
-            return members.filter { !declared.contains($0.key) }.flatMap { failures($0.value, against: value, at: "\(path).\($0.key)") }
+            return members.filter { !declared.contains($0.key) }.flatMap {
+                failures($0.value, against: value, at: "\(path).\($0.key)")
+            }
         case ("propertyNames", .object(let members)):
             return members.flatMap { failures(.string($0.key), against: value, at: "\(path) key \($0.key)") }
         case ("items", .array(let elements)):
@@ -470,10 +575,12 @@ struct SchemaCheck {
             return elements.count >= value.integerValue ?? 0 ? [] : fail
         case ("contains", .array(let elements)):
             let matching = elements.filter { failures($0, against: value).isEmpty }.count
-            let low = schema["minContains"]?.integerValue ?? 1, high = schema["maxContains"]?.integerValue ?? Int.max
+            let low = schema["minContains"]?.integerValue ?? 1
+            let high = schema["maxContains"]?.integerValue ?? Int.max
             return (low...high).contains(matching) ? [] : fail
         case ("minimum", .number), ("maximum", .number), ("exclusiveMinimum", .number):
-            let x = instance.doubleValue ?? .nan, limit = value.doubleValue ?? .nan
+            let x = instance.doubleValue ?? .nan
+            let limit = value.doubleValue ?? .nan
             return (keyword == "minimum" ? x >= limit : keyword == "maximum" ? x <= limit : x > limit) ? [] : fail
         case ("minLength", .string(let text)):
             return text.unicodeScalars.count >= value.integerValue ?? 0 ? [] : fail
@@ -497,7 +604,9 @@ struct SchemaCheck {
 
     private static func has(_ value: JSONValue, type: String) -> Bool {
         switch (type, value) {
-        case ("object", .object), ("array", .array), ("string", .string), ("boolean", .bool), ("null", .null), ("number", .number): true
+        case ("object", .object), ("array", .array), ("string", .string), ("boolean", .bool), ("null", .null),
+            ("number", .number):
+            true
         case ("integer", .number(let literal)): Double(literal).map { $0 == $0.rounded() } ?? false
         default: false
         }

@@ -98,7 +98,8 @@ struct RoleMachineTests {
     @Test func failoverFencesTheOldPrimaryWhichRewindThenRepairs() throws {
         let failedOver = try RoleMachine.apply(Transition(action: .failover, to: "dr"), position: 1, to: declared).get()
         #expect(failedOver == ["prod": .fenced, "dr": .primary])
-        let rewound = try RoleMachine.apply(Transition(action: .rewind, site: "prod", source: "dr"), position: 2, to: failedOver).get()
+        let rewound = try RoleMachine.apply(Transition(action: .rewind, site: "prod", source: "dr"), position: 2, to: failedOver)
+            .get()
         #expect(rewound == ["prod": .streamingStandby, "dr": .primary])
     }
 
@@ -115,20 +116,34 @@ struct RoleMachineTests {
     /// Refusals that are not about the subject's role: the message names the other site and what to do.
     static let otherRefusals: [(transitions: [Transition], site: String, fragment: String)] = [
         ([Transition(action: .enableStreaming, site: "dr", upstream: "dr")], "dr", "a site cannot stream from itself"),
-        ([Transition(action: .failover, to: "dr"), Transition(action: .enableStreaming, site: "dr", upstream: "prod")],
-         "dr", "transition 2 (enable-streaming dr from prod) is illegal: site \"dr\" is primary"),
+        (
+            [Transition(action: .failover, to: "dr"), Transition(action: .enableStreaming, site: "dr", upstream: "prod")],
+            "dr", "transition 2 (enable-streaming dr from prod) is illegal: site \"dr\" is primary"
+        ),
         ([Transition(action: .bootstrapStandby, site: "new")], "new", "no site named \"new\" in the plan"),
-        ([Transition(action: .failover, to: "dr"), Transition(action: .rewind, site: "prod", source: "nowhere")],
-         "nowhere", "source \"nowhere\" is not in the plan"),
-        ([Transition(action: .fence, site: "prod"), Transition(action: .rebuild, site: "prod"),
-          Transition(action: .enableStreaming, site: "prod", upstream: "dr")],
-         "dr", "upstream \"dr\" is archive-standby at that point of the plan; it must be primary or streaming-standby"),
-        ([Transition(action: .fence, site: "prod"), Transition(action: .rewind, site: "prod", source: "dr")],
-         "dr", "source \"dr\" is archive-standby"),
-        ([Transition(action: .fence, site: "prod"), Transition(action: .enableStreaming, site: "dr", upstream: "prod")],
-         "prod", "upstream \"prod\" is fenced"),
-        ([Transition(action: .fence, site: "prod"), Transition(action: .failback, to: "prod", method: .rewind)],
-         "prod", "there is no primary to hand over from at that point of the plan; use failover instead"),
+        (
+            [Transition(action: .failover, to: "dr"), Transition(action: .rewind, site: "prod", source: "nowhere")],
+            "nowhere", "source \"nowhere\" is not in the plan"
+        ),
+        (
+            [
+                Transition(action: .fence, site: "prod"), Transition(action: .rebuild, site: "prod"),
+                Transition(action: .enableStreaming, site: "prod", upstream: "dr"),
+            ],
+            "dr", "upstream \"dr\" is archive-standby at that point of the plan; it must be primary or streaming-standby"
+        ),
+        (
+            [Transition(action: .fence, site: "prod"), Transition(action: .rewind, site: "prod", source: "dr")],
+            "dr", "source \"dr\" is archive-standby"
+        ),
+        (
+            [Transition(action: .fence, site: "prod"), Transition(action: .enableStreaming, site: "dr", upstream: "prod")],
+            "prod", "upstream \"prod\" is fenced"
+        ),
+        (
+            [Transition(action: .fence, site: "prod"), Transition(action: .failback, to: "prod", method: .rewind)],
+            "prod", "there is no primary to hand over from at that point of the plan; use failover instead"
+        ),
     ]
 
     @Test(arguments: 0..<otherRefusals.count) func refusalsNameTheSiteAndWhatToDo(_ i: Int) {

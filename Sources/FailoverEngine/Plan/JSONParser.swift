@@ -179,14 +179,20 @@ public struct JSONParser {
             case UInt8(ascii: "\\"):
                 buffer.append(contentsOf: try parseEscape())
             case UInt8(ascii: "\n"), UInt8(ascii: "\r"):
-                throw error("the string starting here runs past the end of the line; close it with '\"' or write a line break as \\n", at: open)
+                throw error(
+                    "the string starting here runs past the end of the line; close it with '\"' or write a line break as \\n",
+                    at: open)
             case 0..<0x20:
-                throw error("control character U+\(hex4(UInt32(byte))) inside a string; escape it as \\u\(hex4(UInt32(byte)))", at: index)
+                throw error(
+                    "control character U+\(hex4(UInt32(byte))) inside a string; escape it as \\u\(hex4(UInt32(byte)))", at: index)
             case 0x80...:
                 let length = Self.utf8Length(lead: byte)
                 guard length > 1, index + length <= bytes.count,
                     String(validating: bytes[index..<index + length], as: UTF8.self) != nil
-                else { throw error("invalid UTF-8 byte 0x\(String(byte, radix: 16, uppercase: true)); save the file as UTF-8", at: index) }
+                else {
+                    throw error(
+                        "invalid UTF-8 byte 0x\(String(byte, radix: 16, uppercase: true)); save the file as UTF-8", at: index)
+                }
                 buffer.append(contentsOf: bytes[index..<index + length])
                 index += length
             default:
@@ -213,16 +219,21 @@ public struct JSONParser {
         case UInt8(ascii: "u"):
             var code = try parseHex4(escapeAt: backslash)
             if (0xDC00...0xDFFF).contains(code) {
-                throw error("\\u\(hex4(code)) is a lone low surrogate; escape a character outside the BMP as a surrogate pair", at: backslash)
+                throw error(
+                    "\\u\(hex4(code)) is a lone low surrogate; escape a character outside the BMP as a surrogate pair",
+                    at: backslash)
             }
             if (0xD800...0xDBFF).contains(code) {
                 guard bytes[index...].starts(with: [UInt8(ascii: "\\"), UInt8(ascii: "u")]) else {
-                    throw error("\\u\(hex4(code)) is a high surrogate without the low surrogate that must follow it", at: backslash)
+                    throw error(
+                        "\\u\(hex4(code)) is a high surrogate without the low surrogate that must follow it", at: backslash)
                 }
                 index += 2
                 let low = try parseHex4(escapeAt: index - 2)
                 guard (0xDC00...0xDFFF).contains(low) else {
-                    throw error("\\u\(hex4(code)) must be followed by a low surrogate (\\uDC00 to \\uDFFF), found \\u\(hex4(low))", at: backslash)
+                    throw error(
+                        "\\u\(hex4(code)) must be followed by a low surrogate (\\uDC00 to \\uDFFF), found \\u\(hex4(low))",
+                        at: backslash)
                 }
                 code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
             }
@@ -304,7 +315,9 @@ public struct JSONParser {
         case UInt8(ascii: "/"): return error("comments are not allowed in JSON; remove it", at: index)
         case UInt8(ascii: "'"): return error("strings and keys need double quotes, not single quotes", at: index)
         case let b where Self.isWordByte(b):
-            return error("expected \(expected), found \(found()); strings and keys need double quotes, and the only bare words are true, false and null", at: index)
+            return error(
+                "expected \(expected), found \(found()); strings and keys need double quotes, and the only bare words are true, false and null",
+                at: index)
         default: return error("expected \(expected), found \(found())", at: index)
         }
     }
@@ -317,7 +330,8 @@ public struct JSONParser {
             return "the word '\(String(decoding: word, as: UTF8.self))'"
         }
         let length = bytes[index] < 0x80 ? 1 : Self.utf8Length(lead: bytes[index])
-        if length > 0, index + length <= bytes.count, let text = String(validating: bytes[index..<index + length], as: UTF8.self) {
+        if length > 0, index + length <= bytes.count, let text = String(validating: bytes[index..<index + length], as: UTF8.self)
+        {
             return "'\(text)'"
         }
         return "the byte 0x\(String(bytes[index], radix: 16, uppercase: true))"

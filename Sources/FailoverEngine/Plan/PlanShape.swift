@@ -69,10 +69,15 @@ enum PlanShape {
                 Field("version", .formatVersion, example: "1"),
                 Field("name", .text, example: "\"xkube-dr\""),
                 Field("repository", .object(noun: "repository", fields: repository), example: "{ \"type\": \"posix\", … }"),
-                Field("replication", .object(noun: "replication", fields: replication), example: "{ \"user\": \"replicator\", … }"),
+                Field(
+                    "replication", .object(noun: "replication", fields: replication), example: "{ \"user\": \"replicator\", … }"),
                 Field("policy", .object(noun: "policy", fields: policy), example: "{ \"maxLagBytes\": 16777216, … }"),
-                Field("sites", .array(of: .object(noun: "site", fields: site), atLeastOne: true), example: "[ { \"name\": \"prod\", … } ]"),
-                Field("transitions", .array(of: .transition, atLeastOne: false), example: "[ { \"action\": \"switchover\", \"to\": \"dr\" } ]"),
+                Field(
+                    "sites", .array(of: .object(noun: "site", fields: site), atLeastOne: true),
+                    example: "[ { \"name\": \"prod\", … } ]"),
+                Field(
+                    "transitions", .array(of: .transition, atLeastOne: false),
+                    example: "[ { \"action\": \"switchover\", \"to\": \"dr\" } ]"),
                 Field("osUser", .text, required: false, example: "\"failoverd\""),
             ])
     }
@@ -110,8 +115,11 @@ enum PlanShape {
             Field("name", .text, example: "\"dr\""),
             Field("driver", .oneOf(drivers, noun: "driver"), example: "\"local\""),
             Field("role", .oneOf(Role.allCases.map(\.rawValue), noun: "role"), example: "\"archive-standby\""),
-            Field("instances", .array(of: .object(noun: "instance", fields: instance), atLeastOne: true),
-                  example: "[ { \"name\": \"dr-0\", \"host\": \"127.0.0.1\", \"port\": 6433, \"dataDirectory\": \"/var/lib/failoverd/dr-0\" } ]"),
+            Field(
+                "instances", .array(of: .object(noun: "instance", fields: instance), atLeastOne: true),
+                example:
+                    "[ { \"name\": \"dr-0\", \"host\": \"127.0.0.1\", \"port\": 6433, \"dataDirectory\": \"/var/lib/failoverd/dr-0\" } ]"
+            ),
         ]
     }
 

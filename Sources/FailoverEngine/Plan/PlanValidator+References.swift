@@ -15,8 +15,9 @@ extension PlanValidator {
             if let siteName {
                 if let first = siteAt[siteName] {
                     problems.append(
-                        .error(sitePath.appending("name"), "site \"\(siteName)\" is declared twice (first at \(first))",
-                               hint: "Give each site its own name: transitions refer to sites by name."))
+                        .error(
+                            sitePath.appending("name"), "site \"\(siteName)\" is declared twice (first at \(first))",
+                            hint: "Give each site its own name: transitions refer to sites by name."))
                 } else {
                     siteAt[siteName] = sitePath
                     siteNames.append(siteName)
@@ -26,8 +27,11 @@ extension PlanValidator {
                 let this = siteName.map { "\"\($0)\"" } ?? "at \(sitePath)"
                 if let primary {
                     problems.append(
-                        .error(sitePath.appending("role"), "sites \(primary) and \(this) are both declared primary",
-                               hint: "A plan starts from one primary at most: give the other site the role it really has now (fenced, or a standby); `failoverd status` shows it."))
+                        .error(
+                            sitePath.appending("role"), "sites \(primary) and \(this) are both declared primary",
+                            hint:
+                                "A plan starts from one primary at most: give the other site the role it really has now (fenced, or a standby); `failoverd status` shows it."
+                        ))
                 } else {
                     primary = this
                 }
@@ -38,8 +42,11 @@ extension PlanValidator {
                 if let name = nonEmptyString(instance["name"]) {
                     if let first = instanceAt[name] {
                         problems.append(
-                            .error(path.appending("name"), "instance \"\(name)\" is declared twice (first at \(first))",
-                                   hint: "Give each instance a name unique across the whole plan: the journal and reports name instances alone."))
+                            .error(
+                                path.appending("name"), "instance \"\(name)\" is declared twice (first at \(first))",
+                                hint:
+                                    "Give each instance a name unique across the whole plan: the journal and reports name instances alone."
+                            ))
                     } else {
                         instanceAt[name] = path
                     }
@@ -49,8 +56,9 @@ extension PlanValidator {
                     let endpoint = "\(host):\(port)"
                     if let other = endpointOwner[endpoint] {
                         problems.append(
-                            .error(path.appending("port"), "instances \(other) and \(label) both listen on \(endpoint)",
-                                   hint: "Give each instance on a shared host its own port."))
+                            .error(
+                                path.appending("port"), "instances \(other) and \(label) both listen on \(endpoint)",
+                                hint: "Give each instance on a shared host its own port."))
                     } else {
                         endpointOwner[endpoint] = label
                     }
@@ -60,8 +68,10 @@ extension PlanValidator {
                     let key = "\(host) \(trimmed)"
                     if let other = dataDirectoryOwner[key] {
                         problems.append(
-                            .error(path.appending("dataDirectory"), "instances \(other) and \(label) both use the data directory \(trimmed) on host \(host)",
-                                   hint: "Two PostgreSQL servers cannot share a data directory; give each instance its own."))
+                            .error(
+                                path.appending("dataDirectory"),
+                                "instances \(other) and \(label) both use the data directory \(trimmed) on host \(host)",
+                                hint: "Two PostgreSQL servers cannot share a data directory; give each instance its own."))
                     } else {
                         dataDirectoryOwner[key] = label
                     }
@@ -79,11 +89,14 @@ extension PlanValidator {
             let keys = transition(from: value).map { t in referring.filter(t.action.requiredFields.contains) } ?? referring
             for key in keys {
                 guard let name = nonEmptyString(value[key]), !siteNames.contains(name) else { continue }
-                let known = siteNames.isEmpty ? "The plan declares no site." : "The sites in this plan are: \(siteNames.joined(separator: ", "))."
+                let known =
+                    siteNames.isEmpty
+                    ? "The plan declares no site." : "The sites in this plan are: \(siteNames.joined(separator: ", "))."
                 problems.append(
-                    .error(JSONPath.root.appending("transitions").appending(i).appending(key),
-                           "\(transitionLabel(value, index: i)): no site named \"\(name)\" (\"\(key)\")",
-                           hint: didYouMean(name, among: siteNames) + known))
+                    .error(
+                        JSONPath.root.appending("transitions").appending(i).appending(key),
+                        "\(transitionLabel(value, index: i)): no site named \"\(name)\" (\"\(key)\")",
+                        hint: didYouMean(name, among: siteNames) + known))
             }
         }
     }

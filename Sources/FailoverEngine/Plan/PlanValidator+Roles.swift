@@ -29,11 +29,15 @@ extension PlanValidator {
             case .failure(let refusal):
                 let subjectKey = action.requiredFields.contains("site") ? "site" : "to"
                 let key =
-                    refusal.site == transition.subject ? subjectKey
+                    refusal.site == transition.subject
+                    ? subjectKey
                     : refusal.site == transition.upstream ? "upstream" : refusal.site == transition.source ? "source" : subjectKey
                 problems.append(
-                    .error(JSONPath.root.appending("transitions").appending(i).appending(key), refusal.message,
-                           hint: "Roles at that point of the plan: \(describe(roles)). The transitions after this one are checked as if it had succeeded."))
+                    .error(
+                        JSONPath.root.appending("transitions").appending(i).appending(key), refusal.message,
+                        hint:
+                            "Roles at that point of the plan: \(describe(roles)). The transitions after this one are checked as if it had succeeded."
+                    ))
                 roles = rolesAssumingLegal(transition, roles)
             }
         }

@@ -26,7 +26,8 @@ extension PlanValidator {
             for member in members {
                 let memberPath = path.appending(member.key)
                 if looksLikeSecretKey(member.key) {
-                    problems.append(.error(memberPath, "field \"\(member.key)\" looks like a password or other secret", hint: hint))
+                    problems.append(
+                        .error(memberPath, "field \"\(member.key)\" looks like a password or other secret", hint: hint))
                 } else {
                     checkSecrets(member.value, at: memberPath, into: &problems)
                 }
@@ -34,10 +35,11 @@ extension PlanValidator {
         case .array(let elements):
             for (i, element) in elements.enumerated() { checkSecrets(element, at: path.appending(i), into: &problems) }
         case .string(let text) where matches(text, secretValuePattern):
-            let field = path.components.last.map { component -> String in
-                if case .key(let key) = component { return "the value of \"\(key)\"" }
-                return "a value"
-            } ?? "the document"
+            let field =
+                path.components.last.map { component -> String in
+                    if case .key(let key) = component { return "the value of \"\(key)\"" }
+                    return "a value"
+                } ?? "the document"
             problems.append(.error(path, "\(field) contains a password (password=… or user:password@ in a URL)", hint: hint))
         case .null, .bool, .number, .string:
             break

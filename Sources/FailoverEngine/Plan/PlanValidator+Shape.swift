@@ -3,8 +3,9 @@ extension PlanValidator {
     static func checkShape(_ root: JSONValue, into problems: inout [PlanProblem]) {
         guard case .object = root else {
             problems.append(
-                .error(.root, "the plan must be a JSON object, found \(root.kindDescription)",
-                       hint: "A plan starts with { \"version\": 1, \"name\": …, \"repository\": … }; see docs/plan-format.md."))
+                .error(
+                    .root, "the plan must be a JSON object, found \(root.kindDescription)",
+                    hint: "A plan starts with { \"version\": 1, \"name\": …, \"repository\": … }; see docs/plan-format.md."))
             return
         }
         check(root, PlanShape.plan, field: nil, owner: "the plan", at: .root, into: &problems)
@@ -29,8 +30,10 @@ extension PlanValidator {
             guard let number = Int(literal) else { return wrong(literal) }
             if !range.contains(number) {
                 problems.append(
-                    .error(path, "\(owner): \(field?.key ?? "value") \(number) is out of range; it must be from \(range.lowerBound) to \(range.upperBound)",
-                           hint: example + "."))
+                    .error(
+                        path,
+                        "\(owner): \(field?.key ?? "value") \(number) is out of range; it must be from \(range.lowerBound) to \(range.upperBound)",
+                        hint: example + "."))
             }
         case .byteCount:
             guard case .number(let literal) = value else { return wrong(value.kindDescription) }
@@ -43,13 +46,17 @@ extension PlanValidator {
             guard case .number(let literal) = value, let version = Int(literal) else { return wrong(value.kindDescription) }
             if version != 1 {
                 problems.append(
-                    .error(path, "\(owner): format version \(version) is not supported; this failoverd reads version 1",
-                           hint: "Write \"version\": 1 and the v1 fields described in docs/plan-format.md."))
+                    .error(
+                        path, "\(owner): format version \(version) is not supported; this failoverd reads version 1",
+                        hint: "Write \"version\": 1 and the v1 fields described in docs/plan-format.md."))
             }
         case .array(let element, let atLeastOne):
             guard case .array(let elements) = value else { return wrong(value.kindDescription) }
             if atLeastOne && elements.isEmpty {
-                problems.append(.error(path, "\(owner) has no \(field?.key ?? "elements")", hint: "Add at least one, e.g. \(field?.example ?? "")."))
+                problems.append(
+                    .error(
+                        path, "\(owner) has no \(field?.key ?? "elements")",
+                        hint: "Add at least one, e.g. \(field?.example ?? "")."))
             }
             for (i, item) in elements.enumerated() {
                 check(item, element, field: nil, owner: owner, at: path.appending(i), into: &problems)
@@ -61,7 +68,10 @@ extension PlanValidator {
                 if let member = members.first(where: { $0.key == field.key }) {
                     check(member.value, field.kind, field: field, owner: own, at: path.appending(field.key), into: &problems)
                 } else if field.required {
-                    problems.append(.error(path.appending(field.key), "\(own): missing required field \"\(field.key)\"", hint: "Add \(field.example)."))
+                    problems.append(
+                        .error(
+                            path.appending(field.key), "\(own): missing required field \"\(field.key)\"",
+                            hint: "Add \(field.example)."))
                 }
             }
             let known = fields.map(\.key)
@@ -69,14 +79,18 @@ extension PlanValidator {
                 warnUnknown(member.key, known: known, owner: own, at: path.appending(member.key), into: &problems)
             }
         case .transition:
-            guard case .object = value, case .index(let index)? = path.components.last else { return wrong(value.kindDescription) }
+            guard case .object = value, case .index(let index)? = path.components.last else {
+                return wrong(value.kindDescription)
+            }
             checkTransition(value, index: index, at: path, into: &problems)
         }
     }
 
     /// `"sites"[2]` for the element at `$.sites[2]`.
     private static func elementName(_ path: JSONPath) -> String {
-        guard case .index(let i)? = path.components.last, case .key(let key)? = path.components.dropLast().last else { return "the value" }
+        guard case .index(let i)? = path.components.last, case .key(let key)? = path.components.dropLast().last else {
+            return "the value"
+        }
         return "\"\(key)\"[\(i)]"
     }
 
@@ -88,15 +102,19 @@ extension PlanValidator {
         case .oneOf(let values, let noun):
             if !values.contains(text) {
                 problems.append(
-                    .error(path, "\(owner): unknown \(noun) \"\(text)\"",
-                           hint: didYouMean(text, among: values) + "The \(noun) must be one of: \(values.joined(separator: ", "))."))
+                    .error(
+                        path, "\(owner): unknown \(noun) \"\(text)\"",
+                        hint: didYouMean(text, among: values) + "The \(noun) must be one of: \(values.joined(separator: ", "))."))
             }
         case _ where text.isEmpty:
             problems.append(.error(path, "\(owner): \(name) must not be empty", hint: example + "."))
         case .absolutePath where !text.hasPrefix("/"):
             problems.append(
-                .error(path, "\(owner): \(name) must be an absolute path, found \"\(text)\"",
-                       hint: "failoverd, pgBackRest and PostgreSQL each resolve a relative path from a different directory; \(example)."))
+                .error(
+                    path, "\(owner): \(name) must be an absolute path, found \"\(text)\"",
+                    hint:
+                        "failoverd, pgBackRest and PostgreSQL each resolve a relative path from a different directory; \(example)."
+                ))
         default:
             break
         }
@@ -115,8 +133,9 @@ extension PlanValidator {
     ) {
         guard !looksLikeSecretKey(key) else { return }
         problems.append(
-            .warning(path, "\(owner): unknown field \"\(key)\" is ignored",
-                     hint: didYouMean(key, among: known) + "The known fields here are: \(known.joined(separator: ", "))."))
+            .warning(
+                path, "\(owner): unknown field \"\(key)\" is ignored",
+                hint: didYouMean(key, among: known) + "The known fields here are: \(known.joined(separator: ", "))."))
     }
 
     /// A transition: a known action, exactly the fields that action takes, each of the right kind.
@@ -126,12 +145,15 @@ extension PlanValidator {
         let known = ["action"] + PlanShape.transitionFields.map(\.key)
         let action: Action?
         if let member = value["action"] {
-            check(member, PlanShape.action.kind, field: PlanShape.action, owner: label, at: path.appending("action"), into: &problems)
+            check(
+                member, PlanShape.action.kind, field: PlanShape.action, owner: label, at: path.appending("action"),
+                into: &problems)
             action = member.stringValue.flatMap(Action.init(rawValue:))
         } else {
             problems.append(
-                .error(path.appending("action"), "\(label) has no \"action\"",
-                       hint: "Add \"action\": one of \(Action.allCases.map(\.rawValue).joined(separator: ", "))."))
+                .error(
+                    path.appending("action"), "\(label) has no \"action\"",
+                    hint: "Add \"action\": one of \(Action.allCases.map(\.rawValue).joined(separator: ", "))."))
             action = nil
         }
         for field in PlanShape.transitionFields {
@@ -150,8 +172,9 @@ extension PlanValidator {
                     .error(fieldPath, "\(label): \(action.rawValue) needs \"\(field.key)\"", hint: "Add \(field.example)."))
             case (false, _?):
                 problems.append(
-                    .error(fieldPath, "\(label): \"\(field.key)\" does not apply to \(action.rawValue)",
-                           hint: "Remove it; \(action.rawValue) takes \(takes.map { "\"\($0)\"" }.joined(separator: " and "))."))
+                    .error(
+                        fieldPath, "\(label): \"\(field.key)\" does not apply to \(action.rawValue)",
+                        hint: "Remove it; \(action.rawValue) takes \(takes.map { "\"\($0)\"" }.joined(separator: " and "))."))
             case (false, nil):
                 break
             }

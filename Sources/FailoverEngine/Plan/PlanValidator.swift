@@ -24,7 +24,9 @@ public enum PlanValidator {
         } catch {
             let problem = PlanProblem.error(
                 .root, "not valid JSON: \(error)",
-                hint: "A plan is strict JSON (RFC 8259): keys and strings in double quotes, commas between members, no trailing commas, no comments.")
+                hint:
+                    "A plan is strict JSON (RFC 8259): keys and strings in double quotes, commas between members, no trailing commas, no comments."
+            )
             return PlanValidation(problems: [problem], plan: nil, summary: "plan is not valid JSON: \(error)")
         }
         let root = document.value
@@ -38,14 +40,19 @@ public enum PlanValidator {
         let errors = problems.filter { $0.severity == .error }.count
         let warnings = problems.count - errors
         guard errors == 0 else {
-            return PlanValidation(problems: problems, plan: nil, summary: "\(name) is invalid: \(count(errors, "error"))" + (warnings > 0 ? ", \(count(warnings, "warning"))" : ""))
+            return PlanValidation(
+                problems: problems, plan: nil,
+                summary: "\(name) is invalid: \(count(errors, "error"))" + (warnings > 0 ? ", \(count(warnings, "warning"))" : "")
+            )
         }
         do {
             let plan = try Plan.decode(data)
             return PlanValidation(problems: problems, plan: plan, summary: summary(of: plan, warnings: warnings))
         } catch {
             problems.append(
-                .error(.root, "the plan passed every check but could not be decoded: \(error)", hint: "This is a failoverd bug; please report it with the plan."))
+                .error(
+                    .root, "the plan passed every check but could not be decoded: \(error)",
+                    hint: "This is a failoverd bug; please report it with the plan."))
             return PlanValidation(problems: problems, plan: nil, summary: "\(name) is invalid: \(count(1, "error"))")
         }
     }
@@ -55,7 +62,8 @@ public enum PlanValidator {
         let declared = Dictionary(plan.sites.map { ($0.name, $0.role) }, uniquingKeysWith: { first, _ in first })
         // The role pass accepted every transition, so applying them all succeeds.
         let after = (try? RoleMachine.applyAll(plan.transitions, to: declared).get()) ?? declared
-        return "plan \"\(plan.name)\" is valid: \(count(plan.sites.count, "site")), \(count(plan.allInstances.count, "instance")), "
+        return
+            "plan \"\(plan.name)\" is valid: \(count(plan.sites.count, "site")), \(count(plan.allInstances.count, "instance")), "
             + "\(count(plan.transitions.count, "transition")); roles after it: \(describe(after))"
             + (warnings > 0 ? " (\(count(warnings, "warning")))" : "")
     }
