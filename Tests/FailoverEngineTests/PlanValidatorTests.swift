@@ -276,6 +276,13 @@ struct BadPlan: Sendable, CustomTestStringConvertible {
                 "Roles at that point of the plan: dr=archive-standby, prod=primary. The transitions after this one are checked as if it had succeeded.",
             schemaRejects: false),
         BadPlan(
+            kind: "upstream in the wrong role",
+            edits: [(#""transitions": ["#, #""transitions": [ { "action": "fence", "site": "prod" },"#)],
+            path: "$.transitions[1].upstream",
+            message:
+                #"transition 2 (enable-streaming dr from prod): upstream "prod" is fenced at that point of the plan; it must be primary or streaming-standby"#,
+            hint: "Roles at that point of the plan: dr=archive-standby, prod=fenced.", schemaRejects: false),
+        BadPlan(
             kind: "password key", edits: [(#""user": "replicator""#, #""user": "replicator", "password": "hunter2""#)],
             path: "$.replication.password",
             message: #"field "password" looks like a password or other secret"#,
@@ -337,6 +344,7 @@ struct PlanValidatorTests {
             validation.problems.first { $0.path == bad.path && $0.message.contains(bad.message) },
             "expected \(bad.path): \(bad.message)\ngot:\n\(validation.problems.map(\.description).joined(separator: "\n"))")
         #expect(problem.severity == .error)
+        #expect(validation.errors.filter { $0.path == bad.path }.count == 1, "reported once")
         #expect(bad.hint.isEmpty || problem.hint.contains(bad.hint), "\(problem.hint)")
         #expect(validation.plan == nil)
         let invalid = ["not JSON": "plan is not valid JSON: line 4, column 3", "empty name": "plan is invalid: "][
