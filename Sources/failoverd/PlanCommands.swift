@@ -17,13 +17,12 @@ struct ValidateCommand: AsyncParsableCommand {
         let result = PlanValidator.validate(data)
         if json {
             struct Out: Encodable { var valid: Bool; var summary: String?; var problems: [PlanProblem] }
-            try printJSON(Out(valid: result.problems.isEmpty, summary: result.problems.isEmpty ? result.summary : nil, problems: result.problems))
-        } else if result.problems.isEmpty {
-            print(result.summary)
+            try printJSON(Out(valid: result.isValid, summary: result.isValid ? result.summary : nil, problems: result.problems))
         } else {
-            print(PlanLoader.describe(result.problems, file: plan))
+            if !result.problems.isEmpty { print(PlanLoader.describe(result.problems, file: plan)) }
+            if result.isValid { print(result.summary) }
         }
-        if !result.problems.isEmpty { throw ExitCode(2) }
+        if !result.isValid { throw ExitCode(2) }
     }
 }
 

@@ -106,20 +106,31 @@ public struct Instance: Codable, Sendable, Equatable, Hashable {
 
 /// The v1 actions.
 public enum Action: String, Codable, Sendable, CaseIterable {
+    /// Creates a site that has no data yet (`none`) as an archive standby, restored from the repository.
     case bootstrapStandby = "bootstrap-standby"
+    /// Makes an archive standby stream from its upstream: archive-standby → streaming-standby.
     case enableStreaming = "enable-streaming"
+    /// Stops streaming, leaving the repository as the only WAL source: streaming-standby → archive-standby.
     case disableStreaming = "disable-streaming"
+    /// Stops a primary accepting writes: primary → fenced.
     case fence
+    /// Planned handover, no committed write lost: the primary → streaming-standby, `to` → primary.
     case switchover
+    /// Unplanned promotion: the old primary → fenced, `to` → primary.
     case failover
+    /// Repairs a fenced former primary by pg_rewind from `source`: fenced → streaming-standby.
     case rewind
+    /// Restores a standby or fenced site by a delta restore from the repository: → archive-standby.
     case rebuild
+    /// Repairs the old primary `to` by `method`, lets it catch up, then switches over to it.
     case failback
 }
 
 /// How a failback repairs the old primary.
 public enum FailbackMethod: String, Codable, Sendable, CaseIterable {
+    /// pg_rewind from the current primary.
     case rewind
+    /// A delta restore from the repository.
     case rebuild
 }
 

@@ -8,7 +8,7 @@ public enum PlanLoader {
             throw FailoverError.invalid("cannot read plan file \(path): no such file or not readable")
         }
         let result = PlanValidator.validate(data)
-        guard let plan = result.plan, result.problems.isEmpty else {
+        guard let plan = result.plan, result.isValid else {
             throw FailoverError.invalid(describe(result.problems, file: path))
         }
         return plan
@@ -16,7 +16,9 @@ public enum PlanLoader {
 
     /// Every problem on its own line: `file: $.path: message (hint)`.
     public static func describe(_ problems: [PlanProblem], file: String) -> String {
-        "\(file): \(problems.count) problem\(problems.count == 1 ? "" : "s"):\n"
-            + problems.map { "  \($0.path): \($0.message)" + ($0.hint.isEmpty ? "" : "\n      hint: \($0.hint)") }.joined(separator: "\n")
+        let errors = problems.filter { $0.severity == .error }.count
+        return "\(file): \(errors) error\(errors == 1 ? "" : "s"), \(problems.count - errors) warning\(problems.count - errors == 1 ? "" : "s"):\n"
+            + problems.map { "  \($0.severity.rawValue) \($0.path): \($0.message)" + ($0.hint.isEmpty ? "" : "\n      hint: \($0.hint)") }
+            .joined(separator: "\n")
     }
 }

@@ -1,0 +1,144 @@
+/// The shape of plan format v1 as data: the fields of each object, which are required and what each
+/// holds, with an example for hints. ``PlanValidator`` walks a document against it; docs/plan.schema.json
+/// says the same in JSON Schema, and a test keeps the two in step.
+enum PlanShape {
+    /// What a value must be.
+    indirect enum Kind: Sendable {
+        /// A non-empty string.
+        case text
+        /// A string that starts with `/`.
+        case absolutePath
+        /// One of a fixed set of strings, called `noun` in messages (`role`, `driver`…).
+        case oneOf([String], noun: String)
+        /// An integer literal in a range.
+        case integer(ClosedRange<Int>)
+        /// An integer literal from 0 to `UInt64.max`.
+        case byteCount
+        /// Any number above 0.
+        case positiveNumber
+        /// The format version: the integer 1.
+        case formatVersion
+        /// An object with known fields; `noun` names one in messages (`site "dr"`).
+        case object(noun: String, fields: [Field])
+        /// An array; `atLeastOne` makes an empty one an error.
+        case array(of: Kind, atLeastOne: Bool)
+        /// A transition, whose fields depend on its action (see ``Action/requiredFields``).
+        case transition
+
+        /// What the value must be, for messages: `an integer from 1 to 65535`.
+        var expectation: String {
+            switch self {
+            case .text: "a non-empty string"
+            case .absolutePath: "an absolute path (a string starting with /)"
+            case .oneOf(let values, _): "one of " + values.joined(separator: ", ")
+            case .integer(let range): "an integer from \(range.lowerBound) to \(range.upperBound)"
+            case .byteCount: "a whole number of bytes (0 or more)"
+            case .positiveNumber: "a number of seconds above 0"
+            case .formatVersion: "the integer 1"
+            case .object: "an object"
+            case .array: "an array"
+            case .transition: "an object"
+            }
+        }
+    }
+
+    /// One field of an object.
+    struct Field: Sendable {
+        /// The key.
+        var key: String
+        /// What the value must be.
+        var kind: Kind
+        /// Whether the field must be present.
+        var required: Bool
+        /// An example member for hints, e.g. `"port": 6432`.
+        var example: String
+
+        init(_ key: String, _ kind: Kind, required: Bool = true, example: String) {
+            self.key = key
+            self.kind = kind
+            self.required = required
+            self.example = "\"\(key)\": \(example)"
+        }
+    }
+
+    /// The top-level object.
+    static var plan: Kind {
+        .object(
+            noun: "plan",
+            fields: [
+                Field("version", .formatVersion, example: "1"),
+                Field("name", .text, example: "\"xkube-dr\""),
+                Field("repository", .object(noun: "repository", fields: repository), example: "{ \"type\": \"posix\", … }"),
+                Field(
+                    "replication", .object(noun: "replication", fields: replication), example: "{ \"user\": \"replicator\", … }"),
+                Field("policy", .object(noun: "policy", fields: policy), example: "{ \"maxLagBytes\": 16777216, … }"),
+                Field(
+                    "sites", .array(of: .object(noun: "site", fields: site), atLeastOne: true),
+                    example: "[ { \"name\": \"prod\", … } ]"),
+                Field(
+                    "transitions", .array(of: .transition, atLeastOne: false),
+                    example: "[ { \"action\": \"switchover\", \"to\": \"dr\" } ]"),
+                Field("osUser", .text, required: false, example: "\"failoverd\""),
+            ])
+    }
+
+    /// The pgBackRest repository types failoverd supports.
+    static let repositoryTypes = ["posix", "s3", "gcs", "azure"]
+    /// The site drivers.
+    static let drivers = ["local", "simulated"]
+    /// libpq's sslmode values.
+    static let sslModes = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+    static let repository = [
+        Field("type", .oneOf(repositoryTypes, noun: "repository type"), example: "\"posix\""),
+        Field("path", .absolutePath, example: "\"/var/lib/failoverd/repo\""),
+        Field("stanza", .text, example: "\"xkube\""),
+        Field("config", .absolutePath, required: false, example: "\"/etc/failoverd/pgbackrest.conf\""),
+    ]
+
+    static let replication = [
+        Field("user", .text, example: "\"replicator\""),
+        Field("passfile", .absolutePath, example: "\"/etc/failoverd/pgpass\""),
+        Field("rewindUser", .text, required: false, example: "\"rewinder\""),
+        Field("adminUser", .text, required: false, example: "\"postgres\""),
+        Field("sslmode", .oneOf(sslModes, noun: "sslmode"), required: false, example: "\"verify-full\""),
+    ]
+
+    static let policy = [
+        Field("maxLagBytes", .byteCount, example: "16777216"),
+        Field("stepTimeoutSeconds", .positiveNumber, example: "120"),
+        Field("archiveTimeoutSeconds", .positiveNumber, example: "120"),
+    ]
+
+    static var site: [Field] {
+        [
+            Field("name", .text, example: "\"dr\""),
+            Field("driver", .oneOf(drivers, noun: "driver"), example: "\"local\""),
+            Field("role", .oneOf(Role.allCases.map(\.rawValue), noun: "role"), example: "\"archive-standby\""),
+            Field(
+                "instances", .array(of: .object(noun: "instance", fields: instance), atLeastOne: true),
+                example:
+                    "[ { \"name\": \"dr-0\", \"host\": \"127.0.0.1\", \"port\": 6433, \"dataDirectory\": \"/var/lib/failoverd/dr-0\" } ]"
+            ),
+        ]
+    }
+
+    static let instance = [
+        Field("name", .text, example: "\"dr-0\""),
+        Field("host", .text, example: "\"127.0.0.1\""),
+        Field("port", .integer(1...65535), example: "6433"),
+        Field("dataDirectory", .absolutePath, example: "\"/var/lib/failoverd/dr-0\""),
+    ]
+
+    /// The fields of a transition other than `action`; which apply depends on the action.
+    static let transitionFields = [
+        Field("site", .text, example: "\"<the site to act on>\""),
+        Field("upstream", .text, example: "\"<the site to stream from>\""),
+        Field("to", .text, example: "\"<the site to promote>\""),
+        Field("source", .text, example: "\"<the primary to rewind from>\""),
+        Field("method", .oneOf(FailbackMethod.allCases.map(\.rawValue), noun: "method"), example: "\"rewind\""),
+    ]
+
+    /// The transition's action field.
+    static let action = Field("action", .oneOf(Action.allCases.map(\.rawValue), noun: "action"), example: "\"switchover\"")
+}

@@ -1,0 +1,56 @@
+extension PlanValidator {
+    /// Keys that look like they hold a secret: password, passwd, passphrase, secret or token anywhere in
+    /// the key (any case), or a key that is or ends in the word pass or pwd (`pass`, `db_pass`, `adminPwd`).
+    ///
+    /// An ECMA-262 pattern so that docs/plan.schema.json uses the very same text (`propertyNames`).
+    static let secretKeyPattern =
+        "[Pp][Aa][Ss][Ss]([Ww][Oo][Rr][Dd]|[Ww][Dd]|[Pp][Hh][Rr][Aa][Ss][Ee])|[Ss][Ee][Cc][Rr][Ee][Tt]|[Tt][Oo][Kk][Ee][Nn]"
+        + "|(^|[-_.])([Pp][Aa][Ss][Ss]|[Pp][Ww][Dd])$|[a-z0-9](Pass|PASS|Pwd|PWD)$"
+
+    /// Values that carry a password: a libpq `password=` keyword (any case, spaces allowed before `=`) or
+    /// credentials in a URL (`postgresql://user:secret@host`).
+    static let secretValuePattern = "[Pp][Aa][Ss][Ss][Ww][Oo][Rr][Dd]\\s*=|://[^/:@\\s]+:[^/@\\s]*@"
+
+    /// True when `key` matches ``secretKeyPattern``.
+    static func looksLikeSecretKey(_ key: String) -> Bool { matches(key, secretKeyPattern) }
+
+    /// Pass 3: an error for every key or string value anywhere in the document that looks like a secret.
+    ///
+    /// The message never repeats the value: validation output ends up in terminals and logs.
+    static func checkSecrets(_ value: JSONValue, at path: JSONPath, into problems: inout [PlanProblem]) {
+        let hint =
+            "Secrets never appear in a plan: put the password in the libpq passfile named by replication.passfile "
+            + "(lines host:port:database:user:password, mode 0600) and remove it here."
+        switch value {
+        case .object(let members):
+            for member in members {
+                let memberPath = path.appending(member.key)
+                if looksLikeSecretKey(member.key) {
+                    problems.append(
+                        .error(memberPath, "field \"\(member.key)\" looks like a password or other secret", hint: hint))
+                } else {
+                    checkSecrets(member.value, at: memberPath, into: &problems)
+                }
+            }
+        case .array(let elements):
+            for (i, element) in elements.enumerated() { checkSecrets(element, at: path.appending(i), into: &problems) }
+        case .string(let text) where matches(text, secretValuePattern):
+            let field =
+                path.components.last.map { component -> String in
+                    if case .key(let key) = component { return "the value of \"\(key)\"" }
+                    return "a value"
+                } ?? "the document"
+            problems.append(.error(path, "\(field) contains a password (password=… or user:password@ in a URL)", hint: hint))
+        case .null, .bool, .number, .string:
+            break
+        }
+    }
+
+    private static func matches(_ text: String, _ pattern: String) -> Bool {
+        do {
+            return text.contains(try Regex(pattern))
+        } catch {
+            preconditionFailure("secret pattern \(pattern) does not compile: \(error)")
+        }
+    }
+}

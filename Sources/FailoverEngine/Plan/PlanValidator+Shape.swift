@@ -1,0 +1,186 @@
+extension PlanValidator {
+    /// Pass 2: checks the document against ``PlanShape/plan``: fields, types, values, ranges.
+    static func checkShape(_ root: JSONValue, into problems: inout [PlanProblem]) {
+        guard case .object = root else {
+            problems.append(
+                .error(
+                    .root, "the plan must be a JSON object, found \(root.kindDescription)",
+                    hint: "A plan starts with { \"version\": 1, \"name\": …, \"repository\": … }; see docs/plan-format.md."))
+            return
+        }
+        check(root, PlanShape.plan, field: nil, owner: "the plan", at: .root, into: &problems)
+    }
+
+    /// Checks `value` against `kind`; `field` is the member it is the value of (nil for array elements and the root).
+    private static func check(
+        _ value: JSONValue, _ kind: PlanShape.Kind, field: PlanShape.Field?, owner: String, at path: JSONPath,
+        into problems: inout [PlanProblem]
+    ) {
+        let name = field.map { "\"\($0.key)\"" } ?? elementName(path)
+        let example = field.map { "write it as \($0.example)" } ?? "see docs/plan-format.md"
+        func wrong(_ found: String) {
+            problems.append(.error(path, "\(owner): \(name) must be \(kind.expectation), found \(found)", hint: example + "."))
+        }
+        switch kind {
+        case .text, .absolutePath, .oneOf:
+            guard case .string(let text) = value else { return wrong(value.kindDescription) }
+            checkText(text, kind, name: name, owner: owner, example: example, at: path, into: &problems)
+        case .integer(let range):
+            guard case .number(let literal) = value else { return wrong(value.kindDescription) }
+            guard let number = Int(literal) else { return wrong(literal) }
+            if !range.contains(number) {
+                problems.append(
+                    .error(
+                        path,
+                        "\(owner): \(field?.key ?? "value") \(number) is out of range; it must be from \(range.lowerBound) to \(range.upperBound)",
+                        hint: example + "."))
+            }
+        case .byteCount:
+            guard case .number(let literal) = value else { return wrong(value.kindDescription) }
+            guard Int(literal) != nil || UInt64(literal) != nil else { return wrong(literal) }
+            if literal.hasPrefix("-") { wrong(literal) }
+        case .positiveNumber:
+            guard case .number(let literal) = value, let number = Double(literal) else { return wrong(value.kindDescription) }
+            if number <= 0 { wrong(literal) }
+        case .formatVersion:
+            guard case .number(let literal) = value, let version = Int(literal) else { return wrong(value.kindDescription) }
+            if version != 1 {
+                problems.append(
+                    .error(
+                        path, "\(owner): format version \(version) is not supported; this failoverd reads version 1",
+                        hint: "Write \"version\": 1 and the v1 fields described in docs/plan-format.md."))
+            }
+        case .array(let element, let atLeastOne):
+            guard case .array(let elements) = value else { return wrong(value.kindDescription) }
+            if atLeastOne && elements.isEmpty {
+                problems.append(
+                    .error(
+                        path, "\(owner) has no \(field?.key ?? "elements")",
+                        hint: "Add at least one, e.g. \(field?.example ?? "")."))
+            }
+            for (i, item) in elements.enumerated() {
+                check(item, element, field: nil, owner: owner, at: path.appending(i), into: &problems)
+            }
+        case .object(let noun, let fields):
+            guard case .object(let members) = value else { return wrong(value.kindDescription) }
+            let own = objectOwner(value, noun: noun, fields: fields)
+            for field in fields {
+                if let member = members.first(where: { $0.key == field.key }) {
+                    check(member.value, field.kind, field: field, owner: own, at: path.appending(field.key), into: &problems)
+                } else if field.required {
+                    problems.append(
+                        .error(
+                            path.appending(field.key), "\(own): missing required field \"\(field.key)\"",
+                            hint: "Add \(field.example)."))
+                }
+            }
+            let known = fields.map(\.key)
+            for member in members where !known.contains(member.key) {
+                warnUnknown(member.key, known: known, owner: own, at: path.appending(member.key), into: &problems)
+            }
+        case .transition:
+            guard case .object = value, case .index(let index)? = path.components.last else {
+                return wrong(value.kindDescription)
+            }
+            checkTransition(value, index: index, at: path, into: &problems)
+        }
+    }
+
+    /// `"sites"[2]` for the element at `$.sites[2]`.
+    private static func elementName(_ path: JSONPath) -> String {
+        guard case .index(let i)? = path.components.last, case .key(let key)? = path.components.dropLast().last else {
+            return "the value"
+        }
+        return "\"\(key)\"[\(i)]"
+    }
+
+    private static func checkText(
+        _ text: String, _ kind: PlanShape.Kind, name: String, owner: String, example: String, at path: JSONPath,
+        into problems: inout [PlanProblem]
+    ) {
+        switch kind {
+        case .oneOf(let values, let noun):
+            if !values.contains(text) {
+                problems.append(
+                    .error(
+                        path, "\(owner): unknown \(noun) \"\(text)\"",
+                        hint: didYouMean(text, among: values) + "The \(noun) must be one of: \(values.joined(separator: ", "))."))
+            }
+        case _ where text.isEmpty:
+            problems.append(.error(path, "\(owner): \(name) must not be empty", hint: example + "."))
+        case .absolutePath where !text.hasPrefix("/"):
+            problems.append(
+                .error(
+                    path, "\(owner): \(name) must be an absolute path, found \"\(text)\"",
+                    hint:
+                        "failoverd, pgBackRest and PostgreSQL each resolve a relative path from a different directory; \(example)."
+                ))
+        default:
+            break
+        }
+    }
+
+    /// `site "dr"` for an object with a name, `unnamed site` when the name is missing, or the noun alone.
+    private static func objectOwner(_ value: JSONValue, noun: String, fields: [PlanShape.Field]) -> String {
+        guard fields.contains(where: { $0.key == "name" }), noun != "plan" else { return noun == "plan" ? "the plan" : noun }
+        guard let name = value["name"]?.stringValue, !name.isEmpty else { return "unnamed \(noun)" }
+        return "\(noun) \"\(name)\""
+    }
+
+    /// A warning for an unknown key, unless it looks like a secret (the secrets pass makes that an error).
+    private static func warnUnknown(
+        _ key: String, known: [String], owner: String, at path: JSONPath, into problems: inout [PlanProblem]
+    ) {
+        guard !looksLikeSecretKey(key) else { return }
+        problems.append(
+            .warning(
+                path, "\(owner): unknown field \"\(key)\" is ignored",
+                hint: didYouMean(key, among: known) + "The known fields here are: \(known.joined(separator: ", "))."))
+    }
+
+    /// A transition: a known action, exactly the fields that action takes, each of the right kind.
+    private static func checkTransition(_ value: JSONValue, index: Int, at path: JSONPath, into problems: inout [PlanProblem]) {
+        let label = transitionLabel(value, index: index)
+        let members = value.objectMembers ?? []
+        let known = ["action"] + PlanShape.transitionFields.map(\.key)
+        let action: Action?
+        if let member = value["action"] {
+            check(
+                member, PlanShape.action.kind, field: PlanShape.action, owner: label, at: path.appending("action"),
+                into: &problems)
+            action = member.stringValue.flatMap(Action.init(rawValue:))
+        } else {
+            problems.append(
+                .error(
+                    path.appending("action"), "\(label) has no \"action\"",
+                    hint: "Add \"action\": one of \(Action.allCases.map(\.rawValue).joined(separator: ", "))."))
+            action = nil
+        }
+        for field in PlanShape.transitionFields {
+            let fieldPath = path.appending(field.key)
+            let member = value[field.key]
+            guard let action else {
+                if let member { check(member, field.kind, field: field, owner: label, at: fieldPath, into: &problems) }
+                continue
+            }
+            let takes = action.requiredFields
+            switch (takes.contains(field.key), member) {
+            case (true, let member?):
+                check(member, field.kind, field: field, owner: label, at: fieldPath, into: &problems)
+            case (true, nil):
+                problems.append(
+                    .error(fieldPath, "\(label): \(action.rawValue) needs \"\(field.key)\"", hint: "Add \(field.example)."))
+            case (false, _?):
+                problems.append(
+                    .error(
+                        fieldPath, "\(label): \"\(field.key)\" does not apply to \(action.rawValue)",
+                        hint: "Remove it; \(action.rawValue) takes \(takes.map { "\"\($0)\"" }.joined(separator: " and "))."))
+            case (false, nil):
+                break
+            }
+        }
+        for member in members where !known.contains(member.key) {
+            warnUnknown(member.key, known: known, owner: label, at: path.appending(member.key), into: &problems)
+        }
+    }
+}
