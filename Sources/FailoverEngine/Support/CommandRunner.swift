@@ -45,6 +45,12 @@ public struct CommandResult: Sendable {
 
 /// Runs executables with arguments, environment, working directory and a timeout, capturing their output.
 ///
+/// Commands are started with posix_spawn (``Spawner``) rather than Foundation.Process: on Linux,
+/// Foundation.Process learns that a child exited when a socket the child inherits is closed, so a daemon
+/// the child starts (`pg_ctl start` leaves a postmaster behind) keeps that socket open and the Process
+/// never reports termination: `pg_ctl start` hung forever. Here the child keeps no descriptor but 0, 1, 2,
+/// and exit is learnt from waitpid.
+///
 /// When this process runs as root and ``user`` is set, the command runs as that unprivileged user
 /// (through `setpriv --reuid --regid --init-groups`), with a clean environment: HOME, USER, LOGNAME,
 /// a plain PATH and the C.UTF-8 locale, plus what the caller adds. Nothing of the caller's environment
@@ -80,46 +86,24 @@ public struct CommandRunner: Sendable {
         let output = try CapturedOutput()
         defer { output.remove() }
 
-        let process = Process()
         let runAs = OSUser.isRoot ? user.flatMap { $0.uid == 0 ? nil : $0 } : nil
-        if let runAs {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-            process.arguments = ["--reuid=\(runAs.uid)", "--regid=\(runAs.gid)", "--init-groups", "--", path] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: path)
-            process.arguments = arguments
-        }
+        let launchPath = runAs == nil ? path : "/usr/bin/setpriv"
+        let argv = runAs.map { ["setpriv", "--reuid=\($0.uid)", "--regid=\($0.gid)", "--init-groups", "--", path] + arguments } ?? [path] + arguments
         let account = runAs ?? OSUser.current
         var env = [
             "HOME": account.home, "USER": account.name, "LOGNAME": account.name, "PATH": Self.searchPath,
             "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
         ]
         env.merge(environment) { _, new in new }
-        process.environment = env
-        process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory ?? "/")
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = output.stdout
-        process.standardError = output.stderr
 
         let watch = ProcessWatch()
         let started = ContinuousClock.now
-        let status: Int32 = try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int32, any Error>) in
-                process.terminationHandler = { finished in
-                    watch.finish()
-                    let code = finished.terminationReason == .uncaughtSignal ? 128 + finished.terminationStatus : finished.terminationStatus
-                    continuation.resume(returning: code)
-                }
-                do {
-                    try process.run()
-                } catch {
-                    process.terminationHandler = nil
-                    continuation.resume(
-                        throwing: FailoverError.failed("could not launch `\(commandLine)`: \(error.localizedDescription). Check that \(path) exists and is executable."))
-                    return
-                }
-                watch.arm(pid: process.processIdentifier, after: limit)
-            }
+        let pid = try Spawner.spawn(
+            launchPath, argv, environment: env.map { "\($0.key)=\($0.value)" }, workingDirectory: workingDirectory ?? "/",
+            stdout: output.stdout.fileDescriptor, stderr: output.stderr.fileDescriptor, commandLine: commandLine)
+        watch.arm(pid: pid, after: limit)
+        let status = await withTaskCancellationHandler {
+            await Spawner.wait(pid, onExit: watch.finish)
         } onCancel: {
             watch.terminate()
         }
@@ -165,8 +149,8 @@ public enum ShellQuote {
     }
 }
 
-/// Two temporary files that receive a command's stdout and stderr; files (not pipes) so that a daemon
-/// that inherits them (a postmaster started by pg_ctl) can never make the runner wait.
+/// Two temporary files that receive a command's stdout and stderr; files (not pipes), so that no reader
+/// can block on a descriptor that a daemon started by the command still holds.
 private final class CapturedOutput: @unchecked Sendable {
     let stdoutPath: String
     let stderrPath: String
@@ -224,13 +208,14 @@ private final class ProcessWatch: @unchecked Sendable {
         }
     }
 
-    /// SIGTERM now, SIGKILL two seconds later if it is still there.
+    /// SIGTERM now to the child's process group, SIGKILL two seconds later if the child is still there.
+    /// (The pid cannot be reused before ``Spawner/wait(_:)`` reaps it, and `finish()` comes after that.)
     func terminate() {
         let target = lock.withLock { finished ? 0 : pid }
         guard target > 0 else { return }
-        kill(target, SIGTERM)
+        kill(-target, SIGTERM)
         DispatchQueue.global().asyncAfter(deadline: .now() + 2) { [self] in
-            if lock.withLock({ !finished }) { kill(target, SIGKILL) }
+            if lock.withLock({ !finished }) { kill(-target, SIGKILL) }
         }
     }
 }
