@@ -1,0 +1,186 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// The files and the primary that `Sandbox.up()` creates.
+extension Sandbox {
+    /// The functions pg_rewind calls on its source: with EXECUTE on these, the rewind role needs no superuser.
+    static let rewindFunctions = [
+        "pg_ls_dir(text, boolean, boolean)", "pg_stat_file(text, boolean)", "pg_read_binary_file(text)",
+        "pg_read_binary_file(text, bigint, bigint, boolean)",
+    ]
+
+    /// Creates the repository, pgBackRest's lock, log and spool directories, the data directories' parents, the
+    /// passfile and the pgBackRest configuration, recording in `manifest` what did not exist. Returns the passwords.
+    func prepareFiles(driver: LocalPostgresDriver, user: OSUser, manifest: inout SandboxManifest) throws -> [String: String] {
+        let backrest = driver.backrest
+        let repositoryParent = (backrest.repositoryPath as NSString).deletingLastPathComponent
+        try manifest.record(try Files.makeDirectory(repositoryParent, mode: 0o755, owner: user), for: plan)
+        try manifest.record(try Files.makeDirectory(backrest.repositoryPath, mode: 0o750, owner: user), for: plan)
+        for (_, instance) in plan.allInstances {
+            let paths = InstancePaths(instance)
+            let parent = (paths.dataDirectory as NSString).deletingLastPathComponent
+            try manifest.record(try Files.makeDirectory(parent, mode: 0o755, owner: user), for: plan)
+            // Recorded before they exist: initdb, restore and start create them, perhaps in a later drill.
+            try manifest.record([paths.dataDirectory, paths.stateDirectory].filter { !Files.exists($0) }, for: plan)
+        }
+        let passfile = Passfile(path: plan.replication.passfile)
+        try manifest.record(try Files.makeDirectory((passfile.path as NSString).deletingLastPathComponent, mode: 0o700, owner: user), for: plan)
+        let roles = [plan.replication.effectiveAdminUser, plan.replication.user, plan.replication.effectiveRewindUser]
+        let (passwords, createdPassfile) = try passfile.ensure(roles: roles, owner: user)
+        if createdPassfile { try manifest.record([passfile.path], for: plan) }
+        if !Files.exists(backrest.configPath) {
+            // pgBackRest's lock, log and spool paths default to /tmp/pgbackrest, /var/log/pgbackrest and
+            // /var/spool/pgbackrest, which the OS user cannot write: give it its own.
+            let work = (backrest.repositoryPath as NSString).deletingLastPathComponent + "/pgbackrest-\(backrest.stanza).d"
+            try manifest.record(try Files.makeDirectory((backrest.configPath as NSString).deletingLastPathComponent, mode: 0o755, owner: user), for: plan)
+            try manifest.record(try Files.makeDirectory(work, mode: 0o750, owner: user), for: plan)
+            for sub in ["lock", "log", "spool"] { try Files.makeDirectory(work + "/" + sub, mode: 0o750, owner: user) }
+            let config = """
+                # Written by failoverd sandbox for plan "\(plan.name)"; `sandbox down` removes it.
+                # Instance options (pg1-path, port, socket) are passed on each command line.
+                [global]
+                repo1-path=\(backrest.repositoryPath)
+                repo1-retention-full=2
+                lock-path=\(work)/lock
+                log-path=\(work)/log
+                spool-path=\(work)/spool
+                log-level-console=warn
+                log-level-file=info
+                compress-type=lz4
+                process-max=2
+                start-fast=y
+
+                """
+            try manifest.record([backrest.configPath], for: plan)
+            try Files.write(config, to: backrest.configPath, mode: 0o644, owner: user)
+        }
+        return passwords
+    }
+
+    /// initdb's the primary's leader when it has no data, starts it, and (when it is a primary) creates the
+    /// roles, the stanza and a first full backup, each only when missing.
+    func bootstrapPrimary(_ leader: Instance, driver: LocalPostgresDriver, user: OSUser, passwords: [String: String]) async throws {
+        let paths = InstancePaths(leader)
+        let admin = plan.replication.effectiveAdminUser
+        if try await !driver.hasData(leader) {
+            guard let adminPassword = passwords[admin] else {
+                throw FailoverError.failed("sandbox: the passfile \(plan.replication.passfile) has no entry for \(admin)")
+            }
+            try Files.makeDirectory(paths.dataDirectory, mode: 0o700, owner: user)
+            try Files.makeDirectory(paths.stateDirectory, mode: 0o700, owner: user)
+            let passwordFile = paths.stateDirectory + "/initdb.pwfile"
+            try Files.write(adminPassword + "\n", to: passwordFile, mode: 0o600, owner: user)
+            defer { unlink(passwordFile) }
+            let clock = ContinuousClock.now
+            try await driver.runner.run(
+                driver.bin("initdb"),
+                [
+                    "-D", paths.dataDirectory, "-U", admin, "--pwfile=" + passwordFile, "-E", "UTF8", "--locale=C.UTF-8",
+                    "--auth-local=peer", "--auth-host=scram-sha-256",
+                ]
+            ).checked("Check that \(user.name) owns \(paths.dataDirectory) and that it is empty.")
+            logger.info("initdb \(leader.name) in \(String(format: "%.2f", CommandRunner.seconds(since: clock))) s")
+            try writeServerConfiguration(paths, driver: driver, user: user)
+        }
+        try await driver.start(leader)
+        guard try await !driver.status(of: leader).inRecovery else {
+            logger.info("sandbox: \(leader.name) runs as a standby now; leaving roles, stanza and backups as they are")
+            return
+        }
+        try await ensureRoles(on: leader, driver: driver, passwords: passwords)
+        let options = driver.backrest.instanceOptions(leader, user: admin) + ["--log-level-console=warn"]
+        try await driver.runner.run(driver.backrest.executable, driver.backrest.arguments("stanza-create", options)).checked(
+            "Check \(driver.backrest.configPath) and that \(user.name) can write \(driver.backrest.repositoryPath).")
+        if try await !hasBackup(driver) {
+            let clock = ContinuousClock.now
+            try await driver.runner.run(
+                driver.backrest.executable, driver.backrest.arguments("backup", options + ["--type=full", "--start-fast"]),
+                timeout: max(driver.timeout, 300)
+            ).checked("See the pgBackRest log in the log-path of \(driver.backrest.configPath).")
+            logger.info("full backup of \(leader.name) in \(String(format: "%.2f", CommandRunner.seconds(since: clock))) s")
+        }
+    }
+
+    /// Appends replication and archiving settings to postgresql.conf and replaces pg_hba.conf and pg_ident.conf.
+    ///
+    /// Port, listen address and socket directory stay out of postgresql.conf (pg_ctl -o passes them):
+    /// pg_rewind and restores copy this file between instances.
+    func writeServerConfiguration(_ paths: InstancePaths, driver: LocalPostgresDriver, user: OSUser) throws {
+        let gucString = LocalPostgresDriver.gucString
+        let settings = """
+
+            # failoverd sandbox (plan "\(plan.name)"): replication and archiving through pgBackRest.
+            # Port, listen address and socket directory come from pg_ctl -o, never from this file.
+            wal_level = replica
+            archive_mode = on
+            archive_command = \(gucString(driver.backrest.archiveCommand))
+            archive_timeout = \(Int(plan.policy.archiveTimeoutSeconds.rounded(.up)))
+            wal_log_hints = on
+            max_wal_senders = 10
+            max_replication_slots = 10
+            wal_keep_size = '128MB'
+            hot_standby = on
+            wal_retrieve_retry_interval = '500ms'
+            shared_buffers = '32MB'
+            max_connections = 40
+            log_line_prefix = '%m [%p] %q%a@%d '
+
+            # failoverd: standby settings (restore_command, primary_conninfo) live in this file.
+            \(InstancePaths.includeLine)
+
+            """
+        let conf = (Files.read(paths.postgresqlConf) ?? "") + settings
+        try Files.write(conf, to: paths.postgresqlConf, owner: user)
+        let (admin, replication, rewind) = (plan.replication.effectiveAdminUser, plan.replication.user, plan.replication.effectiveRewindUser)
+        let hba = """
+            # Written by failoverd sandbox. Every instance runs on this host, so TCP clients come from samehost.
+            # TYPE  DATABASE     USER                ADDRESS    METHOD
+            local   all          \(admin)            peer map=failoverd
+            host    replication  \(replication)      samehost   scram-sha-256
+            host    postgres     \(rewind)           samehost   scram-sha-256
+            host    all          \(admin)            samehost   scram-sha-256
+
+            """
+        try Files.write(hba, to: paths.dataDirectory + "/pg_hba.conf", owner: user)
+        // pgBackRest reaches the server over its unix socket as the OS user: let that user log in as the admin role.
+        let ident = "# Written by failoverd sandbox.\n# MAPNAME  SYSTEM-USERNAME  PG-USERNAME\nfailoverd  \(user.name)  \(admin)\n"
+        try Files.write(ident, to: paths.dataDirectory + "/pg_ident.conf", owner: user)
+    }
+
+    /// Creates (or re-passwords) the replication role (LOGIN REPLICATION) and the rewind role (LOGIN, with
+    /// EXECUTE on exactly the functions pg_rewind needs). Passwords are sent as SCRAM verifiers computed here.
+    func ensureRoles(on leader: Instance, driver: LocalPostgresDriver, passwords: [String: String]) async throws {
+        let replication = plan.replication.user
+        let rewind = plan.replication.effectiveRewindUser
+        guard let replicationPassword = passwords[replication], let rewindPassword = passwords[rewind] else {
+            throw FailoverError.failed("sandbox: the passfile \(plan.replication.passfile) lacks \(replication) or \(rewind)")
+        }
+        try await driver.withConnection(leader) { connection in
+            for (role, password, attributes) in [
+                (replication, replicationPassword, "LOGIN REPLICATION"), (rewind, rewindPassword, "LOGIN NOREPLICATION"),
+            ] {
+                let verifier = try connection.encryptPassword(password, role: role)
+                let exists = try connection.scalar("SELECT 1 FROM pg_roles WHERE rolname = $1", [role]) != nil
+                try connection.query(
+                    "\(exists ? "ALTER" : "CREATE") ROLE \(PGConnection.quoteIdentifier(role)) WITH \(attributes) PASSWORD \(PGConnection.quoteLiteral(verifier))",
+                    name: "\(exists ? "alter" : "create") role \(role)")
+            }
+            for function in Self.rewindFunctions {
+                try connection.query(
+                    "GRANT EXECUTE ON FUNCTION pg_catalog.\(function) TO \(PGConnection.quoteIdentifier(rewind))", name: "grant \(function)")
+            }
+        }
+    }
+
+    /// True when the repository holds at least one backup of the stanza (`pgbackrest info --output=json`).
+    func hasBackup(_ driver: LocalPostgresDriver) async throws -> Bool {
+        let result = try await driver.runner.run(driver.backrest.executable, driver.backrest.arguments("info", ["--output=json"])).checked()
+        guard let stanzas = try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]] else { return false }
+        return stanzas.contains { ($0["backup"] as? [Any])?.isEmpty == false }
+    }
+}

@@ -1,0 +1,171 @@
+import Foundation
+import Logging
+
+/// What ``Sandbox/status()`` sees of one instance.
+public struct SandboxInstanceStatus: Sendable, Equatable, CustomStringConvertible {
+    /// The site's name.
+    public var site: String
+    /// The instance's name.
+    public var instance: String
+    /// A postmaster runs for its data directory.
+    public var running: Bool
+    /// The postmaster's pid.
+    public var pid: Int32?
+    /// What the server says it is: `primary`, `standby`, `unreachable` (running, not answering) or `stopped`.
+    public var role: String
+    /// The instance's full probe.
+    public var status: InstanceStatus
+
+    public var description: String {
+        var text = "\(site)/\(instance): \(role)"
+        if let pid { text += " pid \(pid)" }
+        if status.reachable { text += " timeline \(status.timeline)" }
+        if let lsn = status.currentLSN { text += " current \(lsn)" }
+        if let lsn = status.receiveLSN { text += " receive \(lsn)" }
+        if let lsn = status.replayLSN { text += " replay \(lsn)" }
+        if let r = status.walReceiver { text += " walreceiver \(r.status) from \(r.upstreamHost ?? "?"):\(r.upstreamPort.map(String.init) ?? "?")" }
+        return text
+    }
+}
+
+/// Builds a plan's starting topology from nothing on this host, reports on it, and takes it down again.
+///
+/// `up()` creates (as root) the unprivileged OS user, a pgBackRest configuration and repository, the
+/// passfile with generated passwords, initdb's the primary site's leader with archiving through pgBackRest,
+/// creates the least-privilege replication and rewind roles, takes a full backup, and restores every other
+/// instance as a standby per its site's declared role. It detects what already exists and runs, so running
+/// it twice is harmless. `down()` stops every instance by pid and removes exactly what `up()` created
+/// (listed in a manifest next to the repository). For disposable hosts and test directories only.
+public struct Sandbox: Sendable {
+    /// The plan whose starting topology the sandbox builds.
+    public let plan: Plan
+    /// PostgreSQL's bin directory, or nil for the driver's default.
+    public let binDirectory: String?
+    let logger: Logger
+
+    /// Creates a sandbox for `plan`.
+    public init(plan: Plan, binDirectory: String? = nil, logger: Logger = Logger(label: "failoverd.sandbox")) {
+        self.plan = plan
+        self.binDirectory = binDirectory
+        self.logger = logger
+    }
+
+    /// Builds (or completes, or restarts) the plan's starting topology.
+    public func up() async throws {
+        let clock = ContinuousClock.now
+        let primarySite = try validate()
+        let user = try await ensureOSUser()
+        let driver = try LocalPostgresDriver(plan: plan, binDirectory: binDirectory, logger: logger)
+        var manifest = SandboxManifest.load(for: plan)
+        let passwords = try prepareFiles(driver: driver, user: user, manifest: &manifest)
+        try await bootstrapPrimary(primarySite.leader, driver: driver, user: user, passwords: passwords)
+        for follower in primarySite.followers {
+            try await ensureStandby(follower, upstream: primarySite.leader, driver: driver)
+        }
+        for site in plan.sites where site.name != primarySite.name {
+            switch site.role {
+            case .archiveStandby:
+                try await ensureStandby(site.leader, upstream: nil, driver: driver)
+            case .streamingStandby:
+                try await ensureStandby(site.leader, upstream: primarySite.leader, driver: driver)
+            case .none, .primary, .fenced:
+                continue
+            }
+            for follower in site.followers {
+                try await ensureStandby(follower, upstream: site.leader, driver: driver)
+            }
+        }
+        logger.info("sandbox \(plan.name) up in \(String(format: "%.1f", CommandRunner.seconds(since: clock))) s")
+    }
+
+    /// Every instance of the plan: running or not, its pid, the role it reports, and its WAL positions.
+    public func status() async throws -> [SandboxInstanceStatus] {
+        let driver = try LocalPostgresDriver(plan: plan, binDirectory: binDirectory, logger: logger)
+        var result: [SandboxInstanceStatus] = []
+        for (site, instance) in plan.allInstances {
+            let pid = Postmaster.livePID(in: InstancePaths(instance).dataDirectory)
+            let status = try await driver.status(of: instance)
+            let role = !status.running ? "stopped" : !status.reachable ? "unreachable" : status.inRecovery ? "standby" : "primary"
+            result.append(SandboxInstanceStatus(site: site.name, instance: instance.name, running: status.running, pid: pid, role: role, status: status))
+        }
+        return result
+    }
+
+    /// Stops every instance of the plan by pid (SIGTERM, then SIGINT, SIGQUIT and SIGKILL, each after a
+    /// deadline) and removes what `up()` created. Returns the removed paths. Harmless when nothing is up.
+    @discardableResult
+    public func down() async throws -> [String] {
+        await withTaskGroup(of: Void.self) { group in
+            for (_, instance) in plan.allInstances {
+                guard let pid = Postmaster.livePID(in: InstancePaths(instance).dataDirectory) else { continue }
+                group.addTask { await Postmaster.shutDown(pid) }
+            }
+        }
+        for (_, instance) in plan.allInstances {
+            if let pid = Postmaster.livePID(in: InstancePaths(instance).dataDirectory) {
+                throw FailoverError.failed("sandbox down: postmaster \(pid) of \(instance.name) is still running after SIGKILL; stop it by hand.")
+            }
+        }
+        let manifest = SandboxManifest.load(for: plan)
+        var removed: [String] = []
+        for path in manifest.created.reversed() where Files.exists(path) {
+            do {
+                try FileManager.default.removeItem(atPath: path)
+                removed.append(path)
+            } catch {
+                throw FailoverError.failed("sandbox down: could not remove \(path): \(error.localizedDescription)")
+            }
+        }
+        let manifestPath = SandboxManifest.path(for: plan)
+        if Files.exists(manifestPath) { try FileManager.default.removeItem(atPath: manifestPath) }
+        logger.info("sandbox \(plan.name) down; removed \(removed.count) paths")
+        return removed
+    }
+
+    // MARK: Steps of up
+
+    /// The primary site; refuses plans the sandbox cannot build.
+    func validate() throws -> Site {
+        guard let primary = plan.declaredPrimary else {
+            throw FailoverError.invalid("sandbox: plan \"\(plan.name)\" declares no primary site; declare one site \"role\": \"primary\".")
+        }
+        for site in plan.sites {
+            if site.role == .fenced {
+                throw FailoverError.invalid(
+                    "sandbox: site \"\(site.name)\" is declared fenced; a sandbox builds a starting topology and cannot make a fenced former primary from nothing. Declare it archive-standby or none.")
+            }
+            if site.driver != "local" {
+                throw FailoverError.invalid("sandbox: site \"\(site.name)\" uses driver \"\(site.driver)\"; the sandbox builds local sites only.")
+            }
+            if site.role == .primary && site.name != primary.name {
+                throw FailoverError.invalid("sandbox: sites \"\(primary.name)\" and \"\(site.name)\" are both declared primary; declare one.")
+            }
+        }
+        return primary
+    }
+
+    /// The OS user that runs PostgreSQL; as root, created with useradd when missing.
+    func ensureOSUser() async throws -> OSUser {
+        guard OSUser.isRoot else { return .current }
+        let name = plan.osUser ?? "failoverd"
+        if let user = OSUser.lookup(name) { return user }
+        let result = try await CommandRunner().run(
+            "useradd", ["--system", "--user-group", "--home-dir", "/nonexistent", "--no-create-home", "--shell", "/usr/sbin/nologin", name])
+        // A concurrent `up` may have created it first; what counts is that it exists now.
+        if let user = OSUser.lookup(name) {
+            if result.succeeded { logger.info("created OS user \(name)") }
+            return user
+        }
+        try result.checked("Create the user by hand, or set \"osUser\" in the plan to an existing unprivileged user.")
+        throw FailoverError.failed("sandbox: useradd \(name) succeeded but the user cannot be found")
+    }
+
+    /// Restores `instance` as a standby (archive-only when `upstream` is nil) unless it has data, and starts it.
+    func ensureStandby(_ instance: Instance, upstream: Instance?, driver: LocalPostgresDriver) async throws {
+        if try await !driver.hasData(instance) {
+            try await driver.restore(instance, delta: false)
+            try await driver.configureRecovery(of: instance, RecoverySettings(upstream: upstream))
+        }
+        try await driver.start(instance)
+    }
+}

@@ -1,0 +1,74 @@
+import Foundation
+
+/// The one query behind ``LocalPostgresDriver/status(of:)``: recovery state, identity, timeline, WAL
+/// positions, the WAL receiver and the archiver, read in a single round trip.
+enum StatusProbe {
+    /// Timeline on a primary: from pg_walfile_name(pg_current_wal_lsn()), because right after a promotion
+    /// pg_control_checkpoint() still shows the old timeline until the next checkpoint.
+    /// On a standby: the WAL receiver's received_tli, else the highest timeline pg_control knows of
+    /// (the last restartpoint's, or the minimum recovery end's).
+    static let sql = """
+        SELECT pg_is_in_recovery(),
+               (SELECT system_identifier::text FROM pg_control_system()),
+               CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END,
+               CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END,
+               pg_last_wal_receive_lsn()::text,
+               pg_last_wal_replay_lsn()::text,
+               greatest((SELECT timeline_id FROM pg_control_checkpoint()),
+                        (SELECT min_recovery_end_timeline FROM pg_control_recovery()))::text,
+               (SELECT failed_count::text FROM pg_stat_archiver),
+               (SELECT last_archived_wal FROM pg_stat_archiver),
+               r.status, r.sender_host, r.sender_port::text, r.received_tli::text
+          FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON true
+        """
+
+    /// Runs the probe on an open connection.
+    static func run(_ connection: PGConnection) throws -> InstanceStatus {
+        guard let row = try connection.query(sql, name: "status probe").first, row.count == 13 else {
+            throw PGError(sqlState: nil, message: "the status probe returned no row", endpoint: connection.info.endpoint, operation: "status probe")
+        }
+        let inRecovery = row[0] == "t"
+        var receiver: WalReceiver?
+        if let state = row[9] {
+            receiver = WalReceiver(status: state, upstreamHost: row[10], upstreamPort: row[11].flatMap { Int($0) }, receivedTimeline: row[12].flatMap { Int($0) })
+        }
+        let timeline: Int
+        if !inRecovery, let segment = row[2], let tli = WALSegmentName(segment)?.timeline {
+            timeline = tli
+        } else {
+            timeline = max(receiver?.receivedTimeline ?? 0, row[6].flatMap { Int($0) } ?? 0)
+        }
+        return InstanceStatus(
+            running: true, reachable: true, inRecovery: inRecovery, systemIdentifier: row[1] ?? "", timeline: timeline,
+            currentLSN: row[3].flatMap(LSN.init), receiveLSN: row[4].flatMap(LSN.init), replayLSN: row[5].flatMap(LSN.init),
+            walReceiver: receiver, archiverFailedCount: row[7].flatMap { Int($0) } ?? 0, lastArchivedWAL: row[8])
+    }
+}
+
+/// A WAL file name as PostgreSQL and pgBackRest write it: `TTTTTTTTLLLLLLLLSSSSSSSS` (timeline, log, segment),
+/// possibly followed by `.partial` or `.XXXXXXXX.backup`.
+public struct WALSegmentName: Sendable, Equatable {
+    /// The timeline.
+    public var timeline: Int
+    /// The log and segment part (`LLLLLLLLSSSSSSSS`), ordered like the WAL position it names.
+    public var position: String
+    /// What follows the 24 characters: empty, `.partial`, or a backup history suffix.
+    public var suffix: String
+
+    /// Parses `name`; nil for anything that is not a segment name (a `.history` file, say).
+    public init?(_ name: String) {
+        let hex = CharacterSet(charactersIn: "0123456789ABCDEF")
+        let head = String(name.prefix(24))
+        guard head.count == 24, head.unicodeScalars.allSatisfy(hex.contains), let tli = Int(head.prefix(8), radix: 16) else { return nil }
+        timeline = tli
+        position = String(head.suffix(16))
+        suffix = String(name.dropFirst(24))
+    }
+
+    /// True when this archived file shows that `segment` (on its timeline or an earlier one) is archived:
+    /// a complete segment at or after it, on the same or a later timeline.
+    public func covers(_ segment: WALSegmentName) -> Bool {
+        guard timeline >= segment.timeline else { return false }
+        return suffix.isEmpty ? position >= segment.position : position > segment.position
+    }
+}

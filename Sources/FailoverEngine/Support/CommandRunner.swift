@@ -1,0 +1,221 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// What a finished command left behind.
+public struct CommandResult: Sendable {
+    /// The command line as shown in messages (arguments never carry secrets).
+    public var commandLine: String
+    /// The exit status (or the terminating signal number + 128).
+    public var exitCode: Int32
+    /// Everything the command wrote to standard output.
+    public var stdout: String
+    /// Everything the command wrote to standard error.
+    public var stderr: String
+    /// Wall-clock seconds from launch to exit.
+    public var seconds: Double
+
+    /// True when the command exited with status 0.
+    public var succeeded: Bool { exitCode == 0 }
+
+    /// The last lines of standard error (or of standard output when standard error is empty), for messages.
+    public var outputTail: String {
+        let text = stderr.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? stdout : stderr
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: true).suffix(6)
+        let tail = lines.joined(separator: " | ")
+        return tail.count > 900 ? "…" + String(tail.suffix(900)) : tail
+    }
+
+    /// Returns self when the command succeeded; otherwise throws an error naming the command and its output tail.
+    @discardableResult
+    public func checked(_ hint: String = "") throws -> CommandResult {
+        guard succeeded else {
+            let advice = hint.isEmpty ? "" : " " + hint
+            throw FailoverError.failed(
+                "`\(commandLine)` failed with exit code \(exitCode) after \(String(format: "%.1f", seconds)) s: \(outputTail.isEmpty ? "(no output)" : outputTail).\(advice)"
+            )
+        }
+        return self
+    }
+}
+
+/// Runs executables with arguments, environment, working directory and a timeout, capturing their output.
+///
+/// Commands are started with posix_spawn (``Spawner``) rather than Foundation.Process: on Linux,
+/// Foundation.Process learns that a child exited when a socket the child inherits is closed, so a daemon
+/// the child starts (`pg_ctl start` leaves a postmaster behind) keeps that socket open and the Process
+/// never reports termination: `pg_ctl start` hung forever. Here the child keeps no descriptor but 0, 1, 2,
+/// and exit is learnt from waitpid.
+///
+/// When this process runs as root and ``user`` is set, the command runs as that unprivileged user
+/// (through `setpriv --reuid --regid --init-groups`), with a clean environment: HOME, USER, LOGNAME,
+/// a plain PATH and the C.UTF-8 locale, plus what the caller adds. Nothing of the caller's environment
+/// (PGPASSWORD included) leaks into the command. Passwords never travel as arguments: PostgreSQL
+/// tools read them from a libpq passfile.
+public struct CommandRunner: Sendable {
+    /// The account commands run as when this process is root; nil runs them as this process's user.
+    public var user: OSUser?
+    /// The timeout applied when ``run(_:_:environment:workingDirectory:timeout:)`` gets none.
+    public var defaultTimeout: Double
+
+    /// The PATH given to every command.
+    public static let searchPath = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+
+    /// Creates a runner that runs commands as `user` when this process is root.
+    public init(user: OSUser? = nil, defaultTimeout: Double = 120) {
+        self.user = user
+        self.defaultTimeout = defaultTimeout
+    }
+
+    /// Runs `executable` (a path, or a name looked up in ``searchPath``) and waits for it to exit.
+    ///
+    /// - Returns: the result, whatever the exit code; call ``CommandResult/checked(_:)`` to require success.
+    /// - Throws: ``FailoverError`` when the command cannot be launched or runs past `timeout` (it is then
+    ///   sent SIGTERM, and SIGKILL two seconds later).
+    public func run(
+        _ executable: String, _ arguments: [String] = [], environment: [String: String] = [:],
+        workingDirectory: String? = nil, timeout: Double? = nil
+    ) async throws -> CommandResult {
+        let path = try Self.resolve(executable)
+        let commandLine = ([(executable as NSString).lastPathComponent] + arguments).map(Self.displayQuoted).joined(separator: " ")
+        let limit = timeout ?? defaultTimeout
+        let output = try CapturedOutput()
+        defer { output.remove() }
+
+        let runAs = OSUser.isRoot ? user.flatMap { $0.uid == 0 ? nil : $0 } : nil
+        let launchPath = runAs == nil ? path : "/usr/bin/setpriv"
+        let argv = runAs.map { ["setpriv", "--reuid=\($0.uid)", "--regid=\($0.gid)", "--init-groups", "--", path] + arguments } ?? [path] + arguments
+        let account = runAs ?? OSUser.current
+        var env = [
+            "HOME": account.home, "USER": account.name, "LOGNAME": account.name, "PATH": Self.searchPath,
+            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+        ]
+        env.merge(environment) { _, new in new }
+
+        let watch = ProcessWatch()
+        let started = ContinuousClock.now
+        let pid = try Spawner.spawn(
+            launchPath, argv, environment: env.map { "\($0.key)=\($0.value)" }, workingDirectory: workingDirectory ?? "/",
+            stdout: output.stdout.fileDescriptor, stderr: output.stderr.fileDescriptor, commandLine: commandLine)
+        watch.arm(pid: pid, after: limit)
+        let status = await withTaskCancellationHandler {
+            await Spawner.wait(pid, onExit: watch.finish)
+        } onCancel: {
+            watch.terminate()
+        }
+        let seconds = Self.seconds(since: started)
+        let result = CommandResult(
+            commandLine: commandLine, exitCode: status, stdout: output.read(output.stdoutPath),
+            stderr: output.read(output.stderrPath), seconds: seconds)
+        if watch.timedOut {
+            throw FailoverError.failed(
+                "`\(commandLine)` did not finish within \(Int(limit)) s and was killed: \(result.outputTail.isEmpty ? "(no output)" : result.outputTail). Raise policy.stepTimeoutSeconds or look at why it hangs.")
+        }
+        return result
+    }
+
+    /// Resolves a bare command name against ``searchPath``.
+    static func resolve(_ executable: String) throws -> String {
+        if executable.contains("/") { return executable }
+        for dir in searchPath.split(separator: ":") {
+            let candidate = "\(dir)/\(executable)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        throw FailoverError.invalid("\(executable) was not found in \(searchPath): install it (e.g. apt-get install \(executable)).")
+    }
+
+    /// An argument as shown in messages: quoted when it holds spaces or shell characters.
+    static func displayQuoted(_ argument: String) -> String {
+        let plain = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-_=./:,@%+"))
+        if !argument.isEmpty, argument.unicodeScalars.allSatisfy(plain.contains) { return argument }
+        return ShellQuote.quote(argument)
+    }
+
+    static func seconds(since start: ContinuousClock.Instant) -> Double {
+        let d = ContinuousClock.now - start
+        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+}
+
+/// Quoting for /bin/sh, used where PostgreSQL hands a string to the shell (pg_ctl -o, archive_command).
+public enum ShellQuote {
+    /// `text` in single quotes, safe as one shell word.
+    public static func quote(_ text: String) -> String {
+        "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+}
+
+/// Two temporary files that receive a command's stdout and stderr; files (not pipes), so that no reader
+/// can block on a descriptor that a daemon started by the command still holds.
+private final class CapturedOutput: @unchecked Sendable {
+    let stdoutPath: String
+    let stderrPath: String
+    let stdout: FileHandle
+    let stderr: FileHandle
+
+    init() throws {
+        (stdoutPath, stdout) = try Self.temporaryFile()
+        (stderrPath, stderr) = try Self.temporaryFile()
+    }
+
+    static func temporaryFile() throws -> (String, FileHandle) {
+        var template = Array((NSTemporaryDirectory() + "/failoverd-cmd-XXXXXX").utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else {
+            throw FailoverError.failed("could not create a temporary file in \(NSTemporaryDirectory()): \(String(cString: strerror(errno)))")
+        }
+        let path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        return (path, FileHandle(fileDescriptor: fd, closeOnDealloc: true))
+    }
+
+    func read(_ path: String) -> String {
+        guard let data = FileManager.default.contents(atPath: path) else { return "" }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    func remove() {
+        try? stdout.close()
+        try? stderr.close()
+        unlink(stdoutPath)
+        unlink(stderrPath)
+    }
+}
+
+/// Tracks one child process: whether it finished, and kills it at its deadline or on cancellation.
+private final class ProcessWatch: @unchecked Sendable {
+    private let lock = NSLock()
+    private var pid: pid_t = 0
+    private var finished = false
+    private var expired = false
+
+    var timedOut: Bool { lock.withLock { expired } }
+
+    func finish() { lock.withLock { finished = true } }
+
+    func arm(pid: pid_t, after seconds: Double) {
+        lock.withLock { self.pid = pid }
+        DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { [self] in
+            let live = lock.withLock { () -> Bool in
+                if finished { return false }
+                expired = true
+                return true
+            }
+            if live { terminate() }
+        }
+    }
+
+    /// SIGTERM now to the child's process group, SIGKILL two seconds later if the child is still there.
+    /// (The pid cannot be reused before ``Spawner/wait(_:)`` reaps it, and `finish()` comes after that.)
+    func terminate() {
+        let target = lock.withLock { finished ? 0 : pid }
+        guard target > 0 else { return }
+        kill(-target, SIGTERM)
+        DispatchQueue.global().asyncAfter(deadline: .now() + 2) { [self] in
+            if lock.withLock({ !finished }) { kill(-target, SIGKILL) }
+        }
+    }
+}
