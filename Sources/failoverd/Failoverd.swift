@@ -22,7 +22,7 @@ struct Failoverd: AsyncParsableCommand {
             """,
         subcommands: [
             ValidateCommand.self, PlanCommand.self, RunCommand.self, ResumeCommand.self, AbandonCommand.self, StatusCommand.self,
-            AuditCommand.self,
+            AuditCommand.self, SandboxCommand.self, DrillCommand.self,
         ]
     )
 }

@@ -1,0 +1,154 @@
+import Foundation
+import GRDB
+import Logging
+
+/// How to drill a plan.
+public struct DrillOptions: Sendable {
+    /// Where report.json, report.md and timeline.svg go.
+    public var reportDirectory: String
+    /// The faults to inject.
+    public var faults: [Fault]
+    /// Concurrent writers.
+    public var writers: Int
+    /// Leave the sandbox running afterwards.
+    public var keep: Bool
+    /// Pass --allow-data-loss to the run.
+    public var allowDataLoss: Bool
+    /// Seconds the workload runs between transitions, so each topology's lag is measured.
+    public var dwellSeconds: Double
+    /// The state directory for the drill's run (default: REPORT/state, emptied first).
+    public var stateDirectory: String?
+    /// The failoverd executable, for crash-engine faults (the engine is killed in a child process).
+    public var executable: String
+    /// The plan file, for crash-engine faults.
+    public var planPath: String
+    /// Progress lines for a terminal.
+    public var onLine: (@Sendable (String) -> Void)?
+    /// Library logging.
+    public var logger: Logger
+
+    /// Options with the documented defaults.
+    public init(
+        reportDirectory: String, faults: [Fault] = [], writers: Int = 4, keep: Bool = false, allowDataLoss: Bool = false,
+        dwellSeconds: Double = 2, stateDirectory: String? = nil, executable: String, planPath: String,
+        onLine: (@Sendable (String) -> Void)? = nil, logger: Logger = Logger(label: "failoverd.drill")
+    ) {
+        self.reportDirectory = reportDirectory
+        self.faults = faults
+        self.writers = writers
+        self.keep = keep
+        self.allowDataLoss = allowDataLoss
+        self.dwellSeconds = dwellSeconds
+        self.stateDirectory = stateDirectory
+        self.executable = executable
+        self.planPath = planPath
+        self.onLine = onLine
+        self.logger = logger
+    }
+}
+
+/// Rehearses a plan on a local sandbox of real PostgreSQL under write load and faults, and proves with
+/// figures what it cost: RTO, RPO, standby lag, and that there never were two writable primaries.
+public struct Drill: Sendable {
+    let plan: Plan
+    let options: DrillOptions
+
+    /// A drill of `plan`.
+    public init(plan: Plan, options: DrillOptions) {
+        self.plan = plan
+        self.options = options
+    }
+
+    var state: String { options.stateDirectory ?? options.reportDirectory + "/state" }
+    func say(_ line: String) { options.onLine?(line) }
+
+    /// Runs the drill and writes its report; the sandbox is torn down on every path unless `keep`.
+    public func run() async throws -> DrillReport {
+        let sandbox = Sandbox(plan: plan, logger: options.logger)
+        do {
+            let report = try await rehearse(sandbox)
+            if !options.keep { try await sandbox.down() }
+            return report
+        } catch {
+            if !options.keep { _ = try? await sandbox.down() }
+            throw error
+        }
+    }
+
+    func rehearse(_ sandbox: Sandbox) async throws -> DrillReport {
+        say("drill \(plan.name): building the sandbox")
+        try await sandbox.down()
+        try await sandbox.up()
+        try? FileManager.default.removeItem(atPath: state)
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        let driver = try LocalPostgresDriver(plan: plan, logger: options.logger)
+        let clock = DrillClock()
+        let wallStart = Date()
+        let workload = Workload(
+            instances: plan.allInstances.map { ($0.site.name, $0.instance) }, writers: options.writers, clock: clock,
+            connInfo: { driver.adminConnInfo($0) })
+        guard let primary = plan.declaredPrimary?.leader else { throw FailoverError.invalid("drill: the plan declares no primary site") }
+        try workload.prepare(primary: primary)
+        workload.start()
+        defer { Task { await workload.stop() } }
+        _ = try await Wait.until(timeout: 20, interval: 0.05) { workload.ledger.current.acknowledged.count >= 20 ? true : nil }
+        var faultEvents: [DrillReport.FaultEvent] = []
+        let injector = FaultInjector(plan: plan, driver: driver, workload: workload, clock: clock)
+        for f in options.faults {
+            if let e = try await injector.beforeRun(f) { faultEvents.append(e) }
+        }
+        say("drill \(plan.name): workload running (\(options.writers) writers); running the plan")
+        let killed = Locked([DrillReport.FaultEvent]())
+        let killSteps = Set(options.faults.compactMap { if case .killPrimary(let n) = $0 { n } else { nil } })
+        let onLine = options.onLine
+        var runOptions = RunOptions(
+            stateDirectory: state, allowDataLoss: options.allowDataLoss, isDrill: true, logger: options.logger,
+            onProgress: { p in
+                if p.status == "begin", killSteps.contains(p.step.number) {
+                    if let e = injector.killPrimary(step: p.step.number) { killed.withLock { $0.append(e) } }
+                }
+                if p.status != "begin" && p.status != "started" {
+                    onLine?("  [\(p.step.number)/\(p.total)] \(p.status.padding(toLength: 9, withPad: " ", startingAt: 0)) \(p.step.summary)  elapsed \(String(format: "%.2f", p.elapsed)) s")
+                }
+            })
+        runOptions.dwellBetweenTransitions = options.dwellSeconds
+        var runError: FailoverError?
+        do {
+            if let crash = options.faults.compactMap({ if case .crashEngine(let c) = $0 { c } else { nil } }).first {
+                faultEvents.append(try await crashEngine(at: crash, clock: clock))
+                _ = try await Executor(options: runOptions).resume(runID: nil)
+            } else {
+                _ = try await Executor(options: runOptions).run(plan)
+            }
+        } catch let e as FailoverError {
+            runError = e
+            say("drill \(plan.name): the run ended with exit \(e.code.rawValue): \(e.message)")
+        }
+        faultEvents += killed.current
+        let runEnd = clock.now()
+        // Let writes resume on the final primary, then stop the workload.
+        _ = try await Wait.until(timeout: 20, interval: 0.05) {
+            workload.ledger.current.acknowledged.contains { $0.at > runEnd + max(0.5, options.dwellSeconds / 2) } ? true : nil
+        }
+        await workload.stop()
+        await injector.restore()
+        say("drill \(plan.name): checking")
+        let checker = DrillChecker(plan: plan, options: options, driver: driver, workload: workload, clock: clock, wallStart: wallStart, state: state)
+        let report = try await checker.report(runError: runError, faults: faultEvents.sorted { $0.at < $1.at })
+        try report.write(to: options.reportDirectory)
+        return report
+    }
+
+    /// Runs the plan in a child failoverd process killed at `point`; the drill then resumes it.
+    func crashEngine(at point: CrashPoint, clock: DrillClock) async throws -> DrillReport.FaultEvent {
+        var args = ["run", options.planPath, "--state", state, "--crash-at", point.description, "--quiet", "--drill"]
+        if options.allowDataLoss { args.append("--allow-data-loss") }
+        if options.dwellSeconds > 0 { args += ["--dwell", String(options.dwellSeconds)] }
+        let result = try await CommandRunner().run(options.executable, args, timeout: plan.policy.stepTimeoutSeconds * 20)
+        let at = clock.now()
+        guard result.exitCode == 128 + SIGKILL else {
+            throw FailoverError.failed("drill: the engine was not killed at step \(point) (exit \(result.exitCode)): \(result.outputTail)")
+        }
+        return .init(fault: "crash-engine@\(point)", at: at, detail: "engine killed at step \(point); resumed by the drill (exit \(result.exitCode))")
+    }
+}

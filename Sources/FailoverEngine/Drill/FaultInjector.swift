@@ -1,0 +1,80 @@
+import Foundation
+
+/// Injects a drill's faults into the sandbox and undoes the reversible ones.
+final class FaultInjector: @unchecked Sendable {
+    let plan: Plan
+    let driver: LocalPostgresDriver
+    let workload: Workload
+    let clock: DrillClock
+    private let stallTask = Locked<Task<Void, Never>?>(nil)
+    private let stalled = Locked<[Instance]>([])
+
+    init(plan: Plan, driver: LocalPostgresDriver, workload: Workload, clock: DrillClock) {
+        self.plan = plan
+        self.driver = driver
+        self.workload = workload
+        self.clock = clock
+    }
+
+    /// Faults that strike before the run: cut a receiver, stall the archive.
+    func beforeRun(_ fault: Fault) async throws -> DrillReport.FaultEvent? {
+        switch fault {
+        case .cutReceiver(let siteName):
+            let site = plan.site(named: siteName)!
+            for i in site.instances {
+                // Outside failoverd, as an operator or an outage would: primary_conninfo emptied in
+                // postgresql.auto.conf, which wins over failoverd's own file until failoverd rewrites it.
+                try await driver.withConnection(i) { c in
+                    try c.query("ALTER SYSTEM SET primary_conninfo = ''")
+                    try c.query("SELECT pg_reload_conf()")
+                }
+            }
+            let cut = try await Wait.until(timeout: 20, interval: 0.05) {
+                for i in site.instances where try await driver.status(of: i).walReceiver?.status == "streaming" { return nil as Bool? }
+                return true
+            }
+            guard cut == true else { throw FailoverError.failed("drill: the WAL receivers of site \(siteName) did not stop") }
+            return .init(fault: fault.description, at: clock.now(), detail: "primary_conninfo emptied outside failoverd on \(site.instances.map(\.name).joined(separator: ", "))")
+        case .archiveStall(let seconds):
+            let primary = plan.declaredPrimary!.leader
+            try await setArchiveCommand(primary, failing: true)
+            stalled.withLock { $0.append(primary) }
+            let task = Task { [weak self] in
+                try? await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))  // the fault's duration, by definition
+                try? await self?.restore()
+            }
+            stallTask.withLock { $0 = task }
+            return .init(fault: fault.description, at: clock.now(), detail: "archive_command fails on \(primary.name) for \(seconds) s")
+        case .killPrimary, .crashEngine:
+            return nil
+        }
+    }
+
+    /// SIGKILLs the postmaster of the instance that accepts writes now (per the split-brain probe).
+    func killPrimary(step: Int) -> DrillReport.FaultEvent? {
+        let samples = workload.probeSamples.current
+        let writable = samples.compactMap { name, list in list.last.flatMap { $0.writable ? (name, $0.at) : nil } }.max { $0.1 < $1.1 }
+        guard let name = writable?.0, let instance = plan.allInstances.first(where: { $0.instance.name == name })?.instance,
+            let pid = Postmaster.livePID(in: InstancePaths(instance).dataDirectory)
+        else { return .init(fault: "kill-primary@\(step)", at: clock.now(), detail: "no primary was running to kill") }
+        kill(pid, SIGKILL)
+        return .init(fault: "kill-primary@\(step)", at: clock.now(), detail: "SIGKILL to postmaster \(pid) of \(name) as step \(step) began")
+    }
+
+    /// Undoes the archive stall (idempotent).
+    func restore() async {
+        stallTask.withLock { $0?.cancel() }
+        let list = stalled.withLock { l -> [Instance] in
+            defer { l = [] }
+            return l
+        }
+        for i in list { try? await setArchiveCommand(i, failing: false) }
+    }
+
+    func setArchiveCommand(_ i: Instance, failing: Bool) async throws {
+        try await driver.withConnection(i) { c in
+            try c.query(failing ? "ALTER SYSTEM SET archive_command = 'false'" : "ALTER SYSTEM RESET archive_command")
+            try c.query("SELECT pg_reload_conf()")
+        }
+    }
+}
