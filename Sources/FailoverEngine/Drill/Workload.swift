@@ -237,15 +237,27 @@ final class Workload: @unchecked Sendable {
     func lags(siteOf: [String: String]) -> [DrillReport.Lag] {
         let acked = ledger.current.acknowledged
         var out: [DrillReport.Lag] = []
+        let ports = Dictionary(uniqueKeysWithValues: instances.map { ($0.instance.name, $0.instance.port) })
         for (name, samples) in readerSamples.current.sorted(by: { $0.key < $1.key }) {
             let standby = samples.filter(\.inRecovery)
             guard let first = standby.first else { continue }
+            // Only commits made elsewhere while this instance was a standby: the samples on both sides of
+            // the commit show it in recovery.
+            func wasStandby(at t: Double) -> Bool {
+                var lo = 0
+                var hi = samples.count
+                while lo < hi {
+                    let mid = (lo + hi) / 2
+                    if samples[mid].at <= t { lo = mid + 1 } else { hi = mid }
+                }
+                return lo > 0 && lo < samples.count && samples[lo - 1].inRecovery && samples[lo].inRecovery
+            }
             var byMode: [String: [Double]] = [:]
             // Per writer, ids and ack times rise together and a standby's visible maximum only rises:
             // one pass with a pointer into the samples finds, for each commit, the first sample showing it.
             for w in 0..<writers {
                 var j = 0
-                for e in acked where e.writer == w && e.at >= first.at {
+                for e in acked where e.writer == w && e.at >= first.at && e.port != ports[name] && wasStandby(at: e.at) {
                     while j < standby.count && (standby[j].at < e.sentAt || (standby[j].maxIDs[w] ?? 0) < e.id) { j += 1 }
                     guard j < standby.count else { break }
                     byMode[standby[j].mode, default: []].append(max(0, standby[j].at - e.at))

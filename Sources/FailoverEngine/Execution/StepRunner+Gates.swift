@@ -103,7 +103,10 @@ extension StepRunner {
                 throw FailoverError.refused(
                     "switchover refused: \(target.name) has system identifier \(t.systemIdentifier), the old primary \(system); do not retry, rebuild \(target.name).")
             }
-            let tli = t.walReceiver?.receivedTimeline ?? t.timeline
+            // Once the old primary is down the receiver is gone, and a standby's own timeline reads the last
+            // restartpoint's: trust the timeline the gate saw it stream on, unless a live receiver says otherwise.
+            let gateTimeline = self.evidence(ofKind: .gateSwitchover, instance: target.name)?["timeline"].flatMap(Int.init)
+            let tli = t.walReceiver?.receivedTimeline ?? gateTimeline ?? t.timeline
             guard tli == timeline || ctx.allowDataLoss else {
                 throw FailoverError.refused(
                     "switchover refused: \(target.name) is on timeline \(tli), the old primary's shutdown checkpoint on timeline \(timeline); do not retry blindly, rewind or rebuild \(target.name).")
@@ -111,10 +114,10 @@ extension StepRunner {
             if let r = t.replayLSN, r > checkpoint { return r }
             return nil
         }
-        var evidence = ["demotionToken": token["demotionToken"] ?? "", "checkpointLSN": checkpoint.description, "timeline": String(timeline)]
+        var result = ["demotionToken": token["demotionToken"] ?? "", "checkpointLSN": checkpoint.description, "timeline": String(timeline)]
         if let replayed {
-            evidence["targetReplayLSN"] = replayed.description
-            return evidence
+            result["targetReplayLSN"] = replayed.description
+            return result
         }
         let at = seen?.replayLSN?.description ?? "unknown"
         guard ctx.allowDataLoss else {
@@ -122,9 +125,9 @@ extension StepRunner {
                 "switchover refused: \(target.name) has replayed \(at) but \(oldPrimary.name)'s shutdown checkpoint is \(checkpoint) (timeline \(timeline)); nothing was promoted and \(oldPrimary.name) is stopped. Restore the target's WAL stream and resume, or resume with --allow-data-loss."
             )
         }
-        evidence["targetReplayLSN"] = at
-        evidence["override"] = "allow-data-loss: promoted before replaying the shutdown checkpoint"
-        return evidence
+        result["targetReplayLSN"] = at
+        result["override"] = "allow-data-loss: promoted before replaying the shutdown checkpoint"
+        return result
     }
 
     /// Proves no other instance accepts writes, promotes, and proves the target accepts writes.
