@@ -128,7 +128,7 @@ public struct Drill: Sendable {
         let runEnd = clock.now()
         // Let writes resume on the final primary, then stop the workload.
         _ = try await Wait.until(timeout: 20, interval: 0.05) {
-            workload.ledger.current.acknowledged.contains { $0.at > runEnd + max(0.5, options.dwellSeconds / 2) } ? true : nil
+            workload.ledger.current.acknowledged.contains { $0.at > runEnd + max(1, options.dwellSeconds) } ? true : nil
         }
         await workload.stop()
         await injector.restore()

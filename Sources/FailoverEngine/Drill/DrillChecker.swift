@@ -76,7 +76,11 @@ struct DrillChecker {
                         if s.walReceiver?.status == "streaming", (s.walReceiver?.receivedTimeline ?? s.timeline) == pt { good.append(i.name) } else { bad.append("\(i.name) (receiver \(s.walReceiver?.status ?? "none"), timeline \(s.walReceiver?.receivedTimeline ?? s.timeline))") }
                     }
                 }
-                checks.append(.init(name: "standbys stream on the final timeline", passed: bad.isEmpty, detail: bad.isEmpty ? "\(good.joined(separator: ", ")) on timeline \(pt)" : bad.joined(separator: "; ")))
+                let detail =
+                    !bad.isEmpty ? bad.joined(separator: "; ")
+                    : good.isEmpty ? "no streaming standby in the final topology (primary on timeline \(pt))"
+                    : "\(good.joined(separator: ", ")) on timeline \(pt)"
+                checks.append(.init(name: "standbys stream on the final timeline", passed: bad.isEmpty, detail: detail))
             }
         }
         let verify = try AuditLog(journal: journal).verify()

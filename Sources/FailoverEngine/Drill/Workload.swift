@@ -243,24 +243,28 @@ final class Workload: @unchecked Sendable {
             guard let first = standby.first else { continue }
             // Only commits made elsewhere while this instance was a standby: the samples on both sides of
             // the commit show it in recovery.
-            func wasStandby(at t: Double) -> Bool {
+            // The mode is the one the standby was in when the commit was made, so a backlog replayed
+            // after streaming starts still counts against the archive mode that caused it.
+            func modeWhileStandby(at t: Double) -> String? {
                 var lo = 0
                 var hi = samples.count
                 while lo < hi {
                     let mid = (lo + hi) / 2
                     if samples[mid].at <= t { lo = mid + 1 } else { hi = mid }
                 }
-                return lo > 0 && lo < samples.count && samples[lo - 1].inRecovery && samples[lo].inRecovery
+                guard lo > 0 && lo < samples.count && samples[lo - 1].inRecovery && samples[lo].inRecovery else { return nil }
+                return samples[lo - 1].mode
             }
             var byMode: [String: [Double]] = [:]
             // Per writer, ids and ack times rise together and a standby's visible maximum only rises:
             // one pass with a pointer into the samples finds, for each commit, the first sample showing it.
             for w in 0..<writers {
                 var j = 0
-                for e in acked where e.writer == w && e.at >= first.at && e.port != ports[name] && wasStandby(at: e.at) {
+                for e in acked where e.writer == w && e.at >= first.at && e.port != ports[name] {
+                    guard let mode = modeWhileStandby(at: e.at) else { continue }
                     while j < standby.count && (standby[j].at < e.sentAt || (standby[j].maxIDs[w] ?? 0) < e.id) { j += 1 }
                     guard j < standby.count else { break }
-                    byMode[standby[j].mode, default: []].append(max(0, standby[j].at - e.at))
+                    byMode[mode, default: []].append(max(0, standby[j].at - e.at))
                 }
             }
             for (mode, values) in byMode.sorted(by: { $0.key < $1.key }) {
