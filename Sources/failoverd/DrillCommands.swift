@@ -26,6 +26,7 @@ struct DrillCommand: AsyncParsableCommand {
     @Flag(help: "Leave the sandbox running afterwards.") var keep = false
     @Flag(name: .customLong("allow-data-loss"), help: "Run the plan with --allow-data-loss.") var allowDataLoss = false
     @Option(help: "Seconds the workload runs between transitions, so each topology's lag is measured.") var dwell: Double = 2
+    @Option(help: "Seconds the workload runs before the plan starts (the baseline).") var warmup: Double = 1
     @Option(help: "State directory for the drill's run (default: REPORT/state, emptied first).") var state: String?
     @Flag(help: "Log at debug level to standard error.") var verbose = false
 
@@ -44,7 +45,9 @@ struct DrillCommand: AsyncParsableCommand {
                     print(line)
                     fflush(nil)
                 })
-            let result = try await Drill(plan: p, options: options).run()
+            var drillOptions = options
+            drillOptions.warmupSeconds = warmup
+            let result = try await Drill(plan: p, options: drillOptions).run()
             print("")
             for c in result.checks { print("  \(c.passed ? "pass" : "FAIL")  \(c.name): \(c.detail)") }
             for t in result.transitions {

@@ -16,6 +16,8 @@ public struct DrillOptions: Sendable {
     public var allowDataLoss: Bool
     /// Seconds the workload runs between transitions, so each topology's lag is measured.
     public var dwellSeconds: Double
+    /// Seconds the workload runs before the plan starts: the baseline the timeline shows.
+    public var warmupSeconds: Double = 1
     /// The state directory for the drill's run (default: REPORT/state, emptied first).
     public var stateDirectory: String?
     /// The failoverd executable, for crash-engine faults (the engine is killed in a child process).
@@ -91,7 +93,14 @@ public struct Drill: Sendable {
         try workload.prepare(primary: primary)
         workload.start()
         defer { Task { await workload.stop() } }
-        _ = try await Wait.until(timeout: 20, interval: 0.05) { workload.ledger.current.acknowledged.count >= 20 ? true : nil }
+        let firstWrites = try await Wait.until(timeout: 20, interval: 0.05) { workload.ledger.current.acknowledged.first?.at }
+        guard let firstWrite = firstWrites else {
+            throw FailoverError.failed("drill: no write was acknowledged by \(primary.name) within 20 s; see `failoverd sandbox status`")
+        }
+        // The baseline: the workload alone, measured for the warm-up window.
+        _ = try await Wait.until(timeout: options.warmupSeconds + 20, interval: 0.05) {
+            clock.now() >= firstWrite + options.warmupSeconds ? true : nil
+        }
         var faultEvents: [DrillReport.FaultEvent] = []
         let injector = FaultInjector(plan: plan, driver: driver, workload: workload, clock: clock)
         for f in options.faults {
