@@ -16,6 +16,7 @@ public struct SandboxInstanceStatus: Sendable, Equatable, CustomStringConvertibl
     /// The instance's full probe.
     public var status: InstanceStatus
 
+    /// One line: `site/instance: role pid … timeline … LSNs … walreceiver …`.
     public var description: String {
         var text = "\(site)/\(instance): \(role)"
         if let pid { text += " pid \(pid)" }
