@@ -86,6 +86,21 @@ struct LocalDriverTests {
         #expect(!FileManager.default.fileExists(atPath: fixtureRoot))
     }
 
+    @Test(.enabled(if: OSUser.isRoot, "only root switches to the OS user"))
+    func sandboxUpNamesAPathTheOSUserCannotReach() async throws {
+        let (root, plan) = try SandboxFixture.makePlan([SiteLayout(name: "prod", role: .primary)], archiveTimeout: 60)
+        let sandbox = Sandbox(plan: plan)
+        chmod(root, 0o700)  // as mkdtemp leaves it: the OS user cannot enter
+        do {
+            try await sandbox.up()
+            Issue.record("sandbox up succeeded in a directory the OS user cannot reach")
+        } catch let error as FailoverError {
+            #expect(error.code == .invalidInput && error.message.contains("cannot write \(plan.repository.path)"))
+        }
+        #expect(Postmaster.livePID(in: plan.sites[0].leader.dataDirectory) == nil)
+        await SandboxFixture.tearDown(root: root, plan: plan, sandbox: sandbox)
+    }
+
     @Test func streamingThenPlannedSwitchoverAndTheOldPrimaryRejoins() async throws {
         try await SandboxFixture.with([SiteLayout(name: "prod", role: .primary), SiteLayout(name: "dr", role: .archiveStandby)]) { fx in
             let (prod0, dr0) = (fx.instance("prod-0"), fx.instance("dr-0"))
