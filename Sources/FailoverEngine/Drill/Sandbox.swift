@@ -16,6 +16,7 @@ public struct SandboxInstanceStatus: Sendable, Equatable, CustomStringConvertibl
     /// The instance's full probe.
     public var status: InstanceStatus
 
+    /// One line: `site/instance: role pid … timeline … LSNs … walreceiver …`.
     public var description: String {
         var text = "\(site)/\(instance): \(role)"
         if let pid { text += " pid \(pid)" }
@@ -58,6 +59,7 @@ public struct Sandbox: Sendable {
         let driver = try LocalPostgresDriver(plan: plan, binDirectory: binDirectory, logger: logger)
         var manifest = SandboxManifest.load(for: plan)
         let passwords = try prepareFiles(driver: driver, user: user, manifest: &manifest)
+        try await checkAccess(driver: driver, user: user)
         try await bootstrapPrimary(primarySite.leader, driver: driver, user: user, passwords: passwords)
         for follower in primarySite.followers {
             try await ensureStandby(follower, upstream: primarySite.leader, driver: driver)
@@ -158,6 +160,21 @@ public struct Sandbox: Sendable {
         }
         try result.checked("Create the user by hand, or set \"osUser\" in the plan to an existing unprivileged user.")
         throw FailoverError.failed("sandbox: useradd \(name) succeeded but the user cannot be found")
+    }
+
+    /// Fails early, with the path to fix, when the OS user cannot reach the repository, the passfile or a
+    /// data directory's parent (a parent directory without search permission for it, say).
+    func checkAccess(driver: LocalPostgresDriver, user: OSUser) async throws {
+        guard OSUser.isRoot else { return }
+        var paths = [(driver.backrest.repositoryPath, "-w"), (plan.replication.passfile, "-r"), (driver.backrest.configPath, "-r")]
+        paths += plan.allInstances.map { ((InstancePaths($0.instance).dataDirectory as NSString).deletingLastPathComponent, "-w") }
+        for (path, test) in paths {
+            let result = try await driver.runner.run("/usr/bin/test", [test, path])
+            if !result.succeeded {
+                throw FailoverError.invalid(
+                    "sandbox: OS user \(user.name) cannot \(test == "-w" ? "write" : "read") \(path). Make every parent directory searchable for it (chmod o+x), or choose paths it can reach.")
+            }
+        }
     }
 
     /// Restores `instance` as a standby (archive-only when `upstream` is nil) unless it has data, and starts it.

@@ -52,7 +52,7 @@ extension LocalPostgresDriver {
     }
 
     /// Runs pg_rewind on the stopped `instance` from the running `source` (as the rewind role, password from
-    /// the passfile), retrying with --restore-target-wal when the target's own WAL was already recycled.
+    /// the passfile) after a CHECKPOINT on the source, retrying with --restore-target-wal when the target's own WAL was already recycled.
     /// Leaves an archive standby, as ``restore(_:delta:)`` does. Returns a one-line summary.
     public func rewind(_ instance: Instance, source: Instance) async throws -> String {
         let paths = InstancePaths(instance)
@@ -65,6 +65,10 @@ extension LocalPostgresDriver {
         try prepareForFailoverdSettings(paths)
         try writeRecoveryFile(instance, .archiveOnly)
         let clock = ContinuousClock.now
+        // pg_rewind compares timelines from the source's control file, which keeps the old timeline until the
+        // first checkpoint after a promotion: without this CHECKPOINT it says "no rewind required" for a
+        // freshly promoted source, and the target then cannot follow it.
+        try await checkpoint(source)
         let arguments = ["--target-pgdata=" + paths.dataDirectory, "--source-server=" + rewindConnInfo(source).string]
         // The working directory is the target's data directory: its restore_command uses --pg1-path="$(pwd)".
         var result = try await runner.run(bin("pg_rewind"), arguments, workingDirectory: paths.dataDirectory, timeout: timeout)

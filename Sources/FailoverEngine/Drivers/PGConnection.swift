@@ -20,6 +20,7 @@ public struct PGError: Error, Sendable, CustomStringConvertible {
         self.operation = operation
     }
 
+    /// `PostgreSQL user@host:port/db: <operation> failed: <message> (SQLSTATE …)`.
     public var description: String {
         "PostgreSQL \(endpoint): \(operation) failed: \(message)\(sqlState.map { " (SQLSTATE \($0))" } ?? "")"
     }

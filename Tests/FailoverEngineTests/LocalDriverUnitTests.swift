@@ -1,0 +1,101 @@
+import Foundation
+import Testing
+
+@testable import FailoverEngine
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The local driver's parsing, quoting and process handling, without a PostgreSQL server.
+struct LocalDriverUnitTests {
+    @Test func parsesPgControldataOutput() throws {
+        let output = """
+            pg_control version number:            1300
+            Database system identifier:           7312081234567890123
+            Database cluster state:               shut down
+            Latest checkpoint location:           0/5000028
+            Latest checkpoint's REDO location:    0/5000028
+            Latest checkpoint's TimeLineID:       2
+            Latest checkpoint's PrevTimeLineID:   1
+            """
+        let data = try #require(ControlData.parse(output))
+        #expect(data == ControlData(state: "shut down", systemIdentifier: "7312081234567890123", timeline: 2, checkpointLSN: LSN(0x500_0028), redoLSN: LSN(0x500_0028)))
+        #expect(data.isCleanPrimaryShutdown)
+        #expect(ControlData.parse("Database cluster state: in production") == nil)
+    }
+
+    @Test func comparesWALSegmentNames() throws {
+        let wanted = try #require(WALSegmentName("000000010000000000000003"))
+        #expect(wanted.timeline == 1 && wanted.suffix.isEmpty)
+        #expect(WALSegmentName("000000010000000000000003")!.covers(wanted))
+        #expect(WALSegmentName("000000010000000100000000")!.covers(wanted))
+        #expect(WALSegmentName("000000020000000000000003")!.covers(wanted), "a later timeline at the same position")
+        #expect(!WALSegmentName("000000010000000000000002")!.covers(wanted))
+        #expect(!WALSegmentName("000000010000000000000003.partial")!.covers(wanted))
+        #expect(!WALSegmentName("000000020000000000000003")!.covers(WALSegmentName("000000030000000000000001")!))
+        #expect(WALSegmentName("00000002.history") == nil)
+    }
+
+    @Test func quotesConninfoAndConfigurationValues() {
+        let info = ConnInfo(host: "127.0.0.1", port: 5433, user: "replicator", dbname: nil, passfile: "/etc/fail over/pg'pass", applicationName: "dr-0")
+        #expect(info.string == #"host=127.0.0.1 port=5433 user=replicator passfile='/etc/fail over/pg\'pass' connect_timeout=3 application_name=dr-0"#)
+        #expect(!info.string.contains("password"))
+        #expect(LocalPostgresDriver.gucString(#"a'b\c"#) == #"'a''b\\c'"#)
+        #expect(ShellQuote.quote("it's") == #"'it'\''s'"#)
+    }
+
+    @Test func archiveAndRestoreCommandsWorkOnEveryInstance() {
+        let plan = Plan(
+            version: 1, name: "p", repository: Repository(type: "posix", path: "/srv/fo/repo", stanza: "main", config: nil),
+            replication: Replication(user: "replicator", passfile: "/srv/fo/pgpass", rewindUser: nil, adminUser: nil, sslmode: nil),
+            policy: Policy(maxLagBytes: 1, stepTimeoutSeconds: 10, archiveTimeoutSeconds: 10), sites: [], transitions: [], osUser: nil)
+        let backrest = PgBackRest(plan: plan)
+        #expect(backrest.configPath == "/srv/fo/pgbackrest-main.conf")
+        #expect(backrest.archiveCommand == #"/usr/bin/pgbackrest --config=/srv/fo/pgbackrest-main.conf --stanza=main --pg1-path="$(pwd)" archive-push "%p""#)
+        #expect(backrest.restoreCommand.hasSuffix(#"--pg1-path="$(pwd)" archive-get %f "%p""#))
+    }
+
+    @Test func passfileKeepsExistingPasswordsAndAddsMissingOnes() throws {
+        let dir = NSTemporaryDirectory() + "failoverd-passfile-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let passfile = Passfile(path: dir + "/pgpass")
+        let first = try passfile.ensure(roles: ["postgres", "replicator"], owner: nil)
+        #expect(first.created && first.passwords.count == 2 && first.passwords.values.allSatisfy { $0.count == 32 })
+        let second = try passfile.ensure(roles: ["postgres", "replicator", "rewinder"], owner: nil)
+        #expect(!second.created && second.passwords["postgres"] == first.passwords["postgres"] && second.passwords["rewinder"] != nil)
+        var info = stat()
+        #expect(stat(passfile.path, &info) == 0 && info.st_mode & 0o777 == 0o600)
+        #expect(Passfile.split(#"*:*:*:we\:ird:p\\w"#) == ["*", "*", "*", "we:ird", #"p\w"#])
+        #expect(Passfile.split("*:*:*:" + Passfile.escape("a:b\\c") + ":x")[3] == "a:b\\c")
+    }
+
+    @Test func commandRunnerCapturesOutputExitCodeAndACleanEnvironment() async throws {
+        let runner = CommandRunner(user: OSUser.isRoot ? OSUser.lookup("failoverd") : nil)
+        let env = try await runner.run("/usr/bin/env", [], environment: ["EXTRA": "1"], workingDirectory: "/tmp").checked()
+        let keys = Set(env.stdout.split(separator: "\n").compactMap { $0.split(separator: "=").first.map(String.init) })
+        #expect(keys.isSubset(of: ["HOME", "USER", "LOGNAME", "PATH", "LANG", "LC_ALL", "EXTRA"]))
+        let pwd = try await runner.run("/bin/sh", ["-c", "pwd; id -u"], workingDirectory: "/tmp").checked()
+        #expect(pwd.stdout.hasPrefix("/tmp\n"))
+        if let user = runner.user {
+            #expect(pwd.stdout.hasSuffix("\(user.uid)\n"), "runs as the unprivileged OS user")
+        }
+        let failing = try await runner.run("/bin/sh", ["-c", "echo boom >&2; exit 3"])
+        #expect(failing.exitCode == 3)
+        #expect(throws: FailoverError.self) { try failing.checked() }
+        #expect(failing.outputTail == "boom")
+    }
+
+    @Test func commandRunnerIsNotHeldByADaemonChildAndKillsAtTheTimeout() async throws {
+        let runner = CommandRunner()
+        // Like pg_ctl start: the command leaves a background process behind; the runner must not wait for it.
+        let start = ContinuousClock.now
+        let result = try await runner.run("/bin/sh", ["-c", "sleep 5 & echo $!"]).checked()
+        #expect(ContinuousClock.now - start < .seconds(3))
+        if let pid = pid_t(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) { kill(pid, SIGKILL) }
+
+        let timed = ContinuousClock.now
+        await #expect(throws: FailoverError.self) { try await runner.run("/bin/sleep", ["30"], timeout: 0.3) }
+        #expect(ContinuousClock.now - timed < .seconds(5))
+    }
+}
