@@ -189,7 +189,7 @@ struct LocalDriverTests {
             try await driver.stop(prod0, mode: .immediate)
 
             // Fenced and without standby.signal: start is refused and nothing runs.
-            try driver.setFenceMarker(prod0)
+            try await driver.setFenceMarker(prod0)
             do {
                 try await driver.start(prod0)
                 Issue.record("a fenced former primary started")
@@ -232,7 +232,7 @@ struct LocalDriverTests {
             try await waitUntilArchived(driver, dr0, try await driver.switchWAL(dr0))
             try await fx.sql(prod0, "INSERT INTO t VALUES (100, 'diverged')")
             try await driver.stop(prod0, mode: .immediate)
-            try driver.setFenceMarker(prod0)
+            try await driver.setFenceMarker(prod0)
 
             try await fx.timed("pgbackrest restore --delta into the old data directory") { try await driver.restore(prod0, delta: true) }
             #expect(try await driver.recoverySettings(of: prod0) == .archiveOnly)

@@ -120,7 +120,7 @@ extension LocalPostgresDriver {
 
     /// Writes the fence marker: from now on ``start(_:)`` refuses to start `instance` unless it has
     /// standby.signal. It does not stop the server; the caller stops it (fast, else immediate).
-    public func setFenceMarker(_ instance: Instance, reason: String = "fenced by failoverd") throws {
+    public func setFenceMarker(_ instance: Instance, reason: String = "fenced by failoverd") async throws {
         let paths = InstancePaths(instance)
         try Files.makeDirectory(paths.stateDirectory, owner: osUser)
         let stamp = ISO8601DateFormatter().string(from: Date())

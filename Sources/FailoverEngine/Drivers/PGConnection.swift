@@ -65,6 +65,9 @@ public final class PGConnection: @unchecked Sendable {
             PQfinish(conn)
             throw PGError(sqlState: nil, message: message, endpoint: info.endpoint, operation: "connect")
         }
+        // Server notices and the unsolicited FATAL a server sends when it shuts down would go to stderr;
+        // failoverd reports what matters through its own errors, so they are dropped here.
+        PQsetNoticeProcessor(conn, { _, _ in }, nil)
         return PGConnection(conn: conn, info: info)
     }
 

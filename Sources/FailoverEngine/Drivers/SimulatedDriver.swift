@@ -142,6 +142,7 @@ public struct SimulatedDriver: SiteDriver {
             n.lsn += 0x28
             n.standbySignal = false
             n.upstream = nil
+            n.fenceMarker = false
             w.archived[newTimeline] = n.lsn
             w.archivedSwitchpoints[newTimeline] = n.switchpoints
             w.nodes[instance.name] = n
@@ -232,8 +233,7 @@ public struct SimulatedDriver: SiteDriver {
         try mutate { w in try node(w, instance).hasData }
     }
 
-    /// Marks an instance fenced in the model, as the local driver writes a fence marker.
-    public func setFenceMarker(_ instance: Instance) throws {
+    public func setFenceMarker(_ instance: Instance, reason: String) async throws {
         try mutate { w in w.nodes[instance.name]?.fenceMarker = true }
     }
 }

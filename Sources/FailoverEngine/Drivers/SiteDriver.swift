@@ -158,4 +158,7 @@ public protocol SiteDriver: Sendable {
     func writeProbe(_ instance: Instance) async throws -> LSN
     /// True when the data directory exists and holds a cluster.
     func hasData(_ instance: Instance) async throws -> Bool
+    /// Marks the instance fenced where it lives: from then on ``start(_:)`` refuses to start it without
+    /// standby settings, whoever asks. Promotion clears the mark.
+    func setFenceMarker(_ instance: Instance, reason: String) async throws
 }

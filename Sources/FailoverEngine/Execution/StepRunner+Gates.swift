@@ -154,12 +154,16 @@ extension StepRunner {
         let s = try? await driver.status(of: i)
         var last: LSN? = s?.position
         let reachable = s?.reachable ?? false
+        // The mark goes down first: whatever happens next, nothing starts this instance as a primary.
+        try ctx.journal.recordFenced(instance: i.name, site: step.site, lastKnownLSN: last, reachable: reachable, run: ctx.runID, epoch: ctx.epoch)
+        try await driver.setFenceMarker(i, reason: "fenced by failoverd run \(ctx.runID)")
         if s?.running ?? false {
             do { try await driver.stop(i, mode: .fast) } catch { try await driver.stop(i, mode: .immediate) }
         }
-        if last == nil, let cd = try? await driver.controlData(of: i) { last = cd.checkpointLSN }
-        try ctx.journal.recordFenced(instance: i.name, site: step.site, lastKnownLSN: last, reachable: reachable, run: ctx.runID, epoch: ctx.epoch)
-        if let sim = driver as? SimulatedDriver { try sim.setFenceMarker(i) }
+        if last == nil, let cd = try? await driver.controlData(of: i) {
+            last = cd.checkpointLSN
+            try ctx.journal.recordFenced(instance: i.name, site: step.site, lastKnownLSN: last, reachable: reachable, run: ctx.runID, epoch: ctx.epoch)
+        }
         return ["lastKnownLSN": last?.description ?? "unknown", "reachable": String(reachable), "wasRunning": String(s?.running ?? false)]
     }
 }
