@@ -233,6 +233,13 @@ public struct SimulatedDriver: SiteDriver {
         try mutate { w in try node(w, instance).hasData }
     }
 
+    public func endOfWAL(_ instance: Instance) async throws -> LSN? {
+        try mutate { w in
+            let n = try node(w, instance)
+            return n.hasData && !n.running ? LSN(n.lsn) : nil
+        }
+    }
+
     public func setFenceMarker(_ instance: Instance, reason: String) async throws {
         try mutate { w in w.nodes[instance.name]?.fenceMarker = true }
     }

@@ -161,4 +161,6 @@ public protocol SiteDriver: Sendable {
     /// Marks the instance fenced where it lives: from then on ``start(_:)`` refuses to start it without
     /// standby settings, whoever asks. Promotion clears the mark.
     func setFenceMarker(_ instance: Instance, reason: String) async throws
+    /// Where the valid WAL of a stopped instance ends (read from its pg_wal), or nil when unknown.
+    func endOfWAL(_ instance: Instance) async throws -> LSN?
 }

@@ -139,10 +139,12 @@ extension StepRunner {
             }
         }
         let before = try await driver.status(of: target)
-        let promotedAt = before.replayLSN ?? before.receiveLSN ?? .zero
         try await driver.promote(target)
         let written = try await driver.writeProbe(target)
         let after = try await driver.status(of: target)
+        // Where recovery ended: pg_last_wal_replay_lsn() still answers after promotion, and it includes
+        // WAL replayed from the repository between the last probe and the promotion.
+        let promotedAt = after.replayLSN ?? before.replayLSN ?? before.receiveLSN ?? .zero
         return [
             "promotedAtLSN": promotedAt.description, "previousTimeline": String(before.walReceiver?.receivedTimeline ?? before.timeline),
             "timeline": String(after.timeline), "firstWriteLSN": written.description,
@@ -160,10 +162,14 @@ extension StepRunner {
         if s?.running ?? false {
             do { try await driver.stop(i, mode: .fast) } catch { try await driver.stop(i, mode: .immediate) }
         }
-        if last == nil, let cd = try? await driver.controlData(of: i) {
-            last = cd.checkpointLSN
+        // A primary that died answers no SQL: read how far its WAL really got.
+        if !reachable, let end = try? await driver.endOfWAL(i) {
+            last = max(last ?? end, end)
             try ctx.journal.recordFenced(instance: i.name, site: step.site, lastKnownLSN: last, reachable: reachable, run: ctx.runID, epoch: ctx.epoch)
         }
-        return ["lastKnownLSN": last?.description ?? "unknown", "reachable": String(reachable), "wasRunning": String(s?.running ?? false)]
+        return [
+            "lastKnownLSN": last?.description ?? "unknown", "reachable": String(reachable), "wasRunning": String(s?.running ?? false),
+            "lastKnownFrom": reachable ? "pg_current_wal_lsn()" : "pg_waldump of its pg_wal",
+        ]
     }
 }
