@@ -112,7 +112,12 @@ struct StatusCommand: AsyncParsableCommand {
             } else {
                 print("no runs yet")
             }
-            if let l = report.lock { print("run lock held by pid \(l.pid) on \(l.host) since \(l.acquiredAt ?? "?") (run \(l.runID ?? "?"))") }
+            if let l = report.lock {
+                print(
+                    l.alive
+                        ? "run lock held by pid \(l.pid) on \(l.host) since \(l.acquiredAt ?? "?") (run \(l.runID ?? "?"))"
+                        : "run lock left by pid \(l.pid) on \(l.host), which is gone: the next run or resume takes it over")
+            }
         }
     }
 }

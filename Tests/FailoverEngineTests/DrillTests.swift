@@ -78,12 +78,17 @@ import Testing
         // The receiver is cut and the archive stalls, so nothing reaches dr-0 any more; --allow-data-loss then
         // lets the switchover promote it anyway. (With the archive working, the old primary's clean stop would
         // archive its last segment and dr-0 would replay it: no loss.)
+        // --allow-data-loss still waits the whole step timeout for the replay: a short one keeps the test short.
+        var json0 = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: CLI.plan("switchover")))) as! [String: Any]
+        json0["policy"] = ["maxLagBytes": 16_777_216, "stepTimeoutSeconds": 8, "archiveTimeoutSeconds": 2]
+        let planPath = dir + "/switchover-short.json"
+        try JSONSerialization.data(withJSONObject: json0).write(to: URL(fileURLWithPath: planPath))
         let r = try CLI.run([
-            "drill", CLI.plan("switchover"), "--report", dir, "--writers", "2", "--faults", "cut-receiver@dr,archive-stall@60",
+            "drill", planPath, "--report", dir + "/report", "--writers", "2", "--faults", "cut-receiver@dr,archive-stall@60",
             "--allow-data-loss", "--warmup", "1",
         ])
         #expect(r.status == 1, "\(r.stdout.suffix(1500))")
-        let json = try report(dir)
+        let json = try report(dir + "/report")
         #expect(json["passed"] as? Bool == false)
         let rpo = try #require(check(json, "RPO"))
         #expect(rpo["passed"] as? Bool == false)
@@ -116,7 +121,7 @@ import Testing
         let drill = try CLI.start(["drill", CLI.plan("switchover"), "--report", dir, "--writers", "2", "--warmup", "8"])
         defer { kill(drill.pid, SIGKILL) }
         // Wait until the workload runs (the drill says so), then promote dr-0 behind failoverd's back.
-        let running = try await Wait.until(timeout: 120, interval: 0.1) { drill.outputSoFar().contains("workload running") ? true : nil }
+        let running = try await Wait.until(timeout: 120, interval: 0.1) { drill.outputSoFar().contains("warming up") ? true : nil }
         #expect(running == true)
         let promote = Process()
         promote.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")

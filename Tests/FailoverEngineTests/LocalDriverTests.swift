@@ -79,7 +79,8 @@ struct LocalDriverTests {
             for path in [fx.plan.repository.path, fx.plan.replication.passfile, fx.driver.backrest.configPath, prod0.dataDirectory] {
                 #expect(!FileManager.default.fileExists(atPath: path), "\(path) is removed")
             }
-            try await fx.sandbox.down()  // harmless twice
+            // A second down finds no sandbox and says so, touching nothing.
+            await #expect(throws: FailoverError.self) { try await fx.sandbox.down() }
         }
         #expect(pids.count == 5)
         #expect(pids.allSatisfy { !SandboxFixture.isRunning($0) })

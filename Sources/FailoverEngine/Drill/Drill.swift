@@ -72,14 +72,14 @@ public struct Drill: Sendable {
             if !options.keep { try await sandbox.down() }
             return report
         } catch {
-            if !options.keep { _ = try? await sandbox.down() }
+            if !options.keep && sandbox.exists { _ = try? await sandbox.down() }
             throw error
         }
     }
 
     func rehearse(_ sandbox: Sandbox) async throws -> DrillReport {
         say("drill \(plan.name): building the sandbox")
-        try await sandbox.down()
+        if sandbox.exists { try await sandbox.down() }
         try await sandbox.up()
         try? FileManager.default.removeItem(atPath: state)
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
@@ -93,6 +93,7 @@ public struct Drill: Sendable {
         try workload.prepare(primary: primary)
         workload.start()
         defer { Task { await workload.stop() } }
+        say("drill \(plan.name): workload started (\(options.writers) writers); warming up for \(options.warmupSeconds) s")
         let firstWrites = try await Wait.until(timeout: 20, interval: 0.05) { workload.ledger.current.acknowledged.first?.at }
         guard let firstWrite = firstWrites else {
             throw FailoverError.failed("drill: no write was acknowledged by \(primary.name) within 20 s; see `failoverd sandbox status`")
@@ -106,7 +107,7 @@ public struct Drill: Sendable {
         for f in options.faults {
             if let e = try await injector.beforeRun(f) { faultEvents.append(e) }
         }
-        say("drill \(plan.name): workload running (\(options.writers) writers); running the plan")
+        say("drill \(plan.name): running the plan")
         let killed = Locked([DrillReport.FaultEvent]())
         let killSteps = Set(options.faults.compactMap { if case .killPrimary(let n) = $0 { n } else { nil } })
         let onLine = options.onLine

@@ -51,8 +51,22 @@ public struct Sandbox: Sendable {
         self.logger = logger
     }
 
+    /// True when `up()` built (part of) this plan's sandbox on this host: its manifest exists.
+    public var exists: Bool { Files.exists(SandboxManifest.path(for: plan)) }
+
     /// Builds (or completes, or restarts) the plan's starting topology.
+    ///
+    /// Refuses a plan whose data directories already hold something the sandbox did not build: a sandbox
+    /// starts from nothing, and must never take over servers that are not its own.
     public func up() async throws {
+        if !exists {
+            for (_, instance) in plan.allInstances {
+                if let entries = try? FileManager.default.contentsOfDirectory(atPath: instance.dataDirectory), !entries.isEmpty {
+                    throw FailoverError.refused(
+                        "sandbox up: \(instance.dataDirectory) (instance \(instance.name)) is not empty and was not built by `failoverd sandbox up`; the sandbox only builds from nothing. Point the plan at fresh directories.")
+                }
+            }
+        }
         let clock = ContinuousClock.now
         let primarySite = try validate()
         let user = try await ensureOSUser()
@@ -97,6 +111,10 @@ public struct Sandbox: Sendable {
     /// deadline) and removes what `up()` created. Returns the removed paths. Harmless when nothing is up.
     @discardableResult
     public func down() async throws -> [String] {
+        guard exists else {
+            throw FailoverError.refused(
+                "sandbox down: no sandbox of plan \"\(plan.name)\" on this host (no manifest at \(SandboxManifest.path(for: plan))); `sandbox down` only stops and removes what `sandbox up` built.")
+        }
         await withTaskGroup(of: Void.self) { group in
             for (_, instance) in plan.allInstances {
                 guard let pid = Postmaster.livePID(in: InstancePaths(instance).dataDirectory) else { continue }

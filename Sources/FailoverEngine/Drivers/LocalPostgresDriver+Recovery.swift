@@ -23,11 +23,16 @@ extension LocalPostgresDriver {
                 "\(paths.recoveryFile) has no \"\(Self.upstreamTag)\" line; it was edited by hand. Configure \(instance.name)'s recovery again with failoverd.")
         }
         let value = line.dropFirst(Self.upstreamTag.count).trimmingCharacters(in: .whitespaces)
-        if value == "none" { return .archiveOnly }
+        // postgresql.auto.conf is read last: a key failoverd owns there (ALTER SYSTEM) wins over its file.
+        let overridden = (Files.read(paths.autoConf) ?? "").split(separator: "\n").contains { line in
+            let key = line.split(separator: "=", maxSplits: 1).first?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
+            return Self.ownedSettings.contains(key)
+        }
+        if value == "none" { return RecoverySettings(upstream: nil, overridden: overridden) }
         guard let upstream = try? JSONDecoder().decode(Instance.self, from: Data(value.utf8)) else {
             throw FailoverError.failed("\(paths.recoveryFile): cannot read the upstream \(value); configure \(instance.name)'s recovery again.")
         }
-        return RecoverySettings(upstream: upstream)
+        return RecoverySettings(upstream: upstream, overridden: overridden)
     }
 
     /// Writes failoverd's standby settings file, removes the keys it owns from postgresql.auto.conf, makes
@@ -78,7 +83,11 @@ extension LocalPostgresDriver {
     /// --pg1-path, and pg_rewind copies the source's file, which names the source's own upstream. Both
     /// would point the standby at the wrong directory or server, so these keys are removed from it.
     func prepareForFailoverdSettings(_ paths: InstancePaths) throws {
-        if let conf = Files.read(paths.postgresqlConf) {
+        guard let conf = Files.read(paths.postgresqlConf) else {
+            throw FailoverError.failed(
+                "\(paths.postgresqlConf) does not exist: failoverd includes its standby settings from the data directory's postgresql.conf. With a configuration kept elsewhere (Debian's /etc/postgresql), add `\(InstancePaths.includeLine)` there by hand.")
+        }
+        do {
             let included = conf.split(separator: "\n").contains { line in
                 let text = line.trimmingCharacters(in: .whitespaces)
                 return !text.hasPrefix("#") && text.hasPrefix("include_if_exists") && text.contains(InstancePaths.recoveryFileName)

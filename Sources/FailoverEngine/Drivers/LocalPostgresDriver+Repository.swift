@@ -43,7 +43,7 @@ extension LocalPostgresDriver {
         let clock = ContinuousClock.now
         var options = ["--pg1-path=" + paths.dataDirectory, "--type=standby", "--log-level-console=warn"]
         if delta { options.append("--delta") }
-        try await runner.run(backrest.executable, backrest.arguments("restore", options), timeout: max(timeout, 60)).checked(
+        try await runner.run(backrest.executable, backrest.arguments("restore", options), timeout: bulkTimeout).checked(
             "Check that the repository \(backrest.repositoryPath) has a backup (pgbackrest info) and that \(osUser.name) can write \(paths.dataDirectory).")
         try prepareForFailoverdSettings(paths)
         try writeRecoveryFile(instance, .archiveOnly)
@@ -71,13 +71,13 @@ extension LocalPostgresDriver {
         try await checkpoint(source)
         let arguments = ["--target-pgdata=" + paths.dataDirectory, "--source-server=" + rewindConnInfo(source).string]
         // The working directory is the target's data directory: its restore_command uses --pg1-path="$(pwd)".
-        var result = try await runner.run(bin("pg_rewind"), arguments, workingDirectory: paths.dataDirectory, timeout: timeout)
+        var result = try await runner.run(bin("pg_rewind"), arguments, workingDirectory: paths.dataDirectory, timeout: bulkTimeout)
         var retried = false
         if !result.succeeded && (result.stderr + result.stdout).contains("could not find previous WAL record") {
             retried = true
             logger.info("pg_rewind of \(instance.name) needs archived WAL; retrying with --restore-target-wal")
             result = try await runner.run(
-                bin("pg_rewind"), arguments + ["--restore-target-wal"], workingDirectory: paths.dataDirectory, timeout: timeout)
+                bin("pg_rewind"), arguments + ["--restore-target-wal"], workingDirectory: paths.dataDirectory, timeout: bulkTimeout)
         }
         try result.checked("If the target cannot be rewound, rebuild it from the repository (delta restore).")
         try prepareForFailoverdSettings(paths)

@@ -27,6 +27,12 @@ public struct LocalPostgresDriver: SiteDriver {
     ///   /usr/lib/postgresql/15/bin.
     /// - Throws: ``FailoverError`` when the binaries, pgbackrest or the OS user are missing.
     public init(plan: Plan, binDirectory: String? = nil, logger: Logger = Logger(label: "failoverd.local-driver")) throws {
+        // Liveness, fencing and the two-primaries check read postmaster.pid and signal pids: they mean
+        // something only for servers on this host. A remote server would look stopped while taking writes.
+        for (site, instance) in plan.allInstances where site.driver == "local" && !LocalHost.isLocal(instance.host) {
+            throw FailoverError.invalid(
+                "site \"\(site.name)\": instance \(instance.name) is on \(instance.host), which is not this host; the local driver manages servers on this host only (use a loopback address or one of this host's addresses).")
+        }
         let bin = binDirectory ?? Self.defaultBinDirectory()
         guard FileManager.default.isExecutableFile(atPath: bin + "/pg_ctl") else {
             throw FailoverError.invalid(
@@ -59,6 +65,9 @@ public struct LocalPostgresDriver: SiteDriver {
 
     /// How long one operation may wait for its condition (policy.stepTimeoutSeconds).
     var timeout: Double { max(plan.policy.stepTimeoutSeconds, 1) }
+    /// The safety limit for bulk copies (restore, pg_rewind): they take as long as the data needs, so
+    /// policy.stepTimeoutSeconds, which bounds waits, does not bound them.
+    var bulkTimeout: Double { max(timeout, 6 * 3600) }
 
     func bin(_ tool: String) -> String { binDirectory + "/" + tool }
 

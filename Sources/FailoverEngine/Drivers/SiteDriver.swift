@@ -110,9 +110,15 @@ public struct ControlData: Sendable, Codable, Equatable {
 public struct RecoverySettings: Sendable, Codable, Equatable {
     /// The instance to stream from; nil for an archive standby (restore_command only).
     public var upstream: Instance?
+    /// True when something outside failoverd (ALTER SYSTEM, a hand edit) overrides failoverd's settings,
+    /// so the server does not do what failoverd's file says.
+    public var overridden: Bool
 
     /// Creates settings.
-    public init(upstream: Instance?) { self.upstream = upstream }
+    public init(upstream: Instance?, overridden: Bool = false) {
+        self.upstream = upstream
+        self.overridden = overridden
+    }
 
     /// Archive-only settings.
     public static let archiveOnly = RecoverySettings(upstream: nil)

@@ -35,6 +35,11 @@ public actor Executor {
                     "run \(unfinished.id) of plan \"\(unfinished.planName)\" is unfinished (\(unfinished.outcome)); continue it with: failoverd resume \(unfinished.id) --state \(options.stateDirectory)  (or give it up with: failoverd abandon \(unfinished.id) --state \(options.stateDirectory))"
                 )
             }
+            let driverName = DriverFactory.name(plan: plan, simulate: options.simulate)
+            if let last = try journal.lastRun(), last.driver != driverName {
+                throw FailoverError.invalid(
+                    "state directory \(options.stateDirectory) holds \(last.driver) runs; a \(driverName) run there would mix rehearsal and real roles. Use another --state for it.")
+            }
             let recorded = try journal.recordedRoles()
             for site in plan.sites {
                 if let r = recorded[site.name], r != site.role {

@@ -40,6 +40,8 @@ public struct StatusReport: Codable, Sendable {
         public var host: String
         public var acquiredAt: String?
         public var epoch: Int64
+        /// False when the holder is gone: the next run or resume takes the lock over.
+        public var alive: Bool
     }
 
     /// Sites by name.
@@ -78,7 +80,9 @@ public struct StatusReport: Codable, Sendable {
             }
             let l = try Row.fetchOne(db, sql: "SELECT * FROM run_lock WHERE id = 1")!
             let lock = (l["pid"] as Int?).map {
-                LockHolder(runID: l["run_id"], pid: $0, host: l["host"] ?? "?", acquiredAt: l["acquired_at"], epoch: l["epoch"])
+                LockHolder(
+                    runID: l["run_id"], pid: $0, host: l["host"] ?? "?", acquiredAt: l["acquired_at"], epoch: l["epoch"],
+                    alive: RunLock.isAlive(pid: Int32($0), host: l["host"] ?? "?", renewedAt: l["renewed_at"], lease: l["lease_seconds"] ?? 30))
             }
             let fenced = try String.fetchAll(db, sql: "SELECT instance FROM fenced_instances ORDER BY instance")
             return StatusReport(sites: sites, lastRun: last, lock: lock, epoch: l["epoch"], fenced: fenced, stateDirectory: stateDirectory)

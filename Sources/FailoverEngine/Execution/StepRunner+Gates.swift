@@ -93,7 +93,9 @@ extension StepRunner {
             let system = token["systemIdentifier"]
         else { throw FailoverError.failed("the demotion token of \(oldPrimary.name) is incomplete: \(token)") }
         var seen: InstanceStatus?
-        let replayed: LSN? = try await Wait.until(timeout: ctx.allowDataLoss ? min(ctx.timeout, 5) : ctx.timeout, interval: ctx.pollInterval) {
+        // With --allow-data-loss too, wait the whole step timeout first: the override accepts a loss, it
+        // does not seek one.
+        let replayed: LSN? = try await Wait.until(timeout: ctx.timeout, interval: ctx.pollInterval) {
             let t = try await driver.status(of: target)
             seen = t
             guard t.running, t.inRecovery else {
@@ -122,7 +124,7 @@ extension StepRunner {
         let at = seen?.replayLSN?.description ?? "unknown"
         guard ctx.allowDataLoss else {
             throw FailoverError.refused(
-                "switchover refused: \(target.name) has replayed \(at) but \(oldPrimary.name)'s shutdown checkpoint is \(checkpoint) (timeline \(timeline)); nothing was promoted and \(oldPrimary.name) is stopped. Restore the target's WAL stream and resume, or resume with --allow-data-loss."
+                "switchover refused: \(target.name) has replayed \(at) but \(oldPrimary.name)'s shutdown checkpoint is \(checkpoint) (timeline \(timeline)); nothing was promoted and \(oldPrimary.name) is stopped. Either give the target the WAL it lacks (restore its WAL stream or the archive) and resume, or start \(oldPrimary.name) again to resume writes and abandon this run; resuming with --allow-data-loss promotes without it."
             )
         }
         result["targetReplayLSN"] = at
@@ -133,7 +135,16 @@ extension StepRunner {
     /// Proves no other instance accepts writes, promotes, and proves the target accepts writes.
     func promote(_ target: Instance) async throws -> [String: String] {
         for (site, other) in ctx.plan.allInstances where other != target {
-            if let s = try? await driver.status(of: other), s.isWritablePrimary {
+            let s: InstanceStatus
+            do {
+                s = try await driver.status(of: other)
+            } catch {
+                // Unknown is not "not a primary": only an instance failoverd fenced may stay unknown.
+                if try ctx.journal.isFenced(instance: other.name) { continue }
+                throw FailoverError.refused(
+                    "promote refused: cannot tell whether \(other.name) (site \(site.name)) accepts writes (\(error)); fence it or restore failoverd's access to it first.")
+            }
+            if s.isWritablePrimary {
                 throw FailoverError.refused(
                     "promote refused: \(other.name) (site \(site.name)) accepts writes; promoting \(target.name) now would make two primaries. Fence \(site.name) first.")
             }
@@ -159,7 +170,9 @@ extension StepRunner {
         // The mark goes down first: whatever happens next, nothing starts this instance as a primary.
         try ctx.journal.recordFenced(instance: i.name, site: step.site, lastKnownLSN: last, reachable: reachable, run: ctx.runID, epoch: ctx.epoch)
         try await driver.setFenceMarker(i, reason: "fenced by failoverd run \(ctx.runID)")
-        if s?.running ?? false {
+        // Stop it when it runs, and also when the probe failed (running but unanswering): stop is a no-op
+        // for a server that is not there.
+        if s?.running ?? true {
             do { try await driver.stop(i, mode: .fast) } catch { try await driver.stop(i, mode: .immediate) }
         }
         // A primary that died answers no SQL: read how far its WAL really got.

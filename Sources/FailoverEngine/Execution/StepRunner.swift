@@ -56,7 +56,12 @@ struct StepRunner {
         case .configureRecovery:
             return try await driver.recoverySettings(of: i!) == desiredSettings()
         case .start:
-            return try await driver.status(of: i!).running
+            let s = try await driver.status(of: i!)
+            if s.isWritablePrimary {
+                throw FailoverError.refused(
+                    "\(i!.name) is running as a primary, but this step starts it as a standby; stop it (or fence its site) before resuming.")
+            }
+            return s.running
         case .awaitStreaming:
             return try await isFollowing(i!, try ctx.instance(step.peer))
         case .awaitArchiveRecovery:
@@ -126,8 +131,16 @@ struct StepRunner {
             return ["segment": segment]
         case .fence: return try await fence(i!)
         case .rewind:
-            let summary = try await driver.rewind(i!, source: try ctx.instance(step.peer))
-            return ["pgRewind": summary]
+            do {
+                let summary = try await driver.rewind(i!, source: try ctx.instance(step.peer))
+                return ["pgRewind": summary]
+            } catch {
+                // pg_rewind cannot always repair a divergence (WAL gone, no wal_log_hints): a delta restore
+                // from the repository always can, at the cost of copying what changed.
+                ctx.logger.warning("pg_rewind of \(i!.name) failed (\(error)); falling back to a delta restore from the repository")
+                try await driver.restore(i!, delta: true)
+                return ["pgRewind": "failed: \(error)", "fallback": "delta restore from the repository"]
+            }
         case .recordRoles:
             try ctx.journal.recordRoles(step.roles ?? [:], run: ctx.runID, epoch: ctx.epoch)
             return recordRolesEvidence()

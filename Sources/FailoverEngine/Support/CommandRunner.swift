@@ -94,6 +94,9 @@ public struct CommandRunner: Sendable {
             "HOME": account.home, "USER": account.name, "LOGNAME": account.name, "PATH": Self.searchPath,
             "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
         ]
+        // pgBackRest reads repository settings (cloud credentials among them) from PGBACKREST_* variables:
+        // those pass through; nothing else of the caller's environment does.
+        for (key, value) in ProcessInfo.processInfo.environment where key.hasPrefix("PGBACKREST_") { env[key] = value }
         env.merge(environment) { _, new in new }
 
         let watch = ProcessWatch()

@@ -151,7 +151,7 @@ struct SandboxFixture: Sendable {
     /// sandbox down, then SIGKILL for any postmaster still recorded in the fixture's directories, then rm -rf.
     static func tearDown(root: String, plan: Plan, sandbox: Sandbox) async {
         do {
-            try await sandbox.down()
+            if sandbox.exists { try await sandbox.down() }
         } catch {
             Issue.record("sandbox down failed: \(error)")
         }
