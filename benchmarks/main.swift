@@ -102,10 +102,47 @@ func benchAudit(events: Int) throws {
     _ = found
 }
 
+
+/// Switchover write unavailability: failoverd against the raw stop/promote/first-write sequence.
+func benchSwitchover(rounds: Int) async throws {
+    let plan = try PlanLoader.load("plans/switchover.json")
+    let (raw, engine) = try await SwitchoverBenchmark(plan: plan, rounds: rounds) { print("  " + $0) }.run()
+    let r = DrillMath.summary(raw)!
+    let e = DrillMath.summary(engine)!
+    report("switchover: failoverd (median of \(rounds))", e.median, unit: "s", baselineName: "raw CHECKPOINT+stop+promote+write", r.median)
+    print(String(format: "  failoverd adds %.0f%% to the raw sequence (target: at most 20%%); raw min %.3f max %.3f, failoverd min %.3f max %.3f", (e.median / r.median - 1) * 100, raw.min()!, r.max, engine.min()!, e.max))
+}
+
+/// Median RTO over N drills of switchover and failback-with-rewind.
+func benchDrills(count: Int) async throws {
+    for name in ["switchover", "failback-with-rewind"] {
+        let plan = try PlanLoader.load("plans/\(name).json")
+        var rto: [String: [Double]] = [:]
+        for i in 1...count {
+            let dir = NSTemporaryDirectory() + "failoverd-bench-drill-\(UUID().uuidString.prefix(8))"
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let options = DrillOptions(reportDirectory: dir, writers: 4, dwellSeconds: 1, executable: "failoverd", planPath: "plans/\(name).json")
+            let report = try await Drill(plan: plan, options: options).run()
+            guard report.passed else { throw FailoverError.failed("drill \(i) of \(name) failed: \(report.checks.filter { !$0.passed }.map(\.name))") }
+            for t in report.transitions { rto[t.summary, default: []].append(t.rtoSeconds) }
+        }
+        for (summary, values) in rto.sorted(by: { $0.key < $1.key }) {
+            let s = DrillMath.summary(values)!
+            print(String(format: "drill RTO %-40@ median %.3f s (min %.3f, max %.3f) over %d drills", summary as NSString, s.median, values.min()!, s.max, values.count))
+        }
+    }
+}
+
+let rounds: Int = args.firstIndex(of: "--rounds").flatMap { Int(args[args.index(after: $0)]) } ?? 5
 do {
     if which == "journal" || which == "all" { try benchJournal() }
     if which == "plan" || which == "all" { try benchPlan() }
     if which == "audit" || which == "all" { try benchAudit(events: events) }
+    if which == "switchover" { try await benchSwitchover(rounds: rounds) }
+    if which == "drills" {
+        try await benchSwitchover(rounds: 3)
+        try await benchDrills(count: rounds)
+    }
 } catch {
     FileHandle.standardError.write(Data("failoverd-bench: \(error)\n".utf8))
     exit(1)

@@ -1,0 +1,105 @@
+import Foundation
+import Logging
+
+/// Measures write unavailability of failoverd's switchover against the raw PostgreSQL sequence it wraps
+/// (CHECKPOINT, pg_ctl stop -m fast, pg_ctl promote -w, first write), in the same run, on the same sandbox,
+/// under the same writers: raw A→B, then failoverd B→A, and again.
+public struct SwitchoverBenchmark: Sendable {
+    /// A plan with a primary site and a streaming-standby site (plans/switchover.json).
+    public let plan: Plan
+    /// Rounds: each is one raw switchover and one failoverd switchover.
+    public let rounds: Int
+    /// Where progress lines go.
+    public let say: @Sendable (String) -> Void
+
+    /// Creates the benchmark.
+    public init(plan: Plan, rounds: Int, say: @escaping @Sendable (String) -> Void) {
+        self.plan = plan
+        self.rounds = rounds
+        self.say = say
+    }
+
+    /// Seconds of write unavailability for each raw and each failoverd switchover.
+    public func run() async throws -> (raw: [Double], engine: [Double]) {
+        guard let primarySite = plan.declaredPrimary, let standbySite = plan.sites.first(where: { $0.role == .streamingStandby }) else {
+            throw FailoverError.invalid("the switchover benchmark needs a primary site and a streaming-standby site")
+        }
+        let sandbox = Sandbox(plan: plan)
+        if sandbox.exists { try await sandbox.down() }
+        try await sandbox.up()
+        do {
+            let result = try await measure(primarySite: primarySite, standbySite: standbySite)
+            try await sandbox.down()
+            return result
+        } catch {
+            _ = try? await sandbox.down()
+            throw error
+        }
+    }
+
+    func measure(primarySite: Site, standbySite: Site) async throws -> (raw: [Double], engine: [Double]) {
+        let driver = try LocalPostgresDriver(plan: plan)
+        let clock = DrillClock()
+        let workload = Workload(instances: plan.allInstances.map { ($0.site.name, $0.instance) }, writers: 2, clock: clock) { driver.adminConnInfo($0) }
+        try workload.prepare(primary: primarySite.leader)
+        workload.start()
+        var raw: [Double] = []
+        var engine: [Double] = []
+        var a = primarySite
+        var b = standbySite
+        do {
+            for round in 1...rounds {
+                // Raw: what a DBA types, as fast as PostgreSQL allows.
+                try await caughtUp(b.leader, behind: a.leader, driver)
+                var t0 = clock.now()
+                try await driver.checkpoint(a.leader)
+                try await driver.stop(a.leader, mode: .fast)
+                try await driver.promote(b.leader)
+                raw.append(try await unavailability(since: t0, on: b.leader, workload))
+                // Put the old primary back as a standby of the new one (not measured).
+                let segment = try await driver.switchWAL(b.leader)
+                _ = try await Wait.until(timeout: 30, interval: 0.02) { try await driver.isArchived(b.leader, segment: segment) ? true : nil }
+                try await driver.configureRecovery(of: a.leader, RecoverySettings(upstream: b.leader))
+                try await driver.start(a.leader)
+                swap(&a, &b)
+                // failoverd: the same switchover through the engine, journal and gates included.
+                try await caughtUp(b.leader, behind: a.leader, driver)
+                var p = plan
+                for i in p.sites.indices {
+                    p.sites[i].role = p.sites[i].name == a.name ? .primary : p.sites[i].name == b.name ? .streamingStandby : p.sites[i].role
+                }
+                p.transitions = [Transition(action: .switchover, to: b.name)]
+                let state = NSTemporaryDirectory() + "failoverd-bench-\(UUID().uuidString.prefix(8))"
+                defer { try? FileManager.default.removeItem(atPath: state) }
+                t0 = clock.now()
+                _ = try await Executor(options: RunOptions(stateDirectory: state, logger: Logger(label: "bench"))).run(p)
+                engine.append(try await unavailability(since: t0, on: b.leader, workload))
+                swap(&a, &b)
+                say(String(format: "round %d: raw %.3f s, failoverd %.3f s", round, raw.last!, engine.last!))
+            }
+        } catch {
+            await workload.stop()
+            throw error
+        }
+        await workload.stop()
+        return (raw, engine)
+    }
+
+    /// Waits until `standby` streams from `primary` and has replayed what it had.
+    func caughtUp(_ standby: Instance, behind primary: Instance, _ driver: LocalPostgresDriver) async throws {
+        _ = try await Wait.until(timeout: 60, interval: 0.02) {
+            let p = try await driver.status(of: primary)
+            let s = try await driver.status(of: standby)
+            guard s.walReceiver?.isStreaming(from: primary) == true, let top = p.currentLSN, let r = s.replayLSN else { return nil as Bool? }
+            return top.bytes(after: r) < 1 << 20 ? true : nil
+        }
+    }
+
+    /// The longest gap between acknowledged writes from `t0` until the first write acknowledged by `instance`.
+    func unavailability(since t0: Double, on instance: Instance, _ workload: Workload) async throws -> Double {
+        guard let first = try await Wait.until(timeout: 60, interval: 0.01, {
+            workload.ledger.current.acknowledged.first { $0.at >= t0 && $0.port == instance.port }?.at
+        }) else { throw FailoverError.failed("no write reached \(instance.name) within 60 s of the switchover") }
+        return DrillMath.longestGap(ledger: workload.ledger.current, from: t0, to: first)
+    }
+}
