@@ -140,6 +140,21 @@ import Testing
         #expect((probe["detail"] as? String)?.contains("both accepted writes") == true)
     }
 
+    @Test func anEngineKilledMidPlanIsResumedAndTheDrillStillPasses() throws {
+        let dir = CLI.tempDirectory("failoverd-drill")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try CLI.run([
+            "drill", "plans/failback-with-rewind.json", "--report", dir, "--writers", "2", "--faults", "crash-engine@7:after", "--warmup", "0.5",
+        ])
+        #expect(r.status == 0, "\(r.stdout.suffix(1500))")
+        let json = try report(dir)
+        #expect(json["passed"] as? Bool == true)
+        #expect((json["faults"] as? [[String: Any]])?.first?["fault"] as? String == "crash-engine@7:after")
+        let journal = try Journal(stateDirectory: dir + "/state")
+        #expect(try AuditLog(journal: journal).query(.init(kind: "lock-takeover")).count == 1)
+        #expect(try AuditLog(journal: journal).query(.init(kind: "run-resume")).count == 1)
+    }
+
     @Test func faultSpecsAreParsedOrRefusedByName() throws {
         let plan = try PlanLoader.load(CLI.plan("switchover"))
         #expect(

@@ -154,7 +154,9 @@ public struct Drill: Sendable {
         var args = ["run", options.planPath, "--state", state, "--crash-at", point.description, "--quiet", "--drill"]
         if options.allowDataLoss { args.append("--allow-data-loss") }
         if options.dwellSeconds > 0 { args += ["--dwell", String(options.dwellSeconds)] }
-        let result = try await CommandRunner().run(options.executable, args, timeout: plan.policy.stepTimeoutSeconds * 20)
+        // The child works where the drill works, so relative plan and state paths mean the same to both.
+        let result = try await CommandRunner().run(
+            options.executable, args, workingDirectory: FileManager.default.currentDirectoryPath, timeout: plan.policy.stepTimeoutSeconds * 20)
         let at = clock.now()
         guard result.exitCode == 128 + SIGKILL else {
             throw FailoverError.failed("drill: the engine was not killed at step \(point) (exit \(result.exitCode)): \(result.outputTail)")
