@@ -38,11 +38,7 @@ import Testing
             let dr = fx.instance("dr-0")
             try await fx.insertRows(1...5, on: prod)
             try await fx.waitForRow(5, on: dr)
-            try await fx.sql(dr, "ALTER SYSTEM SET primary_conninfo = ''")
-            try await fx.sql(dr, "SELECT pg_reload_conf()")
-            _ = try await Poll.until("dr-0's receiver to stop", timeout: 20, interval: 0.02) {
-                try await fx.driver.status(of: dr).walReceiver == nil ? true : nil
-            }
+            try await fx.cutReceiver(dr)
             let plan = try fx.planFile("switchover", [Transition(action: .switchover, to: "dr")])
             let r = try fx.failoverd(["run", plan, "--quiet"])
             #expect(r.status == 3)
@@ -65,11 +61,7 @@ import Testing
             try await fx.insertRows(1...10, on: prod)
             try await fx.waitForRow(10, on: dr)
             // Cut dr-0 off, then commit rows only prod-0 will have: they diverge at failover.
-            try await fx.sql(dr, "ALTER SYSTEM SET primary_conninfo = ''")
-            try await fx.sql(dr, "SELECT pg_reload_conf()")
-            _ = try await Poll.until("dr-0's receiver to stop", timeout: 20, interval: 0.02) {
-                try await fx.driver.status(of: dr).walReceiver == nil ? true : nil
-            }
+            try await fx.cutReceiver(dr)
             try await fx.insertRows(1000...1004, on: prod)
             // prod-0 dies: a crash stop archives nothing more (a clean stop would switch and archive the last
             // segment, and the archive standby would replay it: no divergence).

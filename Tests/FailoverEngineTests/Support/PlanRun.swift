@@ -30,6 +30,16 @@ extension SandboxFixture {
         for id in ids { try await sql(instance, "INSERT INTO t VALUES ($1, 'row')", [String(id)]) }
     }
 
+    /// Cuts `instance`'s WAL receiver outside failoverd (primary_conninfo emptied with ALTER SYSTEM) and
+    /// waits until it is gone.
+    func cutReceiver(_ instance: Instance) async throws {
+        try await sql(instance, "ALTER SYSTEM SET primary_conninfo = ''")
+        try await sql(instance, "SELECT pg_reload_conf()")
+        _ = try await Poll.until("\(instance.name)'s receiver to stop", timeout: 20, interval: 0.02) {
+            try await driver.status(of: instance).walReceiver == nil ? true : nil
+        }
+    }
+
     /// The timeline of a primary, from its current WAL file name.
     func primaryTimeline(_ instance: Instance) async throws -> Int {
         let s = try await driver.status(of: instance)
