@@ -9,8 +9,8 @@ struct Failoverd: AsyncParsableCommand {
         commandName: "failoverd",
         abstract: "Move PostgreSQL sites between roles — primary, archive standby, streaming standby, fenced — safely, resumably, with evidence.",
         discussion: """
-            A plan (plan.json) names the sites, the shared pgBackRest repository and the transitions. Every step is
-            journaled in SQLite before and after its side effect (state directory: --state, $FAILOVERD_STATE, or
+            A plan (plan.json) names the sites, the shared pgBackRest repository and the transitions. Every step is \
+            journaled in SQLite before and after its side effect (state directory: --state, $FAILOVERD_STATE, or \
             ./.failoverd), so a run killed at any moment is continued with `failoverd resume`.
 
             Exit codes:
