@@ -7,16 +7,16 @@ struct DrillCommand: AsyncParsableCommand {
         commandName: "drill",
         abstract: "Rehearse a plan on a local sandbox of real PostgreSQL under write load and faults; report RPO, RTO and lag.",
         discussion: """
-            Builds the plan's starting topology (sandbox up), starts N writers and a reader per standby, runs the plan
-            through the same executor (journal and audit log included, the run marked as a drill), injects the faults,
-            checks, tears the sandbox down unless --keep, and writes report.json, report.md and timeline.svg.
-            Exit 0 when every check holds, 1 when one fails (the report names it), 2 on invalid input.
+            Builds the plan's starting topology (sandbox up), starts N writers and a reader per standby, runs the plan \
+            through the same executor (journal and audit log included, the run marked as a drill), injects the faults, \
+            checks, tears the sandbox down unless --keep, and writes report.json, report.md and timeline.svg. Exit 0 \
+            when every check holds, 1 when one fails (the report names it), 2 on invalid input.
 
             Faults (--faults, comma-separated):
-              kill-primary@STEP            SIGKILL the primary's postmaster when step STEP starts
-              crash-engine@STEP:before     kill the engine before (or :after) step STEP's act, then resume it
-              cut-receiver@SITE            cut the site's WAL receivers outside failoverd (the switchover gate refuses)
-              archive-stall@SECONDS        archive_command fails for that long
+              kill-primary@STEP          SIGKILL the primary when step STEP starts
+              crash-engine@STEP:before   kill the engine before (or :after) a step's act; resume
+              cut-receiver@SITE          cut the site's WAL receivers outside failoverd
+              archive-stall@SECONDS      archive_command fails for that long
             """)
 
     @Argument(help: "The plan file.") var plan: String
