@@ -115,8 +115,11 @@ public struct AuditLog: Sendable {
         if let site = filter.site { clauses.append("site = ?"); args.append(site) }
         if let since = filter.since { clauses.append("at >= ?"); args.append(since) }
         if let kind = filter.kind { clauses.append("kind = ?"); args.append(kind) }
-        // With only a time filter, walk the time index rather than the whole chain in seq order.
-        let from = filter.since != nil && clauses.count == 1 ? "audit_events INDEXED BY audit_events_at" : "audit_events"
+        // Without statistics SQLite may pick a broad index: a run has few events, so its index goes first;
+        // with only a time filter, walk the time index rather than the whole chain in seq order.
+        let from =
+            filter.run != nil ? "audit_events INDEXED BY audit_events_run"
+            : filter.since != nil && clauses.count == 1 ? "audit_events INDEXED BY audit_events_at" : "audit_events"
         let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
         let sql: String
         if let limit = filter.limit {

@@ -91,7 +91,7 @@ enum JournalSchema {
                         prev_hash TEXT NOT NULL,
                         hash TEXT NOT NULL
                     );
-                    CREATE INDEX audit_events_run ON audit_events(run_id, kind);
+                    CREATE INDEX audit_events_run ON audit_events(run_id, site, kind);
                     CREATE INDEX audit_events_site ON audit_events(site, kind);
                     CREATE INDEX audit_events_kind ON audit_events(kind);
                     CREATE INDEX audit_events_at ON audit_events(at);
