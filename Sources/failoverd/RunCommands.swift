@@ -88,6 +88,27 @@ struct AbandonCommand: AsyncParsableCommand {
     }
 }
 
+struct AdoptCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "adopt",
+        abstract: "Record a plan's declared roles as the journal's, after checking them against the servers (audited).",
+        discussion: "The way out after an abandoned run left the journal and the servers disagreeing: declare the roles the sites really have, and failoverd checks and records them.")
+
+    @Argument(help: "The plan file whose declared roles to record.") var plan: String
+    @Flag(help: "Check against the simulated driver's model.") var simulate = false
+    @OptionGroup var state: StateOption
+
+    func run() async throws {
+        try await guarded {
+            bootstrapLogging(verbose: false)
+            let p = try PlanLoader.load(plan)
+            let changes = try await Executor(options: RunOptions(stateDirectory: state.state, simulate: simulate)).adopt(p)
+            if changes.isEmpty { print("roles already recorded as the plan declares them") }
+            for c in changes { print("  \(c.site): \(c.from?.rawValue ?? "none recorded") -> \(c.to.rawValue)") }
+        }
+    }
+}
+
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status", abstract: "Each site with its recorded role, the last run with its outcome, and the run lock.")

@@ -106,6 +106,37 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: state))
     }
 
+    @Test func adoptIsTheWayOutAfterAnAbandonedRun() throws {
+        let state = CLI.tempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        // Killed right after promoting dr-0, then abandoned: the journal still says prod is primary.
+        let crashed = try CLI.run(["run", CLI.plan("failover"), "--simulate", "--quiet", "--state", state, "--crash-at", "3:after"])
+        #expect(crashed.killedBySignal)
+        let run = try #require(try Journal(stateDirectory: state).unfinishedRun())
+        #expect(try CLI.run(["abandon", run.id, "--state", state]).status == 0)
+        // A plan declaring the journal's roles contradicts the servers (dr-0 takes writes): refused.
+        let stale = try CLI.run(["adopt", CLI.plan("failover"), "--simulate", "--state", state])
+        #expect(stale.status == 3)
+        #expect(stale.stderr.contains("site \"dr\": the plan declares streaming-standby but dr-0 is a primary accepting writes"))
+        // Declaring what is true: dr primary, prod fenced (stopped). Checked, recorded, audited.
+        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: CLI.plan("failover")))) as! [String: Any]
+        var sites = json["sites"] as! [[String: Any]]
+        sites[0]["role"] = "fenced"
+        sites[1]["role"] = "primary"
+        json["sites"] = sites
+        json["transitions"] = [["action": "rewind", "site": "prod", "source": "dr"]]
+        let real = state + "/after.json"
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: real))
+        let adopted = try CLI.run(["adopt", real, "--simulate", "--state", state])
+        #expect(adopted.status == 0, "\(adopted.stderr)")
+        #expect(adopted.stdout.contains("dr: streaming-standby -> primary"))
+        #expect(try AuditLog(journal: Journal(stateDirectory: state)).query(.init(kind: "adopt")).count == 1)
+        // And the repair can run.
+        let repair = try CLI.run(["run", real, "--simulate", "--quiet", "--state", state])
+        #expect(repair.status == 0, "\(repair.stderr)")
+        #expect(try CLI.roles(state: state) == ["dr": "primary", "prod": "streaming-standby"])
+    }
+
     @Test func lsnParsesAndPrintsLikePostgreSQL() {
         #expect(LSN("0/3000060")?.value == 0x3000060)
         #expect(LSN("16/B374D848")?.description == "16/B374D848")

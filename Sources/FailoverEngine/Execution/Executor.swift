@@ -111,6 +111,38 @@ public actor Executor {
         }
     }
 
+    /// Records the plan's declared roles as the journal's, after checking them against what failoverd
+    /// observes: the way out after an abandoned run left the journal and the servers disagreeing.
+    ///
+    /// Refuses (exit 3) while a run is unfinished, or when an observation contradicts a declared role.
+    /// - Returns: the sites whose recorded role changed, with the old and new role.
+    public func adopt(_ plan: Plan) async throws -> [(site: String, from: Role?, to: Role)] {
+        let holder = try lock.acquire(runID: "adopt")
+        defer { try? lock.release(holder) }
+        if let unfinished = try journal.unfinishedRun() {
+            throw FailoverError.refused(
+                "run \(unfinished.id) is unfinished; resume it (failoverd resume \(unfinished.id) --state \(options.stateDirectory)) or abandon it before adopting roles")
+        }
+        let driverName = DriverFactory.name(plan: plan, simulate: options.simulate)
+        if let last = try journal.lastRun(), last.driver != driverName {
+            throw FailoverError.invalid("state directory \(options.stateDirectory) holds \(last.driver) runs; adopt with the same driver")
+        }
+        let driver = try DriverFactory.make(plan: plan, stateDirectory: options.stateDirectory, simulate: options.simulate)
+        do {
+            try await Preflight(plan: plan, driver: driver).check()
+        } catch let error as FailoverError {
+            try? AuditLog(journal: journal).append(kind: "refusal", details: ["reason": error.message, "verb": "adopt"])
+            throw error
+        }
+        let recorded = try journal.recordedRoles()
+        let changes = plan.sites.filter { recorded[$0.name] != $0.role }.map { (site: $0.name, from: recorded[$0.name], to: $0.role) }
+        try journal.recordRoles(Dictionary(uniqueKeysWithValues: plan.sites.map { ($0.name, $0.role) }), run: nil, epoch: holder.epoch)
+        var details = ["plan": plan.name, "epoch": String(holder.epoch)]
+        for c in changes { details["role." + c.site] = "\(c.from?.rawValue ?? "none recorded") -> \(c.to.rawValue)" }
+        try AuditLog(journal: journal).append(kind: "adopt", details: details)
+        return changes
+    }
+
     /// Marks an unfinished run abandoned, so a new run may start; the audit log records who and why.
     public func abandon(runID: String, reason: String) throws {
         let holder = try lock.acquire(runID: runID)
