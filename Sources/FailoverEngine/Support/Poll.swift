@@ -16,23 +16,23 @@ enum Poll {
         _ what: String, timeout: Double, interval: Double = 0.05, advice: String = "",
         _ condition: () async throws -> T?
     ) async throws -> T {
-        let start = ContinuousClock.now
-        let deadline = start + .milliseconds(Int64(timeout * 1000))
         var lastError: (any Error)?
-        while true {
+        // One waiting loop for the project (Wait.until); here an error only means "not yet".
+        let value: T? = try await Wait.until(timeout: timeout, interval: interval) {
             do {
-                if let value = try await condition() { return value }
+                let v = try await condition()
                 lastError = nil
+                return v
             } catch is CancellationError {
                 throw CancellationError()
             } catch let abort as Abort {
                 throw abort.error
             } catch {
                 lastError = error
+                return nil
             }
-            if ContinuousClock.now >= deadline { break }
-            try await Task.sleep(for: .milliseconds(Int64(max(interval, 0.001) * 1000)))
         }
+        if let value { return value }
         let seen = lastError.map { " (last attempt: \(String(describing: $0)))" } ?? ""
         throw FailoverError.failed(
             "timed out after \(String(format: "%.1f", timeout)) s waiting for \(what)\(seen).\(advice.isEmpty ? "" : " " + advice)")

@@ -5,7 +5,7 @@ public enum Wait {
     /// Evaluates `condition` until it returns a value or `timeout` passes; between tries it pauses `interval`.
     ///
     /// - Returns: the condition's value, or nil at the deadline.
-    public static func until<T: Sendable>(
+    public static func until<T>(
         timeout: Double, interval: Double = 0.05, _ condition: () async throws -> T?
     ) async throws -> T? {
         let deadline = ContinuousClock.now + .milliseconds(Int64(timeout * 1000))
