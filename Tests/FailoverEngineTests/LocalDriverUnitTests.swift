@@ -99,3 +99,38 @@ struct LocalDriverUnitTests {
         await #expect(throws: FailoverError.self) { try await runner.run("/bin/sleep", ["30"], timeout: 0.3) }
     }
 }
+
+/// Promises of the local driver and the sandbox that need no running server.
+@Suite struct LocalDriverSafetyTests {
+    @Test func refusesAnInstanceOnAnotherHost() throws {
+        let (root, base) = try SandboxFixture.makePlan([SiteLayout(name: "prod", role: .primary)], archiveTimeout: 60)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        var plan = base
+        plan.sites[0].instances[0].host = "192.0.2.10"  // TEST-NET-1: never contacted, never this host
+        do {
+            _ = try LocalPostgresDriver(plan: plan)
+            Issue.record("a remote instance was accepted")
+        } catch let error as FailoverError {
+            #expect(error.code == .invalidInput)
+            #expect(error.message.contains("prod-0 is on 192.0.2.10, which is not this host"))
+        }
+        #expect(LocalHost.isLocal("127.0.0.1") && LocalHost.isLocal("localhost") && LocalHost.isLocal("::1"))
+        #expect(LocalHost.isLocal(ProcessInfo.processInfo.hostName))
+        #expect(!LocalHost.isLocal("192.0.2.10"))
+    }
+
+    @Test func sandboxUpRefusesADataDirectoryItDidNotBuild() async throws {
+        let (root, plan) = try SandboxFixture.makePlan([SiteLayout(name: "prod", role: .primary)], archiveTimeout: 60)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let data = plan.sites[0].leader.dataDirectory
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+        try "15\n".write(toFile: data + "/PG_VERSION", atomically: true, encoding: .utf8)
+        let sandbox = Sandbox(plan: plan)
+        #expect(!sandbox.exists)
+        await #expect(throws: FailoverError.self) { try await sandbox.up() }
+        await #expect(throws: FailoverError.self) { try await sandbox.down() }
+        // Nothing was touched: the foreign directory is as it was, and no sandbox was recorded.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: data) == ["PG_VERSION"])
+        #expect(!sandbox.exists)
+    }
+}

@@ -89,6 +89,40 @@ import Testing
         }
     }
 
+    @Test func aRewindThatPgRewindCannotDoFallsBackToADeltaRestore() async throws {
+        try await SandboxFixture.with(Self.pair) { fx in
+            let prod = fx.instance("prod-0")
+            let dr = fx.instance("dr-0")
+            try await fx.insertRows(1...10, on: prod)
+            try await fx.waitForRow(10, on: dr)
+            try await fx.cutReceiver(dr)
+            try await fx.insertRows(1000...1004, on: prod)
+            try await fx.driver.stop(prod, mode: .immediate)
+            let failover = try fx.planFile("failover", [Transition(action: .failover, to: "dr")])
+            #expect(try fx.failoverd(["run", failover, "--quiet"]).status == 0)
+            // pg_rewind can no longer read the source's files: the rewind role loses its grants.
+            for function in ["pg_ls_dir(text, boolean, boolean)", "pg_stat_file(text, boolean)", "pg_read_binary_file(text)",
+                "pg_read_binary_file(text, bigint, bigint, boolean)"]
+            {
+                try await fx.sql(dr, "REVOKE EXECUTE ON FUNCTION pg_catalog.\(function) FROM rewinder")
+            }
+            let rewind = try fx.planFile(
+                "rewind", [Transition(action: .rewind, site: "prod", source: "dr")], roles: ["prod": .fenced, "dr": .primary])
+            let r = try fx.failoverd(["run", rewind, "--quiet"])
+            #expect(r.status == 0, "\(r.stderr)")
+
+            let journal = try Journal(stateDirectory: fx.state)
+            let run = try #require(try journal.lastRun())
+            let step = try #require(try journal.steps(of: run.id).first { $0.step.kind == .rewind })
+            #expect(step.evidence["fallback"] == "delta restore from the repository")
+            #expect(step.evidence["pgRewind"]?.hasPrefix("failed") == true)
+            try await fx.insertRows(11...11, on: dr)
+            try await fx.waitForStreaming(prod, from: dr)
+            try await fx.waitForRow(11, on: prod)
+            for id in 1000...1004 { #expect(try await !fx.hasRow(id, on: prod), "diverged row \(id) survived the delta restore") }
+        }
+    }
+
     @Test func bootstrapStreamingArchiveRebuildAndFenceThenFailover() async throws {
         let layout = [SiteLayout(name: "prod", role: .primary), SiteLayout(name: "dr", role: .none, instances: 2)]
         try await SandboxFixture.with(layout) { fx in
