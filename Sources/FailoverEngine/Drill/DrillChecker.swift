@@ -12,7 +12,7 @@ struct DrillChecker {
     let state: String
 
     func seconds(_ iso: String?) -> Double? {
-        guard let iso, let d = try? Date(iso, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted)) else { return nil }
+        guard let iso, let d = Journal.date(iso) else { return nil }
         return d.timeIntervalSince(wallStart)
     }
 

@@ -177,7 +177,6 @@ public struct SimulatedDriver: SiteDriver {
         try mutate { w in
             var n = try node(w, instance)
             guard !n.running else { throw FailoverError.failed("simulated: stop \(instance.name) before restoring it") }
-            let latest = w.archived.keys.max() ?? 1
             n.hasData = true
             n.systemIdentifier = SimulatedWorld.systemIdentifier
             n.timeline = 1
@@ -189,7 +188,6 @@ public struct SimulatedDriver: SiteDriver {
             n.upstream = nil
             n.cleanShutdown = true
             n.fenceMarker = false
-            _ = latest
             w.nodes[instance.name] = n
         }
     }

@@ -50,9 +50,9 @@ struct SimulatedWorld: Codable {
                     node.standbySignal = true
                     node.upstream = n == 0 ? primary?.leader.name : site.leader.name
                 case .archiveStandby:
+                    // Every instance of an archive site replays from the repository: no upstream.
                     node.running = true
                     node.standbySignal = true
-                    node.upstream = n == 0 ? nil : nil
                 case .fenced:
                     node.cleanShutdown = false
                     node.lsn = start + 0x2000

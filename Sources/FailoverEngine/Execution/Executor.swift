@@ -66,7 +66,7 @@ public actor Executor {
             options.logger.info("run \(runID) started: plan \"\(plan.name)\", \(steps.count) steps")
             return try await execute(runID: runID, plan: plan, driver: driver, holder: holder)
         } catch let error as FailoverError where error.code != .stepFailed {
-            try? AuditLog(journal: journal).append(kind: "refusal", run: runID, details: ["reason": error.message])
+            _ = try? AuditLog(journal: journal).append(kind: "refusal", run: runID, details: ["reason": error.message])
             try? lock.release(holder)
             throw error
         } catch {
@@ -102,9 +102,6 @@ public actor Executor {
             }
             options.logger.info("resuming run \(run.id) of plan \"\(plan.name)\"")
             return try await execute(runID: run.id, plan: plan, driver: driver, holder: holder, allowDataLoss: options.allowDataLoss || run.allowDataLoss)
-        } catch let error as FailoverError where error.code != .stepFailed && error.code != .refused {
-            try? lock.release(holder0)
-            throw error
         } catch {
             try? lock.release(holder0)
             throw error
@@ -131,7 +128,7 @@ public actor Executor {
         do {
             try await Preflight(plan: plan, driver: driver).check()
         } catch let error as FailoverError {
-            try? AuditLog(journal: journal).append(kind: "refusal", details: ["reason": error.message, "verb": "adopt"])
+            _ = try? AuditLog(journal: journal).append(kind: "refusal", details: ["reason": error.message, "verb": "adopt"])
             throw error
         }
         let recorded = try journal.recordedRoles()

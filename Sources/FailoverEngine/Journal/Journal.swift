@@ -34,8 +34,13 @@ public final class Journal: Sendable {
     /// The current time as ISO 8601 with milliseconds, as every table stores it.
     public static func now() -> String { timestamp(Date()) }
 
+    /// The one ISO 8601 form every table stores: milliseconds, UTC.
+    static let timestampStyle = Date.ISO8601FormatStyle.iso8601.year().month().day().time(includingFractionalSeconds: true)
+        .timeZone(separator: .omitted)
+
     /// Formats a date as ISO 8601 with milliseconds in UTC.
-    public static func timestamp(_ date: Date) -> String {
-        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
-    }
+    public static func timestamp(_ date: Date) -> String { date.formatted(timestampStyle) }
+
+    /// Reads a time the journal stored; nil when the text is not one.
+    public static func date(_ timestamp: String) -> Date? { try? Date(timestamp, strategy: timestampStyle) }
 }

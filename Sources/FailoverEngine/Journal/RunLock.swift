@@ -112,7 +112,7 @@ public struct RunLock: Sendable {
             if pid == Self.pid { return false }
             return kill(pid, 0) == 0 || errno == EPERM
         }
-        guard let renewedAt, let date = try? Date(renewedAt, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted)) else {
+        guard let renewedAt, let date = Journal.date(renewedAt) else {
             return false
         }
         return Date().timeIntervalSince(date) < lease
