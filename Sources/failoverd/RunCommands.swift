@@ -121,7 +121,8 @@ struct StatusCommand: AsyncParsableCommand {
             guard FileManager.default.fileExists(atPath: (state.state as NSString).appendingPathComponent("journal.sqlite")) else {
                 throw FailoverError.invalid("no journal in state directory \(state.state): nothing has run there yet (use --state or $FAILOVERD_STATE)")
             }
-            let report = try StatusReport.read(stateDirectory: state.state)
+            var report = try StatusReport.read(stateDirectory: state.state)
+            report.instances = try await StatusReport.unfinishedRunInstances(stateDirectory: state.state)
             if json { return try printJSON(report) }
             print("state directory: \(report.stateDirectory)  (fencing epoch \(report.epoch))")
             for s in report.sites { print("  " + s.name.padded(16) + s.role.padded(18) + "since " + s.updatedAt) }
@@ -130,6 +131,9 @@ struct StatusCommand: AsyncParsableCommand {
                 print("last run: \(r.id) plan \"\(r.plan)\" \(r.outcome) (\(r.stepsDone) done, \(r.stepsSatisfied) satisfied, \(r.stepsInDoubt) in doubt of \(r.steps))\(r.drill ? " [drill]" : "")")
                 if let e = r.error { print("  error: \(e)") }
                 if let resume = r.resume { print("  continue with: \(resume)") }
+                for i in report.instances ?? [] {
+                    print("  " + i.instance.padded(16) + "now \(i.seen); starts as \(i.startsAs)")
+                }
             } else {
                 print("no runs yet")
             }

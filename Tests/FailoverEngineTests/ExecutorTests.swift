@@ -110,7 +110,7 @@ import Testing
         let state = CLI.tempDirectory()
         defer { try? FileManager.default.removeItem(atPath: state) }
         // Killed right after promoting dr-0, then abandoned: the journal still says prod is primary.
-        let crashed = try CLI.run(["run", CLI.plan("failover"), "--simulate", "--quiet", "--state", state, "--crash-at", "3:after"])
+        let crashed = try CLI.run(["run", CLI.plan("failover"), "--simulate", "--quiet", "--state", state, "--crash-at", "4:after"])
         #expect(crashed.killedBySignal)
         let run = try #require(try Journal(stateDirectory: state).unfinishedRun())
         #expect(try CLI.run(["abandon", run.id, "--state", state]).status == 0)

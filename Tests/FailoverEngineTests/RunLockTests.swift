@@ -23,8 +23,8 @@ import Testing
         let plan = try waitingPlan(in: state)
         let holder = try CLI.start(["run", plan, "--simulate", "--state", state])
         defer { kill(holder.pid, SIGKILL) }
-        // Wait by condition: the holder has reached the catch-up wait (its progress line for step 10).
-        let reached = try await Wait.until(timeout: 30, interval: 0.05) { holder.outputSoFar().contains("[10/22]") ? true : nil }
+        // Wait by condition: the holder has reached the catch-up wait (its progress line for step 11).
+        let reached = try await Wait.until(timeout: 30, interval: 0.05) { holder.outputSoFar().contains("[11/23]") ? true : nil }
         #expect(reached == true)
 
         let second = try CLI.run(["run", plan, "--simulate", "--state", state])

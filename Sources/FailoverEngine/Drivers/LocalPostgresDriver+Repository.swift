@@ -94,6 +94,18 @@ extension LocalPostgresDriver {
         return summary
     }
 
+    /// The system identifier of the stanza's current database, from `pgbackrest info --output=json`.
+    public func repositorySystemIdentifier() async throws -> String? {
+        let result = try await runner.run(backrest.executable, backrest.arguments("info", ["--output=json"])).checked(
+            "Check the repository at \(backrest.repositoryPath) and \(backrest.configPath).")
+        guard let stanzas = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]],
+            let stanza = stanzas.first(where: { $0["name"] as? String == backrest.stanza }),
+            let databases = stanza["db"] as? [[String: Any]]
+        else { return nil }
+        let current = databases.max { ($0["id"] as? Int ?? 0) < ($1["id"] as? Int ?? 0) }
+        return (current?["system-id"] as? NSNumber).map { $0.stringValue } ?? (current?["system-id"] as? String)
+    }
+
     /// Stops a running server (fast, else immediate) and removes a stale postmaster.pid left by a crash,
     /// which pgbackrest restore would take for a running server.
     func ensureStopped(_ instance: Instance) async throws {

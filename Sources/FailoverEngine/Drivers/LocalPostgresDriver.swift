@@ -103,8 +103,9 @@ public struct LocalPostgresDriver: SiteDriver {
 
     /// Probes `instance` over SQL; ``InstanceStatus/stopped`` when no postmaster runs for its data directory.
     ///
-    /// A server that runs but does not answer yet (starting, or shutting down) is reported running and
-    /// unreachable, with `inRecovery` taken from standby.signal. A refused login is an error, not "unreachable".
+    /// A server that runs but does not answer (starting, shutting down, hung, out of connections) is
+    /// reported running and unreachable with the reason: its recovery state is unknown, and no gate takes
+    /// standby.signal as proof that it cannot write. A refused login is an error, not "unreachable".
     public func status(of instance: Instance) async throws -> InstanceStatus {
         let paths = InstancePaths(instance)
         guard Postmaster.livePID(in: paths.dataDirectory) != nil else { return .stopped }
@@ -113,7 +114,7 @@ public struct LocalPostgresDriver: SiteDriver {
         } catch let error as PGError where error.isConnectionFailure && !Self.isLoginRefusal(error) {
             var status = InstanceStatus.stopped
             status.running = true
-            status.inRecovery = Files.exists(paths.standbySignal)
+            status.unreachableReason = error.message.split(separator: "\n").first.map(String.init) ?? "no answer"
             return status
         }
     }

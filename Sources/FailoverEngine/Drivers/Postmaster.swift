@@ -6,32 +6,91 @@ import Foundation
     import Darwin
 #endif
 
-/// The postmaster of a data directory, found by its postmaster.pid and checked in /proc.
+/// The postmaster of a data directory, found by its postmaster.pid and proven in /proc.
+///
+/// A pid is trusted only together with who the process is: a live postgres whose working directory is the
+/// data directory (the postmaster changes into it at start), or, where /proc does not show another user's
+/// working directory, whose start time matches the one postmaster.pid records. After a crash or a reboot
+/// the recorded pid may belong to another program or to another cluster's server: it is then not this
+/// postmaster, and it is never signalled.
 enum Postmaster {
-    /// The pid recorded in `dataDirectory`/postmaster.pid, live or not.
-    static func recordedPID(in dataDirectory: String) -> pid_t? {
-        guard let text = Files.read(dataDirectory + "/postmaster.pid"),
-            let first = text.split(separator: "\n").first, let pid = pid_t(first.trimmingCharacters(in: .whitespaces)), pid > 0
-        else { return nil }
-        return pid
+    /// What postmaster.pid records: pid, data directory and start time (lines 1 to 3).
+    struct Recorded: Sendable, Equatable {
+        var pid: pid_t
+        var dataDirectory: String
+        var startTime: Double?
     }
 
-    /// The pid of the postmaster running for `dataDirectory`, or nil when none runs (no pid file, a stale one,
-    /// or a pid that now belongs to another program).
+    /// The contents of `dataDirectory`/postmaster.pid, live or not.
+    static func recorded(in dataDirectory: String) -> Recorded? {
+        guard let text = Files.read(dataDirectory + "/postmaster.pid") else { return nil }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        guard let first = lines.first, let pid = pid_t(first), pid > 0 else { return nil }
+        return Recorded(
+            pid: pid, dataDirectory: lines.count > 1 ? lines[1] : "", startTime: lines.count > 2 ? Double(lines[2]) : nil)
+    }
+
+    /// The pid recorded in `dataDirectory`/postmaster.pid, live or not.
+    static func recordedPID(in dataDirectory: String) -> pid_t? { recorded(in: dataDirectory)?.pid }
+
+    /// The pid of the postmaster running for `dataDirectory`, or nil when none runs.
+    ///
+    /// The pid file's pid counts only when ``isPostmaster(_:of:recordedStart:)`` proves it. When it does
+    /// not (no file, a stale one, a pid reused by another program), /proc is searched for a postmaster
+    /// working in the data directory, so a server whose pid file was removed or rewritten is still seen.
     static func livePID(in dataDirectory: String) -> pid_t? {
-        guard let pid = recordedPID(in: dataDirectory), isAlive(pid) else { return nil }
-        return pid
+        if let r = recorded(in: dataDirectory), isPostmaster(r.pid, of: dataDirectory, recordedStart: r.startTime) {
+            return r.pid
+        }
+        return search(dataDirectory)
+    }
+
+    /// The identity (pid and start time) of the live postmaster of `dataDirectory`, to signal it safely later.
+    static func liveIdentity(in dataDirectory: String) -> ProcessIdentity? {
+        livePID(in: dataDirectory).flatMap(ProcessIdentity.of)
+    }
+
+    /// True when `pid` is a live postgres process that is the postmaster of `dataDirectory`.
+    static func isPostmaster(_ pid: pid_t, of dataDirectory: String, recordedStart: Double?) -> Bool {
+        guard isAlive(pid) else { return false }
+        if let cwd = ProcessIdentity.workingDirectory(pid) {
+            return cwd == canonical(dataDirectory) && !isPostgresChild(pid, of: dataDirectory)
+        }
+        // Another user's process, seen by an unprivileged failoverd: the recorded start time must match.
+        guard let recordedStart else { return false }
+        return ProcessIdentity.matches(pid: pid, startTime: recordedStart, tolerance: 2)
+    }
+
+    /// A live postgres process working in `dataDirectory` whose parent is not one: the postmaster.
+    static func search(_ dataDirectory: String) -> pid_t? {
+        let target = canonical(dataDirectory)
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }
+        for pid in entries.compactMap({ pid_t($0) }) {
+            guard ProcessIdentity.workingDirectory(pid) == target, isAlive(pid), !isPostgresChild(pid, of: dataDirectory) else { continue }
+            return pid
+        }
+        return nil
+    }
+
+    /// True when `pid`'s parent is itself a postgres process working in `dataDirectory` (a backend).
+    static func isPostgresChild(_ pid: pid_t, of dataDirectory: String) -> Bool {
+        guard let parent = ProcessIdentity.parent(pid), parent > 1, isAlive(parent) else { return false }
+        return ProcessIdentity.workingDirectory(parent) == canonical(dataDirectory)
+    }
+
+    /// The data directory with symbolic links resolved, as /proc shows a working directory.
+    static func canonical(_ path: String) -> String {
+        guard let resolved = realpath(path, nil) else { return path }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 
     /// True when `pid` exists, is not a zombie, and (where /proc tells) runs postgres.
     static func isAlive(_ pid: pid_t) -> Bool {
-        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
-        guard let stat = Files.read("/proc/\(pid)/stat") else { return true }
-        // pid (comm) state ...: comm may hold spaces, so read around the last ')'.
-        guard let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")") else { return true }
-        let comm = stat[stat.index(after: open)..<close]
-        let state = stat[stat.index(after: close)...].split(separator: " ").first ?? ""
-        return state != "Z" && state != "X" && (comm == "postgres" || comm == "postmaster")
+        guard pid > 0, kill(pid, 0) == 0 || errno == EPERM else { return false }
+        guard let comm = ProcessIdentity.commandName(pid) else { return true }
+        guard ProcessIdentity.of(pid) != nil else { return false }
+        return comm == "postgres" || comm == "postmaster"
     }
 
     /// The live children of `pid`, from /proc.
@@ -46,13 +105,19 @@ enum Postmaster {
 
     /// Stops the postmaster `pid` by signals, each with its own deadline: SIGTERM (smart), SIGINT (fast),
     /// SIGQUIT (immediate), then SIGKILL for it and its children. Returns the signal that ended it.
+    ///
+    /// Before every signal the process must still be the one identified at the start (same start time):
+    /// a pid that was reused meanwhile is left alone.
     @discardableResult
     static func shutDown(_ pid: pid_t, secondsPerSignal: Double = 5) async -> String {
+        guard let identity = ProcessIdentity.of(pid), isAlive(pid) else { return "none: not running" }
+        func same() -> Bool { isAlive(pid) && ProcessIdentity.matches(pid: pid, startTime: identity.startTime, tolerance: 0.01) }
         for (signal, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT"), (SIGQUIT, "SIGQUIT")] {
-            guard isAlive(pid) else { return name }
+            guard same() else { return name }
             kill(pid, signal)
             if await waitForExit(pid, seconds: secondsPerSignal) { return name }
         }
+        guard same() else { return "SIGQUIT" }
         let children = Self.children(of: pid)
         kill(pid, SIGKILL)
         children.forEach { kill($0, SIGKILL) }

@@ -74,8 +74,7 @@ public struct SimulatedDriver: SiteDriver {
             switch (n.running, n.standbySignal, n.cleanShutdown) {
             case (true, true, _): state = "in archive recovery"
             case (true, false, _): state = "in production"
-            case (false, true, true): state = "shut down in recovery"
-            case (false, false, true): state = "shut down"
+            case (false, _, true): state = (n.shutDownInRecovery ?? n.standbySignal) ? "shut down in recovery" : "shut down"
             case (false, _, false): state = "in production"
             }
             return ControlData(
@@ -128,6 +127,7 @@ public struct SimulatedDriver: SiteDriver {
             }
             n.running = false
             n.cleanShutdown = mode == .fast
+            n.shutDownInRecovery = n.standbySignal
             w.nodes[instance.name] = n
         }
     }
@@ -187,6 +187,7 @@ public struct SimulatedDriver: SiteDriver {
             n.standbySignal = true
             n.upstream = nil
             n.cleanShutdown = true
+            n.shutDownInRecovery = nil
             n.fenceMarker = false
             w.nodes[instance.name] = n
         }
@@ -210,6 +211,7 @@ public struct SimulatedDriver: SiteDriver {
             n.switchpoints = s.switchpoints
             n.checkpointTimeline = s.timeline
             n.cleanShutdown = true
+            n.shutDownInRecovery = nil
             n.fenceMarker = false
             n.standbySignal = false
             n.upstream = nil
@@ -237,6 +239,8 @@ public struct SimulatedDriver: SiteDriver {
             return n.hasData && !n.running ? LSN(n.lsn) : nil
         }
     }
+
+    public func repositorySystemIdentifier() async throws -> String? { SimulatedWorld.systemIdentifier }
 
     public func setFenceMarker(_ instance: Instance, reason: String) async throws {
         try mutate { w in w.nodes[instance.name]?.fenceMarker = true }

@@ -7,6 +7,9 @@ struct SimulatedWorld: Codable {
         var hasData = false
         var running = false
         var cleanShutdown = true
+        /// The server was a standby when it last stopped (pg_control: `shut down in recovery`); nil in
+        /// worlds saved before this was recorded, where standby.signal stands in.
+        var shutDownInRecovery: Bool?
         var standbySignal = false
         var upstream: String?
         var systemIdentifier = ""

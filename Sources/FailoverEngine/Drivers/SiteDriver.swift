@@ -24,6 +24,9 @@ public struct InstanceStatus: Sendable, Codable, Equatable {
     public var archiverFailedCount: Int
     /// pg_stat_archiver.last_archived_wal.
     public var lastArchivedWAL: String?
+    /// Why a running server could not be read (connect timeout, too many clients, still starting, hung);
+    /// nil when it answered or does not run. Its recovery state is then unknown, never assumed.
+    public var unreachableReason: String?
 
     /// A status for an instance that is not running.
     public static let stopped = InstanceStatus(
@@ -51,8 +54,32 @@ public struct InstanceStatus: Sendable, Codable, Equatable {
     /// Running, answering and not in recovery: the instance accepts writes.
     public var isWritablePrimary: Bool { running && reachable && !inRecovery }
 
+    /// Proven unable to accept writes: no live postmaster, or answering and in recovery. A server that runs
+    /// but does not answer is neither this nor ``isWritablePrimary``: it is unknown, and unknown is unsafe.
+    public var isProvenNotWritable: Bool { !running || (reachable && inRecovery) }
+
+    /// What was seen, in words: "stopped", "a standby (in recovery)", "a primary accepting writes", or
+    /// "running but not answering SQL (reason)".
+    public var seen: String {
+        if !running { return "stopped" }
+        if !reachable { return "running but not answering SQL (\(unreachableReason ?? "no answer"))" }
+        return inRecovery ? "a standby (in recovery)" : "a primary accepting writes"
+    }
+
     /// The furthest WAL position this instance has: current on a primary, replay (or receive) on a standby.
     public var position: LSN? { inRecovery ? (replayLSN ?? receiveLSN) : currentLSN }
+
+    /// The furthest WAL this instance holds on disk: on a standby the later of what it received (flushed)
+    /// and what it replayed, since a promotion replays everything received first.
+    public var heldLSN: LSN? {
+        guard inRecovery else { return currentLSN }
+        switch (receiveLSN, replayLSN) {
+        case (let a?, let b?): return max(a, b)
+        case (let a?, nil): return a
+        case (nil, let b?): return b
+        case (nil, nil): return nil
+        }
+    }
 }
 
 /// The WAL receiver of a standby (pg_stat_wal_receiver).
@@ -169,4 +196,7 @@ public protocol SiteDriver: Sendable {
     func setFenceMarker(_ instance: Instance, reason: String) async throws
     /// Where the valid WAL of a stopped instance ends (read from its pg_wal), or nil when unknown.
     func endOfWAL(_ instance: Instance) async throws -> LSN?
+    /// The system identifier of the cluster the repository's stanza backs up (its current database), or
+    /// nil when the stanza has none yet.
+    func repositorySystemIdentifier() async throws -> String?
 }

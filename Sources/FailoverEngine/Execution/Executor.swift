@@ -90,6 +90,11 @@ public actor Executor {
             guard run.outcome != "succeeded", run.outcome != "abandoned" else {
                 throw FailoverError.invalid("run \(run.id) is \(run.outcome); there is nothing to resume")
             }
+            // What a run saw and proved is stale once another run has acted on the same servers.
+            if let later = try journal.runStarted(after: run.id) {
+                throw FailoverError.refused(
+                    "run \(run.id) cannot be resumed: run \(later.id) (plan \"\(later.planName)\", \(later.outcome)) started after it, and the servers may have changed since. Start a new run from the topology as it is now.")
+            }
             let holder = try lock.reassign(holder0, to: run.id)
             let plan = try run.plan()
             let driver = try DriverFactory.make(plan: plan, stateDirectory: options.stateDirectory, simulate: run.driver == "simulated")
@@ -183,7 +188,7 @@ public actor Executor {
                 plan: plan, driver: driver, journal: journal, runID: runID, epoch: holder.epoch,
                 allowDataLoss: allowDataLoss ?? options.allowDataLoss, logger: options.logger, evidence: evidence, steps: steps,
                 pollInterval: DriverFactory.pollInterval(driver))
-            let runner = StepRunner(ctx: ctx, step: step)
+            let runner = StepRunner(ctx: ctx, step: step, inDoubt: record.attempts > 0)
             do {
                 if try await runner.check() {
                     // The fault switch fires at satisfied steps too (before and after the record), so every
@@ -198,7 +203,7 @@ public actor Executor {
                 try journal.recordStep(run: runID, step: step, status: "started", epoch: holder.epoch)
                 progress(step, "started")
                 crashIfAsked(step.number, .before)
-                if step.destructive { try lock.verify(holder) }
+                if step.destructive || step.kind.changesServer { try lock.verify(holder) }
                 let e = try await runner.act()
                 crashIfAsked(step.number, .after)
                 try await runner.verify()
@@ -211,15 +216,29 @@ public actor Executor {
                 let message = "step \(step.number) (\(step.summary)) failed: \(failure.message)"
                 try? journal.recordStep(run: runID, step: step, status: "failed", epoch: holder.epoch, error: failure.message)
                 progress(step, "failed")
-                // A refusal before any destructive step changed nothing: the run is closed as refused.
-                // After one, the run stays resumable whatever the cause.
-                let changed = try journal.steps(of: runID).contains { $0.step.destructive && $0.status == "done" }
-                let outcome = failure.code == .refused && !changed ? "refused" : "failed"
+                // A refusal before any step acted on a server changed nothing: the run is closed as refused.
+                // Once one acted (this one included, when its act began), the run stays resumable whatever
+                // the cause, and the message says which steps changed servers.
+                let records = (try? journal.steps(of: runID)) ?? []
+                // A refusal is raised before its own step acts; an earlier attempt of it (before a crash or
+                // failure) may have acted.
+                let changed = records.filter { r in
+                    guard r.step.destructive || r.step.kind.changesServer else { return false }
+                    if r.status == "done" { return true }
+                    return r.step.number == step.number ? r.attempts > 1 || failure.code != .refused : r.attempts > 0
+                }
+                let outcome = failure.code == .refused && changed.isEmpty ? "refused" : "failed"
                 try? journal.finishRun(runID, outcome: outcome, error: message, epoch: holder.epoch)
                 try? lock.release(holder)
-                let hint =
-                    outcome == "failed"
-                    ? "\nThe run is resumable: failoverd resume \(runID) --state \(options.stateDirectory)" : "\nNothing was changed."
+                let hint: String
+                if outcome == "refused" {
+                    hint = "\nNothing was changed."
+                } else {
+                    let list = changed.map { "\($0.step.number) (\($0.step.summary))" }.joined(separator: ", ")
+                    hint =
+                        (list.isEmpty ? "" : "\nSteps that changed servers: \(list).")
+                        + "\nThe run is resumable: failoverd resume \(runID) --state \(options.stateDirectory)"
+                }
                 throw FailoverError(failure.code, message + hint)
             }
         }

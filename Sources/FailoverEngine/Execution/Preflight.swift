@@ -8,13 +8,22 @@ struct Preflight {
         for site in plan.sites {
             for instance in site.instances {
                 let s: InstanceStatus
-                do { s = try await driver.status(of: instance) } catch { continue }  // unreachable: the plan may be a failover
-                let observed = !s.running ? "not running" : (s.inRecovery ? "a standby (in recovery)" : "a primary accepting writes")
+                do {
+                    s = try await driver.status(of: instance)
+                } catch {
+                    // A primary that cannot be read may be the reason for the plan (a failover); an instance
+                    // declared unable to write must be seen to be so.
+                    if site.role == .primary { continue }
+                    throw FailoverError.refused(
+                        "site \"\(site.name)\": the plan declares \(site.role.rawValue) but failoverd cannot read \(instance.name) (\(error)); it cannot prove that \(instance.name) does not accept writes. Restore failoverd's access to it, or stop it, then run again."
+                    )
+                }
+                let observed = s.seen
                 switch site.role {
                 case .archiveStandby, .streamingStandby, .fenced, .none:
-                    if s.isWritablePrimary {
+                    if !s.isProvenNotWritable {
                         throw FailoverError.refused(
-                            "site \"\(site.name)\": the plan declares \(site.role.rawValue) but \(instance.name) is \(observed). Fix the plan's role, or fence that server first."
+                            "site \"\(site.name)\": the plan declares \(site.role.rawValue) but \(instance.name) is \(observed). Fix the plan's role, or fence that server first; an instance that does not answer must answer or be stopped before failoverd plans around it."
                         )
                     }
                     if site.role == .none, try await driver.hasData(instance) {

@@ -56,6 +56,9 @@ public struct StatusReport: Codable, Sendable {
     public var fenced: [String]
     /// The state directory.
     public var stateDirectory: String
+    /// For an unfinished run, each instance of its plan and how it would start now (filled in by the
+    /// `status` verb through the run's driver; see ``unfinishedRunInstances(stateDirectory:)``).
+    public var instances: [InstanceStart]?
 
     /// Reads the report from a state directory's journal.
     public static func read(stateDirectory: String) throws -> StatusReport {
@@ -82,7 +85,9 @@ public struct StatusReport: Codable, Sendable {
             let lock = (l["pid"] as Int?).map {
                 LockHolder(
                     runID: l["run_id"], pid: $0, host: l["host"] ?? "?", acquiredAt: l["acquired_at"], epoch: l["epoch"],
-                    alive: RunLock.isAlive(pid: Int32($0), host: l["host"] ?? "?", renewedAt: l["renewed_at"], lease: l["lease_seconds"] ?? 30))
+                    alive: RunLock.isAlive(
+                        pid: Int32($0), host: l["host"] ?? "?", startTime: l["pid_start_time"], renewedAt: l["renewed_at"],
+                        lease: l["lease_seconds"] ?? 30))
             }
             let fenced = try String.fetchAll(db, sql: "SELECT instance FROM fenced_instances ORDER BY instance")
             return StatusReport(sites: sites, lastRun: last, lock: lock, epoch: l["epoch"], fenced: fenced, stateDirectory: stateDirectory)

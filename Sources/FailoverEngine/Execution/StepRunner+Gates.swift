@@ -46,21 +46,50 @@ extension StepRunner {
         return evidence
     }
 
-    /// The target is running in recovery and no reachable standby has replayed further.
+    /// The target is a running standby and no other candidate holds more WAL.
+    ///
+    /// Candidates are every instance of every site except the old primary's (the target's own site
+    /// included), compared by what they hold on disk (received and flushed, or replayed) and by timeline.
+    /// A candidate that is stopped, unreachable or of another cluster is listed in the evidence, never
+    /// skipped in silence. The planner runs this gate twice: before fencing, to refuse with nothing
+    /// changed, and after, when the old primary can no longer write and the positions are final.
     func gateFailover(target: Instance) async throws -> [String: String] {
         let t = try await driver.status(of: target)
-        guard t.running, t.inRecovery, let pos = t.position else {
-            throw FailoverError.refused("failover refused: \(target.name) is not a running standby; start it or choose another target.")
+        guard t.running, t.reachable, t.inRecovery, let pos = t.heldLSN else {
+            throw FailoverError.refused("failover refused: \(target.name) is not a running standby (\(t.seen)); start it or choose another target.")
         }
-        var evidence = ["targetLSN": pos.description]
-        for s in ctx.plan.sites where s.leader != target && s.instances.allSatisfy({ $0 != target }) {
-            guard let st = try? await driver.status(of: s.leader), st.running, st.inRecovery, let other = st.position,
-                st.systemIdentifier == t.systemIdentifier
-            else { continue }
-            evidence["candidate." + s.leader.name] = other.description
-            if other > pos && !ctx.allowDataLoss {
+        let targetTimeline = t.walReceiver?.receivedTimeline ?? t.timeline
+        var evidence = ["targetLSN": pos.description, "targetTimeline": String(targetTimeline)]
+        // The old primary's site is fenced by this transition; every other instance is a candidate.
+        let oldPrimarySite = ctx.steps.first { $0.transition == step.transition && $0.kind == .fence }?.site
+        for (site, other) in ctx.plan.allInstances where other != target && site.name != oldPrimarySite {
+            let key = "candidate." + other.name
+            let s: InstanceStatus
+            do {
+                s = try await driver.status(of: other)
+            } catch {
+                evidence[key] = "unknown: \(error)"
+                continue
+            }
+            guard s.running, s.reachable else {
+                evidence[key] = s.seen
+                continue
+            }
+            guard s.inRecovery else {
+                evidence[key] = "a primary accepting writes"
+                continue
+            }
+            guard s.systemIdentifier == t.systemIdentifier, let held = s.heldLSN else {
+                evidence[key] = "another cluster (system identifier \(s.systemIdentifier))"
+                continue
+            }
+            let tli = s.walReceiver?.receivedTimeline ?? s.timeline
+            evidence[key] = "\(held) on timeline \(tli)"
+            let ahead = tli > targetTimeline || (tli == targetTimeline && held > pos)
+            if ahead && !ctx.allowDataLoss {
                 throw FailoverError.refused(
-                    "failover refused: \(s.leader.name) (site \(s.name)) has replayed \(other), further than \(target.name) at \(pos); fail over to \(s.name) instead, or use --allow-data-loss.")
+                    "failover refused: \(other.name) (site \(site.name)) holds WAL to \(held) on timeline \(tli), further than \(target.name) at \(pos) on timeline \(targetTimeline); fail over to \(site.name) instead, or use --allow-data-loss."
+                )
             }
         }
         return evidence
@@ -73,33 +102,47 @@ extension StepRunner {
         }
         guard cd.isCleanPrimaryShutdown else {
             throw FailoverError.refused(
-                "switchover refused: \(old.name) was not shut down cleanly (cluster state: \(cd.state)); without a shutdown checkpoint there is no proof the target has every commit. Start it again and retry, or use failover.")
+                "switchover refused: \(old.name) was not shut down cleanly (cluster state: \(cd.state)); without a shutdown checkpoint there is no proof the target has every commit. Abandon this run (failoverd abandon RUN), start \(old.name) again if it should take writes, and plan a new switchover or a failover."
+            )
         }
-        return [
-            "systemIdentifier": cd.systemIdentifier, "timeline": String(cd.timeline), "checkpointLSN": cd.checkpointLSN.description,
-            "demotionToken": "\(cd.systemIdentifier)/\(cd.timeline)/\(cd.checkpointLSN)",
-        ]
+        return DemotionToken(cd).evidence
+    }
+
+    /// The demotion token journaled for `old` in this transition, proved again against its pg_control now.
+    ///
+    /// Evidence proved before a crash is proved again after it: if the old primary ran since its token was
+    /// read (started by hand, by a service manager, or as a standby), its pg_control differs and the
+    /// switchover is refused, because the target cannot have the commits made meanwhile.
+    func provenDemotionToken(of old: Instance) async throws -> DemotionToken {
+        guard let journaled = evidence(ofKind: .readShutdownCheckpoint, instance: old.name) else {
+            return try DemotionToken(evidence: try await readShutdownCheckpoint(old), instance: old.name)
+        }
+        let token = try DemotionToken(evidence: journaled, instance: old.name)
+        let now = try await driver.controlData(of: old)
+        let status = try await driver.status(of: old)
+        guard !status.running, let now, now.isCleanPrimaryShutdown, DemotionToken(now) == token else {
+            let seen = status.running ? "it is running (\(status.seen))" : now.map { "its pg_control now says \(DemotionToken($0).text) (\($0.state))" } ?? "its pg_control is unreadable"
+            throw FailoverError.refused(
+                "switchover refused: \(old.name) ran after its shutdown checkpoint was journaled (token \(token.text)); \(seen). The target cannot have the commits made meanwhile, so this run must not promote it. Abandon this run (failoverd abandon RUN) and start a new one from the topology as it is now."
+            )
+        }
+        return token
     }
 
     /// Waits until the target has replayed past the old primary's shutdown checkpoint, same system, same timeline.
     func awaitReplay(target: Instance, oldPrimary: Instance) async throws -> [String: String] {
-        let token: [String: String]
-        if let e = evidence(ofKind: .readShutdownCheckpoint, instance: oldPrimary.name) {
-            token = e
-        } else {
-            token = try await readShutdownCheckpoint(oldPrimary)
-        }
-        guard let checkpoint = token["checkpointLSN"].flatMap(LSN.init), let timeline = token["timeline"].flatMap(Int.init),
-            let system = token["systemIdentifier"]
-        else { throw FailoverError.failed("the demotion token of \(oldPrimary.name) is incomplete: \(token)") }
+        let token = try await provenDemotionToken(of: oldPrimary)
+        let checkpoint = token.checkpointLSN
+        let timeline = token.timeline
+        let system = token.systemIdentifier
         var seen: InstanceStatus?
         // With --allow-data-loss too, wait the whole step timeout first: the override accepts a loss, it
         // does not seek one.
         let replayed: LSN? = try await Wait.until(timeout: ctx.timeout, interval: ctx.pollInterval) {
             let t = try await driver.status(of: target)
             seen = t
-            guard t.running, t.inRecovery else {
-                throw FailoverError.refused("switchover refused: \(target.name) is no longer a running standby; nothing was promoted. Inspect it before resuming.")
+            guard t.running, t.reachable, t.inRecovery else {
+                throw FailoverError.refused("switchover refused: \(target.name) is no longer a running standby (\(t.seen)); nothing was promoted. Inspect it before resuming.")
             }
             guard t.systemIdentifier == system else {
                 throw FailoverError.refused(
@@ -116,7 +159,7 @@ extension StepRunner {
             if let r = t.replayLSN, r > checkpoint { return r }
             return nil
         }
-        var result = ["demotionToken": token["demotionToken"] ?? "", "checkpointLSN": checkpoint.description, "timeline": String(timeline)]
+        var result = ["demotionToken": token.text, "checkpointLSN": checkpoint.description, "timeline": String(timeline)]
         if let replayed {
             result["targetReplayLSN"] = replayed.description
             return result
@@ -124,7 +167,7 @@ extension StepRunner {
         let at = seen?.replayLSN?.description ?? "unknown"
         guard ctx.allowDataLoss else {
             throw FailoverError.refused(
-                "switchover refused: \(target.name) has replayed \(at) but \(oldPrimary.name)'s shutdown checkpoint is \(checkpoint) (timeline \(timeline)); nothing was promoted and \(oldPrimary.name) is stopped. Either give the target the WAL it lacks (restore its WAL stream or the archive) and resume, or start \(oldPrimary.name) again to resume writes and abandon this run; resuming with --allow-data-loss promotes without it."
+                "switchover refused: \(target.name) has replayed \(at) but \(oldPrimary.name)'s shutdown checkpoint is \(checkpoint) (timeline \(timeline)); nothing was promoted and \(oldPrimary.name) is stopped. Either give the target the WAL it lacks (restore its WAL stream or the archive) and resume this run, or abandon it (failoverd abandon RUN), start \(oldPrimary.name) again to take writes, and plan anew: once \(oldPrimary.name) has run, a resume of this run is refused. Resuming with --allow-data-loss promotes without the missing WAL."
             )
         }
         result["targetReplayLSN"] = at
@@ -134,19 +177,27 @@ extension StepRunner {
 
     /// Proves no other instance accepts writes, promotes, and proves the target accepts writes.
     func promote(_ target: Instance) async throws -> [String: String] {
+        // A planned switchover promotes only while the old primary is still the one whose token was proved.
+        if let old = ctx.steps.first(where: { $0.transition == step.transition && $0.kind == .readShutdownCheckpoint })?.instance {
+            _ = try await provenDemotionToken(of: try ctx.instance(old))
+        }
         for (site, other) in ctx.plan.allInstances where other != target {
+            // Unknown is not "not a primary": an instance is safe only when proven stopped, or answering
+            // and in recovery. A fenced instance found running again is a candidate like any other.
             let s: InstanceStatus
             do {
                 s = try await driver.status(of: other)
             } catch {
-                // Unknown is not "not a primary": only an instance failoverd fenced may stay unknown.
-                if try ctx.journal.isFenced(instance: other.name) { continue }
                 throw FailoverError.refused(
-                    "promote refused: cannot tell whether \(other.name) (site \(site.name)) accepts writes (\(error)); fence it or restore failoverd's access to it first.")
+                    "promote refused: cannot tell whether \(other.name) (site \(site.name)) accepts writes (\(error)); restore failoverd's access to it, or stop it, then resume.")
             }
             if s.isWritablePrimary {
                 throw FailoverError.refused(
                     "promote refused: \(other.name) (site \(site.name)) accepts writes; promoting \(target.name) now would make two primaries. Fence \(site.name) first.")
+            }
+            if !s.isProvenNotWritable {
+                throw FailoverError.refused(
+                    "promote refused: cannot tell whether \(other.name) (site \(site.name)) accepts writes: it is \(s.seen). Make it answer, or stop it (fence \(site.name)), then resume.")
             }
         }
         let before = try await driver.status(of: target)

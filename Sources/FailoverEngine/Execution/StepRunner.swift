@@ -39,6 +39,8 @@ struct StepContext: Sendable {
 struct StepRunner {
     let ctx: StepContext
     let step: Step
+    /// The step's act started before in this run (a crash or a failure cut it short): it is being retried.
+    var inDoubt = false
 
     var driver: any SiteDriver { ctx.driver }
 
@@ -86,9 +88,16 @@ struct StepRunner {
         case .gateSwitchover: return try await gateSwitchover(target: i!, primary: try ctx.instance(step.peer))
         case .gateFailover: return try await gateFailover(target: i!)
         case .restore:
-            let delta = try await driver.hasData(i!)
+            let wantsDelta = step.delta ?? false
+            var e = try await checkOverwrite(i!, by: wantsDelta ? "delta restore" : "restore", source: nil)
+            // A restore into an empty directory stays one; only this step's own interrupted attempt may be
+            // finished with --delta (the driver refuses a non-empty directory otherwise).
+            let hasData = try await driver.hasData(i!)
+            let delta = wantsDelta || (inDoubt && hasData)
+            if delta && !wantsDelta { e["resumedWith"] = "delta: finishing this step's interrupted restore" }
             try await driver.restore(i!, delta: delta)
-            return ["delta": String(delta)]
+            e["delta"] = String(delta)
+            return e
         case .configureRecovery:
             try await driver.configureRecovery(of: i!, desiredSettings())
             return ["upstream": step.peer ?? "(repository only)"]
@@ -118,8 +127,15 @@ struct StepRunner {
             try await driver.checkpoint(i!)
             return [:]
         case .stop:
+            // A stop before a restore or rewind checks first what they will overwrite: a data directory of
+            // another cluster is refused before anything in it changes, its server included.
+            var e: [String: String] = [:]
+            if let next = overwriteAfterStop {
+                e = try await checkOverwrite(
+                    i!, by: next.kind == .rewind ? "pg_rewind" : "delta restore", source: next.kind == .rewind ? try ctx.instance(next.peer) : nil)
+            }
             try await driver.stop(i!, mode: .fast)
-            return [:]
+            return e
         case .readShutdownCheckpoint: return try await readShutdownCheckpoint(i!)
         case .awaitReplay: return try await awaitReplay(target: i!, oldPrimary: try ctx.instance(step.peer))
         case .promote: return try await promote(i!)
@@ -131,15 +147,18 @@ struct StepRunner {
             return ["segment": segment]
         case .fence: return try await fence(i!)
         case .rewind:
+            var e = try await checkOverwrite(i!, by: "pg_rewind", source: try ctx.instance(step.peer))
             do {
-                let summary = try await driver.rewind(i!, source: try ctx.instance(step.peer))
-                return ["pgRewind": summary]
+                e["pgRewind"] = try await driver.rewind(i!, source: try ctx.instance(step.peer))
+                return e
             } catch {
                 // pg_rewind cannot always repair a divergence (WAL gone, no wal_log_hints): a delta restore
                 // from the repository always can, at the cost of copying what changed.
                 ctx.logger.warning("pg_rewind of \(i!.name) failed (\(error)); falling back to a delta restore from the repository")
                 try await driver.restore(i!, delta: true)
-                return ["pgRewind": "failed: \(error)", "fallback": "delta restore from the repository"]
+                e["pgRewind"] = "failed: \(error)"
+                e["fallback"] = "delta restore from the repository"
+                return e
             }
         case .recordRoles:
             try ctx.journal.recordRoles(step.roles ?? [:], run: ctx.runID, epoch: ctx.epoch)

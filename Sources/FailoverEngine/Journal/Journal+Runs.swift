@@ -155,6 +155,7 @@ extension Journal {
     /// Ends a run with its outcome and the run-end audit event.
     public func finishRun(_ run: String, outcome: String, error: String? = nil, details: [String: String] = [:], epoch: Int64) throws {
         try db.write { db in
+            try Self.guardEpoch(db, epoch)
             try db.execute(
                 sql: "UPDATE runs SET outcome = ?, error = ?, ended_at = ? WHERE id = ?", arguments: [outcome, error, Journal.now(), run])
             var d = details
@@ -162,6 +163,25 @@ extension Journal {
             d["epoch"] = String(epoch)
             if let error { d["error"] = error }
             try AuditLog.append(db, kind: outcome == "abandoned" ? "abandon" : "run-end", run: run, details: d)
+        }
+    }
+
+    /// Throws a refusal when `epoch` is not the run lock's current fencing epoch: a process that lost the
+    /// lock writes nothing more. (Triggers enforce the same on steps, step events, roles and fences.)
+    static func guardEpoch(_ db: Database, _ epoch: Int64) throws {
+        let current = try Int64.fetchOne(db, sql: "SELECT epoch FROM run_lock WHERE id = 1") ?? 0
+        if current != epoch {
+            throw FailoverError.refused(
+                "stale fencing epoch \(epoch): another failoverd process took over the run lock (epoch \(current)); this process writes nothing more. Inspect `failoverd status`.")
+        }
+    }
+
+    /// The first run started after `run`, if any.
+    public func runStarted(after run: String) throws -> RunRecord? {
+        try db.read { db in
+            try Row.fetchOne(
+                db, sql: "SELECT * FROM runs WHERE rowid > (SELECT rowid FROM runs WHERE id = ?) ORDER BY rowid LIMIT 1", arguments: [run]
+            ).map(Self.runRecord)
         }
     }
 

@@ -122,6 +122,30 @@ enum JournalSchema {
                         SELECT seq, at, run_id, site, actor, kind, details FROM audit_events;
                     """)
         }
+        // The holder's process start time, so that a pid reused after a crash or reboot does not hold the
+        // lock; and the fencing epoch enforced by the database: a process that lost the lock cannot write
+        // steps, roles or fences under its old epoch.
+        m.registerMigration("v2-lock-identity-and-epoch-guard") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE run_lock ADD COLUMN pid_start_time REAL;
+                    CREATE TRIGGER steps_epoch_guard BEFORE UPDATE ON steps
+                    WHEN NEW.epoch IS NOT NULL AND NEW.epoch <> (SELECT epoch FROM run_lock WHERE id = 1)
+                    BEGIN SELECT RAISE(ABORT, 'stale fencing epoch: this failoverd process no longer holds the run lock'); END;
+                    CREATE TRIGGER step_events_epoch_guard BEFORE INSERT ON step_events
+                    WHEN NEW.epoch <> (SELECT epoch FROM run_lock WHERE id = 1)
+                    BEGIN SELECT RAISE(ABORT, 'stale fencing epoch: this failoverd process no longer holds the run lock'); END;
+                    CREATE TRIGGER site_roles_epoch_guard_insert BEFORE INSERT ON site_roles
+                    WHEN NEW.epoch <> (SELECT epoch FROM run_lock WHERE id = 1)
+                    BEGIN SELECT RAISE(ABORT, 'stale fencing epoch: this failoverd process no longer holds the run lock'); END;
+                    CREATE TRIGGER site_roles_epoch_guard_update BEFORE UPDATE ON site_roles
+                    WHEN NEW.epoch <> (SELECT epoch FROM run_lock WHERE id = 1)
+                    BEGIN SELECT RAISE(ABORT, 'stale fencing epoch: this failoverd process no longer holds the run lock'); END;
+                    CREATE TRIGGER fenced_instances_epoch_guard BEFORE INSERT ON fenced_instances
+                    WHEN NEW.epoch <> (SELECT epoch FROM run_lock WHERE id = 1)
+                    BEGIN SELECT RAISE(ABORT, 'stale fencing epoch: this failoverd process no longer holds the run lock'); END;
+                    """)
+        }
         return m
     }
 }

@@ -38,7 +38,9 @@ public struct RunLock: Sendable {
             if let pid: Int32 = row["pid"], let host: String = row["host"] {
                 let acquired: String = row["acquired_at"] ?? "?"
                 let holderRun: String = row["run_id"] ?? "?"
-                if Self.isAlive(pid: pid, host: host, renewedAt: row["renewed_at"], lease: row["lease_seconds"] ?? leaseSeconds) {
+                if Self.isAlive(
+                    pid: pid, host: host, startTime: row["pid_start_time"], renewedAt: row["renewed_at"], lease: row["lease_seconds"] ?? leaseSeconds)
+                {
                     throw FailoverError(
                         .lockHeld,
                         "another failoverd run holds this state directory: run \(holderRun), pid \(pid) on \(host), since \(acquired). Wait for it to finish, or stop that process; a dead holder's lock is taken over automatically."
@@ -56,9 +58,10 @@ public struct RunLock: Sendable {
             let now = Journal.now()
             try db.execute(
                 sql: """
-                    UPDATE run_lock SET run_id = ?, pid = ?, host = ?, acquired_at = ?, renewed_at = ?, lease_seconds = ?, epoch = ?
+                    UPDATE run_lock SET run_id = ?, pid = ?, host = ?, acquired_at = ?, renewed_at = ?, lease_seconds = ?, epoch = ?,
+                        pid_start_time = ?
                     WHERE id = 1
-                    """, arguments: [runID, Self.pid, Self.host, now, now, leaseSeconds, epoch])
+                    """, arguments: [runID, Self.pid, Self.host, now, now, leaseSeconds, epoch, ProcessIdentity.current?.startTime])
             return Holder(runID: runID, epoch: epoch, tookOver: tookOver)
         }
     }
@@ -106,10 +109,12 @@ public struct RunLock: Sendable {
         .refused("run \(holder.runID) lost the run lock (epoch \(holder.epoch)): another failoverd process took it over. Stop here; inspect `failoverd status`.")
     }
 
-    /// Liveness of a holder: its pid on this host, its lease elsewhere.
-    static func isAlive(pid: Int32, host: String, renewedAt: String?, lease: Double) -> Bool {
+    /// Liveness of a holder: on this host its pid, and only while that pid is still the process that took
+    /// the lock (same start time: a pid reused after a crash or a reboot does not hold it); elsewhere its lease.
+    static func isAlive(pid: Int32, host: String, startTime: Double?, renewedAt: String?, lease: Double) -> Bool {
         if host == Self.host {
             if pid == Self.pid { return false }
+            if let startTime { return ProcessIdentity.matches(pid: pid, startTime: startTime) }
             return kill(pid, 0) == 0 || errno == EPERM
         }
         guard let renewedAt, let date = Journal.date(renewedAt) else {

@@ -94,9 +94,11 @@ struct StepBuilder {
             switchover(from: site(primaryName!), to: subject, roles: roles, upstreams: &upstreams)
         case .failover:
             let old = primaryName.map(site)
-            add(.gateFailover, site: subject.name, instance: subject.leader, "check that \(subject.leader.name) is the most advanced reachable standby")
+            add(.gateFailover, site: subject.name, instance: subject.leader, "check that \(subject.leader.name) is the most advanced standby (before fencing)")
             if let old {
                 for i in old.instances { add(.fence, site: old.name, instance: i, "fence \(i.name): record its last LSN and stop it") }
+                // Positions are final only once the old primary can no longer write.
+                add(.gateFailover, site: subject.name, instance: subject.leader, "check again, with \(old.name) fenced, that \(subject.leader.name) holds the most WAL of every candidate")
             }
             add(.promote, site: subject.name, instance: subject.leader, "promote \(subject.leader.name) after proving no other instance accepts writes")
             add(.switchWAL, site: subject.name, instance: subject.leader, "switch WAL on \(subject.leader.name) and wait until it is archived")
@@ -183,9 +185,10 @@ struct StepBuilder {
         add(.stop, site: old.name, instance: o, "stop \(o.name) cleanly (fast)")
         add(.readShutdownCheckpoint, site: old.name, instance: o, "read \(o.name)'s shutdown checkpoint (the demotion token)")
         add(.awaitReplay, site: new.name, instance: n, peer: o, "wait until \(n.name) has replayed \(o.name)'s shutdown checkpoint")
+        // Before the promotion: from here on even a bare `pg_ctl start` brings the old primary up as a standby.
+        add(.configureRecovery, site: old.name, instance: o, peer: n, "configure \(o.name) to stream from \(n.name), before the promotion")
         add(.promote, site: new.name, instance: n, "promote \(n.name) after proving no other instance accepts writes")
         add(.switchWAL, site: new.name, instance: n, "switch WAL on \(n.name) and wait until it is archived")
-        add(.configureRecovery, site: old.name, instance: o, peer: n, "configure \(o.name) to stream from \(n.name)")
         add(.start, site: old.name, instance: o, "start \(o.name) as a standby of \(n.name)")
         add(.awaitStreaming, site: old.name, instance: o, peer: n, "wait until \(o.name) streams from \(n.name) on the new timeline")
         for f in old.followers {

@@ -34,6 +34,18 @@ public enum StepKind: String, Codable, Sendable, CaseIterable {
     case rewind
     /// Record the sites' new roles in the journal.
     case recordRoles = "record-roles"
+
+    /// True when the act changes a server (its files, its process, its role or its WAL); such a step
+    /// re-checks the run lock and its fencing epoch right before acting, and a refusal after one of them
+    /// acted is not "nothing was changed".
+    public var changesServer: Bool {
+        switch self {
+        case .restore, .configureRecovery, .start, .checkpoint, .stop, .promote, .switchWAL, .fence, .rewind: true
+        case .gateSwitchover, .gateFailover, .awaitStreaming, .awaitArchiveRecovery, .awaitCatchup, .readShutdownCheckpoint,
+            .awaitReplay, .recordRoles:
+            false
+        }
+    }
 }
 
 /// One idempotent unit of a run, as planned and as journaled.
