@@ -21,7 +21,7 @@ struct Failoverd: AsyncParsableCommand {
               4  the run lock is held by a live run
             """,
         subcommands: [
-            ValidateCommand.self, PlanCommand.self, RunCommand.self, ResumeCommand.self, AbandonCommand.self, AdoptCommand.self, StatusCommand.self,
+            ValidateCommand.self, PlanCommand.self, RunCommand.self, ResumeCommand.self, AbandonCommand.self, AdoptCommand.self, StatusCommand.self, CheckCommand.self,
             AuditCommand.self, SandboxCommand.self, DrillCommand.self,
         ]
     )

@@ -24,6 +24,11 @@ public struct InstanceStatus: Sendable, Codable, Equatable {
     public var archiverFailedCount: Int
     /// pg_stat_archiver.last_archived_wal.
     public var lastArchivedWAL: String?
+    /// Seconds since the last transaction replayed on a standby committed on its primary
+    /// (now() - pg_last_xact_replay_timestamp()); nil on a primary or before any replay.
+    public var lastReplayAgeSeconds: Double?
+    /// Seconds since pg_stat_archiver's last archived segment; nil when nothing was archived.
+    public var lastArchivedAgeSeconds: Double?
     /// Why a running server could not be read (connect timeout, too many clients, still starting, hung);
     /// nil when it answered or does not run. Its recovery state is then unknown, never assumed.
     public var unreachableReason: String?

@@ -18,13 +18,15 @@ enum StatusProbe {
                         (SELECT min_recovery_end_timeline FROM pg_control_recovery()))::text,
                (SELECT failed_count::text FROM pg_stat_archiver),
                (SELECT last_archived_wal FROM pg_stat_archiver),
-               r.status, r.sender_host, r.sender_port::text, r.received_tli::text
+               r.status, r.sender_host, r.sender_port::text, r.received_tli::text,
+               CASE WHEN pg_is_in_recovery() THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::text END,
+               (SELECT extract(epoch FROM now() - last_archived_time)::text FROM pg_stat_archiver)
           FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON true
         """
 
     /// Runs the probe on an open connection.
     static func run(_ connection: PGConnection) throws -> InstanceStatus {
-        guard let row = try connection.query(sql, name: "status probe").first, row.count == 13 else {
+        guard let row = try connection.query(sql, name: "status probe").first, row.count == 15 else {
             throw PGError(sqlState: nil, message: "the status probe returned no row", endpoint: connection.info.endpoint, operation: "status probe")
         }
         let inRecovery = row[0] == "t"
@@ -38,9 +40,12 @@ enum StatusProbe {
         } else {
             timeline = max(receiver?.receivedTimeline ?? 0, row[6].flatMap { Int($0) } ?? 0)
         }
-        return InstanceStatus(
+        var status = InstanceStatus(
             running: true, reachable: true, inRecovery: inRecovery, systemIdentifier: row[1] ?? "", timeline: timeline,
             currentLSN: row[3].flatMap(LSN.init), receiveLSN: row[4].flatMap(LSN.init), replayLSN: row[5].flatMap(LSN.init),
             walReceiver: receiver, archiverFailedCount: row[7].flatMap { Int($0) } ?? 0, lastArchivedWAL: row[8])
+        status.lastReplayAgeSeconds = row[13].flatMap(Double.init)
+        status.lastArchivedAgeSeconds = row[14].flatMap(Double.init)
+        return status
     }
 }

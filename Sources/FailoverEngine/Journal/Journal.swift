@@ -26,6 +26,14 @@ public final class Journal: Sendable {
         try JournalSchema.migrator.migrate(db)
     }
 
+    /// A migrated journal in memory, for read-only evaluations (`failoverd check` runs the gates on it)
+    /// that must leave no file behind.
+    public init(inMemory: Void) throws {
+        path = ":memory:"
+        db = try DatabaseQueue()
+        try JournalSchema.migrator.migrate(db)
+    }
+
     /// The value of PRAGMA synchronous (2 = FULL), for tests and `status`.
     public func synchronousMode() throws -> Int {
         try db.read { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
