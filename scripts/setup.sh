@@ -2,7 +2,8 @@
 # Installs what failoverd needs on a fresh Debian 12 machine (run as root): PostgreSQL 15, pgBackRest,
 # the client and SQLite libraries, and the unprivileged OS user that runs PostgreSQL (initdb refuses root).
 set -euo pipefail
-packages=(postgresql-15 postgresql-client-15 pgbackrest libpq-dev libsqlite3-dev sqlite3 pkg-config util-linux)
+packages=(postgresql-15 postgresql-client-15 pgbackrest libpq-dev libsqlite3-dev sqlite3 pkg-config util-linux
+  stunnel4 curl openssl python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -17,5 +18,16 @@ user=failoverd
 if ! id "$user" >/dev/null 2>&1; then
   echo "setup: creating OS user $user"
   useradd --system --user-group --create-home --home-dir /var/lib/failoverd --shell /usr/sbin/nologin "$user"
+fi
+# The sandbox's S3 endpoint (a test stand-in for a bucket): moto's server from PyPI, in the project's own
+# virtual environment, built on Debian's python3 so that the unprivileged OS user can run it.
+venv=/opt/failoverd-venv
+moto_version=5.1.22
+if [ ! -x "$venv/bin/moto_server" ] || [ "$(readlink -f "$venv/bin/python3")" != "$(readlink -f /usr/bin/python3)" ] \
+  || ! "$venv/bin/python3" -c "import importlib.metadata as m, sys; sys.exit(m.version('moto') != '$moto_version')" 2>/dev/null; then
+  echo "setup: installing moto $moto_version into $venv"
+  rm -rf "$venv"
+  /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$moto_version"
 fi
 command -v swift >/dev/null || { echo "setup: swift is not on PATH (expected /opt/swift/usr/bin)"; exit 1; }

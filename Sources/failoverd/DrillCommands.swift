@@ -56,6 +56,9 @@ struct DrillCommand: AsyncParsableCommand {
             for l in result.lag {
                 print("  lag \(l.instance) (\(l.mode)): median \(String(format: "%.3f", l.medianSeconds)) s, p95 \(String(format: "%.3f", l.p95Seconds)) s over \(l.samples) commits")
             }
+            for r in result.restores {
+                print("  \(r.summary): \(String(format: "%.3f", r.seconds)) s")
+            }
             print("drill \(result.passed ? "PASSED" : "FAILED"); report: \(reportDir)/report.md (report.json, timeline.svg)")
             if !result.passed { throw ExitCode(1) }
         }

@@ -50,6 +50,9 @@ struct RunCommand: AsyncParsableCommand {
         try await guarded {
             let opts = try options.runOptions(simulate: simulate)
             let p = try PlanLoader.load(plan)
+            // Before the state directory is touched: a plan whose repository cannot be reached as it says
+            // changes nothing.
+            if DriverFactory.name(plan: p, simulate: simulate) != "simulated" { try RepositoryAccess.check(p) }
             let outcome = try await Executor(options: opts).run(p)
             print("run \(outcome.runID) succeeded: \(outcome.stepsDone) steps done, \(outcome.stepsSatisfied) already satisfied, in \(String(format: "%.2f", outcome.seconds)) s")
         }

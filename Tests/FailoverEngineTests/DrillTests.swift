@@ -10,7 +10,7 @@ import Testing
 /// Drills of the shipped plans on real PostgreSQL under write load: they pass, their reports hold every
 /// figure, and their checks fail when the plan's promise is broken.
 @Suite(.serialized) struct DrillTests {
-    static let shipped = ["seed-walkthrough", "switchover", "failover", "failback-with-rewind", "failback-with-rebuild"]
+    static let shipped = ["seed-walkthrough", "switchover", "failover", "failback-with-rewind", "failback-with-rebuild", "seed-walkthrough-s3"]
 
     func report(_ dir: String) throws -> [String: Any] {
         let data = try Data(contentsOf: URL(fileURLWithPath: dir + "/report.json"))
@@ -62,6 +62,15 @@ import Testing
         let svg = try Data(contentsOf: URL(fileURLWithPath: dir + "/timeline.svg"))
         #expect(XMLParser(data: svg).parse(), "timeline.svg is not well-formed XML")
 
+        if name == "seed-walkthrough-s3" {
+            // Archive mode from the bucket against streaming, and the restore from it.
+            let dr0 = lag.filter { $0["instance"] as? String == "dr-0" }
+            let archive = try #require(dr0.first { $0["mode"] as? String == "archive" }?["medianSeconds"] as? Double)
+            let streaming = try #require(dr0.first { $0["mode"] as? String == "streaming" }?["medianSeconds"] as? Double)
+            #expect(streaming < archive)
+            #expect(md.contains("## Restores from the repository"))
+            #expect(r.stdout.contains("restore dr-0 from the repository as a standby: "))
+        }
         if name == "seed-walkthrough" {
             // The article's comparison: archive mode lags by about archive_timeout, streaming by milliseconds.
             let dr0 = lag.filter { $0["instance"] as? String == "dr-0" }

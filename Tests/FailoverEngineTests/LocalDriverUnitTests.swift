@@ -52,7 +52,7 @@ struct LocalDriverUnitTests {
             policy: Policy(maxLagBytes: 1, stepTimeoutSeconds: 10, archiveTimeoutSeconds: 10), sites: [], transitions: [], osUser: nil)
         let backrest = PgBackRest(plan: plan)
         #expect(backrest.configPath == "/srv/fo/pgbackrest-main.conf")
-        #expect(backrest.archiveCommand == #"/usr/bin/pgbackrest --config=/srv/fo/pgbackrest-main.conf --stanza=main --pg1-path="$(pwd)" archive-push "%p""#)
+        #expect(backrest.archiveCommand == #"/usr/bin/pgbackrest --config=/srv/fo/pgbackrest-main.conf --stanza=main --repo1-type=posix --repo1-path=/srv/fo/repo --pg1-path="$(pwd)" archive-push "%p""#)
         #expect(backrest.restoreCommand.hasSuffix(#"--pg1-path="$(pwd)" archive-get %f "%p""#))
     }
 

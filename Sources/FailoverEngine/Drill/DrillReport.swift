@@ -97,6 +97,14 @@ public struct DrillReport: Codable, Sendable {
     static func f(_ v: Double?) -> String { v.map { String(format: "%.3f", $0) } ?? "—" }
 
     /// The human report.
+    /// Every restore from the repository the run performed (bootstrap, rebuild, rewind fallback), with
+    /// its duration: how long the repository (a file system or an object store) takes to seed a standby.
+    public var restores: [(summary: String, seconds: Double)] {
+        transitions.flatMap(\.steps).filter { $0.kind == StepKind.restore.rawValue && $0.status == "done" }.compactMap { s in
+            s.seconds.map { (s.summary, $0) }
+        }
+    }
+
     public func markdown() -> String {
         var md = "# Drill of plan `\(plan)`: \(passed ? "PASSED" : "FAILED")\n\n"
         md += "Run \(runID ?? "—"), \(String(format: "%.1f", durationSeconds)) s, \(workload.writers) writers: "
@@ -115,6 +123,10 @@ public struct DrillReport: Codable, Sendable {
         if !lag.isEmpty {
             md += "\n## Standby lag (commit acknowledged → row visible)\n\n| instance | site | mode | samples | median (s) | p95 (s) | max (s) |\n|---|---|---|---|---|---|---|\n"
             for l in lag { md += "| \(l.instance) | \(l.site) | \(l.mode) | \(l.samples) | \(Self.f(l.medianSeconds)) | \(Self.f(l.p95Seconds)) | \(Self.f(l.maxSeconds)) |\n" }
+        }
+        if !restores.isEmpty {
+            md += "\n## Restores from the repository\n\n| step | seconds |\n|---|---|\n"
+            for r in restores { md += "| \(r.summary) | \(Self.f(r.seconds)) |\n" }
         }
         if !faults.isEmpty {
             md += "\n## Faults\n\n"

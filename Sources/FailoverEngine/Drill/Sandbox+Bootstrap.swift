@@ -18,9 +18,15 @@ extension Sandbox {
     /// passfile and the pgBackRest configuration, recording in `manifest` what did not exist. Returns the passwords.
     func prepareFiles(driver: LocalPostgresDriver, user: OSUser, manifest: inout SandboxManifest) throws -> [String: String] {
         let backrest = driver.backrest
-        let repositoryParent = (backrest.repositoryPath as NSString).deletingLastPathComponent
-        try manifest.record(try Files.makeDirectory(repositoryParent, mode: 0o755, owner: user), for: plan)
-        try manifest.record(try Files.makeDirectory(backrest.repositoryPath, mode: 0o750, owner: user), for: plan)
+        let objectStore = plan.repository.type != "posix"
+        // A posix repository is a directory here; an object store's path lives in its bucket.
+        let workParent =
+            objectStore
+            ? (backrest.configPath as NSString).deletingLastPathComponent : (backrest.repositoryPath as NSString).deletingLastPathComponent
+        if !objectStore {
+            try manifest.record(try Files.makeDirectory(workParent, mode: 0o755, owner: user), for: plan)
+            try manifest.record(try Files.makeDirectory(backrest.repositoryPath, mode: 0o750, owner: user), for: plan)
+        }
         for (_, instance) in plan.allInstances {
             let paths = InstancePaths(instance)
             let parent = (paths.dataDirectory as NSString).deletingLastPathComponent
@@ -36,15 +42,20 @@ extension Sandbox {
         if !Files.exists(backrest.configPath) {
             // pgBackRest's lock, log and spool paths default to /tmp/pgbackrest, /var/log/pgbackrest and
             // /var/spool/pgbackrest, which the OS user cannot write: give it its own.
-            let work = (backrest.repositoryPath as NSString).deletingLastPathComponent + "/pgbackrest-\(backrest.stanza).d"
+            let work = workParent + "/pgbackrest-\(backrest.stanza).d"
             try manifest.record(try Files.makeDirectory((backrest.configPath as NSString).deletingLastPathComponent, mode: 0o755, owner: user), for: plan)
             try manifest.record(try Files.makeDirectory(work, mode: 0o750, owner: user), for: plan)
             for sub in ["lock", "log", "spool"] { try Files.makeDirectory(work + "/" + sub, mode: 0o750, owner: user) }
+            // The sandbox's S3 endpoint accepts any key: a random one stands in for real credentials, kept
+            // in this file (0600, the OS user's) as a real deployment keeps them, never in the plan.
+            let credentials =
+                plan.repository.type == "s3"
+                ? "repo1-type=s3\nrepo1-s3-key=failoverd-sandbox\nrepo1-s3-key-secret=\(Self.randomSecret())\n" : ""
             let config = """
                 # Written by failoverd sandbox for plan "\(plan.name)"; `sandbox down` removes it.
                 # Instance options (pg1-path, port, socket) are passed on each command line.
                 [global]
-                repo1-path=\(backrest.repositoryPath)
+                \(credentials)repo1-path=\(backrest.repositoryPath)
                 repo1-retention-full=2
                 lock-path=\(work)/lock
                 log-path=\(work)/log
@@ -57,9 +68,25 @@ extension Sandbox {
 
                 """
             try manifest.record([backrest.configPath], for: plan)
-            try Files.write(config, to: backrest.configPath, mode: 0o644, owner: user)
+            try Files.write(config, to: backrest.configPath, mode: objectStore ? 0o600 : 0o644, owner: user)
+        }
+        if let s3 = plan.repository.s3, plan.repository.type == "s3" {
+            let endpoint = S3Endpoint(settings: s3, directory: workParent + "/s3-endpoint", runner: driver.runner)
+            try manifest.record(try Files.makeDirectory(endpoint.directory, mode: 0o700, owner: user), for: plan)
         }
         return passwords
+    }
+
+    /// The sandbox's S3 endpoint, for a plan with an s3 repository.
+    func s3Endpoint(_ driver: LocalPostgresDriver) -> S3Endpoint? {
+        guard plan.repository.type == "s3", let s3 = plan.repository.s3 else { return nil }
+        let dir = (driver.backrest.configPath as NSString).deletingLastPathComponent + "/s3-endpoint"
+        return S3Endpoint(settings: s3, directory: dir, runner: driver.runner)
+    }
+
+    /// 32 random hexadecimal digits.
+    static func randomSecret() -> String {
+        (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
     }
 
     /// initdb's the primary's leader when it has no data, starts it, and (when it is a primary) creates the

@@ -74,6 +74,11 @@ public struct Sandbox: Sendable {
         var manifest = SandboxManifest.load(for: plan)
         let passwords = try prepareFiles(driver: driver, user: user, manifest: &manifest)
         try await checkAccess(driver: driver, user: user)
+        if let endpoint = s3Endpoint(driver) {
+            let started = ContinuousClock.now
+            try await endpoint.start()
+            logger.info("S3 endpoint (moto behind stunnel) on 127.0.0.1:\(endpoint.port) in \(String(format: "%.1f", CommandRunner.seconds(since: started))) s")
+        }
         try await bootstrapPrimary(primarySite.leader, driver: driver, user: user, passwords: passwords)
         for follower in primarySite.followers {
             try await ensureStandby(follower, upstream: primarySite.leader, driver: driver)
@@ -126,6 +131,9 @@ public struct Sandbox: Sendable {
                 throw FailoverError.failed("sandbox down: postmaster \(pid) of \(instance.name) is still running after SIGKILL; stop it by hand.")
             }
         }
+        if let driver = try? LocalPostgresDriver(plan: plan, binDirectory: binDirectory, logger: logger), let endpoint = s3Endpoint(driver) {
+            await endpoint.stop()
+        }
         let manifest = SandboxManifest.load(for: plan)
         var removed: [String] = []
         for path in manifest.created.reversed() where Files.exists(path) {
@@ -161,6 +169,17 @@ public struct Sandbox: Sendable {
                 throw FailoverError.invalid("sandbox: sites \"\(primary.name)\" and \"\(site.name)\" are both declared primary; declare one.")
             }
         }
+        switch plan.repository.type {
+        case "posix": break
+        case "s3":
+            guard let s3 = plan.repository.s3, plan.repository.config != nil else {
+                throw FailoverError.invalid("sandbox: an s3 repository needs $.repository.s3 and $.repository.config (the sandbox writes its stand-in credentials there).")
+            }
+            try S3Endpoint.check(s3)
+        default:
+            throw FailoverError.invalid(
+                "sandbox: the sandbox provides a posix repository or a local S3 endpoint; a \(plan.repository.type) repository needs the real service.")
+        }
         return primary
     }
 
@@ -184,7 +203,8 @@ public struct Sandbox: Sendable {
     /// data directory's parent (a parent directory without search permission for it, say).
     func checkAccess(driver: LocalPostgresDriver, user: OSUser) async throws {
         guard OSUser.isRoot else { return }
-        var paths = [(driver.backrest.repositoryPath, "-w"), (plan.replication.passfile, "-r"), (driver.backrest.configPath, "-r")]
+        var paths = [(plan.replication.passfile, "-r"), (driver.backrest.configPath, "-r")]
+        if plan.repository.type == "posix" { paths.append((driver.backrest.repositoryPath, "-w")) }
         paths += plan.allInstances.map { ((InstancePaths($0.instance).dataDirectory as NSString).deletingLastPathComponent, "-w") }
         for (path, test) in paths {
             let result = try await driver.runner.run("/usr/bin/test", [test, path])

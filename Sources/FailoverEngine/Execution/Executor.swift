@@ -53,6 +53,7 @@ public actor Executor {
             case .failure(let refusal): throw FailoverError.refused(refusal.message)
             }
             let driver = try DriverFactory.make(plan: plan, stateDirectory: options.stateDirectory, simulate: options.simulate)
+            if driverName != "simulated" { try RepositoryAccess.check(plan) }
             try await Preflight(plan: plan, driver: driver).check()
             let unrecorded = Dictionary(uniqueKeysWithValues: plan.sites.filter { recorded[$0.name] == nil }.map { ($0.name, $0.role) })
             if !unrecorded.isEmpty { try journal.recordRoles(unrecorded, run: nil, epoch: holder.epoch) }

@@ -44,6 +44,74 @@ public struct Repository: Codable, Sendable, Equatable {
     public var stanza: String
     /// An optional pgBackRest configuration file, passed as --config on every call.
     public var config: String?
+    /// For `s3`: the bucket and how to reach it (never the keys).
+    public var s3: S3Settings?
+    /// For `gcs`: the bucket and endpoint (never the key).
+    public var gcs: GCSSettings?
+    /// For `azure`: the account and container (never the key).
+    public var azure: AzureSettings?
+
+    /// A repository; the object-store settings default to none.
+    public init(
+        type: String, path: String, stanza: String, config: String?, s3: S3Settings? = nil, gcs: GCSSettings? = nil,
+        azure: AzureSettings? = nil
+    ) {
+        self.type = type
+        self.path = path
+        self.stanza = stanza
+        self.config = config
+        self.s3 = s3
+        self.gcs = gcs
+        self.azure = azure
+    }
+}
+
+/// The non-secret settings of an S3 (or S3-compatible) repository, as pgBackRest's repo1-s3-* options.
+public struct S3Settings: Codable, Sendable, Equatable {
+    /// repo1-s3-bucket.
+    public var bucket: String
+    /// repo1-s3-endpoint: a host name or address, without scheme or port.
+    public var endpoint: String
+    /// repo1-s3-region.
+    public var region: String
+    /// repo1-s3-uri-style: `host` (default) or `path`.
+    public var uriStyle: String?
+    /// repo1-storage-port (default 443).
+    public var port: Int?
+    /// repo1-storage-ca-file.
+    public var caFile: String?
+    /// repo1-storage-verify-tls: `y` (default) or `n`.
+    public var verifyTLS: String?
+
+    /// S3 settings.
+    public init(
+        bucket: String, endpoint: String, region: String, uriStyle: String? = nil, port: Int? = nil, caFile: String? = nil,
+        verifyTLS: String? = nil
+    ) {
+        self.bucket = bucket
+        self.endpoint = endpoint
+        self.region = region
+        self.uriStyle = uriStyle
+        self.port = port
+        self.caFile = caFile
+        self.verifyTLS = verifyTLS
+    }
+}
+
+/// The non-secret settings of a Google Cloud Storage repository (repo1-gcs-*).
+public struct GCSSettings: Codable, Sendable, Equatable {
+    /// repo1-gcs-bucket.
+    public var bucket: String
+    /// repo1-gcs-endpoint (default storage.googleapis.com).
+    public var endpoint: String?
+}
+
+/// The non-secret settings of an Azure Blob Storage repository (repo1-azure-*).
+public struct AzureSettings: Codable, Sendable, Equatable {
+    /// repo1-azure-account.
+    public var account: String
+    /// repo1-azure-container.
+    public var container: String
 }
 
 /// How standbys reach their upstream; secrets live in the passfile, never in the plan.

@@ -94,6 +94,33 @@ enum PlanShape {
         Field("path", .absolutePath, example: "\"/var/lib/failoverd/repo\""),
         Field("stanza", .text, example: "\"xkube\""),
         Field("config", .absolutePath, required: false, example: "\"/etc/failoverd/pgbackrest.conf\""),
+        Field(
+            "s3", .object(noun: "s3 repository", fields: s3), required: false,
+            example: "{ \"bucket\": \"pg-dr\", \"endpoint\": \"s3.eu-west-1.amazonaws.com\", \"region\": \"eu-west-1\" }"),
+        Field("gcs", .object(noun: "gcs repository", fields: gcs), required: false, example: "{ \"bucket\": \"pg-dr\" }"),
+        Field(
+            "azure", .object(noun: "azure repository", fields: azure), required: false,
+            example: "{ \"account\": \"pgdr\", \"container\": \"pgbackrest\" }"),
+    ]
+
+    static let s3 = [
+        Field("bucket", .text, example: "\"pg-dr\""),
+        Field("endpoint", .text, example: "\"s3.eu-west-1.amazonaws.com\""),
+        Field("region", .text, example: "\"eu-west-1\""),
+        Field("uriStyle", .oneOf(["host", "path"], noun: "uri style"), required: false, example: "\"path\""),
+        Field("port", .integer(1...65535), required: false, example: "443"),
+        Field("caFile", .absolutePath, required: false, example: "\"/etc/ssl/certs/ca-certificates.crt\""),
+        Field("verifyTLS", .oneOf(["y", "n"], noun: "verifyTLS value"), required: false, example: "\"y\""),
+    ]
+
+    static let gcs = [
+        Field("bucket", .text, example: "\"pg-dr\""),
+        Field("endpoint", .text, required: false, example: "\"storage.googleapis.com\""),
+    ]
+
+    static let azure = [
+        Field("account", .text, example: "\"pgdr\""),
+        Field("container", .text, example: "\"pgbackrest\""),
     ]
 
     static let replication = [

@@ -35,6 +35,7 @@ public enum PlanValidator {
         checkSecrets(root, at: .root, into: &problems)
         checkReferences(root, into: &problems)
         checkRoles(root, into: &problems)
+        checkRepository(root, into: &problems)
 
         let name = root["name"]?.stringValue.flatMap { $0.isEmpty ? nil : "plan \"\($0)\"" } ?? "plan"
         let errors = problems.filter { $0.severity == .error }.count
