@@ -39,7 +39,8 @@ struct CheckCommand: AsyncParsableCommand {
             let journal = FileManager.default.fileExists(atPath: journalPath) ? try Journal(stateDirectory: state.state) : nil
             if simulate && journal == nil {
                 throw FailoverError.invalid(
-                    "--simulate needs the state directory of a rehearsal (\(state.state) has no journal); run `failoverd run PLAN --simulate` first")
+                    "--simulate needs the state directory of a rehearsal (\(state.state) has no journal); run `failoverd run PLAN --simulate` first"
+                )
             }
             let driver = try DriverFactory.make(plan: p, stateDirectory: state.state, simulate: simulate)
             var logger = Logger(label: "failoverd.check")

@@ -53,7 +53,9 @@ import Testing
             let gate = try #require((json["gates"] as? [[String: Any]])?.first)
             #expect(gate["verdict"] as? String == "proceed")
             let message = try #require(gate["message"] as? String)
-            #expect(message.wholeMatch(of: try Regex(#"would proceed: dr-0 streams from prod-0, [0-9]+ bytes behind, same timeline 1"#)) != nil, "\(message)")
+            #expect(
+                message.wholeMatch(of: try Regex(#"would proceed: dr-0 streams from prod-0, [0-9]+ bytes behind, same timeline 1"#)) != nil,
+                "\(message)")
             // The table says the same for people; no state directory was created.
             let table = try fx.failoverd(["check", plan])
             #expect(table.status == 0)
@@ -138,19 +140,25 @@ import Testing
             #expect(leftovers == ["failoverd.prom"])
             let text = try String(contentsOfFile: file, encoding: .utf8)
             // The exposition format's grammar: comments, then `name{label="value",...} number`.
-            let sample = try Regex(#"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? -?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"#)
+            let sample = try Regex(
+                #"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? -?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"#)
             let comment = try Regex(#"^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+$"#)
             let lines = text.split(separator: "\n")
             for line in lines {
                 #expect(line.wholeMatch(of: sample) != nil || line.wholeMatch(of: comment) != nil, "not a Prometheus line: \(line)")
             }
             for family in [
-                "failoverd_standby_lag_bytes", "failoverd_standby_lag_seconds", "failoverd_instance_role", "failoverd_archive_last_age_seconds",
+                "failoverd_standby_lag_bytes", "failoverd_standby_lag_seconds", "failoverd_instance_role",
+                "failoverd_archive_last_age_seconds",
                 "failoverd_gate_ready",
             ] {
                 #expect(lines.contains("# TYPE \(family) gauge"), "missing \(family)")
             }
-            #expect(lines.contains { $0.hasPrefix("failoverd_instance_role{") && $0.contains("instance=\"dr-0\"") && $0.contains("role=\"streaming-standby\"") })
+            #expect(
+                lines.contains {
+                    $0.hasPrefix("failoverd_instance_role{") && $0.contains("instance=\"dr-0\"")
+                        && $0.contains("role=\"streaming-standby\"")
+                })
             #expect(lines.contains { $0.hasPrefix("failoverd_gate_ready{") && $0.hasSuffix(" 1") })
             // Two rounds of JSON reports were printed.
             #expect(r.stdout.components(separatedBy: "\"checkedAt\"").count == 3)

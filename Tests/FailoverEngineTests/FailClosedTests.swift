@@ -265,7 +265,8 @@ import Testing
         let started = try #require(ProcessIdentity.of(parent)).startTime
         try journal.db.write { db in
             try db.execute(
-                sql: "UPDATE run_lock SET run_id = 'r-old', pid = ?, host = ?, acquired_at = ?, renewed_at = ?, lease_seconds = 30, pid_start_time = ?",
+                sql:
+                    "UPDATE run_lock SET run_id = 'r-old', pid = ?, host = ?, acquired_at = ?, renewed_at = ?, lease_seconds = 30, pid_start_time = ?",
                 arguments: [parent, ProcessInfo.processInfo.hostName, Journal.now(), Journal.now(), started - 3600])
         }
         let holder = try RunLock(journal: journal).acquire(runID: "r-new")

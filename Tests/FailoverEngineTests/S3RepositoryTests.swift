@@ -48,7 +48,8 @@ import Testing
         try Self.write(plan, to: path)
         let v = try CLI.run(["validate", path], env: ["PGBACKREST_REPO1_S3_KEY": "k", "PGBACKREST_REPO1_S3_KEY_SECRET": "s"])
         #expect(v.status == 2)
-        #expect(v.stdout.contains("$.repository.type: the plan says s3 but \(plan.repository.config!) sets repo1-type=posix"), "\(v.stdout)")
+        #expect(
+            v.stdout.contains("$.repository.type: the plan says s3 but \(plan.repository.config!) sets repo1-type=posix"), "\(v.stdout)")
         let state = root + "/state"
         let r = try CLI.run(["run", path, "--state", state], env: ["PGBACKREST_REPO1_S3_KEY": "k", "PGBACKREST_REPO1_S3_KEY_SECRET": "s"])
         #expect(r.status == 2)
@@ -93,7 +94,8 @@ import Testing
         let prod = plan.sites[0].leader
         let dr = plan.sites[1].leader
         let config = try String(contentsOfFile: plan.repository.config!, encoding: .utf8)
-        let secret = try #require(config.split(separator: "\n").first { $0.hasPrefix("repo1-s3-key-secret=") }?.split(separator: "=").last.map(String.init))
+        let secret = try #require(
+            config.split(separator: "\n").first { $0.hasPrefix("repo1-s3-key-secret=") }?.split(separator: "=").last.map(String.init))
         #expect(secret.count == 32)
 
         func sql(_ i: Instance, _ text: String) async throws -> [[String?]] { try await driver.withConnection(i) { try $0.query(text) } }
@@ -138,7 +140,9 @@ import Testing
         var logsRead = 0
         let logs = FileManager.default.enumerator(atPath: root)
         while let relative = logs?.nextObject() as? String {
-            guard relative.hasSuffix(".log"), let text = try? String(contentsOfFile: root + "/" + relative, encoding: .utf8) else { continue }
+            guard relative.hasSuffix(".log"), let text = try? String(contentsOfFile: root + "/" + relative, encoding: .utf8) else {
+                continue
+            }
             logsRead += 1
             #expect(!text.contains(secret), "secret in \(relative)")
         }

@@ -11,7 +11,9 @@ public enum CheckOutput {
     /// The report as a table for people.
     public static func table(_ r: TopologyCheck.Report) -> String {
         var lines = ["plan \"\(r.plan)\" checked at \(r.checkedAt)"]
-        let header = ["INSTANCE", "SITE", "SEEN", "TLI", "LSN", "LAG BYTES", "LAG S", "RECEIVER", "LAST ARCHIVED (AGE S, FAILURES)", "SETTINGS"]
+        let header = [
+            "INSTANCE", "SITE", "SEEN", "TLI", "LSN", "LAG BYTES", "LAG S", "RECEIVER", "LAST ARCHIVED (AGE S, FAILURES)", "SETTINGS",
+        ]
         var rows = [header]
         for i in r.instances {
             var seen = i.seen.replacingOccurrences(of: "-", with: " ")
@@ -29,11 +31,15 @@ public enum CheckOutput {
         }
         let widths = header.indices.map { c in rows.map { $0[c].count }.max() ?? 0 }
         for row in rows {
-            lines.append(row.enumerated().map { c, v in c == row.count - 1 ? v : v.padding(toLength: widths[c] + 2, withPad: " ", startingAt: 0) }.joined())
+            lines.append(
+                row.enumerated().map { c, v in c == row.count - 1 ? v : v.padding(toLength: widths[c] + 2, withPad: " ", startingAt: 0) }
+                    .joined())
         }
         lines.append("sites:")
         for s in r.sites {
-            lines.append("  \(s.site): declared \(s.declared), seen \(s.seen), journaled \(s.journaled ?? "-")" + (s.mismatch == nil ? "" : "   MISMATCH"))
+            lines.append(
+                "  \(s.site): declared \(s.declared), seen \(s.seen), journaled \(s.journaled ?? "-")"
+                    + (s.mismatch == nil ? "" : "   MISMATCH"))
             if let m = s.mismatch { lines.append("    " + m) }
         }
         lines.append("transitions:")
@@ -60,7 +66,8 @@ public enum CheckOutput {
             "failoverd_standby_lag_bytes", "WAL bytes between a standby's replay position and its upstream (or the primary).",
             standbys.map { ([("site", $0.site), ("instance", $0.instance), ("upstream", $0.lagTo ?? "")], Double($0.lagBytes ?? 0)) })
         family(
-            "failoverd_standby_lag_seconds", "Replay delay of a standby in seconds: 0 when caught up, else the age of its last replayed transaction.",
+            "failoverd_standby_lag_seconds",
+            "Replay delay of a standby in seconds: 0 when caught up, else the age of its last replayed transaction.",
             standbys.compactMap { i in i.lagSeconds.map { ([("site", i.site), ("instance", i.instance)], $0) } })
         family(
             "failoverd_instance_role", "1 for the role each instance is seen in now.",
@@ -83,7 +90,9 @@ public enum CheckOutput {
         let temporary = (directory.isEmpty ? "." : directory) + "/." + (path as NSString).lastPathComponent + ".\(getpid()).tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
-            throw FailoverError.invalid("--prometheus: cannot create \(temporary): \(String(cString: strerror(errno))); check that the directory exists and is writable")
+            throw FailoverError.invalid(
+                "--prometheus: cannot create \(temporary): \(String(cString: strerror(errno))); check that the directory exists and is writable"
+            )
         }
         let bytes = Array(prometheus(r).utf8)
         let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
@@ -97,7 +106,8 @@ public enum CheckOutput {
     }
 
     static func escape(_ value: String) -> String {
-        value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
+        value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(
+            of: "\n", with: "\\n")
     }
 
     static func format(_ value: Double) -> String {

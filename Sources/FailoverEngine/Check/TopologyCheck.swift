@@ -136,9 +136,11 @@ public struct TopologyCheck: Sendable {
         problems += sites.compactMap(\.mismatch)
         let gates = await gateVerdicts()
         if let first = gates.first, first.verdict == "refuse" || first.verdict == "unknown" {
-            problems.append("transition 1 (\(first.summary)) would \(first.verdict == "refuse" ? "be refused" : "not be decided"): \(first.message)")
+            problems.append(
+                "transition 1 (\(first.summary)) would \(first.verdict == "refuse" ? "be refused" : "not be decided"): \(first.message)")
         }
-        let mismatched = sites.contains { $0.mismatch != nil } || gates.first.map { $0.verdict != "proceed" && $0.verdict != "no-gate" } ?? false
+        let mismatched =
+            sites.contains { $0.mismatch != nil } || gates.first.map { $0.verdict != "proceed" && $0.verdict != "no-gate" } ?? false
         let code: Int32 = unprobed ? 1 : mismatched ? 3 : 0
         return Report(
             plan: plan.name, checkedAt: Journal.now(), instances: instances, sites: sites, gates: gates, exitCode: code, problems: problems)
@@ -247,11 +249,16 @@ public struct TopologyCheck: Sendable {
         switch Planner(plan: plan).steps() {
         case .success(let s): steps = s
         case .failure(let refusal):
-            return [GateVerdict(transition: 1, summary: "the plan", verdict: "refuse", message: refusal.message, provisional: false, evidence: [:])]
+            return [
+                GateVerdict(
+                    transition: 1, summary: "the plan", verdict: "refuse", message: refusal.message, provisional: false, evidence: [:])
+            ]
         }
         let scratch: Journal
         do { scratch = try Journal(inMemory: ()) } catch {
-            return [GateVerdict(transition: 1, summary: "the plan", verdict: "unknown", message: "\(error)", provisional: false, evidence: [:])]
+            return [
+                GateVerdict(transition: 1, summary: "the plan", verdict: "unknown", message: "\(error)", provisional: false, evidence: [:])
+            ]
         }
         let ctx = StepContext(
             plan: plan, driver: driver, journal: scratch, runID: "check", epoch: 0, allowDataLoss: false, logger: logger, evidence: [:],
@@ -260,11 +267,13 @@ public struct TopologyCheck: Sendable {
         for (index, transition) in plan.transitions.enumerated() {
             let number = index + 1
             let summary = Self.summary(transition)
-            guard let gate = steps.first(where: { $0.transition == number && ($0.kind == .gateSwitchover || $0.kind == .gateFailover) }) else {
+            guard let gate = steps.first(where: { $0.transition == number && ($0.kind == .gateSwitchover || $0.kind == .gateFailover) })
+            else {
                 verdicts.append(
                     GateVerdict(
                         transition: number, summary: summary, verdict: "no-gate",
-                        message: "would proceed: no gate for this action; the state machine allows it", provisional: number > 1, evidence: [:]))
+                        message: "would proceed: no gate for this action; the state machine allows it", provisional: number > 1,
+                        evidence: [:]))
                 continue
             }
             do {
@@ -276,7 +285,8 @@ public struct TopologyCheck: Sendable {
             } catch let error as FailoverError where error.code == .refused {
                 verdicts.append(
                     GateVerdict(
-                        transition: number, summary: summary, verdict: "refuse", message: "would refuse: " + error.message, provisional: number > 1,
+                        transition: number, summary: summary, verdict: "refuse", message: "would refuse: " + error.message,
+                        provisional: number > 1,
                         evidence: [:]))
             } catch {
                 verdicts.append(
@@ -302,7 +312,8 @@ public struct TopologyCheck: Sendable {
         case .gateSwitchover:
             let lag = e["lagBytes"] ?? "?"
             let override = e["override"].map { " (\($0))" } ?? ""
-            return "\(gate.instance ?? "?") streams from \(gate.peer ?? "?"), \(lag) bytes behind, same timeline \(e["timeline"] ?? "?")\(override)"
+            return
+                "\(gate.instance ?? "?") streams from \(gate.peer ?? "?"), \(lag) bytes behind, same timeline \(e["timeline"] ?? "?")\(override)"
         default:
             let candidates = e.filter { $0.key.hasPrefix("candidate.") }.sorted { $0.key < $1.key }
                 .map { "\($0.key.dropFirst("candidate.".count)): \($0.value)" }

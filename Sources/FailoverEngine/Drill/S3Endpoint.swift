@@ -30,20 +30,24 @@ struct S3Endpoint: Sendable {
     static func check(_ settings: S3Settings) throws {
         guard settings.endpoint == "127.0.0.1" || settings.endpoint == "localhost" else {
             throw FailoverError.invalid(
-                "sandbox: $.repository.s3.endpoint is \(settings.endpoint); the sandbox's S3 endpoint listens on loopback only: use 127.0.0.1 (a real bucket is not a sandbox).")
+                "sandbox: $.repository.s3.endpoint is \(settings.endpoint); the sandbox's S3 endpoint listens on loopback only: use 127.0.0.1 (a real bucket is not a sandbox)."
+            )
         }
         guard let port = settings.port, port >= 1024 else {
-            throw FailoverError.invalid("sandbox: $.repository.s3.port must be set to 1024 or above for the sandbox's S3 endpoint (it does not run as root).")
+            throw FailoverError.invalid(
+                "sandbox: $.repository.s3.port must be set to 1024 or above for the sandbox's S3 endpoint (it does not run as root).")
         }
         guard settings.uriStyle == "path" else {
-            throw FailoverError.invalid("sandbox: $.repository.s3.uriStyle must be \"path\" for the sandbox's S3 endpoint (an address has no bucket subdomain).")
+            throw FailoverError.invalid(
+                "sandbox: $.repository.s3.uriStyle must be \"path\" for the sandbox's S3 endpoint (an address has no bucket subdomain).")
         }
     }
 
     /// Starts moto and stunnel unless they already run, creates the bucket, and waits until the TLS port answers.
     func start() async throws {
         guard FileManager.default.isExecutableFile(atPath: Self.motoServer) else {
-            throw FailoverError.invalid("sandbox: \(Self.motoServer) is missing; run scripts/setup.sh, which installs moto into /opt/failoverd-venv.")
+            throw FailoverError.invalid(
+                "sandbox: \(Self.motoServer) is missing; run scripts/setup.sh, which installs moto into /opt/failoverd-venv.")
         }
         let stunnel = try CommandRunner.resolve("stunnel4")
         if Self.live(stunnelIdentity) != nil, Self.live(motoIdentity) != nil { return }
@@ -69,11 +73,14 @@ struct S3Endpoint: Sendable {
             throw FailoverError.failed("sandbox: could not start moto_server: \(launch.outputTail)")
         }
         try Self.remember(pid, in: motoIdentity)
-        _ = try await Poll.until("moto_server to answer on 127.0.0.1:\(motoPort)", timeout: 60, interval: 0.1, advice: "See \(directory)/moto.log.") {
+        _ = try await Poll.until(
+            "moto_server to answer on 127.0.0.1:\(motoPort)", timeout: 60, interval: 0.1, advice: "See \(directory)/moto.log."
+        ) {
             try await runner.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "http://127.0.0.1:\(motoPort)/"]).succeeded ? true : nil
         }
-        try await runner.run("/usr/bin/curl", ["-sf", "-o", "/dev/null", "-X", "PUT", "http://127.0.0.1:\(motoPort)/\(settings.bucket)"]).checked(
-            "Could not create bucket \(settings.bucket) on the sandbox's S3 endpoint; see \(directory)/moto.log.")
+        try await runner.run("/usr/bin/curl", ["-sf", "-o", "/dev/null", "-X", "PUT", "http://127.0.0.1:\(motoPort)/\(settings.bucket)"])
+            .checked(
+                "Could not create bucket \(settings.bucket) on the sandbox's S3 endpoint; see \(directory)/moto.log.")
         let config = """
             ; Written by failoverd sandbox: TLS in front of moto_server, for pgBackRest's S3 client.
             foreground = no
@@ -92,7 +99,9 @@ struct S3Endpoint: Sendable {
             Files.read(directory + "/stunnel.pid").flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
         }
         try Self.remember(stunnelPID, in: stunnelIdentity)
-        _ = try await Poll.until("the S3 endpoint to answer on 127.0.0.1:\(port)", timeout: 30, interval: 0.1, advice: "See \(directory)/stunnel.log.") {
+        _ = try await Poll.until(
+            "the S3 endpoint to answer on 127.0.0.1:\(port)", timeout: 30, interval: 0.1, advice: "See \(directory)/stunnel.log."
+        ) {
             try await runner.run("/usr/bin/curl", ["-sk", "-o", "/dev/null", "https://127.0.0.1:\(port)/"]).succeeded ? true : nil
         }
     }
@@ -102,17 +111,22 @@ struct S3Endpoint: Sendable {
         for file in [stunnelIdentity, motoIdentity] {
             guard let identity = Self.live(file) else { continue }
             kill(identity.pid, SIGTERM)
-            let gone = (try? await Poll.until("process \(identity.pid) to exit", timeout: 10, interval: 0.05) {
-                ProcessIdentity.matches(pid: identity.pid, startTime: identity.startTime, tolerance: 0.01) ? nil : true
-            }) ?? false
-            if !gone && ProcessIdentity.matches(pid: identity.pid, startTime: identity.startTime, tolerance: 0.01) { kill(identity.pid, SIGKILL) }
+            let gone =
+                (try? await Poll.until("process \(identity.pid) to exit", timeout: 10, interval: 0.05) {
+                    ProcessIdentity.matches(pid: identity.pid, startTime: identity.startTime, tolerance: 0.01) ? nil : true
+                }) ?? false
+            if !gone && ProcessIdentity.matches(pid: identity.pid, startTime: identity.startTime, tolerance: 0.01) {
+                kill(identity.pid, SIGKILL)
+            }
             unlink(file)
         }
     }
 
     /// Records `pid` with its start time.
     static func remember(_ pid: pid_t, in file: String) throws {
-        guard let identity = ProcessIdentity.of(pid) else { throw FailoverError.failed("sandbox: process \(pid) exited right after it started") }
+        guard let identity = ProcessIdentity.of(pid) else {
+            throw FailoverError.failed("sandbox: process \(pid) exited right after it started")
+        }
         try Files.write("\(pid) \(identity.startTime)\n", to: file, mode: 0o600, owner: nil)
     }
 

@@ -35,7 +35,8 @@ public enum RepositoryAccess {
             }
         }
         guard let variables = credentialVariables[repository.type], let names = credentialOptions[repository.type] else { return problems }
-        if let keyType = automaticKeyTypes[repository.type], let value = options[keyType] ?? environment["PGBACKREST_" + keyType.uppercased().replacingOccurrences(of: "-", with: "_")],
+        if let keyType = automaticKeyTypes[repository.type],
+            let value = options[keyType] ?? environment["PGBACKREST_" + keyType.uppercased().replacingOccurrences(of: "-", with: "_")],
             value == "auto"
         {
             return problems
@@ -59,7 +60,9 @@ public enum RepositoryAccess {
         guard !access.isEmpty else { return result }
         let errors = access.map { text -> PlanProblem in
             let parts = text.split(separator: ":", maxSplits: 1)
-            let path: JSONPath = parts.first == "$.repository.type" ? .root.appending("repository").appending("type")
+            let path: JSONPath =
+                parts.first == "$.repository.type"
+                ? .root.appending("repository").appending("type")
                 : parts.first == "$.repository.config" ? .root.appending("repository").appending("config") : .root.appending("repository")
             return .error(path, parts.count > 1 ? parts[1].trimmingCharacters(in: .whitespaces) : text, hint: "")
         }
@@ -71,7 +74,9 @@ public enum RepositoryAccess {
     /// Throws an invalid-input error (exit 2) listing ``problems(_:environment:)``.
     public static func check(_ plan: Plan) throws {
         let found = problems(plan)
-        if !found.isEmpty { throw FailoverError.invalid("the repository cannot be used as the plan says:\n  " + found.joined(separator: "\n  ")) }
+        if !found.isEmpty {
+            throw FailoverError.invalid("the repository cannot be used as the plan says:\n  " + found.joined(separator: "\n  "))
+        }
     }
 
     /// `key=value` options of a pgBackRest configuration file, from every section (later ones win).

@@ -25,7 +25,8 @@ struct DemotionToken: Equatable, Sendable {
             let checkpoint = evidence["checkpointLSN"].flatMap(LSN.init)
         else {
             throw FailoverError.refused(
-                "the journaled demotion token of \(instance) is incomplete (\(evidence.keys.sorted().joined(separator: ", "))); abandon this run and start a new one.")
+                "the journaled demotion token of \(instance) is incomplete (\(evidence.keys.sorted().joined(separator: ", "))); abandon this run and start a new one."
+            )
         }
         self.systemIdentifier = system
         self.timeline = timeline
@@ -37,6 +38,9 @@ struct DemotionToken: Equatable, Sendable {
 
     /// The evidence journaled for the token.
     var evidence: [String: String] {
-        ["systemIdentifier": systemIdentifier, "timeline": String(timeline), "checkpointLSN": checkpointLSN.description, "demotionToken": text]
+        [
+            "systemIdentifier": systemIdentifier, "timeline": String(timeline), "checkpointLSN": checkpointLSN.description,
+            "demotionToken": text,
+        ]
     }
 }
