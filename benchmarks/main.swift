@@ -38,12 +38,12 @@ func benchJournal() throws {
         for i in 0..<n { var s = steps[i % steps.count]; s.number = i + 1; many.append(s) }
         let run = RunRecord(
             id: "r-bench", planName: plan.name, planJSON: "{}", planSHA256: "", driver: "simulated", isDrill: false, allowDataLoss: false,
-            actor: "bench", stepCount: n, outcome: "running", error: nil, startedAt: Journal.now(), endedAt: nil)
+            actor: "bench", stepCount: n, outcome: .running, error: nil, startedAt: Journal.now(), endedAt: nil)
         try journal.createRun(run, steps: many, epoch: 0)
         return try seconds {
             for s in many {
-                try journal.recordStep(run: "r-bench", step: s, status: "started", epoch: 0)
-                try journal.recordStep(run: "r-bench", step: s, status: "done", epoch: 0, evidence: ["lsn": "0/3000060"])
+                try journal.recordStep(run: "r-bench", step: s, status: .started, epoch: 0)
+                try journal.recordStep(run: "r-bench", step: s, status: .done, epoch: 0, evidence: ["lsn": "0/3000060"])
             }
         } / Double(n) * 1000
     }

@@ -47,9 +47,9 @@ import Testing
         let n = Int(point.split(separator: ":")[0])!
         let run = try #require(try journal.unfinishedRun())
         let stopped = try #require(try journal.steps(of: run.id).first { $0.step.number == n })
-        #expect(["started", "pending", "satisfied"].contains(stopped.status))
-        #expect(stopped.status != "pending" || point.hasSuffix(":before"))
-        #expect(try journal.steps(of: run.id).filter { $0.step.number > n }.allSatisfy { $0.status == "pending" })
+        #expect([StepStatus.started, .pending, .satisfied].contains(stopped.status))
+        #expect(stopped.status != .pending || point.hasSuffix(":before"))
+        #expect(try journal.steps(of: run.id).filter { $0.step.number > n }.allSatisfy { $0.status == .pending })
 
         // A new run refuses and names the resume command.
         let refused = try CLI.run(["run", CLI.plan(Self.planName), "--simulate", "--quiet", "--state", state])

@@ -74,7 +74,7 @@ import Testing
         let journal = try Journal(stateDirectory: state)
         #expect(try journal.isFenced(instance: "prod-0"))
         let driver = try SimulatedDriver(plan: plan, stateDirectory: state)
-        let step = Step(transition: 1, action: .rewind, kind: .start, site: "prod", instance: "prod-0", summary: "start prod-0")
+        let step = Step(transition: 1, action: .rewind, site: "prod", .start(instance: "prod-0"), summary: "start prod-0")
         let ctx = StepContext(
             plan: plan, driver: driver, journal: journal, runID: "r-x", epoch: 0, allowDataLoss: false, logger: .init(label: "t"),
             evidence: [:], steps: [step], pollInterval: 0.001)

@@ -42,7 +42,7 @@ import Testing
 
                 // The promote step itself, in process: refused, naming east-0 and what could not be seen.
                 let journal = try Journal(stateDirectory: fx.state)
-                let step = Step(transition: 1, action: .failover, kind: .promote, site: "dr", instance: "dr-0", summary: "promote dr-0")
+                let step = Step(transition: 1, action: .failover, site: "dr", .promote(target: "dr-0"), summary: "promote dr-0")
                 let ctx = StepContext(
                     plan: fx.plan, driver: fx.driver, journal: journal, runID: "r-test", epoch: 0, allowDataLoss: false,
                     logger: .init(label: "test"), evidence: [:], steps: [step], pollInterval: 0.05)
@@ -226,7 +226,7 @@ import Testing
             #expect(refused.status == 3)
             #expect(refused.stderr.contains("Nothing was changed"))
             let refusedRun = try #require(try Journal(stateDirectory: fx.state).lastRun())
-            #expect(refusedRun.outcome == "refused")
+            #expect(refusedRun.outcome == .refused)
 
             let archive = try fx.planFile("archive", [Transition(action: .disableStreaming, site: "dr")])
             let later = try fx.failoverd(["run", archive, "--quiet"])
@@ -291,23 +291,23 @@ import Testing
         let steps = try Planner(plan: plan).plannedSteps()
         let record = RunRecord(
             id: "r-1", planName: plan.name, planJSON: "{}", planSHA256: "x", driver: "simulated", isDrill: false, allowDataLoss: false,
-            actor: "test", stepCount: steps.count, outcome: "running", error: nil, startedAt: Journal.now(), endedAt: nil)
+            actor: "test", stepCount: steps.count, outcome: .running, error: nil, startedAt: Journal.now(), endedAt: nil)
         try journal.createRun(record, steps: steps, epoch: holder.epoch)
-        try journal.recordStep(run: "r-1", step: steps[0], status: "started", epoch: holder.epoch)
+        try journal.recordStep(run: "r-1", step: steps[0], status: .started, epoch: holder.epoch)
         // Another process takes the lock over: the epoch moves on.
         try journal.db.write { db in try db.execute(sql: "UPDATE run_lock SET epoch = epoch + 1") }
 
-        #expect(throws: (any Error).self) { try journal.recordStep(run: "r-1", step: steps[0], status: "done", epoch: holder.epoch) }
+        #expect(throws: (any Error).self) { try journal.recordStep(run: "r-1", step: steps[0], status: .done, epoch: holder.epoch) }
         #expect(throws: (any Error).self) { try journal.recordRoles(["dr": .primary], run: "r-1", epoch: holder.epoch) }
         #expect(throws: (any Error).self) {
             try journal.recordFenced(instance: "prod-0", site: "prod", lastKnownLSN: nil, reachable: false, run: "r-1", epoch: holder.epoch)
         }
-        let error = #expect(throws: FailoverError.self) { try journal.finishRun("r-1", outcome: "failed", epoch: holder.epoch) }
+        let error = #expect(throws: FailoverError.self) { try journal.finishRun("r-1", outcome: .failed, epoch: holder.epoch) }
         #expect(error?.code == .refused)
-        #expect(try journal.steps(of: "r-1")[0].status == "started")
+        #expect(try journal.steps(of: "r-1")[0].status == .started)
         #expect(try journal.recordedRoles()["dr"] == nil)
         #expect(try !journal.isFenced(instance: "prod-0"))
-        #expect(try journal.run("r-1")?.outcome == "running")
+        #expect(try journal.run("r-1")?.outcome == .running)
         #expect(throws: FailoverError.self) { try RunLock(journal: journal).verify(holder) }
     }
 }

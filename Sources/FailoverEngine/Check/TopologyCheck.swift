@@ -99,14 +99,14 @@ public struct TopologyCheck: Sendable {
     /// The plan to check.
     public let plan: Plan
     /// The driver that probes its servers.
-    public let driver: any SiteDriver
+    public let driver: any InstanceDriver
     /// The state directory's journal, when one exists (for journaled roles and fences); nil otherwise.
     public let journal: Journal?
     /// Where log lines go.
     public let logger: Logger
 
     /// A check of `plan` through `driver`.
-    public init(plan: Plan, driver: any SiteDriver, journal: Journal?, logger: Logger) {
+    public init(plan: Plan, driver: any InstanceDriver, journal: Journal?, logger: Logger) {
         self.plan = plan
         self.driver = driver
         self.journal = journal
@@ -281,7 +281,7 @@ public struct TopologyCheck: Sendable {
                 verdicts.append(
                     GateVerdict(
                         transition: number, summary: summary, verdict: "proceed", message: "would proceed: " + Self.proof(gate, evidence),
-                        provisional: number > 1, evidence: evidence))
+                        provisional: number > 1, evidence: evidence.fields))
             } catch let error as FailoverError where error.code == .refused {
                 verdicts.append(
                     GateVerdict(
@@ -307,18 +307,17 @@ public struct TopologyCheck: Sendable {
     }
 
     /// What a gate that passes proved, in words.
-    static func proof(_ gate: Step, _ e: [String: String]) -> String {
-        switch gate.kind {
-        case .gateSwitchover:
-            let lag = e["lagBytes"] ?? "?"
-            let override = e["override"].map { " (\($0))" } ?? ""
-            return
-                "\(gate.instance ?? "?") streams from \(gate.peer ?? "?"), \(lag) bytes behind, same timeline \(e["timeline"] ?? "?")\(override)"
-        default:
-            let candidates = e.filter { $0.key.hasPrefix("candidate.") }.sorted { $0.key < $1.key }
-                .map { "\($0.key.dropFirst("candidate.".count)): \($0.value)" }
-            return "\(gate.instance ?? "?") holds the most WAL (\(e["targetLSN"] ?? "?") on timeline \(e["targetTimeline"] ?? "?"))"
+    static func proof(_ gate: Step, _ evidence: any StepEvidence) -> String {
+        switch (gate.operation, evidence) {
+        case (.gateSwitchover(let target, let primary), let e as SwitchoverGateEvidence):
+            let override = e.override.map { " (\($0))" } ?? ""
+            return "\(target) streams from \(primary), \(e.lagBytes) bytes behind, same timeline \(e.timeline)\(override)"
+        case (.gateFailover(let target), let e as FailoverGateEvidence):
+            let candidates = e.candidates.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
+            return "\(target) holds the most WAL (\(e.targetLSN) on timeline \(e.targetTimeline))"
                 + (candidates.isEmpty ? "" : "; candidates: " + candidates.joined(separator: ", "))
+        default:
+            return evidence.fields.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
         }
     }
 }

@@ -29,7 +29,7 @@ struct DrillChecker {
             let refused = runError?.code == .refused && (runError?.message.contains("not streaming") ?? false)
             checks.append(.init(name: "switchover gate refuses a cut receiver", passed: refused, detail: runError?.message ?? "the run was not refused"))
         } else {
-            checks.append(.init(name: "plan completed", passed: runError == nil && run?.outcome == "succeeded", detail: runError?.message ?? "run \(run?.id ?? "?") succeeded"))
+            checks.append(.init(name: "plan completed", passed: runError == nil && run?.outcome == .succeeded, detail: runError?.message ?? "run \(run?.id ?? "?") succeeded"))
         }
 
         // RPO: acknowledged commits missing from the primary at the end.
@@ -110,7 +110,7 @@ struct DrillChecker {
                     let a = seconds(r.startedAt)
                     let b = seconds(r.endedAt)
                     return .init(
-                        number: r.step.number, kind: r.step.kind.rawValue, summary: r.step.summary, status: r.status, startedAt: a, endedAt: b,
+                        number: r.step.number, kind: r.step.kind.rawValue, summary: r.step.summary, status: r.status.rawValue, startedAt: a, endedAt: b,
                         seconds: a.flatMap { x in b.map { $0 - x } })
                 }))
             previousEnd = end

@@ -8,7 +8,7 @@ import Logging
 /// `pg_ctl -o` and never written to postgresql.conf, because pg_rewind and backups copy configuration files
 /// between instances. Standby settings live in a file failoverd owns (``InstancePaths/recoveryFile``).
 /// failoverd connects as the plan's admin role over TCP; passwords come from the plan's libpq passfile.
-public struct LocalPostgresDriver: SiteDriver {
+public struct LocalPostgresDriver: InstanceDriver {
     /// The plan whose repository, roles, passfile and policy this driver uses.
     public let plan: Plan
     /// The directory holding pg_ctl, pg_controldata, pg_rewind and initdb.
@@ -99,7 +99,7 @@ public struct LocalPostgresDriver: SiteDriver {
         try await PGConnection.with(adminConnInfo(instance), body)
     }
 
-    // MARK: SiteDriver
+    // MARK: InstanceDriver
 
     /// Probes `instance` over SQL; ``InstanceStatus/stopped`` when no postmaster runs for its data directory.
     ///

@@ -2,7 +2,7 @@ import Foundation
 
 /// Runs any plan against a model of its sites kept in the state directory (`simulation.json`), so a plan
 /// can be rehearsed in milliseconds. It never stands in for PostgreSQL in a test of PostgreSQL behaviour.
-public struct SimulatedDriver: SiteDriver {
+public struct SimulatedDriver: InstanceDriver {
     let file: String
     let instances: [String: Instance]
 

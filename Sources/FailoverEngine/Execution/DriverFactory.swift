@@ -1,9 +1,42 @@
 import Foundation
 
+/// Gives the executor the driver of a plan: the seam that lets tests run a scripted driver in process.
+public protocol DriverProvider: Sendable {
+    /// The driver name journaled with a run of `plan` (`local`, `simulated`, …).
+    func name(plan: Plan) -> String
+    /// The driver for `plan`; `name` is the one journaled with the run (a resume passes the run's).
+    func make(plan: Plan, name: String) throws -> any InstanceDriver
+    /// How often waits poll, in seconds, with this driver.
+    func pollInterval(_ driver: any InstanceDriver) -> Double
+}
+
+/// The drivers of a state directory: simulated with --simulate or when every site says `simulated`, local
+/// otherwise.
+public struct StandardDrivers: DriverProvider {
+    /// The state directory (the simulated world lives there).
+    public var stateDirectory: String
+    /// Run against the simulated driver.
+    public var simulate: Bool
+
+    /// Creates the provider.
+    public init(stateDirectory: String, simulate: Bool) {
+        self.stateDirectory = stateDirectory
+        self.simulate = simulate
+    }
+
+    public func name(plan: Plan) -> String { DriverFactory.name(plan: plan, simulate: simulate) }
+
+    public func make(plan: Plan, name: String) throws -> any InstanceDriver {
+        try DriverFactory.make(plan: plan, stateDirectory: stateDirectory, simulate: name == "simulated")
+    }
+
+    public func pollInterval(_ driver: any InstanceDriver) -> Double { DriverFactory.pollInterval(driver) }
+}
+
 /// Chooses the driver for a run: simulated with --simulate or when every site says `simulated`, local otherwise.
 public enum DriverFactory {
     /// The driver for `plan`.
-    public static func make(plan: Plan, stateDirectory: String, simulate: Bool) throws -> any SiteDriver {
+    public static func make(plan: Plan, stateDirectory: String, simulate: Bool) throws -> any InstanceDriver {
         if simulate || plan.sites.allSatisfy({ $0.driver == "simulated" }) {
             return try SimulatedDriver(plan: plan, stateDirectory: stateDirectory)
         }
@@ -16,5 +49,5 @@ public enum DriverFactory {
     }
 
     /// How often waits poll: the simulated clock needs no pause.
-    static func pollInterval(_ driver: any SiteDriver) -> Double { driver is SimulatedDriver ? 0.001 : 0.05 }
+    static func pollInterval(_ driver: any InstanceDriver) -> Double { driver is SimulatedDriver ? 0.001 : 0.05 }
 }

@@ -8,17 +8,38 @@ public actor Executor {
     let options: RunOptions
     let journal: Journal
     let lock: RunLock
-    let clock = ContinuousClock()
+    let drivers: any DriverProvider
+    let clock: ExecutorClock
+    let logger: Logger
+    /// What this executor is doing: one run (or resume) at a time per executor.
+    private enum State {
+        case idle
+        case executing(runID: String)
+    }
+    private var state = State.idle
 
-    /// An executor over the options' state directory.
-    public init(options: RunOptions) throws {
+    /// An executor over its dependencies: the journal, the drivers, the clock and the logger are the
+    /// caller's, so tests run it in process against a scripted driver and a journal they inspect.
+    public init(journal: Journal, drivers: any DriverProvider, clock: ExecutorClock = .continuous, logger: Logger, options: RunOptions) {
         self.options = options
+        self.journal = journal
+        self.lock = RunLock(journal: journal)
+        self.drivers = drivers
+        self.clock = clock
+        self.logger = logger
+    }
+
+    /// An executor over the options' state directory, its journal and the standard drivers.
+    public init(options: RunOptions) throws {
+        let journal: Journal
         do {
             journal = try Journal(stateDirectory: options.stateDirectory)
         } catch {
             throw FailoverError.invalid("cannot open the journal in state directory \(options.stateDirectory): \(error)")
         }
-        lock = RunLock(journal: journal)
+        self.init(
+            journal: journal, drivers: StandardDrivers(stateDirectory: options.stateDirectory, simulate: options.simulate),
+            logger: options.logger, options: options)
     }
 
     /// Starts a new run of `plan`.
@@ -35,7 +56,7 @@ public actor Executor {
                     "run \(unfinished.id) of plan \"\(unfinished.planName)\" is unfinished (\(unfinished.outcome)); continue it with: failoverd resume \(unfinished.id) --state \(options.stateDirectory)  (or give it up with: failoverd abandon \(unfinished.id) --state \(options.stateDirectory))"
                 )
             }
-            let driverName = DriverFactory.name(plan: plan, simulate: options.simulate)
+            let driverName = drivers.name(plan: plan)
             if let last = try journal.lastRun(), last.driver != driverName {
                 throw FailoverError.invalid(
                     "state directory \(options.stateDirectory) holds \(last.driver) runs; a \(driverName) run there would mix rehearsal and real roles. Use another --state for it.")
@@ -52,7 +73,7 @@ public actor Executor {
             case .success(let s): steps = s
             case .failure(let refusal): throw FailoverError.refused(refusal.message)
             }
-            let driver = try DriverFactory.make(plan: plan, stateDirectory: options.stateDirectory, simulate: options.simulate)
+            let driver = try drivers.make(plan: plan, name: driverName)
             if driverName != "simulated" { try RepositoryAccess.check(plan) }
             try await Preflight(plan: plan, driver: driver).check()
             let unrecorded = Dictionary(uniqueKeysWithValues: plan.sites.filter { recorded[$0.name] == nil }.map { ($0.name, $0.role) })
@@ -60,11 +81,11 @@ public actor Executor {
             let json = String(decoding: plan.canonicalJSON(), as: UTF8.self)
             let record = RunRecord(
                 id: runID, planName: plan.name, planJSON: json, planSHA256: AuditLog.sha256(json),
-                driver: DriverFactory.name(plan: plan, simulate: options.simulate), isDrill: options.isDrill,
-                allowDataLoss: options.allowDataLoss, actor: AuditLog.actor, stepCount: steps.count, outcome: "running", error: nil,
+                driver: driverName, isDrill: options.isDrill,
+                allowDataLoss: options.allowDataLoss, actor: AuditLog.actor, stepCount: steps.count, outcome: .running, error: nil,
                 startedAt: Journal.now(), endedAt: nil)
             try journal.createRun(record, steps: steps, epoch: holder.epoch)
-            options.logger.info("run \(runID) started: plan \"\(plan.name)\", \(steps.count) steps")
+            logger.info("run started", metadata: ["run": "\(runID)", "plan": "\(plan.name)", "steps": "\(steps.count)"])
             return try await execute(runID: runID, plan: plan, driver: driver, holder: holder)
         } catch let error as FailoverError where error.code != .stepFailed {
             _ = try? AuditLog(journal: journal).append(kind: "refusal", run: runID, details: ["reason": error.message])
@@ -88,7 +109,7 @@ public actor Executor {
                     runID.map { "no run \($0) in state directory \(options.stateDirectory); list runs with `failoverd status`" }
                         ?? "no unfinished run in state directory \(options.stateDirectory); nothing to resume")
             }
-            guard run.outcome != "succeeded", run.outcome != "abandoned" else {
+            guard run.outcome != .succeeded, run.outcome != .abandoned else {
                 throw FailoverError.invalid("run \(run.id) is \(run.outcome); there is nothing to resume")
             }
             // What a run saw and proved is stale once another run has acted on the same servers.
@@ -98,15 +119,15 @@ public actor Executor {
             }
             let holder = try lock.reassign(holder0, to: run.id)
             let plan = try run.plan()
-            let driver = try DriverFactory.make(plan: plan, stateDirectory: options.stateDirectory, simulate: run.driver == "simulated")
+            let driver = try drivers.make(plan: plan, name: run.driver)
             try journal.reopenRun(run.id)
-            var details = ["epoch": String(holder.epoch), "previousOutcome": run.outcome]
+            var details = ["epoch": String(holder.epoch), "previousOutcome": run.outcome.rawValue]
             if options.allowDataLoss && !run.allowDataLoss { details["override"] = "allow-data-loss" }
             try AuditLog(journal: journal).append(kind: "run-resume", run: run.id, details: details)
             if options.allowDataLoss && !run.allowDataLoss {
                 try AuditLog(journal: journal).append(kind: "override", run: run.id, details: ["override": "allow-data-loss", "scope": "this resume"])
             }
-            options.logger.info("resuming run \(run.id) of plan \"\(plan.name)\"")
+            logger.info("resuming run", metadata: ["run": "\(run.id)", "plan": "\(plan.name)"])
             return try await execute(runID: run.id, plan: plan, driver: driver, holder: holder, allowDataLoss: options.allowDataLoss || run.allowDataLoss)
         } catch {
             try? lock.release(holder0)
@@ -126,11 +147,11 @@ public actor Executor {
             throw FailoverError.refused(
                 "run \(unfinished.id) is unfinished; resume it (failoverd resume \(unfinished.id) --state \(options.stateDirectory)) or abandon it before adopting roles")
         }
-        let driverName = DriverFactory.name(plan: plan, simulate: options.simulate)
+        let driverName = drivers.name(plan: plan)
         if let last = try journal.lastRun(), last.driver != driverName {
             throw FailoverError.invalid("state directory \(options.stateDirectory) holds \(last.driver) runs; adopt with the same driver")
         }
-        let driver = try DriverFactory.make(plan: plan, stateDirectory: options.stateDirectory, simulate: options.simulate)
+        let driver = try drivers.make(plan: plan, name: driverName)
         do {
             try await Preflight(plan: plan, driver: driver).check()
         } catch let error as FailoverError {
@@ -150,20 +171,25 @@ public actor Executor {
     public func abandon(runID: String, reason: String) throws {
         let holder = try lock.acquire(runID: runID)
         defer { try? lock.release(holder) }
-        guard let run = try journal.run(runID), run.outcome != "succeeded", run.outcome != "abandoned" else {
+        guard let run = try journal.run(runID), run.outcome != .succeeded, run.outcome != .abandoned else {
             throw FailoverError.invalid("run \(runID) is not an unfinished run in \(options.stateDirectory)")
         }
-        try journal.finishRun(runID, outcome: "abandoned", error: reason, epoch: holder.epoch)
+        try journal.finishRun(runID, outcome: .abandoned, error: reason, epoch: holder.epoch)
     }
 
-    func execute(runID: String, plan: Plan, driver: any SiteDriver, holder: RunLock.Holder, allowDataLoss: Bool? = nil) async throws
+    func execute(runID: String, plan: Plan, driver: any InstanceDriver, holder: RunLock.Holder, allowDataLoss: Bool? = nil) async throws
         -> RunOutcome
     {
-        let started = clock.now
+        if case .executing(let other) = state {
+            throw FailoverError.invalid("this executor is already running \(other); one run at a time")
+        }
+        state = .executing(runID: runID)
+        defer { state = .idle }
+        let started = clock.seconds()
         let records = try journal.steps(of: runID)
         let steps = records.map(\.step)
         var evidence: [Int: [String: String]] = [:]
-        for r in records where r.status == "done" || r.status == "satisfied" { evidence[r.step.number] = r.evidence }
+        for r in records where r.status.isFinished { evidence[r.step.number] = r.evidence }
         var done = 0
         var satisfied = 0
         let heartbeat = Task { [lock] in
@@ -176,8 +202,8 @@ public actor Executor {
         func progress(_ step: Step, _ status: String) {
             options.onProgress?(StepProgress(step: step, status: status, total: steps.count, elapsed: seconds(since: started)))
         }
-        var lastTransition = records.last { $0.status == "done" || $0.status == "satisfied" }?.step.transition
-        for record in records where record.status != "done" && record.status != "satisfied" {
+        var lastTransition = records.last { $0.status.isFinished }?.step.transition
+        for record in records where !record.status.isFinished {
             let step = record.step
             if let last = lastTransition, last != step.transition, options.dwellBetweenTransitions > 0 {
                 // A drill's measurement window between two topologies, not a wait for a condition.
@@ -187,35 +213,36 @@ public actor Executor {
             progress(step, "begin")
             let ctx = StepContext(
                 plan: plan, driver: driver, journal: journal, runID: runID, epoch: holder.epoch,
-                allowDataLoss: allowDataLoss ?? options.allowDataLoss, logger: options.logger, evidence: evidence, steps: steps,
-                pollInterval: DriverFactory.pollInterval(driver))
+                allowDataLoss: allowDataLoss ?? options.allowDataLoss, logger: logger, evidence: evidence, steps: steps,
+                pollInterval: drivers.pollInterval(driver))
             let runner = StepRunner(ctx: ctx, step: step, inDoubt: record.attempts > 0)
             do {
                 if try await runner.check() {
                     // The fault switch fires at satisfied steps too (before and after the record), so every
                     // step number is a crash point.
                     crashIfAsked(step.number, .before)
-                    try journal.recordStep(run: runID, step: step, status: "satisfied", epoch: holder.epoch)
+                    try journal.recordStep(run: runID, step: step, status: .satisfied, epoch: holder.epoch)
                     crashIfAsked(step.number, .after)
                     satisfied += 1
                     progress(step, "satisfied")
                     continue
                 }
-                try journal.recordStep(run: runID, step: step, status: "started", epoch: holder.epoch)
+                try journal.recordStep(run: runID, step: step, status: .started, epoch: holder.epoch)
                 progress(step, "started")
                 crashIfAsked(step.number, .before)
                 if step.destructive || step.kind.changesServer { try lock.verify(holder) }
                 let e = try await runner.act()
                 crashIfAsked(step.number, .after)
                 try await runner.verify()
-                try journal.recordStep(run: runID, step: step, status: "done", epoch: holder.epoch, evidence: e)
-                evidence[step.number] = e
+                let fields = e.fields
+                try journal.recordStep(run: runID, step: step, status: .done, epoch: holder.epoch, evidence: fields)
+                evidence[step.number] = fields
                 done += 1
                 progress(step, "done")
             } catch {
                 let failure = (error as? FailoverError) ?? FailoverError.failed("\(error)")
                 let message = "step \(step.number) (\(step.summary)) failed: \(failure.message)"
-                try? journal.recordStep(run: runID, step: step, status: "failed", epoch: holder.epoch, error: failure.message)
+                try? journal.recordStep(run: runID, step: step, status: .failed, epoch: holder.epoch, error: failure.message)
                 progress(step, "failed")
                 // A refusal before any step acted on a server changed nothing: the run is closed as refused.
                 // Once one acted (this one included, when its act began), the run stays resumable whatever
@@ -225,14 +252,14 @@ public actor Executor {
                 // failure) may have acted.
                 let changed = records.filter { r in
                     guard r.step.destructive || r.step.kind.changesServer else { return false }
-                    if r.status == "done" { return true }
+                    if r.status == .done { return true }
                     return r.step.number == step.number ? r.attempts > 1 || failure.code != .refused : r.attempts > 0
                 }
-                let outcome = failure.code == .refused && changed.isEmpty ? "refused" : "failed"
+                let outcome: RunState = failure.code == .refused && changed.isEmpty ? .refused : .failed
                 try? journal.finishRun(runID, outcome: outcome, error: message, epoch: holder.epoch)
                 try? lock.release(holder)
                 let hint: String
-                if outcome == "refused" {
+                if outcome == .refused {
                     hint = "\nNothing was changed."
                 } else {
                     let list = changed.map { "\($0.step.number) (\($0.step.summary))" }.joined(separator: ", ")
@@ -244,25 +271,40 @@ public actor Executor {
             }
         }
         let secs = seconds(since: started)
-        try journal.finishRun(runID, outcome: "succeeded", details: ["seconds": String(format: "%.3f", secs)], epoch: holder.epoch)
+        try journal.finishRun(runID, outcome: .succeeded, details: ["seconds": String(format: "%.3f", secs)], epoch: holder.epoch)
         try lock.release(holder)
         return RunOutcome(runID: runID, outcome: "succeeded", stepsDone: done, stepsSatisfied: satisfied, stepCount: steps.count, seconds: secs)
     }
 
     func crashIfAsked(_ step: Int, _ phase: CrashPoint.Phase) {
         guard let c = options.crashAt, c.step == step, c.phase == phase else { return }
-        options.logger.warning("fault switch: killing failoverd at step \(step):\(phase.rawValue)")
+        logger.warning("fault switch: killing failoverd", metadata: ["step": "\(step)", "phase": "\(phase.rawValue)"])
         kill(getpid(), SIGKILL)
     }
 
-    func seconds(since start: ContinuousClock.Instant) -> Double {
-        let d = clock.now - start
-        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-    }
+    func seconds(since start: Double) -> Double { clock.seconds() - start }
 
     static func makeRunID() -> String {
         let f = Date().formatted(.iso8601.year().month().day().dateSeparator(.omitted).time(includingFractionalSeconds: false).timeSeparator(.omitted))
         let stamp = f.replacingOccurrences(of: "T", with: "-").replacingOccurrences(of: "Z", with: "")
         return "r-\(stamp)-" + String(format: "%04x", UInt16.random(in: 0...UInt16.max))
     }
+}
+
+/// Time as the executor reads it for durations: monotonic seconds from an arbitrary origin.
+public struct ExecutorClock: Sendable {
+    /// The current reading, in seconds.
+    public var seconds: @Sendable () -> Double
+
+    /// Creates a clock from a reading.
+    public init(seconds: @escaping @Sendable () -> Double) { self.seconds = seconds }
+
+    /// The process's monotonic clock.
+    public static let continuous: ExecutorClock = {
+        let origin = ContinuousClock.now
+        return ExecutorClock {
+            let d = ContinuousClock.now - origin
+            return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        }
+    }()
 }

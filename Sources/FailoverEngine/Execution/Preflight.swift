@@ -1,7 +1,7 @@
 /// Before a new run: what failoverd observes must not contradict the roles the plan declares.
 struct Preflight {
     let plan: Plan
-    let driver: any SiteDriver
+    let driver: any InstanceDriver
 
     /// Throws a refusal naming the site, the declared role and what was observed.
     func check() async throws {

@@ -4,7 +4,7 @@ import Foundation
 /// the split-brain check before promote, and fencing.
 extension StepRunner {
     /// The target streams from the primary, same system and timeline, within policy.maxLagBytes.
-    func gateSwitchover(target: Instance, primary: Instance) async throws -> [String: String] {
+    func gateSwitchover(target: Instance, primary: Instance) async throws -> SwitchoverGateEvidence {
         // The target first, then the primary: lag read in this order can only be overestimated.
         let t = try await driver.status(of: target)
         let p = try await driver.status(of: primary)
@@ -26,7 +26,7 @@ extension StepRunner {
         }
         let replay = t.replayLSN ?? .zero
         let lag = top.bytes(after: replay)
-        var evidence = ["primaryLSN": top.description, "targetReplayLSN": replay.description, "lagBytes": String(lag), "timeline": String(p.timeline)]
+        var evidence = SwitchoverGateEvidence(primaryLSN: top, targetReplayLSN: replay, lagBytes: lag, timeline: p.timeline)
         let streaming = t.walReceiver?.isStreaming(from: primary) ?? false
         if !streaming {
             guard ctx.allowDataLoss else {
@@ -34,14 +34,14 @@ extension StepRunner {
                     "switchover refused: \(target.name) is not streaming from \(primary.name) (WAL receiver: \(t.walReceiver?.status ?? "none")); it cannot replay the shutdown checkpoint. Run enable-streaming first, or use --allow-data-loss to accept losing what it has not received."
                 )
             }
-            evidence["override"] = "allow-data-loss: target not streaming"
+            evidence.override = "allow-data-loss: target not streaming"
         }
         if lag > ctx.plan.policy.maxLagBytes {
             guard ctx.allowDataLoss else {
                 throw FailoverError.refused(
                     "switchover refused: \(target.name) has replayed \(replay) but \(primary.name) is at \(top) (\(lag) bytes behind, policy.maxLagBytes is \(ctx.plan.policy.maxLagBytes)); wait for it to catch up or use --allow-data-loss.")
             }
-            evidence["override"] = "allow-data-loss: lag \(lag) bytes over policy"
+            evidence.override = "allow-data-loss: lag \(lag) bytes over policy"
         }
         return evidence
     }
@@ -53,38 +53,38 @@ extension StepRunner {
     /// A candidate that is stopped, unreachable or of another cluster is listed in the evidence, never
     /// skipped in silence. The planner runs this gate twice: before fencing, to refuse with nothing
     /// changed, and after, when the old primary can no longer write and the positions are final.
-    func gateFailover(target: Instance) async throws -> [String: String] {
+    func gateFailover(target: Instance) async throws -> FailoverGateEvidence {
         let t = try await driver.status(of: target)
         guard t.running, t.reachable, t.inRecovery, let pos = t.heldLSN else {
             throw FailoverError.refused("failover refused: \(target.name) is not a running standby (\(t.seen)); start it or choose another target.")
         }
         let targetTimeline = t.walReceiver?.receivedTimeline ?? t.timeline
-        var evidence = ["targetLSN": pos.description, "targetTimeline": String(targetTimeline)]
+        var evidence = FailoverGateEvidence(targetLSN: pos, targetTimeline: targetTimeline)
         // The old primary's site is fenced by this transition; every other instance is a candidate.
         let oldPrimarySite = ctx.steps.first { $0.transition == step.transition && $0.kind == .fence }?.site
         for (site, other) in ctx.plan.allInstances where other != target && site.name != oldPrimarySite {
-            let key = "candidate." + other.name
+            let key = other.name
             let s: InstanceStatus
             do {
                 s = try await driver.status(of: other)
             } catch {
-                evidence[key] = "unknown: \(error)"
+                evidence.candidates[key] = "unknown: \(error)"
                 continue
             }
             guard s.running, s.reachable else {
-                evidence[key] = s.seen
+                evidence.candidates[key] = s.seen
                 continue
             }
             guard s.inRecovery else {
-                evidence[key] = "a primary accepting writes"
+                evidence.candidates[key] = "a primary accepting writes"
                 continue
             }
             guard s.systemIdentifier == t.systemIdentifier, let held = s.heldLSN else {
-                evidence[key] = "another cluster (system identifier \(s.systemIdentifier))"
+                evidence.candidates[key] = "another cluster (system identifier \(s.systemIdentifier))"
                 continue
             }
             let tli = s.walReceiver?.receivedTimeline ?? s.timeline
-            evidence[key] = "\(held) on timeline \(tli)"
+            evidence.candidates[key] = "\(held) on timeline \(tli)"
             let ahead = tli > targetTimeline || (tli == targetTimeline && held > pos)
             if ahead && !ctx.allowDataLoss {
                 throw FailoverError.refused(
@@ -96,7 +96,7 @@ extension StepRunner {
     }
 
     /// The demotion token: the stopped old primary's shutdown checkpoint.
-    func readShutdownCheckpoint(_ old: Instance) async throws -> [String: String] {
+    func readShutdownCheckpoint(_ old: Instance) async throws -> DemotionToken {
         guard let cd = try await driver.controlData(of: old) else {
             throw FailoverError.refused("switchover refused: \(old.name) has no readable pg_control; cannot prove where its WAL ends.")
         }
@@ -105,7 +105,7 @@ extension StepRunner {
                 "switchover refused: \(old.name) was not shut down cleanly (cluster state: \(cd.state)); without a shutdown checkpoint there is no proof the target has every commit. Abandon this run (failoverd abandon RUN), start \(old.name) again if it should take writes, and plan a new switchover or a failover."
             )
         }
-        return DemotionToken(cd).evidence
+        return DemotionToken(cd)
     }
 
     /// The demotion token journaled for `old` in this transition, proved again against its pg_control now.
@@ -114,8 +114,8 @@ extension StepRunner {
     /// read (started by hand, by a service manager, or as a standby), its pg_control differs and the
     /// switchover is refused, because the target cannot have the commits made meanwhile.
     func provenDemotionToken(of old: Instance) async throws -> DemotionToken {
-        guard let journaled = evidence(ofKind: .readShutdownCheckpoint, instance: old.name) else {
-            return try DemotionToken(evidence: try await readShutdownCheckpoint(old), instance: old.name)
+        guard let read = lastStep(ofKind: .readShutdownCheckpoint, instance: old.name), let journaled = ctx.evidence[read.number] else {
+            return try await readShutdownCheckpoint(old)
         }
         let token = try DemotionToken(evidence: journaled, instance: old.name)
         let now = try await driver.controlData(of: old)
@@ -130,7 +130,7 @@ extension StepRunner {
     }
 
     /// Waits until the target has replayed past the old primary's shutdown checkpoint, same system, same timeline.
-    func awaitReplay(target: Instance, oldPrimary: Instance) async throws -> [String: String] {
+    func awaitReplay(target: Instance, oldPrimary: Instance) async throws -> ReplayEvidence {
         let token = try await provenDemotionToken(of: oldPrimary)
         let checkpoint = token.checkpointLSN
         let timeline = token.timeline
@@ -150,7 +150,7 @@ extension StepRunner {
             }
             // Once the old primary is down the receiver is gone, and a standby's own timeline reads the last
             // restartpoint's: trust the timeline the gate saw it stream on, unless a live receiver says otherwise.
-            let gateTimeline = self.evidence(ofKind: .gateSwitchover, instance: target.name)?["timeline"].flatMap(Int.init)
+            let gateTimeline = self.evidence(ofKind: .gateSwitchover, instance: target.name, as: SwitchoverGateEvidence.self)?.timeline
             let tli = t.walReceiver?.receivedTimeline ?? gateTimeline ?? t.timeline
             guard tli == timeline || ctx.allowDataLoss else {
                 throw FailoverError.refused(
@@ -159,27 +159,25 @@ extension StepRunner {
             if let r = t.replayLSN, r > checkpoint { return r }
             return nil
         }
-        var result = ["demotionToken": token.text, "checkpointLSN": checkpoint.description, "timeline": String(timeline)]
-        if let replayed {
-            result["targetReplayLSN"] = replayed.description
-            return result
-        }
+        var result = ReplayEvidence(
+            demotionToken: token.text, checkpointLSN: checkpoint, timeline: timeline, targetReplayLSN: replayed?.description ?? "unknown")
+        if replayed != nil { return result }
         let at = seen?.replayLSN?.description ?? "unknown"
         guard ctx.allowDataLoss else {
             throw FailoverError.refused(
                 "switchover refused: \(target.name) has replayed \(at) but \(oldPrimary.name)'s shutdown checkpoint is \(checkpoint) (timeline \(timeline)); nothing was promoted and \(oldPrimary.name) is stopped. Either give the target the WAL it lacks (restore its WAL stream or the archive) and resume this run, or abandon it (failoverd abandon RUN), start \(oldPrimary.name) again to take writes, and plan anew: once \(oldPrimary.name) has run, a resume of this run is refused. Resuming with --allow-data-loss promotes without the missing WAL."
             )
         }
-        result["targetReplayLSN"] = at
-        result["override"] = "allow-data-loss: promoted before replaying the shutdown checkpoint"
+        result.targetReplayLSN = at
+        result.override = "allow-data-loss: promoted before replaying the shutdown checkpoint"
         return result
     }
 
     /// Proves no other instance accepts writes, promotes, and proves the target accepts writes.
-    func promote(_ target: Instance) async throws -> [String: String] {
+    func promote(_ target: Instance) async throws -> Promotion {
         // A planned switchover promotes only while the old primary is still the one whose token was proved.
         if let old = ctx.steps.first(where: { $0.transition == step.transition && $0.kind == .readShutdownCheckpoint })?.instance {
-            _ = try await provenDemotionToken(of: try ctx.instance(old))
+            _ = try await provenDemotionToken(of: try ctx.instance(named: old))
         }
         for (site, other) in ctx.plan.allInstances where other != target {
             // Unknown is not "not a primary": an instance is safe only when proven stopped, or answering
@@ -207,14 +205,13 @@ extension StepRunner {
         // Where recovery ended: pg_last_wal_replay_lsn() still answers after promotion, and it includes
         // WAL replayed from the repository between the last probe and the promotion.
         let promotedAt = after.replayLSN ?? before.replayLSN ?? before.receiveLSN ?? .zero
-        return [
-            "promotedAtLSN": promotedAt.description, "previousTimeline": String(before.walReceiver?.receivedTimeline ?? before.timeline),
-            "timeline": String(after.timeline), "firstWriteLSN": written.description,
-        ]
+        return Promotion(
+            promotedAtLSN: promotedAt, previousTimeline: before.walReceiver?.receivedTimeline ?? before.timeline, timeline: after.timeline,
+            firstWriteLSN: written)
     }
 
     /// Records the last known LSN, stops the instance (fast, then immediate), and records it fenced.
-    func fence(_ i: Instance) async throws -> [String: String] {
+    func fence(_ i: Instance) async throws -> FenceEvidence {
         let s = try? await driver.status(of: i)
         var last: LSN? = s?.position
         let reachable = s?.reachable ?? false
@@ -231,9 +228,8 @@ extension StepRunner {
             last = max(last ?? end, end)
             try ctx.journal.recordFenced(instance: i.name, site: step.site, lastKnownLSN: last, reachable: reachable, run: ctx.runID, epoch: ctx.epoch)
         }
-        return [
-            "lastKnownLSN": last?.description ?? "unknown", "reachable": String(reachable), "wasRunning": String(s?.running ?? false),
-            "lastKnownFrom": reachable ? "pg_current_wal_lsn()" : "pg_waldump of its pg_wal",
-        ]
+        return FenceEvidence(
+            lastKnownLSN: last, reachable: reachable, wasRunning: s?.running ?? false,
+            lastKnownFrom: reachable ? "pg_current_wal_lsn()" : "pg_waldump of its pg_wal")
     }
 }

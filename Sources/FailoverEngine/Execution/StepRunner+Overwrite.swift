@@ -9,8 +9,8 @@ extension StepRunner {
     /// plan that answers as a primary) or the one the repository's stanza backs up. An empty directory has
     /// nothing to protect. A directory with files but no readable pg_control is refused, unless this very
     /// step was interrupted in this run (a restore that a crash cut short).
-    func checkOverwrite(_ target: Instance, by action: String, source: Instance?) async throws -> [String: String] {
-        guard try await driver.hasData(target) else { return ["overwriteCheck": "no cluster in the data directory"] }
+    func checkOverwrite(_ target: Instance, by action: String, source: Instance?) async throws -> OverwriteCheck {
+        guard try await driver.hasData(target) else { return OverwriteCheck(nothingToProve: "no cluster in the data directory") }
         let control: ControlData?
         var readError = "no pg_control"
         do { control = try await driver.controlData(of: target) } catch {
@@ -18,7 +18,7 @@ extension StepRunner {
             readError = "\(error)"
         }
         guard let control else {
-            if inDoubt { return ["overwriteCheck": "no readable pg_control: this step was interrupted in this run"] }
+            if inDoubt { return OverwriteCheck(nothingToProve: "no readable pg_control: this step was interrupted in this run") }
             throw FailoverError.refused(
                 "\(action) refused: \(target.dataDirectory) (\(target.name)) holds files but no readable pg_control (\(readError)); failoverd will not overwrite what it cannot identify. Check the plan's dataDirectory for \(target.name); nothing in it was changed."
             )
@@ -48,7 +48,7 @@ extension StepRunner {
                 "\(action) refused: \(target.name)'s pg_control says \"in production\" (a primary that is running or was not shut down) and failoverd did not fence it; overwriting it could discard commits nobody has. Fence its site first (a fence transition), then resume."
             )
         }
-        return ["targetSystemIdentifier": control.systemIdentifier, "targetState": control.state]
+        return OverwriteCheck(systemIdentifier: control.systemIdentifier, state: control.state)
     }
 
     /// The restore or rewind that follows this stop step for the same instance in this transition, if any.

@@ -1,8 +1,24 @@
 import Foundation
 import GRDB
 
-/// A run as the journal records it.
-public struct RunRecord: Sendable, Codable, Equatable {
+/// How a run stands; stored as its raw text in `runs.outcome`.
+public enum RunState: String, Codable, Sendable, CaseIterable, CustomStringConvertible {
+    /// Started, not ended (or killed while running).
+    case running
+    /// Every step done or satisfied.
+    case succeeded
+    /// A step failed after one acted on a server: resumable.
+    case failed
+    /// Refused before any step acted on a server: nothing changed.
+    case refused
+    /// Given up by `failoverd abandon`.
+    case abandoned
+
+    public var description: String { rawValue }
+}
+
+/// A run as the journal records it (table `runs`).
+public struct RunRecord: Sendable, Codable, Equatable, FetchableRecord, PersistableRecord {
     /// The run id, e.g. `r-20261127-041502-7f3a`.
     public var id: String
     /// The plan's name.
@@ -21,8 +37,8 @@ public struct RunRecord: Sendable, Codable, Equatable {
     public var actor: String
     /// How many steps it has.
     public var stepCount: Int
-    /// running, succeeded, failed, refused or abandoned.
-    public var outcome: String
+    /// How it stands.
+    public var outcome: RunState
     /// The error that ended it, if any.
     public var error: String?
     /// When it started.
@@ -30,10 +46,35 @@ public struct RunRecord: Sendable, Codable, Equatable {
     /// When it ended.
     public var endedAt: String?
 
+    /// The table.
+    public static let databaseTableName = "runs"
+
+    /// The table's columns.
+    public enum Columns {
+        static let id = Column(CodingKeys.id)
+        static let outcome = Column(CodingKeys.outcome)
+        static let startedAt = Column(CodingKeys.startedAt)
+    }
+
+    public enum CodingKeys: String, CodingKey {
+        case id
+        case planName = "plan_name"
+        case planJSON = "plan_json"
+        case planSHA256 = "plan_sha256"
+        case driver
+        case isDrill = "is_drill"
+        case allowDataLoss = "allow_data_loss"
+        case actor
+        case stepCount = "step_count"
+        case outcome, error
+        case startedAt = "started_at"
+        case endedAt = "ended_at"
+    }
+
     /// Creates a run record.
     public init(
         id: String, planName: String, planJSON: String, planSHA256: String, driver: String, isDrill: Bool, allowDataLoss: Bool,
-        actor: String, stepCount: Int, outcome: String, error: String?, startedAt: String, endedAt: String?
+        actor: String, stepCount: Int, outcome: RunState, error: String?, startedAt: String, endedAt: String?
     ) {
         self.id = id
         self.planName = planName
@@ -51,64 +92,154 @@ public struct RunRecord: Sendable, Codable, Equatable {
     }
 
     /// A run that is neither succeeded nor abandoned nor refused before any change: it can be resumed.
-    public var isUnfinished: Bool { outcome == "running" || outcome == "failed" }
+    public var isUnfinished: Bool { outcome == .running || outcome == .failed }
 
     /// The plan, decoded.
     public func plan() throws -> Plan { try Plan.decode(Data(planJSON.utf8)) }
 }
 
+/// A row of table `steps`, as stored: the planned step as JSON, its status and its evidence as JSON.
+struct StepRow: Codable, FetchableRecord, PersistableRecord {
+    var runID: String
+    var number: Int
+    var transition: Int
+    var action: String
+    var kind: String
+    var site: String
+    var instance: String?
+    var destructive: Bool
+    var summary: String
+    var stepJSON: String
+    var status: StepStatus
+    var attempts: Int
+    var startedAt: String?
+    var endedAt: String?
+    var evidence: String?
+    var error: String?
+    var epoch: Int64?
+
+    static let databaseTableName = "steps"
+
+    enum Columns {
+        static let runID = Column(CodingKeys.runID)
+        static let number = Column(CodingKeys.number)
+        static let status = Column(CodingKeys.status)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case runID = "run_id"
+        case number, transition, action, kind, site, instance, destructive, summary
+        case stepJSON = "step_json"
+        case status, attempts
+        case startedAt = "started_at"
+        case endedAt = "ended_at"
+        case evidence, error, epoch
+    }
+
+    /// A pending row for a planned step.
+    init(run: String, step: Step) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        runID = run
+        number = step.number
+        transition = step.transition
+        action = step.action.rawValue
+        kind = step.kind.rawValue
+        site = step.site
+        instance = step.instance
+        destructive = step.destructive
+        summary = step.summary
+        stepJSON = String(decoding: try encoder.encode(step), as: UTF8.self)
+        status = .pending
+        attempts = 0
+    }
+
+    /// The journal's view of the row; throws when its step JSON is not a step.
+    func record() throws -> StepRecord {
+        let step = try JSONDecoder().decode(Step.self, from: Data(stepJSON.utf8))
+        let fields = evidence.flatMap { try? JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }
+        return StepRecord(
+            step: step, status: status, attempts: attempts, startedAt: startedAt, endedAt: endedAt, evidence: fields ?? [:], error: error)
+    }
+}
+
+/// A row of table `step_events`: one state change of a step, with the epoch and pid that wrote it.
+struct StepEventRecord: Codable, FetchableRecord, PersistableRecord {
+    var runID: String
+    var step: Int
+    var status: StepStatus
+    var at: String
+    var epoch: Int64
+    var pid: Int32
+    var detail: String?
+
+    static let databaseTableName = "step_events"
+
+    enum CodingKeys: String, CodingKey {
+        case runID = "run_id"
+        case step, status, at, epoch, pid, detail
+    }
+}
+
+/// A row of table `site_roles`: the role recorded for a site.
+struct SiteRoleRecord: Codable, FetchableRecord, PersistableRecord {
+    var site: String
+    var role: String
+    var runID: String?
+    var epoch: Int64
+    var updatedAt: String
+
+    static let databaseTableName = "site_roles"
+
+    enum Columns {
+        static let site = Column(CodingKeys.site)
+        static let role = Column(CodingKeys.role)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case site, role
+        case runID = "run_id"
+        case epoch
+        case updatedAt = "updated_at"
+    }
+}
+
 /// A step as the journal records it.
-public struct StepRecord: Sendable, Codable, Equatable {
+public struct StepRecord: Sendable, Equatable {
     /// The planned step.
     public var step: Step
-    /// pending, started, done, satisfied or failed.
-    public var status: String
+    /// Where it stands.
+    public var status: StepStatus
     /// How many times its act started.
     public var attempts: Int
     /// When its act started.
     public var startedAt: String?
     /// When it ended.
     public var endedAt: String?
-    /// Evidence it gathered (LSNs, checkpoint, timeline), as a JSON object.
+    /// Evidence it gathered, in the journal's text form (field → text).
     public var evidence: [String: String]
     /// Why it failed.
     public var error: String?
+
+    /// The evidence decoded as `type`; nil when the step journaled none.
+    public func evidence<E: StepEvidence>(as type: E.Type) throws -> E? {
+        evidence.isEmpty ? nil : try E(fields: evidence)
+    }
 }
 
-extension Journal {
-    static func runRecord(_ row: Row) -> RunRecord {
-        RunRecord(
-            id: row["id"], planName: row["plan_name"], planJSON: row["plan_json"], planSHA256: row["plan_sha256"],
-            driver: row["driver"], isDrill: row["is_drill"], allowDataLoss: row["allow_data_loss"], actor: row["actor"],
-            stepCount: row["step_count"], outcome: row["outcome"], error: row["error"], startedAt: row["started_at"],
-            endedAt: row["ended_at"])
-    }
+extension StepStatus: DatabaseValueConvertible {}
+extension RunState: DatabaseValueConvertible {}
 
+extension Journal {
     /// Records a new run and its pending steps, with the run-start audit event, in one transaction.
     public func createRun(_ run: RunRecord, steps: [Step], epoch: Int64) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
+        var run = run
+        run.outcome = .running
+        run.stepCount = steps.count
+        let rows = try steps.map { try StepRow(run: run.id, step: $0) }
         try db.write { db in
-            try db.execute(
-                sql: """
-                    INSERT INTO runs (id, plan_name, plan_json, plan_sha256, driver, is_drill, allow_data_loss, actor, step_count, outcome, started_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)
-                    """,
-                arguments: [
-                    run.id, run.planName, run.planJSON, run.planSHA256, run.driver, run.isDrill, run.allowDataLoss, run.actor,
-                    steps.count, run.startedAt,
-                ])
-            for s in steps {
-                try db.execute(
-                    sql: """
-                        INSERT INTO steps (run_id, number, transition, action, kind, site, instance, destructive, summary, step_json, status)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')
-                        """,
-                    arguments: [
-                        run.id, s.number, s.transition, s.action.rawValue, s.kind.rawValue, s.site, s.instance, s.destructive, s.summary,
-                        String(decoding: try encoder.encode(s), as: UTF8.self),
-                    ])
-            }
+            try run.insert(db)
+            for row in rows { try row.insert(db) }
             try AuditLog.append(
                 db, kind: "run-start", run: run.id,
                 details: [
@@ -123,46 +254,57 @@ extension Journal {
         }
     }
 
+    /// Journals a step's state change with its typed evidence.
+    public func recordStep(run: String, step: Step, status: StepStatus, epoch: Int64, evidence: any StepEvidence) throws {
+        try recordStep(run: run, step: step, status: status, epoch: epoch, evidence: evidence.fields)
+    }
+
     /// Journals a step's state change, with its step event and audit event, in one committed transaction.
     public func recordStep(
-        run: String, step: Step, status: String, epoch: Int64, evidence: [String: String] = [:], error: String? = nil
+        run: String, step: Step, status: StepStatus, epoch: Int64, evidence: [String: String] = [:], error: String? = nil
     ) throws {
         let now = Journal.now()
         let evidenceJSON = evidence.isEmpty ? nil : AuditLog.canonicalJSON(AuditLog.redact(evidence))
         try db.write { db in
             switch status {
-            case "started":
+            case .started:
                 try db.execute(
-                    sql: "UPDATE steps SET status = 'started', attempts = attempts + 1, started_at = ?, ended_at = NULL, error = NULL, epoch = ? WHERE run_id = ? AND number = ?",
-                    arguments: [now, epoch, run, step.number])
+                    sql: "UPDATE steps SET status = ?, attempts = attempts + 1, started_at = ?, ended_at = NULL, error = NULL, epoch = ? WHERE run_id = ? AND number = ?",
+                    arguments: [status, now, epoch, run, step.number])
             default:
                 try db.execute(
                     sql: "UPDATE steps SET status = ?, started_at = coalesce(started_at, ?), ended_at = ?, evidence = coalesce(?, evidence), error = ?, epoch = ? WHERE run_id = ? AND number = ?",
                     arguments: [status, now, now, evidenceJSON, error, epoch, run, step.number])
             }
-            try db.execute(
-                sql: "INSERT INTO step_events (run_id, step, status, at, epoch, pid, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                arguments: [run, step.number, status, now, epoch, getpid(), error ?? evidenceJSON])
+            try StepEventRecord(runID: run, step: step.number, status: status, at: now, epoch: epoch, pid: getpid(), detail: error ?? evidenceJSON)
+                .insert(db)
             var details = ["step": String(step.number), "kind": step.kind.rawValue, "summary": step.summary, "epoch": String(epoch)]
             if let i = step.instance { details["instance"] = i }
             if let error { details["error"] = error }
             for (k, v) in evidence { details["evidence." + k] = v }
-            let kind = ["started": "step-start", "done": "step-end", "satisfied": "step-skip", "failed": "step-fail"][status] ?? "step-" + status
+            let kind: String
+            switch status {
+            case .started: kind = "step-start"
+            case .done: kind = "step-end"
+            case .satisfied: kind = "step-skip"
+            case .failed: kind = "step-fail"
+            case .pending: kind = "step-pending"
+            }
             try AuditLog.append(db, kind: kind, run: run, site: step.site, details: details)
         }
     }
 
     /// Ends a run with its outcome and the run-end audit event.
-    public func finishRun(_ run: String, outcome: String, error: String? = nil, details: [String: String] = [:], epoch: Int64) throws {
+    public func finishRun(_ run: String, outcome: RunState, error: String? = nil, details: [String: String] = [:], epoch: Int64) throws {
         try db.write { db in
             try Self.guardEpoch(db, epoch)
             try db.execute(
-                sql: "UPDATE runs SET outcome = ?, error = ?, ended_at = ? WHERE id = ?", arguments: [outcome, error, Journal.now(), run])
+                sql: "UPDATE runs SET outcome = ?, error = ?, ended_at = ? WHERE id = ?", arguments: [outcome.rawValue, error, Journal.now(), run])
             var d = details
-            d["outcome"] = outcome
+            d["outcome"] = outcome.rawValue
             d["epoch"] = String(epoch)
             if let error { d["error"] = error }
-            try AuditLog.append(db, kind: outcome == "abandoned" ? "abandon" : "run-end", run: run, details: d)
+            try AuditLog.append(db, kind: outcome == .abandoned ? "abandon" : "run-end", run: run, details: d)
         }
     }
 
@@ -179,9 +321,8 @@ extension Journal {
     /// The first run started after `run`, if any.
     public func runStarted(after run: String) throws -> RunRecord? {
         try db.read { db in
-            try Row.fetchOne(
-                db, sql: "SELECT * FROM runs WHERE rowid > (SELECT rowid FROM runs WHERE id = ?) ORDER BY rowid LIMIT 1", arguments: [run]
-            ).map(Self.runRecord)
+            try RunRecord.fetchOne(
+                db, sql: "SELECT * FROM runs WHERE rowid > (SELECT rowid FROM runs WHERE id = ?) ORDER BY rowid LIMIT 1", arguments: [run])
         }
     }
 
@@ -192,34 +333,26 @@ extension Journal {
 
     /// The run with this id.
     public func run(_ id: String) throws -> RunRecord? {
-        try db.read { db in try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE id = ?", arguments: [id]).map(Self.runRecord) }
+        try db.read { db in try RunRecord.fetchOne(db, key: id) }
     }
 
     /// The most recent run.
     public func lastRun() throws -> RunRecord? {
-        try db.read { db in try Row.fetchOne(db, sql: "SELECT * FROM runs ORDER BY started_at DESC, rowid DESC LIMIT 1").map(Self.runRecord) }
+        try db.read { db in try RunRecord.fetchOne(db, sql: "SELECT * FROM runs ORDER BY started_at DESC, rowid DESC LIMIT 1") }
     }
 
     /// The most recent unfinished run (running or failed), which `run` refuses to start over.
     public func unfinishedRun() throws -> RunRecord? {
         try db.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE outcome IN ('running','failed') ORDER BY started_at DESC, rowid DESC LIMIT 1")
-                .map(Self.runRecord)
+            try RunRecord.fetchOne(
+                db, sql: "SELECT * FROM runs WHERE outcome IN ('running','failed') ORDER BY started_at DESC, rowid DESC LIMIT 1")
         }
     }
 
     /// The steps of a run, in order.
     public func steps(of run: String) throws -> [StepRecord] {
         try db.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM steps WHERE run_id = ? ORDER BY number", arguments: [run]).map { row in
-                let step = try JSONDecoder().decode(Step.self, from: Data((row["step_json"] as String).utf8))
-                let evidence = (row["evidence"] as String?).flatMap {
-                    try? JSONDecoder().decode([String: String].self, from: Data($0.utf8))
-                }
-                return StepRecord(
-                    step: step, status: row["status"], attempts: row["attempts"], startedAt: row["started_at"], endedAt: row["ended_at"],
-                    evidence: evidence ?? [:], error: row["error"])
-            }
+            try StepRow.filter(StepRow.Columns.runID == run).order(StepRow.Columns.number).fetchAll(db).map { try $0.record() }
         }
     }
 
@@ -227,8 +360,8 @@ extension Journal {
     public func recordedRoles() throws -> [String: Role] {
         try db.read { db in
             var out: [String: Role] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT site, role FROM site_roles") {
-                if let role = Role(rawValue: row["role"]) { out[row["site"]] = role }
+            for r in try SiteRoleRecord.fetchAll(db) {
+                if let role = Role(rawValue: r.role) { out[r.site] = role }
             }
             return out
         }

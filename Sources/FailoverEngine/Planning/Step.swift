@@ -1,4 +1,4 @@
-/// What a step does. Each kind has a check (is the postcondition already true?), an act and a verify.
+/// What a step does, in words that name it: the journal stores this name as the step's `kind`.
 public enum StepKind: String, Codable, Sendable, CaseIterable {
     /// Switchover gate: the target streams from the primary within policy, same system and timeline.
     case gateSwitchover = "gate-switchover"
@@ -6,15 +6,15 @@ public enum StepKind: String, Codable, Sendable, CaseIterable {
     case gateFailover = "gate-failover"
     /// Restore the data directory from the repository as a standby (`delta` for an existing one).
     case restore
-    /// Write failoverd's standby settings: archive-only, or streaming from `peer`.
+    /// Write failoverd's standby settings: archive-only, or streaming from an upstream.
     case configureRecovery = "configure-recovery"
     /// Start the server.
     case start
-    /// Wait until the WAL receiver streams from `peer`.
+    /// Wait until the WAL receiver streams from the upstream.
     case awaitStreaming = "await-streaming"
     /// Wait until the instance is in archive recovery with no WAL receiver.
     case awaitArchiveRecovery = "await-archive-recovery"
-    /// Wait until the instance lags `peer` by at most policy.maxLagBytes.
+    /// Wait until the instance lags its upstream by at most policy.maxLagBytes.
     case awaitCatchup = "await-catchup"
     /// CHECKPOINT, so that the shutdown checkpoint has little to write.
     case checkpoint
@@ -22,7 +22,7 @@ public enum StepKind: String, Codable, Sendable, CaseIterable {
     case stop
     /// Read the stopped old primary's shutdown checkpoint: the demotion token.
     case readShutdownCheckpoint = "read-shutdown-checkpoint"
-    /// Wait until the target has replayed `peer`'s shutdown checkpoint, same system and timeline.
+    /// Wait until the target has replayed the old primary's shutdown checkpoint, same system and timeline.
     case awaitReplay = "await-replay"
     /// Promote, after proving no other instance accepts writes.
     case promote
@@ -30,7 +30,7 @@ public enum StepKind: String, Codable, Sendable, CaseIterable {
     case switchWAL = "switch-wal"
     /// Fence a former primary: record its last LSN, stop it, mark it fenced.
     case fence
-    /// pg_rewind from `peer`.
+    /// pg_rewind from a source.
     case rewind
     /// Record the sites' new roles in the journal.
     case recordRoles = "record-roles"
@@ -46,51 +46,244 @@ public enum StepKind: String, Codable, Sendable, CaseIterable {
             false
         }
     }
+
+    /// Changes or destroys data or availability (promote, fence, rewind, restore, stop).
+    public var isDestructive: Bool {
+        switch self {
+        case .restore, .stop, .promote, .fence, .rewind: true
+        default: false
+        }
+    }
+}
+
+/// A step's kind with its operands: the instances it touches are part of the case, so a step that needs
+/// an instance cannot be built without one.
+public enum StepOperation: Sendable, Equatable {
+    /// Switchover gate of `target` against the live `primary`.
+    case gateSwitchover(target: String, primary: String)
+    /// Failover gate of `target`.
+    case gateFailover(target: String)
+    /// Restore `instance` from the repository; `delta` over an existing data directory.
+    case restore(instance: String, delta: Bool)
+    /// Standby settings of `instance`: streaming from `upstream`, or archive-only when nil.
+    case configureRecovery(instance: String, upstream: String?)
+    /// Start `instance`.
+    case start(instance: String)
+    /// Wait until `instance` streams from `upstream`.
+    case awaitStreaming(instance: String, upstream: String)
+    /// Wait until `instance` replays from the repository with no WAL receiver.
+    case awaitArchiveRecovery(instance: String)
+    /// Wait until `instance` lags `upstream` by at most policy.maxLagBytes.
+    case awaitCatchup(instance: String, upstream: String)
+    /// CHECKPOINT on `instance`.
+    case checkpoint(instance: String)
+    /// Stop `instance` cleanly.
+    case stop(instance: String)
+    /// Read `oldPrimary`'s shutdown checkpoint (the demotion token).
+    case readShutdownCheckpoint(oldPrimary: String)
+    /// Wait until `target` has replayed `oldPrimary`'s shutdown checkpoint.
+    case awaitReplay(target: String, oldPrimary: String)
+    /// Promote `target`.
+    case promote(target: String)
+    /// Switch WAL on `instance` and wait until the segment is archived.
+    case switchWAL(instance: String)
+    /// Fence `instance`.
+    case fence(instance: String)
+    /// pg_rewind `instance` from `source`.
+    case rewind(instance: String, source: String)
+    /// Record the roles the transition leaves.
+    case recordRoles([String: Role])
+
+    /// The kind's name.
+    public var kind: StepKind {
+        switch self {
+        case .gateSwitchover: .gateSwitchover
+        case .gateFailover: .gateFailover
+        case .restore: .restore
+        case .configureRecovery: .configureRecovery
+        case .start: .start
+        case .awaitStreaming: .awaitStreaming
+        case .awaitArchiveRecovery: .awaitArchiveRecovery
+        case .awaitCatchup: .awaitCatchup
+        case .checkpoint: .checkpoint
+        case .stop: .stop
+        case .readShutdownCheckpoint: .readShutdownCheckpoint
+        case .awaitReplay: .awaitReplay
+        case .promote: .promote
+        case .switchWAL: .switchWAL
+        case .fence: .fence
+        case .rewind: .rewind
+        case .recordRoles: .recordRoles
+        }
+    }
+
+    /// The instance the step touches; nil for record-roles.
+    public var instance: String? {
+        switch self {
+        case .gateSwitchover(let i, _), .gateFailover(let i), .restore(let i, _), .configureRecovery(let i, _), .start(let i),
+            .awaitStreaming(let i, _), .awaitArchiveRecovery(let i), .awaitCatchup(let i, _), .checkpoint(let i), .stop(let i),
+            .readShutdownCheckpoint(let i), .awaitReplay(let i, _), .promote(let i), .switchWAL(let i), .fence(let i), .rewind(let i, _):
+            i
+        case .recordRoles: nil
+        }
+    }
+
+    /// The other instance it involves: upstream, rewind source, old primary or primary.
+    public var peer: String? {
+        switch self {
+        case .gateSwitchover(_, let p), .awaitStreaming(_, let p), .awaitCatchup(_, let p), .awaitReplay(_, let p), .rewind(_, let p): p
+        case .configureRecovery(_, let p): p
+        default: nil
+        }
+    }
+
+    /// Builds the operation from the journal's flat fields; nil when an operand the kind needs is missing.
+    init?(kind: StepKind, instance: String?, peer: String?, delta: Bool?, roles: [String: Role]?) {
+        switch kind {
+        case .recordRoles:
+            self = .recordRoles(roles ?? [:])
+            return
+        case .configureRecovery:
+            guard let instance else { return nil }
+            self = .configureRecovery(instance: instance, upstream: peer)
+            return
+        default: break
+        }
+        guard let i = instance else { return nil }
+        switch kind {
+        case .gateFailover: self = .gateFailover(target: i)
+        case .restore: self = .restore(instance: i, delta: delta ?? false)
+        case .start: self = .start(instance: i)
+        case .awaitArchiveRecovery: self = .awaitArchiveRecovery(instance: i)
+        case .checkpoint: self = .checkpoint(instance: i)
+        case .stop: self = .stop(instance: i)
+        case .readShutdownCheckpoint: self = .readShutdownCheckpoint(oldPrimary: i)
+        case .promote: self = .promote(target: i)
+        case .switchWAL: self = .switchWAL(instance: i)
+        case .fence: self = .fence(instance: i)
+        case .recordRoles, .configureRecovery: return nil
+        case .gateSwitchover, .awaitStreaming, .awaitCatchup, .awaitReplay, .rewind:
+            guard let p = peer else { return nil }
+            switch kind {
+            case .gateSwitchover: self = .gateSwitchover(target: i, primary: p)
+            case .awaitStreaming: self = .awaitStreaming(instance: i, upstream: p)
+            case .awaitCatchup: self = .awaitCatchup(instance: i, upstream: p)
+            case .awaitReplay: self = .awaitReplay(target: i, oldPrimary: p)
+            default: self = .rewind(instance: i, source: p)
+            }
+        }
+    }
 }
 
 /// One idempotent unit of a run, as planned and as journaled.
-public struct Step: Codable, Sendable, Equatable {
+///
+/// The journal stores a step as flat JSON (`kind`, `instance`, `peer`, `delta`, `roles`, …), the form every
+/// journal since v1 holds; decoding checks that the kind's operands are there.
+public struct Step: Sendable, Equatable {
     /// The step's number in the run, from 1.
     public var number: Int
     /// The 1-based number of the transition it belongs to.
     public var transition: Int
     /// The transition's action.
     public var action: Action
-    /// What the step does.
-    public var kind: StepKind
     /// The site it touches.
     public var site: String
-    /// The instance it touches; nil for site-level steps.
-    public var instance: String?
-    /// The other instance it involves: upstream, rewind source, old primary or target.
-    public var peer: String?
-    /// For `restore`: restore over an existing data directory with --delta.
-    public var delta: Bool?
-    /// For `record-roles`: the roles the transition leaves.
-    public var roles: [String: Role]?
+    /// What it does, with its operands.
+    public var operation: StepOperation
     /// Skip (satisfied) when the instance already streams from this instance on its timeline.
     public var unlessFollowing: String?
-    /// Changes or destroys data or availability (promote, fence, rewind, restore, stop).
-    public var destructive: Bool
     /// A one-line description for people.
     public var summary: String
 
     /// Creates a step; the planner numbers it.
-    public init(
-        transition: Int, action: Action, kind: StepKind, site: String, instance: String? = nil, peer: String? = nil,
-        delta: Bool? = nil, roles: [String: Role]? = nil, unlessFollowing: String? = nil, summary: String
-    ) {
+    public init(transition: Int, action: Action, site: String, _ operation: StepOperation, unlessFollowing: String? = nil, summary: String) {
         self.number = 0
         self.transition = transition
         self.action = action
-        self.kind = kind
         self.site = site
-        self.instance = instance
-        self.peer = peer
-        self.delta = delta
-        self.roles = roles
+        self.operation = operation
         self.unlessFollowing = unlessFollowing
-        self.destructive = [.restore, .stop, .promote, .fence, .rewind].contains(kind)
         self.summary = summary
     }
+
+    /// What the step does.
+    public var kind: StepKind { operation.kind }
+    /// The instance it touches; nil for site-level steps.
+    public var instance: String? { operation.instance }
+    /// The other instance it involves: upstream, rewind source, old primary or primary.
+    public var peer: String? { operation.peer }
+    /// For `restore`: restore over an existing data directory with --delta.
+    public var delta: Bool? {
+        if case .restore(_, let d) = operation { return d }
+        return nil
+    }
+    /// For `record-roles`: the roles the transition leaves.
+    public var roles: [String: Role]? {
+        if case .recordRoles(let r) = operation { return r }
+        return nil
+    }
+    /// Changes or destroys data or availability (promote, fence, rewind, restore, stop).
+    public var destructive: Bool { kind.isDestructive }
+}
+
+extension Step: Codable {
+    enum CodingKeys: String, CodingKey {
+        case number, transition, action, kind, site, instance, peer, delta, roles, unlessFollowing, destructive, summary
+    }
+
+    /// Decodes the journal's flat form; throws when the kind's operands are missing.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        number = try c.decode(Int.self, forKey: .number)
+        transition = try c.decode(Int.self, forKey: .transition)
+        action = try c.decode(Action.self, forKey: .action)
+        site = try c.decode(String.self, forKey: .site)
+        summary = try c.decode(String.self, forKey: .summary)
+        unlessFollowing = try c.decodeIfPresent(String.self, forKey: .unlessFollowing)
+        let kind = try c.decode(StepKind.self, forKey: .kind)
+        guard
+            let op = StepOperation(
+                kind: kind, instance: try c.decodeIfPresent(String.self, forKey: .instance),
+                peer: try c.decodeIfPresent(String.self, forKey: .peer), delta: try c.decodeIfPresent(Bool.self, forKey: .delta),
+                roles: try c.decodeIfPresent([String: Role].self, forKey: .roles))
+        else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .kind, in: c, debugDescription: "step \(number) (\(kind.rawValue)) lacks the instance or peer its kind needs")
+        }
+        operation = op
+    }
+
+    /// Encodes the flat form every journal holds.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(number, forKey: .number)
+        try c.encode(transition, forKey: .transition)
+        try c.encode(action, forKey: .action)
+        try c.encode(kind, forKey: .kind)
+        try c.encode(site, forKey: .site)
+        try c.encodeIfPresent(instance, forKey: .instance)
+        try c.encodeIfPresent(peer, forKey: .peer)
+        try c.encodeIfPresent(delta, forKey: .delta)
+        try c.encodeIfPresent(roles, forKey: .roles)
+        try c.encodeIfPresent(unlessFollowing, forKey: .unlessFollowing)
+        try c.encode(destructive, forKey: .destructive)
+        try c.encode(summary, forKey: .summary)
+    }
+}
+
+/// Where a step stands in the journal; stored as its raw text.
+public enum StepStatus: String, Codable, Sendable, CaseIterable {
+    /// Planned, not yet checked.
+    case pending
+    /// Its act started (committed before the act): in doubt until done.
+    case started
+    /// Acted and verified.
+    case done
+    /// Its postcondition already held; nothing was done.
+    case satisfied
+    /// It failed or was refused.
+    case failed
+
+    /// Done or satisfied: a resume does not run it again.
+    public var isFinished: Bool { self == .done || self == .satisfied }
 }

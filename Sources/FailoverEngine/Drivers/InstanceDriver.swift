@@ -167,7 +167,7 @@ public enum StopMode: String, Sendable, Codable {
 /// The operations failoverd needs from a site's servers. One job: touch PostgreSQL; every decision
 /// (gates, order, idempotence) lives in the steps that call it, so the simulated and local drivers
 /// run the same logic.
-public protocol SiteDriver: Sendable {
+public protocol InstanceDriver: Sendable {
     /// Probes the instance; returns ``InstanceStatus/stopped`` when no server runs.
     func status(of instance: Instance) async throws -> InstanceStatus
     /// Reads pg_controldata; nil when the data directory holds no cluster.

@@ -1,0 +1,11 @@
+/// Promotes `target` after proving that no other instance accepts writes (and the demotion token, in a
+/// switchover).
+struct PromoteStep: RunnableStep {
+    let target: Instance
+
+    func check(_ run: StepRunner) async throws -> Bool { try await run.driver.status(of: target).isWritablePrimary }
+
+    func act(_ run: StepRunner) async throws -> Promotion { try await run.promote(target) }
+
+    func verify(_ run: StepRunner) async throws -> Bool { try await check(run) }
+}

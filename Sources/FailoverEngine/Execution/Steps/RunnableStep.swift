@@ -1,0 +1,46 @@
+/// One step kind's check, act and verify, over its resolved operands. Every decision lives in these types
+/// and in the gates, above the driver, so every driver runs the same logic.
+protocol RunnableStep: Sendable {
+    /// What the act proves or records, journaled with the step.
+    associatedtype Evidence: StepEvidence
+    /// True when the postcondition already holds: the step is recorded `satisfied` and skipped.
+    func check(_ run: StepRunner) async throws -> Bool
+    /// Performs the side effect; returns the evidence to journal.
+    func act(_ run: StepRunner) async throws -> Evidence
+    /// True when the postcondition holds after the act.
+    func verify(_ run: StepRunner) async throws -> Bool
+}
+
+extension RunnableStep {
+    /// Most steps have nothing to skip: their act is harmless to repeat or must run.
+    func check(_ run: StepRunner) async throws -> Bool { false }
+    /// Most waits and gates prove their postcondition in the act itself.
+    func verify(_ run: StepRunner) async throws -> Bool { true }
+}
+
+extension StepOperation {
+    /// The runnable form of the operation, with its instances resolved against the plan; throws when the
+    /// plan has no such instance.
+    func runnable(in ctx: StepContext) throws -> any RunnableStep {
+        func i(_ name: String) throws -> Instance { try ctx.instance(named: name) }
+        switch self {
+        case .gateSwitchover(let t, let p): return GateSwitchoverStep(target: try i(t), primary: try i(p))
+        case .gateFailover(let t): return GateFailoverStep(target: try i(t))
+        case .restore(let n, let delta): return RestoreStep(instance: try i(n), delta: delta)
+        case .configureRecovery(let n, let u): return ConfigureRecoveryStep(instance: try i(n), upstream: try u.map(i))
+        case .start(let n): return StartStep(instance: try i(n))
+        case .awaitStreaming(let n, let u): return AwaitStreamingStep(instance: try i(n), upstream: try i(u))
+        case .awaitArchiveRecovery(let n): return AwaitArchiveRecoveryStep(instance: try i(n))
+        case .awaitCatchup(let n, let u): return AwaitCatchupStep(instance: try i(n), upstream: try i(u))
+        case .checkpoint(let n): return CheckpointStep(instance: try i(n))
+        case .stop(let n): return StopStep(instance: try i(n))
+        case .readShutdownCheckpoint(let o): return ReadShutdownCheckpointStep(oldPrimary: try i(o))
+        case .awaitReplay(let t, let o): return AwaitReplayStep(target: try i(t), oldPrimary: try i(o))
+        case .promote(let t): return PromoteStep(target: try i(t))
+        case .switchWAL(let n): return SwitchWALStep(instance: try i(n))
+        case .fence(let n): return FenceStep(instance: try i(n))
+        case .rewind(let n, let s): return RewindStep(instance: try i(n), source: try i(s))
+        case .recordRoles(let roles): return RecordRolesStep(roles: roles)
+        }
+    }
+}
