@@ -122,6 +122,32 @@ enum JournalSchema {
                         SELECT seq, at, run_id, site, actor, kind, details FROM audit_events;
                     """)
         }
+        // v2: the OS user (real uid) and host of the process beside the claimed actor, and the signed checkpoints
+        // of the audit log. Events written before v2 keep NULL in the new columns, and their hashes.
+        m.registerMigration("v2") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE audit_events ADD COLUMN os_user TEXT;
+                    ALTER TABLE audit_events ADD COLUMN os_uid INTEGER;
+                    ALTER TABLE audit_events ADD COLUMN host TEXT;
+                    CREATE TABLE audit_checkpoints (
+                        seq INTEGER NOT NULL,
+                        head TEXT NOT NULL,
+                        at TEXT NOT NULL,
+                        run_id TEXT,
+                        key_id TEXT NOT NULL,
+                        signature TEXT NOT NULL,
+                        PRIMARY KEY (seq, key_id)
+                    );
+                    CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+                    BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END;
+                    CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+                    BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END;
+                    DROP VIEW audit;
+                    CREATE VIEW audit AS
+                        SELECT seq, at, run_id, site, actor, os_user, os_uid, host, kind, details FROM audit_events;
+                    """)
+        }
         return m
     }
 }

@@ -1,0 +1,424 @@
+import Crypto
+import Foundation
+import GRDB
+
+#if canImport(GRDBSQLite)
+    import GRDBSQLite
+#elseif canImport(SQLite3)
+    import SQLite3
+#endif
+
+extension AuditLog {
+    /// What ``verify(_:)`` checks beyond the hash chain.
+    public struct VerifyOptions {
+        /// The public keys whose signatures count; none: only the chain and the journal's tables are checked.
+        public var publicKeys: [Curve25519.Signing.PublicKey]
+        /// The checkpoint file kept outside the database, if any.
+        public var checkpointFile: String?
+        /// Cross-check the log against the runs and steps tables.
+        public var crossCheck: Bool
+
+        /// Creates options.
+        public init(publicKeys: [Curve25519.Signing.PublicKey] = [], checkpointFile: String? = nil, crossCheck: Bool = true) {
+            self.publicKeys = publicKeys
+            self.checkpointFile = checkpointFile
+            self.crossCheck = crossCheck
+        }
+    }
+
+    /// One thing wrong with the log.
+    public struct Problem: Sendable, Equatable {
+        /// The first sequence number it concerns, when it concerns one.
+        public var seq: Int64?
+        /// What is wrong.
+        public var reason: String
+    }
+
+    /// The outcome of ``verify(_:)``.
+    public struct Verification: Sendable, Equatable {
+        /// How many events the chain walk checked (up to the first broken link).
+        public var checked: Int
+        /// The highest sequence number in the log.
+        public var lastSeq: Int64
+        /// Everything found wrong, the lowest sequence number first.
+        public var problems: [Problem]
+        /// Distinct checkpoints whose signature verified.
+        public var checkpointsVerified: Int
+        /// The latest checkpoint that verified and matches the log.
+        public var lastCheckpoint: AuditCheckpoint?
+        /// Checkpoints the journal holds.
+        public var journalCheckpoints: Int
+        /// Checkpoints the checkpoint file holds.
+        public var fileCheckpoints: Int
+        /// Runs cross-checked against the runs and steps tables.
+        public var runsChecked: Int
+        /// What this verification could not prove, in the user's terms.
+        public var caveats: [String]
+
+        /// True when nothing is wrong.
+        public var intact: Bool { problems.isEmpty }
+        /// The first bad sequence number, or nil when intact (or when the first problem names none).
+        public var brokenSeq: Int64? { problems.first?.seq }
+        /// What is wrong at ``brokenSeq``.
+        public var reason: String? { problems.first?.reason }
+    }
+
+    /// Walks the chain from the first event and names the first broken link (an edited, deleted, inserted or
+    /// reordered row); checks every signed checkpoint against the given public keys and the log (a rewrite with
+    /// recomputed hashes, the newest events deleted, checkpoints that do not match); and cross-checks the log
+    /// against the runs and steps tables.
+    public func verify(_ options: VerifyOptions = .init()) throws -> Verification {
+        var fileCheckpoints: [AuditCheckpoint] = []
+        var problems: [Problem] = []
+        if let path = options.checkpointFile {
+            let read = try AuditCheckpoint.read(file: path)
+            fileCheckpoints = read.checkpoints
+            problems += read.badLines.map { Problem(seq: nil, reason: "line \($0) of checkpoint file \(path) is not a checkpoint") }
+        }
+        return try journal.db.read { db in
+            let journalCheckpoints = try AuditCheckpoint.fetchAll(db)
+            let all = Array(Set(journalCheckpoints + fileCheckpoints))
+            let seqs = Array(Set(all.map(\.seq))).sorted()
+            let walk = try ChainWalk.run(db, heads: seqs)
+            problems += walk.problems
+            let lastSeq = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM audit_events") ?? 0
+            var v = Verification(
+                checked: walk.checked, lastSeq: lastSeq, problems: problems, checkpointsVerified: 0, lastCheckpoint: nil,
+                journalCheckpoints: journalCheckpoints.count, fileCheckpoints: fileCheckpoints.count, runsChecked: 0, caveats: [])
+            if options.publicKeys.isEmpty {
+                v.caveats.append(
+                    "without --public-key, failoverd cannot prove that nobody who can write journal.sqlite rewrote events and recomputed their hashes, or deleted the newest events: the hash chain alone cannot show either"
+                        + (journalCheckpoints.isEmpty ? "" : " (the journal holds \(journalCheckpoints.count) signed checkpoint\(journalCheckpoints.count == 1 ? "" : "s"), not checked)"))
+            } else {
+                checkCheckpoints(&v, all: all, journal: journalCheckpoints, file: fileCheckpoints, options: options, walk: walk)
+            }
+            if options.crossCheck {
+                let (runs, found) = try Self.crossCheck(db)
+                v.runsChecked = runs
+                v.problems += found
+            }
+            v.problems.sort { ($0.seq ?? .max) < ($1.seq ?? .max) }
+            return v
+        }
+    }
+
+    func checkCheckpoints(
+        _ v: inout Verification, all: [AuditCheckpoint], journal: [AuditCheckpoint], file: [AuditCheckpoint], options: VerifyOptions, walk: ChainWalk
+    ) {
+        let keys = Dictionary(options.publicKeys.map { (AuditKeys.keyID($0), $0) }, uniquingKeysWith: { a, _ in a })
+        let inFile = Set(file)
+        let inJournal = Set(journal.map { "\($0.seq)/\($0.key)" })
+        func source(_ c: AuditCheckpoint) -> String {
+            inFile.contains(c) ? "in checkpoint file \(options.checkpointFile ?? "")" : "in the journal"
+        }
+        // Ed25519 verification dominates with many checkpoints: spread it over the cores.
+        let valid = Self.verifySignatures(all, keys: keys.mapValues { $0.rawRepresentation })
+        var good: [AuditCheckpoint] = []
+        for (c, ok) in zip(all, valid) {
+            if ok {
+                good.append(c)
+            } else if keys[c.key] == nil {
+                v.problems.append(
+                    Problem(
+                        seq: c.seq,
+                        reason:
+                            "the checkpoint at seq \(c.seq) \(source(c)) is signed by key \(c.key), not by the given public key (\(keys.keys.sorted().joined(separator: ", "))): a checkpoint from another key, or a forged one"
+                    ))
+            } else {
+                v.problems.append(
+                    Problem(seq: c.seq, reason: "the checkpoint at seq \(c.seq) \(source(c)) has a signature that does not verify with key \(c.key): it was altered or forged"))
+            }
+        }
+        v.checkpointsVerified = good.count
+        var lastMatch: Int64 = 0
+        for c in good.sorted(by: { ($0.seq, $0.at) < ($1.seq, $1.at) }) {
+            if let broken = walk.firstBroken, c.seq >= broken { continue }
+            if c.seq > v.lastSeq {
+                let first = v.lastSeq + 1
+                v.problems.append(
+                    Problem(
+                        seq: first,
+                        reason:
+                            "events \(first)\(c.seq > first ? "…\(c.seq)" : "") were deleted: the log ends at seq \(v.lastSeq), but the checkpoint signed at \(c.at) \(source(c)) covers up to seq \(c.seq)"
+                    ))
+                continue
+            }
+            if walk.heads[c.seq] != c.head {
+                let first = lastMatch + 1
+                v.problems.append(
+                    Problem(
+                        seq: first,
+                        reason:
+                            "seq \(first)\(c.seq > first ? "…\(c.seq)" : ""): the log's hash at seq \(c.seq) does not match the checkpoint signed at \(c.at) \(source(c)); events in this range were rewritten, reordered or replaced and the hashes recomputed"
+                            + (lastMatch > 0 ? " (the checkpoint at seq \(lastMatch) still matches)" : "")))
+                continue
+            }
+            lastMatch = c.seq
+            if v.lastCheckpoint.map({ $0.seq < c.seq }) ?? true { v.lastCheckpoint = c }
+            if inFile.contains(c), !inJournal.contains("\(c.seq)/\(c.key)") {
+                v.problems.append(
+                    Problem(
+                        seq: c.seq,
+                        reason: "the journal lacks the checkpoint at seq \(c.seq) that checkpoint file \(options.checkpointFile ?? "") holds: checkpoints were deleted from the journal"
+                    ))
+            }
+        }
+        if good.isEmpty && v.lastSeq > 0 {
+            v.problems.append(
+                Problem(
+                    seq: nil,
+                    reason:
+                        "no checkpoint signed by the given public key covers this log (\(journal.count) in the journal, \(file.count) in the checkpoint file): either it was never signed with this key, or its checkpoints were removed"
+                ))
+        }
+        if options.checkpointFile == nil {
+            v.caveats.append(
+                "without the checkpoint file kept outside the database (--checkpoints), deleting the newest events together with their checkpoints in the journal cannot be detected")
+        }
+        if let last = v.lastCheckpoint, last.seq < v.lastSeq {
+            v.caveats.append("events \(last.seq + 1)…\(v.lastSeq) come after the last signed checkpoint (seq \(last.seq)): no signature covers them yet")
+        }
+    }
+
+    /// One Bool per checkpoint: signed by the key its id names, among `keys`.
+    static func verifySignatures(_ checkpoints: [AuditCheckpoint], keys: [String: Data]) -> [Bool] {
+        var results = [Bool](repeating: false, count: checkpoints.count)
+        let chunks = max(1, min(ProcessInfo.processInfo.activeProcessorCount, checkpoints.count / 64))
+        results.withUnsafeMutableBufferPointer { out in
+            nonisolated(unsafe) let out = out
+            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                let keys = keys.compactMapValues { try? Curve25519.Signing.PublicKey(rawRepresentation: $0) }
+                var i = chunk
+                while i < checkpoints.count {
+                    out[i] = keys[checkpoints[i].key].map { checkpoints[i].isSigned(by: $0) } ?? false
+                    i += chunks
+                }
+            }
+        }
+        return results
+    }
+
+    // MARK: cross-check against the runs and steps tables
+
+    /// Every run has its start and end events, every step its events, and the outcomes agree.
+    static func crossCheck(_ db: Database) throws -> (runs: Int, problems: [Problem]) {
+        var problems: [Problem] = []
+        let expectedKind = ["done": "step-end", "satisfied": "step-skip", "failed": "step-fail", "started": "step-start"]
+        let runs = try Row.fetchAll(db, sql: "SELECT id, outcome FROM runs ORDER BY started_at, rowid")
+        for run in runs {
+            let id: String = run["id"]
+            let outcome: String = run["outcome"]
+            let events = try Row.fetchAll(
+                db, sql: "SELECT seq, kind, details FROM audit_events INDEXED BY audit_events_run WHERE run_id = ? ORDER BY seq", arguments: [id])
+            func detail(_ row: Row, _ key: String) -> String? {
+                (try? JSONSerialization.jsonObject(with: Data((row["details"] as String? ?? "").utf8)) as? [String: Any])?[key] as? String
+            }
+            if !events.contains(where: { $0["kind"] == "run-start" }) {
+                problems.append(Problem(seq: nil, reason: "run \(id) is in the runs table (\(outcome)) but the log has no run-start event for it"))
+            }
+            let ends = events.filter { $0["kind"] == "run-end" || $0["kind"] == "abandon" }
+            if outcome != "running" {
+                if let last = ends.last {
+                    let logged = detail(last, "outcome") ?? "?"
+                    if logged != outcome {
+                        problems.append(
+                            Problem(
+                                seq: last["seq"], reason: "run \(id): the runs table says \(outcome), but its last run-end event (seq \(last["seq"] as Int64)) says \(logged)"))
+                    }
+                } else {
+                    problems.append(Problem(seq: nil, reason: "run \(id) is \(outcome) in the runs table, but the log has no run-end event for it"))
+                }
+            }
+            var lastByStep: [Int: Row] = [:]
+            for e in events where (e["kind"] as String).hasPrefix("step-") {
+                if let n = detail(e, "step").flatMap(Int.init) { lastByStep[n] = e }
+            }
+            let steps = try Row.fetchAll(db, sql: "SELECT number, status FROM steps WHERE run_id = ? ORDER BY number", arguments: [id])
+            var known = Set<Int>()
+            for s in steps {
+                let n: Int = s["number"]
+                let status: String = s["status"]
+                known.insert(n)
+                let last = lastByStep[n]
+                guard let want = expectedKind[status] else {
+                    if let last {
+                        problems.append(
+                            Problem(
+                                seq: last["seq"],
+                                reason: "run \(id) step \(n) is \(status) in the steps table, but the log records \(last["kind"] as String) for it at seq \(last["seq"] as Int64)"
+                            ))
+                    }
+                    continue
+                }
+                guard let last else {
+                    problems.append(Problem(seq: nil, reason: "run \(id) step \(n) is \(status) in the steps table, but the log has no \(want) event for it"))
+                    continue
+                }
+                if last["kind"] as String != want {
+                    problems.append(
+                        Problem(
+                            seq: last["seq"],
+                            reason: "run \(id) step \(n) is \(status) in the steps table, but its last event in the log (seq \(last["seq"] as Int64)) is \(last["kind"] as String), not \(want)"
+                        ))
+                }
+            }
+            for (n, e) in lastByStep where !known.contains(n) {
+                problems.append(Problem(seq: e["seq"], reason: "seq \(e["seq"] as Int64) records step \(n) of run \(id), which the steps table does not hold"))
+            }
+        }
+        let orphans = try Row.fetchAll(
+            db,
+            sql: "SELECT seq, run_id FROM audit_events INDEXED BY audit_events_kind WHERE kind = 'run-start' AND (run_id IS NULL OR run_id NOT IN (SELECT id FROM runs)) ORDER BY seq"
+        )
+        for o in orphans {
+            problems.append(
+                Problem(
+                    seq: o["seq"], reason: "seq \(o["seq"] as Int64) starts run \(o["run_id"] as String? ?? "(none)"), which the runs table does not hold: a run was deleted from the journal"))
+        }
+        return (runs.count, problems)
+    }
+}
+
+/// The hash chain walked once over the raw column bytes: the canonical event is assembled in one reused buffer
+/// and hashed, without decoding rows into Swift values.
+struct ChainWalk {
+    var checked = 0
+    var problems: [AuditLog.Problem] = []
+    /// The first seq where the chain breaks.
+    var firstBroken: Int64?
+    /// The stored hash at each seq a checkpoint names.
+    var heads: [Int64: String] = [:]
+
+    static let hex: [UInt8] = Array("0123456789abcdef".utf8)
+
+    static func run(_ db: Database, heads wanted: [Int64]) throws -> ChainWalk {
+        var walk = ChainWalk()
+        let statement = try db.makeStatement(
+            sql: "SELECT seq, at, run_id, site, actor, kind, details, prev_hash, hash, os_user, os_uid, host FROM audit_events ORDER BY seq")
+        let h = statement.sqliteStatement
+        defer { sqlite3_reset(h) }
+        var buf = [UInt8]()
+        buf.reserveCapacity(4096)
+        var prev = Array(AuditLog.genesis.utf8)
+        var expectedSeq: Int64 = 1
+        var nextWanted = 0
+
+        func text(_ i: Int32) -> UnsafeBufferPointer<UInt8>? {
+            guard sqlite3_column_type(h, i) != SQLITE_NULL, let p = sqlite3_column_text(h, i) else { return nil }
+            return UnsafeBufferPointer(start: p, count: Int(sqlite3_column_bytes(h, i)))
+        }
+        func quoted(_ p: UnsafeBufferPointer<UInt8>?) {
+            guard let p else {
+                buf.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C])  // null
+                return
+            }
+            buf.append(0x22)
+            if !p.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
+                buf.append(contentsOf: p)
+            } else {
+                for b in p {
+                    switch b {
+                    case 0x22: buf.append(contentsOf: [0x5C, 0x22])
+                    case 0x5C: buf.append(contentsOf: [0x5C, 0x5C])
+                    case 0x0A: buf.append(contentsOf: [0x5C, 0x6E])
+                    case 0x0D: buf.append(contentsOf: [0x5C, 0x72])
+                    case 0x09: buf.append(contentsOf: [0x5C, 0x74])
+                    case 0..<0x20: buf.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 0x0F)]])
+                    default: buf.append(b)
+                    }
+                }
+            }
+            buf.append(0x22)
+        }
+        func literal(_ s: StaticString) {
+            buf.append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+        }
+        func decimal(_ n: Int64) {
+            var s = String(n)
+            s.withUTF8 { buf.append(contentsOf: $0) }
+        }
+        func equal(_ a: UnsafeBufferPointer<UInt8>?, _ b: [UInt8]) -> Bool {
+            guard let a, a.count == b.count else { return false }
+            return b.withUnsafeBufferPointer { memcmp($0.baseAddress!, a.baseAddress!, b.count) == 0 }
+        }
+
+        while true {
+            let rc = sqlite3_step(h)
+            if rc == SQLITE_DONE { break }
+            guard rc == SQLITE_ROW else {
+                throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
+            }
+            let seq = sqlite3_column_int64(h, 0)
+            if seq != expectedSeq {
+                let what =
+                    seq > expectedSeq
+                    ? "seq \(expectedSeq)\(seq - expectedSeq > 1 ? "…\(seq - 1)" : "") is missing (deleted)" : "seq \(seq) is out of order"
+                walk.fail(expectedSeq, what)
+                break
+            }
+            let prevHash = text(7)
+            guard equal(prevHash, prev) else {
+                walk.fail(
+                    seq, "seq \(seq) does not follow seq \(seq - 1): its prev_hash does not match (a row was deleted, inserted or reordered)")
+                break
+            }
+            buf.removeAll(keepingCapacity: true)
+            buf.append(contentsOf: prevHash!)
+            literal("{\"actor\":")
+            quoted(text(4))
+            literal(",\"at\":")
+            quoted(text(1))
+            literal(",\"details\":")
+            if let d = text(6) { buf.append(contentsOf: d) } else { literal("null") }
+            if let host = text(11) {
+                literal(",\"host\":")
+                quoted(host)
+            }
+            literal(",\"kind\":")
+            quoted(text(5))
+            if sqlite3_column_type(h, 10) != SQLITE_NULL {
+                literal(",\"osUid\":")
+                decimal(sqlite3_column_int64(h, 10))
+            }
+            if let user = text(9) {
+                literal(",\"osUser\":")
+                quoted(user)
+            }
+            literal(",\"run\":")
+            quoted(text(2))
+            literal(",\"seq\":")
+            decimal(seq)
+            literal(",\"site\":")
+            quoted(text(3))
+            literal("}")
+            var hasher = SHA256()
+            buf.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+            let digest = hasher.finalize()
+            let stored = text(8)
+            var matches = stored?.count == 64
+            if matches, let stored {
+                digest.withUnsafeBytes { raw in
+                    for i in 0..<32 where stored[2 * i] != hex[Int(raw[i] >> 4)] || stored[2 * i + 1] != hex[Int(raw[i] & 0x0F)] {
+                        matches = false
+                        break
+                    }
+                }
+            }
+            guard matches, let stored else {
+                walk.fail(seq, "seq \(seq) was edited: its content no longer matches its hash")
+                break
+            }
+            prev.withUnsafeMutableBufferPointer { p in _ = memcpy(p.baseAddress!, stored.baseAddress!, 64) }
+            while nextWanted < wanted.count && wanted[nextWanted] < seq { nextWanted += 1 }
+            if nextWanted < wanted.count && wanted[nextWanted] == seq { walk.heads[seq] = String(decoding: stored, as: UTF8.self) }
+            expectedSeq += 1
+            walk.checked += 1
+        }
+        return walk
+    }
+
+    mutating func fail(_ seq: Int64, _ reason: String) {
+        firstBroken = seq
+        problems.append(AuditLog.Problem(seq: seq, reason: reason))
+    }
+}
