@@ -131,19 +131,14 @@ extension AuditLog {
         }
         v.checkpointsVerified = good.count
         var lastMatch: Int64 = 0
+        var mismatch = false
         for c in good.sorted(by: { ($0.seq, $0.at) < ($1.seq, $1.at) }) {
             if let broken = walk.firstBroken, c.seq >= broken { continue }
-            if c.seq > v.lastSeq {
-                let first = v.lastSeq + 1
-                v.problems.append(
-                    Problem(
-                        seq: first,
-                        reason:
-                            "events \(first)\(c.seq > first ? "…\(c.seq)" : "") were deleted: the log ends at seq \(v.lastSeq), but the checkpoint signed at \(c.at) \(source(c)) covers up to seq \(c.seq)"
-                    ))
-                continue
-            }
+            if c.seq > v.lastSeq { continue }
             if walk.heads[c.seq] != c.head {
+                // Later heads differ as a consequence: the first mismatch is the finding.
+                if mismatch { continue }
+                mismatch = true
                 let first = lastMatch + 1
                 v.problems.append(
                     Problem(
@@ -153,6 +148,7 @@ extension AuditLog {
                             + (lastMatch > 0 ? " (the checkpoint at seq \(lastMatch) still matches)" : "")))
                 continue
             }
+            if mismatch { continue }
             lastMatch = c.seq
             if v.lastCheckpoint.map({ $0.seq < c.seq }) ?? true { v.lastCheckpoint = c }
             if inFile.contains(c), !inJournal.contains("\(c.seq)/\(c.key)") {
@@ -162,6 +158,16 @@ extension AuditLog {
                         reason: "the journal lacks the checkpoint at seq \(c.seq) that checkpoint file \(options.checkpointFile ?? "") holds: checkpoints were deleted from the journal"
                     ))
             }
+        }
+        // A checkpoint beyond the log's end: the newest events were deleted back past it.
+        if walk.firstBroken == nil, let beyond = good.filter({ $0.seq > v.lastSeq }).max(by: { $0.seq < $1.seq }) {
+            let first = v.lastSeq + 1
+            v.problems.append(
+                Problem(
+                    seq: first,
+                    reason:
+                        "events \(first)\(beyond.seq > first ? "…\(beyond.seq)" : "") were deleted: the log ends at seq \(v.lastSeq), but the checkpoint signed at \(beyond.at) \(source(beyond)) covers up to seq \(beyond.seq)"
+                ))
         }
         if good.isEmpty && v.lastSeq > 0 {
             v.problems.append(
