@@ -79,7 +79,7 @@ extension AuditLog {
             let journalCheckpoints = try AuditCheckpoint.fetchAll(db)
             let all = Array(Set(journalCheckpoints + fileCheckpoints))
             let seqs = Array(Set(all.map(\.seq))).sorted()
-            let walk = try ChainWalk.run(db, heads: seqs)
+            let walk = try ChainWalk.run(db, heads: seqs, collectRuns: options.crossCheck)
             problems += walk.problems
             let lastSeq = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM audit_events") ?? 0
             var v = Verification(
@@ -92,8 +92,8 @@ extension AuditLog {
             } else {
                 checkCheckpoints(&v, all: all, journal: journalCheckpoints, file: fileCheckpoints, options: options, walk: walk)
             }
-            if options.crossCheck {
-                let (runs, found) = try Self.crossCheck(db)
+            if options.crossCheck && walk.firstBroken == nil {
+                let (runs, found) = try Self.crossCheck(db, walk.runs)
                 v.runsChecked = runs
                 v.problems += found
             }
@@ -206,83 +206,111 @@ extension AuditLog {
 
     // MARK: cross-check against the runs and steps tables
 
-    /// Every run has its start and end events, every step its events, and the outcomes agree.
-    static func crossCheck(_ db: Database) throws -> (runs: Int, problems: [Problem]) {
+    /// Every run has its start and end events, every step its events, and the outcomes agree: the runs and
+    /// steps tables against what the chain walk gathered.
+    static func crossCheck(_ db: Database, _ seen: RunEvents) throws -> (runs: Int, problems: [Problem]) {
         var problems: [Problem] = []
         let expectedKind = ["done": "step-end", "satisfied": "step-skip", "failed": "step-fail", "started": "step-start"]
-        let runs = try Row.fetchAll(db, sql: "SELECT id, outcome FROM runs ORDER BY started_at, rowid")
-        for run in runs {
+        var inTable = Set<Int>()
+        var runs = 0
+        let runRows = try Row.fetchCursor(db, sql: "SELECT id, outcome FROM runs ORDER BY started_at, rowid")
+        var outcomes: [Int: (id: String, outcome: String)] = [:]
+        while let run = try runRows.next() {
+            runs += 1
             let id: String = run["id"]
             let outcome: String = run["outcome"]
-            let events = try Row.fetchAll(
-                db, sql: "SELECT seq, kind, details FROM audit_events INDEXED BY audit_events_run WHERE run_id = ? ORDER BY seq", arguments: [id])
-            func detail(_ row: Row, _ key: String) -> String? {
-                (try? JSONSerialization.jsonObject(with: Data((row["details"] as String? ?? "").utf8)) as? [String: Any])?[key] as? String
+            guard let r = seen.index[id] else {
+                problems.append(Problem(seq: nil, reason: "run \(id) is in the runs table (\(outcome)) but the log has no event of it, not even its run-start"))
+                continue
             }
-            if !events.contains(where: { $0["kind"] == "run-start" }) {
+            inTable.insert(r)
+            outcomes[r] = (id, outcome)
+            if seen.starts[r] == nil {
                 problems.append(Problem(seq: nil, reason: "run \(id) is in the runs table (\(outcome)) but the log has no run-start event for it"))
             }
-            let ends = events.filter { $0["kind"] == "run-end" || $0["kind"] == "abandon" }
             if outcome != "running" {
-                if let last = ends.last {
-                    let logged = detail(last, "outcome") ?? "?"
-                    if logged != outcome {
+                if let end = seen.ends[r] {
+                    if end.outcome != outcome {
                         problems.append(
-                            Problem(
-                                seq: last["seq"], reason: "run \(id): the runs table says \(outcome), but its last run-end event (seq \(last["seq"] as Int64)) says \(logged)"))
+                            Problem(seq: end.seq, reason: "run \(id): the runs table says \(outcome), but its last run-end event (seq \(end.seq)) says \(end.outcome)"))
                     }
                 } else {
                     problems.append(Problem(seq: nil, reason: "run \(id) is \(outcome) in the runs table, but the log has no run-end event for it"))
                 }
             }
-            var lastByStep: [Int: Row] = [:]
-            for e in events where (e["kind"] as String).hasPrefix("step-") {
-                if let n = detail(e, "step").flatMap(Int.init) { lastByStep[n] = e }
+        }
+        var known = Set<Int64>()
+        let steps = try db.makeStatement(sql: "SELECT run_id, number, status FROM steps")
+        let h = steps.sqliteStatement
+        defer { sqlite3_reset(h) }
+        var lastRunText: [UInt8] = []
+        var lastRun: Int?
+        while true {
+            let rc = sqlite3_step(h)
+            if rc == SQLITE_DONE { break }
+            guard rc == SQLITE_ROW else {
+                throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
             }
-            let steps = try Row.fetchAll(db, sql: "SELECT number, status FROM steps WHERE run_id = ? ORDER BY number", arguments: [id])
-            var known = Set<Int>()
-            for s in steps {
-                let n: Int = s["number"]
-                let status: String = s["status"]
-                known.insert(n)
-                let last = lastByStep[n]
-                guard let want = expectedKind[status] else {
-                    if let last {
-                        problems.append(
-                            Problem(
-                                seq: last["seq"],
-                                reason: "run \(id) step \(n) is \(status) in the steps table, but the log records \(last["kind"] as String) for it at seq \(last["seq"] as Int64)"
-                            ))
-                    }
-                    continue
-                }
-                guard let last else {
-                    problems.append(Problem(seq: nil, reason: "run \(id) step \(n) is \(status) in the steps table, but the log has no \(want) event for it"))
-                    continue
-                }
-                if last["kind"] as String != want {
+            guard let p = sqlite3_column_text(h, 0) else { continue }
+            let runBytes = UnsafeBufferPointer(start: p, count: Int(sqlite3_column_bytes(h, 0)))
+            if !runBytes.elementsEqual(lastRunText) {
+                lastRunText = Array(runBytes)
+                lastRun = seen.index[String(decoding: runBytes, as: UTF8.self)]
+            }
+            guard let r = lastRun, let (id, _) = outcomes[r] else { continue }
+            let n = sqlite3_column_int64(h, 1)
+            let status = String(cString: sqlite3_column_text(h, 2))
+            let key = RunEvents.key(run: r, step: n)
+            known.insert(key)
+            let last = seen.lastStep[key].map { (seq: $0 >> 3, kind: RunEvents.stepKinds[Int($0 & 7)]) }
+            guard let want = expectedKind[status] else {
+                if let last {
                     problems.append(
-                        Problem(
-                            seq: last["seq"],
-                            reason: "run \(id) step \(n) is \(status) in the steps table, but its last event in the log (seq \(last["seq"] as Int64)) is \(last["kind"] as String), not \(want)"
-                        ))
+                        Problem(seq: last.seq, reason: "run \(id) step \(n) is \(status) in the steps table, but the log records \(last.kind) for it at seq \(last.seq)"))
                 }
+                continue
             }
-            for (n, e) in lastByStep where !known.contains(n) {
-                problems.append(Problem(seq: e["seq"], reason: "seq \(e["seq"] as Int64) records step \(n) of run \(id), which the steps table does not hold"))
+            guard let last else {
+                problems.append(Problem(seq: nil, reason: "run \(id) step \(n) is \(status) in the steps table, but the log has no \(want) event for it"))
+                continue
+            }
+            if last.kind != want {
+                problems.append(
+                    Problem(
+                        seq: last.seq,
+                        reason: "run \(id) step \(n) is \(status) in the steps table, but its last event in the log (seq \(last.seq)) is \(last.kind), not \(want)"))
             }
         }
-        let orphans = try Row.fetchAll(
-            db,
-            sql: "SELECT seq, run_id FROM audit_events INDEXED BY audit_events_kind WHERE kind = 'run-start' AND (run_id IS NULL OR run_id NOT IN (SELECT id FROM runs)) ORDER BY seq"
-        )
-        for o in orphans {
+        for (key, value) in seen.lastStep where !known.contains(key) {
+            let r = Int(key >> 24)
+            guard let (id, _) = outcomes[r] else { continue }
             problems.append(
-                Problem(
-                    seq: o["seq"], reason: "seq \(o["seq"] as Int64) starts run \(o["run_id"] as String? ?? "(none)"), which the runs table does not hold: a run was deleted from the journal"))
+                Problem(seq: value >> 3, reason: "seq \(value >> 3) records step \(key & 0xFF_FFFF) of run \(id), which the steps table does not hold"))
         }
-        return (runs.count, problems)
+        for (r, seq) in seen.starts where !inTable.contains(r) {
+            problems.append(
+                Problem(seq: seq, reason: "seq \(seq) starts run \(seen.ids[r]), which the runs table does not hold: a run was deleted from the journal"))
+        }
+        return (runs, problems)
     }
+}
+
+/// What the chain walk gathers for the cross-check: each run's start, last end and each step's last event.
+struct RunEvents {
+    /// Run id → its index.
+    var index: [String: Int] = [:]
+    /// Index → run id.
+    var ids: [String] = []
+    /// The first run-start of each run.
+    var starts: [Int: Int64] = [:]
+    /// The last run-end or abandon of each run, with the outcome it records.
+    var ends: [Int: (seq: Int64, outcome: String)] = [:]
+    /// (run, step) → seq << 3 | kind code (``stepKinds``).
+    var lastStep: [Int64: Int64] = [:]
+
+    static let stepKinds = ["step-?", "step-start", "step-end", "step-skip", "step-fail"]
+
+    static func key(run: Int, step: Int64) -> Int64 { Int64(run) << 24 | (step & 0xFF_FFFF) }
 }
 
 /// The hash chain walked once over the raw column bytes: the canonical event is assembled in one reused buffer
@@ -294,10 +322,72 @@ struct ChainWalk {
     var firstBroken: Int64?
     /// The stored hash at each seq a checkpoint names.
     var heads: [Int64: String] = [:]
+    /// Run and step events, for the cross-check.
+    var runs = RunEvents()
 
     static let hex: [UInt8] = Array("0123456789abcdef".utf8)
 
-    static func run(_ db: Database, heads wanted: [Int64]) throws -> ChainWalk {
+    static let kindRunStart = Array("run-start".utf8), kindRunEnd = Array("run-end".utf8), kindAbandon = Array("abandon".utf8)
+    static let stepPattern = Array("\"step\":\"".utf8), outcomePattern = Array("\"outcome\":\"".utf8)
+
+    /// The string value of `"key":"…"` in canonical details (values are escaped, so the pattern is a key).
+    static func value(_ pattern: [UInt8], in details: UnsafeBufferPointer<UInt8>) -> ArraySlice<UInt8>? {
+        let n = pattern.count
+        guard details.count > n else { return nil }
+        var i = 1
+        while i + n <= details.count {
+            if details[i] == pattern[0] && (details[i - 1] == 0x7B || details[i - 1] == 0x2C)
+                && pattern.withUnsafeBufferPointer({ memcmp($0.baseAddress!, details.baseAddress! + i, n) == 0 })
+            {
+                var j = i + n
+                while j < details.count && details[j] != 0x22 && details[j] != 0x5C { j += 1 }
+                return ArraySlice(details[(i + n)..<j])
+            }
+            i += 1
+        }
+        return nil
+    }
+
+    /// Records a run or step event for the cross-check.
+    mutating func collect(seq: Int64, kind: UnsafeBufferPointer<UInt8>, run: UnsafeBufferPointer<UInt8>, details: UnsafeBufferPointer<UInt8>?, cache: inout (bytes: [UInt8], index: Int)) {
+        func runIndex() -> Int {
+            if run.elementsEqual(cache.bytes) { return cache.index }
+            let id = String(decoding: run, as: UTF8.self)
+            let r: Int
+            if let known = runs.index[id] {
+                r = known
+            } else {
+                r = runs.ids.count
+                runs.ids.append(id)
+                runs.index[id] = r
+            }
+            cache = (Array(run), r)
+            return r
+        }
+        guard let first = kind.first else { return }
+        if first == 0x73, kind.count > 5, kind.starts(with: [0x73, 0x74, 0x65, 0x70, 0x2D]) {  // step-
+            guard let details, let digits = Self.value(Self.stepPattern, in: details), let step = Int64(String(decoding: digits, as: UTF8.self)) else {
+                return
+            }
+            let code: Int64
+            switch kind.count {
+            case 10 where kind[5] == 0x73: code = 1  // step-start
+            case 8 where kind[5] == 0x65: code = 2  // step-end
+            case 9 where kind[5] == 0x73: code = 3  // step-skip
+            case 9 where kind[5] == 0x66: code = 4  // step-fail
+            default: code = 0
+            }
+            runs.lastStep[RunEvents.key(run: runIndex(), step: step)] = seq << 3 | code
+        } else if kind.elementsEqual(Self.kindRunStart) {
+            let r = runIndex()
+            if runs.starts[r] == nil { runs.starts[r] = seq }
+        } else if kind.elementsEqual(Self.kindRunEnd) || kind.elementsEqual(Self.kindAbandon) {
+            let outcome = details.flatMap { Self.value(Self.outcomePattern, in: $0) }.map { String(decoding: $0, as: UTF8.self) } ?? "?"
+            runs.ends[runIndex()] = (seq, outcome)
+        }
+    }
+
+    static func run(_ db: Database, heads wanted: [Int64], collectRuns: Bool) throws -> ChainWalk {
         var walk = ChainWalk()
         let statement = try db.makeStatement(
             sql: "SELECT seq, at, run_id, site, actor, kind, details, prev_hash, hash, os_user, os_uid, host FROM audit_events ORDER BY seq")
@@ -308,6 +398,7 @@ struct ChainWalk {
         var prev = Array(AuditLog.genesis.utf8)
         var expectedSeq: Int64 = 1
         var nextWanted = 0
+        var runCache: (bytes: [UInt8], index: Int) = ([], -1)
 
         func text(_ i: Int32) -> UnsafeBufferPointer<UInt8>? {
             guard sqlite3_column_type(h, i) != SQLITE_NULL, let p = sqlite3_column_text(h, i) else { return nil }
@@ -417,6 +508,7 @@ struct ChainWalk {
             prev.withUnsafeMutableBufferPointer { p in _ = memcpy(p.baseAddress!, stored.baseAddress!, 64) }
             while nextWanted < wanted.count && wanted[nextWanted] < seq { nextWanted += 1 }
             if nextWanted < wanted.count && wanted[nextWanted] == seq { walk.heads[seq] = String(decoding: stored, as: UTF8.self) }
+            if collectRuns, let run = text(2), let kind = text(5) { walk.collect(seq: seq, kind: kind, run: run, details: text(6), cache: &runCache) }
             expectedSeq += 1
             walk.checked += 1
         }
