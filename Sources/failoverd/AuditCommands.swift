@@ -87,7 +87,8 @@ struct AuditVerify: AsyncParsableCommand {
                 print("audit log intact: \(v.checked) events, hash chain verified")
                 if !keys.isEmpty {
                     let last = v.lastCheckpoint.map { " (latest: seq \($0.seq), signed \($0.at))" } ?? ""
-                    print("signed checkpoints: \(v.checkpointsVerified) verified and matching the log\(last); \(v.journalCheckpoints) in the journal, \(v.fileCheckpoints) in \(file ?? "no checkpoint file")")
+                    let others = v.otherJournalCheckpoints > 0 ? " (and \(v.otherJournalCheckpoints) of other journals, left aside)" : ""
+                    print("signed checkpoints: \(v.checkpointsVerified) verified and matching the log\(last); \(v.journalCheckpoints) in the journal, \(v.fileCheckpoints) in \(file ?? "no checkpoint file")\(others)")
                 }
                 print("runs and steps tables: \(v.runsChecked) run\(v.runsChecked == 1 ? "" : "s") agree\(v.runsChecked == 1 ? "s" : "") with the log")
                 for c in v.caveats { print("not proven: " + c) }

@@ -214,7 +214,8 @@ import Testing
         let journal = try twentyEvents(s)
         let other = try AuditKeys.generate(into: s.root + "/other")
         let head = try AuditLog(journal: journal).query(.init(limit: 1)).first!
-        let forged = try AuditSigner(keyPath: other.privateKeyPath, checkpointPath: s.checkpoints).sign(seq: head.seq, head: head.hash, run: "r-t")
+        let id = try journal.db.read { try Journal.id($0) }!
+        let forged = try AuditSigner(keyPath: other.privateKeyPath, checkpointPath: s.checkpoints).sign(journal: id, seq: head.seq, head: head.hash, run: "r-t")
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: s.checkpoints))
         try handle.seekToEnd()
         try handle.write(contentsOf: Data((forged.jsonLine + "\n").utf8))
@@ -248,6 +249,26 @@ import Testing
         #expect(altered.status == 1)
         #expect(altered.stdout.contains("the checkpoint at seq 9 in checkpoint file"))
         #expect(altered.stdout.contains("does not verify"))
+    }
+
+    @Test func twoStateDirectoriesShareACheckpointFileAndAJournalIdCannotBeSwapped() throws {
+        let s = try Setup()
+        defer { s.remove() }
+        let env = ["FAILOVERD_AUDIT_KEY": s.keys.privateKeyPath]
+        let second = s.root + "/second"
+        #expect(try CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state], env: env).status == 0)
+        #expect(try CLI.run(["run", CLI.plan("failover"), "--simulate", "--quiet", "--state", second], env: env).status == 0)
+        #expect(try AuditCheckpoint.read(file: s.checkpoints).checkpoints.count == 2)
+        let first = try s.verifyCLI()
+        #expect(first.status == 0, "\(first.stdout)")
+        #expect(first.stdout.contains("(and 1 of other journals, left aside)"))
+        #expect(try CLI.run(["audit", "verify", "--state", second, "--public-key", s.keys.publicKeyPath]).status == 0)
+        // Taking the other journal's id does not let this journal borrow its checkpoints.
+        let otherID = try Journal(stateDirectory: second).db.read { try Journal.id($0) }!
+        try Self.sqlite3(s.db, "DROP TRIGGER journal_info_no_update; UPDATE journal_info SET value = '\(otherID)';")
+        let swapped = try s.verifyCLI()
+        #expect(swapped.status == 1)
+        #expect(swapped.stdout.contains("in the journal names journal"))
     }
 
     @Test func verifyCrossChecksRunsAndSteps() throws {

@@ -13,6 +13,8 @@ import GRDB
 /// The signature covers ``signedText``: the checkpoint as canonical JSON without its signature. With the chain's
 /// hashes, one checkpoint vouches for every event up to `seq`.
 public struct AuditCheckpoint: Sendable, Equatable, Hashable {
+    /// The id of the journal whose log it covers (``Journal/id(_:)``).
+    public var journal: String
     /// The last event it covers.
     public var seq: Int64
     /// That event's hash.
@@ -30,7 +32,8 @@ public struct AuditCheckpoint: Sendable, Equatable, Hashable {
     public static let type = "failoverd-audit-checkpoint"
 
     /// Creates a checkpoint.
-    public init(seq: Int64, head: String, at: String, run: String?, key: String, signature: String) {
+    public init(journal: String, seq: Int64, head: String, at: String, run: String?, key: String, signature: String) {
+        self.journal = journal
         self.seq = seq
         self.head = head
         self.at = at
@@ -41,12 +44,12 @@ public struct AuditCheckpoint: Sendable, Equatable, Hashable {
 
     /// The bytes the signature covers.
     public var signedText: String {
-        "{\"at\":\(AuditLog.quote(at)),\"head\":\(AuditLog.quote(head)),\"key\":\(AuditLog.quote(key)),\"run\":\(run.map(AuditLog.quote) ?? "null"),\"seq\":\(seq),\"type\":\"\(Self.type)\"}"
+        "{\"at\":\(AuditLog.quote(at)),\"head\":\(AuditLog.quote(head)),\"journal\":\(AuditLog.quote(journal)),\"key\":\(AuditLog.quote(key)),\"run\":\(run.map(AuditLog.quote) ?? "null"),\"seq\":\(seq),\"type\":\"\(Self.type)\"}"
     }
 
     /// One line of the checkpoint file (and of `audit export`): the signed fields and the signature, keys sorted.
     public var jsonLine: String {
-        "{\"at\":\(AuditLog.quote(at)),\"head\":\(AuditLog.quote(head)),\"key\":\(AuditLog.quote(key)),\"run\":\(run.map(AuditLog.quote) ?? "null"),\"seq\":\(seq),\"signature\":\(AuditLog.quote(signature)),\"type\":\"\(Self.type)\"}"
+        "{\"at\":\(AuditLog.quote(at)),\"head\":\(AuditLog.quote(head)),\"journal\":\(AuditLog.quote(journal)),\"key\":\(AuditLog.quote(key)),\"run\":\(run.map(AuditLog.quote) ?? "null"),\"seq\":\(seq),\"signature\":\(AuditLog.quote(signature)),\"type\":\"\(Self.type)\"}"
     }
 
     /// True when `key` signed this checkpoint.
@@ -58,19 +61,20 @@ public struct AuditCheckpoint: Sendable, Equatable, Hashable {
     /// Parses a checkpoint file line; nil when it is not one.
     public init?(jsonLine: String) {
         guard let object = try? JSONSerialization.jsonObject(with: Data(jsonLine.utf8)) as? [String: Any],
-            object["type"] as? String == Self.type, let seq = (object["seq"] as? NSNumber)?.int64Value, let head = object["head"] as? String,
+            object["type"] as? String == Self.type, let journal = object["journal"] as? String, let seq = (object["seq"] as? NSNumber)?.int64Value, let head = object["head"] as? String,
             let at = object["at"] as? String, let key = object["key"] as? String, let signature = object["signature"] as? String
         else { return nil }
         let run = object["run"] as? String
         guard object["run"] is NSNull || run != nil else { return nil }
-        self.init(seq: seq, head: head, at: at, run: run, key: key, signature: signature)
+        self.init(journal: journal, seq: seq, head: head, at: at, run: run, key: key, signature: signature)
     }
 
     /// Reads the checkpoints the journal holds (none in a journal from before checkpoints existed).
     public static func fetchAll(_ db: Database) throws -> [AuditCheckpoint] {
         guard try db.tableExists("audit_checkpoints") else { return [] }
-        return try Row.fetchAll(db, sql: "SELECT seq, head, at, run_id, key_id, signature FROM audit_checkpoints ORDER BY seq, key_id").map {
-            AuditCheckpoint(seq: $0["seq"], head: $0["head"], at: $0["at"], run: $0["run_id"], key: $0["key_id"], signature: $0["signature"])
+        return try Row.fetchAll(db, sql: "SELECT journal_id, seq, head, at, run_id, key_id, signature FROM audit_checkpoints ORDER BY seq, key_id").map {
+            AuditCheckpoint(
+                journal: $0["journal_id"], seq: $0["seq"], head: $0["head"], at: $0["at"], run: $0["run_id"], key: $0["key_id"], signature: $0["signature"])
         }
     }
 
@@ -130,9 +134,9 @@ public final class AuditSigner: @unchecked Sendable {
         return try AuditSigner(keyPath: key, checkpointPath: checkpointPath ?? env[checkpointsEnvironment].flatMap { $0.isEmpty ? nil : $0 })
     }
 
-    /// Signs a checkpoint of `seq` and `head`.
-    public func sign(seq: Int64, head: String, run: String?) throws -> AuditCheckpoint {
-        var c = AuditCheckpoint(seq: seq, head: head, at: Journal.now(), run: run, key: keyID, signature: "")
+    /// Signs a checkpoint of `seq` and `head` in the journal `journal`.
+    public func sign(journal: String, seq: Int64, head: String, run: String?) throws -> AuditCheckpoint {
+        var c = AuditCheckpoint(journal: journal, seq: seq, head: head, at: Journal.now(), run: run, key: keyID, signature: "")
         c.signature = try key.signature(for: Data(c.signedText.utf8)).base64EncodedString()
         return c
     }
@@ -142,10 +146,13 @@ public final class AuditSigner: @unchecked Sendable {
     func checkpointIfDue(_ db: Database, after event: AuditEvent) throws {
         let last = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM audit_checkpoints") ?? 0
         guard Self.closingKinds.contains(event.kind) || event.seq - last >= interval else { return }
-        let c = try sign(seq: event.seq, head: event.hash, run: event.runID)
+        guard let journal = try Journal.id(db) else {
+            throw FailoverError.failed("the journal has no id (journal_info was removed): audit checkpoints cannot be signed; restore the journal")
+        }
+        let c = try sign(journal: journal, seq: event.seq, head: event.hash, run: event.runID)
         try db.execute(
-            sql: "INSERT INTO audit_checkpoints (seq, head, at, run_id, key_id, signature) VALUES (?, ?, ?, ?, ?, ?)",
-            arguments: [c.seq, c.head, c.at, c.run, c.key, c.signature])
+            sql: "INSERT INTO audit_checkpoints (journal_id, seq, head, at, run_id, key_id, signature) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            arguments: [c.journal, c.seq, c.head, c.at, c.run, c.key, c.signature])
         db.afterNextTransaction(onCommit: { [self] _ in export(c) })
     }
 

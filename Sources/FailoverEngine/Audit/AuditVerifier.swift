@@ -54,6 +54,8 @@ extension AuditLog {
         public var runsChecked: Int
         /// What this verification could not prove, in the user's terms.
         public var caveats: [String]
+        /// Lines of the checkpoint file that belong to other journals (other state directories), left aside.
+        public var otherJournalCheckpoints: Int = 0
 
         /// True when nothing is wrong.
         public var intact: Bool { problems.isEmpty }
@@ -77,14 +79,27 @@ extension AuditLog {
         }
         return try journal.db.read { db in
             let journalCheckpoints = try AuditCheckpoint.fetchAll(db)
-            let all = Array(Set(journalCheckpoints + fileCheckpoints))
+            // One checkpoint file may serve several state directories: only this journal's lines count.
+            let journalID = try Journal.id(db)
+            let otherJournals = fileCheckpoints.filter { $0.journal != journalID }.count
+            fileCheckpoints = fileCheckpoints.filter { $0.journal == journalID }
+            for c in journalCheckpoints where c.journal != journalID {
+                problems.append(
+                    Problem(
+                        seq: c.seq,
+                        reason:
+                            "the checkpoint at seq \(c.seq) in the journal names journal \(c.journal), but this journal's id is \(journalID ?? "missing"): the id was changed or the checkpoint copied from another journal"
+                    ))
+            }
+            let all = Array(Set(journalCheckpoints.filter { $0.journal == journalID } + fileCheckpoints))
             let seqs = Array(Set(all.map(\.seq))).sorted()
             let walk = try ChainWalk.run(db, heads: seqs, collectRuns: options.crossCheck)
             problems += walk.problems
             let lastSeq = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM audit_events") ?? 0
             var v = Verification(
                 checked: walk.checked, lastSeq: lastSeq, problems: problems, checkpointsVerified: 0, lastCheckpoint: nil,
-                journalCheckpoints: journalCheckpoints.count, fileCheckpoints: fileCheckpoints.count, runsChecked: 0, caveats: [])
+                journalCheckpoints: journalCheckpoints.count, fileCheckpoints: fileCheckpoints.count, runsChecked: 0, caveats: [],
+                otherJournalCheckpoints: otherJournals)
             if options.publicKeys.isEmpty {
                 v.caveats.append(
                     "without --public-key, failoverd cannot prove that nobody who can write journal.sqlite rewrote events and recomputed their hashes, or deleted the newest events: the hash chain alone cannot show either"

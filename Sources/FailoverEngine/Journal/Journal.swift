@@ -39,6 +39,12 @@ public final class Journal: Sendable {
         try self.init(stateDirectory: stateDirectory)
     }
 
+    /// The journal's random id, made when it was created (or upgraded): signed checkpoints name it.
+    public static func id(_ db: Database) throws -> String? {
+        guard try db.tableExists("journal_info") else { return nil }
+        return try String.fetchOne(db, sql: "SELECT value FROM journal_info WHERE key = 'id'")
+    }
+
     /// The value of PRAGMA synchronous (2 = FULL), for tests and `status`.
     public func synchronousMode() throws -> Int {
         try db.read { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
