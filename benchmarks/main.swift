@@ -5,6 +5,12 @@ import FailoverEngine
 import Foundation
 import GRDB
 
+#if canImport(GRDBSQLite)
+    import GRDBSQLite
+#elseif canImport(SQLite3)
+    import SQLite3
+#endif
+
 let args = CommandLine.arguments.dropFirst()
 let which = args.first { !$0.hasPrefix("--") } ?? "all"
 let events: Int = args.firstIndex(of: "--events").flatMap { Int(args[args.index(after: $0)]) } ?? 1_000_000
@@ -72,15 +78,18 @@ func benchPlan() throws {
 
 /// `failoverd audit` with filters over N events, against a full scan counting them; `audit verify` over the
 /// same events (signed every 100 events), against a bare SHA-256 over the same bytes in the same run.
-func benchAudit(events: Int) throws {
-    let dir = tempDir()
-    defer { try? FileManager.default.removeItem(atPath: dir) }
-    let keys = try AuditKeys.generate(into: dir + "/keys")
-    let signer = try AuditSigner(keyPath: keys.privateKeyPath)
+func benchAudit(events: Int, keep: String?) throws {
+    let dir = keep ?? tempDir()
+    defer { if keep == nil { try? FileManager.default.removeItem(atPath: dir) } }
+    let reuse = FileManager.default.fileExists(atPath: dir + "/state/journal.sqlite")
+    if !reuse { _ = try AuditKeys.generate(into: dir + "/keys") }
+    let publicKeyPath = dir + "/keys/" + AuditKeys.publicKeyFile
+    let signer = try AuditSigner(keyPath: dir + "/keys/" + AuditKeys.privateKeyFile)
     let journal = try Journal(stateDirectory: dir + "/state", auditSigner: signer)
     // Runs as failoverd journals them: run-start, started and done for each of 24 steps, run-end (50 events),
     // with their runs and steps rows, so that verify's cross-check has every run to check.
     let insert = try seconds {
+        if reuse { return }
         let batch = 10_000
         for b in 0..<(events / batch) {
             try journal.db.write { db in
@@ -153,6 +162,26 @@ func benchAudit(events: Int) throws {
     }
     bytes = []
     print(String(format: "audit: the hashed bytes: %.0f MB; one SHA-256 over all of them in one stream: %.3f s", megabytes, stream))
+    // What reading the rows alone costs: SQLite steps through the same query and touches every column verify reads.
+    var touched = 0
+    let read = try journal.db.read { db in
+        let statement = try db.makeStatement(
+            sql: "SELECT seq, at, run_id, site, actor, kind, details, prev_hash, hash, os_user, os_uid, host FROM audit_events ORDER BY seq")
+        let h = statement.sqliteStatement
+        defer { sqlite3_reset(h) }
+        return seconds {
+            while sqlite3_step(h) == SQLITE_ROW {
+                for c in Int32(0)..<12 { touched &+= Int(sqlite3_column_bytes(h, c)) &+ (sqlite3_column_text(h, c) == nil ? 0 : 1) }
+            }
+        }
+    }
+    report("audit: SQLite reading the rows verify reads", read, unit: "s", baselineName: "bare SHA-256 per event, same bytes", bare)
+    var key = Curve25519.Signing.PrivateKey()
+    var sigs: [(Data, Data)] = (0..<2000).map { i in let m = Data("checkpoint \(i)".utf8); return (m, try! key.signature(for: m)) }
+    let edVerify = seconds { for (m, sig) in sigs { precondition(key.publicKey.isValidSignature(sig, for: m)) } } / Double(sigs.count)
+    sigs = []
+    key = Curve25519.Signing.PrivateKey()
+    print(String(format: "audit: one Ed25519 signature verification: %.1f µs (one core)", edVerify * 1e6))
     let chainOnly = try seconds {
         let v = try log.verify(.init(crossCheck: false))
         precondition(v.intact, "\(v.problems.prefix(3))")
@@ -163,7 +192,7 @@ func benchAudit(events: Int) throws {
         precondition(v.intact, "\(v.problems.prefix(3))")
         runs = v.runsChecked
     }
-    let publicKey = try AuditKeys.loadPublicKey(keys.publicKeyPath)
+    let publicKey = try AuditKeys.loadPublicKey(publicKeyPath)
     var checkpoints = 0
     let signed = try seconds {
         let v = try log.verify(.init(publicKeys: [publicKey], checkpointFile: signer.checkpointPath))
@@ -173,7 +202,7 @@ func benchAudit(events: Int) throws {
     report("audit verify, chain only, over \(events)", chainOnly, unit: "s", baselineName: "bare SHA-256 per event, same bytes", bare)
     report("audit verify + cross-check of \(runs) runs", plain, unit: "s", baselineName: "bare SHA-256 per event, same bytes", bare)
     report("audit verify --public-key (\(checkpoints) checkpoints)", signed, unit: "s", baselineName: "bare SHA-256 per event, same bytes", bare)
-    if sink == 42 { print("") }
+    if sink == 42 || touched == 42 { print("") }
 }
 
 /// Switchover write unavailability: failoverd against the raw stop/promote/first-write sequence.
@@ -210,7 +239,19 @@ let rounds: Int = args.firstIndex(of: "--rounds").flatMap { Int(args[args.index(
 do {
     if which == "journal" || which == "all" { try benchJournal() }
     if which == "plan" || which == "all" { try benchPlan() }
-    if which == "audit" || which == "all" { try benchAudit(events: events) }
+    // --keep DIR keeps the journal (DIR/state) and key (DIR/keys) to measure again without appending anew.
+    let keep = args.firstIndex(of: "--keep").map { args[args.index(after: $0)] }
+    if which == "audit" || which == "all" { try benchAudit(events: events, keep: keep) }
+    if which == "verify", let keep {
+        let log = AuditLog(journal: try Journal(stateDirectory: keep + "/state"))
+        for _ in 0..<5 {
+            let t = try seconds {
+                let v = try log.verify()
+                precondition(v.intact)
+            }
+            print(String(format: "audit verify: %.3f s", t))
+        }
+    }
     if which == "switchover" { try await benchSwitchover(rounds: rounds) }
     if which == "drills" {
         try await benchSwitchover(rounds: 3)

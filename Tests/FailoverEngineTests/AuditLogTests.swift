@@ -39,6 +39,22 @@ import Testing
         #expect(cli.stdout.contains("intact: 10 events"))
     }
 
+    @Test func verifyHashesEscapedAndNonASCIITextAsItWasWritten() throws {
+        let (state, journal) = try journalWithEvents()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let log = AuditLog(journal: journal)
+        try log.append(
+            kind: "refusal", run: "r-\"quoted\"\n\r\t", site: "dr\\site\u{02}é",
+            details: ["reason": "line one\nline two\ttab \u{01}\u{1F} \"q\" \\ back é 漢字 🐘", "key\"odd": "\r"])
+        try log.append(kind: "step-end", run: nil, site: nil, details: [:])
+        let v = try log.verify()
+        #expect(v.intact, "\(v.problems)")
+        #expect(v.checked == 12)
+        // And a one-character edit inside the escaped text is still seen.
+        try sqlite3(journal.path, "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET details = replace(details, '漢', '汉') WHERE seq = 11;")
+        #expect(try log.verify().brokenSeq == 11)
+    }
+
     @Test func triggersRefuseUpdateAndDelete() throws {
         let (state, journal) = try journalWithEvents()
         defer { try? FileManager.default.removeItem(atPath: state) }

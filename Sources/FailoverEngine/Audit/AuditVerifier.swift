@@ -93,7 +93,15 @@ extension AuditLog {
             }
             let all = Array(Set(journalCheckpoints.filter { $0.journal == journalID } + fileCheckpoints))
             let seqs = Array(Set(all.map(\.seq))).sorted()
+            // Ed25519 verification of many checkpoints runs on other threads while this one walks the chain.
+            let signatures = SignatureCheck()
+            let group = DispatchGroup()
+            if !options.publicKeys.isEmpty {
+                let keys = Dictionary(options.publicKeys.map { (AuditKeys.keyID($0), $0.rawRepresentation) }, uniquingKeysWith: { a, _ in a })
+                DispatchQueue.global().async(group: group) { signatures.valid = Self.verifySignatures(all, keys: keys) }
+            }
             let walk = try ChainWalk.run(db, heads: seqs, collectRuns: options.crossCheck)
+            group.wait()
             problems += walk.problems
             let lastSeq = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM audit_events") ?? 0
             var v = Verification(
@@ -105,7 +113,8 @@ extension AuditLog {
                     "without --public-key, failoverd cannot prove that nobody who can write journal.sqlite rewrote events and recomputed their hashes, or deleted the newest events: the hash chain alone cannot show either"
                         + (journalCheckpoints.isEmpty ? "" : " (the journal holds \(journalCheckpoints.count) signed checkpoint\(journalCheckpoints.count == 1 ? "" : "s"), not checked)"))
             } else {
-                checkCheckpoints(&v, all: all, journal: journalCheckpoints, file: fileCheckpoints, options: options, walk: walk)
+                checkCheckpoints(
+                    &v, all: all, valid: signatures.valid, journal: journalCheckpoints, file: fileCheckpoints, options: options, walk: walk)
             }
             if options.crossCheck && walk.firstBroken == nil {
                 let (runs, found) = try Self.crossCheck(db, walk.runs)
@@ -118,7 +127,7 @@ extension AuditLog {
     }
 
     func checkCheckpoints(
-        _ v: inout Verification, all: [AuditCheckpoint], journal: [AuditCheckpoint], file: [AuditCheckpoint], options: VerifyOptions, walk: ChainWalk
+        _ v: inout Verification, all: [AuditCheckpoint], valid: [Bool], journal: [AuditCheckpoint], file: [AuditCheckpoint], options: VerifyOptions, walk: ChainWalk
     ) {
         let keys = Dictionary(options.publicKeys.map { (AuditKeys.keyID($0), $0) }, uniquingKeysWith: { a, _ in a })
         let inFile = Set(file)
@@ -126,8 +135,6 @@ extension AuditLog {
         func source(_ c: AuditCheckpoint) -> String {
             inFile.contains(c) ? "in checkpoint file \(options.checkpointFile ?? "")" : "in the journal"
         }
-        // Ed25519 verification dominates with many checkpoints: spread it over the cores.
-        let valid = Self.verifySignatures(all, keys: keys.mapValues { $0.rawRepresentation })
         var good: [AuditCheckpoint] = []
         for (c, ok) in zip(all, valid) {
             if ok {
@@ -254,12 +261,13 @@ extension AuditLog {
                 }
             }
         }
-        var known = Set<Int64>()
+        var seen = seen
         let steps = try db.makeStatement(sql: "SELECT run_id, number, status FROM steps")
         let h = steps.sqliteStatement
         defer { sqlite3_reset(h) }
         var lastRunText: [UInt8] = []
         var lastRun: Int?
+        let statuses = ["done", "satisfied", "failed", "started", "pending"].map { (Array($0.utf8), $0) }
         while true {
             let rc = sqlite3_step(h)
             if rc == SQLITE_DONE { break }
@@ -268,16 +276,16 @@ extension AuditLog {
             }
             guard let p = sqlite3_column_text(h, 0) else { continue }
             let runBytes = UnsafeBufferPointer(start: p, count: Int(sqlite3_column_bytes(h, 0)))
-            if !runBytes.elementsEqual(lastRunText) {
+            if !ChainWalk.same(runBytes, lastRunText) {
                 lastRunText = Array(runBytes)
                 lastRun = seen.index[String(decoding: runBytes, as: UTF8.self)]
             }
             guard let r = lastRun, let (id, _) = outcomes[r] else { continue }
-            let n = sqlite3_column_int64(h, 1)
-            let status = String(cString: sqlite3_column_text(h, 2))
-            let key = RunEvents.key(run: r, step: n)
-            known.insert(key)
-            let last = seen.lastStep[key].map { (seq: $0 >> 3, kind: RunEvents.stepKinds[Int($0 & 7)]) }
+            let n = Int(sqlite3_column_int64(h, 1))
+            let statusBytes = UnsafeBufferPointer(start: sqlite3_column_text(h, 2), count: Int(sqlite3_column_bytes(h, 2)))
+            let status = statuses.first { $0.0.elementsEqual(statusBytes) }?.1 ?? String(decoding: statusBytes, as: UTF8.self)
+            let last = seen.last(run: r, step: n).map { (seq: $0 >> 3, kind: RunEvents.stepKinds[Int($0 & 7)]) }
+            if last != nil { seen.steps[r][n] |= RunEvents.accounted }
             guard let want = expectedKind[status] else {
                 if let last {
                     problems.append(
@@ -296,11 +304,11 @@ extension AuditLog {
                         reason: "run \(id) step \(n) is \(status) in the steps table, but its last event in the log (seq \(last.seq)) is \(last.kind), not \(want)"))
             }
         }
-        for (key, value) in seen.lastStep where !known.contains(key) {
-            let r = Int(key >> 24)
+        for (r, byStep) in seen.steps.enumerated() {
             guard let (id, _) = outcomes[r] else { continue }
-            problems.append(
-                Problem(seq: value >> 3, reason: "seq \(value >> 3) records step \(key & 0xFF_FFFF) of run \(id), which the steps table does not hold"))
+            for (n, value) in byStep.enumerated() where value != 0 && value & RunEvents.accounted == 0 {
+                problems.append(Problem(seq: value >> 3, reason: "seq \(value >> 3) records step \(n) of run \(id), which the steps table does not hold"))
+            }
         }
         for (r, seq) in seen.starts where !inTable.contains(r) {
             problems.append(
@@ -308,6 +316,11 @@ extension AuditLog {
         }
         return (runs, problems)
     }
+}
+
+/// The signature results handed back from the thread that checks them (written before the group is left).
+final class SignatureCheck: @unchecked Sendable {
+    var valid: [Bool] = []
 }
 
 /// What the chain walk gathers for the cross-check: each run's start, last end and each step's last event.
@@ -320,12 +333,23 @@ struct RunEvents {
     var starts: [Int: Int64] = [:]
     /// The last run-end or abandon of each run, with the outcome it records.
     var ends: [Int: (seq: Int64, outcome: String)] = [:]
-    /// (run, step) → seq << 3 | kind code (``stepKinds``).
-    var lastStep: [Int64: Int64] = [:]
+    /// By run index, then step number: seq << 3 | kind code (``stepKinds``), 0 when the step has no event.
+    var steps: [[Int64]] = []
 
     static let stepKinds = ["step-?", "step-start", "step-end", "step-skip", "step-fail"]
+    /// Set on an entry of ``steps`` once the steps table has accounted for it.
+    static let accounted: Int64 = 1 << 62
 
-    static func key(run: Int, step: Int64) -> Int64 { Int64(run) << 24 | (step & 0xFF_FFFF) }
+    mutating func record(run: Int, step: Int, _ value: Int64) {
+        while steps.count <= run { steps.append([]) }
+        if steps[run].count <= step { steps[run].append(contentsOf: repeatElement(0, count: step + 1 - steps[run].count)) }
+        steps[run][step] = value
+    }
+
+    func last(run: Int, step: Int) -> Int64? {
+        guard run < steps.count, step >= 0, step < steps[run].count, steps[run][step] != 0 else { return nil }
+        return steps[run][step] & ~Self.accounted
+    }
 }
 
 /// The hash chain walked once over the raw column bytes: the canonical event is assembled in one reused buffer
@@ -345,28 +369,39 @@ struct ChainWalk {
     static let kindRunStart = Array("run-start".utf8), kindRunEnd = Array("run-end".utf8), kindAbandon = Array("abandon".utf8)
     static let stepPattern = Array("\"step\":\"".utf8), outcomePattern = Array("\"outcome\":\"".utf8)
 
-    /// The string value of `"key":"…"` in canonical details (values are escaped, so the pattern is a key).
-    static func value(_ pattern: [UInt8], in details: UnsafeBufferPointer<UInt8>) -> ArraySlice<UInt8>? {
+    /// Where the string value of `"key":"…"` lies in canonical details (values are escaped, so the pattern is a key).
+    static func value(_ pattern: [UInt8], in details: UnsafeBufferPointer<UInt8>) -> Range<Int>? {
         let n = pattern.count
-        guard details.count > n else { return nil }
-        var i = 1
-        while i + n <= details.count {
-            if details[i] == pattern[0] && (details[i - 1] == 0x7B || details[i - 1] == 0x2C)
-                && pattern.withUnsafeBufferPointer({ memcmp($0.baseAddress!, details.baseAddress! + i, n) == 0 })
-            {
-                var j = i + n
-                while j < details.count && details[j] != 0x22 && details[j] != 0x5C { j += 1 }
-                return ArraySlice(details[(i + n)..<j])
+        guard details.count > n, let base = details.baseAddress else { return nil }
+        return pattern.withUnsafeBufferPointer { pat -> Range<Int>? in
+            // The byte after the opening quote is rarer than the quote: test it first.
+            let second = pat[1]
+            var i = 1
+            while i + n <= details.count {
+                if details[i + 1] == second && details[i] == pat[0] && (details[i - 1] == 0x7B || details[i - 1] == 0x2C)
+                    && memcmp(pat.baseAddress!, base + i, n) == 0
+                {
+                    var j = i + n
+                    while j < details.count && details[j] != 0x22 && details[j] != 0x5C { j += 1 }
+                    return (i + n)..<j
+                }
+                i += 1
             }
-            i += 1
+            return nil
         }
-        return nil
+    }
+
+    /// True when the bytes are equal.
+    static func same(_ a: UnsafeBufferPointer<UInt8>, _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        guard let base = a.baseAddress, !b.isEmpty else { return true }
+        return b.withUnsafeBufferPointer { memcmp($0.baseAddress!, base, b.count) == 0 }
     }
 
     /// Records a run or step event for the cross-check.
     mutating func collect(seq: Int64, kind: UnsafeBufferPointer<UInt8>, run: UnsafeBufferPointer<UInt8>, details: UnsafeBufferPointer<UInt8>?, cache: inout (bytes: [UInt8], index: Int)) {
         func runIndex() -> Int {
-            if run.elementsEqual(cache.bytes) { return cache.index }
+            if ChainWalk.same(run, cache.bytes) { return cache.index }
             let id = String(decoding: run, as: UTF8.self)
             let r: Int
             if let known = runs.index[id] {
@@ -380,9 +415,13 @@ struct ChainWalk {
             return r
         }
         guard let first = kind.first else { return }
-        if first == 0x73, kind.count > 5, kind.starts(with: [0x73, 0x74, 0x65, 0x70, 0x2D]) {  // step-
-            guard let details, let digits = Self.value(Self.stepPattern, in: details), let step = Int64(String(decoding: digits, as: UTF8.self)) else {
-                return
+        if first == 0x73, kind.count > 5, kind[1] == 0x74, kind[2] == 0x65, kind[3] == 0x70, kind[4] == 0x2D {  // step-
+            guard let details, let digits = Self.value(Self.stepPattern, in: details), !digits.isEmpty, digits.count < 10 else { return }
+            var step = 0
+            for i in digits {
+                let d = details[i]
+                guard d >= 0x30 && d <= 0x39 else { return }
+                step = step * 10 + Int(d - 0x30)
             }
             let code: Int64
             switch kind.count {
@@ -392,12 +431,12 @@ struct ChainWalk {
             case 9 where kind[5] == 0x66: code = 4  // step-fail
             default: code = 0
             }
-            runs.lastStep[RunEvents.key(run: runIndex(), step: step)] = seq << 3 | code
-        } else if kind.elementsEqual(Self.kindRunStart) {
+            runs.record(run: runIndex(), step: step, seq << 3 | code)
+        } else if Self.same(kind, Self.kindRunStart) {
             let r = runIndex()
             if runs.starts[r] == nil { runs.starts[r] = seq }
-        } else if kind.elementsEqual(Self.kindRunEnd) || kind.elementsEqual(Self.kindAbandon) {
-            let outcome = details.flatMap { Self.value(Self.outcomePattern, in: $0) }.map { String(decoding: $0, as: UTF8.self) } ?? "?"
+        } else if Self.same(kind, Self.kindRunEnd) || Self.same(kind, Self.kindAbandon) {
+            let outcome = details.flatMap { d in Self.value(Self.outcomePattern, in: d).map { String(decoding: UnsafeBufferPointer(rebasing: d[$0]), as: UTF8.self) } } ?? "?"
             runs.ends[runIndex()] = (seq, outcome)
         }
     }
@@ -408,34 +447,37 @@ struct ChainWalk {
             sql: "SELECT seq, at, run_id, site, actor, kind, details, prev_hash, hash, os_user, os_uid, host FROM audit_events ORDER BY seq")
         let h = statement.sqliteStatement
         defer { sqlite3_reset(h) }
-        var buf = [UInt8]()
-        buf.reserveCapacity(4096)
+        let hex = Self.hex
+        var buf = ByteBuffer(capacity: 4096)
+        defer { buf.free() }
         var prev = Array(AuditLog.genesis.utf8)
         var expectedSeq: Int64 = 1
         var nextWanted = 0
         var runCache: (bytes: [UInt8], index: Int) = ([], -1)
 
         func text(_ i: Int32) -> UnsafeBufferPointer<UInt8>? {
-            guard sqlite3_column_type(h, i) != SQLITE_NULL, let p = sqlite3_column_text(h, i) else { return nil }
+            // NULL for a NULL value; an empty text has a non-NULL pointer.
+            guard let p = sqlite3_column_text(h, i) else { return nil }
             return UnsafeBufferPointer(start: p, count: Int(sqlite3_column_bytes(h, i)))
         }
         func quoted(_ p: UnsafeBufferPointer<UInt8>?) {
             guard let p else {
-                buf.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C])  // null
+                literal("null")
                 return
             }
             buf.append(0x22)
             if !p.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
-                buf.append(contentsOf: p)
+                buf.append(p)
             } else {
                 for b in p {
                     switch b {
-                    case 0x22: buf.append(contentsOf: [0x5C, 0x22])
-                    case 0x5C: buf.append(contentsOf: [0x5C, 0x5C])
-                    case 0x0A: buf.append(contentsOf: [0x5C, 0x6E])
-                    case 0x0D: buf.append(contentsOf: [0x5C, 0x72])
-                    case 0x09: buf.append(contentsOf: [0x5C, 0x74])
-                    case 0..<0x20: buf.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 0x0F)]])
+                    case 0x22: literal("\\\"")
+                    case 0x5C: literal("\\\\")
+                    case 0x0A: literal("\\n")
+                    case 0x0D: literal("\\r")
+                    case 0x09: literal("\\t")
+                    case 0..<0x20:
+                        for c in [0x5C, 0x75, 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 0x0F)]] { buf.append(c) }
                     default: buf.append(b)
                     }
                 }
@@ -443,11 +485,23 @@ struct ChainWalk {
             buf.append(0x22)
         }
         func literal(_ s: StaticString) {
-            buf.append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+            buf.append(UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
         }
+        var digits = [UInt8](repeating: 0, count: 20)
         func decimal(_ n: Int64) {
-            var s = String(n)
-            s.withUTF8 { buf.append(contentsOf: $0) }
+            if n < 0 {
+                var s = String(n)
+                s.withUTF8 { buf.append($0) }
+                return
+            }
+            var v = UInt64(n)
+            var i = 20
+            repeat {
+                i -= 1
+                digits[i] = 0x30 &+ UInt8(v % 10)
+                v /= 10
+            } while v > 0
+            for d in digits[i...] { buf.append(d) }
         }
         func equal(_ a: UnsafeBufferPointer<UInt8>?, _ b: [UInt8]) -> Bool {
             guard let a, a.count == b.count else { return false }
@@ -474,14 +528,14 @@ struct ChainWalk {
                     seq, "seq \(seq) does not follow seq \(seq - 1): its prev_hash does not match (a row was deleted, inserted or reordered)")
                 break
             }
-            buf.removeAll(keepingCapacity: true)
-            buf.append(contentsOf: prevHash!)
+            buf.count = 0
+            buf.append(prevHash!)
             literal("{\"actor\":")
             quoted(text(4))
             literal(",\"at\":")
             quoted(text(1))
             literal(",\"details\":")
-            if let d = text(6) { buf.append(contentsOf: d) } else { literal("null") }
+            if let d = text(6) { buf.append(d) } else { literal("null") }
             if let host = text(11) {
                 literal(",\"host\":")
                 quoted(host)
@@ -504,7 +558,7 @@ struct ChainWalk {
             quoted(text(3))
             literal("}")
             var hasher = SHA256()
-            buf.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(start: buf.base, count: buf.count))
             let digest = hasher.finalize()
             let stored = text(8)
             var matches = stored?.count == 64
@@ -533,5 +587,41 @@ struct ChainWalk {
     mutating func fail(_ seq: Int64, _ reason: String) {
         firstBroken = seq
         problems.append(AuditLog.Problem(seq: seq, reason: reason))
+    }
+}
+
+/// A growable byte buffer written with memcpy: the chain walk assembles every event in one.
+struct ByteBuffer {
+    var base: UnsafeMutablePointer<UInt8>
+    var count = 0
+    var capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        base = .allocate(capacity: capacity)
+    }
+
+    func free() { base.deallocate() }
+
+    mutating func reserve(_ n: Int) {
+        guard count + n > capacity else { return }
+        let grown = UnsafeMutablePointer<UInt8>.allocate(capacity: max(capacity * 2, count + n))
+        grown.update(from: base, count: count)
+        base.deallocate()
+        base = grown
+        capacity = max(capacity * 2, count + n)
+    }
+
+    mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard let from = bytes.baseAddress, !bytes.isEmpty else { return }
+        reserve(bytes.count)
+        (base + count).update(from: from, count: bytes.count)
+        count += bytes.count
+    }
+
+    mutating func append(_ byte: UInt8) {
+        reserve(1)
+        base[count] = byte
+        count += 1
     }
 }
