@@ -63,7 +63,8 @@ import Testing
             prev = events[i].hash
             if events[i] != original[i] {
                 let e = events[i]
-                sql += "UPDATE audit_events SET kind = \(q(e.kind)), details = \(q(e.details)), run_id = \(q(e.runID)), site = \(q(e.site)), at = \(q(e.at)), prev_hash = \(q(e.prevHash)), hash = \(q(e.hash)) WHERE seq = \(e.seq);\n"
+                sql +=
+                    "UPDATE audit_events SET kind = \(q(e.kind)), details = \(q(e.details)), run_id = \(q(e.runID)), site = \(q(e.site)), at = \(q(e.at)), prev_hash = \(q(e.prevHash)), hash = \(q(e.hash)) WHERE seq = \(e.seq);\n"
             }
         }
         return sql
@@ -98,7 +99,9 @@ import Testing
         let s = try Setup()
         defer { s.remove() }
         chmod(s.keys.privateKeyPath, 0o644)
-        let open = try CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state, "--audit-key", s.keys.privateKeyPath])
+        let open = try CLI.run([
+            "run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state, "--audit-key", s.keys.privateKeyPath,
+        ])
         #expect(open.status == 2)
         #expect(open.stderr.contains("chmod 600"))
         #expect(!FileManager.default.fileExists(atPath: s.db))
@@ -112,7 +115,8 @@ import Testing
         FileManager.default.createFile(atPath: target, contents: nil)
         try FileManager.default.createSymbolicLink(atPath: s.root + "/cp.jsonl", withDestinationPath: target)
         let cp = try CLI.run([
-            "run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state, "--audit-key", s.keys.privateKeyPath, "--audit-checkpoints",
+            "run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state, "--audit-key", s.keys.privateKeyPath,
+            "--audit-checkpoints",
             s.root + "/cp.jsonl",
         ])
         #expect(cp.status == 2)
@@ -123,7 +127,8 @@ import Testing
         let s = try Setup()
         defer { s.remove() }
         let r = try CLI.run(
-            ["run", CLI.plan("failback-with-rewind"), "--simulate", "--quiet", "--state", s.state], env: ["FAILOVERD_AUDIT_KEY": s.keys.privateKeyPath])
+            ["run", CLI.plan("failback-with-rewind"), "--simulate", "--quiet", "--state", s.state],
+            env: ["FAILOVERD_AUDIT_KEY": s.keys.privateKeyPath])
         #expect(r.status == 0, "\(r.stderr)")
         let journal = try Journal(stateDirectory: s.state)
         let last = try AuditLog(journal: journal).query(.init(limit: 1)).first!
@@ -155,7 +160,8 @@ import Testing
         let journal = try twentyEvents(s)
         // Edit seq 12, recompute every hash, cut the last three events and the journal's own checkpoints after seq 10.
         var sql = try Self.rewriteSQL(journal) { $0[11].details = "{\"step\":\"99\"}" }
-        sql += "DELETE FROM audit_events WHERE seq > 17; DROP TRIGGER audit_checkpoints_no_delete; DELETE FROM audit_checkpoints WHERE seq > 10;"
+        sql +=
+            "DELETE FROM audit_events WHERE seq > 17; DROP TRIGGER audit_checkpoints_no_delete; DELETE FROM audit_checkpoints WHERE seq > 10;"
         try Self.sqlite3(s.db, sql)
 
         let withoutKey = try s.verifyCLI(key: false)
@@ -164,7 +170,8 @@ import Testing
         #expect(withoutKey.stdout.contains("not proven: without --public-key"))
         #expect(withoutKey.stdout.contains("recomputed their hashes, or deleted the newest events"))
 
-        let v = try AuditLog(journal: journal).verify(.init(publicKeys: [try AuditKeys.loadPublicKey(s.keys.publicKeyPath)], checkpointFile: s.checkpoints))
+        let v = try AuditLog(journal: journal).verify(
+            .init(publicKeys: [try AuditKeys.loadPublicKey(s.keys.publicKeyPath)], checkpointFile: s.checkpoints))
         #expect(!v.intact)
         #expect(v.brokenSeq == 11)
         #expect(v.reason?.contains("seq 11…15: the log's hash at seq 15 does not match the checkpoint") == true)
@@ -197,11 +204,13 @@ import Testing
         let s = try Setup()
         defer { s.remove() }
         let journal = try twentyEvents(s)
-        try Self.sqlite3(s.db, try Self.rewriteSQL(journal) { e in
-            let seventh = e[6]
-            e[6].details = e[7].details
-            e[7].details = seventh.details
-        })
+        try Self.sqlite3(
+            s.db,
+            try Self.rewriteSQL(journal) { e in
+                let seventh = e[6]
+                e[6].details = e[7].details
+                e[7].details = seventh.details
+            })
         #expect(try AuditLog(journal: journal).verify().intact, "the chain alone cannot see a recomputed reorder")
         let cli = try s.verifyCLI()
         #expect(cli.status == 1)
@@ -215,7 +224,8 @@ import Testing
         let other = try AuditKeys.generate(into: s.root + "/other")
         let head = try AuditLog(journal: journal).query(.init(limit: 1)).first!
         let id = try journal.db.read { try Journal.id($0) }!
-        let forged = try AuditSigner(keyPath: other.privateKeyPath, checkpointPath: s.checkpoints).sign(journal: id, seq: head.seq, head: head.hash, run: "r-t")
+        let forged = try AuditSigner(keyPath: other.privateKeyPath, checkpointPath: s.checkpoints).sign(
+            journal: id, seq: head.seq, head: head.hash, run: "r-t")
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: s.checkpoints))
         try handle.seekToEnd()
         try handle.write(contentsOf: Data((forged.jsonLine + "\n").utf8))
@@ -229,7 +239,9 @@ import Testing
         claimed.key = s.keys.keyID
         #expect(!claimed.isSigned(by: try AuditKeys.loadPublicKey(s.keys.publicKeyPath)))
         // Verified against the other key alone, none of the real checkpoints holds.
-        let wrongKey = try CLI.run(["audit", "verify", "--state", s.state, "--public-key", other.publicKeyPath, "--checkpoints", s.checkpoints])
+        let wrongKey = try CLI.run([
+            "audit", "verify", "--state", s.state, "--public-key", other.publicKeyPath, "--checkpoints", s.checkpoints,
+        ])
         #expect(wrongKey.status == 1)
     }
 
@@ -303,7 +315,8 @@ import Testing
     @Test func eventsRecordTheOSUserAndHostBesideTheClaimedActor() throws {
         let s = try Setup()
         defer { s.remove() }
-        let r = try CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state], env: ["FAILOVERD_ACTOR": "alice"])
+        let r = try CLI.run(
+            ["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state], env: ["FAILOVERD_ACTOR": "alice"])
         #expect(r.status == 0)
         let events = try AuditLog(journal: try Journal(stateDirectory: s.state)).query()
         let name = getpwuid(getuid()).map { String(cString: $0.pointee.pw_name) }
@@ -363,7 +376,8 @@ import Testing
                     e.hash = e.expectedHash
                     prev = e.hash
                     try db.execute(
-                        sql: "INSERT INTO audit_events (seq, at, run_id, site, actor, kind, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        sql:
+                            "INSERT INTO audit_events (seq, at, run_id, site, actor, kind, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         arguments: [e.seq, e.at, e.runID, e.site, e.actor, e.kind, e.details, e.prevHash, e.hash])
                 }
             }

@@ -13,7 +13,8 @@ extension AuditLog {
             let events = try AuditEvent.fetchCursor(db, sql: "SELECT * FROM audit_events WHERE seq > ? ORDER BY seq", arguments: [afterSeq])
             while let e = try events.next() {
                 write(
-                    "{\"event\":\(e.canonical),\"hash\":\(AuditLog.quote(e.hash)),\"prevHash\":\(AuditLog.quote(e.prevHash)),\"seq\":\(e.seq),\"type\":\"event\"}")
+                    "{\"event\":\(e.canonical),\"hash\":\(AuditLog.quote(e.hash)),\"prevHash\":\(AuditLog.quote(e.prevHash)),\"seq\":\(e.seq),\"type\":\"event\"}"
+                )
                 while let c = checkpoints.first, c.seq <= e.seq {
                     write(c.jsonLine)
                     checkpoints.removeFirst()

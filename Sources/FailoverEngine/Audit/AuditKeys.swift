@@ -39,7 +39,8 @@ public enum AuditKeys {
             var st = stat()
             if lstat(path, &st) == 0 {
                 throw FailoverError.invalid(
-                    "\(path) already exists: failoverd never replaces a signing key. Choose another --out directory, or move the old key away first (keep its public key to verify the checkpoints it signed).")
+                    "\(path) already exists: failoverd never replaces a signing key. Choose another --out directory, or move the old key away first (keep its public key to verify the checkpoints it signed)."
+                )
             }
         }
         if !FileManager.default.fileExists(atPath: directory) {
@@ -67,7 +68,8 @@ public enum AuditKeys {
         guard let raw = der(String(decoding: data, as: UTF8.self), label: "PRIVATE KEY", prefix: pkcs8Prefix),
             let key = try? Curve25519.Signing.PrivateKey(rawRepresentation: raw)
         else {
-            throw FailoverError.invalid("audit signing key \(path) is not an Ed25519 private key in PEM (make one with `failoverd audit keygen --out DIR`)")
+            throw FailoverError.invalid(
+                "audit signing key \(path) is not an Ed25519 private key in PEM (make one with `failoverd audit keygen --out DIR`)")
         }
         return key
     }
@@ -78,7 +80,8 @@ public enum AuditKeys {
         guard let raw = der(String(decoding: data, as: UTF8.self), label: "PUBLIC KEY", prefix: spkiPrefix),
             let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw)
         else {
-            throw FailoverError.invalid("public key \(path) is not an Ed25519 public key in PEM (the audit-signing.pub that `failoverd audit keygen` wrote)")
+            throw FailoverError.invalid(
+                "public key \(path) is not an Ed25519 public key in PEM (the audit-signing.pub that `failoverd audit keygen` wrote)")
         }
         return key
     }
@@ -132,11 +135,13 @@ enum SecureFile {
         }
         if privateKey {
             guard st.st_uid == geteuid() else {
-                throw FailoverError.invalid("\(what) \(path) is owned by uid \(st.st_uid), not by this process's user (uid \(geteuid())): chown it")
+                throw FailoverError.invalid(
+                    "\(what) \(path) is owned by uid \(st.st_uid), not by this process's user (uid \(geteuid())): chown it")
             }
             guard st.st_mode & 0o077 == 0 else {
                 throw FailoverError.invalid(
-                    "\(what) \(path) is open to group or others (mode \(String(st.st_mode & 0o777, radix: 8))): chmod 600 it, and consider the key exposed")
+                    "\(what) \(path) is open to group or others (mode \(String(st.st_mode & 0o777, radix: 8))): chmod 600 it, and consider the key exposed"
+                )
             }
         }
         var out = Data()
@@ -182,7 +187,8 @@ enum SecureFile {
 
     /// Fsyncs the directory holding `path`, so a newly created entry survives a crash.
     static func syncDirectory(of path: String) {
-        let dir = open((path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent, O_RDONLY | O_CLOEXEC)
+        let dir = open(
+            (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent, O_RDONLY | O_CLOEXEC)
         if dir >= 0 {
             fsync(dir)
             close(dir)

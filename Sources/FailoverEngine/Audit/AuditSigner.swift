@@ -61,7 +61,8 @@ public struct AuditCheckpoint: Sendable, Equatable, Hashable {
     /// Parses a checkpoint file line; nil when it is not one.
     public init?(jsonLine: String) {
         guard let object = try? JSONSerialization.jsonObject(with: Data(jsonLine.utf8)) as? [String: Any],
-            object["type"] as? String == Self.type, let journal = object["journal"] as? String, let seq = (object["seq"] as? NSNumber)?.int64Value, let head = object["head"] as? String,
+            object["type"] as? String == Self.type, let journal = object["journal"] as? String,
+            let seq = (object["seq"] as? NSNumber)?.int64Value, let head = object["head"] as? String,
             let at = object["at"] as? String, let key = object["key"] as? String, let signature = object["signature"] as? String
         else { return nil }
         let run = object["run"] as? String
@@ -72,9 +73,12 @@ public struct AuditCheckpoint: Sendable, Equatable, Hashable {
     /// Reads the checkpoints the journal holds (none in a journal from before checkpoints existed).
     public static func fetchAll(_ db: Database) throws -> [AuditCheckpoint] {
         guard try db.tableExists("audit_checkpoints") else { return [] }
-        return try Row.fetchAll(db, sql: "SELECT journal_id, seq, head, at, run_id, key_id, signature FROM audit_checkpoints ORDER BY seq, key_id").map {
+        return try Row.fetchAll(
+            db, sql: "SELECT journal_id, seq, head, at, run_id, key_id, signature FROM audit_checkpoints ORDER BY seq, key_id"
+        ).map {
             AuditCheckpoint(
-                journal: $0["journal_id"], seq: $0["seq"], head: $0["head"], at: $0["at"], run: $0["run_id"], key: $0["key_id"], signature: $0["signature"])
+                journal: $0["journal_id"], seq: $0["seq"], head: $0["head"], at: $0["at"], run: $0["run_id"], key: $0["key_id"],
+                signature: $0["signature"])
         }
     }
 
@@ -119,7 +123,8 @@ public final class AuditSigner: @unchecked Sendable {
     public init(keyPath: String, checkpointPath: String? = nil, interval: Int64 = 100) throws {
         key = try AuditKeys.loadPrivateKey(keyPath)
         keyID = AuditKeys.keyID(key.publicKey)
-        let path = checkpointPath ?? ((keyPath as NSString).deletingLastPathComponent as NSString).appendingPathComponent(AuditKeys.checkpointFile)
+        let path =
+            checkpointPath ?? ((keyPath as NSString).deletingLastPathComponent as NSString).appendingPathComponent(AuditKeys.checkpointFile)
         self.checkpointPath = path
         self.interval = max(1, interval)
         fd = try SecureFile.openAppend(path, what: "checkpoint file")
@@ -131,7 +136,8 @@ public final class AuditSigner: @unchecked Sendable {
     public static func configured(keyPath: String?, checkpointPath: String?) throws -> AuditSigner? {
         let env = ProcessInfo.processInfo.environment
         guard let key = keyPath ?? env[keyEnvironment].flatMap({ $0.isEmpty ? nil : $0 }) else { return nil }
-        return try AuditSigner(keyPath: key, checkpointPath: checkpointPath ?? env[checkpointsEnvironment].flatMap { $0.isEmpty ? nil : $0 })
+        return try AuditSigner(
+            keyPath: key, checkpointPath: checkpointPath ?? env[checkpointsEnvironment].flatMap { $0.isEmpty ? nil : $0 })
     }
 
     /// Signs a checkpoint of `seq` and `head` in the journal `journal`.
@@ -147,7 +153,8 @@ public final class AuditSigner: @unchecked Sendable {
         let last = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM audit_checkpoints") ?? 0
         guard Self.closingKinds.contains(event.kind) || event.seq - last >= interval else { return }
         guard let journal = try Journal.id(db) else {
-            throw FailoverError.failed("the journal has no id (journal_info was removed): audit checkpoints cannot be signed; restore the journal")
+            throw FailoverError.failed(
+                "the journal has no id (journal_info was removed): audit checkpoints cannot be signed; restore the journal")
         }
         let c = try sign(journal: journal, seq: event.seq, head: event.hash, run: event.runID)
         try db.execute(

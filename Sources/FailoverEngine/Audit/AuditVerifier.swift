@@ -97,7 +97,8 @@ extension AuditLog {
             let signatures = SignatureCheck()
             let group = DispatchGroup()
             if !options.publicKeys.isEmpty {
-                let keys = Dictionary(options.publicKeys.map { (AuditKeys.keyID($0), $0.rawRepresentation) }, uniquingKeysWith: { a, _ in a })
+                let keys = Dictionary(
+                    options.publicKeys.map { (AuditKeys.keyID($0), $0.rawRepresentation) }, uniquingKeysWith: { a, _ in a })
                 DispatchQueue.global().async(group: group) { signatures.valid = Self.verifySignatures(all, keys: keys) }
             }
             let walk = try ChainWalk.run(db, heads: seqs, collectRuns: options.crossCheck)
@@ -111,7 +112,10 @@ extension AuditLog {
             if options.publicKeys.isEmpty {
                 v.caveats.append(
                     "without --public-key, failoverd cannot prove that nobody who can write journal.sqlite rewrote events and recomputed their hashes, or deleted the newest events: the hash chain alone cannot show either"
-                        + (journalCheckpoints.isEmpty ? "" : " (the journal holds \(journalCheckpoints.count) signed checkpoint\(journalCheckpoints.count == 1 ? "" : "s"), not checked)"))
+                        + (journalCheckpoints.isEmpty
+                            ? ""
+                            : " (the journal holds \(journalCheckpoints.count) signed checkpoint\(journalCheckpoints.count == 1 ? "" : "s"), not checked)")
+                )
             } else {
                 checkCheckpoints(
                     &v, all: all, valid: signatures.valid, journal: journalCheckpoints, file: fileCheckpoints, options: options, walk: walk)
@@ -127,7 +131,8 @@ extension AuditLog {
     }
 
     func checkCheckpoints(
-        _ v: inout Verification, all: [AuditCheckpoint], valid: [Bool], journal: [AuditCheckpoint], file: [AuditCheckpoint], options: VerifyOptions, walk: ChainWalk
+        _ v: inout Verification, all: [AuditCheckpoint], valid: [Bool], journal: [AuditCheckpoint], file: [AuditCheckpoint],
+        options: VerifyOptions, walk: ChainWalk
     ) {
         let keys = Dictionary(options.publicKeys.map { (AuditKeys.keyID($0), $0) }, uniquingKeysWith: { a, _ in a })
         let inFile = Set(file)
@@ -148,7 +153,11 @@ extension AuditLog {
                     ))
             } else {
                 v.problems.append(
-                    Problem(seq: c.seq, reason: "the checkpoint at seq \(c.seq) \(source(c)) has a signature that does not verify with key \(c.key): it was altered or forged"))
+                    Problem(
+                        seq: c.seq,
+                        reason:
+                            "the checkpoint at seq \(c.seq) \(source(c)) has a signature that does not verify with key \(c.key): it was altered or forged"
+                    ))
             }
         }
         v.checkpointsVerified = good.count
@@ -177,7 +186,8 @@ extension AuditLog {
                 v.problems.append(
                     Problem(
                         seq: c.seq,
-                        reason: "the journal lacks the checkpoint at seq \(c.seq) that checkpoint file \(options.checkpointFile ?? "") holds: checkpoints were deleted from the journal"
+                        reason:
+                            "the journal lacks the checkpoint at seq \(c.seq) that checkpoint file \(options.checkpointFile ?? "") holds: checkpoints were deleted from the journal"
                     ))
             }
         }
@@ -201,10 +211,12 @@ extension AuditLog {
         }
         if options.checkpointFile == nil {
             v.caveats.append(
-                "without the checkpoint file kept outside the database (--checkpoints), deleting the newest events together with their checkpoints in the journal cannot be detected")
+                "without the checkpoint file kept outside the database (--checkpoints), deleting the newest events together with their checkpoints in the journal cannot be detected"
+            )
         }
         if let last = v.lastCheckpoint, last.seq < v.lastSeq {
-            v.caveats.append("events \(last.seq + 1)…\(v.lastSeq) come after the last signed checkpoint (seq \(last.seq)): no signature covers them yet")
+            v.caveats.append(
+                "events \(last.seq + 1)…\(v.lastSeq) come after the last signed checkpoint (seq \(last.seq)): no signature covers them yet")
         }
     }
 
@@ -242,22 +254,31 @@ extension AuditLog {
             let id: String = run["id"]
             let outcome: String = run["outcome"]
             guard let r = seen.index[id] else {
-                problems.append(Problem(seq: nil, reason: "run \(id) is in the runs table (\(outcome)) but the log has no event of it, not even its run-start"))
+                problems.append(
+                    Problem(
+                        seq: nil,
+                        reason: "run \(id) is in the runs table (\(outcome)) but the log has no event of it, not even its run-start"))
                 continue
             }
             inTable.insert(r)
             outcomes[r] = (id, outcome)
             if seen.starts[r] == nil {
-                problems.append(Problem(seq: nil, reason: "run \(id) is in the runs table (\(outcome)) but the log has no run-start event for it"))
+                problems.append(
+                    Problem(seq: nil, reason: "run \(id) is in the runs table (\(outcome)) but the log has no run-start event for it"))
             }
             if outcome != "running" {
                 if let end = seen.ends[r] {
                     if end.outcome != outcome {
                         problems.append(
-                            Problem(seq: end.seq, reason: "run \(id): the runs table says \(outcome), but its last run-end event (seq \(end.seq)) says \(end.outcome)"))
+                            Problem(
+                                seq: end.seq,
+                                reason:
+                                    "run \(id): the runs table says \(outcome), but its last run-end event (seq \(end.seq)) says \(end.outcome)"
+                            ))
                     }
                 } else {
-                    problems.append(Problem(seq: nil, reason: "run \(id) is \(outcome) in the runs table, but the log has no run-end event for it"))
+                    problems.append(
+                        Problem(seq: nil, reason: "run \(id) is \(outcome) in the runs table, but the log has no run-end event for it"))
                 }
             }
         }
@@ -289,30 +310,42 @@ extension AuditLog {
             guard let want = expectedKind[status] else {
                 if let last {
                     problems.append(
-                        Problem(seq: last.seq, reason: "run \(id) step \(n) is \(status) in the steps table, but the log records \(last.kind) for it at seq \(last.seq)"))
+                        Problem(
+                            seq: last.seq,
+                            reason:
+                                "run \(id) step \(n) is \(status) in the steps table, but the log records \(last.kind) for it at seq \(last.seq)"
+                        ))
                 }
                 continue
             }
             guard let last else {
-                problems.append(Problem(seq: nil, reason: "run \(id) step \(n) is \(status) in the steps table, but the log has no \(want) event for it"))
+                problems.append(
+                    Problem(
+                        seq: nil, reason: "run \(id) step \(n) is \(status) in the steps table, but the log has no \(want) event for it"))
                 continue
             }
             if last.kind != want {
                 problems.append(
                     Problem(
                         seq: last.seq,
-                        reason: "run \(id) step \(n) is \(status) in the steps table, but its last event in the log (seq \(last.seq)) is \(last.kind), not \(want)"))
+                        reason:
+                            "run \(id) step \(n) is \(status) in the steps table, but its last event in the log (seq \(last.seq)) is \(last.kind), not \(want)"
+                    ))
             }
         }
         for (r, byStep) in seen.steps.enumerated() {
             guard let (id, _) = outcomes[r] else { continue }
             for (n, value) in byStep.enumerated() where value != 0 && value & RunEvents.accounted == 0 {
-                problems.append(Problem(seq: value >> 3, reason: "seq \(value >> 3) records step \(n) of run \(id), which the steps table does not hold"))
+                problems.append(
+                    Problem(
+                        seq: value >> 3, reason: "seq \(value >> 3) records step \(n) of run \(id), which the steps table does not hold"))
             }
         }
         for (r, seq) in seen.starts where !inTable.contains(r) {
             problems.append(
-                Problem(seq: seq, reason: "seq \(seq) starts run \(seen.ids[r]), which the runs table does not hold: a run was deleted from the journal"))
+                Problem(
+                    seq: seq,
+                    reason: "seq \(seq) starts run \(seen.ids[r]), which the runs table does not hold: a run was deleted from the journal"))
         }
         return (runs, problems)
     }
@@ -399,7 +432,10 @@ struct ChainWalk {
     }
 
     /// Records a run or step event for the cross-check.
-    mutating func collect(seq: Int64, kind: UnsafeBufferPointer<UInt8>, run: UnsafeBufferPointer<UInt8>, details: UnsafeBufferPointer<UInt8>?, cache: inout (bytes: [UInt8], index: Int)) {
+    mutating func collect(
+        seq: Int64, kind: UnsafeBufferPointer<UInt8>, run: UnsafeBufferPointer<UInt8>, details: UnsafeBufferPointer<UInt8>?,
+        cache: inout (bytes: [UInt8], index: Int)
+    ) {
         func runIndex() -> Int {
             if ChainWalk.same(run, cache.bytes) { return cache.index }
             let id = String(decoding: run, as: UTF8.self)
@@ -436,7 +472,10 @@ struct ChainWalk {
             let r = runIndex()
             if runs.starts[r] == nil { runs.starts[r] = seq }
         } else if Self.same(kind, Self.kindRunEnd) || Self.same(kind, Self.kindAbandon) {
-            let outcome = details.flatMap { d in Self.value(Self.outcomePattern, in: d).map { String(decoding: UnsafeBufferPointer(rebasing: d[$0]), as: UTF8.self) } } ?? "?"
+            let outcome =
+                details.flatMap { d in
+                    Self.value(Self.outcomePattern, in: d).map { String(decoding: UnsafeBufferPointer(rebasing: d[$0]), as: UTF8.self) }
+                } ?? "?"
             runs.ends[runIndex()] = (seq, outcome)
         }
     }
@@ -444,7 +483,8 @@ struct ChainWalk {
     static func run(_ db: Database, heads wanted: [Int64], collectRuns: Bool) throws -> ChainWalk {
         var walk = ChainWalk()
         let statement = try db.makeStatement(
-            sql: "SELECT seq, at, run_id, site, actor, kind, details, prev_hash, hash, os_user, os_uid, host FROM audit_events ORDER BY seq")
+            sql: "SELECT seq, at, run_id, site, actor, kind, details, prev_hash, hash, os_user, os_uid, host FROM audit_events ORDER BY seq"
+        )
         let h = statement.sqliteStatement
         defer { sqlite3_reset(h) }
         let hex = Self.hex
@@ -525,7 +565,8 @@ struct ChainWalk {
             let prevHash = text(7)
             guard equal(prevHash, prev) else {
                 walk.fail(
-                    seq, "seq \(seq) does not follow seq \(seq - 1): its prev_hash does not match (a row was deleted, inserted or reordered)")
+                    seq,
+                    "seq \(seq) does not follow seq \(seq - 1): its prev_hash does not match (a row was deleted, inserted or reordered)")
                 break
             }
             buf.count = 0
@@ -577,7 +618,9 @@ struct ChainWalk {
             prev.withUnsafeMutableBufferPointer { p in _ = memcpy(p.baseAddress!, stored.baseAddress!, 64) }
             while nextWanted < wanted.count && wanted[nextWanted] < seq { nextWanted += 1 }
             if nextWanted < wanted.count && wanted[nextWanted] == seq { walk.heads[seq] = String(decoding: stored, as: UTF8.self) }
-            if collectRuns, let run = text(2), let kind = text(5) { walk.collect(seq: seq, kind: kind, run: run, details: text(6), cache: &runCache) }
+            if collectRuns, let run = text(2), let kind = text(5) {
+                walk.collect(seq: seq, kind: kind, run: run, details: text(6), cache: &runCache)
+            }
             expectedSeq += 1
             walk.checked += 1
         }
