@@ -244,7 +244,7 @@ do {
     if which == "audit" || which == "all" { try benchAudit(events: events, keep: keep) }
     if which == "verify", let keep {
         let log = AuditLog(journal: try Journal(stateDirectory: keep + "/state"))
-        for _ in 0..<5 {
+        for _ in 0..<3 {
             let t = try seconds {
                 let v = try log.verify()
                 precondition(v.intact)

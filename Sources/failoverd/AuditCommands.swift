@@ -12,11 +12,13 @@ struct AuditCommand: AsyncParsableCommand {
 struct AuditSigningOptions: ParsableArguments {
     @Option(
         name: .customLong("audit-key"),
-        help: "Sign audit checkpoints with this Ed25519 private key (default: $FAILOVERD_AUDIT_KEY; make one with `failoverd audit keygen`).")
+        help:
+            "Sign audit checkpoints with this Ed25519 private key (default: $FAILOVERD_AUDIT_KEY; make one with `failoverd audit keygen`).")
     var auditKey: String?
     @Option(
         name: .customLong("audit-checkpoints"),
-        help: "Append signed checkpoints to this file (default: $FAILOVERD_AUDIT_CHECKPOINTS, else audit-checkpoints.jsonl beside the key).")
+        help: "Append signed checkpoints to this file (default: $FAILOVERD_AUDIT_CHECKPOINTS, else audit-checkpoints.jsonl beside the key)."
+    )
     var auditCheckpoints: String?
 
     /// The configured signer, or nil when no key is configured.
@@ -64,7 +66,9 @@ struct AuditVerify: AsyncParsableCommand {
             the runs and steps tables. Without --public-key it verifies the chain and says what it cannot prove.
             """)
 
-    @Option(name: .customLong("public-key"), help: "The Ed25519 public key (audit-signing.pub) whose checkpoints to check; repeat for a rotated key.")
+    @Option(
+        name: .customLong("public-key"),
+        help: "The Ed25519 public key (audit-signing.pub) whose checkpoints to check; repeat for a rotated key.")
     var publicKeys: [String] = []
     @Option(help: "The checkpoint file kept outside the database (default: audit-checkpoints.jsonl beside the public key, if there).")
     var checkpoints: String?
@@ -73,6 +77,10 @@ struct AuditVerify: AsyncParsableCommand {
     func run() async throws {
         try await guarded {
             let journal = try Journal(existingStateDirectory: state.state)
+            if checkpoints != nil && publicKeys.isEmpty {
+                throw FailoverError.invalid(
+                    "--checkpoints needs --public-key: checkpoints are checked with the public key that matches the signing key")
+            }
             let keys = try publicKeys.map(AuditKeys.loadPublicKey)
             var file = checkpoints
             if file == nil, let first = publicKeys.first {
@@ -80,7 +88,8 @@ struct AuditVerify: AsyncParsableCommand {
                 if FileManager.default.fileExists(atPath: beside) { file = beside }
             }
             if let file, !FileManager.default.fileExists(atPath: file) {
-                throw FailoverError.invalid("checkpoint file \(file) does not exist: give the audit-checkpoints.jsonl that failoverd appended to")
+                throw FailoverError.invalid(
+                    "checkpoint file \(file) does not exist: give the audit-checkpoints.jsonl that failoverd appended to")
             }
             let v = try AuditLog(journal: journal).verify(.init(publicKeys: keys, checkpointFile: file))
             if v.intact {
@@ -88,9 +97,13 @@ struct AuditVerify: AsyncParsableCommand {
                 if !keys.isEmpty {
                     let last = v.lastCheckpoint.map { " (latest: seq \($0.seq), signed \($0.at))" } ?? ""
                     let others = v.otherJournalCheckpoints > 0 ? " (and \(v.otherJournalCheckpoints) of other journals, left aside)" : ""
-                    print("signed checkpoints: \(v.checkpointsVerified) verified and matching the log\(last); \(v.journalCheckpoints) in the journal, \(v.fileCheckpoints) in \(file ?? "no checkpoint file")\(others)")
+                    print(
+                        "signed checkpoints: \(v.checkpointsVerified) verified and matching the log\(last); \(v.journalCheckpoints) in the journal, \(v.fileCheckpoints) in \(file ?? "no checkpoint file")\(others)"
+                    )
                 }
-                print("runs and steps tables: \(v.runsChecked) run\(v.runsChecked == 1 ? "" : "s") agree\(v.runsChecked == 1 ? "s" : "") with the log")
+                print(
+                    "runs and steps tables: \(v.runsChecked) run\(v.runsChecked == 1 ? "" : "s") agree\(v.runsChecked == 1 ? "s" : "") with the log"
+                )
                 for c in v.caveats { print("not proven: " + c) }
             } else {
                 let first = v.problems[0]
@@ -148,7 +161,9 @@ struct AuditKeygen: AsyncParsableCommand {
             let g = try AuditKeys.generate(into: out)
             print("wrote \(g.privateKeyPath) (private, mode 0600) and \(g.publicKeyPath); key id \(g.keyID)")
             print("sign with: failoverd run PLAN --audit-key \(g.privateKeyPath)   (or export FAILOVERD_AUDIT_KEY=\(g.privateKeyPath))")
-            print("checkpoints go to \(((out as NSString).appendingPathComponent(AuditKeys.checkpointFile))) unless --audit-checkpoints names another file")
+            print(
+                "checkpoints go to \(((out as NSString).appendingPathComponent(AuditKeys.checkpointFile))) unless --audit-checkpoints names another file"
+            )
             print("keep a copy of the public key and the checkpoint file on another host or write-once storage (see docs/journal.md)")
         }
     }
