@@ -121,6 +121,11 @@ import Testing
         ])
         #expect(cp.status == 2)
         #expect(!FileManager.default.fileExists(atPath: s.db))
+        // Bad input with a good key: refused, and no checkpoint file appears either.
+        let bad = try CLI.run(["run", s.root + "/no-such-plan.json", "--state", s.state, "--audit-key", s.keys.privateKeyPath])
+        #expect(bad.status == 2)
+        #expect(!FileManager.default.fileExists(atPath: s.checkpoints))
+        #expect(!FileManager.default.fileExists(atPath: s.db))
     }
 
     @Test func aRunSignsACheckpointAtItsEndAndVerifies() throws {

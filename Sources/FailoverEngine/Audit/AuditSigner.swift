@@ -113,7 +113,8 @@ public final class AuditSigner: @unchecked Sendable {
     public let checkpointPath: String
     /// Sign at least every this many events.
     public let interval: Int64
-    let fd: Int32
+    /// The open checkpoint file; -1 until the first checkpoint creates it (guarded by `lock`).
+    var fd: Int32 = -1
     let lock = NSLock()
 
     /// Loads the private key and opens the checkpoint file (default: `audit-checkpoints.jsonl` beside the key).
@@ -127,10 +128,20 @@ public final class AuditSigner: @unchecked Sendable {
             checkpointPath ?? ((keyPath as NSString).deletingLastPathComponent as NSString).appendingPathComponent(AuditKeys.checkpointFile)
         self.checkpointPath = path
         self.interval = max(1, interval)
-        fd = try SecureFile.openAppend(path, what: "checkpoint file")
+        // An existing file (or link) is opened and checked now; a missing one is created by the first checkpoint,
+        // so a verb refused for bad input leaves nothing behind, but its directory must be writable now.
+        var st = stat()
+        if lstat(path, &st) == 0 {
+            fd = try SecureFile.openAppend(path, what: "checkpoint file")
+        } else {
+            let dir = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+            guard access(dir, W_OK) == 0 else {
+                throw FailoverError.invalid("cannot create checkpoint file \(path): directory \(dir) is missing or not writable")
+            }
+        }
     }
 
-    deinit { close(fd) }
+    deinit { if fd >= 0 { close(fd) } }
 
     /// The signer the operator configured: `keyPath` (`--audit-key`), else `$FAILOVERD_AUDIT_KEY`; nil when neither is set.
     public static func configured(keyPath: String?, checkpointPath: String?) throws -> AuditSigner? {
@@ -169,6 +180,7 @@ public final class AuditSigner: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         do {
+            if fd < 0 { fd = try SecureFile.openAppend(checkpointPath, what: "checkpoint file") }
             try SecureFile.write(fd, Array((c.jsonLine + "\n").utf8), path: checkpointPath)
             guard fsync(fd) == 0 else { throw FailoverError.failed("cannot fsync \(checkpointPath): \(String(cString: strerror(errno)))") }
         } catch {
