@@ -122,7 +122,7 @@ func benchAudit(events: Int, keep: String?) throws {
             }
         }
     }
-    print(String(format: "audit: appended %d events in %.1f s (%.1f µs each, hash chain and a signed checkpoint every 100 included)", events, insert, insert / Double(events) * 1e6))
+    if !reuse { print(String(format: "audit: appended %d events in %.1f s (%.1f µs each, hash chain and a signed checkpoint every 100 included)", events, insert, insert / Double(events) * 1e6)) }
     let log = AuditLog(journal: journal)
     var found = 0
     let filtered = try seconds { found = try log.query(.init(run: "r-bench-\(events / 100)", site: "prod", kind: "step-end")).count }
