@@ -114,11 +114,11 @@ extension Journal {
                 details: [
                     "plan": run.planName, "planSHA256": run.planSHA256, "driver": run.driver, "steps": String(steps.count),
                     "drill": String(run.isDrill), "allowDataLoss": String(run.allowDataLoss), "epoch": String(epoch),
-                ])
+                ], signer: auditSigner)
             if run.allowDataLoss {
                 try AuditLog.append(
                     db, kind: "override", run: run.id,
-                    details: ["override": "allow-data-loss", "scope": "this run only", "epoch": String(epoch)])
+                    details: ["override": "allow-data-loss", "scope": "this run only", "epoch": String(epoch)], signer: auditSigner)
             }
         }
     }
@@ -148,7 +148,7 @@ extension Journal {
             if let error { details["error"] = error }
             for (k, v) in evidence { details["evidence." + k] = v }
             let kind = ["started": "step-start", "done": "step-end", "satisfied": "step-skip", "failed": "step-fail"][status] ?? "step-" + status
-            try AuditLog.append(db, kind: kind, run: run, site: step.site, details: details)
+            try AuditLog.append(db, kind: kind, run: run, site: step.site, details: details, signer: auditSigner)
         }
     }
 
@@ -162,7 +162,7 @@ extension Journal {
             d["outcome"] = outcome
             d["epoch"] = String(epoch)
             if let error { d["error"] = error }
-            try AuditLog.append(db, kind: outcome == "abandoned" ? "abandon" : "run-end", run: run, details: d)
+            try AuditLog.append(db, kind: outcome == "abandoned" ? "abandon" : "run-end", run: run, details: d, signer: auditSigner)
         }
     }
 

@@ -10,9 +10,12 @@ public final class Journal: Sendable {
     public let db: DatabaseQueue
     /// The journal file.
     public let path: String
+    /// Signs audit checkpoints when the operator configured a key (`--audit-key`, `$FAILOVERD_AUDIT_KEY`).
+    public let auditSigner: AuditSigner?
 
     /// Opens (creating if needed) `DIR/journal.sqlite` and migrates it.
-    public init(stateDirectory: String) throws {
+    public init(stateDirectory: String, auditSigner: AuditSigner? = nil) throws {
+        self.auditSigner = auditSigner
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         path = (stateDirectory as NSString).appendingPathComponent("journal.sqlite")
         var config = Configuration()
@@ -30,8 +33,25 @@ public final class Journal: Sendable {
     /// that must leave no file behind.
     public init(inMemory: Void) throws {
         path = ":memory:"
+        auditSigner = nil
         db = try DatabaseQueue()
         try JournalSchema.migrator.migrate(db)
+    }
+
+    /// Opens the journal of a state directory that must already hold one: a missing journal is an error
+    /// (exit 2) and nothing is created.
+    public convenience init(existingStateDirectory stateDirectory: String) throws {
+        let file = (stateDirectory as NSString).appendingPathComponent("journal.sqlite")
+        guard FileManager.default.fileExists(atPath: file) else {
+            throw FailoverError.invalid("no journal in state directory \(stateDirectory) (\(file) does not exist): check --state or $FAILOVERD_STATE")
+        }
+        try self.init(stateDirectory: stateDirectory)
+    }
+
+    /// The journal's random id, made when it was created (or upgraded): signed checkpoints name it.
+    public static func id(_ db: Database) throws -> String? {
+        guard try db.tableExists("journal_info") else { return nil }
+        return try String.fetchOne(db, sql: "SELECT value FROM journal_info WHERE key = 'id'")
     }
 
     /// The value of PRAGMA synchronous (2 = FULL), for tests and `status`.
