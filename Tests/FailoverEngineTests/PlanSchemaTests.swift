@@ -141,6 +141,8 @@ struct SchemaCheck {
             return (keyword == "minimum" ? x >= limit : keyword == "maximum" ? x <= limit : x > limit) ? [] : fail
         case ("minLength", .string(let text)):
             return text.unicodeScalars.count >= value.integerValue ?? 0 ? [] : fail
+        case ("maxLength", .string(let text)):
+            return text.unicodeScalars.count <= value.integerValue ?? 0 ? [] : fail
         case ("pattern", .string(let text)):
             guard let regex = try? NSRegularExpression(pattern: value.stringValue ?? "") else { return fail }
             return regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) == nil ? fail : []
@@ -152,7 +154,7 @@ struct SchemaCheck {
             guard failures(instance, against: value, at: path).isEmpty, let then = schema["then"] else { return [] }
             return failures(instance, against: then, at: path)
         case ("required", _), ("properties", _), ("additionalProperties", _), ("propertyNames", _), ("items", _), ("minItems", _),
-            ("contains", _), ("minimum", _), ("maximum", _), ("exclusiveMinimum", _), ("minLength", _), ("pattern", _):
+            ("contains", _), ("minimum", _), ("maximum", _), ("exclusiveMinimum", _), ("minLength", _), ("maxLength", _), ("pattern", _):
             return []  // applies to another type of value
         default:
             return ["\(path): unsupported keyword \(keyword)"]
