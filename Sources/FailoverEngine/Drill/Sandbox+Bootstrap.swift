@@ -75,7 +75,7 @@ extension Sandbox {
             try Files.makeDirectory(paths.stateDirectory, mode: 0o700, owner: user)
             let passwordFile = paths.stateDirectory + "/initdb.pwfile"
             try Files.write(adminPassword + "\n", to: passwordFile, mode: 0o600, owner: user)
-            defer { unlink(passwordFile) }
+            defer { try? Files.removeFile(passwordFile, owner: user) }
             let clock = ContinuousClock.now
             try await driver.runner.run(
                 driver.bin("initdb"),
@@ -134,7 +134,7 @@ extension Sandbox {
             \(InstancePaths.includeLine)
 
             """
-        let conf = (Files.read(paths.postgresqlConf) ?? "") + settings
+        let conf = (try Files.readText(paths.postgresqlConf, owner: user) ?? "") + settings
         try Files.write(conf, to: paths.postgresqlConf, owner: user)
         let (admin, replication, rewind) = (plan.replication.effectiveAdminUser, plan.replication.user, plan.replication.effectiveRewindUser)
         let hba = """

@@ -72,13 +72,4 @@ public struct OSUser: Sendable, Equatable {
         }
         return user
     }
-
-    /// Gives `path` to this user (chown), when running as root; does nothing otherwise.
-    public func own(_ path: String) throws {
-        guard OSUser.isRoot else { return }
-        if chown(path, uid, gid) != 0 {
-            throw FailoverError.failed(
-                "could not chown \(path) to \(name): \(String(cString: strerror(errno))). Check that the path exists and is on a local file system.")
-        }
-    }
 }
