@@ -10,8 +10,9 @@ struct Failoverd: AsyncParsableCommand {
         abstract: "Move PostgreSQL sites between roles — primary, archive standby, streaming standby, fenced — safely, resumably, with evidence.",
         discussion: """
             A plan (plan.json) names the sites, the shared pgBackRest repository and the transitions. Every step is \
-            journaled in SQLite before and after its side effect (state directory: --state, $FAILOVERD_STATE, or \
-            ./.failoverd), so a run killed at any moment is continued with `failoverd resume`.
+            journaled in SQLite before and after its side effect (state directory: --state, $FAILOVERD_STATE, or one per \
+            machine: /var/lib/failoverd as root, $XDG_STATE_HOME/failoverd otherwise; 0700, journal 0600), so a run killed \
+            at any moment is continued with `failoverd resume`.
 
             Exit codes:
               0  success
@@ -68,7 +69,9 @@ extension Failoverd {
 
 /// The state directory option every verb shares.
 struct StateOption: ParsableArguments {
-    @Option(name: .long, help: "State directory holding journal.sqlite (default: $FAILOVERD_STATE or ./.failoverd).")
+    @Option(
+        name: .long,
+        help: "State directory holding journal.sqlite (default: $FAILOVERD_STATE, else /var/lib/failoverd as root, $XDG_STATE_HOME/failoverd otherwise).")
     var state: String = RunOptions.defaultStateDirectory
 }
 

@@ -19,26 +19,26 @@ extension Sandbox {
     func prepareFiles(driver: LocalPostgresDriver, user: OSUser, manifest: inout SandboxManifest) throws -> [String: String] {
         let backrest = driver.backrest
         let repositoryParent = (backrest.repositoryPath as NSString).deletingLastPathComponent
-        try manifest.record(try Files.makeDirectory(repositoryParent, mode: 0o755, owner: user), for: plan)
-        try manifest.record(try Files.makeDirectory(backrest.repositoryPath, mode: 0o750, owner: user), for: plan)
+        try manifest.record(try Files.makeDirectory(repositoryParent, mode: 0o755, owner: user), for: plan, in: stateDirectory)
+        try manifest.record(try Files.makeDirectory(backrest.repositoryPath, mode: 0o750, owner: user), for: plan, in: stateDirectory)
         for (_, instance) in plan.allInstances {
             let paths = InstancePaths(instance)
             let parent = (paths.dataDirectory as NSString).deletingLastPathComponent
-            try manifest.record(try Files.makeDirectory(parent, mode: 0o755, owner: user), for: plan)
+            try manifest.record(try Files.makeDirectory(parent, mode: 0o755, owner: user), for: plan, in: stateDirectory)
             // Recorded before they exist: initdb, restore and start create them, perhaps in a later drill.
-            try manifest.record([paths.dataDirectory, paths.stateDirectory].filter { !Files.exists($0) }, for: plan)
+            try manifest.record([paths.dataDirectory, paths.stateDirectory].filter { !Files.exists($0) }, for: plan, in: stateDirectory)
         }
         let passfile = Passfile(path: plan.replication.passfile)
-        try manifest.record(try Files.makeDirectory((passfile.path as NSString).deletingLastPathComponent, mode: 0o700, owner: user), for: plan)
+        try manifest.record(try Files.makeDirectory((passfile.path as NSString).deletingLastPathComponent, mode: 0o700, owner: user), for: plan, in: stateDirectory)
         let roles = [plan.replication.effectiveAdminUser, plan.replication.user, plan.replication.effectiveRewindUser]
         let (passwords, createdPassfile) = try passfile.ensure(roles: roles, owner: user)
-        if createdPassfile { try manifest.record([passfile.path], for: plan) }
+        if createdPassfile { try manifest.record([passfile.path], for: plan, in: stateDirectory) }
         if !Files.exists(backrest.configPath) {
             // pgBackRest's lock, log and spool paths default to /tmp/pgbackrest, /var/log/pgbackrest and
             // /var/spool/pgbackrest, which the OS user cannot write: give it its own.
             let work = (backrest.repositoryPath as NSString).deletingLastPathComponent + "/pgbackrest-\(backrest.stanza).d"
-            try manifest.record(try Files.makeDirectory((backrest.configPath as NSString).deletingLastPathComponent, mode: 0o755, owner: user), for: plan)
-            try manifest.record(try Files.makeDirectory(work, mode: 0o750, owner: user), for: plan)
+            try manifest.record(try Files.makeDirectory((backrest.configPath as NSString).deletingLastPathComponent, mode: 0o755, owner: user), for: plan, in: stateDirectory)
+            try manifest.record(try Files.makeDirectory(work, mode: 0o750, owner: user), for: plan, in: stateDirectory)
             for sub in ["lock", "log", "spool"] { try Files.makeDirectory(work + "/" + sub, mode: 0o750, owner: user) }
             let config = """
                 # Written by failoverd sandbox for plan "\(plan.name)"; `sandbox down` removes it.
@@ -56,7 +56,7 @@ extension Sandbox {
                 start-fast=y
 
                 """
-            try manifest.record([backrest.configPath], for: plan)
+            try manifest.record([backrest.configPath], for: plan, in: stateDirectory)
             try Files.write(config, to: backrest.configPath, mode: 0o644, owner: user)
         }
         return passwords

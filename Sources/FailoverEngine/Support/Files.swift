@@ -57,7 +57,10 @@ enum Files {
     ///
     /// - Throws: ``FailoverError`` (refused) when `path` is a symbolic link, a device, a FIFO or a directory,
     ///   or a directory on the way is a symbolic link that the OS user could have planted.
-    static func readText(_ path: String, owner: OSUser?) throws -> String? {
+    ///
+    /// With `mustBeOwn`, the file must also belong to the user running failoverd and be writable by no one else
+    /// (failoverd's own state: a sandbox manifest).
+    static func readText(_ path: String, owner: OSUser?, mustBeOwn: Bool = false) throws -> String? {
         let (directory, name) = try split(path)
         let parent: Directory
         do {
@@ -80,6 +83,10 @@ enum Files {
         var status = stat()
         guard fstat(fd, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
             throw FailoverError.refused("\(path) is not a regular file: failoverd refuses to read it. Remove it, or restore the file failoverd expects there.")
+        }
+        if mustBeOwn && (status.st_uid != geteuid() || status.st_mode & 0o022 != 0) {
+            throw FailoverError.refused(
+                "\(path) is owned by uid \(status.st_uid) with mode \(String(status.st_mode & 0o7777, radix: 8)); failoverd only trusts a file of its own state that belongs to uid \(geteuid()) and that no one else can write. Inspect it and remove it by hand.")
         }
         var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
