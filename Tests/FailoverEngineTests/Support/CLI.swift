@@ -69,7 +69,9 @@ enum CLI {
         // No test shares the machine's state directory (/var/lib/failoverd as root): a verb given no --state
         // gets a fresh one of its own, unless the test sets FAILOVERD_STATE itself.
         var environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
-        if env["FAILOVERD_STATE"] == nil { environment["FAILOVERD_STATE"] = tempDirectory("failoverd-cli-state") + "/state" }
+        if env["FAILOVERD_STATE"] == nil {
+            environment["FAILOVERD_STATE"] = FileManager.default.temporaryDirectory.path + "/failoverd-cli-state-\(getpid())/\(UUID().uuidString.prefix(8))"
+        }
         p.environment = environment
         let tmp = FileManager.default.temporaryDirectory
         let out = tmp.appendingPathComponent("failoverd-out-\(UUID().uuidString)")
