@@ -199,3 +199,17 @@ struct StateDirectoryTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: root + "/state").isEmpty)
     }
 }
+
+/// `drill --state X` empties X before each drill, so it refuses a non-empty directory it did not create.
+struct DrillStateTests {
+    @Test func refusesANonEmptyDirectoryItDidNotCreate() throws {
+        let root = CLI.tempDirectory("failoverd-drill-state")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: root + "/mine", withIntermediateDirectories: true)
+        try "precious\n".write(toFile: root + "/mine/notes.txt", atomically: false, encoding: .utf8)
+        let r = try CLI.run(["drill", CLI.plan("switchover"), "--report", root + "/report", "--state", root + "/mine"])
+        #expect(r.status == 2 && r.stderr.contains("was not created by a drill"), "\(r.status) \(r.stderr)")
+        #expect(try String(contentsOfFile: root + "/mine/notes.txt", encoding: .utf8) == "precious\n")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: root + "/mine") == ["notes.txt"])
+    }
+}
