@@ -69,7 +69,8 @@ struct HostilePlan: Sendable, CustomTestStringConvertible {
             guard let text = try? String(contentsOfFile: directory + "/" + name, encoding: .utf8),
                 let key = text.range(of: "\n  \"plan\": "), let end = text.range(of: "}", options: .backwards)
             else { return nil }
-            let head = String(text[..<key.lowerBound]).trimmingCharacters(in: .whitespacesAndNewlines).dropLast(text[..<key.lowerBound].hasSuffix(",") ? 1 : 0)
+            let head = String(text[..<key.lowerBound]).trimmingCharacters(in: .whitespacesAndNewlines).dropLast(
+                text[..<key.lowerBound].hasSuffix(",") ? 1 : 0)
             guard let object = try? JSONSerialization.jsonObject(with: Data((head + "}").utf8)) as? [String: Any],
                 let attack = object["attack"] as? String, let exit = object["exit"] as? Int, let message = object["message"] as? String
             else { return nil }
@@ -101,7 +102,8 @@ struct HostilePlanTests {
         let state = CLI.tempDirectory("failoverd-hostile-state")
         defer { try? FileManager.default.removeItem(atPath: state) }
         let planFile = state + "/plan.json"
-        try hostile.planText.replacingOccurrences(of: "@CANARY@", with: canary.root).write(toFile: planFile, atomically: false, encoding: .utf8)
+        try hostile.planText.replacingOccurrences(of: "@CANARY@", with: canary.root).write(
+            toFile: planFile, atomically: false, encoding: .utf8)
         let before = canary.snapshot()
         let verbs: [[String]] = [
             ["validate", planFile], ["plan", planFile], ["run", planFile, "--simulate", "--state", state + "/run"],
@@ -110,7 +112,8 @@ struct HostilePlanTests {
         for verb in verbs {
             let r = try CLI.run(verb)
             #expect(r.status == hostile.exit, "\(verb[0]): exit \(r.status), \(r.stderr)")
-            #expect((r.stdout + r.stderr).contains(hostile.message), "\(verb[0]) did not say \"\(hostile.message)\": \(r.stdout) \(r.stderr)")
+            #expect(
+                (r.stdout + r.stderr).contains(hostile.message), "\(verb[0]) did not say \"\(hostile.message)\": \(r.stdout) \(r.stderr)")
         }
         #expect(canary.snapshot() == before, "the canary changed")
         #expect(!FileManager.default.fileExists(atPath: state + "/run/journal.sqlite"), "run opened a journal for an invalid plan")
@@ -154,7 +157,9 @@ struct UsageErrorTests {
 struct StateDirectoryTests {
     @Test func theDefaultIsOnePerMachine() {
         #expect(StateDirectory.defaultPath(environment: [:], isRoot: true, home: "/root") == "/var/lib/failoverd")
-        #expect(StateDirectory.defaultPath(environment: ["XDG_STATE_HOME": "/home/ann/.state"], isRoot: false, home: "/home/ann") == "/home/ann/.state/failoverd")
+        #expect(
+            StateDirectory.defaultPath(environment: ["XDG_STATE_HOME": "/home/ann/.state"], isRoot: false, home: "/home/ann")
+                == "/home/ann/.state/failoverd")
         #expect(StateDirectory.defaultPath(environment: [:], isRoot: false, home: "/home/ann") == "/home/ann/.local/state/failoverd")
         #expect(StateDirectory.defaultPath(environment: ["FAILOVERD_STATE": "/srv/fo"], isRoot: true, home: "/root") == "/srv/fo")
         #expect(StateDirectory.defaultPath(environment: ["FAILOVERD_STATE": ""], isRoot: true, home: "/root") == "/var/lib/failoverd")
@@ -170,7 +175,8 @@ struct StateDirectoryTests {
         var s = stat()
         #expect(stat(root + "/state", &s) == 0 && s.st_mode & 0o777 == 0o700)
         for name in ["journal.sqlite", "journal.sqlite-wal"] where FileManager.default.fileExists(atPath: root + "/state/" + name) {
-            #expect(stat(root + "/state/" + name, &s) == 0 && s.st_mode & 0o777 == 0o600, "\(name) mode \(String(s.st_mode & 0o777, radix: 8))")
+            #expect(
+                stat(root + "/state/" + name, &s) == 0 && s.st_mode & 0o777 == 0o600, "\(name) mode \(String(s.st_mode & 0o777, radix: 8))")
         }
     }
 

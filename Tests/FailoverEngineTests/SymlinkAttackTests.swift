@@ -59,7 +59,8 @@ struct SymlinkAttackTests {
         func targetState() -> String {
             var s = stat()
             lstat(target, &s)
-            return "\(String(s.st_mode, radix: 8)) \(s.st_uid):\(s.st_gid) " + ((try? String(contentsOfFile: target, encoding: .utf8)) ?? "?")
+            return "\(String(s.st_mode, radix: 8)) \(s.st_uid):\(s.st_gid) "
+                + ((try? String(contentsOfFile: target, encoding: .utf8)) ?? "?")
         }
 
         func driver() throws -> LocalPostgresDriver { try LocalPostgresDriver(plan: plan) }

@@ -32,11 +32,13 @@ struct SandboxManifest: Codable, Sendable {
         let path = path(for: plan, in: stateDirectory)
         guard let text = try Files.readText(path, owner: nil, mustBeOwn: true) else { return nil }
         guard let manifest = try? JSONDecoder().decode(SandboxManifest.self, from: Data(text.utf8)) else {
-            throw FailoverError.refused("sandbox: the manifest \(path) cannot be read; failoverd removes nothing on its word. Inspect it, and remove it by hand.")
+            throw FailoverError.refused(
+                "sandbox: the manifest \(path) cannot be read; failoverd removes nothing on its word. Inspect it, and remove it by hand.")
         }
         guard manifest.plan == plan.name else {
             throw FailoverError.refused(
-                "sandbox: the manifest \(path) belongs to plan \(PlanValues.quoted(manifest.plan)), not \(PlanValues.quoted(plan.name)); failoverd removes nothing on its word.")
+                "sandbox: the manifest \(path) belongs to plan \(PlanValues.quoted(manifest.plan)), not \(PlanValues.quoted(plan.name)); failoverd removes nothing on its word."
+            )
         }
         return manifest
     }
@@ -54,7 +56,9 @@ struct SandboxManifest: Codable, Sendable {
         try StateDirectory.prepare(stateDirectory)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        try Files.write(String(decoding: try encoder.encode(self), as: UTF8.self), to: Self.path(for: plan, in: stateDirectory), mode: 0o600, owner: nil)
+        try Files.write(
+            String(decoding: try encoder.encode(self), as: UTF8.self), to: Self.path(for: plan, in: stateDirectory), mode: 0o600, owner: nil
+        )
     }
 
     /// The directories under which `up()` creates anything for `plan`: the parents of the repository, of its
@@ -70,7 +74,8 @@ struct SandboxManifest: Codable, Sendable {
         for path in created {
             guard PlanValues.pathProblem(path) == nil, roots.contains(where: { PlanValues.isWithin(path, $0) }) else {
                 throw FailoverError.refused(
-                    "sandbox down: the manifest \(manifestPath) lists \(PlanValues.quoted(path)), which is not under the plan's directories (\(roots.sorted().joined(separator: ", "))); failoverd removes nothing. Inspect the manifest.")
+                    "sandbox down: the manifest \(manifestPath) lists \(PlanValues.quoted(path)), which is not under the plan's directories (\(roots.sorted().joined(separator: ", "))); failoverd removes nothing. Inspect the manifest."
+                )
             }
         }
     }

@@ -40,7 +40,8 @@ public enum PlanValues {
 
     /// A character as shown in messages: `"$" (U+0024)`, or `U+0000` alone for an invisible one.
     public static func describe(_ scalar: Unicode.Scalar) -> String {
-        let code = "U+" + String(repeating: "0", count: max(0, 4 - String(scalar.value, radix: 16).count))
+        let code =
+            "U+" + String(repeating: "0", count: max(0, 4 - String(scalar.value, radix: 16).count))
             + String(scalar.value, radix: 16, uppercase: true)
         return isControl(scalar) || scalar == " " ? "\(code) (\(scalarName(scalar)))" : "\"\(scalar)\" (\(code))"
     }
@@ -124,7 +125,9 @@ public enum PlanValues {
         if let first = text.unicodeScalars.first, !(("a"..."z").contains(first) || first == "_") {
             return "starts with \(describe(first)); an OS user name starts with a lowercase letter or _"
         }
-        if text.utf8.count > maximumOSUserLength { return "is \(text.utf8.count) characters long; at most \(maximumOSUserLength) are allowed" }
+        if text.utf8.count > maximumOSUserLength {
+            return "is \(text.utf8.count) characters long; at most \(maximumOSUserLength) are allowed"
+        }
         if text == "root" { return "is root; PostgreSQL refuses to run as root and failoverd never hands it root's privileges" }
         return nil
     }

@@ -34,9 +34,13 @@ enum Files {
         let actor = parent.actor(for: owner)
         try refuseAnythingButAFile(at: name, in: parent, path: path, as: actor)
         let temporary = ".\(name).failoverd-\(UInt32.random(in: 0...UInt32.max))"
-        let fd = FileSystemIdentity.run(as: actor) { openat(parent.fd, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode) }
+        let fd = FileSystemIdentity.run(as: actor) {
+            openat(parent.fd, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+        }
         guard fd >= 0 else {
-            throw FailoverError.failed("could not write \(path): \(String(cString: strerror(errno))); check that \(directory) is writable by \(actor?.name ?? "failoverd")")
+            throw FailoverError.failed(
+                "could not write \(path): \(String(cString: strerror(errno))); check that \(directory) is writable by \(actor?.name ?? "failoverd")"
+            )
         }
         var written = false
         defer {
@@ -76,17 +80,20 @@ enum Files {
             switch errno {
             case ENOENT: return nil
             case ELOOP: throw symbolicLink(path)
-            case let code: throw FailoverError.failed("could not read \(path) as \(actor?.name ?? "failoverd"): \(String(cString: strerror(code)))")
+            case let code:
+                throw FailoverError.failed("could not read \(path) as \(actor?.name ?? "failoverd"): \(String(cString: strerror(code)))")
             }
         }
         defer { close(fd) }
         var status = stat()
         guard fstat(fd, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
-            throw FailoverError.refused("\(path) is not a regular file: failoverd refuses to read it. Remove it, or restore the file failoverd expects there.")
+            throw FailoverError.refused(
+                "\(path) is not a regular file: failoverd refuses to read it. Remove it, or restore the file failoverd expects there.")
         }
         if mustBeOwn && (status.st_uid != geteuid() || status.st_mode & 0o022 != 0) {
             throw FailoverError.refused(
-                "\(path) is owned by uid \(status.st_uid) with mode \(String(status.st_mode & 0o7777, radix: 8)); failoverd only trusts a file of its own state that belongs to uid \(geteuid()) and that no one else can write. Inspect it and remove it by hand.")
+                "\(path) is owned by uid \(status.st_uid) with mode \(String(status.st_mode & 0o7777, radix: 8)); failoverd only trusts a file of its own state that belongs to uid \(geteuid()) and that no one else can write. Inspect it and remove it by hand."
+            )
         }
         var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
@@ -185,7 +192,8 @@ enum Files {
     /// The refusal for a symbolic link where failoverd expects a file or directory of its own.
     static func symbolicLink(_ path: String) -> FailoverError {
         FailoverError.refused(
-            "\(path) is a symbolic link: failoverd does not follow links that the PostgreSQL OS user could have planted. Remove the link and let failoverd write the file again.")
+            "\(path) is a symbolic link: failoverd does not follow links that the PostgreSQL OS user could have planted. Remove the link and let failoverd write the file again."
+        )
     }
 
     /// Splits an absolute or relative path into its directory and its last segment.
@@ -255,7 +263,8 @@ enum Files {
                 try removeContents(of: child, path: path + "/" + name, owner: owner)
             }
             guard FileSystemIdentity.run(as: actor, { unlinkat(fd, name, isDirectory ? AT_REMOVEDIR : 0) }) == 0 || errno == ENOENT else {
-                throw FailoverError.failed("could not remove \(path)/\(name) as \(actor?.name ?? "failoverd"): \(String(cString: strerror(errno)))")
+                throw FailoverError.failed(
+                    "could not remove \(path)/\(name) as \(actor?.name ?? "failoverd"): \(String(cString: strerror(errno)))")
             }
         }
     }
@@ -297,7 +306,9 @@ struct Directory {
     static func open(_ path: String, creating: (mode: mode_t, owner: OSUser?)?, created: inout [String]) throws -> Directory {
         let absolute = path.hasPrefix("/")
         var fd = absolute ? Glibc.open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : Glibc.open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw FailoverError.failed("could not open \(absolute ? "/" : "the working directory"): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw FailoverError.failed("could not open \(absolute ? "/" : "the working directory"): \(String(cString: strerror(errno)))")
+        }
         var current = absolute ? "" : "."
         let segments = path.split(separator: "/").map(String.init).filter { $0 != "." && !$0.isEmpty }
         for (index, segment) in segments.enumerated() {
@@ -335,7 +346,8 @@ struct Directory {
                 var link = stat()
                 if fstatat(fd, segment, &link, AT_SYMLINK_NOFOLLOW) == 0, link.st_mode & S_IFMT == S_IFLNK {
                     let sticky = parent.st_mode & S_ISVTX != 0
-                    let trusted = (link.st_uid == 0 || link.st_uid == geteuid()) && (parent.st_uid == 0 || parent.st_uid == geteuid())
+                    let trusted =
+                        (link.st_uid == 0 || link.st_uid == geteuid()) && (parent.st_uid == 0 || parent.st_uid == geteuid())
                         && (parent.st_mode & 0o022 == 0 || sticky)
                     guard trusted else {
                         close(fd)

@@ -31,11 +31,13 @@ public enum StateDirectory {
         defer { close(directory.fd) }
         guard directory.status.st_uid == geteuid() else {
             throw FailoverError.invalid(
-                "state directory \(path) is owned by uid \(directory.status.st_uid), not by the user running failoverd (uid \(geteuid())): whoever owns it can rewrite the journal and the run lock. Use a directory of your own (--state or $FAILOVERD_STATE), or give this one to uid \(geteuid()) with mode 0700.")
+                "state directory \(path) is owned by uid \(directory.status.st_uid), not by the user running failoverd (uid \(geteuid())): whoever owns it can rewrite the journal and the run lock. Use a directory of your own (--state or $FAILOVERD_STATE), or give this one to uid \(geteuid()) with mode 0700."
+            )
         }
         guard directory.status.st_mode & 0o022 == 0 else {
             throw FailoverError.invalid(
-                "state directory \(path) is writable by \(directory.status.st_mode & 0o002 != 0 ? "everyone" : "its group") (mode \(String(directory.status.st_mode & 0o7777, radix: 8))): others could plant files in it. Run `chmod 700 \(path)` after checking what it holds.")
+                "state directory \(path) is writable by \(directory.status.st_mode & 0o002 != 0 ? "everyone" : "its group") (mode \(String(directory.status.st_mode & 0o7777, radix: 8))): others could plant files in it. Run `chmod 700 \(path)` after checking what it holds."
+            )
         }
         if directory.status.st_mode & 0o777 != 0o700 && fchmod(directory.fd, 0o700) != 0 {
             throw FailoverError.invalid("could not set mode 0700 on state directory \(path): \(String(cString: strerror(errno)))")
@@ -55,7 +57,8 @@ public enum StateDirectory {
         defer { close(fd) }
         var status = stat()
         guard fstat(fd, &status) == 0, status.st_mode & S_IFMT == S_IFREG, status.st_uid == geteuid() else {
-            throw FailoverError.invalid("\(path)/\(name) is not a regular file owned by uid \(geteuid()); failoverd will not use it. Inspect it.")
+            throw FailoverError.invalid(
+                "\(path)/\(name) is not a regular file owned by uid \(geteuid()); failoverd will not use it. Inspect it.")
         }
         if status.st_mode & 0o777 != 0o600 && fchmod(fd, 0o600) != 0 {
             throw FailoverError.invalid("could not set mode 0600 on \(path)/\(name): \(String(cString: strerror(errno)))")
