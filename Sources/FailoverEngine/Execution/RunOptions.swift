@@ -74,9 +74,9 @@ public struct RunOptions: Sendable {
         self.onProgress = onProgress
     }
 
-    /// The default state directory: `$FAILOVERD_STATE`, else `./.failoverd`.
+    /// The default state directory: `$FAILOVERD_STATE`, else one per machine (``StateDirectory/defaultPath(environment:isRoot:home:)``).
     public static var defaultStateDirectory: String {
-        ProcessInfo.processInfo.environment["FAILOVERD_STATE"].flatMap { $0.isEmpty ? nil : $0 } ?? ".failoverd"
+        StateDirectory.defaultPath(environment: ProcessInfo.processInfo.environment, isRoot: OSUser.isRoot, home: OSUser.current.home)
     }
 }
 

@@ -16,7 +16,13 @@ public final class Journal: Sendable {
     /// Opens (creating if needed) `DIR/journal.sqlite` and migrates it.
     public init(stateDirectory: String, auditSigner: AuditSigner? = nil) throws {
         self.auditSigner = auditSigner
-        try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        try StateDirectory.prepare(stateDirectory)
+        // Created 0600 before SQLite opens it: SQLite gives the -wal and -shm files the journal's own mode.
+        for name in ["journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm"] {
+            if name == "journal.sqlite" || Files.exists(stateDirectory + "/" + name) {
+                try StateDirectory.preparePrivateFile(name, in: stateDirectory)
+            }
+        }
         path = (stateDirectory as NSString).appendingPathComponent("journal.sqlite")
         var config = Configuration()
         config.journalMode = .wal
