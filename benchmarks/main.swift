@@ -1,8 +1,15 @@
 // failoverd-bench: measures the engine's own costs and prints each beside a baseline measured in the
 // same run, as a ratio. Usage: failoverd-bench [journal|plan|audit|all] [--events N]
+import Crypto
 import FailoverEngine
 import Foundation
 import GRDB
+
+#if canImport(GRDBSQLite)
+    import GRDBSQLite
+#elseif canImport(SQLite3)
+    import SQLite3
+#endif
 
 let args = CommandLine.arguments.dropFirst()
 let which = args.first { !$0.hasPrefix("--") } ?? "all"
@@ -69,39 +76,134 @@ func benchPlan() throws {
     report("plan: validate + expand 1,000 transitions (\(steps) steps)", engine * 1000, unit: "ms", baselineName: "JSONSerialization parse only", parse * 1000)
 }
 
-/// `failoverd audit` with filters over N events, against a full scan counting them.
-func benchAudit(events: Int) throws {
-    let dir = tempDir()
-    defer { try? FileManager.default.removeItem(atPath: dir) }
-    let journal = try Journal(stateDirectory: dir)
+/// `failoverd audit` with filters over N events, against a full scan counting them; `audit verify` over the
+/// same events (signed every 100 events), against a bare SHA-256 over the same bytes in the same run.
+func benchAudit(events: Int, keep: String?) throws {
+    let dir = keep ?? tempDir()
+    defer { if keep == nil { try? FileManager.default.removeItem(atPath: dir) } }
+    let reuse = FileManager.default.fileExists(atPath: dir + "/state/journal.sqlite")
+    if !reuse { _ = try AuditKeys.generate(into: dir + "/keys") }
+    let publicKeyPath = dir + "/keys/" + AuditKeys.publicKeyFile
+    let signer = try AuditSigner(keyPath: dir + "/keys/" + AuditKeys.privateKeyFile)
+    let journal = try Journal(stateDirectory: dir + "/state", auditSigner: signer)
+    // Runs as failoverd journals them: run-start, started and done for each of 24 steps, run-end (50 events),
+    // with their runs and steps rows, so that verify's cross-check has every run to check.
     let insert = try seconds {
+        if reuse { return }
         let batch = 10_000
         for b in 0..<(events / batch) {
             try journal.db.write { db in
                 for i in 0..<batch {
                     let k = b * batch + i
-                    try AuditLog.append(
-                        db, kind: ["step-start", "step-end", "step-skip", "run-start"][k % 4], run: "r-\(k / 1000)", site: k % 3 == 0 ? "prod" : "dr",
-                        details: ["step": String(k % 40)])
+                    let run = "r-bench-\(k / 50)"
+                    let j = k % 50
+                    if j == 0 {
+                        try db.execute(
+                            sql: "INSERT INTO runs (id, plan_name, plan_json, plan_sha256, driver, actor, step_count, outcome, started_at) VALUES (?, 'bench', '{}', '', 'simulated', 'bench', 24, 'succeeded', ?)",
+                            arguments: [run, Journal.now()])
+                        for n in 1...24 {
+                            try db.execute(
+                                sql: "INSERT INTO steps (run_id, number, transition, action, kind, site, destructive, summary, step_json, status) VALUES (?, ?, 1, 'switchover', 'stop', 'prod', 0, 'stop prod', '{}', 'done')",
+                                arguments: [run, n])
+                        }
+                        try AuditLog.append(db, kind: "run-start", run: run, details: ["plan": "bench", "steps": "24", "epoch": "1"], signer: signer)
+                    } else if j == 49 {
+                        try AuditLog.append(db, kind: "run-end", run: run, details: ["outcome": "succeeded", "epoch": "1"], signer: signer)
+                    } else {
+                        let step = (j + 1) / 2
+                        try AuditLog.append(
+                            db, kind: j % 2 == 1 ? "step-start" : "step-end", run: run, site: k % 3 == 0 ? "prod" : "dr",
+                            details: [
+                                "step": String(step), "kind": "stop", "summary": "stop prod-db (fast)", "epoch": "1", "instance": "prod-db",
+                                "evidence.lsn": j % 2 == 1 ? "" : "0/3000060",
+                            ], signer: signer)
+                    }
                 }
             }
         }
     }
-    print(String(format: "audit: appended %d events in %.1f s (%.1f µs each, hash chain included)", events, insert, insert / Double(events) * 1e6))
+    if !reuse { print(String(format: "audit: appended %d events in %.1f s (%.1f µs each, hash chain and a signed checkpoint every 100 included)", events, insert, insert / Double(events) * 1e6)) }
     let log = AuditLog(journal: journal)
     var found = 0
-    let filtered = try seconds { found = try log.query(.init(run: "r-\(events / 2000)", site: "prod", kind: "step-end")).count }
+    let filtered = try seconds { found = try log.query(.init(run: "r-bench-\(events / 100)", site: "prod", kind: "step-end")).count }
     let kindOnly = try seconds { found = try log.query(.init(kind: "refusal")).count }
     let since = try seconds { found = try log.query(.init(since: Journal.now())).count }
     let scan = try seconds { _ = try journal.db.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM audit_events WHERE details LIKE '%\"step\":\"7\"%'") } }
     report("audit: --run --site --kind over \(events)", filtered * 1000, unit: "ms", baselineName: "full scan (count, LIKE on details)", scan * 1000)
     report("audit: --kind (no match) over \(events)", kindOnly * 1000, unit: "ms", baselineName: "full scan (count, LIKE on details)", scan * 1000)
     report("audit: --since now over \(events)", since * 1000, unit: "ms", baselineName: "full scan (count, LIKE on details)", scan * 1000)
-    let verify = try seconds { let v = try log.verify(); precondition(v.intact) }
-    report("audit verify over \(events)", verify, unit: "s", baselineName: "full scan (count, LIKE on details)", scan)
     _ = found
-}
 
+    // The baseline: the exact bytes verify hashes (prev_hash ‖ canonical event), built beforehand, hashed bare.
+    var bytes = [UInt8]()
+    var ends = [Int]()
+    ends.reserveCapacity(events)
+    for e in try log.query() {
+        bytes.append(contentsOf: (e.prevHash + e.canonical).utf8)
+        ends.append(bytes.count)
+    }
+    let megabytes = Double(bytes.count) / 1e6
+    var sink: UInt8 = 0
+    let bare = seconds {
+        bytes.withUnsafeBytes { all in
+            var start = 0
+            for end in ends {
+                var h = SHA256()
+                h.update(bufferPointer: UnsafeRawBufferPointer(rebasing: all[start..<end]))
+                sink &+= h.finalize().withUnsafeBytes { $0[0] }
+                start = end
+            }
+        }
+    }
+    let stream = seconds {
+        var h = SHA256()
+        bytes.withUnsafeBytes { h.update(bufferPointer: $0) }
+        sink &+= h.finalize().withUnsafeBytes { $0[0] }
+    }
+    bytes = []
+    print(String(format: "audit: the hashed bytes: %.0f MB; one SHA-256 over all of them in one stream: %.3f s", megabytes, stream))
+    // What reading the rows alone costs: SQLite steps through the same query and touches every column verify reads.
+    var touched = 0
+    let read = try journal.db.read { db in
+        let statement = try db.makeStatement(
+            sql: "SELECT seq, at, run_id, site, actor, kind, details, prev_hash, hash, os_user, os_uid, host FROM audit_events ORDER BY seq")
+        let h = statement.sqliteStatement
+        defer { sqlite3_reset(h) }
+        return seconds {
+            while sqlite3_step(h) == SQLITE_ROW {
+                for c in Int32(0)..<12 { touched &+= Int(sqlite3_column_bytes(h, c)) &+ (sqlite3_column_text(h, c) == nil ? 0 : 1) }
+            }
+        }
+    }
+    report("audit: SQLite reading the rows verify reads", read, unit: "s", baselineName: "bare SHA-256 per event, same bytes", bare)
+    var key = Curve25519.Signing.PrivateKey()
+    var sigs: [(Data, Data)] = (0..<2000).map { i in let m = Data("checkpoint \(i)".utf8); return (m, try! key.signature(for: m)) }
+    let edVerify = seconds { for (m, sig) in sigs { precondition(key.publicKey.isValidSignature(sig, for: m)) } } / Double(sigs.count)
+    sigs = []
+    key = Curve25519.Signing.PrivateKey()
+    print(String(format: "audit: one Ed25519 signature verification: %.1f µs (one core)", edVerify * 1e6))
+    let chainOnly = try seconds {
+        let v = try log.verify(.init(crossCheck: false))
+        precondition(v.intact, "\(v.problems.prefix(3))")
+    }
+    var runs = 0
+    let plain = try seconds {
+        let v = try log.verify()
+        precondition(v.intact, "\(v.problems.prefix(3))")
+        runs = v.runsChecked
+    }
+    let publicKey = try AuditKeys.loadPublicKey(publicKeyPath)
+    var checkpoints = 0
+    let signed = try seconds {
+        let v = try log.verify(.init(publicKeys: [publicKey], checkpointFile: signer.checkpointPath))
+        precondition(v.intact, "\(v.problems.prefix(3))")
+        checkpoints = v.checkpointsVerified
+    }
+    report("audit verify, chain only, over \(events)", chainOnly, unit: "s", baselineName: "bare SHA-256 per event, same bytes", bare)
+    report("audit verify + cross-check of \(runs) runs", plain, unit: "s", baselineName: "bare SHA-256 per event, same bytes", bare)
+    report("audit verify --public-key (\(checkpoints) checkpoints)", signed, unit: "s", baselineName: "bare SHA-256 per event, same bytes", bare)
+    if sink == 42 || touched == 42 { print("") }
+}
 
 /// Switchover write unavailability: failoverd against the raw stop/promote/first-write sequence.
 func benchSwitchover(rounds: Int) async throws {
@@ -137,7 +239,19 @@ let rounds: Int = args.firstIndex(of: "--rounds").flatMap { Int(args[args.index(
 do {
     if which == "journal" || which == "all" { try benchJournal() }
     if which == "plan" || which == "all" { try benchPlan() }
-    if which == "audit" || which == "all" { try benchAudit(events: events) }
+    // --keep DIR keeps the journal (DIR/state) and key (DIR/keys) to measure again without appending anew.
+    let keep = args.firstIndex(of: "--keep").map { args[args.index(after: $0)] }
+    if which == "audit" || which == "all" { try benchAudit(events: events, keep: keep) }
+    if which == "verify", let keep {
+        let log = AuditLog(journal: try Journal(stateDirectory: keep + "/state"))
+        for _ in 0..<3 {
+            let t = try seconds {
+                let v = try log.verify()
+                precondition(v.intact)
+            }
+            print(String(format: "audit verify: %.3f s", t))
+        }
+    }
     if which == "switchover" { try await benchSwitchover(rounds: rounds) }
     if which == "drills" {
         try await benchSwitchover(rounds: 3)

@@ -14,10 +14,34 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Debian starts a default cluster on port 5432 when postgresql-15 is installed; failoverd does not use it.
+# It has no home: /var/lib/failoverd is root's state directory (journal, run lock, sandbox manifests), which
+# the PostgreSQL OS user must never own or write.
 user=failoverd
+state=/var/lib/failoverd
 if ! id "$user" >/dev/null 2>&1; then
   echo "setup: creating OS user $user"
-  useradd --system --user-group --create-home --home-dir /var/lib/failoverd --shell /usr/sbin/nologin "$user"
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$user"
+elif [ "$(getent passwd "$user" | cut -d: -f6)" = "$state" ]; then
+  echo "setup: OS user $user had $state as its home; moving it to /nonexistent ($state is root's state directory)"
+  if ! usermod --home /nonexistent "$user"; then
+    # usermod refuses while the user runs processes (a PostgreSQL server). Safe meanwhile: failoverd refuses
+    # a state directory that it does not own or that others can write.
+    echo "setup: warning: run \`usermod --home /nonexistent $user\` once $user runs no process" >&2
+  fi
+fi
+if [ -d "$state" ] && [ "$(stat -c %U "$state")" != root ]; then
+  # A home made by `useradd --create-home` holds only copies of /etc/skel: nothing of anyone's.
+  for f in "$state"/.[!.]* "$state"/*; do
+    [ -f "$f" ] && [ ! -L "$f" ] && cmp -s "$f" "/etc/skel/$(basename "$f")" && rm -f "$f"
+  done
+  if [ -z "$(ls -A "$state")" ]; then
+    echo "setup: removing the empty $state owned by $(stat -c %U "$state"); failoverd recreates it root-owned, 0700"
+    rmdir "$state"
+  else
+    echo "setup: $state is owned by $(stat -c %U "$state") and not empty; failoverd refuses it as its state directory." >&2
+    echo "setup: move it aside (mv $state $state.old) and run setup again." >&2
+    exit 1
+  fi
 fi
 # The sandbox's S3 endpoint (a test stand-in for a bucket): moto's server from PyPI, in the project's own
 # virtual environment, built on Debian's python3 so that the unprivileged OS user can run it.

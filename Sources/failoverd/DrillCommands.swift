@@ -27,7 +27,9 @@ struct DrillCommand: AsyncParsableCommand {
     @Flag(name: .customLong("allow-data-loss"), help: "Run the plan with --allow-data-loss.") var allowDataLoss = false
     @Option(help: "Seconds the workload runs between transitions, so each topology's lag is measured.") var dwell: Double = 2
     @Option(help: "Seconds the workload runs before the plan starts (the baseline).") var warmup: Double = 1
-    @Option(help: "State directory for the drill's run (default: REPORT/state, emptied first).") var state: String?
+    @Option(
+        help: "State directory for the drill's run and sandbox manifest (default: REPORT/state). Emptied first, so a non-empty directory a drill did not create is refused.")
+    var state: String?
     @Flag(help: "Log at debug level to standard error.") var verbose = false
 
     func run() async throws {

@@ -10,13 +10,15 @@ struct Failoverd: AsyncParsableCommand {
         abstract: "Move PostgreSQL sites between roles — primary, archive standby, streaming standby, fenced — safely, resumably, with evidence.",
         discussion: """
             A plan (plan.json) names the sites, the shared pgBackRest repository and the transitions. Every step is \
-            journaled in SQLite before and after its side effect (state directory: --state, $FAILOVERD_STATE, or \
-            ./.failoverd), so a run killed at any moment is continued with `failoverd resume`.
+            journaled in SQLite before and after its side effect (state directory: --state, $FAILOVERD_STATE, or one per \
+            machine: /var/lib/failoverd as root, $XDG_STATE_HOME/failoverd otherwise; 0700, journal 0600), so a run killed \
+            at any moment is continued with `failoverd resume`.
 
             Exit codes:
               0  success
               1  a step failed; the run is left resumable (failoverd resume)
-              2  invalid input (plan, flag or state directory); nothing was changed
+              2  invalid input (plan, usage: unknown flag, missing argument, malformed value, or state
+                 directory); nothing was changed
               3  refused by the state machine or a safety gate
               4  the run lock is held by a live run
             """,
@@ -27,20 +29,55 @@ struct Failoverd: AsyncParsableCommand {
     )
 }
 
+extension Failoverd {
+    /// Parses the command line, runs the verb, and maps every error to its exit code in this one place.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var verb = command as? AsyncParsableCommand {
+                try await verb.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let code = exitCode(forError: error)
+            if code == 0 { exit(withError: error) }  // --help, --version: ArgumentParser prints them
+            if let failure = error as? FailoverError {
+                FileHandle.standardError.write(Data(("failoverd: " + failure.message + "\n").utf8))
+            } else if !(error is ExitCode) {
+                let message = fullMessage(for: error)
+                if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
+            }
+            Foundation.exit(code)
+        }
+    }
+
+    /// The exit code of `error`, as `failoverd --help` documents them: a FailoverError's own code; a usage
+    /// error (unknown flag or verb, missing argument, malformed value) 2, not ArgumentParser's 64;
+    /// `--help` 0; an ExitCode a verb chose as it is; anything else 1.
+    static func exitCode(forError error: Error) -> Int32 {
+        if let failure = error as? FailoverError { return failure.code.rawValue }
+        if let code = error as? ExitCode { return code.rawValue }
+        let parserCode = exitCode(for: error).rawValue
+        switch parserCode {
+        case ExitCode.success.rawValue: return 0
+        case ExitCode.validationFailure.rawValue: return FailoverError.Code.invalidInput.rawValue
+        default: return parserCode == 0 ? 0 : 1
+        }
+    }
+}
+
 /// The state directory option every verb shares.
 struct StateOption: ParsableArguments {
-    @Option(name: .long, help: "State directory holding journal.sqlite (default: $FAILOVERD_STATE or ./.failoverd).")
+    @Option(
+        name: .long,
+        help: "State directory holding journal.sqlite (default: $FAILOVERD_STATE, else /var/lib/failoverd as root, $XDG_STATE_HOME/failoverd otherwise).")
     var state: String = RunOptions.defaultStateDirectory
 }
 
-/// Runs a verb's body, printing a FailoverError's message and exiting with its code.
+/// Runs a verb's body. Its errors reach ``Failoverd/main()``, which prints them and maps them to exit codes.
 func guarded<T>(_ body: () async throws -> T) async throws -> T {
-    do {
-        return try await body()
-    } catch let error as FailoverError {
-        FileHandle.standardError.write(Data(("failoverd: " + error.message + "\n").utf8))
-        throw ExitCode(error.code.rawValue)
-    }
+    try await body()
 }
 
 func bootstrapLogging(verbose: Bool) {

@@ -13,6 +13,7 @@ struct ExecutionOptions: ParsableArguments {
     @Flag(help: "Print no step progress.") var quiet = false
     @Flag(help: .hidden) var drill = false
     @Option(help: .hidden) var dwell: Double = 0
+    @OptionGroup var signing: AuditSigningOptions
 
     func runOptions(simulate: Bool, isDrill: Bool = false) throws -> RunOptions {
         var crash: CrashPoint?
@@ -34,6 +35,7 @@ struct ExecutionOptions: ParsableArguments {
             stateDirectory: state.state, simulate: simulate, crashAt: crash, allowDataLoss: allowDataLoss, isDrill: isDrill || drill,
             onProgress: quiet ? nil : printer)
         options.dwellBetweenTransitions = dwell
+        options.auditSigner = try signing.signer()
         return options
     }
 }
@@ -82,10 +84,13 @@ struct AbandonCommand: AsyncParsableCommand {
     @Argument(help: "The run id.") var runID: String
     @Option(help: "Why, for the audit log.") var reason: String = "abandoned by the operator"
     @OptionGroup var state: StateOption
+    @OptionGroup var signing: AuditSigningOptions
 
     func run() async throws {
         try await guarded {
-            try await Executor(options: RunOptions(stateDirectory: state.state)).abandon(runID: runID, reason: reason)
+            var options = RunOptions(stateDirectory: state.state)
+            options.auditSigner = try signing.signer()
+            try await Executor(options: options).abandon(runID: runID, reason: reason)
             print("run \(runID) abandoned; the recorded roles are what its finished steps left. Check them with `failoverd status`.")
         }
     }
@@ -100,12 +105,15 @@ struct AdoptCommand: AsyncParsableCommand {
     @Argument(help: "The plan file whose declared roles to record.") var plan: String
     @Flag(help: "Check against the simulated driver's model.") var simulate = false
     @OptionGroup var state: StateOption
+    @OptionGroup var signing: AuditSigningOptions
 
     func run() async throws {
         try await guarded {
             bootstrapLogging(verbose: false)
             let p = try PlanLoader.load(plan)
-            let changes = try await Executor(options: RunOptions(stateDirectory: state.state, simulate: simulate)).adopt(p)
+            var options = RunOptions(stateDirectory: state.state, simulate: simulate)
+            options.auditSigner = try signing.signer()
+            let changes = try await Executor(options: options).adopt(p)
             if changes.isEmpty { print("roles already recorded as the plan declares them") }
             for c in changes { print("  \(c.site): \(c.from?.rawValue ?? "none recorded") -> \(c.to.rawValue)") }
         }

@@ -39,6 +39,22 @@ import Testing
         #expect(cli.stdout.contains("intact: 10 events"))
     }
 
+    @Test func verifyHashesEscapedAndNonASCIITextAsItWasWritten() throws {
+        let (state, journal) = try journalWithEvents()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let log = AuditLog(journal: journal)
+        try log.append(
+            kind: "refusal", run: "r-\"quoted\"\n\r\t", site: "dr\\site\u{02}é",
+            details: ["reason": "line one\nline two\ttab \u{01}\u{1F} \"q\" \\ back é 漢字 🐘", "key\"odd": "\r"])
+        try log.append(kind: "step-end", run: nil, site: nil, details: [:])
+        let v = try log.verify()
+        #expect(v.intact, "\(v.problems)")
+        #expect(v.checked == 12)
+        // And a one-character edit inside the escaped text is still seen.
+        try sqlite3(journal.path, "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET details = replace(details, '漢', '汉') WHERE seq = 11;")
+        #expect(try log.verify().brokenSeq == 11)
+    }
+
     @Test func triggersRefuseUpdateAndDelete() throws {
         let (state, journal) = try journalWithEvents()
         defer { try? FileManager.default.removeItem(atPath: state) }
@@ -100,6 +116,53 @@ import Testing
         #expect(e.details.contains("\"password\":\"[redacted]\""))
         #expect(e.details.contains("password=[redacted] user=r"))
         #expect(e.details.contains("0/3000060"))
+    }
+
+    /// Every evidence key failoverd writes (the step runner and its gates, whatever the driver). A key added
+    /// there belongs here: ``everyEvidenceKeyARunWritesIsListedAndKept`` fails until it is.
+    static let evidenceKeys: Set<String> = [
+        "primaryLSN", "targetReplayLSN", "lagBytes", "timeline", "override", "targetLSN", "candidate.*", "systemIdentifier", "checkpointLSN",
+        "demotionToken", "promotedAtLSN", "previousTimeline", "firstWriteLSN", "lastKnownLSN", "reachable", "wasRunning", "lastKnownFrom",
+        "delta", "upstream", "segment", "pgRewind", "fallback", "role.*", "oldPrimaryLastKnownLSN", "walLossEstimateBytes",
+        "targetTimeline", "overwriteCheck", "targetSystemIdentifier", "targetState", "resumedWith",
+    ]
+
+    @Test func evidenceThatIsNotASecretIsNeverRedacted() throws {
+        var evidence: [String: String] = [:]
+        for key in Self.evidenceKeys { evidence["evidence." + key.replacingOccurrences(of: "*", with: "dr")] = "7350238476/2/0/3000028" }
+        #expect(AuditLog.redact(evidence) == evidence)
+        // The journal's steps table keeps the same evidence unredacted too.
+        #expect(AuditLog.redact(["demotionToken": "1/2/0/3"]) == ["demotionToken": "1/2/0/3"])
+        // Secret names match exactly, in any case, with or without the evidence. prefix; names that merely contain one do not.
+        for secret in ["password", "evidence.password", "PGPASSWORD", "evidence.token", "secret", "private_key", "privateKey"] {
+            #expect(AuditLog.redact([secret: "s3cr3t"])[secret] == "[redacted]", "\(secret)")
+        }
+        for kept in ["passwordFile", "tokenCount", "evidence.demotionToken", "secretary"] {
+            #expect(AuditLog.redact([kept: "v"])[kept] == "v", "\(kept)")
+        }
+    }
+
+    @Test("every evidence key a run writes is listed and kept", arguments: ExecutorTests.shippedPlans)
+    func everyEvidenceKeyARunWritesIsListedAndKept(plan: String) throws {
+        let state = CLI.tempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let r = try CLI.run(["run", CLI.plan(plan), "--simulate", "--quiet", "--state", state])
+        #expect(r.status == 0, "\(r.stderr)")
+        let journal = try Journal(stateDirectory: state)
+        for e in try AuditLog(journal: journal).query() {
+            #expect(!e.details.contains("[redacted]"), "seq \(e.seq): \(e.details)")
+            let details = try JSONSerialization.jsonObject(with: Data(e.details.utf8)) as! [String: String]
+            for key in details.keys where key.hasPrefix("evidence.") {
+                let name = String(key.dropFirst("evidence.".count))
+                let pattern = name.contains(".") ? String(name.prefix { $0 != "." }) + ".*" : name
+                #expect(Self.evidenceKeys.contains(pattern), "evidence key \(name) is not in AuditLogTests.evidenceKeys")
+            }
+        }
+        if ["switchover", "failback-with-rewind"].contains(plan) {
+            let tokens = try AuditLog(journal: journal).query(.init(kind: "step-end")).filter { $0.details.contains("evidence.demotionToken") }
+            #expect(!tokens.isEmpty)
+            #expect(tokens.allSatisfy { !$0.details.contains("\"evidence.demotionToken\":\"[redacted]\"") })
+        }
     }
 
     @Test func filtersByRunSiteKindAndSince() throws {

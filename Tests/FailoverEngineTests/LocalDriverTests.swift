@@ -90,7 +90,7 @@ struct LocalDriverTests {
     @Test(.enabled(if: OSUser.isRoot, "only root switches to the OS user"))
     func sandboxUpNamesAPathTheOSUserCannotReach() async throws {
         let (root, plan) = try SandboxFixture.makePlan([SiteLayout(name: "prod", role: .primary)], archiveTimeout: 60)
-        let sandbox = Sandbox(plan: plan)
+        let sandbox = Sandbox(plan: plan, stateDirectory: root + "/state")
         chmod(root, 0o700)  // as mkdtemp leaves it: the OS user cannot enter
         do {
             try await sandbox.up()

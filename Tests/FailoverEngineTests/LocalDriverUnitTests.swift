@@ -125,7 +125,7 @@ struct LocalDriverUnitTests {
         let data = plan.sites[0].leader.dataDirectory
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         try "15\n".write(toFile: data + "/PG_VERSION", atomically: true, encoding: .utf8)
-        let sandbox = Sandbox(plan: plan)
+        let sandbox = Sandbox(plan: plan, stateDirectory: root + "/state")
         #expect(!sandbox.exists)
         await #expect(throws: FailoverError.self) { try await sandbox.up() }
         await #expect(throws: FailoverError.self) { try await sandbox.down() }

@@ -110,10 +110,10 @@ struct BadPlan: Sendable, CustomTestStringConvertible {
         BadPlan(
             kind: "null for an optional field", edits: [(#""stanza": "xkube""#, #""stanza": "xkube", "config": null"#)],
             path: "$.repository.config",
-            message: #"repository: "config" must be an absolute path (a string starting with /), found null"#),
+            message: #"repository: "config" must be an absolute, normal path of at most 1024 bytes"#),
         BadPlan(
             kind: "empty name", edits: [(#""name": "xkube-dr""#, #""name": """#)], path: "$.name",
-            message: #"the plan: "name" must not be empty"#),
+            message: #"the plan: "name" "" is empty"#),
         BadPlan(
             kind: "unknown role", edits: [(#""role": "archive-standby""#, #""role": "archive-stanby""#)], path: "$.sites[1].role",
             message: #"site "dr": unknown role "archive-stanby""#,
@@ -154,10 +154,41 @@ struct BadPlan: Sendable, CustomTestStringConvertible {
             path: "$.sites[1].instances[1].port",
             message: #"instances "prod-0" and "dr-1" both listen on 127.0.0.1:6432"#, schemaRejects: false),
         BadPlan(
-            kind: "two instances on one data directory", edits: [(#""/var/lib/failoverd/dr-1""#, #""/var/lib/failoverd/dr-0/""#)],
+            kind: "two instances on one data directory", edits: [(#""/var/lib/failoverd/dr-1""#, #""/var/lib/failoverd/dr-0""#)],
             path: "$.sites[1].instances[1].dataDirectory",
-            message: #"instances "dr-0" and "dr-1" both use the data directory /var/lib/failoverd/dr-0 on host 127.0.0.1"#,
+            message: #"instances "dr-0" and "dr-1" both use the data directory /var/lib/failoverd/dr-0 on this host"#,
             schemaRejects: false),
+        BadPlan(
+            kind: "one data directory spelled another way", edits: [(#""/var/lib/failoverd/dr-1""#, #""/var/lib/failoverd/dr-0/""#)],
+            path: "$.sites[1].instances[1].dataDirectory",
+            message: #"instance "dr-1": "dataDirectory" "/var/lib/failoverd/dr-0/" ends with a slash"#),
+        BadPlan(
+            kind: "data directory inside another", edits: [(#""/var/lib/failoverd/dr-1""#, #""/var/lib/failoverd/dr-0/base""#)],
+            path: "$.sites[1].instances[1].dataDirectory",
+            message: #"instance "dr-1"'s data directory /var/lib/failoverd/dr-0/base lies inside instance "dr-0"'s /var/lib/failoverd/dr-0"#,
+            schemaRejects: false),
+        BadPlan(
+            kind: "dot-dot segment", edits: [(#""/var/lib/failoverd/dr-1""#, #""/var/lib/failoverd/../../etc""#)],
+            path: "$.sites[1].instances[1].dataDirectory",
+            message: #"instance "dr-1": "dataDirectory" "/var/lib/failoverd/../../etc" has a ".." segment"#),
+        BadPlan(
+            kind: "shell in a path", edits: [(#""/etc/failoverd/pgpass""#, #""/etc/failoverd/$(id)""#)],
+            path: "$.replication.passfile",
+            message: #"replication: "passfile" "/etc/failoverd/$(id)" contains "$" (U+0024) at character 16, which is not allowed in a path"#),
+        BadPlan(
+            kind: "prefix-local host", edits: [(#""host": "127.0.0.1", "port": 6433"#, #""host": "127.evil.example", "port": 6433"#)],
+            path: "$.sites[1].instances[0].host",
+            message: #"instance "dr-0" of a local site is on "127.evil.example", which is not this host"#, schemaRejects: false),
+        BadPlan(
+            kind: "root as osUser", edits: [(#""version": 1,"#, #""version": 1, "osUser": "root","#)], path: "$.osUser",
+            message: #"the plan: "osUser" "root" is root"#),
+        BadPlan(
+            kind: "NUL in a name", edits: [(#""name": "dr-1""#, #""name": "dr\u00001""#)], path: "$.sites[1].instances[1].name",
+            message: #"instance "dr\u00001": "name" "dr\u00001" contains U+0000 (NUL) at character 3, which is not allowed in a name"#),
+        BadPlan(
+            kind: "huge timeout", edits: [(#""stepTimeoutSeconds": 120"#, #""stepTimeoutSeconds": 1e300"#)],
+            path: "$.policy.stepTimeoutSeconds",
+            message: #"policy: "stepTimeoutSeconds" must be a number of seconds from 1 to 86400 (24 h), found 1e300"#),
         BadPlan(
             kind: "two sites declared primary", edits: [(#""role": "archive-standby""#, #""role": "primary""#)],
             path: "$.sites[1].role",
@@ -174,15 +205,15 @@ struct BadPlan: Sendable, CustomTestStringConvertible {
         BadPlan(
             kind: "relative dataDirectory", edits: [(#""/var/lib/failoverd/dr-1""#, #""dr-1""#)],
             path: "$.sites[1].instances[1].dataDirectory",
-            message: #"instance "dr-1": "dataDirectory" must be an absolute path, found "dr-1""#),
+            message: #"instance "dr-1": "dataDirectory" "dr-1" is not absolute (it must start with /)"#),
         BadPlan(
             kind: "negative maxLagBytes", edits: [(#""maxLagBytes": 16777216"#, #""maxLagBytes": -1"#)],
             path: "$.policy.maxLagBytes",
-            message: #"policy: "maxLagBytes" must be a whole number of bytes (0 or more), found -1"#),
+            message: #"policy: "maxLagBytes" must be a whole number of bytes from 0 to 4611686018427387903 (below 2^62), found -1"#),
         BadPlan(
             kind: "zero timeout", edits: [(#""stepTimeoutSeconds": 120"#, #""stepTimeoutSeconds": 0"#)],
             path: "$.policy.stepTimeoutSeconds",
-            message: #"policy: "stepTimeoutSeconds" must be a number of seconds above 0, found 0"#),
+            message: #"policy: "stepTimeoutSeconds" must be a number of seconds from 1 to 86400 (24 h), found 0"#),
         BadPlan(
             kind: "illegal transition", edits: [(#"{ "action": "enable-streaming", "site": "dr", "upstream": "prod" },"#, "")],
             path: "$.transitions[0].to",

@@ -36,6 +36,37 @@ struct PlanValidatorSchemaTests {
         #expect(try failures(PlanFixtures.edited(PlanFixtures.documentedExample(), bad.edits)) != [])
     }
 
+    @Test func itsCharacterSetsAgreeWithTheValidators() throws {
+        let schema = try schema()
+        let defs = try #require(schema["$defs"])
+        let check = SchemaCheck(root: schema)
+        let samples: [(String, [String], (String) -> String?)] = [
+            (
+                "name", ["dr-0", "a", "x.y_z", "-x", ".x", "a b", "a$", "", String(repeating: "n", count: 63), String(repeating: "n", count: 64), "dr\u{0}"],
+                PlanValues.nameProblem
+            ),
+            ("roleName", ["postgres", "_x", "1x", "a-b", "A_b9", "a;b"], PlanValues.roleProblem),
+            ("osUser", ["failoverd", "root", "Root", "_pg", "pg-1", "1pg", "roots"], PlanValues.osUserProblem),
+            (
+                "path",
+                ["/a", "/", "/a/", "/a//b", "/a/./b", "/a/../b", "/a/.b", "/a/..b", "a/b", "/a b", "/a$b", "/" + String(repeating: "p", count: 1100)],
+                { PlanValues.pathProblem($0) }
+            ),
+            (
+                "host",
+                ["127.0.0.1", "::1", "localhost", "127.evil.example", "999.1.1.1", "127.1", "a..b", "-a.b", "db-1.example.com", "fe80::1%eth0", "[::1]", "01.2.3.4"],
+                PlanValues.hostProblem
+            ),
+        ]
+        for (name, values, problem) in samples {
+            let definition = try #require(defs[name])
+            for value in values {
+                let schemaAccepts = check.failures(.string(value), against: definition).isEmpty
+                #expect(schemaAccepts == (problem(value) == nil), "\(name) \(PlanValues.quoted(value))")
+            }
+        }
+    }
+
     @Test func saysWhatTheValidatorChecks() throws {
         let schema = try schema()
         let defs = try #require(schema["$defs"])
@@ -141,6 +172,8 @@ struct SchemaCheck {
             return (keyword == "minimum" ? x >= limit : keyword == "maximum" ? x <= limit : x > limit) ? [] : fail
         case ("minLength", .string(let text)):
             return text.unicodeScalars.count >= value.integerValue ?? 0 ? [] : fail
+        case ("maxLength", .string(let text)):
+            return text.unicodeScalars.count <= value.integerValue ?? 0 ? [] : fail
         case ("pattern", .string(let text)):
             guard let regex = try? NSRegularExpression(pattern: value.stringValue ?? "") else { return fail }
             return regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) == nil ? fail : []
@@ -152,7 +185,7 @@ struct SchemaCheck {
             guard failures(instance, against: value, at: path).isEmpty, let then = schema["then"] else { return [] }
             return failures(instance, against: then, at: path)
         case ("required", _), ("properties", _), ("additionalProperties", _), ("propertyNames", _), ("items", _), ("minItems", _),
-            ("contains", _), ("minimum", _), ("maximum", _), ("exclusiveMinimum", _), ("minLength", _), ("pattern", _):
+            ("contains", _), ("minimum", _), ("maximum", _), ("exclusiveMinimum", _), ("minLength", _), ("maxLength", _), ("pattern", _):
             return []  // applies to another type of value
         default:
             return ["\(path): unsupported keyword \(keyword)"]

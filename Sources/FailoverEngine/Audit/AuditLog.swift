@@ -12,8 +12,14 @@ public struct AuditEvent: Codable, Sendable, Equatable, FetchableRecord {
     public var runID: String?
     /// The site it concerns, if any.
     public var site: String?
-    /// Who: user@host.
+    /// Who, as claimed: `$FAILOVERD_ACTOR`, else the effective user, @host.
     public var actor: String
+    /// The OS user of the process that wrote it, from its real uid (nil in events written before failoverd recorded it).
+    public var osUser: String?
+    /// That user's real uid.
+    public var osUID: Int64?
+    /// The host the process ran on.
+    public var host: String?
     /// What: run-start, run-end, step-start, step-end, step-skip, step-fail, refusal, lock-takeover, override, abandon.
     public var kind: String
     /// Canonical JSON object with sorted keys, secrets redacted.
@@ -24,15 +30,37 @@ public struct AuditEvent: Codable, Sendable, Equatable, FetchableRecord {
     public var hash: String
 
     enum CodingKeys: String, CodingKey {
-        case seq, at, runID = "run_id", site, actor, kind, details, prevHash = "prev_hash", hash
+        case seq, at, runID = "run_id", site, actor, osUser = "os_user", osUID = "os_uid", host, kind, details, prevHash = "prev_hash", hash
     }
 
-    /// The canonical text the hash covers (keys sorted, no whitespace).
+    /// Creates an event.
+    public init(
+        seq: Int64, at: String, runID: String?, site: String?, actor: String, osUser: String? = nil, osUID: Int64? = nil, host: String? = nil,
+        kind: String, details: String, prevHash: String, hash: String
+    ) {
+        self.seq = seq
+        self.at = at
+        self.runID = runID
+        self.site = site
+        self.actor = actor
+        self.osUser = osUser
+        self.osUID = osUID
+        self.host = host
+        self.kind = kind
+        self.details = details
+        self.prevHash = prevHash
+        self.hash = hash
+    }
+
+    /// The canonical text the hash covers (keys sorted, no whitespace). `host`, `osUid` and `osUser` appear only
+    /// when recorded, so events written before they existed keep their hashes.
     public var canonical: String {
-        let fields: [(String, String)] = [
-            ("actor", AuditLog.quote(actor)), ("at", AuditLog.quote(at)), ("details", details), ("kind", AuditLog.quote(kind)),
-            ("run", runID.map(AuditLog.quote) ?? "null"), ("seq", String(seq)), ("site", site.map(AuditLog.quote) ?? "null"),
-        ]
+        var fields: [(String, String)] = [("actor", AuditLog.quote(actor)), ("at", AuditLog.quote(at)), ("details", details)]
+        if let host { fields.append(("host", AuditLog.quote(host))) }
+        fields.append(("kind", AuditLog.quote(kind)))
+        if let osUID { fields.append(("osUid", String(osUID))) }
+        if let osUser { fields.append(("osUser", AuditLog.quote(osUser))) }
+        fields += [("run", runID.map(AuditLog.quote) ?? "null"), ("seq", String(seq)), ("site", site.map(AuditLog.quote) ?? "null")]
         return "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
     }
 
@@ -50,7 +78,28 @@ public struct AuditLog: Sendable {
     /// An audit log over `journal`.
     public init(journal: Journal) { self.journal = journal }
 
-    /// The actor of this process: user@host, looked up once.
+    /// Who runs this process, as the operating system says: the user of its real uid, and the host.
+    public struct Identity: Sendable, Equatable {
+        /// The login name of the real uid (`uid N` when the password database has none).
+        public var osUser: String
+        /// The real uid.
+        public var osUID: Int64
+        /// The host name.
+        public var host: String
+    }
+
+    /// This process's identity, looked up once.
+    public static let identity: Identity = {
+        let uid = getuid()
+        var pwd = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 16384)
+        let name = getpwuid_r(uid, &pwd, &buffer, buffer.count, &result) == 0 && result != nil ? String(cString: pwd.pw_name) : "uid \(uid)"
+        return Identity(osUser: name, osUID: Int64(uid), host: ProcessInfo.processInfo.hostName)
+    }()
+
+    /// The actor this process claims: `$FAILOVERD_ACTOR` (or the effective user)@host, looked up once. The
+    /// OS user and host are recorded beside it (``identity``), so a claim never replaces them.
     public static let actor: String = {
         var user = ProcessInfo.processInfo.environment["FAILOVERD_ACTOR"] ?? ""
         if user.isEmpty, let pw = getpwuid(geteuid()), let name = pw.pointee.pw_name { user = String(cString: name) }
@@ -59,29 +108,36 @@ public struct AuditLog: Sendable {
     }()
 
     /// Appends an event in its own transaction.
+    /// With the journal's signer, a checkpoint is signed after it when one is due.
     @discardableResult
     public func append(kind: String, run: String? = nil, site: String? = nil, details: [String: String] = [:]) throws
         -> AuditEvent
     {
-        try journal.db.write { db in try Self.append(db, kind: kind, run: run, site: site, details: details) }
+        try journal.db.write { db in try Self.append(db, kind: kind, run: run, site: site, details: details, signer: journal.auditSigner) }
     }
 
-    /// Appends an event inside the caller's write transaction, so it commits with the change it describes.
+    /// Appends an event inside the caller's write transaction, so it commits with the change it describes; with
+    /// `signer`, a checkpoint is signed in the same transaction when one is due.
     @discardableResult
     public static func append(
-        _ db: Database, kind: String, run: String? = nil, site: String? = nil, details: [String: String] = [:]
+        _ db: Database, kind: String, run: String? = nil, site: String? = nil, details: [String: String] = [:], signer: AuditSigner? = nil
     ) throws -> AuditEvent {
         let last = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+        let me = identity
         var event = AuditEvent(
-            seq: (last?["seq"] as Int64? ?? 0) + 1, at: Journal.now(), runID: run, site: site, actor: actor, kind: kind,
-            details: canonicalJSON(redact(details)), prevHash: last?["hash"] ?? genesis, hash: "")
+            seq: (last?["seq"] as Int64? ?? 0) + 1, at: Journal.now(), runID: run, site: site, actor: actor, osUser: me.osUser, osUID: me.osUID,
+            host: me.host, kind: kind, details: canonicalJSON(redact(details)), prevHash: last?["hash"] ?? genesis, hash: "")
         event.hash = event.expectedHash
         try db.execute(
             sql: """
-                INSERT INTO audit_events (seq, at, run_id, site, actor, kind, details, prev_hash, hash)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO audit_events (seq, at, run_id, site, actor, os_user, os_uid, host, kind, details, prev_hash, hash)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
-            arguments: [event.seq, event.at, event.runID, event.site, event.actor, event.kind, event.details, event.prevHash, event.hash])
+            arguments: [
+                event.seq, event.at, event.runID, event.site, event.actor, event.osUser, event.osUID, event.host, event.kind, event.details,
+                event.prevHash, event.hash,
+            ])
+        try signer?.checkpointIfDue(db, after: event)
         return event
     }
 
@@ -130,61 +186,31 @@ public struct AuditLog: Sendable {
         return try journal.db.read { db in try AuditEvent.fetchAll(db, sql: sql, arguments: StatementArguments(args)) }
     }
 
-    /// The outcome of ``verify()``.
-    public struct Verification: Sendable, Equatable {
-        /// How many events were checked.
-        public var checked: Int
-        /// The first broken seq, or nil when the chain is intact.
-        public var brokenSeq: Int64?
-        /// What is wrong at that seq.
-        public var reason: String?
-        /// True when every link holds.
-        public var intact: Bool { brokenSeq == nil }
-    }
-
-    /// Walks the chain from the first event and names the first broken link: an edited, deleted,
-    /// inserted or reordered row.
-    public func verify() throws -> Verification {
-        try journal.db.read { db in
-            let cursor = try AuditEvent.fetchCursor(db, sql: "SELECT * FROM audit_events ORDER BY seq")
-            var expectedSeq: Int64 = 1
-            var prev = AuditLog.genesis
-            var checked = 0
-            while let e = try cursor.next() {
-                if e.seq != expectedSeq {
-                    let what = e.seq > expectedSeq ? "seq \(expectedSeq)\(e.seq - expectedSeq > 1 ? "…\(e.seq - 1)" : "") is missing (deleted)" : "seq \(e.seq) is out of order"
-                    return Verification(checked: checked, brokenSeq: expectedSeq, reason: what)
-                }
-                if e.prevHash != prev {
-                    return Verification(
-                        checked: checked, brokenSeq: e.seq,
-                        reason: "seq \(e.seq) does not follow seq \(e.seq - 1): its prev_hash does not match (a row was deleted, inserted or reordered)")
-                }
-                if e.hash != e.expectedHash {
-                    return Verification(
-                        checked: checked, brokenSeq: e.seq, reason: "seq \(e.seq) was edited: its content no longer matches its hash")
-                }
-                prev = e.hash
-                expectedSeq += 1
-                checked += 1
-            }
-            return Verification(checked: checked, brokenSeq: nil, reason: nil)
-        }
-    }
-
     // MARK: canonical form and redaction
 
+    /// Detail and evidence keys whose value is a secret, matched exactly (case-insensitive) against the key's last
+    /// dotted component: `evidence.password` is a secret, `evidence.demotionToken` is not.
+    public static let secretKeys: Set<String> = [
+        "password", "passwd", "pgpassword", "passphrase", "secret", "token", "privatekey", "private_key", "private-key", "apikey", "api_key",
+        "api-key", "accesskey", "access_key", "secretkey", "secret_key", "clientsecret", "client_secret", "sslpassword",
+    ]
+
     // Compiled once; Regex is immutable after construction, so sharing it across tasks is safe.
-    nonisolated(unsafe) static let secretKey = try! Regex("(?i)(password|passwd|secret|token|private.?key)")
     nonisolated(unsafe) static let secretValue = try! Regex("(?i)(password|passwd)\\s*=\\s*('[^']*'|\\S+)")
 
-    /// Replaces secret-looking values: keys that name a secret, and `password=` inside conninfo strings.
+    /// True when `key` names a secret (see ``secretKeys``).
+    public static func isSecretKey(_ key: String) -> Bool {
+        let last = key.split(separator: ".", omittingEmptySubsequences: false).last.map(String.init) ?? key
+        return secretKeys.contains(last.lowercased())
+    }
+
+    /// Replaces secret values: keys that are a secret's name, and `password=` inside conninfo strings. Evidence
+    /// that is not a secret (LSNs, tokens of a demotion, summaries) is kept as is.
     public static func redact(_ details: [String: String]) -> [String: String] {
         var out: [String: String] = [:]
-        let keyRegex = secretKey
         let valueRegex = secretValue
         for (k, v) in details {
-            if k.contains(keyRegex) && k != "demotionToken" {
+            if isSecretKey(k) {
                 out[k] = "[redacted]"
             } else if !v.localizedCaseInsensitiveContains("pass") {
                 out[k] = v
@@ -204,11 +230,14 @@ public struct AuditLog: Sendable {
     static func quote(_ s: String) -> String { JSONString.literal(s) }
 
     /// Lower-case hex SHA-256 of the UTF-8 text.
-    public static func sha256(_ text: String) -> String {
+    public static func sha256(_ text: String) -> String { sha256(bytes: Array(text.utf8)) }
+
+    /// Lower-case hex SHA-256 of `bytes`.
+    public static func sha256(bytes: [UInt8]) -> String {
         let digits = Array("0123456789abcdef".utf8)
         var out = [UInt8]()
         out.reserveCapacity(64)
-        for b in SHA256.hash(data: Data(text.utf8)) {
+        for b in SHA256.hash(data: bytes) {
             out.append(digits[Int(b >> 4)])
             out.append(digits[Int(b & 0x0F)])
         }

@@ -66,7 +66,8 @@ public struct Drill: Sendable {
 
     /// Runs the drill and writes its report; the sandbox is torn down on every path unless `keep`.
     public func run() async throws -> DrillReport {
-        let sandbox = Sandbox(plan: plan, logger: options.logger)
+        try prepareState()
+        let sandbox = Sandbox(plan: plan, stateDirectory: state, logger: options.logger)
         do {
             let report = try await rehearse(sandbox)
             if !options.keep { try await sandbox.down() }
@@ -77,12 +78,38 @@ public struct Drill: Sendable {
         }
     }
 
+    /// The file that marks a state directory as one a drill created, and so may empty.
+    static let stateMarker = ".failoverd-drill"
+
+    /// Creates the drill's state directory (0700) with its marker, or accepts one a drill created before.
+    ///
+    /// - Throws: ``FailoverError`` (invalid input) for a non-empty directory without a drill's marker: the
+    ///   drill empties its state directory, and must never empty one it did not create.
+    func prepareState() throws {
+        let marker = state + "/" + Self.stateMarker
+        if let entries = try? FileManager.default.contentsOfDirectory(atPath: state), !entries.isEmpty {
+            guard (try? Files.readText(marker, owner: nil, mustBeOwn: true)) ?? nil != nil else {
+                throw FailoverError.invalid(
+                    "drill: state directory \(state) is not empty and was not created by a drill (it has no \(Self.stateMarker) of failoverd's); the drill empties its state directory, so give --state a new or empty directory.")
+            }
+        }
+        try StateDirectory.prepare(state)
+        if !Files.exists(marker) { try Files.write("created by failoverd drill; the drill empties this directory\n", to: marker, mode: 0o600, owner: nil) }
+    }
+
+    /// Removes the previous drill's journal and simulation from the state directory (not the marker, not a
+    /// sandbox manifest).
+    func clearRunState() throws {
+        for entry in try FileManager.default.contentsOfDirectory(atPath: state) where entry != Self.stateMarker && !entry.hasPrefix("sandbox-") {
+            try Files.removeTree(state + "/" + entry, owner: nil)
+        }
+    }
+
     func rehearse(_ sandbox: Sandbox) async throws -> DrillReport {
         say("drill \(plan.name): building the sandbox")
         if sandbox.exists { try await sandbox.down() }
+        try clearRunState()
         try await sandbox.up()
-        try? FileManager.default.removeItem(atPath: state)
-        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
         let driver = try LocalPostgresDriver(plan: plan, logger: options.logger)
         let clock = DrillClock()
         let wallStart = Date()

@@ -11,9 +11,37 @@ public struct Passfile: Sendable {
     /// A passfile at `path`.
     public init(path: String) { self.path = path }
 
+    /// The connection keywords for libpq with the passfile read by failoverd itself: `passfile` replaced by
+    /// `password` when an entry matches.
+    ///
+    /// libpq would open the passfile as root and follow a symbolic link the PostgreSQL OS user planted there
+    /// (to another root-only passfile, whose password would then go to a server that user controls). failoverd
+    /// reads it as ``Files/readText(_:owner:)`` does, and refuses a link; the password only travels in process.
+    static func resolvingPassword(_ info: ConnInfo) throws -> [(String, String)] {
+        guard let path = info.passfile, let text = try Files.readText(path, owner: nil) else { return info.keywords }
+        let keywords = info.keywords.filter { $0.0 != "passfile" }
+        guard let password = password(in: text, host: info.host, port: info.port, database: info.dbname ?? info.user, user: info.user) else {
+            return keywords
+        }
+        return keywords + [("password", password)]
+    }
+
+    /// The password of the first line of a passfile that matches, as libpq matches them (`*` matches anything).
+    static func password(in text: String, host: String, port: Int, database: String, user: String) -> String? {
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            let fields = split(String(line.hasSuffix("\r") ? line.dropLast() : line))
+            guard fields.count >= 5 else { continue }
+            let wanted = [host, String(port), database, user]
+            if zip(fields.prefix(4), wanted).allSatisfy({ $0 == "*" || $0 == $1 }) { return fields[4] }
+        }
+        return nil
+    }
+
     /// The passwords per role of the wildcard entries (`*:*:*:role:password`); empty when the file is missing.
-    public func passwords() -> [String: String] {
-        guard let text = Files.read(path) else { return [:] }
+    ///
+    /// - Throws: ``FailoverError`` (refused) when the passfile is a symbolic link or not a regular file.
+    public func passwords(owner: OSUser? = nil) throws -> [String: String] {
+        guard let text = try Files.readText(path, owner: owner) else { return [:] }
         var result: [String: String] = [:]
         for line in text.split(separator: "\n") where !line.hasPrefix("#") {
             let fields = Self.split(String(line))
@@ -28,11 +56,12 @@ public struct Passfile: Sendable {
     /// and writes the file (0600, owned by `owner`). Returns every role's password and whether the file was created.
     @discardableResult
     public func ensure(roles: [String], owner: OSUser?) throws -> (passwords: [String: String], created: Bool) {
-        let existed = Files.exists(path)
-        var known = passwords()
+        let existing = try Files.readText(path, owner: owner)
+        let existed = existing != nil
+        var known = try passwords(owner: owner)
         let missing = roles.filter { known[$0] == nil }
         guard !missing.isEmpty || !existed else { return (known, false) }
-        var text = Files.read(path) ?? "# libpq passfile written by failoverd sandbox: host:port:database:user:password\n"
+        var text = existing ?? "# libpq passfile written by failoverd sandbox: host:port:database:user:password\n"
         if !text.isEmpty && !text.hasSuffix("\n") { text += "\n" }
         for role in missing {
             let password = Self.generatePassword()

@@ -24,27 +24,29 @@ extension Sandbox {
             objectStore
             ? (backrest.configPath as NSString).deletingLastPathComponent : (backrest.repositoryPath as NSString).deletingLastPathComponent
         if !objectStore {
-            try manifest.record(try Files.makeDirectory(workParent, mode: 0o755, owner: user), for: plan)
-            try manifest.record(try Files.makeDirectory(backrest.repositoryPath, mode: 0o750, owner: user), for: plan)
+            try manifest.record(try Files.makeDirectory(workParent, mode: 0o755, owner: user), for: plan, in: stateDirectory)
+            try manifest.record(try Files.makeDirectory(backrest.repositoryPath, mode: 0o750, owner: user), for: plan, in: stateDirectory)
         }
         for (_, instance) in plan.allInstances {
             let paths = InstancePaths(instance)
             let parent = (paths.dataDirectory as NSString).deletingLastPathComponent
-            try manifest.record(try Files.makeDirectory(parent, mode: 0o755, owner: user), for: plan)
+            try manifest.record(try Files.makeDirectory(parent, mode: 0o755, owner: user), for: plan, in: stateDirectory)
             // Recorded before they exist: initdb, restore and start create them, perhaps in a later drill.
-            try manifest.record([paths.dataDirectory, paths.stateDirectory].filter { !Files.exists($0) }, for: plan)
+            try manifest.record([paths.dataDirectory, paths.stateDirectory].filter { !Files.exists($0) }, for: plan, in: stateDirectory)
         }
         let passfile = Passfile(path: plan.replication.passfile)
-        try manifest.record(try Files.makeDirectory((passfile.path as NSString).deletingLastPathComponent, mode: 0o700, owner: user), for: plan)
+        try manifest.record(try Files.makeDirectory((passfile.path as NSString).deletingLastPathComponent, mode: 0o700, owner: user), for: plan, in: stateDirectory)
         let roles = [plan.replication.effectiveAdminUser, plan.replication.user, plan.replication.effectiveRewindUser]
         let (passwords, createdPassfile) = try passfile.ensure(roles: roles, owner: user)
-        if createdPassfile { try manifest.record([passfile.path], for: plan) }
+        if createdPassfile { try manifest.record([passfile.path], for: plan, in: stateDirectory) }
         if !Files.exists(backrest.configPath) {
             // pgBackRest's lock, log and spool paths default to /tmp/pgbackrest, /var/log/pgbackrest and
             // /var/spool/pgbackrest, which the OS user cannot write: give it its own.
             let work = workParent + "/pgbackrest-\(backrest.stanza).d"
-            try manifest.record(try Files.makeDirectory((backrest.configPath as NSString).deletingLastPathComponent, mode: 0o755, owner: user), for: plan)
-            try manifest.record(try Files.makeDirectory(work, mode: 0o750, owner: user), for: plan)
+            try manifest.record(
+                try Files.makeDirectory((backrest.configPath as NSString).deletingLastPathComponent, mode: 0o755, owner: user), for: plan,
+                in: stateDirectory)
+            try manifest.record(try Files.makeDirectory(work, mode: 0o750, owner: user), for: plan, in: stateDirectory)
             for sub in ["lock", "log", "spool"] { try Files.makeDirectory(work + "/" + sub, mode: 0o750, owner: user) }
             // The sandbox's S3 endpoint accepts any key: a random one stands in for real credentials, kept
             // in this file (0600, the OS user's) as a real deployment keeps them, never in the plan.
@@ -67,12 +69,12 @@ extension Sandbox {
                 start-fast=y
 
                 """
-            try manifest.record([backrest.configPath], for: plan)
+            try manifest.record([backrest.configPath], for: plan, in: stateDirectory)
             try Files.write(config, to: backrest.configPath, mode: objectStore ? 0o600 : 0o644, owner: user)
         }
         if let s3 = plan.repository.s3, plan.repository.type == "s3" {
             let endpoint = S3Endpoint(settings: s3, directory: workParent + "/s3-endpoint", runner: driver.runner)
-            try manifest.record(try Files.makeDirectory(endpoint.directory, mode: 0o700, owner: user), for: plan)
+            try manifest.record(try Files.makeDirectory(endpoint.directory, mode: 0o700, owner: user), for: plan, in: stateDirectory)
         }
         return passwords
     }
@@ -102,7 +104,7 @@ extension Sandbox {
             try Files.makeDirectory(paths.stateDirectory, mode: 0o700, owner: user)
             let passwordFile = paths.stateDirectory + "/initdb.pwfile"
             try Files.write(adminPassword + "\n", to: passwordFile, mode: 0o600, owner: user)
-            defer { unlink(passwordFile) }
+            defer { try? Files.removeFile(passwordFile, owner: user) }
             let clock = ContinuousClock.now
             try await driver.runner.run(
                 driver.bin("initdb"),
@@ -161,7 +163,7 @@ extension Sandbox {
             \(InstancePaths.includeLine)
 
             """
-        let conf = (Files.read(paths.postgresqlConf) ?? "") + settings
+        let conf = (try Files.readText(paths.postgresqlConf, owner: user) ?? "") + settings
         try Files.write(conf, to: paths.postgresqlConf, owner: user)
         let (admin, replication, rewind) = (plan.replication.effectiveAdminUser, plan.replication.user, plan.replication.effectiveRewindUser)
         let hba = """

@@ -35,24 +35,31 @@ public struct SandboxInstanceStatus: Sendable, Equatable, CustomStringConvertibl
 /// passfile with generated passwords, initdb's the primary site's leader with archiving through pgBackRest,
 /// creates the least-privilege replication and rewind roles, takes a full backup, and restores every other
 /// instance as a standby per its site's declared role. It detects what already exists and runs, so running
-/// it twice is harmless. `down()` stops every instance by pid and removes exactly what `up()` created
-/// (listed in a manifest next to the repository). For disposable hosts and test directories only.
+/// it twice is harmless. `down()` stops the postmasters of the data directories it built, each identified by
+/// pid, start time and data directory, and removes exactly what `up()` created (listed in a manifest in
+/// failoverd's own state directory, ``SandboxManifest``). For disposable hosts and test directories only.
 public struct Sandbox: Sendable {
     /// The plan whose starting topology the sandbox builds.
     public let plan: Plan
+    /// failoverd's state directory, where the sandbox's manifest lives (root-owned, 0700).
+    public let stateDirectory: String
     /// PostgreSQL's bin directory, or nil for the driver's default.
     public let binDirectory: String?
     let logger: Logger
 
-    /// Creates a sandbox for `plan`.
-    public init(plan: Plan, binDirectory: String? = nil, logger: Logger = Logger(label: "failoverd.sandbox")) {
+    /// Creates a sandbox for `plan` whose manifest lives in `stateDirectory`.
+    public init(plan: Plan, stateDirectory: String, binDirectory: String? = nil, logger: Logger = Logger(label: "failoverd.sandbox")) {
         self.plan = plan
+        self.stateDirectory = stateDirectory
         self.binDirectory = binDirectory
         self.logger = logger
     }
 
+    /// Where this sandbox's manifest lives.
+    public var manifestPath: String { SandboxManifest.path(for: plan, in: stateDirectory) }
+
     /// True when `up()` built (part of) this plan's sandbox on this host: its manifest exists.
-    public var exists: Bool { Files.exists(SandboxManifest.path(for: plan)) }
+    public var exists: Bool { Files.exists(manifestPath) }
 
     /// Builds (or completes, or restarts) the plan's starting topology.
     ///
@@ -71,7 +78,8 @@ public struct Sandbox: Sendable {
         let primarySite = try validate()
         let user = try await ensureOSUser()
         let driver = try LocalPostgresDriver(plan: plan, binDirectory: binDirectory, logger: logger)
-        var manifest = SandboxManifest.load(for: plan)
+        var manifest = try SandboxManifest.load(for: plan, in: stateDirectory) ?? SandboxManifest(plan: plan.name, created: [])
+        try manifest.save(for: plan, in: stateDirectory)
         let passwords = try prepareFiles(driver: driver, user: user, manifest: &manifest)
         try await checkAccess(driver: driver, user: user)
         if let endpoint = s3Endpoint(driver) {
@@ -112,40 +120,44 @@ public struct Sandbox: Sendable {
         return result
     }
 
-    /// Stops every instance of the plan by pid (SIGTERM, then SIGINT, SIGQUIT and SIGKILL, each after a
-    /// deadline) and removes what `up()` created. Returns the removed paths. Harmless when nothing is up.
+    /// Stops the postmasters of the data directories `up()` created, each only when its pid, start time and
+    /// data directory all match (``SandboxPostmaster``), by signals (SIGTERM, then SIGINT, SIGQUIT and SIGKILL,
+    /// each after a deadline), then removes what `up()` created. Returns the removed paths.
+    ///
+    /// Before anything is stopped or removed, refuses a manifest that is missing, not failoverd's own (a
+    /// symbolic link, another owner, writable by others) or that lists a path outside the plan's directories.
+    /// Each path is checked again as it is removed: no symbolic link is followed, and a link in its place is
+    /// refused (``Files/removeTree(_:owner:)``).
     @discardableResult
     public func down() async throws -> [String] {
-        guard exists else {
+        guard let manifest = try SandboxManifest.load(for: plan, in: stateDirectory) else {
             throw FailoverError.refused(
-                "sandbox down: no sandbox of plan \"\(plan.name)\" on this host (no manifest at \(SandboxManifest.path(for: plan))); `sandbox down` only stops and removes what `sandbox up` built.")
+                "sandbox down: no sandbox of plan \"\(plan.name)\" in state directory \(stateDirectory) (no manifest \(manifestPath)); `sandbox down` only stops and removes what `sandbox up` built with the same state directory.")
         }
+        let configPath = plan.repository.config ?? PgBackRest.defaultConfigPath(for: plan.repository)
+        try manifest.checkEntries(within: SandboxManifest.roots(of: plan, configPath: configPath), manifestPath: manifestPath)
+        let user: OSUser? = OSUser.isRoot ? (try? OSUser.postgresUser(for: plan)) : .current
+        let built = plan.allInstances.map(\.instance).filter { manifest.created.contains(InstancePaths($0).dataDirectory) }
         await withTaskGroup(of: Void.self) { group in
-            for (_, instance) in plan.allInstances {
-                guard let pid = Postmaster.livePID(in: InstancePaths(instance).dataDirectory) else { continue }
+            for instance in built {
+                guard let pid = SandboxPostmaster.verifiedPID(dataDirectory: InstancePaths(instance).dataDirectory, user: user) else { continue }
                 group.addTask { await Postmaster.shutDown(pid) }
             }
         }
-        for (_, instance) in plan.allInstances {
-            if let pid = Postmaster.livePID(in: InstancePaths(instance).dataDirectory) {
+        for instance in built {
+            if let pid = SandboxPostmaster.verifiedPID(dataDirectory: InstancePaths(instance).dataDirectory, user: user) {
                 throw FailoverError.failed("sandbox down: postmaster \(pid) of \(instance.name) is still running after SIGKILL; stop it by hand.")
             }
         }
         if let driver = try? LocalPostgresDriver(plan: plan, binDirectory: binDirectory, logger: logger), let endpoint = s3Endpoint(driver) {
             await endpoint.stop()
         }
-        let manifest = SandboxManifest.load(for: plan)
         var removed: [String] = []
         for path in manifest.created.reversed() where Files.exists(path) {
-            do {
-                try FileManager.default.removeItem(atPath: path)
-                removed.append(path)
-            } catch {
-                throw FailoverError.failed("sandbox down: could not remove \(path): \(error.localizedDescription)")
-            }
+            try Files.removeTree(path, owner: user)
+            removed.append(path)
         }
-        let manifestPath = SandboxManifest.path(for: plan)
-        if Files.exists(manifestPath) { try FileManager.default.removeItem(atPath: manifestPath) }
+        try Files.removeFile(manifestPath, owner: nil)
         logger.info("sandbox \(plan.name) down; removed \(removed.count) paths")
         return removed
     }
@@ -187,7 +199,10 @@ public struct Sandbox: Sendable {
     func ensureOSUser() async throws -> OSUser {
         guard OSUser.isRoot else { return .current }
         let name = plan.osUser ?? "failoverd"
-        if let user = OSUser.lookup(name) { return user }
+        if let user = OSUser.lookup(name) {
+            guard user.uid != 0 else { throw FailoverError.invalid("sandbox: OS user \"\(name)\" has uid 0; name an unprivileged user in \"osUser\".") }
+            return user
+        }
         let result = try await CommandRunner().run(
             "useradd", ["--system", "--user-group", "--home-dir", "/nonexistent", "--no-create-home", "--shell", "/usr/sbin/nologin", name])
         // A concurrent `up` may have created it first; what counts is that it exists now.

@@ -1,40 +1,127 @@
 import Foundation
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// The list of paths `Sandbox.up()` created, so that `down()` removes exactly those and nothing else.
 ///
-/// It is saved after every addition: an `up` that fails half-way still leaves a manifest that `down`
-/// can clean up after.
+/// It lives in failoverd's own state directory (root-owned, 0700), as `sandbox-<plan name>.json`, mode 0600:
+/// never beside the repository, where the PostgreSQL OS user (or anyone, in /tmp) could write one.
+/// A manifest that is a symbolic link, not owned by the user running failoverd, or writable by others is
+/// refused. It is saved after every addition: an `up` that fails half-way still leaves a manifest that
+/// `down` can clean up after.
 struct SandboxManifest: Codable, Sendable {
     /// The plan the sandbox was built for.
     var plan: String
     /// Created paths, in creation order (parents before children).
     var created: [String]
 
-    /// Where the manifest of `plan` lives: next to the repository.
-    static func path(for plan: Plan) -> String {
-        var repository = plan.repository.path
-        while repository.count > 1 && repository.hasSuffix("/") { repository.removeLast() }
-        let parent = (repository as NSString).deletingLastPathComponent
-        return (parent.isEmpty ? "." : parent) + "/failoverd-sandbox-\(plan.repository.stanza).json"
+    /// Where the manifest of `plan` lives in `stateDirectory`.
+    static func path(for plan: Plan, in stateDirectory: String) -> String {
+        stateDirectory + "/sandbox-\(plan.name).json"
     }
 
-    /// The saved manifest of `plan`, or an empty one.
-    static func load(for plan: Plan) -> SandboxManifest {
-        if let data = FileManager.default.contents(atPath: path(for: plan)),
-            let manifest = try? JSONDecoder().decode(SandboxManifest.self, from: data)
-        {
-            return manifest
+    /// The saved manifest of `plan`, or nil when there is none.
+    ///
+    /// - Throws: ``FailoverError`` (refused) when the manifest is a symbolic link, is not owned by the user
+    ///   running failoverd, is writable by others, cannot be read, or belongs to another plan.
+    static func load(for plan: Plan, in stateDirectory: String) throws -> SandboxManifest? {
+        let path = path(for: plan, in: stateDirectory)
+        guard let text = try Files.readText(path, owner: nil, mustBeOwn: true) else { return nil }
+        guard let manifest = try? JSONDecoder().decode(SandboxManifest.self, from: Data(text.utf8)) else {
+            throw FailoverError.refused(
+                "sandbox: the manifest \(path) cannot be read; failoverd removes nothing on its word. Inspect it, and remove it by hand.")
         }
-        return SandboxManifest(plan: plan.name, created: [])
+        guard manifest.plan == plan.name else {
+            throw FailoverError.refused(
+                "sandbox: the manifest \(path) belongs to plan \(PlanValues.quoted(manifest.plan)), not \(PlanValues.quoted(plan.name)); failoverd removes nothing on its word."
+            )
+        }
+        return manifest
     }
 
-    /// Adds `paths` (skipping ones already listed) and saves.
-    mutating func record(_ paths: [String], for plan: Plan) throws {
+    /// Adds `paths` (skipping ones already listed) and saves, creating the state directory if needed.
+    mutating func record(_ paths: [String], for plan: Plan, in stateDirectory: String) throws {
         let new = paths.filter { !created.contains($0) }
         guard !new.isEmpty else { return }
         created += new
+        try save(for: plan, in: stateDirectory)
+    }
+
+    /// Writes the manifest (0600, owned by the user running failoverd).
+    func save(for plan: Plan, in stateDirectory: String) throws {
+        try StateDirectory.prepare(stateDirectory)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        try Files.write(String(decoding: try encoder.encode(self), as: UTF8.self), to: Self.path(for: plan), mode: 0o644, owner: nil)
+        try Files.write(
+            String(decoding: try encoder.encode(self), as: UTF8.self), to: Self.path(for: plan, in: stateDirectory), mode: 0o600, owner: nil
+        )
+    }
+
+    /// The directories under which `up()` creates anything for `plan`: the parents of the repository, of its
+    /// configuration, of the passfile and of every data directory. A manifest entry outside them was not
+    /// created by `up()` for this plan.
+    static func roots(of plan: Plan, configPath: String) -> [String] {
+        // An object store's repository path names a prefix in its bucket, not a directory here.
+        let repository = plan.repository.type == "posix" ? [plan.repository.path] : []
+        let files = repository + [configPath, plan.replication.passfile] + plan.allInstances.map { $0.instance.dataDirectory }
+        return Array(Set(files.map { ($0 as NSString).deletingLastPathComponent }))
+    }
+
+    /// Refuses, before anything is removed, an entry that is not a normal absolute path or lies outside `roots`.
+    func checkEntries(within roots: [String], manifestPath: String) throws {
+        for path in created {
+            guard PlanValues.pathProblem(path) == nil, roots.contains(where: { PlanValues.isWithin(path, $0) }) else {
+                throw FailoverError.refused(
+                    "sandbox down: the manifest \(manifestPath) lists \(PlanValues.quoted(path)), which is not under the plan's directories (\(roots.sorted().joined(separator: ", "))); failoverd removes nothing. Inspect the manifest."
+                )
+            }
+        }
+    }
+}
+
+/// A postmaster's identity, checked before the sandbox signals it: the pid in postmaster.pid, the data
+/// directory that file names, the start time it records, and the process itself (/proc: a postgres process
+/// of the OS user, started at that time, working in that data directory).
+enum SandboxPostmaster {
+    /// The pid of the postmaster of `dataDirectory` when every fact agrees; nil otherwise (none runs, or the
+    /// pid file names a process that is not that postmaster).
+    static func verifiedPID(dataDirectory: String, user: OSUser?) -> pid_t? {
+        guard let text = try? Files.readText(dataDirectory + "/postmaster.pid", owner: user) else { return nil }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        guard lines.count >= 3, let pid = pid_t(lines[0].trimmingCharacters(in: .whitespaces)), pid > 1,
+            lines[1] == dataDirectory, let recorded = Double(lines[2].trimmingCharacters(in: .whitespaces))
+        else { return nil }
+        guard Postmaster.isAlive(pid), let started = startTime(of: pid), abs(started - recorded) <= 2 else { return nil }
+        guard let uid = realUID(of: pid), uid == (user?.uid ?? geteuid()) else { return nil }
+        var cwd = stat()
+        var data = stat()
+        guard stat("/proc/\(pid)/cwd", &cwd) == 0, lstat(dataDirectory, &data) == 0, cwd.st_dev == data.st_dev, cwd.st_ino == data.st_ino
+        else { return nil }
+        return pid
+    }
+
+    /// When `pid` started, in seconds since the epoch (/proc/PID/stat field 22 and the boot time in /proc/stat).
+    static func startTime(of pid: pid_t) -> Double? {
+        guard let stat = Files.read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")"),
+            let boot = Files.read("/proc/stat")?.split(separator: "\n").first(where: { $0.hasPrefix("btime ") }),
+            let bootTime = Double(boot.dropFirst(6).trimmingCharacters(in: .whitespaces))
+        else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // Fields after the command: state is field 3, starttime field 22, so index 19 here.
+        guard fields.count > 19, let ticks = Double(fields[19]) else { return nil }
+        return bootTime + ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// The real uid of `pid` (/proc/PID/status).
+    static func realUID(of pid: pid_t) -> uid_t? {
+        guard let status = Files.read("/proc/\(pid)/status"),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") }),
+            let real = line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first
+        else { return nil }
+        return uid_t(real)
     }
 }

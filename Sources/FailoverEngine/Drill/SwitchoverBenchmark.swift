@@ -12,9 +12,15 @@ public struct SwitchoverBenchmark: Sendable {
     /// Where progress lines go.
     public let say: @Sendable (String) -> Void
 
-    /// Creates the benchmark.
-    public init(plan: Plan, rounds: Int, say: @escaping @Sendable (String) -> Void) {
+    /// failoverd's state directory, where the sandbox's manifest lives.
+    public let stateDirectory: String
+
+    /// Creates the benchmark; the sandbox's manifest lives in `stateDirectory` (default: the machine's).
+    public init(
+        plan: Plan, rounds: Int, stateDirectory: String = RunOptions.defaultStateDirectory, say: @escaping @Sendable (String) -> Void
+    ) {
         self.plan = plan
+        self.stateDirectory = stateDirectory
         self.rounds = rounds
         self.say = say
     }
@@ -24,7 +30,7 @@ public struct SwitchoverBenchmark: Sendable {
         guard let primarySite = plan.declaredPrimary, let standbySite = plan.sites.first(where: { $0.role == .streamingStandby }) else {
             throw FailoverError.invalid("the switchover benchmark needs a primary site and a streaming-standby site")
         }
-        let sandbox = Sandbox(plan: plan)
+        let sandbox = Sandbox(plan: plan, stateDirectory: stateDirectory)
         if sandbox.exists { try await sandbox.down() }
         try await sandbox.up()
         do {

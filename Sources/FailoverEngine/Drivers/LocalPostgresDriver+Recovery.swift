@@ -17,14 +17,14 @@ extension LocalPostgresDriver {
     /// (a standby that failoverd did not set up).
     public func recoverySettings(of instance: Instance) async throws -> RecoverySettings? {
         let paths = InstancePaths(instance)
-        guard Files.exists(paths.standbySignal), let text = Files.read(paths.recoveryFile) else { return nil }
+        guard Files.exists(paths.standbySignal), let text = try Files.readText(paths.recoveryFile, owner: osUser) else { return nil }
         guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(Self.upstreamTag) }) else {
             throw FailoverError.failed(
                 "\(paths.recoveryFile) has no \"\(Self.upstreamTag)\" line; it was edited by hand. Configure \(instance.name)'s recovery again with failoverd.")
         }
         let value = line.dropFirst(Self.upstreamTag.count).trimmingCharacters(in: .whitespaces)
         // postgresql.auto.conf is read last: a key failoverd owns there (ALTER SYSTEM) wins over its file.
-        let overridden = (Files.read(paths.autoConf) ?? "").split(separator: "\n").contains { line in
+        let overridden = (try Files.readText(paths.autoConf, owner: osUser) ?? "").split(separator: "\n").contains { line in
             let key = line.split(separator: "=", maxSplits: 1).first?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
             return Self.ownedSettings.contains(key)
         }
@@ -83,7 +83,7 @@ extension LocalPostgresDriver {
     /// --pg1-path, and pg_rewind copies the source's file, which names the source's own upstream. Both
     /// would point the standby at the wrong directory or server, so these keys are removed from it.
     func prepareForFailoverdSettings(_ paths: InstancePaths) throws {
-        guard let conf = Files.read(paths.postgresqlConf) else {
+        guard let conf = try Files.readText(paths.postgresqlConf, owner: osUser) else {
             throw FailoverError.failed(
                 "\(paths.postgresqlConf) does not exist: failoverd includes its standby settings from the data directory's postgresql.conf. With a configuration kept elsewhere (Debian's /etc/postgresql), add `\(InstancePaths.includeLine)` there by hand.")
         }
@@ -99,7 +99,7 @@ extension LocalPostgresDriver {
                         + InstancePaths.includeLine + "\n", to: paths.postgresqlConf, owner: osUser)
             }
         }
-        if let auto = Files.read(paths.autoConf) {
+        if let auto = try Files.readText(paths.autoConf, owner: osUser) {
             let lines = auto.split(separator: "\n", omittingEmptySubsequences: false)
             let kept = lines.filter { line in
                 let key = line.split(separator: "=", maxSplits: 1).first?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
@@ -139,9 +139,7 @@ extension LocalPostgresDriver {
     /// Removes the fence marker (``promote(_:)`` does this once the instance is a primary by decision).
     public func clearFenceMarker(_ instance: Instance) throws {
         let marker = InstancePaths(instance).fenceMarker
-        if Files.exists(marker) && unlink(marker) != 0 {
-            throw FailoverError.failed("could not remove the fence marker \(marker): \(String(cString: strerror(errno)))")
-        }
+        try Files.removeFile(marker, owner: osUser)
     }
 
     /// True when `instance` carries a fence marker.

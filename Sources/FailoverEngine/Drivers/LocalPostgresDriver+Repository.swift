@@ -114,7 +114,7 @@ extension LocalPostgresDriver {
             do { try await stop(instance, mode: .fast) } catch { try await stop(instance, mode: .immediate) }
         }
         if Postmaster.recordedPID(in: paths.dataDirectory) != nil && Postmaster.livePID(in: paths.dataDirectory) == nil {
-            unlink(paths.postmasterPID)
+            try Files.removeFile(paths.postmasterPID, owner: osUser)
         }
     }
 }

@@ -48,7 +48,7 @@ public final class PGConnection: @unchecked Sendable {
 
     /// Opens a connection; blocks up to `info.connectTimeout` seconds.
     public static func connect(_ info: ConnInfo) throws -> PGConnection {
-        let pairs = info.keywords
+        let pairs = try Passfile.resolvingPassword(info)
         let keys = pairs.map { strdup($0.0) }
         let values = pairs.map { strdup($0.1) }
         defer {

@@ -33,7 +33,7 @@ public actor Executor {
     public init(options: RunOptions) throws {
         let journal: Journal
         do {
-            journal = try Journal(stateDirectory: options.stateDirectory)
+            journal = try Journal(stateDirectory: options.stateDirectory, auditSigner: options.auditSigner)
         } catch {
             throw FailoverError.invalid("cannot open the journal in state directory \(options.stateDirectory): \(error)")
         }

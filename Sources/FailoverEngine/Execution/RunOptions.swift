@@ -57,6 +57,8 @@ public struct RunOptions: Sendable {
     public var onProgress: (@Sendable (StepProgress) -> Void)?
     /// Seconds to let the world run between two transitions (drills measure each topology); 0 by default.
     public var dwellBetweenTransitions: Double = 0
+    /// Signs audit checkpoints at the end of the run and every 100 events; nil when no key is configured.
+    public var auditSigner: AuditSigner?
 
     /// Options with defaults: no crash point, no override, not a drill.
     public init(
@@ -72,9 +74,9 @@ public struct RunOptions: Sendable {
         self.onProgress = onProgress
     }
 
-    /// The default state directory: `$FAILOVERD_STATE`, else `./.failoverd`.
+    /// The default state directory: `$FAILOVERD_STATE`, else one per machine (``StateDirectory/defaultPath(environment:isRoot:home:)``).
     public static var defaultStateDirectory: String {
-        ProcessInfo.processInfo.environment["FAILOVERD_STATE"].flatMap { $0.isEmpty ? nil : $0 } ?? ".failoverd"
+        StateDirectory.defaultPath(environment: ProcessInfo.processInfo.environment, isRoot: OSUser.isRoot, home: OSUser.current.home)
     }
 }
 

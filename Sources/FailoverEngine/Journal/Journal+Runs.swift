@@ -245,11 +245,11 @@ extension Journal {
                 details: [
                     "plan": run.planName, "planSHA256": run.planSHA256, "driver": run.driver, "steps": String(steps.count),
                     "drill": String(run.isDrill), "allowDataLoss": String(run.allowDataLoss), "epoch": String(epoch),
-                ])
+                ], signer: auditSigner)
             if run.allowDataLoss {
                 try AuditLog.append(
                     db, kind: "override", run: run.id,
-                    details: ["override": "allow-data-loss", "scope": "this run only", "epoch": String(epoch)])
+                    details: ["override": "allow-data-loss", "scope": "this run only", "epoch": String(epoch)], signer: auditSigner)
             }
         }
     }
@@ -290,7 +290,7 @@ extension Journal {
             case .failed: kind = "step-fail"
             case .pending: kind = "step-pending"
             }
-            try AuditLog.append(db, kind: kind, run: run, site: step.site, details: details)
+            try AuditLog.append(db, kind: kind, run: run, site: step.site, details: details, signer: auditSigner)
         }
     }
 
@@ -304,7 +304,7 @@ extension Journal {
             d["outcome"] = outcome.rawValue
             d["epoch"] = String(epoch)
             if let error { d["error"] = error }
-            try AuditLog.append(db, kind: outcome == .abandoned ? "abandon" : "run-end", run: run, details: d)
+            try AuditLog.append(db, kind: outcome == .abandoned ? "abandon" : "run-end", run: run, details: d, signer: auditSigner)
         }
     }
 

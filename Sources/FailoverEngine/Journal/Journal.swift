@@ -10,10 +10,19 @@ public final class Journal: Sendable {
     public let db: DatabaseQueue
     /// The journal file.
     public let path: String
+    /// Signs audit checkpoints when the operator configured a key (`--audit-key`, `$FAILOVERD_AUDIT_KEY`).
+    public let auditSigner: AuditSigner?
 
     /// Opens (creating if needed) `DIR/journal.sqlite` and migrates it.
-    public init(stateDirectory: String) throws {
-        try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+    public init(stateDirectory: String, auditSigner: AuditSigner? = nil) throws {
+        self.auditSigner = auditSigner
+        try StateDirectory.prepare(stateDirectory)
+        // Created 0600 before SQLite opens it: SQLite gives the -wal and -shm files the journal's own mode.
+        for name in ["journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm"] {
+            if name == "journal.sqlite" || Files.exists(stateDirectory + "/" + name) {
+                try StateDirectory.preparePrivateFile(name, in: stateDirectory)
+            }
+        }
         path = (stateDirectory as NSString).appendingPathComponent("journal.sqlite")
         var config = Configuration()
         config.journalMode = .wal
@@ -30,8 +39,25 @@ public final class Journal: Sendable {
     /// that must leave no file behind.
     public init(inMemory: Void) throws {
         path = ":memory:"
+        auditSigner = nil
         db = try DatabaseQueue()
         try JournalSchema.migrator.migrate(db)
+    }
+
+    /// Opens the journal of a state directory that must already hold one: a missing journal is an error
+    /// (exit 2) and nothing is created.
+    public convenience init(existingStateDirectory stateDirectory: String) throws {
+        let file = (stateDirectory as NSString).appendingPathComponent("journal.sqlite")
+        guard FileManager.default.fileExists(atPath: file) else {
+            throw FailoverError.invalid("no journal in state directory \(stateDirectory) (\(file) does not exist): check --state or $FAILOVERD_STATE")
+        }
+        try self.init(stateDirectory: stateDirectory)
+    }
+
+    /// The journal's random id, made when it was created (or upgraded): signed checkpoints name it.
+    public static func id(_ db: Database) throws -> String? {
+        guard try db.tableExists("journal_info") else { return nil }
+        return try String.fetchOne(db, sql: "SELECT value FROM journal_info WHERE key = 'id'")
     }
 
     /// The value of PRAGMA synchronous (2 = FULL), for tests and `status`.

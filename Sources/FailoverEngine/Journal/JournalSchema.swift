@@ -146,6 +146,40 @@ enum JournalSchema {
                     BEGIN SELECT RAISE(ABORT, 'stale fencing epoch: this failoverd process no longer holds the run lock'); END;
                     """)
         }
+        // v3: the OS user (real uid) and host of the process beside the claimed actor, the signed checkpoints
+        // of the audit log, and the journal's random id that each checkpoint names (one checkpoint file may
+        // serve several state directories). Events written before v3 keep NULL in the new columns, and their hashes.
+        m.registerMigration("v3-audit-signing") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE audit_events ADD COLUMN os_user TEXT;
+                    ALTER TABLE audit_events ADD COLUMN os_uid INTEGER;
+                    ALTER TABLE audit_events ADD COLUMN host TEXT;
+                    CREATE TABLE journal_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                    INSERT INTO journal_info (key, value) VALUES ('id', lower(hex(randomblob(16))));
+                    CREATE TRIGGER journal_info_no_update BEFORE UPDATE ON journal_info
+                    BEGIN SELECT RAISE(ABORT, 'journal_info is append-only'); END;
+                    CREATE TRIGGER journal_info_no_delete BEFORE DELETE ON journal_info
+                    BEGIN SELECT RAISE(ABORT, 'journal_info is append-only'); END;
+                    CREATE TABLE audit_checkpoints (
+                        journal_id TEXT NOT NULL,
+                        seq INTEGER NOT NULL,
+                        head TEXT NOT NULL,
+                        at TEXT NOT NULL,
+                        run_id TEXT,
+                        key_id TEXT NOT NULL,
+                        signature TEXT NOT NULL,
+                        PRIMARY KEY (seq, key_id)
+                    );
+                    CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+                    BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END;
+                    CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+                    BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END;
+                    DROP VIEW audit;
+                    CREATE VIEW audit AS
+                        SELECT seq, at, run_id, site, actor, os_user, os_uid, host, kind, details FROM audit_events;
+                    """)
+        }
         return m
     }
 }

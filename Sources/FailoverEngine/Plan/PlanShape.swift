@@ -4,18 +4,24 @@
 enum PlanShape {
     /// What a value must be.
     indirect enum Kind: Sendable {
-        /// A non-empty string.
-        case text
-        /// A string that starts with `/`.
-        case absolutePath
+        /// A plan, site, instance or stanza name (``PlanValues/nameProblem(_:)``).
+        case name
+        /// A PostgreSQL role name (``PlanValues/roleProblem(_:)``).
+        case role
+        /// An OS user name other than root (``PlanValues/osUserProblem(_:)``).
+        case osUser
+        /// An IP address or an RFC 1123 host name (``PlanValues/hostProblem(_:)``).
+        case host
+        /// An absolute, normal path of at most `maximumLength` bytes (``PlanValues/pathProblem(_:maximumLength:)``).
+        case path(maximumLength: Int)
         /// One of a fixed set of strings, called `noun` in messages (`role`, `driver`…).
         case oneOf([String], noun: String)
         /// An integer literal in a range.
         case integer(ClosedRange<Int>)
-        /// An integer literal from 0 to `UInt64.max`.
+        /// An integer literal from 0 to ``PlanValues/maximumByteCount``.
         case byteCount
-        /// Any number above 0.
-        case positiveNumber
+        /// A number of seconds in ``PlanValues/timeoutRange``.
+        case seconds
         /// The format version: the integer 1.
         case formatVersion
         /// An object with known fields; `noun` names one in messages (`site "dr"`).
@@ -28,12 +34,17 @@ enum PlanShape {
         /// What the value must be, for messages: `an integer from 1 to 65535`.
         var expectation: String {
             switch self {
-            case .text: "a non-empty string"
-            case .absolutePath: "an absolute path (a string starting with /)"
+            case .name: "a name of 1 to \(PlanValues.maximumNameLength) \(PlanValues.nameCharacters)"
+            case .role: "a role name of 1 to \(PlanValues.maximumNameLength) \(PlanValues.roleCharacters)"
+            case .osUser: "an OS user name other than root, of \(PlanValues.osUserCharacters)"
+            case .host: "an IP address or a host name (RFC 1123)"
+            case .path(let maximum):
+                "an absolute, normal path of at most \(maximum) bytes: / then segments of \(PlanValues.pathCharacters), no . or .. segment, no // and no trailing /"
             case .oneOf(let values, _): "one of " + values.joined(separator: ", ")
             case .integer(let range): "an integer from \(range.lowerBound) to \(range.upperBound)"
-            case .byteCount: "a whole number of bytes (0 or more)"
-            case .positiveNumber: "a number of seconds above 0"
+            case .byteCount: "a whole number of bytes from 0 to \(PlanValues.maximumByteCount) (below 2^62)"
+            case .seconds:
+                "a number of seconds from \(Int(PlanValues.timeoutRange.lowerBound)) to \(Int(PlanValues.timeoutRange.upperBound)) (24 h)"
             case .formatVersion: "the integer 1"
             case .object: "an object"
             case .array: "an array"
@@ -67,7 +78,7 @@ enum PlanShape {
             noun: "plan",
             fields: [
                 Field("version", .formatVersion, example: "1"),
-                Field("name", .text, example: "\"xkube-dr\""),
+                Field("name", .name, example: "\"xkube-dr\""),
                 Field("repository", .object(noun: "repository", fields: repository), example: "{ \"type\": \"posix\", … }"),
                 Field(
                     "replication", .object(noun: "replication", fields: replication), example: "{ \"user\": \"replicator\", … }"),
@@ -78,7 +89,7 @@ enum PlanShape {
                 Field(
                     "transitions", .array(of: .transition, atLeastOne: false),
                     example: "[ { \"action\": \"switchover\", \"to\": \"dr\" } ]"),
-                Field("osUser", .text, required: false, example: "\"failoverd\""),
+                Field("osUser", .osUser, required: false, example: "\"failoverd\""),
             ])
     }
 
@@ -91,9 +102,9 @@ enum PlanShape {
 
     static let repository = [
         Field("type", .oneOf(repositoryTypes, noun: "repository type"), example: "\"posix\""),
-        Field("path", .absolutePath, example: "\"/var/lib/failoverd/repo\""),
-        Field("stanza", .text, example: "\"xkube\""),
-        Field("config", .absolutePath, required: false, example: "\"/etc/failoverd/pgbackrest.conf\""),
+        Field("path", .path(maximumLength: PlanValues.maximumPathLength), example: "\"/var/lib/failoverd/repo\""),
+        Field("stanza", .name, example: "\"xkube\""),
+        Field("config", .path(maximumLength: PlanValues.maximumPathLength), required: false, example: "\"/etc/failoverd/pgbackrest.conf\""),
         Field(
             "s3", .object(noun: "s3 repository", fields: s3), required: false,
             example: "{ \"bucket\": \"pg-dr\", \"endpoint\": \"s3.eu-west-1.amazonaws.com\", \"region\": \"eu-west-1\" }"),
@@ -104,42 +115,42 @@ enum PlanShape {
     ]
 
     static let s3 = [
-        Field("bucket", .text, example: "\"pg-dr\""),
-        Field("endpoint", .text, example: "\"s3.eu-west-1.amazonaws.com\""),
-        Field("region", .text, example: "\"eu-west-1\""),
+        Field("bucket", .name, example: "\"pg-dr\""),
+        Field("endpoint", .host, example: "\"s3.eu-west-1.amazonaws.com\""),
+        Field("region", .name, example: "\"eu-west-1\""),
         Field("uriStyle", .oneOf(["host", "path"], noun: "uri style"), required: false, example: "\"path\""),
         Field("port", .integer(1...65535), required: false, example: "443"),
-        Field("caFile", .absolutePath, required: false, example: "\"/etc/ssl/certs/ca-certificates.crt\""),
+        Field("caFile", .path(maximumLength: PlanValues.maximumPathLength), required: false, example: "\"/etc/ssl/certs/ca-certificates.crt\""),
         Field("verifyTLS", .oneOf(["y", "n"], noun: "verifyTLS value"), required: false, example: "\"y\""),
     ]
 
     static let gcs = [
-        Field("bucket", .text, example: "\"pg-dr\""),
-        Field("endpoint", .text, required: false, example: "\"storage.googleapis.com\""),
+        Field("bucket", .name, example: "\"pg-dr\""),
+        Field("endpoint", .host, required: false, example: "\"storage.googleapis.com\""),
     ]
 
     static let azure = [
-        Field("account", .text, example: "\"pgdr\""),
-        Field("container", .text, example: "\"pgbackrest\""),
+        Field("account", .name, example: "\"pgdr\""),
+        Field("container", .name, example: "\"pgbackrest\""),
     ]
 
     static let replication = [
-        Field("user", .text, example: "\"replicator\""),
-        Field("passfile", .absolutePath, example: "\"/etc/failoverd/pgpass\""),
-        Field("rewindUser", .text, required: false, example: "\"rewinder\""),
-        Field("adminUser", .text, required: false, example: "\"postgres\""),
+        Field("user", .role, example: "\"replicator\""),
+        Field("passfile", .path(maximumLength: PlanValues.maximumPathLength), example: "\"/etc/failoverd/pgpass\""),
+        Field("rewindUser", .role, required: false, example: "\"rewinder\""),
+        Field("adminUser", .role, required: false, example: "\"postgres\""),
         Field("sslmode", .oneOf(sslModes, noun: "sslmode"), required: false, example: "\"verify-full\""),
     ]
 
     static let policy = [
         Field("maxLagBytes", .byteCount, example: "16777216"),
-        Field("stepTimeoutSeconds", .positiveNumber, example: "120"),
-        Field("archiveTimeoutSeconds", .positiveNumber, example: "120"),
+        Field("stepTimeoutSeconds", .seconds, example: "120"),
+        Field("archiveTimeoutSeconds", .seconds, example: "120"),
     ]
 
     static var site: [Field] {
         [
-            Field("name", .text, example: "\"dr\""),
+            Field("name", .name, example: "\"dr\""),
             Field("driver", .oneOf(drivers, noun: "driver"), example: "\"local\""),
             Field("role", .oneOf(Role.allCases.map(\.rawValue), noun: "role"), example: "\"archive-standby\""),
             Field(
@@ -151,18 +162,18 @@ enum PlanShape {
     }
 
     static let instance = [
-        Field("name", .text, example: "\"dr-0\""),
-        Field("host", .text, example: "\"127.0.0.1\""),
+        Field("name", .name, example: "\"dr-0\""),
+        Field("host", .host, example: "\"127.0.0.1\""),
         Field("port", .integer(1...65535), example: "6433"),
-        Field("dataDirectory", .absolutePath, example: "\"/var/lib/failoverd/dr-0\""),
+        Field("dataDirectory", .path(maximumLength: PlanValues.maximumDataDirectoryLength), example: "\"/var/lib/failoverd/dr-0\""),
     ]
 
     /// The fields of a transition other than `action`; which apply depends on the action.
     static let transitionFields = [
-        Field("site", .text, example: "\"<the site to act on>\""),
-        Field("upstream", .text, example: "\"<the site to stream from>\""),
-        Field("to", .text, example: "\"<the site to promote>\""),
-        Field("source", .text, example: "\"<the primary to rewind from>\""),
+        Field("site", .name, example: "\"<the site to act on>\""),
+        Field("upstream", .name, example: "\"<the site to stream from>\""),
+        Field("to", .name, example: "\"<the site to promote>\""),
+        Field("source", .name, example: "\"<the primary to rewind from>\""),
         Field("method", .oneOf(FailbackMethod.allCases.map(\.rawValue), noun: "method"), example: "\"rewind\""),
     ]
 

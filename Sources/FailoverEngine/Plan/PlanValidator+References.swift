@@ -8,6 +8,7 @@ extension PlanValidator {
         var instanceAt: [String: JSONPath] = [:]
         var endpointOwner: [String: String] = [:]
         var dataDirectoryOwner: [String: String] = [:]
+        var trees: [(directory: String, label: String, path: JSONPath)] = []
 
         for (i, site) in (root["sites"]?.arrayValue ?? []).enumerated() {
             let sitePath = JSONPath.root.appending("sites").appending(i)
@@ -16,7 +17,7 @@ extension PlanValidator {
                 if let first = siteAt[siteName] {
                     problems.append(
                         .error(
-                            sitePath.appending("name"), "site \"\(siteName)\" is declared twice (first at \(first))",
+                            sitePath.appending("name"), "site \(PlanValues.quoted(siteName)) is declared twice (first at \(first))",
                             hint: "Give each site its own name: transitions refer to sites by name."))
                 } else {
                     siteAt[siteName] = sitePath
@@ -24,7 +25,7 @@ extension PlanValidator {
                 }
             }
             if site["role"]?.stringValue == Role.primary.rawValue {
-                let this = siteName.map { "\"\($0)\"" } ?? "at \(sitePath)"
+                let this = siteName.map { PlanValues.quoted($0) } ?? "at \(sitePath)"
                 if let primary {
                     problems.append(
                         .error(
@@ -38,12 +39,12 @@ extension PlanValidator {
             }
             for (j, instance) in (site["instances"]?.arrayValue ?? []).enumerated() {
                 let path = sitePath.appending("instances").appending(j)
-                let label = nonEmptyString(instance["name"]).map { "\"\($0)\"" } ?? "at \(path)"
+                let label = nonEmptyString(instance["name"]).map { PlanValues.quoted($0) } ?? "at \(path)"
                 if let name = nonEmptyString(instance["name"]) {
                     if let first = instanceAt[name] {
                         problems.append(
                             .error(
-                                path.appending("name"), "instance \"\(name)\" is declared twice (first at \(first))",
+                                path.appending("name"), "instance \(PlanValues.quoted(name)) is declared twice (first at \(first))",
                                 hint:
                                     "Give each instance a name unique across the whole plan: the journal and reports name instances alone."
                             ))
@@ -52,6 +53,15 @@ extension PlanValidator {
                     }
                 }
                 guard let host = nonEmptyString(instance["host"])?.lowercased() else { continue }
+                if site["driver"]?.stringValue == "local", PlanValues.hostProblem(host) == nil, !LocalHost.isLocal(host) {
+                    problems.append(
+                        .error(
+                            path.appending("host"),
+                            "instance \(label) of a local site is on \(PlanValues.quoted(host)), which is not this host",
+                            hint:
+                                "The local driver manages servers on this host only: use a loopback address (127.0.0.1, ::1), localhost, this host's name or one of its addresses. Whether an address is local is decided on the address, not on how it starts."
+                        ))
+                }
                 if let port = instance["port"]?.integerValue, (1...65535).contains(port) {
                     let endpoint = "\(host):\(port)"
                     if let other = endpointOwner[endpoint] {
@@ -63,22 +73,65 @@ extension PlanValidator {
                         endpointOwner[endpoint] = label
                     }
                 }
-                if let directory = nonEmptyString(instance["dataDirectory"]), directory.hasPrefix("/") {
-                    let trimmed = directory.count > 1 && directory.hasSuffix("/") ? String(directory.dropLast()) : directory
-                    let key = "\(host) \(trimmed)"
+                if let directory = nonEmptyString(instance["dataDirectory"]),
+                    PlanValues.pathProblem(directory, maximumLength: PlanValues.maximumDataDirectoryLength) == nil
+                {
+                    // Local sites all live on this host, whatever address names it: the directory alone decides.
+                    let local = site["driver"]?.stringValue == "local"
+                    let key = local ? "local \(directory)" : "\(host) \(directory)"
                     if let other = dataDirectoryOwner[key] {
                         problems.append(
                             .error(
                                 path.appending("dataDirectory"),
-                                "instances \(other) and \(label) both use the data directory \(trimmed) on host \(host)",
+                                "instances \(other) and \(label) both use the data directory \(directory)\(local ? " on this host" : " on host \(host)")",
                                 hint: "Two PostgreSQL servers cannot share a data directory; give each instance its own."))
                     } else {
                         dataDirectoryOwner[key] = label
+                        trees.append((directory, label, path.appending("dataDirectory")))
                     }
                 }
             }
         }
+        checkNesting(root, trees: trees, into: &problems)
         checkSiteReferences(root, siteNames: siteNames, into: &problems)
+    }
+
+    /// No data directory (with the state directory failoverd keeps next to it, `<dataDirectory>.failoverd`) lies
+    /// inside another, and the repository, its configuration and the passfile lie inside none: `sandbox down`,
+    /// restores and rewinds empty a data directory, and must never reach another instance's files or the repository.
+    private static func checkNesting(
+        _ root: JSONValue, trees: [(directory: String, label: String, path: JSONPath)], into problems: inout [PlanProblem]
+    ) {
+        for (i, a) in trees.enumerated() {
+            for b in trees[(i + 1)...] {
+                let (outer, inner) = a.directory.count <= b.directory.count ? (a, b) : (b, a)
+                if PlanValues.isWithin(inner.directory, outer.directory) || PlanValues.isWithin(inner.directory, outer.directory + ".failoverd")
+                    || inner.directory == outer.directory + ".failoverd"
+                {
+                    problems.append(
+                        .error(
+                            inner.path, "instance \(inner.label)'s data directory \(inner.directory) lies inside instance \(outer.label)'s \(outer.directory)",
+                            hint: "Give each instance a directory of its own, side by side (e.g. /srv/pg/dr-0 and /srv/pg/dr-1)."))
+                }
+            }
+        }
+        let others: [(String, JSONPath)] = [
+            ("repository", .root.appending("repository").appending("path")), ("repository", .root.appending("repository").appending("config")),
+            ("replication", .root.appending("replication").appending("passfile")),
+        ]
+        for (object, path) in others {
+            guard case .key(let key)? = path.components.last, let value = nonEmptyString(root[object]?[key]),
+                PlanValues.pathProblem(value) == nil
+            else { continue }
+            for tree in trees where PlanValues.isWithin(value, tree.directory) || PlanValues.isWithin(value, tree.directory + ".failoverd")
+                || PlanValues.isWithin(tree.directory, value)
+            {
+                problems.append(
+                    .error(
+                        path, "\(object).\(key) \(value) and instance \(tree.label)'s data directory \(tree.directory) lie one inside the other",
+                        hint: "Keep the repository, its configuration and the passfile outside every data directory, and no data directory inside them."))
+            }
+        }
     }
 
     /// Every site a transition names (site, to, upstream, source) must be a site of the plan.
@@ -95,7 +148,7 @@ extension PlanValidator {
                 problems.append(
                     .error(
                         JSONPath.root.appending("transitions").appending(i).appending(key),
-                        "\(transitionLabel(value, index: i)): no site named \"\(name)\" (\"\(key)\")",
+                        "\(transitionLabel(value, index: i)): no site named \(PlanValues.quoted(name)) (\"\(key)\")",
                         hint: didYouMean(name, among: siteNames) + known))
             }
         }

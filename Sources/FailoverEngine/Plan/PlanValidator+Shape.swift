@@ -22,7 +22,7 @@ extension PlanValidator {
             problems.append(.error(path, "\(owner): \(name) must be \(kind.expectation), found \(found)", hint: example + "."))
         }
         switch kind {
-        case .text, .absolutePath, .oneOf:
+        case .name, .role, .osUser, .host, .path, .oneOf:
             guard case .string(let text) = value else { return wrong(value.kindDescription) }
             checkText(text, kind, name: name, owner: owner, example: example, at: path, into: &problems)
         case .integer(let range):
@@ -37,11 +37,10 @@ extension PlanValidator {
             }
         case .byteCount:
             guard case .number(let literal) = value else { return wrong(value.kindDescription) }
-            guard Int(literal) != nil || UInt64(literal) != nil else { return wrong(literal) }
-            if literal.hasPrefix("-") { wrong(literal) }
-        case .positiveNumber:
-            guard case .number(let literal) = value, let number = Double(literal) else { return wrong(value.kindDescription) }
-            if number <= 0 { wrong(literal) }
+            guard let number = UInt64(literal), number <= PlanValues.maximumByteCount else { return wrong(literal) }
+        case .seconds:
+            guard case .number(let literal) = value else { return wrong(value.kindDescription) }
+            guard let number = Double(literal), PlanValues.timeoutRange.contains(number) else { return wrong(literal) }
         case .formatVersion:
             guard case .number(let literal) = value, let version = Int(literal) else { return wrong(value.kindDescription) }
             if version != 1 {
@@ -103,18 +102,28 @@ extension PlanValidator {
             if !values.contains(text) {
                 problems.append(
                     .error(
-                        path, "\(owner): unknown \(noun) \"\(text)\"",
+                        path, "\(owner): unknown \(noun) \(PlanValues.quoted(text))",
                         hint: didYouMean(text, among: values) + "The \(noun) must be one of: \(values.joined(separator: ", "))."))
             }
-        case _ where text.isEmpty:
-            problems.append(.error(path, "\(owner): \(name) must not be empty", hint: example + "."))
-        case .absolutePath where !text.hasPrefix("/"):
-            problems.append(
-                .error(
-                    path, "\(owner): \(name) must be an absolute path, found \"\(text)\"",
-                    hint:
-                        "failoverd, pgBackRest and PostgreSQL each resolve a relative path from a different directory; \(example)."
-                ))
+        case .name, .role, .osUser, .host, .path:
+            let problem: String?
+            let allowed: String
+            switch kind {
+            case .name: (problem, allowed) = (PlanValues.nameProblem(text), "A name has 1 to \(PlanValues.maximumNameLength) \(PlanValues.nameCharacters)")
+            case .role: (problem, allowed) = (PlanValues.roleProblem(text), "A role name has 1 to \(PlanValues.maximumNameLength) \(PlanValues.roleCharacters)")
+            case .osUser: (problem, allowed) = (PlanValues.osUserProblem(text), "An OS user name other than root has 1 to \(PlanValues.maximumOSUserLength) \(PlanValues.osUserCharacters)")
+            case .host:
+                (problem, allowed) = (PlanValues.hostProblem(text), "A host is an IPv4 address (127.0.0.1), an IPv6 address (::1) or an RFC 1123 host name")
+            case .path(let maximum):
+                (problem, allowed) = (
+                    PlanValues.pathProblem(text, maximumLength: maximum),
+                    "A path is absolute and normal: / then segments of \(PlanValues.pathCharacters), separated by single slashes, with no . or .. segment and no trailing slash; failoverd, pgBackRest and PostgreSQL must all read it as the same directory, and no shell may read anything else in it"
+                )
+            default: (problem, allowed) = (nil, "")
+            }
+            if let problem {
+                problems.append(.error(path, "\(owner): \(name) \(PlanValues.quoted(text)) \(problem)", hint: "\(allowed); \(example)."))
+            }
         default:
             break
         }
@@ -124,7 +133,7 @@ extension PlanValidator {
     private static func objectOwner(_ value: JSONValue, noun: String, fields: [PlanShape.Field]) -> String {
         guard fields.contains(where: { $0.key == "name" }), noun != "plan" else { return noun == "plan" ? "the plan" : noun }
         guard let name = value["name"]?.stringValue, !name.isEmpty else { return "unnamed \(noun)" }
-        return "\(noun) \"\(name)\""
+        return "\(noun) \(PlanValues.quoted(name))"
     }
 
     /// A warning for an unknown key, unless it looks like a secret (the secrets pass makes that an error).
@@ -134,7 +143,7 @@ extension PlanValidator {
         guard !looksLikeSecretKey(key) else { return }
         problems.append(
             .warning(
-                path, "\(owner): unknown field \"\(key)\" is ignored",
+                path, "\(owner): unknown field \(PlanValues.quoted(key)) is ignored",
                 hint: didYouMean(key, among: known) + "The known fields here are: \(known.joined(separator: ", "))."))
     }
 

@@ -18,6 +18,12 @@ import Foundation
 public enum PlanValidator {
     /// Validates the bytes of a plan.json.
     public static func validate(_ data: Data) -> PlanValidation {
+        guard data.count <= maximumPlanBytes else {
+            let problem = PlanProblem.error(
+                .root, "the plan is \(data.count) bytes long; at most \(maximumPlanBytes) are allowed",
+                hint: "A plan lists a few sites and transitions; a file this large is not a plan.")
+            return PlanValidation(problems: [problem], plan: nil, summary: "plan is invalid: too large")
+        }
         let document: JSONParser.Document
         do {
             document = try JSONParser.parse(data)
@@ -31,6 +37,7 @@ public enum PlanValidator {
         }
         let root = document.value
         var problems = document.duplicateKeys.map(duplicateKeyProblem)
+        checkControlCharacters(root, at: .root, into: &problems)
         checkShape(root, into: &problems)
         checkSecrets(root, at: .root, into: &problems)
         checkReferences(root, into: &problems)
@@ -77,6 +84,32 @@ public enum PlanValidator {
             hint: "Keep one of them: JSON readers disagree on which value wins.")
     }
 
+    /// The largest plan file failoverd reads: 1 MiB.
+    public static let maximumPlanBytes = 1 << 20
+
+    /// Pass 1b: no key anywhere in the document (unknown fields included) holds a NUL or another control
+    /// character, which would change what a terminal or a log shows. String values of known fields are checked
+    /// against their own character sets by the shape pass; values of unknown fields are never used or shown.
+    static func checkControlCharacters(_ value: JSONValue, at path: JSONPath, into problems: inout [PlanProblem]) {
+        func check(_ text: String, _ what: String, at path: JSONPath) {
+            guard let (offset, scalar) = text.unicodeScalars.enumerated().first(where: { PlanValues.isControl($0.element) }) else { return }
+            problems.append(
+                .error(
+                    path, "\(what) \(PlanValues.quoted(text)) contains \(PlanValues.describe(scalar)) at character \(offset + 1)",
+                    hint: "A plan holds no control character (U+0000 to U+001F, U+007F to U+009F) in any key; remove it."))
+        }
+        switch value {
+        case .array(let elements):
+            for (i, element) in elements.enumerated() { checkControlCharacters(element, at: path.appending(i), into: &problems) }
+        case .object(let members):
+            for member in members {
+                check(member.key, "the key", at: path.appending(member.key))
+                checkControlCharacters(member.value, at: path.appending(member.key), into: &problems)
+            }
+        case .null, .bool, .number, .string: break
+        }
+    }
+
     /// `1 site`, `3 sites`.
     static func count(_ n: Int, _ noun: String) -> String { "\(n) \(noun)\(n == 1 ? "" : "s")" }
 
@@ -92,12 +125,15 @@ public enum PlanValidator {
 
     /// `transition 2 (switchover to dr)`, or `transition 2` when its action is not known.
     static func transitionLabel(_ value: JSONValue, index: Int) -> String {
-        guard let transition = transition(from: value) else { return "transition \(index + 1)" }
+        guard let transition = transition(from: value), !transition.summary.unicodeScalars.contains(where: PlanValues.isControl) else {
+            return "transition \(index + 1)"
+        }
         return "transition \(index + 1) (\(transition.summary))"
     }
 
     /// `did you mean "primary"? ` when `word` is a near miss of one of `candidates`, else the empty string.
     static func didYouMean(_ word: String, among candidates: [String]) -> String {
+        guard word.count <= 64 else { return "" }
         let lowered = word.lowercased()
         let best = candidates.map { ($0, editDistance(lowered, $0.lowercased())) }.min { $0.1 < $1.1 }
         guard let (candidate, distance) = best, distance <= max(1, min(3, candidate.count / 3)) else { return "" }

@@ -1,12 +1,26 @@
 import Foundation
 
 /// Whether an address names this host: loopback, localhost, this host's name, or one of its interfaces.
+///
+/// Decided on the parsed address (``PlanValues/parseHost(_:)``), never on a prefix of the text:
+/// `127.0.0.1` and `::ffff:127.0.0.1` are local, `127.evil.example` is a host name like any other.
 enum LocalHost {
     static func isLocal(_ host: String) -> Bool {
-        let h = host.lowercased()
-        if h == "localhost" || h == "::1" || h.hasPrefix("127.") || h.hasPrefix("/") { return true }
-        if h == ProcessInfo.processInfo.hostName.lowercased() { return true }
-        return interfaceAddresses().contains(h)
+        guard let parsed = PlanValues.parseHost(host) else { return false }
+        switch parsed {
+        case .ipv4(let bytes):
+            if bytes[0] == 127 { return true }
+        case .ipv6(let bytes):
+            if bytes == [UInt8](repeating: 0, count: 15) + [1] { return true }
+            // An IPv4-mapped address (::ffff:a.b.c.d) is the IPv4 address.
+            if bytes.prefix(12) == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF] {
+                return isLocal(bytes.suffix(4).map(String.init).joined(separator: "."))
+            }
+        case .name(let name):
+            let bare = name.hasSuffix(".") ? String(name.dropLast()) : name
+            return bare == "localhost" || bare == ProcessInfo.processInfo.hostName.lowercased()
+        }
+        return interfaceAddresses().compactMap(PlanValues.parseHost).contains(parsed)
     }
 
     /// The IPv4 and IPv6 addresses of this host's interfaces.

@@ -58,20 +58,18 @@ public struct OSUser: Sendable, Equatable {
     public static func postgresUser(for plan: Plan) throws -> OSUser {
         guard isRoot else { return current }
         let name = plan.osUser ?? "failoverd"
+        if let problem = PlanValues.osUserProblem(name) {
+            throw FailoverError.invalid("osUser \(PlanValues.quoted(name)) \(problem); name an unprivileged user.")
+        }
         guard let user = lookup(name) else {
             throw FailoverError.invalid(
                 "OS user \"\(name)\" does not exist: failoverd runs PostgreSQL as this unprivileged user when started as root. "
                     + "Create it (useradd --system --user-group \(name)), run `failoverd sandbox up`, or set \"osUser\" in the plan.")
         }
-        return user
-    }
-
-    /// Gives `path` to this user (chown), when running as root; does nothing otherwise.
-    public func own(_ path: String) throws {
-        guard OSUser.isRoot else { return }
-        if chown(path, uid, gid) != 0 {
-            throw FailoverError.failed(
-                "could not chown \(path) to \(name): \(String(cString: strerror(errno))). Check that the path exists and is on a local file system.")
+        guard user.uid != 0 else {
+            throw FailoverError.invalid(
+                "OS user \"\(name)\" has uid 0: failoverd never runs PostgreSQL with root's privileges. Name an unprivileged user in \"osUser\".")
         }
+        return user
     }
 }

@@ -66,7 +66,13 @@ enum CLI {
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = args
         p.currentDirectoryURL = URL(fileURLWithPath: packageRoot)
-        p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
+        // No test shares the machine's state directory (/var/lib/failoverd as root): a verb given no --state
+        // gets a fresh one of its own, unless the test sets FAILOVERD_STATE itself.
+        var environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
+        if env["FAILOVERD_STATE"] == nil {
+            environment["FAILOVERD_STATE"] = FileManager.default.temporaryDirectory.path + "/failoverd-cli-state-\(getpid())/\(UUID().uuidString.prefix(8))"
+        }
+        p.environment = environment
         let tmp = FileManager.default.temporaryDirectory
         let out = tmp.appendingPathComponent("failoverd-out-\(UUID().uuidString)")
         let err = tmp.appendingPathComponent("failoverd-err-\(UUID().uuidString)")

@@ -33,7 +33,7 @@ struct SandboxFixture: Sendable {
     ) async throws {
         await reapDeadFixtures()
         let (root, plan) = try makePlan(layout, archiveTimeout: archiveTimeout)
-        let sandbox = Sandbox(plan: plan)
+        let sandbox = Sandbox(plan: plan, stateDirectory: root + "/state")
         do {
             try await timed("sandbox up (\(plan.allInstances.count) instances)") { try await sandbox.up() }
             let fixture = SandboxFixture(root: root, plan: plan, sandbox: sandbox, driver: try LocalPostgresDriver(plan: plan))
