@@ -28,7 +28,10 @@ func tempDir() -> String {
 }
 
 func report(_ name: String, _ value: Double, unit: String, baselineName: String, _ baseline: Double) {
-    print(String(format: "%-44@ %10.3f %@   baseline %-34@ %10.3f %@   ratio %.2fx", name as NSString, value, unit as NSString, baselineName as NSString, baseline, unit as NSString, value / baseline))
+    print(
+        String(
+            format: "%-44@ %10.3f %@   baseline %-34@ %10.3f %@   ratio %.2fx", name as NSString, value, unit as NSString,
+            baselineName as NSString, baseline, unit as NSString, value / baseline))
 }
 
 /// Journal cost per step: started + done, each its own committed transaction with an audit event.
@@ -65,15 +68,18 @@ func benchPlan() throws {
     json["transitions"] = (0..<1000).map { ["action": "switchover", "to": $0 % 2 == 0 ? "dr" : "prod"] }
     let data = try JSONSerialization.data(withJSONObject: json)
     var steps = 0
-    let engine = try seconds {
-        for _ in 0..<5 {
-            let v = PlanValidator.validate(data)
-            guard let plan = v.plan else { fatalError("bench plan invalid: \(v.problems)") }
-            steps = try Planner(plan: plan).steps().get().count
-        }
-    } / 5
+    let engine =
+        try seconds {
+            for _ in 0..<5 {
+                let v = PlanValidator.validate(data)
+                guard let plan = v.plan else { fatalError("bench plan invalid: \(v.problems)") }
+                steps = try Planner(plan: plan).steps().get().count
+            }
+        } / 5
     let parse = try seconds { for _ in 0..<5 { _ = try JSONSerialization.jsonObject(with: data) } } / 5
-    report("plan: validate + expand 1,000 transitions (\(steps) steps)", engine * 1000, unit: "ms", baselineName: "JSONSerialization parse only", parse * 1000)
+    report(
+        "plan: validate + expand 1,000 transitions (\(steps) steps)", engine * 1000, unit: "ms",
+        baselineName: "JSONSerialization parse only", parse * 1000)
 }
 
 /// `failoverd audit` with filters over N events, against a full scan counting them; `audit verify` over the
@@ -99,14 +105,17 @@ func benchAudit(events: Int, keep: String?) throws {
                     let j = k % 50
                     if j == 0 {
                         try db.execute(
-                            sql: "INSERT INTO runs (id, plan_name, plan_json, plan_sha256, driver, actor, step_count, outcome, started_at) VALUES (?, 'bench', '{}', '', 'simulated', 'bench', 24, 'succeeded', ?)",
+                            sql:
+                                "INSERT INTO runs (id, plan_name, plan_json, plan_sha256, driver, actor, step_count, outcome, started_at) VALUES (?, 'bench', '{}', '', 'simulated', 'bench', 24, 'succeeded', ?)",
                             arguments: [run, Journal.now()])
                         for n in 1...24 {
                             try db.execute(
-                                sql: "INSERT INTO steps (run_id, number, transition, action, kind, site, destructive, summary, step_json, status) VALUES (?, ?, 1, 'switchover', 'stop', 'prod', 0, 'stop prod', '{}', 'done')",
+                                sql:
+                                    "INSERT INTO steps (run_id, number, transition, action, kind, site, destructive, summary, step_json, status) VALUES (?, ?, 1, 'switchover', 'stop', 'prod', 0, 'stop prod', '{}', 'done')",
                                 arguments: [run, n])
                         }
-                        try AuditLog.append(db, kind: "run-start", run: run, details: ["plan": "bench", "steps": "24", "epoch": "1"], signer: signer)
+                        try AuditLog.append(
+                            db, kind: "run-start", run: run, details: ["plan": "bench", "steps": "24", "epoch": "1"], signer: signer)
                     } else if j == 49 {
                         try AuditLog.append(db, kind: "run-end", run: run, details: ["outcome": "succeeded", "epoch": "1"], signer: signer)
                     } else {
@@ -122,15 +131,26 @@ func benchAudit(events: Int, keep: String?) throws {
             }
         }
     }
-    if !reuse { print(String(format: "audit: appended %d events in %.1f s (%.1f µs each, hash chain and a signed checkpoint every 100 included)", events, insert, insert / Double(events) * 1e6)) }
+    if !reuse {
+        print(
+            String(
+                format: "audit: appended %d events in %.1f s (%.1f µs each, hash chain and a signed checkpoint every 100 included)", events,
+                insert, insert / Double(events) * 1e6))
+    }
     let log = AuditLog(journal: journal)
     var found = 0
     let filtered = try seconds { found = try log.query(.init(run: "r-bench-\(events / 100)", site: "prod", kind: "step-end")).count }
     let kindOnly = try seconds { found = try log.query(.init(kind: "refusal")).count }
     let since = try seconds { found = try log.query(.init(since: Journal.now())).count }
-    let scan = try seconds { _ = try journal.db.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM audit_events WHERE details LIKE '%\"step\":\"7\"%'") } }
-    report("audit: --run --site --kind over \(events)", filtered * 1000, unit: "ms", baselineName: "full scan (count, LIKE on details)", scan * 1000)
-    report("audit: --kind (no match) over \(events)", kindOnly * 1000, unit: "ms", baselineName: "full scan (count, LIKE on details)", scan * 1000)
+    let scan = try seconds {
+        _ = try journal.db.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM audit_events WHERE details LIKE '%\"step\":\"7\"%'") }
+    }
+    report(
+        "audit: --run --site --kind over \(events)", filtered * 1000, unit: "ms", baselineName: "full scan (count, LIKE on details)",
+        scan * 1000)
+    report(
+        "audit: --kind (no match) over \(events)", kindOnly * 1000, unit: "ms", baselineName: "full scan (count, LIKE on details)",
+        scan * 1000)
     report("audit: --since now over \(events)", since * 1000, unit: "ms", baselineName: "full scan (count, LIKE on details)", scan * 1000)
     _ = found
 
@@ -166,7 +186,8 @@ func benchAudit(events: Int, keep: String?) throws {
     var touched = 0
     let read = try journal.db.read { db in
         let statement = try db.makeStatement(
-            sql: "SELECT seq, at, run_id, site, actor, kind, details, prev_hash, hash, os_user, os_uid, host FROM audit_events ORDER BY seq")
+            sql: "SELECT seq, at, run_id, site, actor, kind, details, prev_hash, hash, os_user, os_uid, host FROM audit_events ORDER BY seq"
+        )
         let h = statement.sqliteStatement
         defer { sqlite3_reset(h) }
         return seconds {
@@ -177,7 +198,9 @@ func benchAudit(events: Int, keep: String?) throws {
     }
     report("audit: SQLite reading the rows verify reads", read, unit: "s", baselineName: "bare SHA-256 per event, same bytes", bare)
     var key = Curve25519.Signing.PrivateKey()
-    var sigs: [(Data, Data)] = (0..<2000).map { i in let m = Data("checkpoint \(i)".utf8); return (m, try! key.signature(for: m)) }
+    var sigs: [(Data, Data)] = (0..<2000).map { i in
+        let m = Data("checkpoint \(i)".utf8); return (m, try! key.signature(for: m))
+    }
     let edVerify = seconds { for (m, sig) in sigs { precondition(key.publicKey.isValidSignature(sig, for: m)) } } / Double(sigs.count)
     sigs = []
     key = Curve25519.Signing.PrivateKey()
@@ -201,7 +224,9 @@ func benchAudit(events: Int, keep: String?) throws {
     }
     report("audit verify, chain only, over \(events)", chainOnly, unit: "s", baselineName: "bare SHA-256 per event, same bytes", bare)
     report("audit verify + cross-check of \(runs) runs", plain, unit: "s", baselineName: "bare SHA-256 per event, same bytes", bare)
-    report("audit verify --public-key (\(checkpoints) checkpoints)", signed, unit: "s", baselineName: "bare SHA-256 per event, same bytes", bare)
+    report(
+        "audit verify --public-key (\(checkpoints) checkpoints)", signed, unit: "s", baselineName: "bare SHA-256 per event, same bytes",
+        bare)
     if sink == 42 || touched == 42 { print("") }
 }
 
@@ -212,7 +237,11 @@ func benchSwitchover(rounds: Int) async throws {
     let r = DrillMath.summary(raw)!
     let e = DrillMath.summary(engine)!
     report("switchover: failoverd (median of \(rounds))", e.median, unit: "s", baselineName: "raw CHECKPOINT+stop+promote+write", r.median)
-    print(String(format: "  failoverd adds %.0f%% to the raw sequence (target: at most 20%%); raw min %.3f max %.3f, failoverd min %.3f max %.3f", (e.median / r.median - 1) * 100, raw.min()!, r.max, engine.min()!, e.max))
+    print(
+        String(
+            format:
+                "  failoverd adds %.0f%% to the raw sequence (target: at most 20%%); raw min %.3f max %.3f, failoverd min %.3f max %.3f",
+            (e.median / r.median - 1) * 100, raw.min()!, r.max, engine.min()!, e.max))
 }
 
 /// Median RTO over N drills of switchover and failback-with-rewind.
@@ -223,14 +252,20 @@ func benchDrills(count: Int) async throws {
         for i in 1...count {
             let dir = NSTemporaryDirectory() + "failoverd-bench-drill-\(UUID().uuidString.prefix(8))"
             defer { try? FileManager.default.removeItem(atPath: dir) }
-            let options = DrillOptions(reportDirectory: dir, writers: 4, dwellSeconds: 1, executable: "failoverd", planPath: "plans/\(name).json")
+            let options = DrillOptions(
+                reportDirectory: dir, writers: 4, dwellSeconds: 1, executable: "failoverd", planPath: "plans/\(name).json")
             let report = try await Drill(plan: plan, options: options).run()
-            guard report.passed else { throw FailoverError.failed("drill \(i) of \(name) failed: \(report.checks.filter { !$0.passed }.map(\.name))") }
+            guard report.passed else {
+                throw FailoverError.failed("drill \(i) of \(name) failed: \(report.checks.filter { !$0.passed }.map(\.name))")
+            }
             for t in report.transitions { rto[t.summary, default: []].append(t.rtoSeconds) }
         }
         for (summary, values) in rto.sorted(by: { $0.key < $1.key }) {
             let s = DrillMath.summary(values)!
-            print(String(format: "drill RTO %-40@ median %.3f s (min %.3f, max %.3f) over %d drills", summary as NSString, s.median, values.min()!, s.max, values.count))
+            print(
+                String(
+                    format: "drill RTO %-40@ median %.3f s (min %.3f, max %.3f) over %d drills", summary as NSString, s.median,
+                    values.min()!, s.max, values.count))
         }
     }
 }

@@ -28,7 +28,9 @@ struct DrillCommand: AsyncParsableCommand {
     @Option(help: "Seconds the workload runs between transitions, so each topology's lag is measured.") var dwell: Double = 2
     @Option(help: "Seconds the workload runs before the plan starts (the baseline).") var warmup: Double = 1
     @Option(
-        help: "State directory for the drill's run and sandbox manifest (default: REPORT/state). Emptied first, so a non-empty directory a drill did not create is refused.")
+        help:
+            "State directory for the drill's run and sandbox manifest (default: REPORT/state). Emptied first, so a non-empty directory a drill did not create is refused."
+    )
     var state: String?
     @Flag(help: "Log at debug level to standard error.") var verbose = false
 
@@ -56,7 +58,9 @@ struct DrillCommand: AsyncParsableCommand {
                 print("  \(t.summary): RTO \(String(format: "%.3f", t.rtoSeconds)) s, acknowledged commits lost \(t.acknowledgedLost)")
             }
             for l in result.lag {
-                print("  lag \(l.instance) (\(l.mode)): median \(String(format: "%.3f", l.medianSeconds)) s, p95 \(String(format: "%.3f", l.p95Seconds)) s over \(l.samples) commits")
+                print(
+                    "  lag \(l.instance) (\(l.mode)): median \(String(format: "%.3f", l.medianSeconds)) s, p95 \(String(format: "%.3f", l.p95Seconds)) s over \(l.samples) commits"
+                )
             }
             for r in result.restores {
                 print("  \(r.summary): \(String(format: "%.3f", r.seconds)) s")

@@ -7,7 +7,8 @@ import Logging
 struct Failoverd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "failoverd",
-        abstract: "Move PostgreSQL sites between roles — primary, archive standby, streaming standby, fenced — safely, resumably, with evidence.",
+        abstract:
+            "Move PostgreSQL sites between roles — primary, archive standby, streaming standby, fenced — safely, resumably, with evidence.",
         discussion: """
             A plan (plan.json) names the sites, the shared pgBackRest repository and the transitions. Every step is \
             journaled in SQLite before and after its side effect (state directory: --state, $FAILOVERD_STATE, or one per \
@@ -23,7 +24,8 @@ struct Failoverd: AsyncParsableCommand {
               4  the run lock is held by a live run
             """,
         subcommands: [
-            ValidateCommand.self, PlanCommand.self, RunCommand.self, ResumeCommand.self, AbandonCommand.self, AdoptCommand.self, StatusCommand.self, CheckCommand.self,
+            ValidateCommand.self, PlanCommand.self, RunCommand.self, ResumeCommand.self, AbandonCommand.self, AdoptCommand.self,
+            StatusCommand.self, CheckCommand.self,
             AuditCommand.self, SandboxCommand.self, DrillCommand.self,
         ]
     )
@@ -71,7 +73,9 @@ extension Failoverd {
 struct StateOption: ParsableArguments {
     @Option(
         name: .long,
-        help: "State directory holding journal.sqlite (default: $FAILOVERD_STATE, else /var/lib/failoverd as root, $XDG_STATE_HOME/failoverd otherwise).")
+        help:
+            "State directory holding journal.sqlite (default: $FAILOVERD_STATE, else /var/lib/failoverd as root, $XDG_STATE_HOME/failoverd otherwise)."
+    )
     var state: String = RunOptions.defaultStateDirectory
 }
 

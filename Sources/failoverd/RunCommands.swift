@@ -19,7 +19,8 @@ struct ExecutionOptions: ParsableArguments {
         var crash: CrashPoint?
         if let crashAt {
             guard let c = CrashPoint(crashAt) else {
-                throw FailoverError.invalid("--crash-at \(crashAt): expected N:before or N:after with N a step number from 1 (see `failoverd plan`)")
+                throw FailoverError.invalid(
+                    "--crash-at \(crashAt): expected N:before or N:after with N a step number from 1 (see `failoverd plan`)")
             }
             crash = c
         }
@@ -56,7 +57,9 @@ struct RunCommand: AsyncParsableCommand {
             // changes nothing.
             if DriverFactory.name(plan: p, simulate: simulate) != "simulated" { try RepositoryAccess.check(p) }
             let outcome = try await Executor(options: opts).run(p)
-            print("run \(outcome.runID) succeeded: \(outcome.stepsDone) steps done, \(outcome.stepsSatisfied) already satisfied, in \(String(format: "%.2f", outcome.seconds)) s")
+            print(
+                "run \(outcome.runID) succeeded: \(outcome.stepsDone) steps done, \(outcome.stepsSatisfied) already satisfied, in \(String(format: "%.2f", outcome.seconds)) s"
+            )
         }
     }
 }
@@ -72,7 +75,9 @@ struct ResumeCommand: AsyncParsableCommand {
         try await guarded {
             let opts = try options.runOptions(simulate: false)
             let outcome = try await Executor(options: opts).resume(runID: runID)
-            print("run \(outcome.runID) succeeded: \(outcome.stepsDone) steps done, \(outcome.stepsSatisfied) already satisfied, in \(String(format: "%.2f", outcome.seconds)) s")
+            print(
+                "run \(outcome.runID) succeeded: \(outcome.stepsDone) steps done, \(outcome.stepsSatisfied) already satisfied, in \(String(format: "%.2f", outcome.seconds)) s"
+            )
         }
     }
 }
@@ -100,7 +105,9 @@ struct AdoptCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "adopt",
         abstract: "Record a plan's declared roles as the journal's, after checking them against the servers (audited).",
-        discussion: "The way out after an abandoned run left the journal and the servers disagreeing: declare the roles the sites really have, and failoverd checks and records them.")
+        discussion:
+            "The way out after an abandoned run left the journal and the servers disagreeing: declare the roles the sites really have, and failoverd checks and records them."
+    )
 
     @Argument(help: "The plan file whose declared roles to record.") var plan: String
     @Flag(help: "Check against the simulated driver's model.") var simulate = false
@@ -130,7 +137,8 @@ struct StatusCommand: AsyncParsableCommand {
     func run() async throws {
         try await guarded {
             guard FileManager.default.fileExists(atPath: (state.state as NSString).appendingPathComponent("journal.sqlite")) else {
-                throw FailoverError.invalid("no journal in state directory \(state.state): nothing has run there yet (use --state or $FAILOVERD_STATE)")
+                throw FailoverError.invalid(
+                    "no journal in state directory \(state.state): nothing has run there yet (use --state or $FAILOVERD_STATE)")
             }
             var report = try StatusReport.read(stateDirectory: state.state)
             report.instances = try await StatusReport.unfinishedRunInstances(stateDirectory: state.state)
@@ -139,7 +147,9 @@ struct StatusCommand: AsyncParsableCommand {
             for s in report.sites { print("  " + s.name.padded(16) + s.role.padded(18) + "since " + s.updatedAt) }
             if !report.fenced.isEmpty { print("fenced instances (never started as primary): \(report.fenced.joined(separator: ", "))") }
             if let r = report.lastRun {
-                print("last run: \(r.id) plan \"\(r.plan)\" \(r.outcome) (\(r.stepsDone) done, \(r.stepsSatisfied) satisfied, \(r.stepsInDoubt) in doubt of \(r.steps))\(r.drill ? " [drill]" : "")")
+                print(
+                    "last run: \(r.id) plan \"\(r.plan)\" \(r.outcome) (\(r.stepsDone) done, \(r.stepsSatisfied) satisfied, \(r.stepsInDoubt) in doubt of \(r.steps))\(r.drill ? " [drill]" : "")"
+                )
                 if let e = r.error { print("  error: \(e)") }
                 if let resume = r.resume { print("  continue with: \(resume)") }
                 for i in report.instances ?? [] {

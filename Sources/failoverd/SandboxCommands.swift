@@ -30,7 +30,8 @@ struct SandboxUp: AsyncParsableCommand {
 }
 
 struct SandboxStatus: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "status", abstract: "Each instance: running, pid, role seen, WAL positions.")
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Each instance: running, pid, role seen, WAL positions.")
     @Argument(help: "The plan file.") var plan: String
     @OptionGroup var state: StateOption
 
@@ -46,7 +47,9 @@ struct SandboxStatus: AsyncParsableCommand {
 struct SandboxDown: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "down",
-        abstract: "Stop the postmasters of the data directories `up` built (pid, start time and data directory checked) and remove what `up` created.")
+        abstract:
+            "Stop the postmasters of the data directories `up` built (pid, start time and data directory checked) and remove what `up` created."
+    )
     @Argument(help: "The plan file.") var plan: String
     @OptionGroup var state: StateOption
 

@@ -13,7 +13,8 @@ import Testing
         let journal = try Journal(stateDirectory: state)
         let log = AuditLog(journal: journal)
         for i in 1...10 {
-            try log.append(kind: i % 2 == 0 ? "step-end" : "step-start", run: "r-test", site: i < 5 ? "prod" : "dr", details: ["step": String(i)])
+            try log.append(
+                kind: i % 2 == 0 ? "step-end" : "step-start", run: "r-test", site: i < 5 ? "prod" : "dr", details: ["step": String(i)])
         }
         return (state, journal)
     }
@@ -51,14 +52,18 @@ import Testing
         #expect(v.intact, "\(v.problems)")
         #expect(v.checked == 12)
         // And a one-character edit inside the escaped text is still seen.
-        try sqlite3(journal.path, "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET details = replace(details, '漢', '汉') WHERE seq = 11;")
+        try sqlite3(
+            journal.path,
+            "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET details = replace(details, '漢', '汉') WHERE seq = 11;")
         #expect(try log.verify().brokenSeq == 11)
     }
 
     @Test func triggersRefuseUpdateAndDelete() throws {
         let (state, journal) = try journalWithEvents()
         defer { try? FileManager.default.removeItem(atPath: state) }
-        #expect(throws: DatabaseError.self) { try journal.db.write { try $0.execute(sql: "UPDATE audit_events SET kind = 'x' WHERE seq = 3") } }
+        #expect(throws: DatabaseError.self) {
+            try journal.db.write { try $0.execute(sql: "UPDATE audit_events SET kind = 'x' WHERE seq = 3") }
+        }
         #expect(throws: DatabaseError.self) { try journal.db.write { try $0.execute(sql: "DELETE FROM audit_events WHERE seq = 3") } }
         #expect(try AuditLog(journal: journal).verify().intact)
     }
@@ -66,7 +71,8 @@ import Testing
     @Test func editedRowIsNamed() throws {
         let (state, journal) = try journalWithEvents()
         defer { try? FileManager.default.removeItem(atPath: state) }
-        try sqlite3(journal.path, "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET details = '{\"step\":\"99\"}' WHERE seq = 4;")
+        try sqlite3(
+            journal.path, "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET details = '{\"step\":\"99\"}' WHERE seq = 4;")
         let v = try AuditLog(journal: journal).verify()
         #expect(v.brokenSeq == 4)
         #expect(v.reason?.contains("edited") == true)
@@ -121,7 +127,8 @@ import Testing
     /// Every evidence key failoverd writes (the step runner and its gates, whatever the driver). A key added
     /// there belongs here: ``everyEvidenceKeyARunWritesIsListedAndKept`` fails until it is.
     static let evidenceKeys: Set<String> = [
-        "primaryLSN", "targetReplayLSN", "lagBytes", "timeline", "override", "targetLSN", "candidate.*", "systemIdentifier", "checkpointLSN",
+        "primaryLSN", "targetReplayLSN", "lagBytes", "timeline", "override", "targetLSN", "candidate.*", "systemIdentifier",
+        "checkpointLSN",
         "demotionToken", "promotedAtLSN", "previousTimeline", "firstWriteLSN", "lastKnownLSN", "reachable", "wasRunning", "lastKnownFrom",
         "delta", "upstream", "segment", "pgRewind", "fallback", "role.*", "oldPrimaryLastKnownLSN", "walLossEstimateBytes",
         "targetTimeline", "overwriteCheck", "targetSystemIdentifier", "targetState", "resumedWith",
@@ -159,7 +166,9 @@ import Testing
             }
         }
         if ["switchover", "failback-with-rewind"].contains(plan) {
-            let tokens = try AuditLog(journal: journal).query(.init(kind: "step-end")).filter { $0.details.contains("evidence.demotionToken") }
+            let tokens = try AuditLog(journal: journal).query(.init(kind: "step-end")).filter {
+                $0.details.contains("evidence.demotionToken")
+            }
             #expect(!tokens.isEmpty)
             #expect(tokens.allSatisfy { !$0.details.contains("\"evidence.demotionToken\":\"[redacted]\"") })
         }

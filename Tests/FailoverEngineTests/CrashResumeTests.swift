@@ -26,7 +26,9 @@ import Testing
     /// Each simulated server's running state, recovery, upstream and timeline.
     static func servers(state: String) -> [String: String] {
         let w = try! SimulatedDriver.load(state + "/simulation.json")
-        return w.nodes.mapValues { "running=\($0.running) standby=\($0.standbySignal) upstream=\($0.upstream ?? "-") timeline=\($0.timeline)" }
+        return w.nodes.mapValues {
+            "running=\($0.running) standby=\($0.standbySignal) upstream=\($0.upstream ?? "-") timeline=\($0.timeline)"
+        }
     }
 
     static var crashPoints: [String] {
@@ -39,7 +41,9 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: state) }
 
         let crashed = try CLI.run(["run", CLI.plan(Self.planName), "--simulate", "--quiet", "--state", state, "--crash-at", point])
-        #expect(crashed.killedBySignal && crashed.status == SIGKILL, "expected SIGKILL at \(point), got status \(crashed.status): \(crashed.stderr)")
+        #expect(
+            crashed.killedBySignal && crashed.status == SIGKILL,
+            "expected SIGKILL at \(point), got status \(crashed.status): \(crashed.stderr)")
 
         // The journal says where it stopped: the step is in doubt (started, not done), or, for a step
         // whose check found it already satisfied, pending (before) or satisfied (after).
@@ -63,7 +67,8 @@ import Testing
 
         let doubleDone = try journal.db.read { db in
             try Int.fetchOne(
-                db, sql: "SELECT count(*) FROM (SELECT step FROM step_events WHERE status = 'done' GROUP BY run_id, step HAVING count(*) > 1)")
+                db,
+                sql: "SELECT count(*) FROM (SELECT step FROM step_events WHERE status = 'done' GROUP BY run_id, step HAVING count(*) > 1)")
         }
         #expect(doubleDone == 0)
         let notFinished = try journal.db.read { db in

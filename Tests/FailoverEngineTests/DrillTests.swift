@@ -1,16 +1,18 @@
 import Foundation
 import Testing
 
+@testable import FailoverEngine
+
 #if canImport(FoundationXML)
     import FoundationXML
 #endif
 
-@testable import FailoverEngine
-
 /// Drills of the shipped plans on real PostgreSQL under write load: they pass, their reports hold every
 /// figure, and their checks fail when the plan's promise is broken.
 @Suite(.serialized) struct DrillTests {
-    static let shipped = ["seed-walkthrough", "switchover", "failover", "failback-with-rewind", "failback-with-rebuild", "seed-walkthrough-s3"]
+    static let shipped = [
+        "seed-walkthrough", "switchover", "failover", "failback-with-rewind", "failback-with-rebuild", "seed-walkthrough-s3",
+    ]
 
     func report(_ dir: String) throws -> [String: Any] {
         let data = try Data(contentsOf: URL(fileURLWithPath: dir + "/report.json"))
@@ -38,7 +40,10 @@ import Testing
             #expect(c["passed"] as? Bool == true, "check \(c["name"] ?? "?") failed: \(c["detail"] ?? "")")
             #expect((c["detail"] as? String)?.isEmpty == false)
         }
-        for required in ["plan completed", "RPO", "never two writable primaries", "final roles as planned", "standbys stream on the final timeline", "audit verify"] {
+        for required in [
+            "plan completed", "RPO", "never two writable primaries", "final roles as planned", "standbys stream on the final timeline",
+            "audit verify",
+        ] {
             #expect(check(json, required) != nil, "missing check \(required)")
         }
         let transitions = try #require(json["transitions"] as? [[String: Any]])
@@ -55,7 +60,10 @@ import Testing
         #expect(workload["lost"] as? Int == 0)
         let lag = try #require(json["lag"] as? [[String: Any]])
         #expect(!lag.isEmpty)
-        #expect(lag.allSatisfy { $0["medianSeconds"] is Double && ($0["mode"] as? String).map { ["archive", "streaming"].contains($0) } == true })
+        #expect(
+            lag.allSatisfy {
+                $0["medianSeconds"] is Double && ($0["mode"] as? String).map { ["archive", "streaming"].contains($0) } == true
+            })
 
         let md = try String(contentsOfFile: dir + "/report.md", encoding: .utf8)
         #expect(md.contains("## Checks") && md.contains("RTO"))
@@ -153,7 +161,8 @@ import Testing
         let dir = CLI.tempDirectory("failoverd-drill")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let r = try CLI.run([
-            "drill", "plans/failback-with-rewind.json", "--report", dir, "--writers", "2", "--faults", "crash-engine@7:after", "--warmup", "0.5",
+            "drill", "plans/failback-with-rewind.json", "--report", dir, "--writers", "2", "--faults", "crash-engine@7:after", "--warmup",
+            "0.5",
         ])
         #expect(r.status == 0, "\(r.stdout.suffix(1500))")
         let json = try report(dir)
@@ -168,7 +177,8 @@ import Testing
         let plan = try PlanLoader.load(CLI.plan("switchover"))
         #expect(
             try Fault.parse("kill-primary@3, crash-engine@5:after,cut-receiver@dr,archive-stall@2.5", plan: plan) == [
-                .killPrimary(step: 3), .crashEngine(CrashPoint(step: 5, phase: .after)), .cutReceiver(site: "dr"), .archiveStall(seconds: 2.5),
+                .killPrimary(step: 3), .crashEngine(CrashPoint(step: 5, phase: .after)), .cutReceiver(site: "dr"),
+                .archiveStall(seconds: 2.5),
             ])
         #expect(throws: FailoverError.self) { try Fault.parse("cut-receiver@nowhere", plan: plan) }
         #expect(throws: FailoverError.self) { try Fault.parse("flood@3", plan: plan) }

@@ -50,7 +50,9 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: state) }
         let status = try CLI.run(["status", "--state", state])
         #expect(status.status == 0, "\(status.stderr)")
-        #expect(status.stdout.contains("last run: \(Self.runID) plan \"failback-with-rewind\" running (13 done, 3 satisfied, 1 in doubt of 23)"))
+        #expect(
+            status.stdout.contains("last run: \(Self.runID) plan \"failback-with-rewind\" running (13 done, 3 satisfied, 1 in doubt of 23)")
+        )
         #expect(status.stdout.contains("continue with: failoverd resume \(Self.runID)"))
         let verify = try CLI.run(["audit", "verify", "--state", state])
         #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")

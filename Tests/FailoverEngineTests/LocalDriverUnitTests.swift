@@ -20,7 +20,11 @@ struct LocalDriverUnitTests {
             Latest checkpoint's PrevTimeLineID:   1
             """
         let data = try #require(ControlData.parse(output))
-        #expect(data == ControlData(state: "shut down", systemIdentifier: "7312081234567890123", timeline: 2, checkpointLSN: LSN(0x500_0028), redoLSN: LSN(0x500_0028)))
+        #expect(
+            data
+                == ControlData(
+                    state: "shut down", systemIdentifier: "7312081234567890123", timeline: 2, checkpointLSN: LSN(0x500_0028),
+                    redoLSN: LSN(0x500_0028)))
         #expect(data.isCleanPrimaryShutdown)
         #expect(ControlData.parse("Database cluster state: in production") == nil)
     }
@@ -38,8 +42,11 @@ struct LocalDriverUnitTests {
     }
 
     @Test func quotesConninfoAndConfigurationValues() {
-        let info = ConnInfo(host: "127.0.0.1", port: 5433, user: "replicator", dbname: nil, passfile: "/etc/fail over/pg'pass", applicationName: "dr-0")
-        #expect(info.string == #"host=127.0.0.1 port=5433 user=replicator passfile='/etc/fail over/pg\'pass' connect_timeout=3 application_name=dr-0"#)
+        let info = ConnInfo(
+            host: "127.0.0.1", port: 5433, user: "replicator", dbname: nil, passfile: "/etc/fail over/pg'pass", applicationName: "dr-0")
+        #expect(
+            info.string
+                == #"host=127.0.0.1 port=5433 user=replicator passfile='/etc/fail over/pg\'pass' connect_timeout=3 application_name=dr-0"#)
         #expect(!info.string.contains("password"))
         #expect(LocalPostgresDriver.gucString(#"a'b\c"#) == #"'a''b\\c'"#)
         #expect(ShellQuote.quote("it's") == #"'it'\''s'"#)
@@ -52,7 +59,10 @@ struct LocalDriverUnitTests {
             policy: Policy(maxLagBytes: 1, stepTimeoutSeconds: 10, archiveTimeoutSeconds: 10), sites: [], transitions: [], osUser: nil)
         let backrest = PgBackRest(plan: plan)
         #expect(backrest.configPath == "/srv/fo/pgbackrest-main.conf")
-        #expect(backrest.archiveCommand == #"/usr/bin/pgbackrest --config=/srv/fo/pgbackrest-main.conf --stanza=main --repo1-type=posix --repo1-path=/srv/fo/repo --pg1-path="$(pwd)" archive-push "%p""#)
+        #expect(
+            backrest.archiveCommand
+                == #"/usr/bin/pgbackrest --config=/srv/fo/pgbackrest-main.conf --stanza=main --repo1-type=posix --repo1-path=/srv/fo/repo --pg1-path="$(pwd)" archive-push "%p""#
+        )
         #expect(backrest.restoreCommand.hasSuffix(#"--pg1-path="$(pwd)" archive-get %f "%p""#))
     }
 

@@ -165,7 +165,8 @@ struct BadPlan: Sendable, CustomTestStringConvertible {
         BadPlan(
             kind: "data directory inside another", edits: [(#""/var/lib/failoverd/dr-1""#, #""/var/lib/failoverd/dr-0/base""#)],
             path: "$.sites[1].instances[1].dataDirectory",
-            message: #"instance "dr-1"'s data directory /var/lib/failoverd/dr-0/base lies inside instance "dr-0"'s /var/lib/failoverd/dr-0"#,
+            message:
+                #"instance "dr-1"'s data directory /var/lib/failoverd/dr-0/base lies inside instance "dr-0"'s /var/lib/failoverd/dr-0"#,
             schemaRejects: false),
         BadPlan(
             kind: "dot-dot segment", edits: [(#""/var/lib/failoverd/dr-1""#, #""/var/lib/failoverd/../../etc""#)],
@@ -174,7 +175,8 @@ struct BadPlan: Sendable, CustomTestStringConvertible {
         BadPlan(
             kind: "shell in a path", edits: [(#""/etc/failoverd/pgpass""#, #""/etc/failoverd/$(id)""#)],
             path: "$.replication.passfile",
-            message: #"replication: "passfile" "/etc/failoverd/$(id)" contains "$" (U+0024) at character 16, which is not allowed in a path"#),
+            message:
+                #"replication: "passfile" "/etc/failoverd/$(id)" contains "$" (U+0024) at character 16, which is not allowed in a path"#),
         BadPlan(
             kind: "prefix-local host", edits: [(#""host": "127.0.0.1", "port": 6433"#, #""host": "127.evil.example", "port": 6433"#)],
             path: "$.sites[1].instances[0].host",

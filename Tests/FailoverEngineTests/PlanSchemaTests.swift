@@ -42,19 +42,29 @@ struct PlanValidatorSchemaTests {
         let check = SchemaCheck(root: schema)
         let samples: [(String, [String], (String) -> String?)] = [
             (
-                "name", ["dr-0", "a", "x.y_z", "-x", ".x", "a b", "a$", "", String(repeating: "n", count: 63), String(repeating: "n", count: 64), "dr\u{0}"],
+                "name",
+                [
+                    "dr-0", "a", "x.y_z", "-x", ".x", "a b", "a$", "", String(repeating: "n", count: 63), String(repeating: "n", count: 64),
+                    "dr\u{0}",
+                ],
                 PlanValues.nameProblem
             ),
             ("roleName", ["postgres", "_x", "1x", "a-b", "A_b9", "a;b"], PlanValues.roleProblem),
             ("osUser", ["failoverd", "root", "Root", "_pg", "pg-1", "1pg", "roots"], PlanValues.osUserProblem),
             (
                 "path",
-                ["/a", "/", "/a/", "/a//b", "/a/./b", "/a/../b", "/a/.b", "/a/..b", "a/b", "/a b", "/a$b", "/" + String(repeating: "p", count: 1100)],
+                [
+                    "/a", "/", "/a/", "/a//b", "/a/./b", "/a/../b", "/a/.b", "/a/..b", "a/b", "/a b", "/a$b",
+                    "/" + String(repeating: "p", count: 1100),
+                ],
                 { PlanValues.pathProblem($0) }
             ),
             (
                 "host",
-                ["127.0.0.1", "::1", "localhost", "127.evil.example", "999.1.1.1", "127.1", "a..b", "-a.b", "db-1.example.com", "fe80::1%eth0", "[::1]", "01.2.3.4"],
+                [
+                    "127.0.0.1", "::1", "localhost", "127.evil.example", "999.1.1.1", "127.1", "a..b", "-a.b", "db-1.example.com",
+                    "fe80::1%eth0", "[::1]", "01.2.3.4",
+                ],
                 PlanValues.hostProblem
             ),
         ]

@@ -30,7 +30,8 @@ import Testing
             let expected = try Planner(plan: PlanLoader.load(planPath)).finalRoles().get()
 
             let crashed = try fx.failoverd(["run", planPath, "--quiet", "--crash-at", point])
-            #expect(crashed.killedBySignal && crashed.status == SIGKILL, "expected SIGKILL at \(point): \(crashed.status) \(crashed.stderr)")
+            #expect(
+                crashed.killedBySignal && crashed.status == SIGKILL, "expected SIGKILL at \(point): \(crashed.status) \(crashed.stderr)")
             let resumed = try fx.failoverd(["resume", "--quiet"])
             #expect(resumed.status == 0, "resume after \(point): \(resumed.stderr)")
 

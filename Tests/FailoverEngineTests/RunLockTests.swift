@@ -10,7 +10,9 @@ import Testing
     /// A copy of a shipped plan whose failback waits (maxLagBytes 0 never holds while the primary writes),
     /// so the first process stays alive holding the lock.
     func waitingPlan(in dir: String) throws -> String {
-        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: CLI.plan("failback-with-rewind")))) as! [String: Any]
+        var json =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: CLI.plan("failback-with-rewind"))))
+            as! [String: Any]
         json["policy"] = ["maxLagBytes": 0, "stepTimeoutSeconds": 60, "archiveTimeoutSeconds": 2]
         let path = dir + "/waiting.json"
         try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
@@ -57,7 +59,8 @@ import Testing
         let lock = RunLock(journal: journal, leaseSeconds: 30)
         try journal.db.write { db in
             try db.execute(
-                sql: "UPDATE run_lock SET run_id = 'r-remote', pid = 1, host = 'other-host', acquired_at = ?, renewed_at = ?, lease_seconds = 30",
+                sql:
+                    "UPDATE run_lock SET run_id = 'r-remote', pid = 1, host = 'other-host', acquired_at = ?, renewed_at = ?, lease_seconds = 30",
                 arguments: [Journal.now(), Journal.now()])
         }
         #expect(throws: FailoverError.self) { _ = try lock.acquire(runID: "r-local") }

@@ -83,7 +83,9 @@ import Testing
             let steps = try journal.steps(of: run.id)
             #expect(steps.first { $0.step.kind == .fence }?.evidence["reachable"] == "false")
             let estimate = steps.last { $0.step.kind == .recordRoles && $0.step.action == .failover }?.evidence["walLossEstimateBytes"]
-            #expect((estimate.flatMap { UInt64($0) } ?? 0) > 0, "the engine should report the WAL it could not get: \(String(describing: estimate))")
+            #expect(
+                (estimate.flatMap { UInt64($0) } ?? 0) > 0,
+                "the engine should report the WAL it could not get: \(String(describing: estimate))")
             #expect(steps.first { $0.step.kind == .rewind }?.evidence["pgRewind"]?.isEmpty == false)
             #expect(try journal.recordedRoles() == ["dr": .primary, "prod": .streamingStandby])
         }
@@ -101,9 +103,10 @@ import Testing
             let failover = try fx.planFile("failover", [Transition(action: .failover, to: "dr")])
             #expect(try fx.failoverd(["run", failover, "--quiet"]).status == 0)
             // pg_rewind can no longer read the source's files: the rewind role loses its grants.
-            for function in ["pg_ls_dir(text, boolean, boolean)", "pg_stat_file(text, boolean)", "pg_read_binary_file(text)",
-                "pg_read_binary_file(text, bigint, bigint, boolean)"]
-            {
+            for function in [
+                "pg_ls_dir(text, boolean, boolean)", "pg_stat_file(text, boolean)", "pg_read_binary_file(text)",
+                "pg_read_binary_file(text, bigint, bigint, boolean)",
+            ] {
                 try await fx.sql(dr, "REVOKE EXECUTE ON FUNCTION pg_catalog.\(function) FROM rewinder")
             }
             let rewind = try fx.planFile(

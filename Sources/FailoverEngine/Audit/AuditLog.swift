@@ -35,7 +35,8 @@ public struct AuditEvent: Codable, Sendable, Equatable, FetchableRecord {
 
     /// Creates an event.
     public init(
-        seq: Int64, at: String, runID: String?, site: String?, actor: String, osUser: String? = nil, osUID: Int64? = nil, host: String? = nil,
+        seq: Int64, at: String, runID: String?, site: String?, actor: String, osUser: String? = nil, osUID: Int64? = nil,
+        host: String? = nil,
         kind: String, details: String, prevHash: String, hash: String
     ) {
         self.seq = seq
@@ -125,7 +126,8 @@ public struct AuditLog: Sendable {
         let last = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
         let me = identity
         var event = AuditEvent(
-            seq: (last?["seq"] as Int64? ?? 0) + 1, at: Journal.now(), runID: run, site: site, actor: actor, osUser: me.osUser, osUID: me.osUID,
+            seq: (last?["seq"] as Int64? ?? 0) + 1, at: Journal.now(), runID: run, site: site, actor: actor, osUser: me.osUser,
+            osUID: me.osUID,
             host: me.host, kind: kind, details: canonicalJSON(redact(details)), prevHash: last?["hash"] ?? genesis, hash: "")
         event.hash = event.expectedHash
         try db.execute(
@@ -174,7 +176,8 @@ public struct AuditLog: Sendable {
         // Without statistics SQLite may pick a broad index: a run has few events, so its index goes first;
         // with only a time filter, walk the time index rather than the whole chain in seq order.
         let from =
-            filter.run != nil ? "audit_events INDEXED BY audit_events_run"
+            filter.run != nil
+            ? "audit_events INDEXED BY audit_events_run"
             : filter.since != nil && clauses.count == 1 ? "audit_events INDEXED BY audit_events_at" : "audit_events"
         let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
         let sql: String
@@ -191,7 +194,8 @@ public struct AuditLog: Sendable {
     /// Detail and evidence keys whose value is a secret, matched exactly (case-insensitive) against the key's last
     /// dotted component: `evidence.password` is a secret, `evidence.demotionToken` is not.
     public static let secretKeys: Set<String> = [
-        "password", "passwd", "pgpassword", "passphrase", "secret", "token", "privatekey", "private_key", "private-key", "apikey", "api_key",
+        "password", "passwd", "pgpassword", "passphrase", "secret", "token", "privatekey", "private_key", "private-key", "apikey",
+        "api_key",
         "api-key", "accesskey", "access_key", "secretkey", "secret_key", "clientsecret", "client_secret", "sslpassword",
     ]
 

@@ -90,17 +90,21 @@ public struct Drill: Sendable {
         if let entries = try? FileManager.default.contentsOfDirectory(atPath: state), !entries.isEmpty {
             guard (try? Files.readText(marker, owner: nil, mustBeOwn: true)) ?? nil != nil else {
                 throw FailoverError.invalid(
-                    "drill: state directory \(state) is not empty and was not created by a drill (it has no \(Self.stateMarker) of failoverd's); the drill empties its state directory, so give --state a new or empty directory.")
+                    "drill: state directory \(state) is not empty and was not created by a drill (it has no \(Self.stateMarker) of failoverd's); the drill empties its state directory, so give --state a new or empty directory."
+                )
             }
         }
         try StateDirectory.prepare(state)
-        if !Files.exists(marker) { try Files.write("created by failoverd drill; the drill empties this directory\n", to: marker, mode: 0o600, owner: nil) }
+        if !Files.exists(marker) {
+            try Files.write("created by failoverd drill; the drill empties this directory\n", to: marker, mode: 0o600, owner: nil)
+        }
     }
 
     /// Removes the previous drill's journal and simulation from the state directory (not the marker, not a
     /// sandbox manifest).
     func clearRunState() throws {
-        for entry in try FileManager.default.contentsOfDirectory(atPath: state) where entry != Self.stateMarker && !entry.hasPrefix("sandbox-") {
+        for entry in try FileManager.default.contentsOfDirectory(atPath: state)
+        where entry != Self.stateMarker && !entry.hasPrefix("sandbox-") {
             try Files.removeTree(state + "/" + entry, owner: nil)
         }
     }
@@ -145,7 +149,9 @@ public struct Drill: Sendable {
                     if let e = injector.killPrimary(step: p.step.number) { killed.withLock { $0.append(e) } }
                 }
                 if p.status != "begin" && p.status != "started" {
-                    onLine?("  [\(p.step.number)/\(p.total)] \(p.status.padding(toLength: 9, withPad: " ", startingAt: 0)) \(p.step.summary)  elapsed \(String(format: "%.2f", p.elapsed)) s")
+                    onLine?(
+                        "  [\(p.step.number)/\(p.total)] \(p.status.padding(toLength: 9, withPad: " ", startingAt: 0)) \(p.step.summary)  elapsed \(String(format: "%.2f", p.elapsed)) s"
+                    )
                 }
             })
         runOptions.dwellBetweenTransitions = options.dwellSeconds
@@ -170,7 +176,8 @@ public struct Drill: Sendable {
         await workload.stop()
         await injector.restore()
         say("drill \(plan.name): checking")
-        let checker = DrillChecker(plan: plan, options: options, driver: driver, workload: workload, clock: clock, wallStart: wallStart, state: state)
+        let checker = DrillChecker(
+            plan: plan, options: options, driver: driver, workload: workload, clock: clock, wallStart: wallStart, state: state)
         let report = try await checker.report(runError: runError, faults: faultEvents.sorted { $0.at < $1.at })
         try report.write(to: options.reportDirectory)
         return report
@@ -183,11 +190,14 @@ public struct Drill: Sendable {
         if options.dwellSeconds > 0 { args += ["--dwell", String(options.dwellSeconds)] }
         // The child works where the drill works, so relative plan and state paths mean the same to both.
         let result = try await CommandRunner().run(
-            options.executable, args, workingDirectory: FileManager.default.currentDirectoryPath, timeout: plan.policy.stepTimeoutSeconds * 20)
+            options.executable, args, workingDirectory: FileManager.default.currentDirectoryPath,
+            timeout: plan.policy.stepTimeoutSeconds * 20)
         let at = clock.now()
         guard result.exitCode == 128 + SIGKILL else {
             throw FailoverError.failed("drill: the engine was not killed at step \(point) (exit \(result.exitCode)): \(result.outputTail)")
         }
-        return .init(fault: "crash-engine@\(point)", at: at, detail: "engine killed at step \(point); resumed by the drill (exit \(result.exitCode))")
+        return .init(
+            fault: "crash-engine@\(point)", at: at, detail: "engine killed at step \(point); resumed by the drill (exit \(result.exitCode))"
+        )
     }
 }

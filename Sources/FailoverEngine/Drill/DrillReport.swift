@@ -108,21 +108,31 @@ public struct DrillReport: Codable, Sendable {
     public func markdown() -> String {
         var md = "# Drill of plan `\(plan)`: \(passed ? "PASSED" : "FAILED")\n\n"
         md += "Run \(runID ?? "—"), \(String(format: "%.1f", durationSeconds)) s, \(workload.writers) writers: "
-        md += "\(workload.acknowledged) commits acknowledged of \(workload.attempted) attempted, \(workload.errors) errors seen by clients, "
+        md +=
+            "\(workload.acknowledged) commits acknowledged of \(workload.attempted) attempted, \(workload.errors) errors seen by clients, "
         md += "\(workload.lost) acknowledged commits lost, \(workload.unknownOutcomeCommitted) unknown-outcome commits found committed.\n\n"
         md += "## Checks\n\n| check | result | detail |\n|---|---|---|\n"
-        for c in checks { md += "| \(c.name) | \(c.passed ? "pass" : "**FAIL**") | \(c.detail.replacingOccurrences(of: "|", with: "\\|")) |\n" }
+        for c in checks {
+            md += "| \(c.name) | \(c.passed ? "pass" : "**FAIL**") | \(c.detail.replacingOccurrences(of: "|", with: "\\|")) |\n"
+        }
         for t in transitions {
             md += "\n## \(t.summary)\n\n"
-            md += "RTO (longest gap between acknowledged writes): **\(Self.f(t.rtoSeconds)) s**; first acknowledged write after its start: \(Self.f(t.firstWriteSeconds)) s; "
+            md +=
+                "RTO (longest gap between acknowledged writes): **\(Self.f(t.rtoSeconds)) s**; first acknowledged write after its start: \(Self.f(t.firstWriteSeconds)) s; "
             md += "acknowledged commits lost: **\(t.acknowledgedLost)**"
             if let w = t.walLossEstimateBytes { md += "; engine's WAL-loss estimate: \(w) bytes" }
             md += ".\n\n| step | kind | status | start (s) | seconds | what |\n|---|---|---|---|---|---|\n"
-            for s in t.steps { md += "| \(s.number) | \(s.kind) | \(s.status) | \(Self.f(s.startedAt)) | \(Self.f(s.seconds)) | \(s.summary) |\n" }
+            for s in t.steps {
+                md += "| \(s.number) | \(s.kind) | \(s.status) | \(Self.f(s.startedAt)) | \(Self.f(s.seconds)) | \(s.summary) |\n"
+            }
         }
         if !lag.isEmpty {
-            md += "\n## Standby lag (commit acknowledged → row visible)\n\n| instance | site | mode | samples | median (s) | p95 (s) | max (s) |\n|---|---|---|---|---|---|---|\n"
-            for l in lag { md += "| \(l.instance) | \(l.site) | \(l.mode) | \(l.samples) | \(Self.f(l.medianSeconds)) | \(Self.f(l.p95Seconds)) | \(Self.f(l.maxSeconds)) |\n" }
+            md +=
+                "\n## Standby lag (commit acknowledged → row visible)\n\n| instance | site | mode | samples | median (s) | p95 (s) | max (s) |\n|---|---|---|---|---|---|---|\n"
+            for l in lag {
+                md +=
+                    "| \(l.instance) | \(l.site) | \(l.mode) | \(l.samples) | \(Self.f(l.medianSeconds)) | \(Self.f(l.p95Seconds)) | \(Self.f(l.maxSeconds)) |\n"
+            }
         }
         if !restores.isEmpty {
             md += "\n## Restores from the repository\n\n| step | seconds |\n|---|---|\n"
@@ -146,27 +156,48 @@ public struct DrillReport: Codable, Sendable {
         let dx = width / Double(n)
         let peak = Double(max(1, acknowledgedPer100ms.max() ?? 1))
         func x(_ seconds: Double) -> Double { seconds / 0.1 * dx }
-        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"11\">\n"
+        var s =
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"11\">\n"
         s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-        s += "<text x=\"4\" y=\"14\">\(plan): acknowledged writes per 100 ms (peak \(Int(peak))); grey = steps, blue = transitions, red = faults</text>\n"
+        s +=
+            "<text x=\"4\" y=\"14\">\(plan): acknowledged writes per 100 ms (peak \(Int(peak))); grey = steps, blue = transitions, red = faults</text>\n"
         for (i, c) in acknowledgedPer100ms.enumerated() where c > 0 {
             let h = Double(c) / peak * plotH
-            s += String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.2f\" height=\"%.1f\" fill=\"#4a8\"/>\n", Double(i) * dx, top + plotH - h, max(dx - 0.2, 0.5), h)
+            s += String(
+                format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.2f\" height=\"%.1f\" fill=\"#4a8\"/>\n", Double(i) * dx, top + plotH - h,
+                max(dx - 0.2, 0.5), h)
         }
         for t in transitions {
-            for st in t.steps { if let a = st.startedAt { s += String(format: "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"#bbb\"/>\n", x(a), x(a), top, top + plotH) } }
-            s += String(format: "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"#36c\" stroke-width=\"2\"/>\n", x(t.startedAt), x(t.startedAt), top, top + plotH)
-            s += String(format: "<text x=\"%.1f\" y=\"%.0f\" fill=\"#36c\">%@ (RTO %.2f s)</text>\n", x(t.startedAt) + 3, top + plotH + 16, Self.escape(t.summary) as NSString, t.rtoSeconds)
+            for st in t.steps {
+                if let a = st.startedAt {
+                    s += String(
+                        format: "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"#bbb\"/>\n", x(a), x(a), top, top + plotH)
+                }
+            }
+            s += String(
+                format: "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"#36c\" stroke-width=\"2\"/>\n", x(t.startedAt),
+                x(t.startedAt), top, top + plotH)
+            s += String(
+                format: "<text x=\"%.1f\" y=\"%.0f\" fill=\"#36c\">%@ (RTO %.2f s)</text>\n", x(t.startedAt) + 3, top + plotH + 16,
+                Self.escape(t.summary) as NSString, t.rtoSeconds)
         }
         for fault in faults {
-            s += String(format: "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"#d33\" stroke-width=\"2\" stroke-dasharray=\"4 2\"/>\n", x(fault.at), x(fault.at), top, top + plotH)
-            s += String(format: "<text x=\"%.1f\" y=\"%.0f\" fill=\"#d33\">%@</text>\n", x(fault.at) + 3, top + plotH + 32, Self.escape(fault.fault) as NSString)
+            s += String(
+                format:
+                    "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"#d33\" stroke-width=\"2\" stroke-dasharray=\"4 2\"/>\n",
+                x(fault.at), x(fault.at), top, top + plotH)
+            s += String(
+                format: "<text x=\"%.1f\" y=\"%.0f\" fill=\"#d33\">%@</text>\n", x(fault.at) + 3, top + plotH + 32,
+                Self.escape(fault.fault) as NSString)
         }
-        s += String(format: "<text x=\"4\" y=\"%.0f\">0 s</text><text x=\"%.0f\" y=\"%.0f\" text-anchor=\"end\">%.1f s</text>\n", height - 4, width - 4, height - 4, Double(n) / 10)
+        s += String(
+            format: "<text x=\"4\" y=\"%.0f\">0 s</text><text x=\"%.0f\" y=\"%.0f\" text-anchor=\"end\">%.1f s</text>\n", height - 4,
+            width - 4, height - 4, Double(n) / 10)
         return s + "</svg>\n"
     }
 
     static func escape(_ t: String) -> String {
-        t.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+        t.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(
+            of: ">", with: "&gt;")
     }
 }

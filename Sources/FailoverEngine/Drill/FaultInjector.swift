@@ -34,7 +34,9 @@ final class FaultInjector: @unchecked Sendable {
                 return true
             }
             guard cut == true else { throw FailoverError.failed("drill: the WAL receivers of site \(siteName) did not stop") }
-            return .init(fault: fault.description, at: clock.now(), detail: "primary_conninfo emptied outside failoverd on \(site.instances.map(\.name).joined(separator: ", "))")
+            return .init(
+                fault: fault.description, at: clock.now(),
+                detail: "primary_conninfo emptied outside failoverd on \(site.instances.map(\.name).joined(separator: ", "))")
         case .archiveStall(let seconds):
             let primary = plan.declaredPrimary!.leader
             try await setArchiveCommand(primary, failing: true)
@@ -58,7 +60,8 @@ final class FaultInjector: @unchecked Sendable {
             let pid = Postmaster.livePID(in: InstancePaths(instance).dataDirectory)
         else { return .init(fault: "kill-primary@\(step)", at: clock.now(), detail: "no primary was running to kill") }
         kill(pid, SIGKILL)
-        return .init(fault: "kill-primary@\(step)", at: clock.now(), detail: "SIGKILL to postmaster \(pid) of \(name) as step \(step) began")
+        return .init(
+            fault: "kill-primary@\(step)", at: clock.now(), detail: "SIGKILL to postmaster \(pid) of \(name) as step \(step) began")
     }
 
     /// Undoes the archive stall (idempotent).

@@ -31,7 +31,10 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
                 guard let s = Double(parts[1]), s > 0 else { throw bad(raw, "archive-stall@SECONDS takes a positive number of seconds") }
                 faults.append(.archiveStall(seconds: s))
             default:
-                throw bad(raw, "unknown fault \"\(parts[0])\"; known: kill-primary@STEP, crash-engine@STEP:before|after, cut-receiver@SITE, archive-stall@SECONDS")
+                throw bad(
+                    raw,
+                    "unknown fault \"\(parts[0])\"; known: kill-primary@STEP, crash-engine@STEP:before|after, cut-receiver@SITE, archive-stall@SECONDS"
+                )
             }
         }
         if faults.filter({ if case .crashEngine = $0 { true } else { false } }).count > 1 {

@@ -20,7 +20,8 @@ public struct Passfile: Sendable {
     static func resolvingPassword(_ info: ConnInfo) throws -> [(String, String)] {
         guard let path = info.passfile, let text = try Files.readText(path, owner: nil) else { return info.keywords }
         let keywords = info.keywords.filter { $0.0 != "passfile" }
-        guard let password = password(in: text, host: info.host, port: info.port, database: info.dbname ?? info.user, user: info.user) else {
+        guard let password = password(in: text, host: info.host, port: info.port, database: info.dbname ?? info.user, user: info.user)
+        else {
             return keywords
         }
         return keywords + [("password", password)]

@@ -35,7 +35,9 @@ extension Sandbox {
             try manifest.record([paths.dataDirectory, paths.stateDirectory].filter { !Files.exists($0) }, for: plan, in: stateDirectory)
         }
         let passfile = Passfile(path: plan.replication.passfile)
-        try manifest.record(try Files.makeDirectory((passfile.path as NSString).deletingLastPathComponent, mode: 0o700, owner: user), for: plan, in: stateDirectory)
+        try manifest.record(
+            try Files.makeDirectory((passfile.path as NSString).deletingLastPathComponent, mode: 0o700, owner: user), for: plan,
+            in: stateDirectory)
         let roles = [plan.replication.effectiveAdminUser, plan.replication.user, plan.replication.effectiveRewindUser]
         let (passwords, createdPassfile) = try passfile.ensure(roles: roles, owner: user)
         if createdPassfile { try manifest.record([passfile.path], for: plan, in: stateDirectory) }
@@ -165,7 +167,9 @@ extension Sandbox {
             """
         let conf = (try Files.readText(paths.postgresqlConf, owner: user) ?? "") + settings
         try Files.write(conf, to: paths.postgresqlConf, owner: user)
-        let (admin, replication, rewind) = (plan.replication.effectiveAdminUser, plan.replication.user, plan.replication.effectiveRewindUser)
+        let (admin, replication, rewind) = (
+            plan.replication.effectiveAdminUser, plan.replication.user, plan.replication.effectiveRewindUser
+        )
         let hba = """
             # Written by failoverd sandbox. Every instance runs on this host, so TCP clients come from samehost.
             # TYPE  DATABASE     USER                ADDRESS    METHOD
@@ -201,7 +205,8 @@ extension Sandbox {
             }
             for function in Self.rewindFunctions {
                 try connection.query(
-                    "GRANT EXECUTE ON FUNCTION pg_catalog.\(function) TO \(PGConnection.quoteIdentifier(rewind))", name: "grant \(function)")
+                    "GRANT EXECUTE ON FUNCTION pg_catalog.\(function) TO \(PGConnection.quoteIdentifier(rewind))", name: "grant \(function)"
+                )
             }
         }
     }

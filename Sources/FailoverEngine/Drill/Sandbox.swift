@@ -24,7 +24,9 @@ public struct SandboxInstanceStatus: Sendable, Equatable, CustomStringConvertibl
         if let lsn = status.currentLSN { text += " current \(lsn)" }
         if let lsn = status.receiveLSN { text += " receive \(lsn)" }
         if let lsn = status.replayLSN { text += " replay \(lsn)" }
-        if let r = status.walReceiver { text += " walreceiver \(r.status) from \(r.upstreamHost ?? "?"):\(r.upstreamPort.map(String.init) ?? "?")" }
+        if let r = status.walReceiver {
+            text += " walreceiver \(r.status) from \(r.upstreamHost ?? "?"):\(r.upstreamPort.map(String.init) ?? "?")"
+        }
         return text
     }
 }
@@ -70,7 +72,8 @@ public struct Sandbox: Sendable {
             for (_, instance) in plan.allInstances {
                 if let entries = try? FileManager.default.contentsOfDirectory(atPath: instance.dataDirectory), !entries.isEmpty {
                     throw FailoverError.refused(
-                        "sandbox up: \(instance.dataDirectory) (instance \(instance.name)) is not empty and was not built by `failoverd sandbox up`; the sandbox only builds from nothing. Point the plan at fresh directories.")
+                        "sandbox up: \(instance.dataDirectory) (instance \(instance.name)) is not empty and was not built by `failoverd sandbox up`; the sandbox only builds from nothing. Point the plan at fresh directories."
+                    )
                 }
             }
         }
@@ -85,7 +88,9 @@ public struct Sandbox: Sendable {
         if let endpoint = s3Endpoint(driver) {
             let started = ContinuousClock.now
             try await endpoint.start()
-            logger.info("S3 endpoint (moto behind stunnel) on 127.0.0.1:\(endpoint.port) in \(String(format: "%.1f", CommandRunner.seconds(since: started))) s")
+            logger.info(
+                "S3 endpoint (moto behind stunnel) on 127.0.0.1:\(endpoint.port) in \(String(format: "%.1f", CommandRunner.seconds(since: started))) s"
+            )
         }
         try await bootstrapPrimary(primarySite.leader, driver: driver, user: user, passwords: passwords)
         for follower in primarySite.followers {
@@ -115,7 +120,9 @@ public struct Sandbox: Sendable {
             let pid = Postmaster.livePID(in: InstancePaths(instance).dataDirectory)
             let status = try await driver.status(of: instance)
             let role = !status.running ? "stopped" : !status.reachable ? "unreachable" : status.inRecovery ? "standby" : "primary"
-            result.append(SandboxInstanceStatus(site: site.name, instance: instance.name, running: status.running, pid: pid, role: role, status: status))
+            result.append(
+                SandboxInstanceStatus(
+                    site: site.name, instance: instance.name, running: status.running, pid: pid, role: role, status: status))
         }
         return result
     }
@@ -132,7 +139,8 @@ public struct Sandbox: Sendable {
     public func down() async throws -> [String] {
         guard let manifest = try SandboxManifest.load(for: plan, in: stateDirectory) else {
             throw FailoverError.refused(
-                "sandbox down: no sandbox of plan \"\(plan.name)\" in state directory \(stateDirectory) (no manifest \(manifestPath)); `sandbox down` only stops and removes what `sandbox up` built with the same state directory.")
+                "sandbox down: no sandbox of plan \"\(plan.name)\" in state directory \(stateDirectory) (no manifest \(manifestPath)); `sandbox down` only stops and removes what `sandbox up` built with the same state directory."
+            )
         }
         let configPath = plan.repository.config ?? PgBackRest.defaultConfigPath(for: plan.repository)
         try manifest.checkEntries(within: SandboxManifest.roots(of: plan, configPath: configPath), manifestPath: manifestPath)
@@ -140,16 +148,20 @@ public struct Sandbox: Sendable {
         let built = plan.allInstances.map(\.instance).filter { manifest.created.contains(InstancePaths($0).dataDirectory) }
         await withTaskGroup(of: Void.self) { group in
             for instance in built {
-                guard let pid = SandboxPostmaster.verifiedPID(dataDirectory: InstancePaths(instance).dataDirectory, user: user) else { continue }
+                guard let pid = SandboxPostmaster.verifiedPID(dataDirectory: InstancePaths(instance).dataDirectory, user: user) else {
+                    continue
+                }
                 group.addTask { await Postmaster.shutDown(pid) }
             }
         }
         for instance in built {
             if let pid = SandboxPostmaster.verifiedPID(dataDirectory: InstancePaths(instance).dataDirectory, user: user) {
-                throw FailoverError.failed("sandbox down: postmaster \(pid) of \(instance.name) is still running after SIGKILL; stop it by hand.")
+                throw FailoverError.failed(
+                    "sandbox down: postmaster \(pid) of \(instance.name) is still running after SIGKILL; stop it by hand.")
             }
         }
-        if let driver = try? LocalPostgresDriver(plan: plan, binDirectory: binDirectory, logger: logger), let endpoint = s3Endpoint(driver) {
+        if let driver = try? LocalPostgresDriver(plan: plan, binDirectory: binDirectory, logger: logger), let endpoint = s3Endpoint(driver)
+        {
             await endpoint.stop()
         }
         var removed: [String] = []
@@ -172,25 +184,31 @@ public struct Sandbox: Sendable {
         for site in plan.sites {
             if site.role == .fenced {
                 throw FailoverError.invalid(
-                    "sandbox: site \"\(site.name)\" is declared fenced; a sandbox builds a starting topology and cannot make a fenced former primary from nothing. Declare it archive-standby or none.")
+                    "sandbox: site \"\(site.name)\" is declared fenced; a sandbox builds a starting topology and cannot make a fenced former primary from nothing. Declare it archive-standby or none."
+                )
             }
             if site.driver != "local" {
-                throw FailoverError.invalid("sandbox: site \"\(site.name)\" uses driver \"\(site.driver)\"; the sandbox builds local sites only.")
+                throw FailoverError.invalid(
+                    "sandbox: site \"\(site.name)\" uses driver \"\(site.driver)\"; the sandbox builds local sites only.")
             }
             if site.role == .primary && site.name != primary.name {
-                throw FailoverError.invalid("sandbox: sites \"\(primary.name)\" and \"\(site.name)\" are both declared primary; declare one.")
+                throw FailoverError.invalid(
+                    "sandbox: sites \"\(primary.name)\" and \"\(site.name)\" are both declared primary; declare one.")
             }
         }
         switch plan.repository.type {
         case "posix": break
         case "s3":
             guard let s3 = plan.repository.s3, plan.repository.config != nil else {
-                throw FailoverError.invalid("sandbox: an s3 repository needs $.repository.s3 and $.repository.config (the sandbox writes its stand-in credentials there).")
+                throw FailoverError.invalid(
+                    "sandbox: an s3 repository needs $.repository.s3 and $.repository.config (the sandbox writes its stand-in credentials there)."
+                )
             }
             try S3Endpoint.check(s3)
         default:
             throw FailoverError.invalid(
-                "sandbox: the sandbox provides a posix repository or a local S3 endpoint; a \(plan.repository.type) repository needs the real service.")
+                "sandbox: the sandbox provides a posix repository or a local S3 endpoint; a \(plan.repository.type) repository needs the real service."
+            )
         }
         return primary
     }
@@ -200,7 +218,9 @@ public struct Sandbox: Sendable {
         guard OSUser.isRoot else { return .current }
         let name = plan.osUser ?? "failoverd"
         if let user = OSUser.lookup(name) {
-            guard user.uid != 0 else { throw FailoverError.invalid("sandbox: OS user \"\(name)\" has uid 0; name an unprivileged user in \"osUser\".") }
+            guard user.uid != 0 else {
+                throw FailoverError.invalid("sandbox: OS user \"\(name)\" has uid 0; name an unprivileged user in \"osUser\".")
+            }
             return user
         }
         let result = try await CommandRunner().run(
@@ -225,7 +245,8 @@ public struct Sandbox: Sendable {
             let result = try await driver.runner.run("/usr/bin/test", [test, path])
             if !result.succeeded {
                 throw FailoverError.invalid(
-                    "sandbox: OS user \(user.name) cannot \(test == "-w" ? "write" : "read") \(path). Make every parent directory searchable for it (chmod o+x), or choose paths it can reach.")
+                    "sandbox: OS user \(user.name) cannot \(test == "-w" ? "write" : "read") \(path). Make every parent directory searchable for it (chmod o+x), or choose paths it can reach."
+                )
             }
         }
     }

@@ -46,7 +46,9 @@ public struct SwitchoverBenchmark: Sendable {
     func measure(primarySite: Site, standbySite: Site) async throws -> (raw: [Double], engine: [Double]) {
         let driver = try LocalPostgresDriver(plan: plan)
         let clock = DrillClock()
-        let workload = Workload(instances: plan.allInstances.map { ($0.site.name, $0.instance) }, writers: 2, clock: clock) { driver.adminConnInfo($0) }
+        let workload = Workload(instances: plan.allInstances.map { ($0.site.name, $0.instance) }, writers: 2, clock: clock) {
+            driver.adminConnInfo($0)
+        }
         try workload.prepare(primary: primarySite.leader)
         workload.start()
         var raw: [Double] = []
@@ -64,7 +66,9 @@ public struct SwitchoverBenchmark: Sendable {
                 raw.append(try await unavailability(since: t0, on: b.leader, workload))
                 // Put the old primary back as a standby of the new one (not measured).
                 let segment = try await driver.switchWAL(b.leader)
-                _ = try await Wait.until(timeout: 30, interval: 0.02) { try await driver.isArchived(b.leader, segment: segment) ? true : nil }
+                _ = try await Wait.until(timeout: 30, interval: 0.02) {
+                    try await driver.isArchived(b.leader, segment: segment) ? true : nil
+                }
                 try await driver.configureRecovery(of: a.leader, RecoverySettings(upstream: b.leader))
                 try await driver.start(a.leader)
                 swap(&a, &b)
@@ -96,16 +100,22 @@ public struct SwitchoverBenchmark: Sendable {
         _ = try await Wait.until(timeout: 60, interval: 0.02) {
             let p = try await driver.status(of: primary)
             let s = try await driver.status(of: standby)
-            guard s.walReceiver?.isStreaming(from: primary) == true, let top = p.currentLSN, let r = s.replayLSN else { return nil as Bool? }
+            guard s.walReceiver?.isStreaming(from: primary) == true, let top = p.currentLSN, let r = s.replayLSN else {
+                return nil as Bool?
+            }
             return top.bytes(after: r) < 1 << 20 ? true : nil
         }
     }
 
     /// The longest gap between acknowledged writes from `t0` until the first write acknowledged by `instance`.
     func unavailability(since t0: Double, on instance: Instance, _ workload: Workload) async throws -> Double {
-        guard let first = try await Wait.until(timeout: 60, interval: 0.01, {
-            workload.ledger.current.acknowledged.first { $0.at >= t0 && $0.port == instance.port }?.at
-        }) else { throw FailoverError.failed("no write reached \(instance.name) within 60 s of the switchover") }
+        guard
+            let first = try await Wait.until(
+                timeout: 60, interval: 0.01,
+                {
+                    workload.ledger.current.acknowledged.first { $0.at >= t0 && $0.port == instance.port }?.at
+                })
+        else { throw FailoverError.failed("no write reached \(instance.name) within 60 s of the switchover") }
         return DrillMath.longestGap(ledger: workload.ledger.current, from: t0, to: first)
     }
 }

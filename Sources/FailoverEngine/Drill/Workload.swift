@@ -53,7 +53,10 @@ final class Workload: @unchecked Sendable {
     private var threads: [Thread] = []
     private let finished = Locked(0)
 
-    init(instances: [(site: String, instance: Instance)], writers: Int, clock: DrillClock, connInfo: @escaping @Sendable (Instance) -> ConnInfo) {
+    init(
+        instances: [(site: String, instance: Instance)], writers: Int, clock: DrillClock,
+        connInfo: @escaping @Sendable (Instance) -> ConnInfo
+    ) {
         self.instances = instances
         self.writers = writers
         self.clock = clock
@@ -64,7 +67,9 @@ final class Workload: @unchecked Sendable {
     func prepare(primary: Instance) throws {
         let c = try PGConnection.connect(connInfo(primary))
         defer { c.close() }
-        try c.query("CREATE TABLE IF NOT EXISTS \(Self.table) (id bigint PRIMARY KEY, writer int NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())")
+        try c.query(
+            "CREATE TABLE IF NOT EXISTS \(Self.table) (id bigint PRIMARY KEY, writer int NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())"
+        )
         try c.query("CREATE INDEX IF NOT EXISTS \(Self.table)_writer ON \(Self.table) (writer, id)")
         try c.query("TRUNCATE \(Self.table)")
     }
@@ -129,12 +134,17 @@ final class Workload: @unchecked Sendable {
             let id = Int64(w) * 1_000_000_000 + seq
             let sent = clock.now()
             do {
-                try connection!.0.query("INSERT INTO \(Self.table) (id, writer) VALUES ($1, $2)", [String(id), String(w)], name: "ledger insert")
+                try connection!.0.query(
+                    "INSERT INTO \(Self.table) (id, writer) VALUES ($1, $2)", [String(id), String(w)], name: "ledger insert")
                 let at = clock.now()
-                ledger.withLock { $0.entries.append(.init(id: id, writer: w, sentAt: sent, at: at, acknowledged: true, port: connection!.1)) }
+                ledger.withLock {
+                    $0.entries.append(.init(id: id, writer: w, sentAt: sent, at: at, acknowledged: true, port: connection!.1))
+                }
             } catch {
                 let at = clock.now()
-                ledger.withLock { $0.entries.append(.init(id: id, writer: w, sentAt: sent, at: at, acknowledged: false, port: connection?.1)) }
+                ledger.withLock {
+                    $0.entries.append(.init(id: id, writer: w, sentAt: sent, at: at, acknowledged: false, port: connection?.1))
+                }
                 connection?.0.close()
                 connection = nil
             }
@@ -165,7 +175,8 @@ final class Workload: @unchecked Sendable {
                 let at = clock.now()
                 var ids: [Int: Int64] = [:]
                 for r in rows { if let w = r[2].flatMap({ Int($0) }), let m = r[3].flatMap({ Int64($0) }) { ids[w] = m } }
-                let sample = ReaderSample(at: at, maxIDs: ids, mode: rows.first?[1] == "streaming" ? "streaming" : "archive", inRecovery: rows.first?[0] == "t")
+                let sample = ReaderSample(
+                    at: at, maxIDs: ids, mode: rows.first?[1] == "streaming" ? "streaming" : "archive", inRecovery: rows.first?[0] == "t")
                 readerSamples.withLock { $0[i.name, default: []].append(sample) }
             } catch {
                 connection?.close()
@@ -269,7 +280,10 @@ final class Workload: @unchecked Sendable {
             }
             for (mode, values) in byMode.sorted(by: { $0.key < $1.key }) {
                 guard let s = DrillMath.summary(values) else { continue }
-                out.append(.init(instance: name, site: siteOf[name] ?? "?", mode: mode, samples: values.count, medianSeconds: s.median, p95Seconds: s.p95, maxSeconds: s.max))
+                out.append(
+                    .init(
+                        instance: name, site: siteOf[name] ?? "?", mode: mode, samples: values.count, medianSeconds: s.median,
+                        p95Seconds: s.p95, maxSeconds: s.max))
             }
         }
         return out

@@ -20,7 +20,8 @@ extension LocalPostgresDriver {
         guard Files.exists(paths.standbySignal), let text = try Files.readText(paths.recoveryFile, owner: osUser) else { return nil }
         guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(Self.upstreamTag) }) else {
             throw FailoverError.failed(
-                "\(paths.recoveryFile) has no \"\(Self.upstreamTag)\" line; it was edited by hand. Configure \(instance.name)'s recovery again with failoverd.")
+                "\(paths.recoveryFile) has no \"\(Self.upstreamTag)\" line; it was edited by hand. Configure \(instance.name)'s recovery again with failoverd."
+            )
         }
         let value = line.dropFirst(Self.upstreamTag.count).trimmingCharacters(in: .whitespaces)
         // postgresql.auto.conf is read last: a key failoverd owns there (ALTER SYSTEM) wins over its file.
@@ -30,7 +31,8 @@ extension LocalPostgresDriver {
         }
         if value == "none" { return RecoverySettings(upstream: nil, overridden: overridden) }
         guard let upstream = try? JSONDecoder().decode(Instance.self, from: Data(value.utf8)) else {
-            throw FailoverError.failed("\(paths.recoveryFile): cannot read the upstream \(value); configure \(instance.name)'s recovery again.")
+            throw FailoverError.failed(
+                "\(paths.recoveryFile): cannot read the upstream \(value); configure \(instance.name)'s recovery again.")
         }
         return RecoverySettings(upstream: upstream, overridden: overridden)
     }
@@ -48,7 +50,8 @@ extension LocalPostgresDriver {
         try prepareForFailoverdSettings(paths)
         if !Files.exists(paths.standbySignal) { try Files.write("", to: paths.standbySignal, owner: osUser) }
         if Postmaster.livePID(in: paths.dataDirectory) != nil { try await reload(instance) }
-        logger.info("configured \(instance.name) as \(settings.upstream.map { "a streaming standby of \($0.name)" } ?? "an archive standby")")
+        logger.info(
+            "configured \(instance.name) as \(settings.upstream.map { "a streaming standby of \($0.name)" } ?? "an archive standby")")
     }
 
     /// Writes failoverd.recovery.conf: restore_command, recovery_target_timeline and primary_conninfo
@@ -85,7 +88,8 @@ extension LocalPostgresDriver {
     func prepareForFailoverdSettings(_ paths: InstancePaths) throws {
         guard let conf = try Files.readText(paths.postgresqlConf, owner: osUser) else {
             throw FailoverError.failed(
-                "\(paths.postgresqlConf) does not exist: failoverd includes its standby settings from the data directory's postgresql.conf. With a configuration kept elsewhere (Debian's /etc/postgresql), add `\(InstancePaths.includeLine)` there by hand.")
+                "\(paths.postgresqlConf) does not exist: failoverd includes its standby settings from the data directory's postgresql.conf. With a configuration kept elsewhere (Debian's /etc/postgresql), add `\(InstancePaths.includeLine)` there by hand."
+            )
         }
         do {
             let included = conf.split(separator: "\n").contains { line in

@@ -38,17 +38,20 @@ extension LocalPostgresDriver {
         try Files.makeDirectory(paths.dataDirectory, owner: osUser)
         if !delta, let entries = try? FileManager.default.contentsOfDirectory(atPath: paths.dataDirectory), !entries.isEmpty {
             throw FailoverError.refused(
-                "will not restore \(instance.name) into \(paths.dataDirectory): it is not empty. Use a delta restore (rebuild), or move the directory away.")
+                "will not restore \(instance.name) into \(paths.dataDirectory): it is not empty. Use a delta restore (rebuild), or move the directory away."
+            )
         }
         let clock = ContinuousClock.now
         var options = ["--pg1-path=" + paths.dataDirectory, "--type=standby", "--log-level-console=warn"]
         if delta { options.append("--delta") }
         try await runner.run(backrest.executable, backrest.arguments("restore", options), timeout: bulkTimeout).checked(
-            "Check that the repository \(backrest.repositoryPath) has a backup (pgbackrest info) and that \(osUser.name) can write \(paths.dataDirectory).")
+            "Check that the repository \(backrest.repositoryPath) has a backup (pgbackrest info) and that \(osUser.name) can write \(paths.dataDirectory)."
+        )
         try prepareForFailoverdSettings(paths)
         try writeRecoveryFile(instance, .archiveOnly)
         if !Files.exists(paths.standbySignal) { try Files.write("", to: paths.standbySignal, owner: osUser) }
-        logger.info("restored \(instance.name)\(delta ? " (delta)" : "") in \(String(format: "%.2f", CommandRunner.seconds(since: clock))) s")
+        logger.info(
+            "restored \(instance.name)\(delta ? " (delta)" : "") in \(String(format: "%.2f", CommandRunner.seconds(since: clock))) s")
     }
 
     /// Runs pg_rewind on the stopped `instance` from the running `source` (as the rewind role, password from
@@ -57,7 +60,8 @@ extension LocalPostgresDriver {
     public func rewind(_ instance: Instance, source: Instance) async throws -> String {
         let paths = InstancePaths(instance)
         guard try await hasData(instance) else {
-            throw FailoverError.failed("cannot rewind \(instance.name): \(paths.dataDirectory) holds no cluster. Rebuild it from the repository instead.")
+            throw FailoverError.failed(
+                "cannot rewind \(instance.name): \(paths.dataDirectory) holds no cluster. Rebuild it from the repository instead.")
         }
         try await ensureStopped(instance)
         // --restore-target-wal runs the target's restore_command (from `postgres -C`), so failoverd's

@@ -31,12 +31,14 @@ public struct LocalPostgresDriver: InstanceDriver {
         // something only for servers on this host. A remote server would look stopped while taking writes.
         for (site, instance) in plan.allInstances where site.driver == "local" && !LocalHost.isLocal(instance.host) {
             throw FailoverError.invalid(
-                "site \"\(site.name)\": instance \(instance.name) is on \(instance.host), which is not this host; the local driver manages servers on this host only (use a loopback address or one of this host's addresses).")
+                "site \"\(site.name)\": instance \(instance.name) is on \(instance.host), which is not this host; the local driver manages servers on this host only (use a loopback address or one of this host's addresses)."
+            )
         }
         let bin = binDirectory ?? Self.defaultBinDirectory()
         guard FileManager.default.isExecutableFile(atPath: bin + "/pg_ctl") else {
             throw FailoverError.invalid(
-                "PostgreSQL binaries not found in \(bin) (no pg_ctl): install PostgreSQL 15 (apt-get install postgresql-15) or pass its bin directory.")
+                "PostgreSQL binaries not found in \(bin) (no pg_ctl): install PostgreSQL 15 (apt-get install postgresql-15) or pass its bin directory."
+            )
         }
         self.plan = plan
         self.binDirectory = bin
@@ -95,7 +97,8 @@ public struct LocalPostgresDriver: InstanceDriver {
     }
 
     /// Runs `body` on a fresh admin connection to `instance`, closed on every path.
-    public func withConnection<T: Sendable>(_ instance: Instance, _ body: @escaping @Sendable (PGConnection) throws -> T) async throws -> T {
+    public func withConnection<T: Sendable>(_ instance: Instance, _ body: @escaping @Sendable (PGConnection) throws -> T) async throws -> T
+    {
         try await PGConnection.with(adminConnInfo(instance), body)
     }
 
@@ -138,12 +141,14 @@ public struct LocalPostgresDriver: InstanceDriver {
         let paths = InstancePaths(instance)
         guard try await hasData(instance) else {
             throw FailoverError.failed(
-                "cannot start \(instance.name): \(paths.dataDirectory) holds no cluster (no PG_VERSION). Restore it first (bootstrap-standby or rebuild).")
+                "cannot start \(instance.name): \(paths.dataDirectory) holds no cluster (no PG_VERSION). Restore it first (bootstrap-standby or rebuild)."
+            )
         }
         if Postmaster.livePID(in: paths.dataDirectory) == nil {
             if hasFenceMarker(instance) && !Files.exists(paths.standbySignal) {
                 throw FailoverError.refused(
-                    "\(instance.name) is fenced (\(paths.fenceMarker)) and \(paths.dataDirectory) has no standby.signal: failoverd will not start it as a primary. Repair it with rewind or rebuild, which make it a standby.")
+                    "\(instance.name) is fenced (\(paths.fenceMarker)) and \(paths.dataDirectory) has no standby.signal: failoverd will not start it as a primary. Repair it with rewind or rebuild, which make it a standby."
+                )
             }
             try Files.makeDirectory(paths.stateDirectory, owner: osUser)
             let options = [
@@ -151,11 +156,13 @@ public struct LocalPostgresDriver: InstanceDriver {
             ].map(PgBackRest.shellWord).joined(separator: " ")
             let clock = ContinuousClock.now
             let result = try await runner.run(
-                bin("pg_ctl"), ["start", "-D", paths.dataDirectory, "-l", paths.logFile, "-w", "-t", String(Int(timeout)), "-s", "-o", options],
+                bin("pg_ctl"),
+                ["start", "-D", paths.dataDirectory, "-l", paths.logFile, "-w", "-t", String(Int(timeout)), "-s", "-o", options],
                 timeout: timeout + 15)
             if !result.succeeded && Postmaster.livePID(in: paths.dataDirectory) == nil {
                 throw FailoverError.failed(
-                    "could not start \(instance.name) (\(paths.dataDirectory), port \(instance.port)): \(result.outputTail); server log \(paths.logFile): \(Files.tail(paths.logFile)). Fix the cause shown in the log and retry.")
+                    "could not start \(instance.name) (\(paths.dataDirectory), port \(instance.port)): \(result.outputTail); server log \(paths.logFile): \(Files.tail(paths.logFile)). Fix the cause shown in the log and retry."
+                )
             }
             logger.info("started \(instance.name) in \(String(format: "%.2f", CommandRunner.seconds(since: clock))) s")
         }
@@ -171,7 +178,8 @@ public struct LocalPostgresDriver: InstanceDriver {
             timeout: timeout + 15)
         if !(await Postmaster.waitForExit(pid, seconds: result.succeeded ? timeout : 1)) {
             throw FailoverError.failed(
-                "could not stop \(instance.name) (postmaster \(pid), mode \(mode.rawValue)): \(result.outputTail). Try mode immediate, or look at \(paths.logFile).")
+                "could not stop \(instance.name) (postmaster \(pid), mode \(mode.rawValue)): \(result.outputTail). Try mode immediate, or look at \(paths.logFile)."
+            )
         }
         logger.info("stopped \(instance.name) (\(mode.rawValue)) in \(String(format: "%.2f", result.seconds)) s")
     }
@@ -241,7 +249,8 @@ public struct LocalPostgresDriver: InstanceDriver {
         ) { () -> Bool? in
             guard Postmaster.livePID(in: paths.dataDirectory) != nil else {
                 throw Poll.Abort(
-                    error: FailoverError.failed("\(instance.name) exited while starting; server log \(paths.logFile): \(Files.tail(paths.logFile))"))
+                    error: FailoverError.failed(
+                        "\(instance.name) exited while starting; server log \(paths.logFile): \(Files.tail(paths.logFile))"))
             }
             do {
                 _ = try await withConnection(instance) { try $0.scalar("SELECT 1") }

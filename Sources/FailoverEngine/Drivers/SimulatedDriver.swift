@@ -104,7 +104,8 @@ public struct SimulatedDriver: InstanceDriver {
             let n = try node(w, instance)
             guard n.hasData else { throw FailoverError.failed("simulated: \(instance.name) has no data directory to start") }
             if n.fenceMarker && !n.standbySignal {
-                throw FailoverError.refused("simulated: \(instance.name) is fenced and has no standby settings; refusing to start it as a primary")
+                throw FailoverError.refused(
+                    "simulated: \(instance.name) is fenced and has no standby settings; refusing to start it as a primary")
             }
             w.nodes[instance.name]!.running = true
         }

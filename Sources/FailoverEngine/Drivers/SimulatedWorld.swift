@@ -100,7 +100,8 @@ struct SimulatedWorld: Codable {
             } else if n.upstream == nil || !(before[n.upstream!]?.running ?? false) {
                 // Archive recovery: follow the latest archived timeline this node can reach.
                 if let (tli, end) = archived.filter({
-                    Self.canFollow(lsn: n.lsn, timeline: n.timeline, sourceTimeline: $0.key, sourceSwitchpoints: archivedSwitchpoints[$0.key] ?? [:])
+                    Self.canFollow(
+                        lsn: n.lsn, timeline: n.timeline, sourceTimeline: $0.key, sourceSwitchpoints: archivedSwitchpoints[$0.key] ?? [:])
                 }).max(by: { $0.key < $1.key }), end > n.lsn || tli != n.timeline {
                     nodes[name]!.lsn = max(n.lsn, end)
                     nodes[name]!.timeline = tli
@@ -116,7 +117,9 @@ struct SimulatedWorld: Codable {
             u.systemIdentifier == n.systemIdentifier, let ui = instances[up]
         else { return nil }
         let ok = Self.canFollow(lsn: n.lsn, timeline: n.timeline, sourceTimeline: u.timeline, sourceSwitchpoints: u.switchpoints)
-        return WalReceiver(status: ok ? "streaming" : "waiting", upstreamHost: ui.host, upstreamPort: ui.port, receivedTimeline: ok ? u.timeline : n.timeline)
+        return WalReceiver(
+            status: ok ? "streaming" : "waiting", upstreamHost: ui.host, upstreamPort: ui.port,
+            receivedTimeline: ok ? u.timeline : n.timeline)
     }
 
     static func segmentName(timeline: Int, lsn: UInt64) -> String {

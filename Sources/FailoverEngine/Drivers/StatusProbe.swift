@@ -27,12 +27,15 @@ enum StatusProbe {
     /// Runs the probe on an open connection.
     static func run(_ connection: PGConnection) throws -> InstanceStatus {
         guard let row = try connection.query(sql, name: "status probe").first, row.count == 15 else {
-            throw PGError(sqlState: nil, message: "the status probe returned no row", endpoint: connection.info.endpoint, operation: "status probe")
+            throw PGError(
+                sqlState: nil, message: "the status probe returned no row", endpoint: connection.info.endpoint, operation: "status probe")
         }
         let inRecovery = row[0] == "t"
         var receiver: WalReceiver?
         if let state = row[9] {
-            receiver = WalReceiver(status: state, upstreamHost: row[10], upstreamPort: row[11].flatMap { Int($0) }, receivedTimeline: row[12].flatMap { Int($0) })
+            receiver = WalReceiver(
+                status: state, upstreamHost: row[10], upstreamPort: row[11].flatMap { Int($0) },
+                receivedTimeline: row[12].flatMap { Int($0) })
         }
         let timeline: Int
         if !inRecovery, let segment = row[2], let tli = WALSegmentName(segment)?.timeline {

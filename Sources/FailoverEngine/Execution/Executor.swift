@@ -59,13 +59,15 @@ public actor Executor {
             let driverName = drivers.name(plan: plan)
             if let last = try journal.lastRun(), last.driver != driverName {
                 throw FailoverError.invalid(
-                    "state directory \(options.stateDirectory) holds \(last.driver) runs; a \(driverName) run there would mix rehearsal and real roles. Use another --state for it.")
+                    "state directory \(options.stateDirectory) holds \(last.driver) runs; a \(driverName) run there would mix rehearsal and real roles. Use another --state for it."
+                )
             }
             let recorded = try journal.recordedRoles()
             for site in plan.sites {
                 if let r = recorded[site.name], r != site.role {
                     throw FailoverError.refused(
-                        "site \"\(site.name)\": the plan declares \(site.role.rawValue) but the journal records \(r.rawValue) (see `failoverd status --state \(options.stateDirectory)`). Update the site's role in the plan to \(r.rawValue).")
+                        "site \"\(site.name)\": the plan declares \(site.role.rawValue) but the journal records \(r.rawValue) (see `failoverd status --state \(options.stateDirectory)`). Update the site's role in the plan to \(r.rawValue)."
+                    )
                 }
             }
             let steps: [Step]
@@ -115,7 +117,8 @@ public actor Executor {
             // What a run saw and proved is stale once another run has acted on the same servers.
             if let later = try journal.runStarted(after: run.id) {
                 throw FailoverError.refused(
-                    "run \(run.id) cannot be resumed: run \(later.id) (plan \"\(later.planName)\", \(later.outcome)) started after it, and the servers may have changed since. Start a new run from the topology as it is now.")
+                    "run \(run.id) cannot be resumed: run \(later.id) (plan \"\(later.planName)\", \(later.outcome)) started after it, and the servers may have changed since. Start a new run from the topology as it is now."
+                )
             }
             let holder = try lock.reassign(holder0, to: run.id)
             let plan = try run.plan()
@@ -125,10 +128,12 @@ public actor Executor {
             if options.allowDataLoss && !run.allowDataLoss { details["override"] = "allow-data-loss" }
             try AuditLog(journal: journal).append(kind: "run-resume", run: run.id, details: details)
             if options.allowDataLoss && !run.allowDataLoss {
-                try AuditLog(journal: journal).append(kind: "override", run: run.id, details: ["override": "allow-data-loss", "scope": "this resume"])
+                try AuditLog(journal: journal).append(
+                    kind: "override", run: run.id, details: ["override": "allow-data-loss", "scope": "this resume"])
             }
             logger.info("resuming run", metadata: ["run": "\(run.id)", "plan": "\(plan.name)"])
-            return try await execute(runID: run.id, plan: plan, driver: driver, holder: holder, allowDataLoss: options.allowDataLoss || run.allowDataLoss)
+            return try await execute(
+                runID: run.id, plan: plan, driver: driver, holder: holder, allowDataLoss: options.allowDataLoss || run.allowDataLoss)
         } catch {
             try? lock.release(holder0)
             throw error
@@ -145,7 +150,8 @@ public actor Executor {
         defer { try? lock.release(holder) }
         if let unfinished = try journal.unfinishedRun() {
             throw FailoverError.refused(
-                "run \(unfinished.id) is unfinished; resume it (failoverd resume \(unfinished.id) --state \(options.stateDirectory)) or abandon it before adopting roles")
+                "run \(unfinished.id) is unfinished; resume it (failoverd resume \(unfinished.id) --state \(options.stateDirectory)) or abandon it before adopting roles"
+            )
         }
         let driverName = drivers.name(plan: plan)
         if let last = try journal.lastRun(), last.driver != driverName {
@@ -273,7 +279,8 @@ public actor Executor {
         let secs = seconds(since: started)
         try journal.finishRun(runID, outcome: .succeeded, details: ["seconds": String(format: "%.3f", secs)], epoch: holder.epoch)
         try lock.release(holder)
-        return RunOutcome(runID: runID, outcome: "succeeded", stepsDone: done, stepsSatisfied: satisfied, stepCount: steps.count, seconds: secs)
+        return RunOutcome(
+            runID: runID, outcome: "succeeded", stepsDone: done, stepsSatisfied: satisfied, stepCount: steps.count, seconds: secs)
     }
 
     func crashIfAsked(_ step: Int, _ phase: CrashPoint.Phase) {
@@ -285,7 +292,8 @@ public actor Executor {
     func seconds(since start: Double) -> Double { clock.seconds() - start }
 
     static func makeRunID() -> String {
-        let f = Date().formatted(.iso8601.year().month().day().dateSeparator(.omitted).time(includingFractionalSeconds: false).timeSeparator(.omitted))
+        let f = Date().formatted(
+            .iso8601.year().month().day().dateSeparator(.omitted).time(includingFractionalSeconds: false).timeSeparator(.omitted))
         let stamp = f.replacingOccurrences(of: "T", with: "-").replacingOccurrences(of: "Z", with: "")
         return "r-\(stamp)-" + String(format: "%04x", UInt16.random(in: 0...UInt16.max))
     }

@@ -34,7 +34,8 @@ struct Preflight {
                 case .primary:
                     if instance == site.leader, s.running, s.inRecovery {
                         throw FailoverError.refused(
-                            "site \"\(site.name)\": the plan declares primary but its leader \(instance.name) is \(observed). Fix the plan's role.")
+                            "site \"\(site.name)\": the plan declares primary but its leader \(instance.name) is \(observed). Fix the plan's role."
+                        )
                     }
                 }
             }

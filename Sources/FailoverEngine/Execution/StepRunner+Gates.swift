@@ -10,19 +10,23 @@ extension StepRunner {
         let p = try await driver.status(of: primary)
         guard p.isWritablePrimary, let top = p.currentLSN else {
             throw FailoverError.refused(
-                "switchover refused: \(primary.name) is not running as a primary that accepts writes; a switchover needs a live primary. Use failover instead.")
+                "switchover refused: \(primary.name) is not running as a primary that accepts writes; a switchover needs a live primary. Use failover instead."
+            )
         }
         guard t.running, t.inRecovery else {
-            throw FailoverError.refused("switchover refused: \(target.name) is not a running standby (running: \(t.running), in recovery: \(t.inRecovery)).")
+            throw FailoverError.refused(
+                "switchover refused: \(target.name) is not a running standby (running: \(t.running), in recovery: \(t.inRecovery)).")
         }
         guard t.systemIdentifier == p.systemIdentifier else {
             throw FailoverError.refused(
-                "switchover refused: \(target.name) has system identifier \(t.systemIdentifier) but \(primary.name) has \(p.systemIdentifier); they are different clusters. Rebuild \(target.name) from the repository.")
+                "switchover refused: \(target.name) has system identifier \(t.systemIdentifier) but \(primary.name) has \(p.systemIdentifier); they are different clusters. Rebuild \(target.name) from the repository."
+            )
         }
         let targetTimeline = t.walReceiver?.receivedTimeline ?? t.timeline
         guard targetTimeline == p.timeline || ctx.allowDataLoss else {
             throw FailoverError.refused(
-                "switchover refused: \(target.name) is on timeline \(targetTimeline) but \(primary.name) is on timeline \(p.timeline). Rewind or rebuild \(target.name) first.")
+                "switchover refused: \(target.name) is on timeline \(targetTimeline) but \(primary.name) is on timeline \(p.timeline). Rewind or rebuild \(target.name) first."
+            )
         }
         let replay = t.replayLSN ?? .zero
         let lag = top.bytes(after: replay)
@@ -39,7 +43,8 @@ extension StepRunner {
         if lag > ctx.plan.policy.maxLagBytes {
             guard ctx.allowDataLoss else {
                 throw FailoverError.refused(
-                    "switchover refused: \(target.name) has replayed \(replay) but \(primary.name) is at \(top) (\(lag) bytes behind, policy.maxLagBytes is \(ctx.plan.policy.maxLagBytes)); wait for it to catch up or use --allow-data-loss.")
+                    "switchover refused: \(target.name) has replayed \(replay) but \(primary.name) is at \(top) (\(lag) bytes behind, policy.maxLagBytes is \(ctx.plan.policy.maxLagBytes)); wait for it to catch up or use --allow-data-loss."
+                )
             }
             evidence.override = "allow-data-loss: lag \(lag) bytes over policy"
         }
@@ -56,7 +61,8 @@ extension StepRunner {
     func gateFailover(target: Instance) async throws -> FailoverGateEvidence {
         let t = try await driver.status(of: target)
         guard t.running, t.reachable, t.inRecovery, let pos = t.heldLSN else {
-            throw FailoverError.refused("failover refused: \(target.name) is not a running standby (\(t.seen)); start it or choose another target.")
+            throw FailoverError.refused(
+                "failover refused: \(target.name) is not a running standby (\(t.seen)); start it or choose another target.")
         }
         let targetTimeline = t.walReceiver?.receivedTimeline ?? t.timeline
         var evidence = FailoverGateEvidence(targetLSN: pos, targetTimeline: targetTimeline)
@@ -121,7 +127,10 @@ extension StepRunner {
         let now = try await driver.controlData(of: old)
         let status = try await driver.status(of: old)
         guard !status.running, let now, now.isCleanPrimaryShutdown, DemotionToken(now) == token else {
-            let seen = status.running ? "it is running (\(status.seen))" : now.map { "its pg_control now says \(DemotionToken($0).text) (\($0.state))" } ?? "its pg_control is unreadable"
+            let seen =
+                status.running
+                ? "it is running (\(status.seen))"
+                : now.map { "its pg_control now says \(DemotionToken($0).text) (\($0.state))" } ?? "its pg_control is unreadable"
             throw FailoverError.refused(
                 "switchover refused: \(old.name) ran after its shutdown checkpoint was journaled (token \(token.text)); \(seen). The target cannot have the commits made meanwhile, so this run must not promote it. Abandon this run (failoverd abandon RUN) and start a new one from the topology as it is now."
             )
@@ -142,11 +151,14 @@ extension StepRunner {
             let t = try await driver.status(of: target)
             seen = t
             guard t.running, t.reachable, t.inRecovery else {
-                throw FailoverError.refused("switchover refused: \(target.name) is no longer a running standby (\(t.seen)); nothing was promoted. Inspect it before resuming.")
+                throw FailoverError.refused(
+                    "switchover refused: \(target.name) is no longer a running standby (\(t.seen)); nothing was promoted. Inspect it before resuming."
+                )
             }
             guard t.systemIdentifier == system else {
                 throw FailoverError.refused(
-                    "switchover refused: \(target.name) has system identifier \(t.systemIdentifier), the old primary \(system); do not retry, rebuild \(target.name).")
+                    "switchover refused: \(target.name) has system identifier \(t.systemIdentifier), the old primary \(system); do not retry, rebuild \(target.name)."
+                )
             }
             // Once the old primary is down the receiver is gone, and a standby's own timeline reads the last
             // restartpoint's: trust the timeline the gate saw it stream on, unless a live receiver says otherwise.
@@ -154,7 +166,8 @@ extension StepRunner {
             let tli = t.walReceiver?.receivedTimeline ?? gateTimeline ?? t.timeline
             guard tli == timeline || ctx.allowDataLoss else {
                 throw FailoverError.refused(
-                    "switchover refused: \(target.name) is on timeline \(tli), the old primary's shutdown checkpoint on timeline \(timeline); do not retry blindly, rewind or rebuild \(target.name).")
+                    "switchover refused: \(target.name) is on timeline \(tli), the old primary's shutdown checkpoint on timeline \(timeline); do not retry blindly, rewind or rebuild \(target.name)."
+                )
             }
             if let r = t.replayLSN, r > checkpoint { return r }
             return nil
@@ -187,15 +200,18 @@ extension StepRunner {
                 s = try await driver.status(of: other)
             } catch {
                 throw FailoverError.refused(
-                    "promote refused: cannot tell whether \(other.name) (site \(site.name)) accepts writes (\(error)); restore failoverd's access to it, or stop it, then resume.")
+                    "promote refused: cannot tell whether \(other.name) (site \(site.name)) accepts writes (\(error)); restore failoverd's access to it, or stop it, then resume."
+                )
             }
             if s.isWritablePrimary {
                 throw FailoverError.refused(
-                    "promote refused: \(other.name) (site \(site.name)) accepts writes; promoting \(target.name) now would make two primaries. Fence \(site.name) first.")
+                    "promote refused: \(other.name) (site \(site.name)) accepts writes; promoting \(target.name) now would make two primaries. Fence \(site.name) first."
+                )
             }
             if !s.isProvenNotWritable {
                 throw FailoverError.refused(
-                    "promote refused: cannot tell whether \(other.name) (site \(site.name)) accepts writes: it is \(s.seen). Make it answer, or stop it (fence \(site.name)), then resume.")
+                    "promote refused: cannot tell whether \(other.name) (site \(site.name)) accepts writes: it is \(s.seen). Make it answer, or stop it (fence \(site.name)), then resume."
+                )
             }
         }
         let before = try await driver.status(of: target)
@@ -216,7 +232,8 @@ extension StepRunner {
         var last: LSN? = s?.position
         let reachable = s?.reachable ?? false
         // The mark goes down first: whatever happens next, nothing starts this instance as a primary.
-        try ctx.journal.recordFenced(instance: i.name, site: step.site, lastKnownLSN: last, reachable: reachable, run: ctx.runID, epoch: ctx.epoch)
+        try ctx.journal.recordFenced(
+            instance: i.name, site: step.site, lastKnownLSN: last, reachable: reachable, run: ctx.runID, epoch: ctx.epoch)
         try await driver.setFenceMarker(i, reason: "fenced by failoverd run \(ctx.runID)")
         // Stop it when it runs, and also when the probe failed (running but unanswering): stop is a no-op
         // for a server that is not there.
@@ -226,7 +243,8 @@ extension StepRunner {
         // A primary that died answers no SQL: read how far its WAL really got.
         if !reachable, let end = try? await driver.endOfWAL(i) {
             last = max(last ?? end, end)
-            try ctx.journal.recordFenced(instance: i.name, site: step.site, lastKnownLSN: last, reachable: reachable, run: ctx.runID, epoch: ctx.epoch)
+            try ctx.journal.recordFenced(
+                instance: i.name, site: step.site, lastKnownLSN: last, reachable: reachable, run: ctx.runID, epoch: ctx.epoch)
         }
         return FenceEvidence(
             lastKnownLSN: last, reachable: reachable, wasRunning: s?.running ?? false,

@@ -269,15 +269,19 @@ extension Journal {
             switch status {
             case .started:
                 try db.execute(
-                    sql: "UPDATE steps SET status = ?, attempts = attempts + 1, started_at = ?, ended_at = NULL, error = NULL, epoch = ? WHERE run_id = ? AND number = ?",
+                    sql:
+                        "UPDATE steps SET status = ?, attempts = attempts + 1, started_at = ?, ended_at = NULL, error = NULL, epoch = ? WHERE run_id = ? AND number = ?",
                     arguments: [status, now, epoch, run, step.number])
             default:
                 try db.execute(
-                    sql: "UPDATE steps SET status = ?, started_at = coalesce(started_at, ?), ended_at = ?, evidence = coalesce(?, evidence), error = ?, epoch = ? WHERE run_id = ? AND number = ?",
+                    sql:
+                        "UPDATE steps SET status = ?, started_at = coalesce(started_at, ?), ended_at = ?, evidence = coalesce(?, evidence), error = ?, epoch = ? WHERE run_id = ? AND number = ?",
                     arguments: [status, now, now, evidenceJSON, error, epoch, run, step.number])
             }
-            try StepEventRecord(runID: run, step: step.number, status: status, at: now, epoch: epoch, pid: getpid(), detail: error ?? evidenceJSON)
-                .insert(db)
+            try StepEventRecord(
+                runID: run, step: step.number, status: status, at: now, epoch: epoch, pid: getpid(), detail: error ?? evidenceJSON
+            )
+            .insert(db)
             var details = ["step": String(step.number), "kind": step.kind.rawValue, "summary": step.summary, "epoch": String(epoch)]
             if let i = step.instance { details["instance"] = i }
             if let error { details["error"] = error }
@@ -299,7 +303,8 @@ extension Journal {
         try db.write { db in
             try Self.guardEpoch(db, epoch)
             try db.execute(
-                sql: "UPDATE runs SET outcome = ?, error = ?, ended_at = ? WHERE id = ?", arguments: [outcome.rawValue, error, Journal.now(), run])
+                sql: "UPDATE runs SET outcome = ?, error = ?, ended_at = ? WHERE id = ?",
+                arguments: [outcome.rawValue, error, Journal.now(), run])
             var d = details
             d["outcome"] = outcome.rawValue
             d["epoch"] = String(epoch)
@@ -314,7 +319,8 @@ extension Journal {
         let current = try Int64.fetchOne(db, sql: "SELECT epoch FROM run_lock WHERE id = 1") ?? 0
         if current != epoch {
             throw FailoverError.refused(
-                "stale fencing epoch \(epoch): another failoverd process took over the run lock (epoch \(current)); this process writes nothing more. Inspect `failoverd status`.")
+                "stale fencing epoch \(epoch): another failoverd process took over the run lock (epoch \(current)); this process writes nothing more. Inspect `failoverd status`."
+            )
         }
     }
 
@@ -328,7 +334,9 @@ extension Journal {
 
     /// Marks a resumed run as running again.
     public func reopenRun(_ run: String) throws {
-        try db.write { db in try db.execute(sql: "UPDATE runs SET outcome = 'running', error = NULL, ended_at = NULL WHERE id = ?", arguments: [run]) }
+        try db.write { db in
+            try db.execute(sql: "UPDATE runs SET outcome = 'running', error = NULL, ended_at = NULL WHERE id = ?", arguments: [run])
+        }
     }
 
     /// The run with this id.
@@ -372,7 +380,8 @@ extension Journal {
         try db.write { db in
             for (site, role) in roles {
                 try db.execute(
-                    sql: "INSERT INTO site_roles (site, role, run_id, epoch, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(site) DO UPDATE SET role = excluded.role, run_id = excluded.run_id, epoch = excluded.epoch, updated_at = excluded.updated_at",
+                    sql:
+                        "INSERT INTO site_roles (site, role, run_id, epoch, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(site) DO UPDATE SET role = excluded.role, run_id = excluded.run_id, epoch = excluded.epoch, updated_at = excluded.updated_at",
                     arguments: [site, role.rawValue, run, epoch, Journal.now()])
                 if role != .fenced { try db.execute(sql: "DELETE FROM fenced_instances WHERE site = ?", arguments: [site]) }
             }
@@ -383,13 +392,15 @@ extension Journal {
     public func recordFenced(instance: String, site: String, lastKnownLSN: LSN?, reachable: Bool, run: String, epoch: Int64) throws {
         try db.write { db in
             try db.execute(
-                sql: "INSERT OR REPLACE INTO fenced_instances (instance, site, last_known_lsn, reachable, run_id, epoch, fenced_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                sql:
+                    "INSERT OR REPLACE INTO fenced_instances (instance, site, last_known_lsn, reachable, run_id, epoch, fenced_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 arguments: [instance, site, lastKnownLSN?.description, reachable, run, epoch, Journal.now()])
         }
     }
 
     /// True when the instance is recorded fenced.
     public func isFenced(instance: String) throws -> Bool {
-        try db.read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM fenced_instances WHERE instance = ?", arguments: [instance]) ?? false }
+        try db.read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM fenced_instances WHERE instance = ?", arguments: [instance]) ?? false
+        }
     }
 }

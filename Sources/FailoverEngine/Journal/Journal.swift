@@ -49,7 +49,8 @@ public final class Journal: Sendable {
     public convenience init(existingStateDirectory stateDirectory: String) throws {
         let file = (stateDirectory as NSString).appendingPathComponent("journal.sqlite")
         guard FileManager.default.fileExists(atPath: file) else {
-            throw FailoverError.invalid("no journal in state directory \(stateDirectory) (\(file) does not exist): check --state or $FAILOVERD_STATE")
+            throw FailoverError.invalid(
+                "no journal in state directory \(stateDirectory) (\(file) does not exist): check --state or $FAILOVERD_STATE")
         }
         try self.init(stateDirectory: stateDirectory)
     }

@@ -39,7 +39,8 @@ public struct RunLock: Sendable {
                 let acquired: String = row["acquired_at"] ?? "?"
                 let holderRun: String = row["run_id"] ?? "?"
                 if Self.isAlive(
-                    pid: pid, host: host, startTime: row["pid_start_time"], renewedAt: row["renewed_at"], lease: row["lease_seconds"] ?? leaseSeconds)
+                    pid: pid, host: host, startTime: row["pid_start_time"], renewedAt: row["renewed_at"],
+                    lease: row["lease_seconds"] ?? leaseSeconds)
                 {
                     throw FailoverError(
                         .lockHeld,
@@ -69,7 +70,8 @@ public struct RunLock: Sendable {
     /// Hands the lock to another run id (resume of a run found while holding it), keeping the epoch.
     public func reassign(_ holder: Holder, to runID: String) throws -> Holder {
         try journal.db.write { db in
-            try db.execute(sql: "UPDATE run_lock SET run_id = ? WHERE id = 1 AND pid = ? AND epoch = ?", arguments: [runID, Self.pid, holder.epoch])
+            try db.execute(
+                sql: "UPDATE run_lock SET run_id = ? WHERE id = 1 AND pid = ? AND epoch = ?", arguments: [runID, Self.pid, holder.epoch])
         }
         return Holder(runID: runID, epoch: holder.epoch, tookOver: holder.tookOver)
     }
@@ -106,7 +108,9 @@ public struct RunLock: Sendable {
     }
 
     func lost(_ holder: Holder) -> FailoverError {
-        .refused("run \(holder.runID) lost the run lock (epoch \(holder.epoch)): another failoverd process took it over. Stop here; inspect `failoverd status`.")
+        .refused(
+            "run \(holder.runID) lost the run lock (epoch \(holder.epoch)): another failoverd process took it over. Stop here; inspect `failoverd status`."
+        )
     }
 
     /// Liveness of a holder: on this host its pid, and only while that pid is still the process that took

@@ -330,8 +330,7 @@ public struct JSONParser {
             return "the word '\(String(decoding: word, as: UTF8.self))'"
         }
         let length = bytes[index] < 0x80 ? 1 : Self.utf8Length(lead: bytes[index])
-        if length > 0, index + length <= bytes.count, let text = String(validating: bytes[index..<index + length], as: UTF8.self)
-        {
+        if length > 0, index + length <= bytes.count, let text = String(validating: bytes[index..<index + length], as: UTF8.self) {
             return "'\(text)'"
         }
         return "the byte 0x\(String(bytes[index], radix: 16, uppercase: true))"

@@ -17,7 +17,8 @@ public enum PlanLoader {
     /// Every problem on its own line: `file: $.path: message (hint)`.
     public static func describe(_ problems: [PlanProblem], file: String) -> String {
         let errors = problems.filter { $0.severity == .error }.count
-        return "\(file): \(errors) error\(errors == 1 ? "" : "s"), \(problems.count - errors) warning\(problems.count - errors == 1 ? "" : "s"):\n"
+        return
+            "\(file): \(errors) error\(errors == 1 ? "" : "s"), \(problems.count - errors) warning\(problems.count - errors == 1 ? "" : "s"):\n"
             + problems.map { "  \($0.severity.rawValue) \($0.path): \($0.message)" + ($0.hint.isEmpty ? "" : "\n      hint: \($0.hint)") }
             .joined(separator: "\n")
     }

@@ -120,7 +120,9 @@ enum PlanShape {
         Field("region", .name, example: "\"eu-west-1\""),
         Field("uriStyle", .oneOf(["host", "path"], noun: "uri style"), required: false, example: "\"path\""),
         Field("port", .integer(1...65535), required: false, example: "443"),
-        Field("caFile", .path(maximumLength: PlanValues.maximumPathLength), required: false, example: "\"/etc/ssl/certs/ca-certificates.crt\""),
+        Field(
+            "caFile", .path(maximumLength: PlanValues.maximumPathLength), required: false, example: "\"/etc/ssl/certs/ca-certificates.crt\""
+        ),
         Field("verifyTLS", .oneOf(["y", "n"], noun: "verifyTLS value"), required: false, example: "\"y\""),
     ]
 

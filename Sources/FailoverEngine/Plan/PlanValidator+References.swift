@@ -105,31 +105,38 @@ extension PlanValidator {
         for (i, a) in trees.enumerated() {
             for b in trees[(i + 1)...] {
                 let (outer, inner) = a.directory.count <= b.directory.count ? (a, b) : (b, a)
-                if PlanValues.isWithin(inner.directory, outer.directory) || PlanValues.isWithin(inner.directory, outer.directory + ".failoverd")
+                if PlanValues.isWithin(inner.directory, outer.directory)
+                    || PlanValues.isWithin(inner.directory, outer.directory + ".failoverd")
                     || inner.directory == outer.directory + ".failoverd"
                 {
                     problems.append(
                         .error(
-                            inner.path, "instance \(inner.label)'s data directory \(inner.directory) lies inside instance \(outer.label)'s \(outer.directory)",
+                            inner.path,
+                            "instance \(inner.label)'s data directory \(inner.directory) lies inside instance \(outer.label)'s \(outer.directory)",
                             hint: "Give each instance a directory of its own, side by side (e.g. /srv/pg/dr-0 and /srv/pg/dr-1)."))
                 }
             }
         }
         let others: [(String, JSONPath)] = [
-            ("repository", .root.appending("repository").appending("path")), ("repository", .root.appending("repository").appending("config")),
+            ("repository", .root.appending("repository").appending("path")),
+            ("repository", .root.appending("repository").appending("config")),
             ("replication", .root.appending("replication").appending("passfile")),
         ]
         for (object, path) in others {
             guard case .key(let key)? = path.components.last, let value = nonEmptyString(root[object]?[key]),
                 PlanValues.pathProblem(value) == nil
             else { continue }
-            for tree in trees where PlanValues.isWithin(value, tree.directory) || PlanValues.isWithin(value, tree.directory + ".failoverd")
+            for tree in trees
+            where PlanValues.isWithin(value, tree.directory) || PlanValues.isWithin(value, tree.directory + ".failoverd")
                 || PlanValues.isWithin(tree.directory, value)
             {
                 problems.append(
                     .error(
-                        path, "\(object).\(key) \(value) and instance \(tree.label)'s data directory \(tree.directory) lie one inside the other",
-                        hint: "Keep the repository, its configuration and the passfile outside every data directory, and no data directory inside them."))
+                        path,
+                        "\(object).\(key) \(value) and instance \(tree.label)'s data directory \(tree.directory) lie one inside the other",
+                        hint:
+                            "Keep the repository, its configuration and the passfile outside every data directory, and no data directory inside them."
+                    ))
             }
         }
     }

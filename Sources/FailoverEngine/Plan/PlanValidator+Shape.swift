@@ -109,11 +109,23 @@ extension PlanValidator {
             let problem: String?
             let allowed: String
             switch kind {
-            case .name: (problem, allowed) = (PlanValues.nameProblem(text), "A name has 1 to \(PlanValues.maximumNameLength) \(PlanValues.nameCharacters)")
-            case .role: (problem, allowed) = (PlanValues.roleProblem(text), "A role name has 1 to \(PlanValues.maximumNameLength) \(PlanValues.roleCharacters)")
-            case .osUser: (problem, allowed) = (PlanValues.osUserProblem(text), "An OS user name other than root has 1 to \(PlanValues.maximumOSUserLength) \(PlanValues.osUserCharacters)")
+            case .name:
+                (problem, allowed) = (
+                    PlanValues.nameProblem(text), "A name has 1 to \(PlanValues.maximumNameLength) \(PlanValues.nameCharacters)"
+                )
+            case .role:
+                (problem, allowed) = (
+                    PlanValues.roleProblem(text), "A role name has 1 to \(PlanValues.maximumNameLength) \(PlanValues.roleCharacters)"
+                )
+            case .osUser:
+                (problem, allowed) = (
+                    PlanValues.osUserProblem(text),
+                    "An OS user name other than root has 1 to \(PlanValues.maximumOSUserLength) \(PlanValues.osUserCharacters)"
+                )
             case .host:
-                (problem, allowed) = (PlanValues.hostProblem(text), "A host is an IPv4 address (127.0.0.1), an IPv6 address (::1) or an RFC 1123 host name")
+                (problem, allowed) = (
+                    PlanValues.hostProblem(text), "A host is an IPv4 address (127.0.0.1), an IPv6 address (::1) or an RFC 1123 host name"
+                )
             case .path(let maximum):
                 (problem, allowed) = (
                     PlanValues.pathProblem(text, maximumLength: maximum),

@@ -82,28 +82,46 @@ struct StepBuilder {
         case .disableStreaming:
             upstreams[subject.name] = nil
             for i in subject.instances {
-                add(.configureRecovery(instance: i.name, upstream: nil), site: subject.name, "configure \(i.name) as an archive standby (restore_command only)")
-                add(.awaitArchiveRecovery(instance: i.name), site: subject.name, "wait until \(i.name) replays from the repository with no WAL receiver")
+                add(
+                    .configureRecovery(instance: i.name, upstream: nil), site: subject.name,
+                    "configure \(i.name) as an archive standby (restore_command only)")
+                add(
+                    .awaitArchiveRecovery(instance: i.name), site: subject.name,
+                    "wait until \(i.name) replays from the repository with no WAL receiver")
             }
         case .fence:
-            for i in subject.instances { add(.fence(instance: i.name), site: subject.name, "fence \(i.name): record its last LSN and stop it") }
+            for i in subject.instances {
+                add(.fence(instance: i.name), site: subject.name, "fence \(i.name): record its last LSN and stop it")
+            }
         case .switchover:
             switchover(from: site(primaryName!), to: subject, roles: roles, upstreams: &upstreams)
         case .failover:
             let old = primaryName.map(site)
-            add(.gateFailover(target: subject.leader.name), site: subject.name, "check that \(subject.leader.name) is the most advanced standby (before fencing)")
+            add(
+                .gateFailover(target: subject.leader.name), site: subject.name,
+                "check that \(subject.leader.name) is the most advanced standby (before fencing)")
             if let old {
                 for i in old.instances { add(.fence(instance: i.name), site: old.name, "fence \(i.name): record its last LSN and stop it") }
                 // Positions are final only once the old primary can no longer write.
-                add(.gateFailover(target: subject.leader.name), site: subject.name, "check again, with \(old.name) fenced, that \(subject.leader.name) holds the most WAL of every candidate")
+                add(
+                    .gateFailover(target: subject.leader.name), site: subject.name,
+                    "check again, with \(old.name) fenced, that \(subject.leader.name) holds the most WAL of every candidate")
             }
-            add(.promote(target: subject.leader.name), site: subject.name, "promote \(subject.leader.name) after proving no other instance accepts writes")
-            add(.switchWAL(instance: subject.leader.name), site: subject.name, "switch WAL on \(subject.leader.name) and wait until it is archived")
+            add(
+                .promote(target: subject.leader.name), site: subject.name,
+                "promote \(subject.leader.name) after proving no other instance accepts writes")
+            add(
+                .switchWAL(instance: subject.leader.name), site: subject.name,
+                "switch WAL on \(subject.leader.name) and wait until it is archived")
             upstreams[subject.name] = nil
             if let old { upstreams[old.name] = nil }
             for f in subject.followers {
-                add(.configureRecovery(instance: f.name, upstream: subject.leader.name), site: subject.name, "point \(f.name) at its leader \(subject.leader.name)")
-                add(.awaitStreaming(instance: f.name, upstream: subject.leader.name), site: subject.name, "wait until \(f.name) streams from \(subject.leader.name)")
+                add(
+                    .configureRecovery(instance: f.name, upstream: subject.leader.name), site: subject.name,
+                    "point \(f.name) at its leader \(subject.leader.name)")
+                add(
+                    .awaitStreaming(instance: f.name, upstream: subject.leader.name), site: subject.name,
+                    "wait until \(f.name) streams from \(subject.leader.name)")
             }
             repointStandbys(from: old?.name, to: subject, roles: roles, upstreams: &upstreams)
         case .rewind:
@@ -123,18 +141,24 @@ struct StepBuilder {
         case .failback:
             let current = site(primaryName!)
             if transition.method == .rebuild {
-                add(.switchWAL(instance: current.leader.name), site: current.name, "switch WAL on \(current.leader.name) and wait until it is archived")
+                add(
+                    .switchWAL(instance: current.leader.name), site: current.name,
+                    "switch WAL on \(current.leader.name) and wait until it is archived")
                 for i in subject.instances {
                     let upstream = i == subject.leader ? current.leader : subject.leader
                     add(.stop(instance: i.name), site: subject.name, unlessFollowing: upstream, "stop \(i.name) before the delta restore")
-                    add(.restore(instance: i.name, delta: true), site: subject.name, unlessFollowing: upstream, "delta-restore \(i.name) from the repository")
+                    add(
+                        .restore(instance: i.name, delta: true), site: subject.name, unlessFollowing: upstream,
+                        "delta-restore \(i.name) from the repository")
                     configureAndStart(subject, i, upstream: upstream)
                 }
             } else {
                 rewind(subject, from: current.leader)
             }
             upstreams[subject.name] = current.name
-            add(.awaitCatchup(instance: subject.leader.name, upstream: current.leader.name), site: subject.name, "wait until \(subject.leader.name) has caught up with \(current.leader.name)")
+            add(
+                .awaitCatchup(instance: subject.leader.name, upstream: current.leader.name), site: subject.name,
+                "wait until \(subject.leader.name) has caught up with \(current.leader.name)")
             switchover(from: current, to: subject, roles: roles, upstreams: &upstreams)
         }
     }
@@ -142,11 +166,17 @@ struct StepBuilder {
     /// Standby settings, start, and the wait that proves the mode.
     mutating func configureAndStart(_ s: Site, _ i: Instance, upstream: Instance?) {
         if let upstream {
-            add(.configureRecovery(instance: i.name, upstream: upstream.name), site: s.name, "configure \(i.name) to stream from \(upstream.name)")
+            add(
+                .configureRecovery(instance: i.name, upstream: upstream.name), site: s.name,
+                "configure \(i.name) to stream from \(upstream.name)")
             add(.start(instance: i.name), site: s.name, "start \(i.name) as a standby")
-            add(.awaitStreaming(instance: i.name, upstream: upstream.name), site: s.name, "wait until \(i.name) streams from \(upstream.name)")
+            add(
+                .awaitStreaming(instance: i.name, upstream: upstream.name), site: s.name,
+                "wait until \(i.name) streams from \(upstream.name)")
         } else {
-            add(.configureRecovery(instance: i.name, upstream: nil), site: s.name, "configure \(i.name) as an archive standby (restore_command only)")
+            add(
+                .configureRecovery(instance: i.name, upstream: nil), site: s.name,
+                "configure \(i.name) as an archive standby (restore_command only)")
             add(.start(instance: i.name), site: s.name, "start \(i.name) as a standby")
             add(.awaitArchiveRecovery(instance: i.name), site: s.name, "wait until \(i.name) replays WAL from the repository")
         }
@@ -156,9 +186,13 @@ struct StepBuilder {
     mutating func follow(_ s: Site, leaderUpstream: Instance, start: Bool) {
         for i in s.instances {
             let upstream = i == s.leader ? leaderUpstream : s.leader
-            add(.configureRecovery(instance: i.name, upstream: upstream.name), site: s.name, "configure \(i.name) to stream from \(upstream.name)")
+            add(
+                .configureRecovery(instance: i.name, upstream: upstream.name), site: s.name,
+                "configure \(i.name) to stream from \(upstream.name)")
             if start { add(.start(instance: i.name), site: s.name, "start \(i.name) as a standby") }
-            add(.awaitStreaming(instance: i.name, upstream: upstream.name), site: s.name, "wait until \(i.name) streams from \(upstream.name)")
+            add(
+                .awaitStreaming(instance: i.name, upstream: upstream.name), site: s.name,
+                "wait until \(i.name) streams from \(upstream.name)")
         }
     }
 
@@ -166,10 +200,16 @@ struct StepBuilder {
         for i in s.instances {
             let upstream = i == s.leader ? source : s.leader
             add(.stop(instance: i.name), site: s.name, unlessFollowing: upstream, "stop \(i.name) cleanly before pg_rewind")
-            add(.rewind(instance: i.name, source: source.name), site: s.name, unlessFollowing: upstream, "pg_rewind \(i.name) from \(source.name)")
-            add(.configureRecovery(instance: i.name, upstream: upstream.name), site: s.name, "configure \(i.name) to stream from \(upstream.name)")
+            add(
+                .rewind(instance: i.name, source: source.name), site: s.name, unlessFollowing: upstream,
+                "pg_rewind \(i.name) from \(source.name)")
+            add(
+                .configureRecovery(instance: i.name, upstream: upstream.name), site: s.name,
+                "configure \(i.name) to stream from \(upstream.name)")
             add(.start(instance: i.name), site: s.name, "start \(i.name) as a standby")
-            add(.awaitStreaming(instance: i.name, upstream: upstream.name), site: s.name, "wait until \(i.name) streams from \(upstream.name) on its timeline")
+            add(
+                .awaitStreaming(instance: i.name, upstream: upstream.name), site: s.name,
+                "wait until \(i.name) streams from \(upstream.name) on its timeline")
         }
     }
 
@@ -177,22 +217,34 @@ struct StepBuilder {
     mutating func switchover(from old: Site, to new: Site, roles: [String: Role], upstreams: inout [String: String]) {
         let o = old.leader
         let n = new.leader
-        add(.gateSwitchover(target: n.name, primary: o.name), site: new.name, "check that \(n.name) streams from \(o.name) within policy, same system and timeline")
+        add(
+            .gateSwitchover(target: n.name, primary: o.name), site: new.name,
+            "check that \(n.name) streams from \(o.name) within policy, same system and timeline")
         add(.checkpoint(instance: o.name), site: old.name, "CHECKPOINT on \(o.name) so its shutdown checkpoint is short")
         add(.stop(instance: o.name), site: old.name, "stop \(o.name) cleanly (fast)")
         add(.readShutdownCheckpoint(oldPrimary: o.name), site: old.name, "read \(o.name)'s shutdown checkpoint (the demotion token)")
-        add(.awaitReplay(target: n.name, oldPrimary: o.name), site: new.name, "wait until \(n.name) has replayed \(o.name)'s shutdown checkpoint")
+        add(
+            .awaitReplay(target: n.name, oldPrimary: o.name), site: new.name,
+            "wait until \(n.name) has replayed \(o.name)'s shutdown checkpoint")
         // Before the promotion: from here on even a bare `pg_ctl start` brings the old primary up as a standby.
-        add(.configureRecovery(instance: o.name, upstream: n.name), site: old.name, "configure \(o.name) to stream from \(n.name), before the promotion")
+        add(
+            .configureRecovery(instance: o.name, upstream: n.name), site: old.name,
+            "configure \(o.name) to stream from \(n.name), before the promotion")
         add(.promote(target: n.name), site: new.name, "promote \(n.name) after proving no other instance accepts writes")
         add(.switchWAL(instance: n.name), site: new.name, "switch WAL on \(n.name) and wait until it is archived")
         add(.start(instance: o.name), site: old.name, "start \(o.name) as a standby of \(n.name)")
-        add(.awaitStreaming(instance: o.name, upstream: n.name), site: old.name, "wait until \(o.name) streams from \(n.name) on the new timeline")
+        add(
+            .awaitStreaming(instance: o.name, upstream: n.name), site: old.name,
+            "wait until \(o.name) streams from \(n.name) on the new timeline")
         for f in old.followers {
-            add(.awaitStreaming(instance: f.name, upstream: o.name), site: old.name, "wait until \(f.name) streams from \(o.name) on the new timeline")
+            add(
+                .awaitStreaming(instance: f.name, upstream: o.name), site: old.name,
+                "wait until \(f.name) streams from \(o.name) on the new timeline")
         }
         for f in new.followers {
-            add(.awaitStreaming(instance: f.name, upstream: n.name), site: new.name, "wait until \(f.name) streams from \(n.name) on the new timeline")
+            add(
+                .awaitStreaming(instance: f.name, upstream: n.name), site: new.name,
+                "wait until \(f.name) streams from \(n.name) on the new timeline")
         }
         upstreams[new.name] = nil
         upstreams[old.name] = new.name
@@ -206,8 +258,12 @@ struct StepBuilder {
         for s in plan.sites where s.name != new.name && !except.contains(s.name) && roles[s.name] == .streamingStandby {
             guard upstreams[s.name] == from || upstreams[s.name] == nil else { continue }
             upstreams[s.name] = new.name
-            add(.configureRecovery(instance: s.leader.name, upstream: new.leader.name), site: s.name, "re-point \(s.leader.name) at \(new.leader.name)")
-            add(.awaitStreaming(instance: s.leader.name, upstream: new.leader.name), site: s.name, "wait until \(s.leader.name) streams from \(new.leader.name)")
+            add(
+                .configureRecovery(instance: s.leader.name, upstream: new.leader.name), site: s.name,
+                "re-point \(s.leader.name) at \(new.leader.name)")
+            add(
+                .awaitStreaming(instance: s.leader.name, upstream: new.leader.name), site: s.name,
+                "wait until \(s.leader.name) streams from \(new.leader.name)")
         }
     }
 }

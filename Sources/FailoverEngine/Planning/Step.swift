@@ -196,7 +196,8 @@ public struct Step: Sendable, Equatable {
     public var summary: String
 
     /// Creates a step; the planner numbers it.
-    public init(transition: Int, action: Action, site: String, _ operation: StepOperation, unlessFollowing: String? = nil, summary: String) {
+    public init(transition: Int, action: Action, site: String, _ operation: StepOperation, unlessFollowing: String? = nil, summary: String)
+    {
         self.number = 0
         self.transition = transition
         self.action = action

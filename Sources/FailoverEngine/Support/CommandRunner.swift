@@ -88,7 +88,9 @@ public struct CommandRunner: Sendable {
 
         let runAs = OSUser.isRoot ? user.flatMap { $0.uid == 0 ? nil : $0 } : nil
         let launchPath = runAs == nil ? path : "/usr/bin/setpriv"
-        let argv = runAs.map { ["setpriv", "--reuid=\($0.uid)", "--regid=\($0.gid)", "--init-groups", "--", path] + arguments } ?? [path] + arguments
+        let argv =
+            runAs.map { ["setpriv", "--reuid=\($0.uid)", "--regid=\($0.gid)", "--init-groups", "--", path] + arguments } ?? [path]
+            + arguments
         let account = runAs ?? OSUser.current
         var env = [
             "HOME": account.home, "USER": account.name, "LOGNAME": account.name, "PATH": Self.searchPath,
@@ -116,7 +118,8 @@ public struct CommandRunner: Sendable {
             stderr: output.read(output.stderrPath), seconds: seconds)
         if watch.timedOut {
             throw FailoverError.failed(
-                "`\(commandLine)` did not finish within \(Int(limit)) s and was killed: \(result.outputTail.isEmpty ? "(no output)" : result.outputTail). Raise policy.stepTimeoutSeconds or look at why it hangs.")
+                "`\(commandLine)` did not finish within \(Int(limit)) s and was killed: \(result.outputTail.isEmpty ? "(no output)" : result.outputTail). Raise policy.stepTimeoutSeconds or look at why it hangs."
+            )
         }
         return result
     }
@@ -169,7 +172,8 @@ private final class CapturedOutput: @unchecked Sendable {
         var template = Array((NSTemporaryDirectory() + "/failoverd-cmd-XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else {
-            throw FailoverError.failed("could not create a temporary file in \(NSTemporaryDirectory()): \(String(cString: strerror(errno)))")
+            throw FailoverError.failed(
+                "could not create a temporary file in \(NSTemporaryDirectory()): \(String(cString: strerror(errno)))")
         }
         let path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         return (path, FileHandle(fileDescriptor: fd, closeOnDealloc: true))

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A PostgreSQL write-ahead log location, written `X/Y` as PostgreSQL prints it.
 public struct LSN: Sendable, Hashable, Comparable, Codable, CustomStringConvertible {
     /// The 64-bit byte position in the WAL stream.
@@ -39,5 +41,3 @@ public struct LSN: Sendable, Hashable, Comparable, Codable, CustomStringConverti
         try c.encode(description)
     }
 }
-
-import Foundation

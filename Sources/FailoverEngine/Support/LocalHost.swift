@@ -33,7 +33,8 @@ enum LocalHost {
         while let entry = cursor {
             if let addr = entry.pointee.ifa_addr {
                 var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
-                let length = socklen_t(addr.pointee.sa_family == sa_family_t(AF_INET6) ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
+                let length = socklen_t(
+                    addr.pointee.sa_family == sa_family_t(AF_INET6) ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
                 if [sa_family_t(AF_INET), sa_family_t(AF_INET6)].contains(addr.pointee.sa_family),
                     getnameinfo(addr, length, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST) == 0
                 {

@@ -68,7 +68,8 @@ public struct OSUser: Sendable, Equatable {
         }
         guard user.uid != 0 else {
             throw FailoverError.invalid(
-                "OS user \"\(name)\" has uid 0: failoverd never runs PostgreSQL with root's privileges. Name an unprivileged user in \"osUser\".")
+                "OS user \"\(name)\" has uid 0: failoverd never runs PostgreSQL with root's privileges. Name an unprivileged user in \"osUser\"."
+            )
         }
         return user
     }

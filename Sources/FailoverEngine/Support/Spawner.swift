@@ -24,7 +24,8 @@ enum Spawner {
         guard let closeFromSymbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np"),
             let chdirSymbol = dlsym(nil, "posix_spawn_file_actions_addchdir_np")
         else {
-            throw FailoverError.failed("this C library lacks posix_spawn_file_actions_addclosefrom_np/addchdir_np (glibc 2.34 or later is needed)")
+            throw FailoverError.failed(
+                "this C library lacks posix_spawn_file_actions_addclosefrom_np/addchdir_np (glibc 2.34 or later is needed)")
         }
         let closeFrom = unsafeBitCast(closeFromSymbol, to: CloseFrom.self)
         let addChdir = unsafeBitCast(chdirSymbol, to: AddChdir.self)
@@ -68,7 +69,8 @@ enum Spawner {
         let result = posix_spawn(&pid, path, &actions, &attributes, cArguments, cEnvironment)
         guard result == 0 else {
             throw FailoverError.failed(
-                "could not launch `\(commandLine)`: \(String(cString: strerror(result))). Check that \(path) exists and is executable, and that \(workingDirectory) exists.")
+                "could not launch `\(commandLine)`: \(String(cString: strerror(result))). Check that \(path) exists and is executable, and that \(workingDirectory) exists."
+            )
         }
         return pid
     }

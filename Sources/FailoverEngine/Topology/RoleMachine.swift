@@ -71,12 +71,16 @@ public enum RoleMachine {
                 return .failure(
                     .init(
                         site: upstream,
-                        message: "\(label): upstream \"\(upstream)\" \(seen) at that point of the plan; it must be primary or streaming-standby"))
+                        message:
+                            "\(label): upstream \"\(upstream)\" \(seen) at that point of the plan; it must be primary or streaming-standby")
+                )
             }
         case .switchover, .failback:
             guard let old = primaries.first, old != subject else {
                 return .failure(
-                    .init(site: subject, message: "\(label): there is no primary to hand over from at that point of the plan; use failover instead"))
+                    .init(
+                        site: subject,
+                        message: "\(label): there is no primary to hand over from at that point of the plan; use failover instead"))
             }
             next[old] = .streamingStandby
         case .failover:
@@ -86,7 +90,11 @@ public enum RoleMachine {
             guard roles[source] == .primary else {
                 let seen = roles[source].map { "is \($0.rawValue)" } ?? "is not in the plan"
                 return .failure(
-                    .init(site: source, message: "\(label): source \"\(source)\" \(seen) at that point of the plan; pg_rewind needs the current primary as source"))
+                    .init(
+                        site: source,
+                        message:
+                            "\(label): source \"\(source)\" \(seen) at that point of the plan; pg_rewind needs the current primary as source"
+                    ))
             }
         case .bootstrapStandby, .disableStreaming, .fence, .rebuild:
             break

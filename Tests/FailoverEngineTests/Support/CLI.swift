@@ -54,7 +54,8 @@ enum CLI {
             }
             return Result(
                 status: process.terminationStatus, killedBySignal: process.terminationReason == .uncaughtSignal,
-                stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "", stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
+                stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "", stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? ""
+            )
         }
         /// Reads standard output so far.
         func outputSoFar() -> String { (try? String(contentsOf: out, encoding: .utf8)) ?? "" }
@@ -70,7 +71,8 @@ enum CLI {
         // gets a fresh one of its own, unless the test sets FAILOVERD_STATE itself.
         var environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
         if env["FAILOVERD_STATE"] == nil {
-            environment["FAILOVERD_STATE"] = FileManager.default.temporaryDirectory.path + "/failoverd-cli-state-\(getpid())/\(UUID().uuidString.prefix(8))"
+            environment["FAILOVERD_STATE"] =
+                FileManager.default.temporaryDirectory.path + "/failoverd-cli-state-\(getpid())/\(UUID().uuidString.prefix(8))"
         }
         p.environment = environment
         let tmp = FileManager.default.temporaryDirectory

@@ -173,7 +173,9 @@ struct SandboxFixture: Sendable {
     /// True when `pid` exists and is not a zombie (this machine's init does not always reap orphans promptly).
     static func isRunning(_ pid: pid_t) -> Bool {
         guard kill(pid, 0) == 0 || errno == EPERM else { return false }
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return true }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else {
+            return true
+        }
         let state = stat[stat.index(after: close)...].split(separator: " ").first ?? ""
         return state != "Z" && state != "X"
     }

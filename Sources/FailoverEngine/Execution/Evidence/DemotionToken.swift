@@ -43,7 +43,8 @@ public struct DemotionToken: StepEvidence {
         let tli = try c.decode(String.self, forKey: .timeline)
         let lsn = try c.decode(String.self, forKey: .checkpointLSN)
         guard !system.isEmpty, let t = Int(tli), let l = LSN(lsn) else {
-            throw DecodingError.dataCorruptedError(forKey: .checkpointLSN, in: c, debugDescription: "demotion token \(system)/\(tli)/\(lsn)")
+            throw DecodingError.dataCorruptedError(
+                forKey: .checkpointLSN, in: c, debugDescription: "demotion token \(system)/\(tli)/\(lsn)")
         }
         systemIdentifier = system
         timeline = t

@@ -6,7 +6,8 @@ struct StartStep: RunnableStep {
         let s = try await run.driver.status(of: instance)
         if s.isWritablePrimary {
             throw FailoverError.refused(
-                "\(instance.name) is running as a primary, but this step starts it as a standby; stop it (or fence its site) before resuming.")
+                "\(instance.name) is running as a primary, but this step starts it as a standby; stop it (or fence its site) before resuming."
+            )
         }
         return s.running
     }
@@ -14,7 +15,8 @@ struct StartStep: RunnableStep {
     func act(_ run: StepRunner) async throws -> NoEvidence {
         if try run.ctx.journal.isFenced(instance: instance.name), try await run.driver.recoverySettings(of: instance) == nil {
             throw FailoverError.refused(
-                "\(instance.name) is fenced and has no standby settings: failoverd will not start it as a primary. Repair it with rewind or rebuild.")
+                "\(instance.name) is fenced and has no standby settings: failoverd will not start it as a primary. Repair it with rewind or rebuild."
+            )
         }
         try await run.driver.start(instance)
         return NoEvidence()
