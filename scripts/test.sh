@@ -5,5 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
 bash scripts/setup.sh
+# The project's own .swift-format, as an error: unformatted code fails the build before anything runs.
+swift format lint --strict --recursive --parallel Package.swift Sources Tests benchmarks
 swift build --build-tests
 swift test --skip-build "$@"
