@@ -1,0 +1,75 @@
+/// One member of a site as its site-level driver sees it.
+public struct SiteMember: Sendable, Equatable {
+    /// The instance.
+    public var instance: Instance
+    /// What a probe of it saw.
+    public var status: InstanceStatus
+
+    /// Creates a member.
+    public init(instance: Instance, status: InstanceStatus) {
+        self.instance = instance
+        self.status = status
+    }
+}
+
+/// A site's members, their state, timeline and WAL positions, as its driver reports them.
+public struct SiteStatus: Sendable, Equatable {
+    /// The site's name.
+    public var site: String
+    /// Every member, the leader first.
+    public var members: [SiteMember]
+
+    /// Creates a status.
+    public init(site: String, members: [SiteMember]) {
+        self.site = site
+        self.members = members
+    }
+
+    /// The members that accept writes.
+    public var writableMembers: [SiteMember] { members.filter { $0.status.isWritablePrimary } }
+
+    /// True when every member is proven unable to accept writes (stopped, or answering in recovery).
+    public var isProvenNotWritable: Bool { members.allSatisfy { $0.status.isProvenNotWritable } }
+}
+
+/// How a diverged site rejoins: pg_rewind from the source, or a delta restore from the repository.
+public enum RejoinMethod: String, Sendable, Codable {
+    /// pg_rewind from the source's leader.
+    case rewind
+    /// A delta restore from the repository.
+    case rebuild
+}
+
+/// How the planner expands a transition for a site's driver.
+public enum StepExpansion: Sendable, Equatable {
+    /// The PostgreSQL primitives, one journaled step each (checkpoint, stop, read-shutdown-checkpoint, …),
+    /// so a crash between two of them resumes at the right one: the drivers that own the servers.
+    case instanceSteps
+    /// One step per site-level request (demote, promote, follow, fence, rejoin): a managed site (Patroni,
+    /// an operator on Kubernetes) where "demote to a standby of X" is one request.
+    case siteSteps
+}
+
+/// The operations failoverd needs from a site, at the level of site roles. A managed site (Patroni's
+/// `PATCH /config` with `standby_cluster`, an operator's `spec.standby`) implements this; drivers that own
+/// the servers implement ``InstanceDriver`` instead and get this level from ``InstanceSite``.
+///
+/// The gates (split-brain check, demotion-token replay, failover gate) are not here: they run above both
+/// levels, in the steps, and are shared by every driver.
+public protocol SiteDriver: Sendable {
+    /// How the planner expands this driver's transitions.
+    var expansion: StepExpansion { get }
+    /// The site's members with their role, timeline and WAL positions.
+    func status(of site: Site) async throws -> SiteStatus
+    /// Demotes the site's primary cleanly to a standby of `upstream`'s leader and returns the shutdown
+    /// checkpoint it wrote: the demotion token.
+    func demote(_ site: Site, toStandbyOf upstream: Site) async throws -> DemotionToken
+    /// Promotes the site's leader; with a token, only once the leader has replayed past it on its timeline.
+    func promote(_ site: Site, proving token: DemotionToken?) async throws -> Promotion
+    /// Makes the site follow `upstream`'s leader (streaming), or the repository alone when nil.
+    func follow(_ site: Site, upstream: Site?) async throws
+    /// Fences the site: nothing of it accepts writes, or starts as a primary, until it is repaired.
+    func fence(_ site: Site, reason: String) async throws -> [String: FenceEvidence]
+    /// Repairs a diverged site from `source` and makes it follow `source`'s leader.
+    func rejoin(_ site: Site, from source: Site, by method: RejoinMethod) async throws
+}

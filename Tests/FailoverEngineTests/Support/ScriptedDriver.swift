@@ -1,0 +1,112 @@
+import Foundation
+import Synchronization
+
+@testable import FailoverEngine
+
+/// An instance driver whose servers are the simulated ones, with a script of faults: the next call of a
+/// named primitive on a named instance throws. Every call is logged, so a test can say what ran.
+final class ScriptedDriver: InstanceDriver {
+    struct Fault: Sendable {
+        var call: String
+        var instance: String
+        var message: String
+    }
+
+    let world: SimulatedDriver
+    private let state = Mutex<(faults: [Fault], calls: [String])>((faults: [], calls: []))
+
+    init(plan: Plan, stateDirectory: String) throws {
+        world = try SimulatedDriver(plan: plan, stateDirectory: stateDirectory)
+    }
+
+    /// The next `call` on `instance` throws `message`.
+    func failNext(_ call: String, on instance: String, _ message: String) {
+        state.withLock { $0.faults.append(Fault(call: call, instance: instance, message: message)) }
+    }
+
+    /// Every call so far, as `name instance`.
+    var calls: [String] { state.withLock { $0.calls } }
+
+    private func record(_ call: String, _ instance: Instance) throws {
+        let fault: Fault? = state.withLock { s in
+            s.calls.append("\(call) \(instance.name)")
+            guard let i = s.faults.firstIndex(where: { $0.call == call && $0.instance == instance.name }) else { return nil }
+            return s.faults.remove(at: i)
+        }
+        if let fault { throw FailoverError.failed(fault.message) }
+    }
+
+    func status(of instance: Instance) async throws -> InstanceStatus {
+        try record("status", instance)
+        return try await world.status(of: instance)
+    }
+    func controlData(of instance: Instance) async throws -> ControlData? {
+        try record("controlData", instance)
+        return try await world.controlData(of: instance)
+    }
+    func recoverySettings(of instance: Instance) async throws -> RecoverySettings? {
+        try record("recoverySettings", instance)
+        return try await world.recoverySettings(of: instance)
+    }
+    func configureRecovery(of instance: Instance, _ settings: RecoverySettings) async throws {
+        try record("configureRecovery", instance)
+        try await world.configureRecovery(of: instance, settings)
+    }
+    func start(_ instance: Instance) async throws {
+        try record("start", instance)
+        try await world.start(instance)
+    }
+    func stop(_ instance: Instance, mode: StopMode) async throws {
+        try record("stop", instance)
+        try await world.stop(instance, mode: mode)
+    }
+    func promote(_ instance: Instance) async throws {
+        try record("promote", instance)
+        try await world.promote(instance)
+    }
+    func checkpoint(_ instance: Instance) async throws {
+        try record("checkpoint", instance)
+        try await world.checkpoint(instance)
+    }
+    func switchWAL(_ instance: Instance) async throws -> String {
+        try record("switchWAL", instance)
+        return try await world.switchWAL(instance)
+    }
+    func isArchived(_ instance: Instance, segment: String) async throws -> Bool {
+        try record("isArchived", instance)
+        return try await world.isArchived(instance, segment: segment)
+    }
+    func restore(_ instance: Instance, delta: Bool) async throws {
+        try record("restore", instance)
+        try await world.restore(instance, delta: delta)
+    }
+    func rewind(_ instance: Instance, source: Instance) async throws -> String {
+        try record("rewind", instance)
+        return try await world.rewind(instance, source: source)
+    }
+    func writeProbe(_ instance: Instance) async throws -> LSN {
+        try record("writeProbe", instance)
+        return try await world.writeProbe(instance)
+    }
+    func hasData(_ instance: Instance) async throws -> Bool {
+        try record("hasData", instance)
+        return try await world.hasData(instance)
+    }
+    func setFenceMarker(_ instance: Instance, reason: String) async throws {
+        try record("setFenceMarker", instance)
+        try await world.setFenceMarker(instance, reason: reason)
+    }
+    func endOfWAL(_ instance: Instance) async throws -> LSN? {
+        try record("endOfWAL", instance)
+        return try await world.endOfWAL(instance)
+    }
+    func repositorySystemIdentifier() async throws -> String? { try await world.repositorySystemIdentifier() }
+}
+
+/// Gives the executor one scripted driver; journaled as `simulated`, the servers it drives.
+struct ScriptedDrivers: DriverProvider {
+    let driver: ScriptedDriver
+    func name(plan: Plan) -> String { "simulated" }
+    func make(plan: Plan, name: String) throws -> any InstanceDriver { driver }
+    func pollInterval(_ driver: any InstanceDriver) -> Double { 0.001 }
+}
