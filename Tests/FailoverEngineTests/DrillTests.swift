@@ -180,9 +180,11 @@ import Testing
                 .killPrimary(step: 3), .crashEngine(CrashPoint(step: 5, phase: .after)), .cutReceiver(site: "dr"),
                 .archiveStall(seconds: 2.5),
             ])
-        #expect(throws: FailoverError.self) { try Fault.parse("cut-receiver@nowhere", plan: plan) }
-        #expect(throws: FailoverError.self) { try Fault.parse("flood@3", plan: plan) }
-        #expect(throws: FailoverError.self) { try Fault.parse("crash-engine@1:before,crash-engine@2:after", plan: plan) }
+        expectFailure(.invalidInput, "no site \"nowhere\" in the plan") { try Fault.parse("cut-receiver@nowhere", plan: plan) }
+        expectFailure(.invalidInput, "unknown fault \"flood\"") { try Fault.parse("flood@3", plan: plan) }
+        expectFailure(.invalidInput, "at most one crash-engine fault per drill") {
+            try Fault.parse("crash-engine@1:before,crash-engine@2:after", plan: plan)
+        }
         let bad = try CLI.run(["drill", CLI.plan("switchover"), "--faults", "kill-primary@zero"])
         #expect(bad.status == 2)
         #expect(bad.stderr.contains("--faults kill-primary@zero"))

@@ -78,7 +78,9 @@ import Testing
         let ctx = StepContext(
             plan: plan, driver: driver, journal: journal, runID: "r-x", epoch: 0, allowDataLoss: false, logger: .init(label: "t"),
             evidence: [:], steps: [step], pollInterval: 0.001)
-        await #expect(throws: FailoverError.self) { _ = try await StepRunner(ctx: ctx, step: step).act() }
+        await expectFailure(.refused, "prod-0 is fenced and has no standby settings") {
+            _ = try await StepRunner(ctx: ctx, step: step).act()
+        }
         #expect(try await driver.status(of: plan.sites[0].leader).running == false)
     }
 

@@ -308,7 +308,7 @@ import Testing
         #expect(try journal.recordedRoles()["dr"] == nil)
         #expect(try !journal.isFenced(instance: "prod-0"))
         #expect(try journal.run("r-1")?.outcome == .running)
-        #expect(throws: FailoverError.self) { try RunLock(journal: journal).verify(holder) }
+        expectFailure(.refused, "run r-1 lost the run lock (epoch 0)") { try RunLock(journal: journal).verify(holder) }
     }
 }
 

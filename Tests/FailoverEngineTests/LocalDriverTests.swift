@@ -83,7 +83,7 @@ struct LocalDriverTests {
                 #expect(!FileManager.default.fileExists(atPath: path), "\(path) is removed")
             }
             // A second down finds no sandbox and says so, touching nothing.
-            await #expect(throws: FailoverError.self) { try await fx.sandbox.down() }
+            await expectFailure(.refused, "sandbox down: no sandbox of plan") { try await fx.sandbox.down() }
         }
         #expect(pids.count == 5)
         #expect(pids.allSatisfy { !SandboxFixture.isRunning($0) })

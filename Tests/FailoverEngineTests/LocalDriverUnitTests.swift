@@ -92,7 +92,7 @@ struct LocalDriverUnitTests {
         }
         let failing = try await runner.run("/bin/sh", ["-c", "echo boom >&2; exit 3"])
         #expect(failing.exitCode == 3)
-        #expect(throws: FailoverError.self) { try failing.checked() }
+        expectFailure(.stepFailed, "failed with exit code 3") { try failing.checked() }
         #expect(failing.outputTail == "boom")
     }
 
@@ -106,7 +106,9 @@ struct LocalDriverUnitTests {
         kill(pid, SIGKILL)
 
         // Past its timeout a command is killed and the runner says so.
-        await #expect(throws: FailoverError.self) { try await runner.run("/bin/sleep", ["30"], timeout: 0.3) }
+        await expectFailure(.stepFailed, "did not finish within 0 s and was killed") {
+            try await runner.run("/bin/sleep", ["30"], timeout: 0.3)
+        }
     }
 }
 
@@ -137,8 +139,8 @@ struct LocalDriverUnitTests {
         try "15\n".write(toFile: data + "/PG_VERSION", atomically: true, encoding: .utf8)
         let sandbox = Sandbox(plan: plan, stateDirectory: root + "/state")
         #expect(!sandbox.exists)
-        await #expect(throws: FailoverError.self) { try await sandbox.up() }
-        await #expect(throws: FailoverError.self) { try await sandbox.down() }
+        await expectFailure(.refused, "is not empty and was not built by `failoverd sandbox up`") { try await sandbox.up() }
+        await expectFailure(.refused, "sandbox down: no sandbox of plan") { try await sandbox.down() }
         // Nothing was touched: the foreign directory is as it was, and no sandbox was recorded.
         #expect(try FileManager.default.contentsOfDirectory(atPath: data) == ["PG_VERSION"])
         #expect(!sandbox.exists)

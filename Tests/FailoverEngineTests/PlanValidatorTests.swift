@@ -21,9 +21,16 @@ struct PlanValidatorTests {
         #expect(plan.replication.effectiveRewindUser == "rewinder")
     }
 
-    @Test func theDocumentedExampleIsTheContractsExample() throws {
-        // The shared design copy is the contract; where it is present (a developer machine), the docs must match it.
-        guard let contract = try? String(contentsOfFile: "/work/shared/design/plan-format.md", encoding: .utf8) else { return }
+    static let contractPath = "/work/shared/design/plan-format.md"
+
+    // The shared design copy is the contract; where it is present (a developer machine), the docs must match
+    // it. Where it is missing the test is reported skipped, never passed.
+    @Test(
+        .enabled(
+            if: FileManager.default.fileExists(atPath: PlanValidatorTests.contractPath),
+            "the shared design copy \(PlanValidatorTests.contractPath) is not on this machine"))
+    func theDocumentedExampleIsTheContractsExample() throws {
+        let contract = try String(contentsOfFile: Self.contractPath, encoding: .utf8)
         #expect(contract.contains(try PlanFixtures.documentedExample()))
     }
 

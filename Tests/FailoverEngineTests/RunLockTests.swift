@@ -63,7 +63,9 @@ import Testing
                     "UPDATE run_lock SET run_id = 'r-remote', pid = 1, host = 'other-host', acquired_at = ?, renewed_at = ?, lease_seconds = 30",
                 arguments: [Journal.now(), Journal.now()])
         }
-        #expect(throws: FailoverError.self) { _ = try lock.acquire(runID: "r-local") }
+        expectFailure(.lockHeld, "another failoverd run holds this state directory: run r-remote") {
+            _ = try lock.acquire(runID: "r-local")
+        }
         try journal.db.write { db in
             try db.execute(sql: "UPDATE run_lock SET renewed_at = ?", arguments: [Journal.timestamp(Date().addingTimeInterval(-120))])
         }
@@ -73,6 +75,6 @@ import Testing
         try lock.verify(holder)
         // Someone else takes it over: this holder is fenced out of destructive steps.
         try journal.db.write { db in try db.execute(sql: "UPDATE run_lock SET epoch = 2, pid = 2") }
-        #expect(throws: FailoverError.self) { try lock.verify(holder) }
+        expectFailure(.refused, "run r-local lost the run lock (epoch 1)") { try lock.verify(holder) }
     }
 }

@@ -231,7 +231,9 @@ struct PlantedManifestTests {
         let planted = try JSONSerialization.data(withJSONObject: ["plan": plan.name, "created": [canary.root + "/victim"]])
         FileManager.default.createFile(atPath: root + "/failoverd-sandbox-fo.json", contents: planted)
         let before = canary.snapshot()
-        await #expect(throws: FailoverError.self) { try await Sandbox(plan: plan, stateDirectory: root + "/state").down() }
+        await expectFailure(.refused, "sandbox down: no sandbox of plan") {
+            try await Sandbox(plan: plan, stateDirectory: root + "/state").down()
+        }
         #expect(canary.snapshot() == before)
     }
 

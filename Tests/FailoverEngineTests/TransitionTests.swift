@@ -166,7 +166,7 @@ import Testing
             try await fx.waitForRow(22, on: dr1)
             #expect(fx.driver.hasFenceMarker(prod))
             // failoverd will not start the fenced old primary as a primary.
-            await #expect(throws: FailoverError.self) { try await fx.driver.start(prod) }
+            await expectFailure(.refused, "prod-0 is fenced") { try await fx.driver.start(prod) }
         }
     }
 }
