@@ -1,7 +1,7 @@
 // failoverd-bench: measures the engine's own costs and prints each beside a baseline measured in the
 // same run, as a ratio. Usage: failoverd-bench [journal|plan|audit|all] [--events N]
 import Crypto
-import FailoverEngine
+@_spi(JournalDatabase) import FailoverEngine
 import Foundation
 import GRDB
 

@@ -42,9 +42,9 @@ struct CheckCommand: AsyncParsableCommand {
                     "--simulate needs the state directory of a rehearsal (\(state.state) has no journal); run `failoverd run PLAN --simulate` first"
                 )
             }
-            let driver = try DriverFactory.make(plan: p, stateDirectory: state.state, simulate: simulate)
             var logger = Logger(label: "failoverd.check")
             logger.logLevel = .warning
+            let driver = try DriverFactory.make(plan: p, stateDirectory: state.state, simulate: simulate, logger: logger)
             let check = TopologyCheck(plan: p, driver: driver, journal: journal, logger: logger)
             var round = 0
             while true {

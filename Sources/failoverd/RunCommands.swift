@@ -1,6 +1,7 @@
 import ArgumentParser
 import FailoverEngine
 import Foundation
+import Logging
 
 /// Options shared by run and resume.
 struct ExecutionOptions: ParsableArguments {
@@ -141,7 +142,8 @@ struct StatusCommand: AsyncParsableCommand {
                     "no journal in state directory \(state.state): nothing has run there yet (use --state or $FAILOVERD_STATE)")
             }
             var report = try StatusReport.read(stateDirectory: state.state)
-            report.instances = try await StatusReport.unfinishedRunInstances(stateDirectory: state.state)
+            report.instances = try await StatusReport.unfinishedRunInstances(
+                stateDirectory: state.state, logger: Logger(label: "failoverd.status"))
             if json { return try printJSON(report) }
             print("state directory: \(report.stateDirectory)  (fencing epoch \(report.epoch))")
             for s in report.sites { print("  " + s.name.padded(16) + s.role.padded(18) + "since " + s.updatedAt) }

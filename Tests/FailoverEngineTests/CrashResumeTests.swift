@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 import Testing
 
-@testable import FailoverEngine
+@_spi(JournalDatabase) @testable import FailoverEngine
 
 /// kill -9 at any step, then resume, ends where an uninterrupted run ends. Real processes: the engine
 /// SIGKILLs itself through the fault switch.

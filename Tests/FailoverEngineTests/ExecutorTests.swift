@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 import Testing
 
-@testable import FailoverEngine
+@_spi(JournalDatabase) @testable import FailoverEngine
 
 /// The executor's promises, on the simulated driver: journal durability, refusals, roles, resume rules.
 @Suite struct ExecutorTests {

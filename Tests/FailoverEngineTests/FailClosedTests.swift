@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 import Testing
 
-@testable import FailoverEngine
+@_spi(JournalDatabase) @testable import FailoverEngine
 
 #if canImport(Glibc)
     import Glibc

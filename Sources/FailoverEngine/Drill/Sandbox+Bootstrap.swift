@@ -115,12 +115,16 @@ extension Sandbox {
                     "--auth-local=peer", "--auth-host=scram-sha-256",
                 ]
             ).checked("Check that \(user.name) owns \(paths.dataDirectory) and that it is empty.")
-            logger.info("initdb \(leader.name) in \(String(format: "%.2f", CommandRunner.seconds(since: clock))) s")
+            logger.info(
+                "initdb",
+                metadata: ["instance": "\(leader.name)", "seconds": "\(String(format: "%.2f", CommandRunner.seconds(since: clock)))"])
             try writeServerConfiguration(paths, driver: driver, user: user)
         }
         try await driver.start(leader)
         guard try await !driver.status(of: leader).inRecovery else {
-            logger.info("sandbox: \(leader.name) runs as a standby now; leaving roles, stanza and backups as they are")
+            logger.info(
+                "sandbox: the leader runs as a standby now; leaving roles, stanza and backups as they are",
+                metadata: ["instance": "\(leader.name)"])
             return
         }
         try await ensureRoles(on: leader, driver: driver, passwords: passwords)
@@ -133,7 +137,9 @@ extension Sandbox {
                 driver.backrest.executable, driver.backrest.arguments("backup", options + ["--type=full", "--start-fast"]),
                 timeout: max(driver.timeout, 300)
             ).checked("See the pgBackRest log in the log-path of \(driver.backrest.configPath).")
-            logger.info("full backup of \(leader.name) in \(String(format: "%.2f", CommandRunner.seconds(since: clock))) s")
+            logger.info(
+                "full backup",
+                metadata: ["instance": "\(leader.name)", "seconds": "\(String(format: "%.2f", CommandRunner.seconds(since: clock)))"])
         }
     }
 

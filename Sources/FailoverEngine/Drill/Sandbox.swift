@@ -109,7 +109,8 @@ public struct Sandbox: Sendable {
                 try await ensureStandby(follower, upstream: site.leader, driver: driver)
             }
         }
-        logger.info("sandbox \(plan.name) up in \(String(format: "%.1f", CommandRunner.seconds(since: clock))) s")
+        logger.info(
+            "sandbox up", metadata: ["plan": "\(plan.name)", "seconds": "\(String(format: "%.1f", CommandRunner.seconds(since: clock)))"])
     }
 
     /// Every instance of the plan: running or not, its pid, the role it reports, and its WAL positions.
@@ -170,7 +171,7 @@ public struct Sandbox: Sendable {
             removed.append(path)
         }
         try Files.removeFile(manifestPath, owner: nil)
-        logger.info("sandbox \(plan.name) down; removed \(removed.count) paths")
+        logger.info("sandbox down", metadata: ["plan": "\(plan.name)", "removedPaths": "\(removed.count)"])
         return removed
     }
 
@@ -227,7 +228,7 @@ public struct Sandbox: Sendable {
             "useradd", ["--system", "--user-group", "--home-dir", "/nonexistent", "--no-create-home", "--shell", "/usr/sbin/nologin", name])
         // A concurrent `up` may have created it first; what counts is that it exists now.
         if let user = OSUser.lookup(name) {
-            if result.succeeded { logger.info("created OS user \(name)") }
+            if result.succeeded { logger.info("created OS user", metadata: ["user": "\(name)"]) }
             return user
         }
         try result.checked("Create the user by hand, or set \"osUser\" in the plan to an existing unprivileged user.")

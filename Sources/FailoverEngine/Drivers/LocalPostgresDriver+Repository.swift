@@ -79,7 +79,7 @@ extension LocalPostgresDriver {
         var retried = false
         if !result.succeeded && (result.stderr + result.stdout).contains("could not find previous WAL record") {
             retried = true
-            logger.info("pg_rewind of \(instance.name) needs archived WAL; retrying with --restore-target-wal")
+            logger.info("pg_rewind needs archived WAL; retrying with --restore-target-wal", metadata: ["instance": "\(instance.name)"])
             result = try await runner.run(
                 bin("pg_rewind"), arguments + ["--restore-target-wal"], workingDirectory: paths.dataDirectory, timeout: bulkTimeout)
         }
@@ -94,7 +94,7 @@ extension LocalPostgresDriver {
         let summary =
             "pg_rewind of \(instance.name) from \(source.name) in \(String(format: "%.2f", seconds)) s"
             + (retried ? " (with --restore-target-wal)" : "") + (facts.isEmpty ? "" : ": " + facts.joined(separator: "; "))
-        logger.info("\(summary)")
+        logger.info("pg_rewind", metadata: ["instance": "\(instance.name)", "summary": "\(summary)"])
         return summary
     }
 

@@ -164,7 +164,9 @@ public struct LocalPostgresDriver: InstanceDriver {
                     "could not start \(instance.name) (\(paths.dataDirectory), port \(instance.port)): \(result.outputTail); server log \(paths.logFile): \(Files.tail(paths.logFile)). Fix the cause shown in the log and retry."
                 )
             }
-            logger.info("started \(instance.name) in \(String(format: "%.2f", CommandRunner.seconds(since: clock))) s")
+            logger.info(
+                "started",
+                metadata: ["instance": "\(instance.name)", "seconds": "\(String(format: "%.2f", CommandRunner.seconds(since: clock)))"])
         }
         try await waitUntilAcceptingConnections(instance)
     }
@@ -181,7 +183,9 @@ public struct LocalPostgresDriver: InstanceDriver {
                 "could not stop \(instance.name) (postmaster \(pid), mode \(mode.rawValue)): \(result.outputTail). Try mode immediate, or look at \(paths.logFile)."
             )
         }
-        logger.info("stopped \(instance.name) (\(mode.rawValue)) in \(String(format: "%.2f", result.seconds)) s")
+        logger.info(
+            "stopped",
+            metadata: ["instance": "\(instance.name)", "mode": "\(mode.rawValue)", "seconds": "\(String(format: "%.2f", result.seconds))"])
     }
 
     /// Promotes a running standby with `pg_ctl promote -w`, waits until it leaves recovery, and clears its fence marker.

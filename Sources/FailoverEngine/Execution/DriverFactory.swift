@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 /// Gives the executor the driver of a plan: the seam that lets tests run a scripted driver in process.
 public protocol DriverProvider: Sendable {
@@ -17,17 +18,20 @@ public struct StandardDrivers: DriverProvider {
     public var stateDirectory: String
     /// Run against the simulated driver.
     public var simulate: Bool
+    /// Where the drivers log.
+    public var logger: Logger
 
     /// Creates the provider.
-    public init(stateDirectory: String, simulate: Bool) {
+    public init(stateDirectory: String, simulate: Bool, logger: Logger) {
         self.stateDirectory = stateDirectory
         self.simulate = simulate
+        self.logger = logger
     }
 
     public func name(plan: Plan) -> String { DriverFactory.name(plan: plan, simulate: simulate) }
 
     public func make(plan: Plan, name: String) throws -> any InstanceDriver {
-        try DriverFactory.make(plan: plan, stateDirectory: stateDirectory, simulate: name == "simulated")
+        try DriverFactory.make(plan: plan, stateDirectory: stateDirectory, simulate: name == "simulated", logger: logger)
     }
 
     public func pollInterval(_ driver: any InstanceDriver) -> Double { DriverFactory.pollInterval(driver) }
@@ -35,12 +39,12 @@ public struct StandardDrivers: DriverProvider {
 
 /// Chooses the driver for a run: simulated with --simulate or when every site says `simulated`, local otherwise.
 public enum DriverFactory {
-    /// The driver for `plan`.
-    public static func make(plan: Plan, stateDirectory: String, simulate: Bool) throws -> any InstanceDriver {
+    /// The driver for `plan`, logging to the caller's `logger`.
+    public static func make(plan: Plan, stateDirectory: String, simulate: Bool, logger: Logger) throws -> any InstanceDriver {
         if simulate || plan.sites.allSatisfy({ $0.driver == "simulated" }) {
             return try SimulatedDriver(plan: plan, stateDirectory: stateDirectory)
         }
-        return try LocalPostgresDriver(plan: plan)
+        return try LocalPostgresDriver(plan: plan, logger: logger)
     }
 
     /// The driver name recorded with the run.

@@ -38,7 +38,8 @@ public actor Executor {
             throw FailoverError.invalid("cannot open the journal in state directory \(options.stateDirectory): \(error)")
         }
         self.init(
-            journal: journal, drivers: StandardDrivers(stateDirectory: options.stateDirectory, simulate: options.simulate),
+            journal: journal,
+            drivers: StandardDrivers(stateDirectory: options.stateDirectory, simulate: options.simulate, logger: options.logger),
             logger: options.logger, options: options)
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 extension StatusReport {
     /// How one instance of an unfinished run's plan would come up if started now, whoever starts it.
@@ -16,11 +17,11 @@ extension StatusReport {
 
     /// For an unfinished run (running or failed), each instance of its plan: what it is now and how it
     /// would start, from failoverd's standby settings and fence records. Nil when the last run is finished.
-    public static func unfinishedRunInstances(stateDirectory: String) async throws -> [InstanceStart]? {
+    public static func unfinishedRunInstances(stateDirectory: String, logger: Logger) async throws -> [InstanceStart]? {
         let journal = try Journal(stateDirectory: stateDirectory)
         guard let run = try journal.unfinishedRun() else { return nil }
         let plan = try run.plan()
-        let driver = try DriverFactory.make(plan: plan, stateDirectory: stateDirectory, simulate: run.driver == "simulated")
+        let driver = try DriverFactory.make(plan: plan, stateDirectory: stateDirectory, simulate: run.driver == "simulated", logger: logger)
         var result: [InstanceStart] = []
         for (site, instance) in plan.allInstances {
             let seen: String

@@ -6,8 +6,9 @@ import GRDB
 /// WAL mode with synchronous=FULL, IMMEDIATE write transactions and a busy timeout: a step journaled
 /// `started` is on disk before its side effect begins, whatever happens to the process afterwards.
 public final class Journal: Sendable {
-    /// The database, one connection per process.
-    public let db: DatabaseQueue
+    /// The database, one connection per process. Not part of the library's interface: everything else
+    /// reads and writes through the journal's methods; the benchmarks (timing raw SQLite) and white-box tests reach it as SPI.
+    @_spi(JournalDatabase) public let db: DatabaseQueue
     /// The journal file.
     public let path: String
     /// Signs audit checkpoints when the operator configured a key (`--audit-key`, `$FAILOVERD_AUDIT_KEY`).
