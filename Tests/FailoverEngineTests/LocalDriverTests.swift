@@ -99,7 +99,10 @@ struct LocalDriverTests {
             try await sandbox.up()
             Issue.record("sandbox up succeeded in a directory the OS user cannot reach")
         } catch let error as FailoverError {
-            #expect(error.code == .invalidInput && error.message.contains("cannot write \(plan.repository.path)"))
+            // The first path of the plan the OS user cannot reach is named, with what to do.
+            #expect(error.code == .invalidInput, "\(error.message)")
+            #expect(error.message.contains("sandbox: OS user") && error.message.contains(root + "/"), "\(error.message)")
+            #expect(error.message.contains("chmod o+x"), "\(error.message)")
         }
         #expect(Postmaster.livePID(in: plan.sites[0].leader.dataDirectory) == nil)
         await SandboxFixture.tearDown(root: root, plan: plan, sandbox: sandbox)
