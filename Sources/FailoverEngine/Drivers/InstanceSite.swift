@@ -28,7 +28,8 @@ public struct InstanceSite: SiteDriver {
     }
 
     /// CHECKPOINT, fast stop, pg_controldata: refuses unless the leader shut down cleanly; then writes its
-    /// standby settings so that any later start brings it up as a standby of `upstream`'s leader.
+    /// standby settings and starts it as a standby of `upstream`'s leader, as a managed site's demoted
+    /// leader comes back (Patroni's standby leader). The token is read before that start.
     public func demote(_ site: Site, toStandbyOf upstream: Site) async throws -> DemotionToken {
         let leader = site.leader
         if try await driver.status(of: leader).isWritablePrimary { try await driver.checkpoint(leader) }
@@ -39,6 +40,7 @@ public struct InstanceSite: SiteDriver {
             )
         }
         try await driver.configureRecovery(of: leader, RecoverySettings(upstream: upstream.leader))
+        try await driver.start(leader)
         return DemotionToken(control)
     }
 

@@ -9,6 +9,14 @@ public protocol DriverProvider: Sendable {
     func make(plan: Plan, name: String) throws -> any InstanceDriver
     /// How often waits poll, in seconds, with this driver.
     func pollInterval(_ driver: any InstanceDriver) -> Double
+    /// The site-level drivers of the plan's managed sites (Patroni, an operator), by site name: their
+    /// transitions expand into site steps. Sites not listed are reached through the instance driver.
+    func managedSites(plan: Plan) throws -> [String: any SiteDriver]
+}
+
+extension DriverProvider {
+    /// No managed sites: every site's servers are reached through the instance driver.
+    public func managedSites(plan: Plan) throws -> [String: any SiteDriver] { [:] }
 }
 
 /// The drivers of a state directory: simulated with --simulate or when every site says `simulated`, local

@@ -72,7 +72,8 @@ public actor Executor {
                 }
             }
             let steps: [Step]
-            switch Planner(plan: plan).steps() {
+            let managed = try drivers.managedSites(plan: plan)
+            switch Planner(plan: plan, expansion: managed.mapValues(\.expansion)).steps() {
             case .success(let s): steps = s
             case .failure(let refusal): throw FailoverError.refused(refusal.message)
             }
@@ -193,6 +194,7 @@ public actor Executor {
         state = .executing(runID: runID)
         defer { state = .idle }
         let started = clock.seconds()
+        let managed = try drivers.managedSites(plan: plan)
         let records = try journal.steps(of: runID)
         let steps = records.map(\.step)
         var evidence: [Int: [String: String]] = [:]
@@ -221,7 +223,7 @@ public actor Executor {
             let ctx = StepContext(
                 plan: plan, driver: driver, journal: journal, runID: runID, epoch: holder.epoch,
                 allowDataLoss: allowDataLoss ?? options.allowDataLoss, logger: logger, evidence: evidence, steps: steps,
-                pollInterval: drivers.pollInterval(driver))
+                pollInterval: drivers.pollInterval(driver), sites: managed)
             let runner = StepRunner(ctx: ctx, step: step, inDoubt: record.attempts > 0)
             do {
                 if try await runner.check() {

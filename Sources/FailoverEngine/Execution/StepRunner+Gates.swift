@@ -6,8 +6,8 @@ extension StepRunner {
     /// The target streams from the primary, same system and timeline, within policy.maxLagBytes.
     func gateSwitchover(target: Instance, primary: Instance) async throws -> SwitchoverGateEvidence {
         // The target first, then the primary: lag read in this order can only be overestimated.
-        let t = try await driver.status(of: target)
-        let p = try await driver.status(of: primary)
+        let t = try await ctx.status(of: target)
+        let p = try await ctx.status(of: primary)
         guard p.isWritablePrimary, let top = p.currentLSN else {
             throw FailoverError.refused(
                 "switchover refused: \(primary.name) is not running as a primary that accepts writes; a switchover needs a live primary. Use failover instead."
@@ -59,7 +59,7 @@ extension StepRunner {
     /// skipped in silence. The planner runs this gate twice: before fencing, to refuse with nothing
     /// changed, and after, when the old primary can no longer write and the positions are final.
     func gateFailover(target: Instance) async throws -> FailoverGateEvidence {
-        let t = try await driver.status(of: target)
+        let t = try await ctx.status(of: target)
         guard t.running, t.reachable, t.inRecovery, let pos = t.heldLSN else {
             throw FailoverError.refused(
                 "failover refused: \(target.name) is not a running standby (\(t.seen)); start it or choose another target.")
@@ -72,7 +72,7 @@ extension StepRunner {
             let key = other.name
             let s: InstanceStatus
             do {
-                s = try await driver.status(of: other)
+                s = try await ctx.status(of: other)
             } catch {
                 evidence.candidates[key] = "unknown: \(error)"
                 continue
@@ -120,12 +120,15 @@ extension StepRunner {
     /// read (started by hand, by a service manager, or as a standby), its pg_control differs and the
     /// switchover is refused, because the target cannot have the commits made meanwhile.
     func provenDemotionToken(of old: Instance) async throws -> DemotionToken {
+        if let demote = ctx.steps.first(where: { $0.transition == step.transition && $0.kind == .demote && $0.number < step.number }) {
+            return try await provenSiteDemotionToken(demote)
+        }
         guard let read = lastStep(ofKind: .readShutdownCheckpoint, instance: old.name), let journaled = ctx.evidence[read.number] else {
             return try await readShutdownCheckpoint(old)
         }
         let token = try DemotionToken(evidence: journaled, instance: old.name)
         let now = try await driver.controlData(of: old)
-        let status = try await driver.status(of: old)
+        let status = try await ctx.status(of: old)
         guard !status.running, let now, now.isCleanPrimaryShutdown, DemotionToken(now) == token else {
             let seen =
                 status.running
@@ -138,6 +141,51 @@ extension StepRunner {
         return token
     }
 
+    /// The demotion token a managed site's `demote` step journaled, proved again: the demoted site must
+    /// still be proven unable to accept writes (every member stopped, or answering in recovery).
+    func provenSiteDemotionToken(_ demote: Step) async throws -> DemotionToken {
+        guard let journaled = ctx.evidence[demote.number] else {
+            throw FailoverError.refused(
+                "switchover refused: step \(demote.number) (\(demote.summary)) journaled no demotion token; without it there is no proof the target has every commit. Abandon this run and start a new one."
+            )
+        }
+        let site = try ctx.site(named: demote.site)
+        let token = try DemotionToken(evidence: journaled, instance: site.leader.name)
+        let status = try await ctx.siteDriver(for: site).status(of: site)
+        guard status.isProvenNotWritable else {
+            let seen = status.members.map { "\($0.instance.name): \($0.status.seen)" }.joined(separator: ", ")
+            throw FailoverError.refused(
+                "switchover refused: site \(site.name) was demoted with token \(token.text) but is not proven unable to accept writes now (\(seen)); the target cannot have the commits made meanwhile. Abandon this run and start a new one from the topology as it is now."
+            )
+        }
+        return token
+    }
+
+    /// Refuses unless every instance of the plan but `target` is proven unable to accept writes: never two
+    /// writable primaries, and unknown is not "not a primary".
+    func proveNoOtherWriter(than target: Instance) async throws {
+        for (site, other) in ctx.plan.allInstances where other != target {
+            let s: InstanceStatus
+            do {
+                s = try await ctx.status(of: other)
+            } catch {
+                throw FailoverError.refused(
+                    "promote refused: cannot tell whether \(other.name) (site \(site.name)) accepts writes (\(error)); restore failoverd's access to it, or stop it, then resume."
+                )
+            }
+            if s.isWritablePrimary {
+                throw FailoverError.refused(
+                    "promote refused: \(other.name) (site \(site.name)) accepts writes; promoting \(target.name) now would make two primaries. Fence \(site.name) first."
+                )
+            }
+            if !s.isProvenNotWritable {
+                throw FailoverError.refused(
+                    "promote refused: cannot tell whether \(other.name) (site \(site.name)) accepts writes: it is \(s.seen). Make it answer, or stop it (fence \(site.name)), then resume."
+                )
+            }
+        }
+    }
+
     /// Waits until the target has replayed past the old primary's shutdown checkpoint, same system, same timeline.
     func awaitReplay(target: Instance, oldPrimary: Instance) async throws -> ReplayEvidence {
         let token = try await provenDemotionToken(of: oldPrimary)
@@ -148,7 +196,7 @@ extension StepRunner {
         // With --allow-data-loss too, wait the whole step timeout first: the override accepts a loss, it
         // does not seek one.
         let replayed: LSN? = try await Wait.until(timeout: ctx.timeout, interval: ctx.pollInterval) {
-            let t = try await driver.status(of: target)
+            let t = try await ctx.status(of: target)
             seen = t
             guard t.running, t.reachable, t.inRecovery else {
                 throw FailoverError.refused(
@@ -192,32 +240,13 @@ extension StepRunner {
         if let old = ctx.steps.first(where: { $0.transition == step.transition && $0.kind == .readShutdownCheckpoint })?.instance {
             _ = try await provenDemotionToken(of: try ctx.instance(named: old))
         }
-        for (site, other) in ctx.plan.allInstances where other != target {
-            // Unknown is not "not a primary": an instance is safe only when proven stopped, or answering
-            // and in recovery. A fenced instance found running again is a candidate like any other.
-            let s: InstanceStatus
-            do {
-                s = try await driver.status(of: other)
-            } catch {
-                throw FailoverError.refused(
-                    "promote refused: cannot tell whether \(other.name) (site \(site.name)) accepts writes (\(error)); restore failoverd's access to it, or stop it, then resume."
-                )
-            }
-            if s.isWritablePrimary {
-                throw FailoverError.refused(
-                    "promote refused: \(other.name) (site \(site.name)) accepts writes; promoting \(target.name) now would make two primaries. Fence \(site.name) first."
-                )
-            }
-            if !s.isProvenNotWritable {
-                throw FailoverError.refused(
-                    "promote refused: cannot tell whether \(other.name) (site \(site.name)) accepts writes: it is \(s.seen). Make it answer, or stop it (fence \(site.name)), then resume."
-                )
-            }
-        }
-        let before = try await driver.status(of: target)
+        // Unknown is not "not a primary": an instance is safe only when proven stopped, or answering and in
+        // recovery. A fenced instance found running again is a candidate like any other.
+        try await proveNoOtherWriter(than: target)
+        let before = try await ctx.status(of: target)
         try await driver.promote(target)
         let written = try await driver.writeProbe(target)
-        let after = try await driver.status(of: target)
+        let after = try await ctx.status(of: target)
         // Where recovery ended: pg_last_wal_replay_lsn() still answers after promotion, and it includes
         // WAL replayed from the repository between the last probe and the promotion.
         let promotedAt = after.replayLSN ?? before.replayLSN ?? before.receiveLSN ?? .zero
@@ -228,7 +257,7 @@ extension StepRunner {
 
     /// Records the last known LSN, stops the instance (fast, then immediate), and records it fenced.
     func fence(_ i: Instance) async throws -> FenceEvidence {
-        let s = try? await driver.status(of: i)
+        let s = try? await ctx.status(of: i)
         var last: LSN? = s?.position
         let reachable = s?.reachable ?? false
         // The mark goes down first: whatever happens next, nothing starts this instance as a primary.

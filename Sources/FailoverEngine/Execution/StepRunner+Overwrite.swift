@@ -25,7 +25,7 @@ extension StepRunner {
         }
         var known: [(String, String)] = []
         for candidate in (source.map { [$0] } ?? ctx.plan.allInstances.map(\.instance)) where candidate != target {
-            if let s = try? await driver.status(of: candidate), s.reachable, !s.inRecovery || candidate == source {
+            if let s = try? await ctx.status(of: candidate), s.reachable, !s.inRecovery || candidate == source {
                 known.append((candidate.name, s.systemIdentifier))
             }
         }

@@ -14,6 +14,9 @@ struct StepContext: Sendable {
     let evidence: [Int: [String: String]]
     let steps: [Step]
     let pollInterval: Double
+    /// The site-level drivers of managed sites (those whose expansion is site steps), by site name. Every
+    /// other site is reached through `driver`.
+    var sites: [String: any SiteDriver] = [:]
 
     var timeout: Double { plan.policy.stepTimeoutSeconds }
 
@@ -23,6 +26,29 @@ struct StepContext: Sendable {
             throw FailoverError.failed("the plan has no instance \(name)")
         }
         return i
+    }
+
+    /// The plan's site of that name; throws when the plan has none.
+    func site(named name: String) throws -> Site {
+        guard let s = plan.site(named: name) else { throw FailoverError.failed("the plan has no site \(name)") }
+        return s
+    }
+
+    /// The site-level driver of `site`: its own for a managed site, else the site level over `driver`.
+    func siteDriver(for site: Site) -> any SiteDriver {
+        sites[site.name] ?? InstanceSite(driver: driver, timeout: timeout, pollInterval: pollInterval)
+    }
+
+    /// What a probe of `instance` sees, through its site's driver: a managed site reports its members, an
+    /// instance driver probes the server. A member the managed site does not report cannot be seen.
+    func status(of instance: Instance) async throws -> InstanceStatus {
+        guard let site = plan.sites.first(where: { $0.instances.contains(instance) }), let managed = sites[site.name] else {
+            return try await driver.status(of: instance)
+        }
+        guard let member = try await managed.status(of: site).members.first(where: { $0.instance.name == instance.name }) else {
+            throw FailoverError.failed("site \(site.name)'s driver does not report \(instance.name)")
+        }
+        return member.status
     }
 
     /// The journaled evidence of step `number`, decoded as `type`; nil when there is none or it is not one.
@@ -77,23 +103,23 @@ struct StepRunner {
 
     /// Streaming from `upstream` on the upstream's timeline.
     func isFollowing(_ i: Instance, _ upstream: Instance) async throws -> Bool {
-        let s = try await driver.status(of: i)
+        let s = try await ctx.status(of: i)
         guard s.running, s.inRecovery, let r = s.walReceiver, r.isStreaming(from: upstream) else { return false }
-        let u = try await driver.status(of: upstream)
+        let u = try await ctx.status(of: upstream)
         guard u.running else { return false }
         let upTimeline = u.inRecovery ? (u.walReceiver?.receivedTimeline ?? u.timeline) : u.timeline
         return (r.receivedTimeline ?? s.timeline) == upTimeline
     }
 
     func isArchiveRecovering(_ i: Instance) async throws -> Bool {
-        let s = try await driver.status(of: i)
+        let s = try await ctx.status(of: i)
         return s.running && s.inRecovery && (s.walReceiver == nil || s.walReceiver?.status != "streaming")
     }
 
     /// The lag in bytes when within policy, nil otherwise.
     func lag(of i: Instance, behind upstream: Instance) async throws -> UInt64? {
-        let s = try await driver.status(of: i)
-        let u = try await driver.status(of: upstream)
+        let s = try await ctx.status(of: i)
+        let u = try await ctx.status(of: upstream)
         guard s.running, s.inRecovery, let pos = s.replayLSN, let top = u.position else { return nil }
         let lag = top.bytes(after: pos)
         return lag <= ctx.plan.policy.maxLagBytes ? lag : nil

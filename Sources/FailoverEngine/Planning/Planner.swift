@@ -2,9 +2,15 @@
 public struct Planner: Sendable {
     /// The plan to expand.
     public let plan: Plan
+    /// How each site's driver wants its transitions expanded, by site name; a site not named here gets
+    /// instance steps (the drivers that own the servers).
+    public let expansion: [String: StepExpansion]
 
-    /// Creates a planner for `plan`.
-    public init(plan: Plan) { self.plan = plan }
+    /// Creates a planner for `plan`; `expansion` comes from the sites' drivers.
+    public init(plan: Plan, expansion: [String: StepExpansion] = [:]) {
+        self.plan = plan
+        self.expansion = expansion
+    }
 
     /// The steps of every transition, numbered from 1, or the state machine's refusal.
     ///
@@ -24,7 +30,8 @@ public struct Planner: Sendable {
             case .success(let r): next = r
             case .failure(let refusal): return .failure(refusal)
             }
-            var builder = StepBuilder(plan: plan, transition: transition, position: position)
+            if let refusal = siteLevelRefusal(transition, position: position, roles: roles) { return .failure(refusal) }
+            var builder = StepBuilder(plan: plan, transition: transition, position: position, expansion: expansion)
             builder.expand(roles: roles, upstreams: &upstreams)
             let changed = next.filter { roles[$0.key] != $0.value }
             builder.add(
@@ -35,6 +42,22 @@ public struct Planner: Sendable {
         }
         for i in all.indices { all[i].number = i + 1 }
         return .success(all)
+    }
+
+    /// Managed sites (site-step expansion) take part in switchovers; any other transition that touches one
+    /// is refused until its site-level expansion exists.
+    func siteLevelRefusal(_ transition: Transition, position: Int, roles: [String: Role]) -> RoleMachine.Refusal? {
+        guard transition.action != .switchover else { return nil }
+        var touched = [transition.subject]
+        if [.failover, .failback].contains(transition.action), let primary = roles.first(where: { $0.value == .primary })?.key {
+            touched.append(primary)
+        }
+        guard let managed = touched.first(where: { expansion[$0] == .siteSteps }) else { return nil }
+        return RoleMachine.Refusal(
+            site: managed,
+            message:
+                "transition \(position) (\(transition.action.rawValue) \(transition.subject)): site \"\(managed)\" is managed by a site-level driver, which takes part in switchovers only in this version; run this transition with the site's own tools, then adopt the roles (failoverd adopt)."
+        )
     }
 
     /// The roles every site has after the whole plan, or the refusal.
@@ -48,12 +71,14 @@ struct StepBuilder {
     let plan: Plan
     let transition: Transition
     let position: Int
+    let expansion: [String: StepExpansion]
     var steps: [Step] = []
 
-    init(plan: Plan, transition: Transition, position: Int) {
+    init(plan: Plan, transition: Transition, position: Int, expansion: [String: StepExpansion] = [:]) {
         self.plan = plan
         self.transition = transition
         self.position = position
+        self.expansion = expansion
     }
 
     mutating func add(_ operation: StepOperation, site: String, unlessFollowing: Instance? = nil, _ summary: String) {
@@ -215,6 +240,10 @@ struct StepBuilder {
 
     /// The planned handover: gate, checkpoint, clean stop, demotion token, replay, promote, re-point.
     mutating func switchover(from old: Site, to new: Site, roles: [String: Role], upstreams: inout [String: String]) {
+        if expansion[old.name] == .siteSteps || expansion[new.name] == .siteSteps {
+            siteSwitchover(from: old, to: new, roles: roles, upstreams: &upstreams)
+            return
+        }
         let o = old.leader
         let n = new.leader
         add(
@@ -233,6 +262,39 @@ struct StepBuilder {
         add(.promote(target: n.name), site: new.name, "promote \(n.name) after proving no other instance accepts writes")
         add(.switchWAL(instance: n.name), site: new.name, "switch WAL on \(n.name) and wait until it is archived")
         add(.start(instance: o.name), site: old.name, "start \(o.name) as a standby of \(n.name)")
+        add(
+            .awaitStreaming(instance: o.name, upstream: n.name), site: old.name,
+            "wait until \(o.name) streams from \(n.name) on the new timeline")
+        for f in old.followers {
+            add(
+                .awaitStreaming(instance: f.name, upstream: o.name), site: old.name,
+                "wait until \(f.name) streams from \(o.name) on the new timeline")
+        }
+        for f in new.followers {
+            add(
+                .awaitStreaming(instance: f.name, upstream: n.name), site: new.name,
+                "wait until \(f.name) streams from \(n.name) on the new timeline")
+        }
+        upstreams[new.name] = nil
+        upstreams[old.name] = new.name
+        repointStandbys(from: old.name, to: new, roles: roles, upstreams: &upstreams, except: [old.name])
+    }
+
+    /// The switchover at the site level: the same gates (switchover gate, demotion-token replay, the
+    /// split-brain check inside promote-site), with the demotion and promotion asked of the sites' drivers.
+    mutating func siteSwitchover(from old: Site, to new: Site, roles: [String: Role], upstreams: inout [String: String]) {
+        let o = old.leader
+        let n = new.leader
+        add(
+            .gateSwitchover(target: n.name, primary: o.name), site: new.name,
+            "check that \(n.name) streams from \(o.name) within policy, same system and timeline")
+        add(
+            .demote(site: old.name, upstream: new.name), site: old.name,
+            "demote site \(old.name) to a standby of \(new.name) (its shutdown checkpoint: the demotion token)")
+        add(
+            .awaitReplay(target: n.name, oldPrimary: o.name), site: new.name,
+            "wait until \(n.name) has replayed \(o.name)'s shutdown checkpoint")
+        add(.promoteSite(site: new.name), site: new.name, "promote site \(new.name) after proving no other instance accepts writes")
         add(
             .awaitStreaming(instance: o.name, upstream: n.name), site: old.name,
             "wait until \(o.name) streams from \(n.name) on the new timeline")

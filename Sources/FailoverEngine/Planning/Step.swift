@@ -34,13 +34,17 @@ public enum StepKind: String, Codable, Sendable, CaseIterable {
     case rewind
     /// Record the sites' new roles in the journal.
     case recordRoles = "record-roles"
+    /// Site level: demote a managed site's primary to a standby of another site; returns the demotion token.
+    case demote
+    /// Site level: promote a managed site, proving the demotion token of this transition.
+    case promoteSite = "promote-site"
 
     /// True when the act changes a server (its files, its process, its role or its WAL); such a step
     /// re-checks the run lock and its fencing epoch right before acting, and a refusal after one of them
     /// acted is not "nothing was changed".
     public var changesServer: Bool {
         switch self {
-        case .restore, .configureRecovery, .start, .checkpoint, .stop, .promote, .switchWAL, .fence, .rewind: true
+        case .restore, .configureRecovery, .start, .checkpoint, .stop, .promote, .switchWAL, .fence, .rewind, .demote, .promoteSite: true
         case .gateSwitchover, .gateFailover, .awaitStreaming, .awaitArchiveRecovery, .awaitCatchup, .readShutdownCheckpoint,
             .awaitReplay, .recordRoles:
             false
@@ -50,7 +54,7 @@ public enum StepKind: String, Codable, Sendable, CaseIterable {
     /// Changes or destroys data or availability (promote, fence, rewind, restore, stop).
     public var isDestructive: Bool {
         switch self {
-        case .restore, .stop, .promote, .fence, .rewind: true
+        case .restore, .stop, .promote, .fence, .rewind, .demote, .promoteSite: true
         default: false
         }
     }
@@ -93,6 +97,10 @@ public enum StepOperation: Sendable, Equatable {
     case rewind(instance: String, source: String)
     /// Record the roles the transition leaves.
     case recordRoles([String: Role])
+    /// Site level: demote `site` to a standby of `upstream` (a site).
+    case demote(site: String, upstream: String)
+    /// Site level: promote `site`, proving the transition's demotion token.
+    case promoteSite(site: String)
 
     /// The kind's name.
     public var kind: StepKind {
@@ -114,6 +122,8 @@ public enum StepOperation: Sendable, Equatable {
         case .fence: .fence
         case .rewind: .rewind
         case .recordRoles: .recordRoles
+        case .demote: .demote
+        case .promoteSite: .promoteSite
         }
     }
 
@@ -124,7 +134,7 @@ public enum StepOperation: Sendable, Equatable {
             .awaitStreaming(let i, _), .awaitArchiveRecovery(let i), .awaitCatchup(let i, _), .checkpoint(let i), .stop(let i),
             .readShutdownCheckpoint(let i), .awaitReplay(let i, _), .promote(let i), .switchWAL(let i), .fence(let i), .rewind(let i, _):
             i
-        case .recordRoles: nil
+        case .recordRoles, .demote, .promoteSite: nil
         }
     }
 
@@ -138,10 +148,17 @@ public enum StepOperation: Sendable, Equatable {
     }
 
     /// Builds the operation from the journal's flat fields; nil when an operand the kind needs is missing.
-    init?(kind: StepKind, instance: String?, peer: String?, delta: Bool?, roles: [String: Role]?) {
+    init?(kind: StepKind, site: String, instance: String?, peer: String?, delta: Bool?, roles: [String: Role]?, upstreamSite: String?) {
         switch kind {
         case .recordRoles:
             self = .recordRoles(roles ?? [:])
+            return
+        case .demote:
+            guard let upstreamSite else { return nil }
+            self = .demote(site: site, upstream: upstreamSite)
+            return
+        case .promoteSite:
+            self = .promoteSite(site: site)
             return
         case .configureRecovery:
             guard let instance else { return nil }
@@ -161,7 +178,7 @@ public enum StepOperation: Sendable, Equatable {
         case .promote: self = .promote(target: i)
         case .switchWAL: self = .switchWAL(instance: i)
         case .fence: self = .fence(instance: i)
-        case .recordRoles, .configureRecovery: return nil
+        case .recordRoles, .configureRecovery, .demote, .promoteSite: return nil
         case .gateSwitchover, .awaitStreaming, .awaitCatchup, .awaitReplay, .rewind:
             guard let p = peer else { return nil }
             switch kind {
@@ -229,7 +246,7 @@ public struct Step: Sendable, Equatable {
 
 extension Step: Codable {
     enum CodingKeys: String, CodingKey {
-        case number, transition, action, kind, site, instance, peer, delta, roles, unlessFollowing, destructive, summary
+        case number, transition, action, kind, site, instance, peer, delta, roles, upstreamSite, unlessFollowing, destructive, summary
     }
 
     /// Decodes the journal's flat form; throws when the kind's operands are missing.
@@ -244,9 +261,10 @@ extension Step: Codable {
         let kind = try c.decode(StepKind.self, forKey: .kind)
         guard
             let op = StepOperation(
-                kind: kind, instance: try c.decodeIfPresent(String.self, forKey: .instance),
+                kind: kind, site: site, instance: try c.decodeIfPresent(String.self, forKey: .instance),
                 peer: try c.decodeIfPresent(String.self, forKey: .peer), delta: try c.decodeIfPresent(Bool.self, forKey: .delta),
-                roles: try c.decodeIfPresent([String: Role].self, forKey: .roles))
+                roles: try c.decodeIfPresent([String: Role].self, forKey: .roles),
+                upstreamSite: try c.decodeIfPresent(String.self, forKey: .upstreamSite))
         else {
             throw DecodingError.dataCorruptedError(
                 forKey: .kind, in: c, debugDescription: "step \(number) (\(kind.rawValue)) lacks the instance or peer its kind needs")
@@ -266,6 +284,7 @@ extension Step: Codable {
         try c.encodeIfPresent(peer, forKey: .peer)
         try c.encodeIfPresent(delta, forKey: .delta)
         try c.encodeIfPresent(roles, forKey: .roles)
+        if case .demote(_, let upstream) = operation { try c.encode(upstream, forKey: .upstreamSite) }
         try c.encodeIfPresent(unlessFollowing, forKey: .unlessFollowing)
         try c.encode(destructive, forKey: .destructive)
         try c.encode(summary, forKey: .summary)

@@ -106,7 +106,32 @@ final class ScriptedDriver: InstanceDriver {
 /// Gives the executor one scripted driver; journaled as `simulated`, the servers it drives.
 struct ScriptedDrivers: DriverProvider {
     let driver: ScriptedDriver
+    /// Sites driven as managed sites (site-step expansion) through ``ManagedSite``.
+    var managed: Set<String> = []
     func name(plan: Plan) -> String { "simulated" }
     func make(plan: Plan, name: String) throws -> any InstanceDriver { driver }
     func pollInterval(_ driver: any InstanceDriver) -> Double { 0.001 }
+    func managedSites(plan: Plan) throws -> [String: any SiteDriver] {
+        Dictionary(
+            uniqueKeysWithValues: managed.map { ($0, ManagedSite(inner: InstanceSite(driver: driver, timeout: 5, pollInterval: 0.001))) })
+    }
+}
+
+/// A managed site as a Patroni driver will present one: each operation is one request for the whole site
+/// (here carried out on the simulated servers), and its transitions expand into site steps.
+struct ManagedSite: SiteDriver {
+    let inner: InstanceSite
+    var expansion: StepExpansion { .siteSteps }
+    func status(of site: Site) async throws -> SiteStatus { try await inner.status(of: site) }
+    func demote(_ site: Site, toStandbyOf upstream: Site) async throws -> DemotionToken {
+        try await inner.demote(site, toStandbyOf: upstream)
+    }
+    func promote(_ site: Site, proving token: DemotionToken?) async throws -> Promotion {
+        try await inner.promote(site, proving: token)
+    }
+    func follow(_ site: Site, upstream: Site?) async throws { try await inner.follow(site, upstream: upstream) }
+    func fence(_ site: Site, reason: String) async throws -> [String: FenceEvidence] { try await inner.fence(site, reason: reason) }
+    func rejoin(_ site: Site, from source: Site, by method: RejoinMethod) async throws {
+        try await inner.rejoin(site, from: source, by: method)
+    }
 }

@@ -8,7 +8,7 @@ struct AwaitStreamingStep: RunnableStep {
     func act(_ run: StepRunner) async throws -> StreamingEvidence {
         let timeline = try await run.ctx.wait("\(instance.name) streams from \(upstream.name)") {
             try await run.isFollowing(instance, upstream)
-                ? try await run.driver.status(of: instance).walReceiver?.receivedTimeline ?? 0 : nil
+                ? try await run.ctx.status(of: instance).walReceiver?.receivedTimeline ?? 0 : nil
         }
         return StreamingEvidence(timeline: timeline)
     }

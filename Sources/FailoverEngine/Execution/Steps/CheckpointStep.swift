@@ -2,7 +2,7 @@
 struct CheckpointStep: RunnableStep {
     let instance: Instance
 
-    func check(_ run: StepRunner) async throws -> Bool { try await !run.driver.status(of: instance).isWritablePrimary }
+    func check(_ run: StepRunner) async throws -> Bool { try await !run.ctx.status(of: instance).isWritablePrimary }
 
     func act(_ run: StepRunner) async throws -> NoEvidence {
         try await run.driver.checkpoint(instance)

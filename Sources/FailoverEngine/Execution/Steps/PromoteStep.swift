@@ -3,7 +3,7 @@
 struct PromoteStep: RunnableStep {
     let target: Instance
 
-    func check(_ run: StepRunner) async throws -> Bool { try await run.driver.status(of: target).isWritablePrimary }
+    func check(_ run: StepRunner) async throws -> Bool { try await run.ctx.status(of: target).isWritablePrimary }
 
     func act(_ run: StepRunner) async throws -> Promotion { try await run.promote(target) }
 

@@ -41,6 +41,8 @@ extension StepOperation {
         case .fence(let n): return FenceStep(instance: try i(n))
         case .rewind(let n, let s): return RewindStep(instance: try i(n), source: try i(s))
         case .recordRoles(let roles): return RecordRolesStep(roles: roles)
+        case .demote(let s, let u): return DemoteStep(site: try ctx.site(named: s), upstream: try ctx.site(named: u))
+        case .promoteSite(let s): return PromoteSiteStep(site: try ctx.site(named: s))
         }
     }
 }

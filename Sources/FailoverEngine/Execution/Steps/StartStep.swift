@@ -3,7 +3,7 @@ struct StartStep: RunnableStep {
     let instance: Instance
 
     func check(_ run: StepRunner) async throws -> Bool {
-        let s = try await run.driver.status(of: instance)
+        let s = try await run.ctx.status(of: instance)
         if s.isWritablePrimary {
             throw FailoverError.refused(
                 "\(instance.name) is running as a primary, but this step starts it as a standby; stop it (or fence its site) before resuming."
@@ -24,7 +24,7 @@ struct StartStep: RunnableStep {
 
     func verify(_ run: StepRunner) async throws -> Bool {
         try await run.ctx.wait("\(instance.name) accepts connections", timeout: 30) {
-            try await run.driver.status(of: instance).reachable ? true : nil
+            try await run.ctx.status(of: instance).reachable ? true : nil
         }
     }
 }

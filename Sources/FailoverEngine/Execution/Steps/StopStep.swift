@@ -2,7 +2,7 @@
 struct StopStep: RunnableStep {
     let instance: Instance
 
-    func check(_ run: StepRunner) async throws -> Bool { try await !run.driver.status(of: instance).running }
+    func check(_ run: StepRunner) async throws -> Bool { try await !run.ctx.status(of: instance).running }
 
     func act(_ run: StepRunner) async throws -> OverwriteCheck {
         // A data directory of another cluster is refused before anything in it changes, its server included.
