@@ -101,7 +101,7 @@ extension AuditLog {
                     options.publicKeys.map { (AuditKeys.keyID($0), $0.rawRepresentation) }, uniquingKeysWith: { a, _ in a })
                 DispatchQueue.global().async(group: group) { signatures.valid = Self.verifySignatures(all, keys: keys) }
             }
-            let walk = try ChainWalk.run(db, heads: seqs, collectRuns: options.crossCheck)
+            let walk = try ChainWalk.walk(db, path: journal.path, heads: seqs, collectRuns: options.crossCheck)
             group.wait()
             problems += walk.problems
             let lastSeq = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM audit_events") ?? 0
@@ -356,6 +356,11 @@ final class SignatureCheck: @unchecked Sendable {
     var valid: [Bool] = []
 }
 
+/// The result of the chain walk's second half, written by its thread before the group is left.
+final class SecondHalf: @unchecked Sendable {
+    var result: Result<ChainWalk, Error>?
+}
+
 /// What the chain walk gathers for the cross-check: each run's start, last end and each step's last event.
 struct RunEvents {
     /// Run id → its index.
@@ -396,6 +401,10 @@ struct ChainWalk {
     var heads: [Int64: String] = [:]
     /// Run and step events, for the cross-check.
     var runs = RunEvents()
+    /// The prev_hash of the first event walked, for a walk that starts after seq 1.
+    var firstPrev: String?
+    /// The stored hash of the last event walked (the genesis value before any).
+    var lastHash: String?
 
     static let hex: [UInt8] = Array("0123456789abcdef".utf8)
 
@@ -480,18 +489,89 @@ struct ChainWalk {
         }
     }
 
-    static func run(_ db: Database, heads wanted: [Int64], collectRuns: Bool) throws -> ChainWalk {
+    /// Every event is checked on its own (its hash over its prev_hash and content) and against its predecessor
+    /// (its prev_hash equals the stored hash before it), so the chain can be walked in two halves at once, each
+    /// on its own read-only connection, and joined where they meet. Below `splitAbove` events, or on one core,
+    /// one walk does it all.
+    static func walk(_ db: Database, path: String, heads wanted: [Int64], collectRuns: Bool, splitAbove: Int64 = 200_000) throws
+        -> ChainWalk
+    {
+        let bounds = try Row.fetchOne(db, sql: "SELECT min(seq), max(seq) FROM audit_events")
+        guard let low: Int64 = bounds?[0], let high: Int64 = bounds?[1], low >= 1, high - low >= splitAbove,
+            ProcessInfo.processInfo.activeProcessorCount > 1, path != ":memory:"
+        else {
+            return try run(db, heads: wanted, collectRuns: collectRuns)
+        }
+        // The first half starts at seq 1 whatever the smallest seq is, so deleted first events are named.
+        let middle = high / 2
+        var configuration = Configuration()
+        configuration.readonly = true
+        let other = try DatabaseQueue(path: path, configuration: configuration)
+        let second = SecondHalf()
+        let group = DispatchGroup()
+        DispatchQueue.global().async(group: group) {
+            second.result = Result {
+                try other.read { try run($0, heads: wanted, collectRuns: collectRuns, range: (middle + 1)...high) }
+            }
+        }
+        var first = try run(db, heads: wanted, collectRuns: collectRuns, range: 1...middle)
+        group.wait()
+        guard let result = second.result else { return first }
+        let later = try result.get()
+        // The halves join only when the first is intact up to its end and the second starts where it ends.
+        guard first.firstBroken == nil else { return first }
+        // A second half that broke before its first link (its first seq missing) names that itself.
+        guard later.firstPrev == nil || later.firstPrev == first.lastHash else {
+            first.fail(
+                middle + 1,
+                "seq \(middle + 1) does not follow seq \(middle): its prev_hash does not match (a row was deleted, inserted or reordered)")
+            return first
+        }
+        first.merge(later)
+        return first
+    }
+
+    /// Appends a later half's findings to this one's.
+    mutating func merge(_ later: ChainWalk) {
+        checked += later.checked
+        problems += later.problems
+        firstBroken = firstBroken ?? later.firstBroken
+        heads.merge(later.heads) { a, _ in a }
+        lastHash = later.lastHash
+        // Runs: re-keyed into this walk's indexes; the later half's ends and step events are the later ones.
+        for (j, id) in later.runs.ids.enumerated() {
+            let r: Int
+            if let known = runs.index[id] {
+                r = known
+            } else {
+                r = runs.ids.count
+                runs.ids.append(id)
+                runs.index[id] = r
+            }
+            if runs.starts[r] == nil, let start = later.runs.starts[j] { runs.starts[r] = start }
+            if let end = later.runs.ends[j] { runs.ends[r] = end }
+            if j < later.runs.steps.count {
+                for (step, value) in later.runs.steps[j].enumerated() where value != 0 { runs.record(run: r, step: step, value) }
+            }
+        }
+    }
+
+    static func run(_ db: Database, heads wanted: [Int64], collectRuns: Bool, range: ClosedRange<Int64>? = nil) throws -> ChainWalk {
         var walk = ChainWalk()
         let statement = try db.makeStatement(
-            sql: "SELECT seq, at, run_id, site, actor, kind, details, prev_hash, hash, os_user, os_uid, host FROM audit_events ORDER BY seq"
+            sql: "SELECT seq, at, run_id, site, actor, kind, details, prev_hash, hash, os_user, os_uid, host FROM audit_events"
+                + (range == nil ? "" : " WHERE seq >= ? AND seq <= ?") + " ORDER BY seq"
         )
+        if let range { try statement.setArguments([range.lowerBound, range.upperBound]) }
         let h = statement.sqliteStatement
         defer { sqlite3_reset(h) }
         let hex = Self.hex
         var buf = ByteBuffer(capacity: 4096)
         defer { buf.free() }
         var prev = Array(AuditLog.genesis.utf8)
-        var expectedSeq: Int64 = 1
+        var expectedSeq: Int64 = range?.lowerBound ?? 1
+        // A later half takes its first event's prev_hash as given; the join checks it against the half before.
+        var trustFirstPrev = (range?.lowerBound ?? 1) > 1
         var nextWanted = 0
         var runCache: (bytes: [UInt8], index: Int) = ([], -1)
 
@@ -563,6 +643,11 @@ struct ChainWalk {
                 break
             }
             let prevHash = text(7)
+            if trustFirstPrev, let given = prevHash, given.count == 64 {
+                prev = Array(given)
+                walk.firstPrev = String(decoding: given, as: UTF8.self)
+                trustFirstPrev = false
+            }
             guard equal(prevHash, prev) else {
                 walk.fail(
                     seq,
@@ -623,6 +708,10 @@ struct ChainWalk {
             }
             expectedSeq += 1
             walk.checked += 1
+        }
+        if walk.firstBroken == nil { walk.lastHash = String(decoding: prev, as: UTF8.self) }
+        if let range, walk.firstBroken == nil, expectedSeq <= range.upperBound {
+            walk.fail(expectedSeq, "seq \(expectedSeq)\(range.upperBound > expectedSeq ? "…\(range.upperBound)" : "") is missing (deleted)")
         }
         return walk
     }

@@ -239,8 +239,9 @@ public struct Sandbox: Sendable {
     /// data directory's parent (a parent directory without search permission for it, say).
     func checkAccess(driver: LocalPostgresDriver, user: OSUser) async throws {
         guard OSUser.isRoot else { return }
-        var paths = [(plan.replication.passfile, "-r"), (driver.backrest.configPath, "-r")]
-        if plan.repository.type == "posix" { paths.append((driver.backrest.repositoryPath, "-w")) }
+        // A posix repository is a directory the OS user writes; an object store's path lives in its bucket.
+        var paths = plan.repository.type == "posix" ? [(driver.backrest.repositoryPath, "-w")] : []
+        paths += [(plan.replication.passfile, "-r"), (driver.backrest.configPath, "-r")]
         paths += plan.allInstances.map { ((InstancePaths($0.instance).dataDirectory as NSString).deletingLastPathComponent, "-w") }
         for (path, test) in paths {
             let result = try await driver.runner.run("/usr/bin/test", [test, path])
