@@ -9,10 +9,19 @@ import Testing
 @Suite struct AuditSplitWalkTests {
     static let tamperings: [(name: String, sql: String)] = [
         ("none", ""),
-        ("edit in the first half", "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET details = '{\"step\":\"99\"}' WHERE seq = 5;"),
+        (
+            "edit in the first half",
+            "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET details = '{\"step\":\"99\"}' WHERE seq = 5;"
+        ),
         ("edit at the seam", "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET details = '{\"step\":\"99\"}' WHERE seq = 20;"),
-        ("edit after the seam", "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET details = '{\"step\":\"99\"}' WHERE seq = 21;"),
-        ("edit in the second half", "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET details = '{\"step\":\"99\"}' WHERE seq = 33;"),
+        (
+            "edit after the seam",
+            "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET details = '{\"step\":\"99\"}' WHERE seq = 21;"
+        ),
+        (
+            "edit in the second half",
+            "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET details = '{\"step\":\"99\"}' WHERE seq = 33;"
+        ),
         ("delete the last of the first half", "DROP TRIGGER audit_events_no_delete; DELETE FROM audit_events WHERE seq = 20;"),
         ("delete the first of the second half", "DROP TRIGGER audit_events_no_delete; DELETE FROM audit_events WHERE seq = 21;"),
         ("delete seq 1", "DROP TRIGGER audit_events_no_delete; DELETE FROM audit_events WHERE seq = 1;"),

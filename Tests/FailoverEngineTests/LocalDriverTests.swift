@@ -23,7 +23,8 @@ struct LocalDriverTests {
         try await SandboxFixture.with(layout) { fx in
             fixtureRoot = fx.root
             let (prod0, prod1, dr0, ha0, ha1, cold0) = (
-                fx.instance("prod-0"), fx.instance("prod-1"), fx.instance("dr-0"), fx.instance("ha-0"), fx.instance("ha-1"), fx.instance("cold-0")
+                fx.instance("prod-0"), fx.instance("prod-1"), fx.instance("dr-0"), fx.instance("ha-0"), fx.instance("ha-1"),
+                fx.instance("cold-0")
             )
             let primary = try await fx.driver.status(of: prod0)
             #expect(primary.isWritablePrimary)
@@ -51,7 +52,9 @@ struct LocalDriverTests {
             #expect(try await fx.driver.status(of: prod0).archiverFailedCount == 0)
 
             // Least privilege: the roles are not superusers; secrets live only in a 0600 passfile of the OS user.
-            let roles = try await fx.sql(prod0, "SELECT rolname, rolsuper::text, rolreplication::text FROM pg_roles WHERE rolname IN ('replicator', 'rewinder') ORDER BY 1")
+            let roles = try await fx.sql(
+                prod0,
+                "SELECT rolname, rolsuper::text, rolreplication::text FROM pg_roles WHERE rolname IN ('replicator', 'rewinder') ORDER BY 1")
             #expect(roles == [["replicator", "false", "true"], ["rewinder", "false", "false"]])
             var info = stat()
             #expect(stat(fx.plan.replication.passfile, &info) == 0 && info.st_mode & 0o777 == 0o600)
@@ -135,7 +138,9 @@ struct LocalDriverTests {
                 let status = try await driver.status(of: dr0)
                 return status.replayLSN.flatMap { $0 > shutdown.checkpointLSN ? $0 : nil }
             }
-            print("EVIDENCE shutdown checkpoint \(shutdown.checkpointLSN), standby replayed \(replayed) (+\(replayed.bytes(after: shutdown.checkpointLSN)) bytes)")
+            print(
+                "EVIDENCE shutdown checkpoint \(shutdown.checkpointLSN), standby replayed \(replayed) (+\(replayed.bytes(after: shutdown.checkpointLSN)) bytes)"
+            )
             #expect(try await driver.status(of: dr0).systemIdentifier == shutdown.systemIdentifier)
             try await fx.waitForRow(2, on: dr0)
 
@@ -200,7 +205,9 @@ struct LocalDriverTests {
             }
             #expect(try await driver.status(of: prod0) == .stopped)
 
-            let summary = try await fx.timed("pg_rewind of the crash-stopped diverged primary") { try await driver.rewind(prod0, source: dr0) }
+            let summary = try await fx.timed("pg_rewind of the crash-stopped diverged primary") {
+                try await driver.rewind(prod0, source: dr0)
+            }
             print("REWIND \(summary)")
             #expect(summary.contains("servers diverged"))
             #expect(summary.contains("--restore-target-wal"), "the recycled WAL was fetched from the repository")
