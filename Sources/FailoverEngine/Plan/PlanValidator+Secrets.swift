@@ -46,11 +46,19 @@ extension PlanValidator {
         }
     }
 
+    /// The two patterns, compiled once: compiling a Regex per key made validating a plan of 1,000
+    /// transitions take 0.7 s. Regex is not Sendable; these are only read.
+    nonisolated(unsafe) private static let compiled: [String: Regex<AnyRegexOutput>] = Dictionary(
+        uniqueKeysWithValues: [secretKeyPattern, secretValuePattern].map { pattern in
+            do {
+                return (pattern, try Regex(pattern))
+            } catch {
+                preconditionFailure("secret pattern \(pattern) does not compile: \(error)")
+            }
+        })
+
     private static func matches(_ text: String, _ pattern: String) -> Bool {
-        do {
-            return text.contains(try Regex(pattern))
-        } catch {
-            preconditionFailure("secret pattern \(pattern) does not compile: \(error)")
-        }
+        guard let regex = compiled[pattern] else { preconditionFailure("unknown secret pattern \(pattern)") }
+        return text.contains(regex)
     }
 }
