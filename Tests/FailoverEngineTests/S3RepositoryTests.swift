@@ -85,10 +85,10 @@ import Testing
         try Self.write(plan, to: path)
         let state = root + "/state"
         defer {
-            _ = try? CLI.run(["sandbox", "down", path])
+            _ = try? CLI.run(["sandbox", "down", path, "--state", state])
             try? FileManager.default.removeItem(atPath: root)
         }
-        let up = try CLI.run(["sandbox", "up", path])
+        let up = try CLI.run(["sandbox", "up", path, "--state", state])
         #expect(up.status == 0, "\(up.stderr)")
         let driver = try LocalPostgresDriver(plan: plan)
         let prod = plan.sites[0].leader
@@ -147,5 +147,15 @@ import Testing
             #expect(!text.contains(secret), "secret in \(relative)")
         }
         #expect(logsRead >= 3, "the server logs and pgBackRest's logs were read")
+
+        // `sandbox down` stops the S3 endpoint with the servers: no process is left in its directory.
+        let down = try CLI.run(["sandbox", "down", path, "--state", state])
+        #expect(down.status == 0, "\(down.stderr)")
+        let endpointDirectory = root + "/sb/s3-endpoint"
+        let left = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).filter { entry in
+            guard Int32(entry) != nil, let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return false }
+            return String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).contains(endpointDirectory)
+        }
+        #expect(left.isEmpty, "processes left running: \(left)")
     }
 }
