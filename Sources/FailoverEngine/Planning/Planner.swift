@@ -265,15 +265,21 @@ struct StepBuilder {
         add(
             .awaitStreaming(instance: o.name, upstream: n.name), site: old.name,
             "wait until \(o.name) streams from \(n.name) on the new timeline")
+        followersAfterSwitchover(from: old, to: new, roles: roles, upstreams: &upstreams)
+    }
+
+    /// After either switchover: each site's followers stream from its leader on the new timeline, and the
+    /// other streaming sites that followed the old primary follow the new one.
+    mutating func followersAfterSwitchover(from old: Site, to new: Site, roles: [String: Role], upstreams: inout [String: String]) {
         for f in old.followers {
             add(
-                .awaitStreaming(instance: f.name, upstream: o.name), site: old.name,
-                "wait until \(f.name) streams from \(o.name) on the new timeline")
+                .awaitStreaming(instance: f.name, upstream: old.leader.name), site: old.name,
+                "wait until \(f.name) streams from \(old.leader.name) on the new timeline")
         }
         for f in new.followers {
             add(
-                .awaitStreaming(instance: f.name, upstream: n.name), site: new.name,
-                "wait until \(f.name) streams from \(n.name) on the new timeline")
+                .awaitStreaming(instance: f.name, upstream: new.leader.name), site: new.name,
+                "wait until \(f.name) streams from \(new.leader.name) on the new timeline")
         }
         upstreams[new.name] = nil
         upstreams[old.name] = new.name
@@ -298,19 +304,7 @@ struct StepBuilder {
         add(
             .awaitStreaming(instance: o.name, upstream: n.name), site: old.name,
             "wait until \(o.name) streams from \(n.name) on the new timeline")
-        for f in old.followers {
-            add(
-                .awaitStreaming(instance: f.name, upstream: o.name), site: old.name,
-                "wait until \(f.name) streams from \(o.name) on the new timeline")
-        }
-        for f in new.followers {
-            add(
-                .awaitStreaming(instance: f.name, upstream: n.name), site: new.name,
-                "wait until \(f.name) streams from \(n.name) on the new timeline")
-        }
-        upstreams[new.name] = nil
-        upstreams[old.name] = new.name
-        repointStandbys(from: old.name, to: new, roles: roles, upstreams: &upstreams, except: [old.name])
+        followersAfterSwitchover(from: old, to: new, roles: roles, upstreams: &upstreams)
     }
 
     /// Every other streaming site that followed `from` now follows `to`'s leader.
