@@ -41,7 +41,7 @@ struct AuditList: AsyncParsableCommand {
         try await guarded {
             var sinceNormalized: String?
             if let since {
-                guard let date = try? Date(since, strategy: .iso8601) ?? Date(since + "T00:00:00Z", strategy: .iso8601) else {
+                guard let date = (try? Date(since, strategy: .iso8601)) ?? (try? Date(since + "T00:00:00Z", strategy: .iso8601)) else {
                     throw FailoverError.invalid("--since \(since): expected an ISO 8601 time such as 2026-11-27T04:00:00Z")
                 }
                 sinceNormalized = Journal.timestamp(date)

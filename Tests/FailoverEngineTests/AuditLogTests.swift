@@ -190,5 +190,12 @@ import Testing
         #expect(decoded?.first?["kind"] as? String == "refusal")
         let bad = try CLI.run(["audit", "--state", state, "--since", "yesterday"])
         #expect(bad.status == 2)
+        // A date alone means its midnight UTC: every event of today is after 2000-01-01, none after 2999-01-01.
+        let day = try CLI.run(["audit", "--state", state, "--since", "2000-01-01", "--json"])
+        #expect(day.status == 0, "\(day.stderr)")
+        #expect((try JSONSerialization.jsonObject(with: Data(day.stdout.utf8)) as? [[String: Any]])?.count == 11)
+        let future = try CLI.run(["audit", "--state", state, "--since", "2999-01-01", "--json"])
+        #expect(future.status == 0, "\(future.stderr)")
+        #expect((try JSONSerialization.jsonObject(with: Data(future.stdout.utf8)) as? [[String: Any]])?.isEmpty == true)
     }
 }
