@@ -246,7 +246,7 @@ struct PlantedManifestTests {
         let start = Int(Date().timeIntervalSince1970)
         try "\(getpid())\n\(data)\n\(start)\n".write(toFile: data + "/postmaster.pid", atomically: false, encoding: .utf8)
         try write([root + "/data", data], plan: plan, state: root + "/state")
-        #expect(SandboxPostmaster.verifiedPID(dataDirectory: data, user: OSUser.lookup("failoverd")) == nil)
+        #expect(Postmaster.verifiedPID(in: data, user: OSUser.lookup("failoverd")) == nil)
         let removed = try await Sandbox(plan: plan, stateDirectory: root + "/state").down()
         #expect(removed == [data, root + "/data"])
         #expect(kill(getpid(), 0) == 0)

@@ -50,7 +50,7 @@ struct S3Endpoint: Sendable {
                 "sandbox: \(Self.motoServer) is missing; run scripts/setup.sh, which installs moto into /opt/failoverd-venv.")
         }
         let stunnel = try CommandRunner.resolve("stunnel4")
-        if Self.live(stunnelIdentity) != nil, Self.live(motoIdentity) != nil { return }
+        if live(stunnelIdentity) != nil, live(motoIdentity) != nil { return }
         await stop()
         if !Files.exists(directory + "/cert.pem") {
             try await runner.run(
@@ -61,7 +61,7 @@ struct S3Endpoint: Sendable {
                 ]
             ).checked("Is openssl installed (scripts/setup.sh)?")
         }
-        let motoPort = try Self.freePort()
+        let motoPort = try FreePorts.take(1)[0]
         let launch = try await runner.run(
             "/bin/sh",
             [
@@ -109,7 +109,7 @@ struct S3Endpoint: Sendable {
     /// Stops stunnel and moto, each only if its pid still has the start time recorded when it started.
     func stop() async {
         for file in [stunnelIdentity, motoIdentity] {
-            guard let identity = Self.live(file) else { continue }
+            guard let identity = live(file) else { continue }
             kill(identity.pid, SIGTERM)
             let gone =
                 (try? await Poll.until("process \(identity.pid) to exit", timeout: 10, interval: 0.05) {
@@ -130,27 +130,15 @@ struct S3Endpoint: Sendable {
         try Files.write("\(pid) \(identity.startTime)\n", to: file, mode: 0o600, owner: nil)
     }
 
-    /// The recorded process, when it still runs with the same start time.
-    static func live(_ file: String) -> ProcessIdentity? {
+    /// The recorded process, when it still runs with the same start time and as the OS user the endpoint
+    /// runs as: the file lies in a directory that user owns, so root never signals a process of anyone else
+    /// on its word.
+    func live(_ file: String) -> ProcessIdentity? {
         guard let parts = Files.read(file)?.split(separator: " "), parts.count == 2, let pid = pid_t(parts[0]),
             let start = Double(parts[1].trimmingCharacters(in: .whitespacesAndNewlines)),
-            ProcessIdentity.matches(pid: pid, startTime: start, tolerance: 0.01)
+            ProcessIdentity.matches(pid: pid, startTime: start, tolerance: 0.01),
+            ProcessIdentity.realUID(pid) == (runner.user?.uid ?? geteuid())
         else { return nil }
         return ProcessIdentity(pid: pid, startTime: start)
-    }
-
-    /// A free TCP port on 127.0.0.1, found by binding port 0.
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        guard fd >= 0, bound else { throw FailoverError.failed("sandbox: no free port: \(String(cString: strerror(errno)))") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }

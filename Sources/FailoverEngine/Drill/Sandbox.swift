@@ -129,7 +129,7 @@ public struct Sandbox: Sendable {
     }
 
     /// Stops the postmasters of the data directories `up()` created, each only when its pid, start time and
-    /// data directory all match (``SandboxPostmaster``), by signals (SIGTERM, then SIGINT, SIGQUIT and SIGKILL,
+    /// data directory all match (``Postmaster/verifiedPID(in:user:)``), by signals (SIGTERM, then SIGINT, SIGQUIT and SIGKILL,
     /// each after a deadline), then removes what `up()` created. Returns the removed paths.
     ///
     /// Before anything is stopped or removed, refuses a manifest that is missing, not failoverd's own (a
@@ -149,14 +149,14 @@ public struct Sandbox: Sendable {
         let built = plan.allInstances.map(\.instance).filter { manifest.created.contains(InstancePaths($0).dataDirectory) }
         await withTaskGroup(of: Void.self) { group in
             for instance in built {
-                guard let pid = SandboxPostmaster.verifiedPID(dataDirectory: InstancePaths(instance).dataDirectory, user: user) else {
+                guard let pid = Postmaster.verifiedPID(in: InstancePaths(instance).dataDirectory, user: user) else {
                     continue
                 }
                 group.addTask { await Postmaster.shutDown(pid) }
             }
         }
         for instance in built {
-            if let pid = SandboxPostmaster.verifiedPID(dataDirectory: InstancePaths(instance).dataDirectory, user: user) {
+            if let pid = Postmaster.verifiedPID(in: InstancePaths(instance).dataDirectory, user: user) {
                 throw FailoverError.failed(
                     "sandbox down: postmaster \(pid) of \(instance.name) is still running after SIGKILL; stop it by hand.")
             }

@@ -45,6 +45,25 @@ enum Postmaster {
         return search(dataDirectory)
     }
 
+    /// The pid of the postmaster of `dataDirectory` only when every fact agrees, for signalling it: the pid
+    /// file (read as `user`, never through a link) names this data directory; the process is a live postgres
+    /// of `user` (this process's user when nil) whose start time matches the recorded one and whose working
+    /// directory is the data directory itself (same device and inode). Nil otherwise: none runs, or the
+    /// pid file names a process that is not that postmaster.
+    static func verifiedPID(in dataDirectory: String, user: OSUser?) -> pid_t? {
+        guard let text = try? Files.readText(dataDirectory + "/postmaster.pid", owner: user) else { return nil }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        guard lines.count >= 3, let pid = pid_t(lines[0]), pid > 1, lines[1] == dataDirectory, let recorded = Double(lines[2]),
+            isAlive(pid), ProcessIdentity.matches(pid: pid, startTime: recorded, tolerance: 2),
+            ProcessIdentity.realUID(pid) == (user?.uid ?? geteuid())
+        else { return nil }
+        var cwd = stat()
+        var data = stat()
+        guard stat("/proc/\(pid)/cwd", &cwd) == 0, lstat(dataDirectory, &data) == 0, cwd.st_dev == data.st_dev, cwd.st_ino == data.st_ino
+        else { return nil }
+        return pid
+    }
+
     /// The identity (pid and start time) of the live postmaster of `dataDirectory`, to signal it safely later.
     static func liveIdentity(in dataDirectory: String) -> ProcessIdentity? {
         livePID(in: dataDirectory).flatMap(ProcessIdentity.of)

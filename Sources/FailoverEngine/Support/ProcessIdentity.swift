@@ -44,6 +44,15 @@ struct ProcessIdentity: Sendable, Equatable {
         return pid_t(first)
     }
 
+    /// The real uid of `pid` (/proc/PID/status).
+    static func realUID(_ pid: pid_t) -> uid_t? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") }),
+            let real = line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first
+        else { return nil }
+        return uid_t(real)
+    }
+
     /// The working directory of `pid` (readlink /proc/PID/cwd); nil when it cannot be read (another
     /// user's process, for a process that is not root).
     static func workingDirectory(_ pid: pid_t) -> String? {
