@@ -84,6 +84,27 @@ import Testing
         #expect(try await driver.status(of: plan.sites[0].leader).running == false)
     }
 
+    @Test func overwritingAPrimaryFailoverdDidNotFenceIsRefused() async throws {
+        let state = CLI.tempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let plan = try PlanLoader.load(CLI.plan("switchover"))
+        let journal = try Journal(stateDirectory: state)
+        let driver = try SimulatedDriver(plan: plan, stateDirectory: state)
+        let prod = plan.sites[0].leader
+        let step = Step(transition: 1, action: .rebuild, site: "prod", .stop(instance: prod.name), summary: "stop prod-0")
+        let ctx = StepContext(
+            plan: plan, driver: driver, journal: journal, runID: "r-x", epoch: 0, allowDataLoss: false, logger: .init(label: "t"),
+            evidence: [:], steps: [step], pollInterval: 0.001)
+        // prod-0 is the running primary: its pg_control says "in production", and failoverd never fenced it.
+        await expectFailure(.refused, "prod-0's pg_control says \"in production\"") {
+            _ = try await StepRunner(ctx: ctx, step: step).checkOverwrite(prod, by: "delta restore", source: nil)
+        }
+        #expect(try await driver.status(of: prod).isWritablePrimary, "nothing was stopped")
+        // Once failoverd has fenced it, the same directory may be overwritten.
+        try journal.recordFenced(instance: prod.name, site: "prod", lastKnownLSN: nil, reachable: true, run: "r-x", epoch: 0)
+        _ = try await StepRunner(ctx: ctx, step: step).checkOverwrite(prod, by: "delta restore", source: nil)
+    }
+
     @Test func failoverRecordsTheWALLossEstimate() throws {
         let state = CLI.tempDirectory()
         defer { try? FileManager.default.removeItem(atPath: state) }
