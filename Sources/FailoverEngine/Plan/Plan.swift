@@ -147,12 +147,15 @@ public struct Policy: Codable, Sendable, Equatable {
 public struct Site: Codable, Sendable, Equatable {
     /// The site's name, unique in the plan.
     public var name: String
-    /// The driver: `local` (PostgreSQL on this host) or `simulated`.
+    /// The driver: `local` (PostgreSQL on this host), `patroni` (a Patroni cluster, through its REST API) or
+    /// `simulated`.
     public var driver: String
     /// The role the plan's author expects the site to have now.
     public var role: Role
     /// The instances; the first is the site leader, the others follow it.
     public var instances: [Instance]
+    /// For `"driver": "patroni"`: the Patroni cluster the site is, and the files its REST API needs.
+    public var patroni: PatroniCluster?
 
     /// The site leader.
     public var leader: Instance { instances[0] }
@@ -170,6 +173,31 @@ public struct Instance: Codable, Sendable, Equatable, Hashable {
     public var port: Int
     /// The data directory.
     public var dataDirectory: String
+    /// For an instance of a Patroni site: its member's REST API.
+    public var patroni: PatroniMember?
+}
+
+/// A site run by Patroni: one Patroni cluster (its own scope). failoverd talks only to its members' REST
+/// API (and to PostgreSQL over libpq); the DCS is named for `failoverd sandbox` alone, which starts it.
+public struct PatroniCluster: Codable, Sendable, Equatable {
+    /// Patroni's `scope`: the cluster's name in its DCS.
+    public var scope: String
+    /// The cluster's etcd (v3 JSON gateway), `host:port` on loopback: used by `failoverd sandbox` only.
+    public var etcd: String?
+    /// A netrc file with the REST API's user and password (curl --netrc-file); never inline in the plan.
+    public var netrcFile: String?
+    /// The CA certificate that signs the REST API's certificate (https).
+    public var caFile: String?
+    /// A client certificate for the REST API, with ``keyFile``.
+    public var certFile: String?
+    /// The client certificate's key.
+    public var keyFile: String?
+}
+
+/// One Patroni member: where its REST API answers.
+public struct PatroniMember: Codable, Sendable, Equatable, Hashable {
+    /// `http://host:port` or `https://host:port`.
+    public var url: String
 }
 
 /// The v1 actions.

@@ -22,7 +22,7 @@ extension PlanValidator {
             problems.append(.error(path, "\(owner): \(name) must be \(kind.expectation), found \(found)", hint: example + "."))
         }
         switch kind {
-        case .name, .role, .osUser, .host, .path, .oneOf:
+        case .name, .role, .osUser, .host, .path, .url, .endpoint, .oneOf:
             guard case .string(let text) = value else { return wrong(value.kindDescription) }
             checkText(text, kind, name: name, owner: owner, example: example, at: path, into: &problems)
         case .integer(let range):
@@ -105,7 +105,7 @@ extension PlanValidator {
                         path, "\(owner): unknown \(noun) \(PlanValues.quoted(text))",
                         hint: didYouMean(text, among: values) + "The \(noun) must be one of: \(values.joined(separator: ", "))."))
             }
-        case .name, .role, .osUser, .host, .path:
+        case .name, .role, .osUser, .host, .path, .url, .endpoint:
             let problem: String?
             let allowed: String
             switch kind {
@@ -126,6 +126,10 @@ extension PlanValidator {
                 (problem, allowed) = (
                     PlanValues.hostProblem(text), "A host is an IPv4 address (127.0.0.1), an IPv6 address (::1) or an RFC 1123 host name"
                 )
+            case .url:
+                (problem, allowed) = (PlanValues.urlProblem(text), "A Patroni REST API address is http://HOST:PORT or https://HOST:PORT")
+            case .endpoint:
+                (problem, allowed) = (PlanValues.endpointProblem(text), "An endpoint is HOST:PORT, e.g. 127.0.0.1:2379")
             case .path(let maximum):
                 (problem, allowed) = (
                     PlanValues.pathProblem(text, maximumLength: maximum),

@@ -6,10 +6,16 @@ public struct Planner: Sendable {
     /// instance steps (the drivers that own the servers).
     public let expansion: [String: StepExpansion]
 
-    /// Creates a planner for `plan`; `expansion` comes from the sites' drivers.
-    public init(plan: Plan, expansion: [String: StepExpansion] = [:]) {
+    /// Creates a planner for `plan`; `expansion` comes from the sites' drivers, by default from the drivers
+    /// the plan names (a Patroni site expands into site steps).
+    public init(plan: Plan, expansion: [String: StepExpansion]? = nil) {
         self.plan = plan
-        self.expansion = expansion
+        self.expansion = expansion ?? Self.defaultExpansion(plan)
+    }
+
+    /// Site steps for the sites whose driver is a site-level one (Patroni), instance steps for the others.
+    public static func defaultExpansion(_ plan: Plan) -> [String: StepExpansion] {
+        Dictionary(uniqueKeysWithValues: plan.sites.filter { $0.driver == "patroni" }.map { ($0.name, StepExpansion.siteSteps) })
     }
 
     /// The steps of every transition, numbered from 1, or the state machine's refusal.
