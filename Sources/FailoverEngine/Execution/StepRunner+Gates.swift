@@ -67,7 +67,7 @@ extension StepRunner {
         let targetTimeline = t.walReceiver?.receivedTimeline ?? t.timeline
         var evidence = FailoverGateEvidence(targetLSN: pos, targetTimeline: targetTimeline)
         // The old primary's site is fenced by this transition; every other instance is a candidate.
-        let oldPrimarySite = ctx.steps.first { $0.transition == step.transition && $0.kind == .fence }?.site
+        let oldPrimarySite = ctx.steps.first { $0.transition == step.transition && ($0.kind == .fence || $0.kind == .fenceSite) }?.site
         for (site, other) in ctx.plan.allInstances where other != target && site.name != oldPrimarySite {
             let key = other.name
             let s: InstanceStatus
