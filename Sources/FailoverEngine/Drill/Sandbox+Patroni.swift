@@ -53,7 +53,7 @@ extension Sandbox {
 
     func etcdDaemon(_ endpoint: String, directory: String, user: OSUser) -> SandboxDaemon {
         SandboxDaemon(
-            name: "etcd on \(endpoint)", identityFile: directory + ".identity", logFile: directory + ".log",
+            name: "etcd on \(endpoint)", identityFile: directory + "/etcd.identity", logFile: directory + "/etcd.log",
             runner: CommandRunner(user: user, defaultTimeout: 30))
     }
 
@@ -82,7 +82,7 @@ extension Sandbox {
         try validatePatroni()
         for endpoint in Set(plan.sites.compactMap { $0.patroni?.etcd }).sorted() {
             let dir = etcdDirectory(endpoint, driver: driver)
-            try manifest.record([dir, dir + ".identity", dir + ".log"].filter { !Files.exists($0) }, for: plan, in: stateDirectory)
+            try manifest.record([dir].filter { !Files.exists($0) }, for: plan, in: stateDirectory)
             try await startEtcd(endpoint, directory: dir, user: user)
         }
         let patroni = PatroniSite(plan: plan, timeout: max(plan.policy.stepTimeoutSeconds, 120), pollInterval: 0.2, logger: logger)
@@ -126,7 +126,7 @@ extension Sandbox {
             try Files.makeDirectory(directory, mode: 0o700, owner: user)
             let peer = "http://127.0.0.1:\(try FreePorts.take(1)[0])"
             try await daemon.start([
-                Self.etcdExecutable, "--name", "failoverd-sandbox", "--data-dir", directory, "--listen-client-urls", client,
+                Self.etcdExecutable, "--name", "failoverd-sandbox", "--data-dir", directory + "/data", "--listen-client-urls", client,
                 "--advertise-client-urls", client, "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", "failoverd-sandbox=" + peer, "--log-level", "warn",
             ])

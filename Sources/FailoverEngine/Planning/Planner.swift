@@ -67,7 +67,8 @@ public struct Planner: Sendable {
         }
         return RoleMachine.Refusal(
             site: subject,
-            message: "transition \(position) (\(transition.action.rawValue) \(subject)): site \"\(subject)\" is managed by a site-level driver; \(reason)."
+            message:
+                "transition \(position) (\(transition.action.rawValue) \(subject)): site \"\(subject)\" is managed by a site-level driver; \(reason)."
         )
     }
 
@@ -140,7 +141,9 @@ struct StepBuilder {
                     "wait until \(i.name) replays from the repository with no WAL receiver")
             }
         case .fence where managed(subject.name):
-            add(.fenceSite(site: subject.name), site: subject.name, "fence site \(subject.name) through its driver: no member accepts writes")
+            add(
+                .fenceSite(site: subject.name), site: subject.name,
+                "fence site \(subject.name) through its driver: no member accepts writes")
         case .fence:
             for i in subject.instances {
                 add(.fence(instance: i.name), site: subject.name, "fence \(i.name): record its last LSN and stop it")
@@ -168,7 +171,9 @@ struct StepBuilder {
             upstreams[subject.name] = nil
             if let old { upstreams[old.name] = nil }
             if managed(subject.name) {
-                add(.promoteSite(site: subject.name), site: subject.name, "promote site \(subject.name) after proving no other instance accepts writes")
+                add(
+                    .promoteSite(site: subject.name), site: subject.name,
+                    "promote site \(subject.name) after proving no other instance accepts writes")
                 for f in subject.followers {
                     add(
                         .awaitStreaming(instance: f.name, upstream: subject.leader.name), site: subject.name,
@@ -379,7 +384,8 @@ struct StepBuilder {
             upstreams[s.name] = new.name
             if managed(s.name) {
                 add(
-                    .followSite(site: s.name, upstream: new.name), site: s.name, "re-point site \(s.name) at \(new.leader.name) through its driver")
+                    .followSite(site: s.name, upstream: new.name), site: s.name,
+                    "re-point site \(s.name) at \(new.leader.name) through its driver")
                 continue
             }
             add(

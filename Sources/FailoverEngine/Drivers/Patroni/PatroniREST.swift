@@ -70,8 +70,9 @@ struct PatroniREST: Sendable {
         let result = try await runner.run("/usr/bin/curl", arguments(method, url, path, body: body), timeout: timeout + 5)
         guard result.succeeded else {
             let reason = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
-            // 7: could not connect. Only a refused connection proves nothing listens; a missing route does not.
-            if result.exitCode == 7, reason.lowercased().contains("connection refused") {
+            // 7: could not connect, for a refusal and a missing route alike. Only a refusal (a reset from the
+            // host) proves that nothing listens there: ask the socket itself.
+            if result.exitCode == 7, let endpoint = Self.endpoint(of: url), TCPProbe.isRefused(host: endpoint.host, port: endpoint.port) {
                 throw Failure.refused("\(method) \(url)\(path)")
             }
             throw Failure.unreachable("\(method) \(url)\(path): curl exit \(result.exitCode): \(reason)")
@@ -79,5 +80,12 @@ struct PatroniREST: Sendable {
         var lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
         let status = lines.popLast().flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } ?? 0
         return Response(status: status, body: lines.joined(separator: "\n"))
+    }
+
+    /// The host and port of `http(s)://HOST:PORT`.
+    static func endpoint(of url: String) -> (host: String, port: Int)? {
+        let rest = url.hasPrefix("https://") ? String(url.dropFirst(8)) : url.hasPrefix("http://") ? String(url.dropFirst(7)) : ""
+        let e = PlanValues.parseEndpoint(rest)
+        return e.problem == nil ? (e.host, e.port) : nil
     }
 }

@@ -139,9 +139,13 @@ public struct PatroniSite: SiteDriver {
 
     /// The `standby_cluster` section for following `upstream`'s leader, with the repository as the second
     /// WAL source.
-    func standbyCluster(following upstream: Instance?) -> [String: Any] {
+    func standbyCluster(following upstream: Instance?, fenced: Bool = false) -> [String: Any] {
         var section: [String: Any] = [
-            "restore_command": PgBackRest(plan: plan).restoreCommand,
+            // Fenced: no WAL source at all. A fenced primary may hold WAL past the new primary's fork; with
+            // the repository as a source it would find the new timeline's history and refuse to start
+            // ("could not locate a valid checkpoint record"). With none it stays read-only on its own WAL
+            // until a rejoin points it at the new primary and Patroni rewinds it.
+            "restore_command": fenced ? "/bin/false" : PgBackRest(plan: plan).restoreCommand,
             "create_replica_methods": ["pgbackrest", "basebackup"],
         ]
         if let upstream {
@@ -274,7 +278,7 @@ public struct PatroniSite: SiteDriver {
             return await group.reduce(false) { $0 || $1 }
         }
         if apiAnswers {
-            try await patchConfig(site, ["standby_cluster": standbyCluster(following: nil)], what: "fence site \(site.name)")
+            try await patchConfig(site, ["standby_cluster": standbyCluster(following: nil, fenced: true)], what: "fence site \(site.name)")
             _ = try await Poll.until(
                 "every member of site \(site.name) to stop accepting writes", timeout: timeout, interval: pollInterval,
                 advice: "Look at the Patroni logs of site \(site.name)."
@@ -287,6 +291,20 @@ public struct PatroniSite: SiteDriver {
                 "fence of site \(site.name) refused: no member's Patroni answers, and \(unknown.key.name) is \(unknown.value.seen). failoverd cannot tell whether it accepts writes; restore access to it, or stop it, then resume."
             )
         }
+        // Nothing of the site runs: write standby_cluster into its configuration in the DCS, as
+        // `patronictl edit-config` does, so that its Patroni starts it as a standby whenever it comes back.
+        var dcsNote = "set standby_cluster in its DCS before its Patroni runs again"
+        if !apiAnswers, let etcd = site.patroni?.etcd {
+            do {
+                try await PatroniDCS(endpoint: etcd, scope: site.patroni?.scope ?? site.name, runner: runner).setStandbyCluster(
+                    standbyCluster(following: nil, fenced: true))
+                dcsNote = "standby_cluster written to its configuration in etcd \(etcd)"
+            } catch {
+                dcsNote = "its etcd \(etcd) did not take standby_cluster (\(error)); set it before its Patroni runs again"
+                logger.warning(
+                    "fence of a stopped Patroni site could not write its DCS", metadata: ["site": "\(site.name)", "error": "\(error)"])
+            }
+        }
         var out: [String: FenceEvidence] = [:]
         for i in site.instances {
             let s = before[i] ?? .stopped
@@ -296,7 +314,7 @@ public struct PatroniSite: SiteDriver {
                     ? (s.inRecovery ? "pg_last_wal_replay_lsn()" : "pg_current_wal_lsn()")
                     : apiAnswers
                         ? "not answering; made a standby cluster through Patroni"
-                        : "PostgreSQL and Patroni refused connections: recorded fenced; set standby_cluster before Patroni runs again")
+                        : "PostgreSQL and Patroni refused connections: recorded fenced; \(dcsNote)")
         }
         return out
     }

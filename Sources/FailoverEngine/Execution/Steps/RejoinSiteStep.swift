@@ -16,7 +16,8 @@ struct RejoinSiteStep: RunnableStep {
         }
         try await run.ctx.siteDriver(for: site).rejoin(site, from: source, by: method)
         let now = try await run.ctx.status(of: site.leader)
-        return RejoinEvidence(method: method.rawValue, source: source.leader.name, timeline: now.walReceiver?.receivedTimeline ?? now.timeline)
+        return RejoinEvidence(
+            method: method.rawValue, source: source.leader.name, timeline: now.walReceiver?.receivedTimeline ?? now.timeline)
     }
 
     func verify(_ run: StepRunner) async throws -> Bool { try await check(run) }
