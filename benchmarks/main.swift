@@ -244,6 +244,22 @@ func benchSwitchover(rounds: Int) async throws {
             (e.median / r.median - 1) * 100, raw.min()!, r.max, engine.min()!, e.max))
 }
 
+/// Patroni switchover write unavailability: failoverd against the two PATCH calls by hand, and against
+/// failoverd's local-driver switchover, in one run.
+func benchPatroniSwitchover(rounds: Int) async throws {
+    let (hand, engine) = try await PatroniSwitchoverBenchmark(plan: try PlanLoader.load("plans/patroni-switchover.json"), rounds: rounds) {
+        print("  " + $0)
+    }.run()
+    let (_, local) = try await SwitchoverBenchmark(plan: try PlanLoader.load("plans/switchover.json"), rounds: rounds) { print("  " + $0) }
+        .run()
+    let h = DrillMath.summary(hand)!
+    let e = DrillMath.summary(engine)!
+    let l = DrillMath.summary(local)!
+    report("patroni switchover: failoverd (median of \(rounds))", e.median, unit: "s", baselineName: "two PATCH /config by hand", h.median)
+    report("patroni switchover: failoverd (median of \(rounds))", e.median, unit: "s", baselineName: "failoverd, local driver", l.median)
+    print(String(format: "  target: at most 1.2x the hand-made sequence; measured %.2fx", e.median / h.median))
+}
+
 /// Median RTO over N drills of switchover and failback-with-rewind.
 func benchDrills(count: Int) async throws {
     for name in ["switchover", "failback-with-rewind"] {
@@ -288,6 +304,7 @@ do {
         }
     }
     if which == "switchover" { try await benchSwitchover(rounds: rounds) }
+    if which == "patroni" { try await benchPatroniSwitchover(rounds: rounds) }
     if which == "drills" {
         try await benchSwitchover(rounds: 3)
         try await benchDrills(count: rounds)

@@ -172,7 +172,7 @@ extension Sandbox {
                 "use_slots": true,
                 "parameters": [
                     "wal_level": "replica", "hot_standby": "on", "wal_log_hints": "on", "archive_mode": "on",
-                    "archive_command": backrest.archiveCommand, "archive_timeout": Int(plan.policy.archiveTimeoutSeconds.rounded(.up)),
+                    "archive_timeout": Int(plan.policy.archiveTimeoutSeconds.rounded(.up)),
                     "max_wal_senders": 10, "max_replication_slots": 10, "wal_keep_size": "128MB", "shared_buffers": "32MB",
                     "max_connections": 40, "wal_retrieve_retry_interval": "500ms",
                     "log_line_prefix": "%m [%p] %q%a@%d ",
@@ -213,7 +213,15 @@ extension Sandbox {
                     "replication": ["username": replication, "password": replicationPassword],
                     "rewind": ["username": rewind, "password": rewindPassword],
                 ],
-                "parameters": ["unix_socket_directories": paths.socketDirectory],
+                // archive_command names the data directory: Patroni runs it itself, from its own working
+                // directory, to archive the shutdown checkpoint's segment when it demotes a cluster.
+                "parameters": [
+                    "unix_socket_directories": paths.socketDirectory,
+                    "archive_command":
+                        ([backrest.executable, "--config=" + backrest.configPath, "--stanza=" + backrest.stanza]
+                        + backrest.repositoryOptions
+                        + ["--pg1-path=" + paths.dataDirectory]).map(PgBackRest.shellWord).joined(separator: " ") + " archive-push \"%p\"",
+                ],
                 "pg_hba": [
                     "local all \(admin) peer map=failoverd",
                     "local all all peer",

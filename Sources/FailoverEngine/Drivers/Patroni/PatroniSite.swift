@@ -279,11 +279,17 @@ public struct PatroniSite: SiteDriver {
         }
         if apiAnswers {
             try await patchConfig(site, ["standby_cluster": standbyCluster(following: nil, fenced: true)], what: "fence site \(site.name)")
+            // Patroni stops the leader and starts it again as the standby leader: wait for that, not for the
+            // moment in between when it is down (and about to come back).
             _ = try await Poll.until(
-                "every member of site \(site.name) to stop accepting writes", timeout: timeout, interval: pollInterval,
-                advice: "Look at the Patroni logs of site \(site.name)."
+                "site \(site.name)'s leader to run as a read-only standby leader and no member to accept writes", timeout: timeout,
+                interval: pollInterval, advice: "Look at the Patroni logs of site \(site.name)."
             ) { () async throws -> Bool? in
-                for i in site.instances where try await !memberStatus(site, i).isProvenNotWritable { return nil }
+                let leader = try await memberStatus(site, site.leader)
+                guard leader.reachable, leader.inRecovery,
+                    try await memberInfo(site, site.leader)["role"] as? String == "standby_leader"
+                else { return nil }
+                for i in site.followers where try await !memberStatus(site, i).isProvenNotWritable { return nil }
                 return true
             }
         } else if let unknown = before.first(where: { !$0.value.isProvenNotWritable }) {
@@ -319,26 +325,25 @@ public struct PatroniSite: SiteDriver {
         return out
     }
 
-    /// Points the diverged site at `source`'s leader. By rewind: Patroni runs pg_rewind (use_pg_rewind) when
-    /// the standby leader's timeline forked off the source's. By rebuild: each member is reinitialised from
-    /// its create_replica_methods (the repository first) with `POST /reinitialize`, after the standby
-    /// leader is re-pointed.
+    /// Points the diverged site at `source`'s leader; Patroni runs pg_rewind (use_pg_rewind) when the
+    /// standby leader's timeline forked off the source's. A rebuild is refused: Patroni refuses
+    /// `POST /reinitialize` on its lock holder (the standby leader), and removes a diverged data directory
+    /// only outside standby clusters, so no API call recreates a standby cluster's leader from the repository.
     public func rejoin(_ site: Site, from source: Site, by method: RejoinMethod) async throws {
-        try await patchConfig(site, ["standby_cluster": standbyCluster(following: source.leader)], what: "re-point site \(site.name)")
-        if method == .rebuild {
-            for i in site.instances {
-                let response = try await api(site).post(try url(i), "/reinitialize", json: ["force": true])
-                guard response.status == 200 else {
-                    throw FailoverError.failed(
-                        "rebuild of \(i.name): its Patroni answered POST /reinitialize with HTTP \(response.status): \(response.body.prefix(300))"
-                    )
-                }
-            }
+        guard method == .rewind else {
+            throw FailoverError.refused(
+                "rebuild of Patroni site \(site.name) refused: Patroni cannot reinitialise a standby cluster's leader through its API. Rejoin it by rewind, or recreate the cluster as a standby cluster from the repository by hand."
+            )
         }
+        try await patchConfig(site, ["standby_cluster": standbyCluster(following: source.leader)], what: "re-point site \(site.name)")
+        try await awaitFollowing(site, source: source)
+    }
+
+    func awaitFollowing(_ site: Site, source: Site) async throws {
         let leader = site.leader
         let sourceTimeline = try await memberStatus(source, source.leader).timeline
         _ = try await Poll.until(
-            "\(leader.name) to stream from \(source.leader.name) on timeline \(sourceTimeline)", timeout: max(timeout, 120),
+            "\(leader.name) to stream from \(source.leader.name) on timeline \(sourceTimeline)", timeout: max(timeout, 300),
             interval: pollInterval,
             advice: "Look at \(leader.name)'s Patroni log (pg_rewind needs use_pg_rewind and wal_log_hints or checksums)."
         ) { () async throws -> Bool? in
