@@ -235,6 +235,16 @@ import Testing
         #expect(PlanValues.urlProblem("http://127.0.0.1:0") != nil)
     }
 
+    @Test("a Patroni URL holding a password is refused without the password in any message, and a sound Patroni plan is valid")
+    func urlPasswordIsNeverRepeated() throws {
+        let text = try String(contentsOfFile: CLI.plan("patroni-switchover"), encoding: .utf8)
+        #expect(PlanValidator.validate(Data(text.utf8)).errors.isEmpty)
+        let hostile = text.replacingOccurrences(of: "http://127.0.0.1:8620", with: "http://admin:hunter2@127.0.0.1:8620")
+        let validation = PlanValidator.validate(Data(hostile.utf8))
+        #expect(validation.errors.contains { $0.path == "$.sites[0].instances[0].patroni.url" })
+        #expect(!validation.problems.contains { ($0.message + $0.hint).contains("hunter2") })
+    }
+
     @Test("nothing listening is told apart from nothing known: only a refused connection is proof")
     func refusedIsProof() throws {
         let port = try FreePorts.take(1)[0]

@@ -138,7 +138,9 @@ extension PlanValidator {
             default: (problem, allowed) = (nil, "")
             }
             if let problem {
-                problems.append(.error(path, "\(owner): \(name) \(PlanValues.quoted(text)) \(problem)", hint: "\(allowed); \(example)."))
+                // A value that looks like it holds a password is never repeated in a message.
+                let shown = looksLikeSecretValue(text) ? "(value not shown: it looks like it holds a password)" : PlanValues.quoted(text)
+                problems.append(.error(path, "\(owner): \(name) \(shown) \(problem)", hint: "\(allowed); \(example)."))
             }
         default:
             break
