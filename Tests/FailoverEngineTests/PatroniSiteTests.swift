@@ -33,6 +33,9 @@ import Testing
             #expect((20...25).contains(kept))
             try await fx.insertRows(21...21, on: dr)
             _ = try await fx.waitForStreaming(prod, from: dr)
+            // prod streams through its permanent slot on dr's leader, which keeps WAL for it.
+            #expect(try await fx.sql(prod, "SELECT slot_name FROM pg_stat_wal_receiver").first?.first == "failoverd_prod")
+            #expect(try await fx.sql(dr, "SELECT active FROM pg_replication_slots WHERE slot_name = 'failoverd_prod'").first?.first == "t")
             try await fx.waitForRow(21, on: prod)
             // Patroni itself says what failoverd asked: dr leads, prod is a standby cluster.
             #expect(try await patroni(fx).memberInfo(fx.plan.site(named: "prod")!, prod)["role"] as? String == "standby_leader")

@@ -179,9 +179,13 @@ extension Sandbox {
                 ] as [String: Any],
             ] as [String: Any],
         ]
+        // Every other site's slot, kept by this cluster's leader (primary or standby leader) for the day that
+        // site follows this one.
+        let slots = plan.sites.filter { $0.name != site.name }.compactMap { $0.patroni?.slot }
+        if !slots.isEmpty { dcs["slots"] = Dictionary(uniqueKeysWithValues: slots.map { ($0, ["type": "physical"]) }) }
         if isStandbyCluster {
             let patroni = PatroniSite(plan: plan, logger: logger)
-            dcs["standby_cluster"] = patroni.standbyCluster(following: upstream)
+            dcs["standby_cluster"] = patroni.standbyCluster(following: upstream, slot: site.patroni?.slot)
         }
         let restore =
             ([backrest.executable, "--config=" + backrest.configPath, "--stanza=" + backrest.stanza] + backrest.repositoryOptions + [

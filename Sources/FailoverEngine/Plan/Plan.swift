@@ -182,8 +182,12 @@ public struct Instance: Codable, Sendable, Equatable, Hashable {
 public struct PatroniCluster: Codable, Sendable, Equatable {
     /// Patroni's `scope`: the cluster's name in its DCS.
     public var scope: String
-    /// The cluster's etcd (v3 JSON gateway), `host:port` on loopback: used by `failoverd sandbox` only.
+    /// The cluster's etcd (v3 JSON gateway), `host:port`: `failoverd sandbox` starts it there, and a fence
+    /// of a cluster none of whose members answers writes `standby_cluster` there.
     public var etcd: String?
+    /// The permanent physical replication slot this site streams through when it follows another site's
+    /// leader (`primary_slot_name`); the other clusters must declare it in their `slots` (the sandbox does).
+    public var slot: String?
     /// A netrc file with the REST API's user and password (curl --netrc-file); never inline in the plan.
     public var netrcFile: String?
     /// The CA certificate that signs the REST API's certificate (https).

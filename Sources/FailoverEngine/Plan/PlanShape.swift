@@ -18,6 +18,8 @@ enum PlanShape {
         case url
         /// `HOST:PORT` (``PlanValues/endpointProblem(_:)``).
         case endpoint
+        /// A replication slot name (``PlanValues/slotProblem(_:)``).
+        case slot
         /// One of a fixed set of strings, called `noun` in messages (`role`, `driver`…).
         case oneOf([String], noun: String)
         /// An integer literal in a range.
@@ -46,6 +48,7 @@ enum PlanShape {
                 "an absolute, normal path of at most \(maximum) bytes: / then segments of \(PlanValues.pathCharacters), no . or .. segment, no // and no trailing /"
             case .url: "http://HOST:PORT or https://HOST:PORT, with no path, user or query"
             case .endpoint: "HOST:PORT"
+            case .slot: "a replication slot name of 1 to 63 lowercase letters, digits and _"
             case .oneOf(let values, _): "one of " + values.joined(separator: ", ")
             case .integer(let range): "an integer from \(range.lowerBound) to \(range.upperBound)"
             case .byteCount: "a whole number of bytes from 0 to \(PlanValues.maximumByteCount) (below 2^62)"
@@ -175,6 +178,7 @@ enum PlanShape {
     static let patroniCluster = [
         Field("scope", .name, example: "\"dr\""),
         Field("etcd", .endpoint, required: false, example: "\"127.0.0.1:2379\""),
+        Field("slot", .slot, required: false, example: "\"failoverd_dr\""),
         Field(
             "netrcFile", .path(maximumLength: PlanValues.maximumPathLength), required: false, example: "\"/etc/failoverd/patroni.netrc\""),
         Field("caFile", .path(maximumLength: PlanValues.maximumPathLength), required: false, example: "\"/etc/failoverd/patroni-ca.pem\""),

@@ -181,6 +181,15 @@ public enum PlanValues {
         return hostNameProblem(text) == nil ? .name(text.lowercased()) : nil
     }
 
+    /// What is wrong with `text` as a replication slot name (PostgreSQL: lowercase letters, digits, _), or nil.
+    public static func slotProblem(_ text: String) -> String? {
+        if text.isEmpty || text.utf8.count > 63 { return "is not 1 to 63 characters long" }
+        if let bad = text.unicodeScalars.first(where: { !(("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_") }) {
+            return "contains \(describe(bad)), which a replication slot name cannot hold"
+        }
+        return nil
+    }
+
     /// What is wrong with `text` as `HOST:PORT` (an IPv6 address in brackets), or nil.
     public static func endpointProblem(_ text: String) -> String? {
         parseEndpoint(text).problem

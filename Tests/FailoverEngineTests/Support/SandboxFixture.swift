@@ -119,7 +119,8 @@ struct SandboxFixture: Sendable {
                         name: name, host: "127.0.0.1", port: ports[next], dataDirectory: "\(root)/data/\(name)",
                         patroni: patroni ? PatroniMember(url: "http://127.0.0.1:\(ports[count + next])") : nil)
                 },
-                patroni: patroni ? PatroniCluster(scope: site.name, etcd: "127.0.0.1:\(ports[2 * count])") : nil)
+                patroni: patroni
+                    ? PatroniCluster(scope: site.name, etcd: "127.0.0.1:\(ports[2 * count])", slot: "failoverd_\(site.name)") : nil)
         }
         let plan = Plan(
             version: 1, name: "test-" + (root as NSString).lastPathComponent,

@@ -139,7 +139,7 @@ public struct PatroniSite: SiteDriver {
 
     /// The `standby_cluster` section for following `upstream`'s leader, with the repository as the second
     /// WAL source.
-    func standbyCluster(following upstream: Instance?, fenced: Bool = false) -> [String: Any] {
+    func standbyCluster(following upstream: Instance?, slot: String? = nil, fenced: Bool = false) -> [String: Any] {
         var section: [String: Any] = [
             // Fenced: no WAL source at all. A fenced primary may hold WAL past the new primary's fork; with
             // the repository as a source it would find the new timeline's history and refuse to start
@@ -151,9 +151,12 @@ public struct PatroniSite: SiteDriver {
         if let upstream {
             section["host"] = upstream.host
             section["port"] = upstream.port
+            // The follower's slot on the upstream's leader (a permanent slot the upstream cluster declares).
+            section["primary_slot_name"] = slot ?? NSNull()
         } else {
             section["host"] = NSNull()
             section["port"] = NSNull()
+            section["primary_slot_name"] = NSNull()
         }
         return section
     }
@@ -190,7 +193,9 @@ public struct PatroniSite: SiteDriver {
                     "demotion of site \(site.name) refused: \(leader.name) accepts writes but its Patroni says it is \(role ?? "nothing"); the plan names \(leader.name) first, as the site's leader. Make it Patroni's leader (patronictl switchover within the site) or list the leader first."
                 )
             }
-            try await patchConfig(site, ["standby_cluster": standbyCluster(following: upstream.leader)], what: "demote site \(site.name)")
+            try await patchConfig(
+                site, ["standby_cluster": standbyCluster(following: upstream.leader, slot: site.patroni?.slot)],
+                what: "demote site \(site.name)")
         } else if !(before.reachable && before.inRecovery) {
             throw FailoverError.refused(
                 "demotion of site \(site.name) refused: its leader \(leader.name) is \(before.seen); it must be a primary (or the standby leader it became)."
@@ -251,7 +256,7 @@ public struct PatroniSite: SiteDriver {
     public func follow(_ site: Site, upstream: Site?) async throws {
         let leader = site.leader
         try await patchConfig(
-            site, ["standby_cluster": standbyCluster(following: upstream?.leader)],
+            site, ["standby_cluster": standbyCluster(following: upstream?.leader, slot: site.patroni?.slot)],
             what: upstream.map { "site \(site.name) to stream from \($0.name)" } ?? "site \(site.name) to replay from the repository")
         _ = try await Poll.until(
             upstream.map { "\(leader.name) to stream from \($0.leader.name)" } ?? "\(leader.name) to replay from the repository only",
@@ -335,7 +340,9 @@ public struct PatroniSite: SiteDriver {
                 "rebuild of Patroni site \(site.name) refused: Patroni cannot reinitialise a standby cluster's leader through its API. Rejoin it by rewind, or recreate the cluster as a standby cluster from the repository by hand."
             )
         }
-        try await patchConfig(site, ["standby_cluster": standbyCluster(following: source.leader)], what: "re-point site \(site.name)")
+        try await patchConfig(
+            site, ["standby_cluster": standbyCluster(following: source.leader, slot: site.patroni?.slot)],
+            what: "re-point site \(site.name)")
         try await awaitFollowing(site, source: source)
     }
 
