@@ -100,7 +100,9 @@ struct LocalDriverUnitTests {
         let runner = CommandRunner()
         // Like pg_ctl start: the command leaves a background process behind; the runner returns while that
         // process still runs (had it waited for it, the child would be gone).
-        let result = try await runner.run("/bin/sh", ["-c", "sleep 30 & echo $!"]).checked()
+        // The child sleeps long enough that a loaded machine (this suite runs in parallel with real servers)
+        // cannot make it finish before the check; a runner that waited for it would still take 300 s and fail.
+        let result = try await runner.run("/bin/sh", ["-c", "sleep 300 & echo $!"]).checked()
         let pid = try #require(pid_t(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
         #expect(kill(pid, 0) == 0, "the background child should still run when run() returns")
         kill(pid, SIGKILL)

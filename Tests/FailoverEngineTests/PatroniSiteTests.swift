@@ -90,6 +90,7 @@ import Testing
         "failover with the old site's Patroni and PostgreSQL killed, the old primary back only as a standby, then failback by pg_rewind"
     )
     func failoverThenFailbackByRewind() async throws {
+        let method = FailbackMethod.rewind
         try await SandboxFixture.with(Self.layout, patroni: true) { fx in
             let (prod, dr) = (fx.instance("prod-0"), fx.instance("dr-0"))
             try await fx.insertRows(1...20, on: prod)
@@ -143,9 +144,12 @@ import Testing
             #expect(back.inRecovery, "the fenced primary came back writable")
 
             let failback = try fx.planFile(
-                "failback", [Transition(action: .failback, to: "prod", method: .rewind)], roles: ["prod": .fenced, "dr": .primary])
+                "failback", [Transition(action: .failback, to: "prod", method: method)], roles: ["prod": .fenced, "dr": .primary])
             let b = try fx.failoverd(["run", failback, "--quiet"])
-            #expect(b.status == 0, "\(b.stderr)")
+            if b.status != 0 {
+                let log = (try? String(contentsOfFile: InstancePaths(prod).stateDirectory + "/patroni.log", encoding: .utf8)) ?? ""
+                Issue.record("failback by \(method.rawValue) failed: \(b.stderr)\nprod-0's Patroni log ends:\n\(log.suffix(6000))")
+            }
             #expect(try await fx.driver.status(of: prod).isWritablePrimary)
             // The rows only the old timeline had are gone (rewound away); dr's rows are there.
             #expect(try await count(fx, prod) == String(kept + 2))
@@ -155,8 +159,10 @@ import Testing
             try await fx.waitForRow(102, on: dr)
             #expect(try journal.recordedRoles() == ["prod": .primary, "dr": .streamingStandby])
             #expect(try AuditLog(journal: journal).verify().intact)
+            let rejoin = try journal.steps(of: try #require(try journal.lastRun()).id).first { $0.step.kind == .rejoinSite }
+            #expect(try rejoin?.evidence(as: RejoinEvidence.self)?.method == method.rawValue)
             // When the timelines diverged (dr lacked rows), Patroni ran pg_rewind through use_pg_rewind.
-            if kept < 25 {
+            if kept < 25 && method == .rewind {
                 let log = try String(contentsOfFile: InstancePaths(prod).stateDirectory + "/patroni.log", encoding: .utf8)
                 #expect(log.contains("pg_rewind"), "prod-0 diverged and rejoined without a rewind")
             }
@@ -197,6 +203,22 @@ import Testing
 
 /// The Patroni driver's pieces that need no server.
 @Suite struct PatroniUnitTests {
+    @Test("a rebuild or a failback by rebuild of a Patroni site is refused at planning, with the reason and what to do instead")
+    func rebuildIsRefused() throws {
+        var plan = try PlanLoader.load(CLI.plan("patroni-failback-with-rewind"))
+        plan.transitions[1].method = .rebuild
+        guard case .failure(let refusal) = Planner(plan: plan).steps() else {
+            Issue.record("a failback by rebuild of a Patroni site was planned")
+            return
+        }
+        #expect(refusal.site == "prod")
+        #expect(refusal.message.contains("POST /reinitialize is refused on the lock holder"))
+        #expect(refusal.message.contains("rejoin it by rewind"))
+        // By rewind the same plan expands into site steps.
+        plan.transitions[1].method = .rewind
+        #expect(try Planner(plan: plan).steps().get().contains { $0.kind == .rejoinSite })
+    }
+
     @Test("Patroni before 4.1 is refused for demotion; 4.1 and later are accepted")
     func versions() {
         #expect(!PatroniSite.isSupported("3.0.2"))
