@@ -21,6 +21,8 @@ public struct Plan: Codable, Sendable, Equatable {
     public var transitions: [Transition]
     /// The unprivileged OS user that runs PostgreSQL when failoverd runs as root (default `failoverd`).
     public var osUser: String?
+    /// How to fence an old primary that failoverd cannot reach (a load balancer, a cloud API, a power switch).
+    public var fencing: FencingHook? = nil
 
     /// The site named `name`, if the plan has it.
     public func site(named name: String) -> Site? { sites.first { $0.name == name } }
@@ -147,12 +149,14 @@ public struct Policy: Codable, Sendable, Equatable {
 public struct Site: Codable, Sendable, Equatable {
     /// The site's name, unique in the plan.
     public var name: String
-    /// The driver: `local` (PostgreSQL on this host) or `simulated`.
+    /// The driver: `local` (PostgreSQL on this host), `ssh` (on the instances' hosts, over OpenSSH) or `simulated`.
     public var driver: String
     /// The role the plan's author expects the site to have now.
     public var role: Role
     /// The instances; the first is the site leader, the others follow it.
     public var instances: [Instance]
+    /// How failoverd logs in to the instances' hosts (driver `ssh` only).
+    public var ssh: SSHSettings? = nil
 
     /// The site leader.
     public var leader: Instance { instances[0] }
@@ -170,6 +174,8 @@ public struct Instance: Codable, Sendable, Equatable, Hashable {
     public var port: Int
     /// The data directory.
     public var dataDirectory: String
+    /// How the server is started and stopped on its host (driver `ssh`; default `pg_ctl`).
+    public var service: ServiceSettings? = nil
 }
 
 /// The v1 actions.
