@@ -12,6 +12,10 @@ struct ExecutionOptions: ParsableArguments {
     var allowDataLoss = false
     @Flag(help: "Log at debug level to standard error.") var verbose = false
     @Flag(help: "Print no step progress.") var quiet = false
+    @Option(
+        name: .customLong("assume-fenced"),
+        help: "Declare SITE fenced by other means: a failover may promote although its old primary cannot be reached. Audited; repeatable.")
+    var assumeFenced: [String] = []
     @Flag(help: .hidden) var drill = false
     @Option(help: .hidden) var dwell: Double = 0
     @OptionGroup var signing: AuditSigningOptions
@@ -38,6 +42,7 @@ struct ExecutionOptions: ParsableArguments {
             onProgress: quiet ? nil : printer)
         options.dwellBetweenTransitions = dwell
         options.auditSigner = try signing.signer()
+        options.assumeFenced = assumeFenced
         return options
     }
 }

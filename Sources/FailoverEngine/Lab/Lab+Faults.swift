@@ -10,6 +10,14 @@ extension Lab {
     /// Restores the links of `site`'s hosts.
     public func heal(site: String) async throws {
         for index in try hostIndexes(of: site) { try await root("/usr/sbin/ip", ["link", "set", link(index), "up"]) }
+        try await forgetFailedNeighbours()
+    }
+
+    /// Flushes the neighbour caches of the bridge and of every host: addresses that did not answer while a
+    /// link was cut stay FAILED for a while ("No route to host") after it is back.
+    func forgetFailedNeighbours() async throws {
+        _ = try await ip(["neigh", "flush", "dev", bridge])
+        for index in hosts.indices { _ = try await ip(["-n", namespace(index), "neigh", "flush", "all"]) }
     }
 
     /// Cuts the control host off every site (its address leaves the bridge); the sites still reach each other.
@@ -20,6 +28,7 @@ extension Lab {
     /// Gives the control host its address on the bridge again.
     public func reconnectControl() async throws {
         try await root("/usr/sbin/ip", ["addr", "replace", Self.controlAddress + "/15", "dev", bridge])
+        try await forgetFailedNeighbours()
     }
 
     /// One line per host: namespace, link state, sshd; then one per instance as the SSH driver sees it.

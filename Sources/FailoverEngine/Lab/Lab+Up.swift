@@ -70,7 +70,9 @@ extension Lab {
                 removed.append(file)
             } catch { problems.append("remove \(file): \(error)") }
         }
-        for dir in [directory, authorizedKeysDirectory] where Files.exists(dir) { try Files.removeTree(dir, owner: nil) }
+        for dir in [directory, authorizedKeysDirectory] + manifest.directories.reversed() where Files.exists(dir) {
+            try Files.removeTree(dir, owner: nil)
+        }
         guard problems.isEmpty else {
             throw FailoverError.failed("lab down left work undone: \(problems.joined(separator: "; ")). Run `failoverd lab down` again.")
         }
@@ -90,10 +92,13 @@ extension Lab {
                 let r = try await CommandRunner().run(
                     "useradd",
                     [
-                        "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/bin/bash", "--password",
+                        "--system", "--user-group", "--no-create-home", "--home-dir", "/", "--shell", "/bin/bash", "--password",
                         "*", name,
                     ])
                 if OSUser.lookup(name) == nil { try r.checked("Create the login user by hand.") }
+            } else if let user = OSUser.lookup(name), !FileManager.default.fileExists(atPath: user.home) {
+                // sshd warns on every command when the home directory is missing.
+                try await root("/usr/sbin/usermod", ["--home", "/", name])
             }
             let sudoers = "/etc/sudoers.d/failoverd-lab-\(name)"
             if !Files.exists(sudoers) {
@@ -111,7 +116,7 @@ extension Lab {
     func ensureKeys(_ login: SSHSettings, manifest: inout LabManifest) async throws {
         let key = login.identityFile!
         if !Files.exists(key) {
-            _ = try Files.makeDirectory((key as NSString).deletingLastPathComponent, mode: 0o700, owner: nil)
+            manifest.directories += try Files.makeDirectory((key as NSString).deletingLastPathComponent, mode: 0o700, owner: nil)
             manifest.files += [key, key + ".pub"]
             try manifest.save(for: plan, in: stateDirectory)
             try await root("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "failoverd-lab-\(plan.name)", "-f", key])
@@ -130,6 +135,15 @@ extension Lab {
         if manifest.bridge == nil {
             manifest.bridge = bridge
             try manifest.save(for: plan, in: stateDirectory)
+        }
+        // Every lab uses 198.18.0.1 for the control host: two labs at once would share a route.
+        let bridges = try await ip(["-o", "link", "show", "type", "bridge"]).stdout.split(separator: "\n").compactMap {
+            $0.split(separator: ":").dropFirst().first?.trimmingCharacters(in: .whitespaces)
+        }
+        if let other = bridges.first(where: { $0.hasPrefix("flb") && $0 != bridge }) {
+            throw FailoverError.refused(
+                "lab up: another lab is up on this machine (bridge \(other)); labs share the control address \(Self.controlAddress). Take it down first (failoverd lab down with its plan)."
+            )
         }
         if try await !linkExists(bridge) {
             try await root("/usr/sbin/ip", ["link", "add", bridge, "type", "bridge"])
@@ -219,7 +233,7 @@ extension Lab {
         }
         let known = login.knownHostsFile!
         if !manifest.files.contains(known) {
-            _ = try Files.makeDirectory((known as NSString).deletingLastPathComponent, mode: 0o700, owner: nil)
+            manifest.directories += try Files.makeDirectory((known as NSString).deletingLastPathComponent, mode: 0o700, owner: nil)
             manifest.files.append(known)
             try manifest.save(for: plan, in: stateDirectory)
         }
@@ -250,17 +264,27 @@ extension Lab {
         guard (hook as NSString).deletingLastPathComponent == labRoot, labRoot.hasPrefix("/tmp/failoverd-lab") else { return }
         var cases = ""
         for site in plan.sites {
-            let links = try hostIndexes(of: site.name).map(link).joined(separator: " ")
-            cases += "  \(site.name)) for l in \(links); do /usr/sbin/ip link set \"$l\" down || exit 1; done ;;\n"
+            let indexes = try hostIndexes(of: site.name)
+            let links = indexes.map(link).joined(separator: " ")
+            let namespaces = indexes.map(namespace).joined(separator: " ")
+            cases += "  \(site.name)) links=\"\(links)\"; namespaces=\"\(namespaces)\" ;;\n"
         }
         let script = """
             #!/bin/sh
-            # failoverd lab fencing hook (plan \(plan.name)), written by lab up: cuts the named site's link,
-            # as a data center's switch port or a cloud security group would. Usage: \(hook) SITE INSTANCE
+            # failoverd lab fencing hook (plan \(plan.name)), written by lab up. A switch port and a power switch
+            # at once: cuts the named site's links, then kills (SIGKILL) the postgres processes on its hosts, as
+            # a power switch would. sshd stays, so the hosts answer again once the links are healed.
+            # Usage: \(hook) SITE INSTANCE
             case "$1" in
             \(cases)  *) echo "unknown site: $1" >&2; exit 2 ;;
             esac
-            echo "fenced site $1 (instance $2): link cut"
+            for l in $links; do /usr/sbin/ip link set "$l" down || exit 1; done
+            for ns in $namespaces; do
+              for p in $(/usr/sbin/ip netns pids "$ns"); do
+                [ "$(cat /proc/"$p"/comm 2>/dev/null)" = postgres ] && kill -KILL "$p"
+              done
+            done
+            echo "fenced site $1 (instance $2): links cut, PostgreSQL powered off"
 
             """
         if !manifest.files.contains(hook) {

@@ -18,6 +18,8 @@ struct LabManifest: Codable, Sendable {
     var processes: [LabProcess] = []
     /// Files the lab generated (keys, known_hosts, the fencing hook, the sudoers rule).
     var files: [String] = []
+    /// Directories the lab created for those files (removed last, deepest first).
+    var directories: [String] = []
 
     static func path(for plan: Plan, in stateDirectory: String) -> String { stateDirectory + "/lab-\(plan.name).json" }
 

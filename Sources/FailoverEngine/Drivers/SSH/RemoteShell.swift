@@ -15,7 +15,7 @@ public struct RemoteResult: Sendable {
     /// Standard output.
     public var stdout: String { result.stdout }
     /// The last lines of output, for messages.
-    public var outputTail: String { result.outputTail }
+    public var outputTail: String { result.outputTail.replacingOccurrences(of: "\r", with: "") }
 
     /// Returns self when the remote command succeeded; throws naming the host, the command and its output
     /// otherwise (an unreachable host says so: its state is unknown, never assumed).

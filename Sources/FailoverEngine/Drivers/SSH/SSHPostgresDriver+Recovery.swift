@@ -42,8 +42,8 @@ extension SSHPostgresDriver {
             "configured \(instance.name) as \(settings.upstream.map { "a streaming standby of \($0.name)" } ?? "an archive standby")")
     }
 
-    /// The recovery file, the include, the cleaned postgresql.auto.conf and standby.signal.
-    func writeSettings(_ instance: Instance, _ settings: RecoverySettings) async throws {
+    /// The recovery file, the include, the cleaned postgresql.auto.conf and (unless `signal` is false) standby.signal.
+    func writeSettings(_ instance: Instance, _ settings: RecoverySettings, signal: Bool = true) async throws {
         let paths = RemotePaths(instance)
         try await writeFile(instance, paths.recoveryFile, recoveryFileText(instance, settings))
         guard let conf = try await readFile(instance, paths.postgresqlConf) else {
@@ -69,7 +69,7 @@ extension SSHPostgresDriver {
             }
             if kept.count != lines.count { try await writeFile(instance, paths.autoConf, kept.joined(separator: "\n")) }
         }
-        try await shell(instance).script(#"[ -e "$1" ] || : > "$1""#, [paths.standbySignal]).checked()
+        if signal { try await shell(instance).script(#"[ -e "$1" ] || : > "$1""#, [paths.standbySignal]).checked() }
     }
 
     /// failoverd.recovery.conf's text, as the local driver writes it.
@@ -149,7 +149,9 @@ extension SSHPostgresDriver {
             )
         }
         try await ensureStopped(instance)
-        try await writeSettings(instance, .archiveOnly)
+        // --restore-target-wal runs the target's restore_command, so the settings come first; standby.signal
+        // does not: pg_rewind's single-user crash recovery of the target refuses standby mode.
+        try await writeSettings(instance, .archiveOnly, signal: false)
         let clock = ContinuousClock.now
         try await checkpoint(source)
         let arguments = [bin("pg_rewind"), "--target-pgdata=" + paths.dataDirectory, "--source-server=" + rewindConnInfo(source).string]
