@@ -9,7 +9,7 @@ extension Lab {
     /// Builds (or completes) the lab: bridge, a namespace per host with its veth and address, the login user
     /// with its key and sudo rule, an sshd per host with generated host keys, the known_hosts file, and the
     /// plan's starting topology. Harmless twice.
-    public func up() async throws {
+    public func up(buildTopology: Bool = true) async throws {
         let login = try validate()
         try StateDirectory.prepare(stateDirectory)
         var manifest = try LabManifest.load(for: plan, in: stateDirectory) ?? LabManifest(plan: plan.name)
@@ -21,7 +21,7 @@ extension Lab {
         try await ensureNetwork(manifest: &manifest)
         try await ensureSSHDaemons(login, manifest: &manifest)
         try await waitForSSH()
-        try await sandbox().up()
+        if buildTopology { try await sandbox().up() }
         try writeFencingHook(manifest: &manifest)
     }
 
@@ -298,14 +298,7 @@ extension Lab {
 
     /// Closes the multiplexed SSH connections of this lab's hosts (and kills masters that do not answer).
     func closeSSHConnections() async {
-        guard let driver = try? SSHPostgresDriver(plan: plan, stateDirectory: stateDirectory, logger: logger) else { return }
-        await driver.closeConnections()
-        // A master whose host was cut off may not answer `-O exit`: find it by its control path, by pid.
-        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-            guard let pid = pid_t(entry), let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
-            let argv = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            if argv.first?.hasSuffix("ssh") == true, argv.contains("ControlPath=" + driver.controlDirectory + "/%C") { kill(pid, SIGTERM) }
-        }
+        await RemoteShell.closeAll(stateDirectory: stateDirectory)
     }
 
     /// SIGTERM then SIGKILL to every process in namespace `ns` (its processes are the lab's by construction).

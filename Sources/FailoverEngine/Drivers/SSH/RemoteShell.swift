@@ -146,6 +146,29 @@ public struct RemoteShell: Sendable {
         try await run(["sh", "-c", script, "failoverd"] + arguments, workingDirectory: workingDirectory, timeout: timeout)
     }
 
+    /// Ends every multiplexed connection of the run whose state directory is `stateDirectory`: the masters
+    /// are found by their control path (by pid, from /proc), sent SIGTERM, and the directory is removed.
+    /// A master whose host was cut off would not answer `ssh -O exit`; this does not ask it.
+    public static func closeAll(stateDirectory: String) async {
+        let digest = SHA256.hash(data: Data(stateDirectory.utf8)).prefix(6).map { String(format: "%02x", $0) }.joined()
+        let directory = "/tmp/failoverd-ssh-\(geteuid())-\(digest)"
+        guard FileManager.default.fileExists(atPath: directory) else { return }
+        func masters() -> [pid_t] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry -> pid_t? in
+                guard let pid = pid_t(entry), pid != getpid(), let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline")
+                else {
+                    return nil
+                }
+                let argv = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+                return argv.first?.hasSuffix("ssh") == true && argv.contains("ControlPath=" + directory + "/%C") ? pid : nil
+            }
+        }
+        for pid in masters() { kill(pid, SIGTERM) }
+        _ = try? await Wait.until(timeout: 5, interval: 0.02) { masters().isEmpty ? true : nil }
+        for pid in masters() { kill(pid, SIGKILL) }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
     /// Closes this host's multiplexed connection (`ssh -O exit`); nothing to do when none runs.
     public func closeMaster() async {
         _ = try? await CommandRunner(user: nil, defaultTimeout: 10).run(Self.sshExecutable, sshOptions + ["-O", "exit", "--", host])
