@@ -131,6 +131,9 @@ public struct RemoteShell: Sendable {
     /// Runs `argv` on the host as the OS user; the result carries the remote exit status (255: ssh failed).
     public func run(_ argv: [String], workingDirectory: String = "/", timeout: Double? = nil) async throws -> RemoteResult {
         let line = remoteCommandLine(argv, workingDirectory: workingDirectory)
+        // Another failoverd process of the same state directory may have ended the masters and removed the
+        // directory (closeAll); it is recreated, with the same checks, whenever it is missing.
+        if !FileManager.default.fileExists(atPath: controlDirectory) { try StateDirectory.prepare(controlDirectory) }
         var result = try await CommandRunner(user: nil, defaultTimeout: defaultTimeout).run(
             Self.sshExecutable, sshOptions + ["--", host, line], timeout: timeout)
         // Messages show the remote argv, not the ssh options.
