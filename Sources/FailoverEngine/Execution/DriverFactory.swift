@@ -39,7 +39,11 @@ public struct StandardDrivers: DriverProvider {
     public func name(plan: Plan) -> String { DriverFactory.name(plan: plan, simulate: simulate) }
 
     public func make(plan: Plan, name: String) throws -> any InstanceDriver {
-        if name == "ssh" { return try SSHPostgresDriver(plan: plan, stateDirectory: stateDirectory, logger: logger) }
+        if name == "ssh" {
+            let driver = try SSHPostgresDriver(plan: plan, stateDirectory: stateDirectory, logger: logger)
+            driver.warmUp()
+            return driver
+        }
         return try DriverFactory.make(plan: plan, stateDirectory: stateDirectory, simulate: name == "simulated", logger: logger)
     }
 

@@ -4,21 +4,28 @@ import Foundation
 /// (failoverd's settings file included from postgresql.conf, owned keys removed from postgresql.auto.conf).
 extension SSHPostgresDriver {
     /// The settings in failoverd's file on the host; nil without standby.signal or without failoverd's file.
+    /// One round trip: the script prints whether postgresql.auto.conf overrides an owned key, then the file.
     public func recoverySettings(of instance: Instance) async throws -> RecoverySettings? {
         let paths = RemotePaths(instance)
-        guard try await exists(instance, paths.standbySignal), let text = try await readFile(instance, paths.recoveryFile) else {
-            return nil
+        let r = try await shell(instance).script(
+            """
+            [ -e "$1" ] && [ -e "$2" ] || exit 3
+            if [ -f "$3" ] && grep -Eiq "$4" "$3"; then echo overridden; else echo own; fi
+            exec cat -- "$2"
+            """, [paths.standbySignal, paths.recoveryFile, paths.autoConf, Self.ownedSettingsPattern])
+        if r.exitCode == 3 && !r.unreachable { return nil }
+        try r.checked()
+        guard let newline = r.stdout.firstIndex(of: "\n") else {
+            throw FailoverError.failed("reading \(paths.recoveryFile) on \(instance.host) printed nothing")
         }
+        let overridden = r.stdout[..<newline] == "overridden"
+        let text = r.stdout[r.stdout.index(after: newline)...]
         guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(LocalPostgresDriver.upstreamTag) }) else {
             throw FailoverError.failed(
                 "\(paths.recoveryFile) on \(instance.host) has no \"\(LocalPostgresDriver.upstreamTag)\" line; it was edited by hand. Configure \(instance.name)'s recovery again with failoverd."
             )
         }
         let value = line.dropFirst(LocalPostgresDriver.upstreamTag.count).trimmingCharacters(in: .whitespaces)
-        let overridden = (try await readFile(instance, paths.autoConf) ?? "").split(separator: "\n").contains { line in
-            let key = line.split(separator: "=", maxSplits: 1).first?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
-            return LocalPostgresDriver.ownedSettings.contains(key)
-        }
         if value == "none" { return RecoverySettings(upstream: nil, overridden: overridden) }
         guard let upstream = try? JSONDecoder().decode(Instance.self, from: Data(value.utf8)) else {
             throw FailoverError.failed(
@@ -31,45 +38,56 @@ extension SSHPostgresDriver {
     /// Writes failoverd's standby settings on the host, makes postgresql.conf include them, removes the keys
     /// failoverd owns from postgresql.auto.conf, creates standby.signal and reloads a running server.
     public func configureRecovery(of instance: Instance, _ settings: RecoverySettings) async throws {
-        guard try await hasData(instance) else {
-            throw FailoverError.failed(
-                "cannot configure recovery of \(instance.name): \(instance.dataDirectory) on \(instance.host) holds no cluster. Restore it first."
-            )
-        }
-        try await writeSettings(instance, settings)
-        if try await postmasterRuns(instance) { try await reload(instance) }
+        if try await writeSettings(instance, settings) { try await reload(instance) }
         logger.info(
             "configured \(instance.name) as \(settings.upstream.map { "a streaming standby of \($0.name)" } ?? "an archive standby")")
     }
 
-    /// The recovery file, the include, the cleaned postgresql.auto.conf and (unless `signal` is false) standby.signal.
-    func writeSettings(_ instance: Instance, _ settings: RecoverySettings, signal: Bool = true) async throws {
+    /// The settings the owned keys are, as an extended regular expression for grep -i.
+    static var ownedSettingsPattern: String {
+        "^[[:space:]]*(" + LocalPostgresDriver.ownedSettings.joined(separator: "|") + ")[[:space:]]*="
+    }
+
+    /// In one remote script (one round trip): the recovery file, the include in postgresql.conf, the owned
+    /// keys removed from postgresql.auto.conf and (unless `signal` is false) standby.signal, as the local
+    /// driver does them. Returns whether a postmaster runs for the data directory.
+    @discardableResult
+    func writeSettings(_ instance: Instance, _ settings: RecoverySettings, signal: Bool = true) async throws -> Bool {
         let paths = RemotePaths(instance)
-        try await writeFile(instance, paths.recoveryFile, recoveryFileText(instance, settings))
-        guard let conf = try await readFile(instance, paths.postgresqlConf) else {
+        let r = try await shell(instance).script(
+            """
+            d="$1"; conf="$2"; rec="$3"; a="$1/postgresql.auto.conf"
+            [ -f "$d/PG_VERSION" ] || exit 10
+            [ -f "$conf" ] || exit 11
+            umask 077
+            { printf '%s' "$4" > "$rec.failoverd-new" && mv -f -- "$rec.failoverd-new" "$rec"; } || exit 12
+            if ! grep -Eq '^[[:space:]]*include_if_exists.*failoverd[.]recovery[.]conf' "$conf"; then
+              printf '\n# failoverd: standby settings (restore_command, primary_conninfo) live in this file.\n%s\n' "$5" >> "$conf" || exit 13
+            fi
+            if [ -f "$a" ] && grep -Eiq "$8" "$a"; then
+              grep -Eiv "$8" "$a" > "$a.failoverd-new"; mv -f -- "$a.failoverd-new" "$a" || exit 14
+            fi
+            if [ "$7" = 1 ] && [ ! -e "$d/standby.signal" ]; then : > "$d/standby.signal" || exit 15; fi
+            "$6" status -D "$d" >/dev/null 2>&1 && echo running
+            exit 0
+            """,
+            [
+                paths.dataDirectory, paths.postgresqlConf, paths.recoveryFile, try recoveryFileText(instance, settings),
+                InstancePaths.includeLine,
+                bin("pg_ctl"), signal ? "1" : "0", Self.ownedSettingsPattern,
+            ])
+        switch (r.unreachable, r.exitCode) {
+        case (false, 10):
+            throw FailoverError.failed(
+                "cannot configure recovery of \(instance.name): \(paths.dataDirectory) on \(instance.host) holds no cluster. Restore it first."
+            )
+        case (false, 11):
             throw FailoverError.failed(
                 "\(paths.postgresqlConf) does not exist on \(instance.host): failoverd includes its standby settings from it.")
+        default:
+            try r.checked("Check that \(osUser) can write \(paths.configurationDirectory) and \(paths.dataDirectory) on \(instance.host).")
         }
-        let included = conf.split(separator: "\n").contains { line in
-            let text = line.trimmingCharacters(in: .whitespaces)
-            return !text.hasPrefix("#") && text.hasPrefix("include_if_exists") && text.contains(InstancePaths.recoveryFileName)
-        }
-        if !included {
-            let separator = conf.hasSuffix("\n") || conf.isEmpty ? "" : "\n"
-            try await writeFile(
-                instance, paths.postgresqlConf,
-                conf + separator + "\n# failoverd: standby settings (restore_command, primary_conninfo) live in this file.\n"
-                    + InstancePaths.includeLine + "\n")
-        }
-        if let auto = try await readFile(instance, paths.autoConf) {
-            let lines = auto.split(separator: "\n", omittingEmptySubsequences: false)
-            let kept = lines.filter { line in
-                let key = line.split(separator: "=", maxSplits: 1).first?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
-                return !LocalPostgresDriver.ownedSettings.contains(key)
-            }
-            if kept.count != lines.count { try await writeFile(instance, paths.autoConf, kept.joined(separator: "\n")) }
-        }
-        if signal { try await shell(instance).script(#"[ -e "$1" ] || : > "$1""#, [paths.standbySignal]).checked() }
+        return r.stdout.contains("running")
     }
 
     /// failoverd.recovery.conf's text, as the local driver writes it.

@@ -66,6 +66,19 @@ public struct SSHPostgresDriver: InstanceDriver {
         return RemoteShell(host: instance.host, ssh: ssh, osUser: osUser, controlDirectory: controlDirectory, defaultTimeout: timeout + 15)
     }
 
+    /// Opens the multiplexed connection to every host of the plan in the background, so that the first
+    /// command a step sends to a host (a promotion, inside the write-unavailability window) does not pay for
+    /// the SSH handshake. Failures are left for the steps to meet.
+    public func warmUp() {
+        var hosts: [String: Instance] = [:]
+        for (site, instance) in plan.allInstances where site.driver == "ssh" && hosts[instance.host] == nil {
+            hosts[instance.host] = instance
+        }
+        for instance in hosts.values {
+            Task { _ = try? await shell(instance).run(["true"], timeout: 10) }
+        }
+    }
+
     /// Closes the multiplexed connection to every host of the plan.
     public func closeConnections() async {
         for (site, instance) in plan.allInstances where site.driver == "ssh" {
@@ -269,16 +282,20 @@ public struct SSHPostgresDriver: InstanceDriver {
         guard before.running else {
             throw FailoverError.failed("cannot promote \(instance.name): it is not running. Start it as a standby first.")
         }
+        let paths = RemotePaths(instance)
         if !(before.reachable && !before.inRecovery) {
-            try await shell(instance).run(
-                [bin("pg_ctl"), "promote", "-D", RemotePaths(instance).dataDirectory, "-w", "-t", String(Int(timeout)), "-s"],
-                timeout: timeout + 15
-            ).checked("Is \(instance.name) a standby? See \(RemotePaths(instance).logFile) on \(instance.host).")
+            // pg_ctl promote -w returns once the server left recovery; the fence marker goes in the same
+            // round trip, and only after a successful promotion.
+            try await shell(instance).script(
+                #""$1" promote -D "$2" -w -t "$3" -s && rm -f -- "$4""#,
+                [bin("pg_ctl"), paths.dataDirectory, String(Int(timeout)), paths.fenceMarker], timeout: timeout + 15
+            ).checked("Is \(instance.name) a standby? See \(paths.logFile) on \(instance.host).")
             _ = try await Poll.until("\(instance.name) to leave recovery after promotion", timeout: timeout, interval: 0.02) {
                 try await withConnection(instance) { try $0.scalar("SELECT pg_is_in_recovery()") } == "f" ? true : nil
             }
+        } else {
+            try await removeFile(instance, paths.fenceMarker)
         }
-        try await removeFile(instance, RemotePaths(instance).fenceMarker)
     }
 
     /// Runs CHECKPOINT.
