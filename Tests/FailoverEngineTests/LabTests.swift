@@ -187,4 +187,49 @@ struct LabTests {
             #expect(try await t.count(on: dc1) == "11")
         }
     }
+
+    /// A Debian cluster (pg_ctlcluster, its configuration in ROOT/15/dc2): switched over to, failed away
+    /// from (fencing sets start.conf to disabled, so pg_ctlcluster itself refuses to start it), and rewound
+    /// (pg_rewind --config-file) back into a streaming standby with every row.
+    @Test func aPgCtlClusterSiteSwitchesOverIsFencedThroughStartConfAndIsRewound() async throws {
+        try await fixture.withTopology("debian", [Transition(action: .switchover, to: "dc2")], sites: ["dc1", "dc2"], debian: ["dc2"]) {
+            t in
+            let (dc1, dc2) = (t.instance("dc1"), t.instance("dc2"))
+            #expect(dc2.service?.isPgCtlCluster == true)
+            try await t.insertRows(1...10, on: dc1)
+            let switched = try t.failoverd(["run", t.planPath, "--quiet"])
+            #expect(switched.status == 0, "\(switched.stderr)")
+            #expect(try await t.driver.status(of: dc2).isWritablePrimary)
+            try await t.insertRows(11...11, on: dc2)
+
+            var failover = t.plan
+            failover.transitions = [Transition(action: .failover, to: "dc1")]
+            for i in failover.sites.indices { failover.sites[i].role = failover.sites[i].name == "dc2" ? .primary : .streamingStandby }
+            let failoverPath = t.planPath.replacingOccurrences(of: ".json", with: "-failover.json")
+            try LabFixture.current!.write(failover, to: failoverPath)
+            try await t.waitForRow(11, on: dc1)
+            let failed = try t.failoverd(["run", failoverPath, "--quiet"])
+            #expect(failed.status == 0, "\(failed.stderr)")
+            let paths = RemotePaths(dc2)
+            let shell = try t.driver.shell(dc2)
+            let startConf = try await shell.run(["cat", paths.startConf]).checked().stdout
+            #expect(startConf == "disabled\n")
+            let refused = try await shell.run(["pg_ctlcluster", "15", "dc2", "start"], environment: t.driver.serviceEnvironment(dc2))
+            #expect(refused.exitCode != 0 && refused.outputTail.contains("Cluster is disabled"), "\(refused.outputTail)")
+            #expect(try await !t.driver.status(of: dc2).running)
+
+            var rewind = failover
+            rewind.transitions = [Transition(action: .rewind, site: "dc2", source: "dc1")]
+            for i in rewind.sites.indices { rewind.sites[i].role = rewind.sites[i].name == "dc2" ? .fenced : .primary }
+            let rewindPath = t.planPath.replacingOccurrences(of: ".json", with: "-rewind.json")
+            try LabFixture.current!.write(rewind, to: rewindPath)
+            try await t.insertRows(12...12, on: dc1)
+            let rewound = try t.failoverd(["run", rewindPath, "--quiet"])
+            #expect(rewound.status == 0, "\(rewound.stderr)")
+            #expect(try await shell.run(["cat", paths.startConf]).checked().stdout == "auto\n")
+            try await t.waitForStreaming(dc2, from: dc1)
+            try await t.waitForRow(12, on: dc2)
+            #expect(try await t.count(on: dc2) == "12")
+        }
+    }
 }

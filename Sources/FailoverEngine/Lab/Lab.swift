@@ -72,7 +72,8 @@ public struct Lab: Sendable {
     public func sandbox() throws -> Sandbox {
         let driver = try SSHPostgresDriver(plan: plan, stateDirectory: stateDirectory, logger: logger)
         var sandbox = Sandbox(plan: plan, stateDirectory: stateDirectory, logger: logger)
-        sandbox.starter = { try await driver.start($0) }
+        let lab = self
+        sandbox.starter = { try await lab.start($0, driver: driver) }
         sandbox.clientAddresses = Self.network
         return sandbox
     }
@@ -113,6 +114,15 @@ public struct Lab: Sendable {
             }
         }
         guard hosts.count <= 99 else { throw FailoverError.invalid("lab: at most 99 hosts") }
+        // A Debian cluster's configuration is written by the lab: inside the lab's directory, never /etc.
+        let labRoot = (plan.repository.path as NSString).deletingLastPathComponent
+        for (site, instance) in plan.allInstances where instance.service?.isPgCtlCluster == true {
+            guard let root = instance.service?.configurationRoot, PlanValues.isWithin(root, labRoot) else {
+                throw FailoverError.invalid(
+                    "lab: instance \(instance.name) (site \(site.name)) is started by pg_ctlcluster; give it a service.configurationRoot inside \(labRoot), where the lab writes its cluster configuration (never /etc/postgresql)."
+                )
+            }
+        }
         return login!
     }
 

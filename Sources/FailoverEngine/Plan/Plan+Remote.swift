@@ -36,14 +36,21 @@ public struct ServiceSettings: Codable, Sendable, Hashable {
     public var cluster: String?
     /// For `systemd`: the unit (`postgresql@15-main.service`).
     public var unit: String?
+    /// For `pg_ctlcluster`: where cluster configurations live instead of /etc/postgresql
+    /// (postgresql-common's PG_CLUSTER_CONF_ROOT).
+    public var configurationRoot: String?
 
     /// Settings for `manager`.
-    public init(manager: String, version: Int? = nil, cluster: String? = nil, unit: String? = nil) {
+    public init(manager: String, version: Int? = nil, cluster: String? = nil, unit: String? = nil, configurationRoot: String? = nil) {
         self.manager = manager
         self.version = version
         self.cluster = cluster
         self.unit = unit
+        self.configurationRoot = configurationRoot
     }
+
+    /// True for Debian's pg_ctlcluster with its version and cluster.
+    public var isPgCtlCluster: Bool { manager == "pg_ctlcluster" && version != nil && cluster != nil }
 
     /// The managers failoverd knows.
     public static let managers = ["pg_ctl", "pg_ctlcluster", "systemd"]

@@ -192,6 +192,8 @@ enum PlanShape {
         Field("version", .integer(10...99), required: false, example: "15"),
         Field("cluster", .name, required: false, example: "\"main\""),
         Field("unit", .unit, required: false, example: "\"postgresql@15-main.service\""),
+        Field(
+            "configurationRoot", .path(maximumLength: PlanValues.maximumPathLength), required: false, example: "\"/etc/postgresql\""),
     ]
 
     /// The plan's fencing hook.

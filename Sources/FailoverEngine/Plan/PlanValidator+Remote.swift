@@ -53,9 +53,10 @@ extension PlanValidator {
         }
         let takes: [String: [String]] = ["pg_ctl": [], "pg_ctlcluster": ["version", "cluster"], "systemd": ["unit"]]
         let fields = takes[manager] ?? []
-        for field in ["version", "cluster", "unit"] {
-            switch (fields.contains(field), service[field] != nil) {
-            case (true, false):
+        let optional = manager == "pg_ctlcluster" ? ["configurationRoot"] : []
+        for field in ["version", "cluster", "unit", "configurationRoot"] {
+            switch (fields.contains(field) || optional.contains(field), service[field] != nil) {
+            case (true, false) where !optional.contains(field):
                 problems.append(
                     .error(
                         path.appending(field), "\(who): service manager \(manager) needs \"\(field)\"",

@@ -79,11 +79,16 @@ struct LabFixture: Sendable {
     /// takes it down: links healed, the SSH connections of the run closed, the servers stopped by pid.
     func withTopology(
         _ name: String, _ transitions: [Transition], roles: [String: Role] = [:], sites: [String]? = nil, fencing: Bool = true,
-        _ body: (LabTopology) async throws -> Void
+        debian: Set<String> = [], _ body: (LabTopology) async throws -> Void
     ) async throws {
         var p = plan
         p.name = plan.name + "-" + name
         p.sites = p.sites.filter { sites?.contains($0.name) ?? true }
+        // Sites in `debian` run a Debian cluster (pg_ctlcluster), its configuration under this topology's own root.
+        for i in p.sites.indices where debian.contains(p.sites[i].name) {
+            p.sites[i].instances[0].service = ServiceSettings(
+                manager: "pg_ctlcluster", version: 15, cluster: p.sites[i].name, configurationRoot: root + "/etc-" + name)
+        }
         for i in p.sites.indices { if let r = roles[p.sites[i].name] { p.sites[i].role = r } }
         p.transitions = transitions
         if !fencing { p.fencing = nil }
@@ -92,7 +97,8 @@ struct LabFixture: Sendable {
         try write(p, to: planPath)
         let driver = try SSHPostgresDriver(plan: p, stateDirectory: state)
         var sandbox = Sandbox(plan: p, stateDirectory: labState)
-        sandbox.starter = { try await driver.start($0) }
+        let lab = lab
+        sandbox.starter = { try await lab.start($0, driver: driver) }
         sandbox.clientAddresses = Lab.network
         let topology = LabTopology(plan: p, planPath: planPath, state: state, driver: driver, lab: lab)
         do {

@@ -12,7 +12,7 @@ public struct RemotePaths: Sendable, Equatable {
         if let service = instance.service, service.manager == "pg_ctlcluster", let version = service.version,
             let cluster = service.cluster
         {
-            configurationDirectory = "/etc/postgresql/\(version)/\(cluster)"
+            configurationDirectory = (service.configurationRoot ?? "/etc/postgresql") + "/\(version)/\(cluster)"
         } else {
             configurationDirectory = local.dataDirectory
         }
@@ -40,4 +40,6 @@ public struct RemotePaths: Sendable, Equatable {
     public var recoveryFile: String { configurationDirectory + "/" + InstancePaths.recoveryFileName }
     /// pg_ctlcluster's start.conf (`auto`, `manual` or `disabled`).
     public var startConf: String { configurationDirectory + "/start.conf" }
+    /// start.conf's value before failoverd fenced the instance (`disabled` while fenced).
+    public var savedStartConf: String { stateDirectory + "/start.conf.before-fence" }
 }

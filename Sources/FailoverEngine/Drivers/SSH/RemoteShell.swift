@@ -87,10 +87,11 @@ public struct RemoteShell: Sendable {
     public static func quote(_ word: String) -> String { ShellQuote.quote(word) }
 
     /// The command line sent to sshd for `argv`, run as the OS user in `workingDirectory`.
-    public func remoteCommandLine(_ argv: [String], workingDirectory: String = "/") -> String {
+    public func remoteCommandLine(_ argv: [String], workingDirectory: String = "/", environment: [String: String] = [:]) -> String {
         var words: [String] = []
         if ssh.user != osUser { words += ["sudo", "-n", "-u", osUser, "--"] }
         words += ["env", "-i", "PATH=" + Self.remotePath, "LANG=C.UTF-8", "LC_ALL=C.UTF-8", "HOME=/", "USER=" + osUser]
+        words += environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         words += ["sh", "-c", "cd \"$1\" && shift && exec \"$@\"", "sh", workingDirectory]
         words += argv
         return words.map(Self.quote).joined(separator: " ")
@@ -129,8 +130,10 @@ public struct RemoteShell: Sendable {
     }
 
     /// Runs `argv` on the host as the OS user; the result carries the remote exit status (255: ssh failed).
-    public func run(_ argv: [String], workingDirectory: String = "/", timeout: Double? = nil) async throws -> RemoteResult {
-        let line = remoteCommandLine(argv, workingDirectory: workingDirectory)
+    public func run(_ argv: [String], workingDirectory: String = "/", environment: [String: String] = [:], timeout: Double? = nil)
+        async throws -> RemoteResult
+    {
+        let line = remoteCommandLine(argv, workingDirectory: workingDirectory, environment: environment)
         // Another failoverd process of the same state directory may have ended the masters and removed the
         // directory (closeAll); it is recreated, with the same checks, whenever it is missing.
         if !FileManager.default.fileExists(atPath: controlDirectory) { try StateDirectory.prepare(controlDirectory) }
@@ -143,10 +146,12 @@ public struct RemoteShell: Sendable {
 
     /// Runs a fixed POSIX shell script with `arguments` as its positional parameters ($1…); the script is a
     /// constant of failoverd's and every value reaches it as a parameter, never as script text.
-    public func script(_ script: String, _ arguments: [String] = [], workingDirectory: String = "/", timeout: Double? = nil)
-        async throws -> RemoteResult
-    {
-        try await run(["sh", "-c", script, "failoverd"] + arguments, workingDirectory: workingDirectory, timeout: timeout)
+    public func script(
+        _ script: String, _ arguments: [String] = [], workingDirectory: String = "/", environment: [String: String] = [:],
+        timeout: Double? = nil
+    ) async throws -> RemoteResult {
+        try await run(
+            ["sh", "-c", script, "failoverd"] + arguments, workingDirectory: workingDirectory, environment: environment, timeout: timeout)
     }
 
     /// Ends every multiplexed connection of the run whose state directory is `stateDirectory`: the masters

@@ -172,7 +172,10 @@ extension SSHPostgresDriver {
         try await writeSettings(instance, .archiveOnly, signal: false)
         let clock = ContinuousClock.now
         try await checkpoint(source)
-        let arguments = [bin("pg_rewind"), "--target-pgdata=" + paths.dataDirectory, "--source-server=" + rewindConnInfo(source).string]
+        var arguments = [bin("pg_rewind"), "--target-pgdata=" + paths.dataDirectory, "--source-server=" + rewindConnInfo(source).string]
+        // A Debian cluster keeps postgresql.conf outside the data directory: pg_rewind's own runs of the
+        // target (crash recovery, restore_command) must read it there (--config-file, PostgreSQL 15).
+        if cluster(instance) != nil { arguments.append("--config-file=" + paths.postgresqlConf) }
         let shell = try shell(instance)
         var r = try await shell.run(arguments, workingDirectory: paths.dataDirectory, timeout: bulkTimeout)
         var retried = false

@@ -31,9 +31,9 @@ public struct SSHPostgresDriver: InstanceDriver {
                 "site \"\(site.name)\": driver ssh needs its \"ssh\" settings (user, identityFile, knownHostsFile).")
         }
         for (site, instance) in plan.allInstances where site.driver == "ssh" {
-            if let manager = instance.service?.manager, manager != "pg_ctl" {
+            if let service = instance.service, service.manager != "pg_ctl" && !service.isPgCtlCluster {
                 throw FailoverError.invalid(
-                    "site \"\(site.name)\": instance \(instance.name) is started by \(manager); this failoverd's ssh driver starts servers with pg_ctl only."
+                    "site \"\(site.name)\": instance \(instance.name) is started by \(service.manager); this failoverd's ssh driver starts servers with pg_ctl or pg_ctlcluster."
                 )
             }
         }
@@ -116,6 +116,14 @@ public struct SSHPostgresDriver: InstanceDriver {
     }
 
     // MARK: Remote primitives
+
+    /// pg_ctlcluster's settings when the instance is started that way.
+    func cluster(_ instance: Instance) -> ServiceSettings? { instance.service.flatMap { $0.isPgCtlCluster ? $0 : nil } }
+
+    /// The environment pg_ctlcluster needs: PG_CLUSTER_CONF_ROOT when the configurations are not in /etc/postgresql.
+    func serviceEnvironment(_ instance: Instance) -> [String: String] {
+        cluster(instance)?.configurationRoot.map { ["PG_CLUSTER_CONF_ROOT": $0] } ?? [:]
+    }
 
     /// `pg_ctl status` on the host: true when a postmaster runs for the data directory, false when none
     /// does; throws when the host cannot be reached (unknown is never "stopped").
@@ -221,9 +229,13 @@ public struct SSHPostgresDriver: InstanceDriver {
     /// standby.signal; the check and the start run in one remote script, so nothing starts in between.
     public func start(_ instance: Instance) async throws {
         let paths = RemotePaths(instance)
-        let options = [
-            "-p", String(instance.port), "-k", paths.local.socketDirectory, "-h", instance.host, "-c", "cluster_name=" + instance.name,
-        ].map(PgBackRest.shellWord).joined(separator: " ")
+        let cluster = cluster(instance)
+        // With pg_ctlcluster, port, listen address and socket directory are the cluster's own configuration
+        // (outside the data directory, so pg_rewind and restores do not copy them).
+        let options =
+            (cluster == nil
+            ? ["-p", String(instance.port), "-k", paths.local.socketDirectory, "-h", instance.host, "-c", "cluster_name=" + instance.name]
+            : ["-c", "cluster_name=" + instance.name]).map(PgBackRest.shellWord).joined(separator: " ")
         let clock = ContinuousClock.now
         let r = try await shell(instance).script(
             """
@@ -232,8 +244,18 @@ public struct SSHPostgresDriver: InstanceDriver {
             "$1" status -D "$d" >/dev/null 2>&1 && exit 0
             if [ -e "$s/fenced" ] && [ ! -e "$d/standby.signal" ]; then exit 11; fi
             mkdir -p -m 700 -- "$s" || exit 12
+            if [ "$6" = pg_ctlcluster ]; then
+              # A standby may run again: undo what fencing did to start.conf.
+              if [ -e "${10}" ]; then { cat -- "${10}" > "$9" && rm -f -- "${10}"; } || exit 13; fi
+              exec pg_ctlcluster -o "$5" "$7" "$8" start
+            fi
             exec "$1" start -D "$d" -l "$s/postgresql.log" -w -t "$4" -s -o "$5"
-            """, [bin("pg_ctl"), paths.dataDirectory, paths.stateDirectory, String(Int(timeout)), options], timeout: timeout + 15)
+            """,
+            [
+                bin("pg_ctl"), paths.dataDirectory, paths.stateDirectory, String(Int(timeout)), options,
+                cluster == nil ? "pg_ctl" : "pg_ctlcluster",
+                cluster?.version.map(String.init) ?? "", cluster?.cluster ?? "", paths.startConf, paths.savedStartConf,
+            ], environment: serviceEnvironment(instance), timeout: timeout + 45)
         switch (r.unreachable, r.exitCode) {
         case (false, 0): break
         case (false, 10):
@@ -259,14 +281,20 @@ public struct SSHPostgresDriver: InstanceDriver {
     /// Stops the server with `pg_ctl stop -m fast|immediate -w` on its host; nothing to do when it is not running.
     public func stop(_ instance: Instance, mode: StopMode) async throws {
         let paths = RemotePaths(instance)
+        let cluster = cluster(instance)
         let r = try await shell(instance).script(
             """
             "$1" status -D "$2" >/dev/null 2>&1 || exit 0
-            "$1" stop -D "$2" -m "$3" -w -t "$4" -s; rc=$?
+            if [ "$5" = pg_ctlcluster ]; then pg_ctlcluster -m "$3" "$6" "$7" stop; rc=$?
+            else "$1" stop -D "$2" -m "$3" -w -t "$4" -s; rc=$?; fi
             "$1" status -D "$2" >/dev/null 2>&1 || exit 0
             [ "$rc" -eq 0 ] && exit 20
             exit "$rc"
-            """, [bin("pg_ctl"), paths.dataDirectory, mode.rawValue, String(Int(timeout))], timeout: timeout + 15)
+            """,
+            [
+                bin("pg_ctl"), paths.dataDirectory, mode.rawValue, String(Int(timeout)), cluster == nil ? "pg_ctl" : "pg_ctlcluster",
+                cluster?.version.map(String.init) ?? "", cluster?.cluster ?? "",
+            ], environment: serviceEnvironment(instance), timeout: timeout + 15)
         try r.checked("Try mode immediate, or look at \(paths.logFile) on \(instance.host).")
         logger.info(
             "stopped",
@@ -287,14 +315,22 @@ public struct SSHPostgresDriver: InstanceDriver {
             // pg_ctl promote -w returns once the server left recovery; the fence marker goes in the same
             // round trip, and only after a successful promotion.
             try await shell(instance).script(
-                #""$1" promote -D "$2" -w -t "$3" -s && rm -f -- "$4""#,
-                [bin("pg_ctl"), paths.dataDirectory, String(Int(timeout)), paths.fenceMarker], timeout: timeout + 15
+                """
+                "$1" promote -D "$2" -w -t "$3" -s || exit
+                rm -f -- "$4"
+                if [ -e "$6" ]; then cat -- "$6" > "$5" && rm -f -- "$6"; fi
+                """,
+                [bin("pg_ctl"), paths.dataDirectory, String(Int(timeout)), paths.fenceMarker, paths.startConf, paths.savedStartConf],
+                timeout: timeout + 15
             ).checked("Is \(instance.name) a standby? See \(paths.logFile) on \(instance.host).")
             _ = try await Poll.until("\(instance.name) to leave recovery after promotion", timeout: timeout, interval: 0.02) {
                 try await withConnection(instance) { try $0.scalar("SELECT pg_is_in_recovery()") } == "f" ? true : nil
             }
         } else {
-            try await removeFile(instance, paths.fenceMarker)
+            try await shell(instance).script(
+                #"rm -f -- "$1"; if [ -e "$3" ]; then cat -- "$3" > "$2" && rm -f -- "$3"; fi"#,
+                [paths.fenceMarker, paths.startConf, paths.savedStartConf]
+            ).checked()
         }
     }
 
@@ -328,9 +364,25 @@ public struct SSHPostgresDriver: InstanceDriver {
     /// Writes the fence marker on the host: from then on ``start(_:)`` refuses to start `instance` without standby.signal.
     public func setFenceMarker(_ instance: Instance, reason: String) async throws {
         let paths = RemotePaths(instance)
-        try await makeDirectory(instance, paths.stateDirectory)
         let stamp = ISO8601DateFormatter().string(from: Date())
-        try await writeFile(instance, paths.fenceMarker, "\(stamp) \(reason)\n", mode: "644")
+        // pg_ctlcluster refuses a cluster whose start.conf says `disabled`: so does a DBA's or an init
+        // script's pg_ctlcluster start while the instance is fenced. The value before is kept to restore it.
+        try await shell(instance).script(
+            """
+            umask 022; mkdir -p -m 700 -- "$1" || exit 1
+            printf '%s' "$3" > "$2.failoverd-new" && mv -f -- "$2.failoverd-new" "$2" || exit 1
+            [ "$4" = pg_ctlcluster ] || exit 0
+            if [ ! -e "$6" ]; then
+              if [ -e "$5" ]; then cat -- "$5" > "$6" || exit 1; else echo auto > "$6" || exit 1; fi
+            fi
+            printf 'disabled\n' > "$5"
+            """,
+            [
+                paths.stateDirectory, paths.fenceMarker, "\(stamp) \(reason)\n", cluster(instance) == nil ? "pg_ctl" : "pg_ctlcluster",
+                paths.startConf,
+                paths.savedStartConf,
+            ]
+        ).checked()
     }
 
     /// True when `instance` carries a fence marker on its host.
