@@ -50,4 +50,20 @@ extension DrillChecker {
         }
         return checks
     }
+
+    /// With isolate-control: the run did not complete, and no step that changes a server (stop, promote,
+    /// fence, rewind, restore, start) finished after failoverd lost every site.
+    func isolationCheck(at: Double, runError: FailoverError?) throws -> DrillReport.Check {
+        let journal = try Journal(stateDirectory: state)
+        let records = try journal.lastRun().map { try journal.steps(of: $0.id) } ?? []
+        let acting: Set<StepKind> = [.stop, .promote, .fence, .rewind, .restore, .start]
+        let blind = records.filter { acting.contains($0.step.kind) && $0.status == .done && (seconds($0.endedAt) ?? 0) > at }
+        let passed = runError != nil && blind.isEmpty
+        return .init(
+            name: "the run stops when failoverd loses every site", passed: passed,
+            detail: runError.map {
+                "exit \($0.code.rawValue): \($0.message.prefix(300))" + (blind.isEmpty ? "" : "; but acted: \(blind.map(\.step.summary))")
+            }
+                ?? "the run completed although failoverd could reach no site")
+    }
 }

@@ -17,6 +17,8 @@ final class FaultInjector: @unchecked Sendable {
     /// Sites cut off at some point of the run, with the drill second of the cut.
     let everCut = Locked<[String: Double]>([:])
     let controlIsolated = Locked(false)
+    /// When the control host was cut off every site (drill seconds), if it was.
+    let isolatedAt = Locked<Double?>(nil)
 
     init(plan: Plan, driver: LocalPostgresDriver, workload: Workload, clock: DrillClock) {
         self.plan = plan
@@ -92,6 +94,7 @@ final class FaultInjector: @unchecked Sendable {
             case .isolateControl:
                 let ok = Lab.runNow(["addr", "del", Lab.controlAddress + "/15", "dev", lab.bridge])
                 controlIsolated.withLock { $0 = true }
+                isolatedAt.withLock { $0 = $0 ?? clock.now() }
                 events.append(
                     .init(fault: fault.description, at: clock.now(), detail: "control host cut off every site\(ok ? "" : " (ip failed)")"))
             default:

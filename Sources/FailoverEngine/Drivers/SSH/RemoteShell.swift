@@ -140,7 +140,13 @@ public struct RemoteShell: Sendable {
         var result = try await CommandRunner(user: nil, defaultTimeout: defaultTimeout).run(
             Self.sshExecutable, sshOptions + ["--", host, line], timeout: timeout)
         // Messages show the remote argv, not the ssh options.
-        result.commandLine = "ssh \(ssh.user)@\(host) " + argv.map(CommandRunner.displayQuoted).joined(separator: " ")
+        // A script shows as its first line, not the whole text.
+        var shown = argv
+        if shown.count > 2, shown[0] == "sh", shown[1] == "-c" {
+            let first = shown[2].split(separator: "\n").first.map(String.init) ?? ""
+            shown[2] = shown[2].contains("\n") ? first + " …" : first
+        }
+        result.commandLine = "ssh \(ssh.user)@\(host) " + shown.map(CommandRunner.displayQuoted).joined(separator: " ")
         return RemoteResult(result: result, host: host)
     }
 
