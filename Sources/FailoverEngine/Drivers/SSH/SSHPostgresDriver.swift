@@ -128,7 +128,7 @@ public struct SSHPostgresDriver: InstanceDriver {
     /// `pg_ctl status` on the host: true when a postmaster runs for the data directory, false when none
     /// does; throws when the host cannot be reached (unknown is never "stopped").
     func postmasterRuns(_ instance: Instance) async throws -> Bool {
-        let r = try await shell(instance).run([bin("pg_ctl"), "status", "-D", RemotePaths(instance).dataDirectory])
+        let r = try await pgCtlStatus(instance)
         switch r.exitCode {
         case 0: return true
         case 3, 4: return false
@@ -136,6 +136,14 @@ public struct SSHPostgresDriver: InstanceDriver {
             try r.checked()
             return true
         }
+    }
+
+    /// `pg_ctl status` on the host: 0 running, 3 not running, 4 no data directory. An existing directory the
+    /// OS user cannot read also gives 4 from pg_ctl; that is turned into 5 (unknown), never "not running".
+    func pgCtlStatus(_ instance: Instance) async throws -> RemoteResult {
+        try await shell(instance).script(
+            #""$1" status -D "$2" >/dev/null 2>&1; rc=$?; if [ "$rc" -eq 4 ] && [ -e "$2" ]; then exit 5; fi; exit "$rc""#,
+            [bin("pg_ctl"), RemotePaths(instance).dataDirectory])
     }
 
     /// The text of a remote file, or nil when it does not exist.
@@ -189,7 +197,7 @@ public struct SSHPostgresDriver: InstanceDriver {
         } catch let error as PGError where error.isConnectionFailure && !LocalPostgresDriver.isLoginRefusal(error) {
             sqlFailure = error.message.split(separator: "\n").first.map(String.init) ?? "no answer"
         }
-        let r = try await shell(instance).run([bin("pg_ctl"), "status", "-D", RemotePaths(instance).dataDirectory])
+        let r = try await pgCtlStatus(instance)
         var status = InstanceStatus.stopped
         switch (r.unreachable, r.exitCode) {
         case (false, 3), (false, 4):
@@ -197,6 +205,11 @@ public struct SSHPostgresDriver: InstanceDriver {
         case (false, 0):
             status.running = true
             status.unreachableReason = sqlFailure
+        case (false, _):
+            // SSH answers but the probe fails (sudo refused, data directory unreadable): unknown, not stopped.
+            status.running = true
+            status.unreachableReason =
+                "`pg_ctl status` on \(instance.host) failed with exit \(r.exitCode) (\(r.outputTail.isEmpty ? "no output" : r.outputTail)) and SQL does not answer (\(sqlFailure))"
         default:
             // Neither SQL nor SSH answers: the host may be cut off with a primary still running behind the cut.
             status.running = true
