@@ -1,7 +1,7 @@
 // failoverd-bench: measures the engine's own costs and prints each beside a baseline measured in the
 // same run, as a ratio. Usage: failoverd-bench [journal|plan|audit|all] [--events N]
 import Crypto
-@_spi(JournalDatabase) import FailoverEngine
+@_spi(Benchmarks) import FailoverEngine
 import Foundation
 import GRDB
 
@@ -43,7 +43,7 @@ func benchJournal() throws {
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let journal = try Journal(stateDirectory: dir)
-        try journal.db.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = \(synchronous)") }
+        try journal.setSynchronous(synchronous)
         var many: [Step] = []
         for i in 0..<n { var s = steps[i % steps.count]; s.number = i + 1; many.append(s) }
         let run = RunRecord(
@@ -92,13 +92,15 @@ func benchAudit(events: Int, keep: String?) throws {
     let publicKeyPath = dir + "/keys/" + AuditKeys.publicKeyFile
     let signer = try AuditSigner(keyPath: dir + "/keys/" + AuditKeys.privateKeyFile)
     let journal = try Journal(stateDirectory: dir + "/state", auditSigner: signer)
+    // The benchmark's own connection to the journal's file, for bulk rows and raw reads.
+    let raw = try DatabaseQueue(path: journal.path)
     // Runs as failoverd journals them: run-start, started and done for each of 24 steps, run-end (50 events),
     // with their runs and steps rows, so that verify's cross-check has every run to check.
     let insert = try seconds {
         if reuse { return }
         let batch = 10_000
         for b in 0..<(events / batch) {
-            try journal.db.write { db in
+            try raw.write { db in
                 for i in 0..<batch {
                     let k = b * batch + i
                     let run = "r-bench-\(k / 50)"
@@ -143,7 +145,7 @@ func benchAudit(events: Int, keep: String?) throws {
     let kindOnly = try seconds { found = try log.query(.init(kind: "refusal")).count }
     let since = try seconds { found = try log.query(.init(since: Journal.now())).count }
     let scan = try seconds {
-        _ = try journal.db.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM audit_events WHERE details LIKE '%\"step\":\"7\"%'") }
+        _ = try raw.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM audit_events WHERE details LIKE '%\"step\":\"7\"%'") }
     }
     report(
         "audit: --run --site --kind over \(events)", filtered * 1000, unit: "ms", baselineName: "full scan (count, LIKE on details)",
@@ -184,7 +186,7 @@ func benchAudit(events: Int, keep: String?) throws {
     print(String(format: "audit: the hashed bytes: %.0f MB; one SHA-256 over all of them in one stream: %.3f s", megabytes, stream))
     // What reading the rows alone costs: SQLite steps through the same query and touches every column verify reads.
     var touched = 0
-    let read = try journal.db.read { db in
+    let read = try raw.read { db in
         let statement = try db.makeStatement(
             sql: "SELECT seq, at, run_id, site, actor, kind, details, prev_hash, hash, os_user, os_uid, host FROM audit_events ORDER BY seq"
         )
@@ -242,6 +244,22 @@ func benchSwitchover(rounds: Int) async throws {
             format:
                 "  failoverd adds %.0f%% to the raw sequence (target: at most 20%%); raw min %.3f max %.3f, failoverd min %.3f max %.3f",
             (e.median / r.median - 1) * 100, raw.min()!, r.max, engine.min()!, e.max))
+}
+
+/// Patroni switchover write unavailability: failoverd against the two PATCH calls by hand, and against
+/// failoverd's local-driver switchover, in one run.
+func benchPatroniSwitchover(rounds: Int) async throws {
+    let (hand, engine) = try await PatroniSwitchoverBenchmark(plan: try PlanLoader.load("plans/patroni-switchover.json"), rounds: rounds) {
+        print("  " + $0)
+    }.run()
+    let (_, local) = try await SwitchoverBenchmark(plan: try PlanLoader.load("plans/switchover.json"), rounds: rounds) { print("  " + $0) }
+        .run()
+    let h = DrillMath.summary(hand)!
+    let e = DrillMath.summary(engine)!
+    let l = DrillMath.summary(local)!
+    report("patroni switchover: failoverd (median of \(rounds))", e.median, unit: "s", baselineName: "two PATCH /config by hand", h.median)
+    report("patroni switchover: failoverd (median of \(rounds))", e.median, unit: "s", baselineName: "failoverd, local driver", l.median)
+    print(String(format: "  target: at most 1.2x the hand-made sequence; measured %.2fx", e.median / h.median))
 }
 
 /// Median RTO over N drills of switchover and failback-with-rewind.
@@ -306,6 +324,7 @@ do {
         }
     }
     if which == "switchover" { try await benchSwitchover(rounds: rounds) }
+    if which == "patroni" { try await benchPatroniSwitchover(rounds: rounds) }
     if which == "ssh-switchover" { try await benchSSHSwitchover(rounds: rounds) }
     if which == "drills" {
         try await benchSwitchover(rounds: 3)

@@ -3,7 +3,7 @@
 # the client and SQLite libraries, and the unprivileged OS user that runs PostgreSQL (initdb refuses root).
 set -euo pipefail
 packages=(postgresql-15 postgresql-client-15 pgbackrest libpq-dev libsqlite3-dev sqlite3 pkg-config util-linux
-  stunnel4 curl openssl python3-venv
+  stunnel4 curl openssl python3-venv etcd-server
   # The two-data-center lab (failoverd lab up): an sshd per site namespace, ssh for the SSH driver, sudo for
   # the login user to run PostgreSQL's tools as the OS user, iproute2 for namespaces, veths and the bridge.
   openssh-server openssh-client sudo iproute2)
@@ -56,5 +56,16 @@ if [ ! -x "$venv/bin/moto_server" ] || [ "$(readlink -f "$venv/bin/python3")" !=
   rm -rf "$venv"
   /usr/bin/python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$moto_version"
+fi
+# Patroni sites in the sandbox: Patroni 4.1 from PyPI (Debian's 3.0.2 demotes a cluster with an immediate
+# stop) in its own virtual environment, with the etcd3 client and psycopg2; etcd comes from Debian above.
+patroni_venv=/opt/failoverd-patroni
+patroni_version=4.1.5
+if [ ! -x "$patroni_venv/bin/patroni" ] || [ "$(readlink -f "$patroni_venv/bin/python3")" != "$(readlink -f /usr/bin/python3)" ] \
+  || ! "$patroni_venv/bin/python3" -c "import importlib.metadata as m, sys; sys.exit(m.version('patroni') != '$patroni_version')" 2>/dev/null; then
+  echo "setup: installing Patroni $patroni_version into $patroni_venv"
+  rm -rf "$patroni_venv"
+  /usr/bin/python3 -m venv "$patroni_venv"
+  "$patroni_venv/bin/pip" install -q --disable-pip-version-check "patroni[etcd3]==$patroni_version" psycopg2-binary==2.9.13
 fi
 command -v swift >/dev/null || { echo "setup: swift is not on PATH (expected /opt/swift/usr/bin)"; exit 1; }

@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 import Testing
 
-@_spi(JournalDatabase) @testable import FailoverEngine
+@testable import FailoverEngine
 
 /// The audit chain detects an edited, a deleted and a reordered row, even one made with the sqlite3
 /// shell after dropping the triggers.

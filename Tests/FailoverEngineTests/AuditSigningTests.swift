@@ -3,7 +3,7 @@ import Foundation
 import GRDB
 import Testing
 
-@_spi(JournalDatabase) @testable import FailoverEngine
+@testable import FailoverEngine
 
 /// Signed checkpoints hold against someone who can rewrite journal.sqlite: the tampering below is done with
 /// the sqlite3 shell after dropping the triggers, with every hash recomputed as an attacker would.

@@ -50,15 +50,31 @@ import Testing
         #expect(steps[1].step.operation == .demote(site: "prod", upstream: "dr"))
     }
 
-    @Test("a failover to a managed site is refused by the planner, naming the site and what to do")
-    func otherTransitionsRefused() throws {
+    @Test("a failover to a managed site expands into site steps around both failover gates; its bootstrap is refused")
+    func failoverExpansionAndBootstrapRefusal() throws {
         let plan = try PlanLoader.load(CLI.plan("failover"))
-        let result = Planner(plan: plan, expansion: ["dr": .siteSteps]).steps()
-        guard case .failure(let refusal) = result else {
-            Issue.record("a failover to a managed site was planned")
+        let steps = try Planner(plan: plan, expansion: ["prod": .siteSteps, "dr": .siteSteps]).steps().get()
+        #expect(steps.map(\.kind) == [.gateFailover, .fenceSite, .gateFailover, .promoteSite, .recordRoles])
+        #expect(steps[1].operation == .fenceSite(site: "prod"))
+        // A local old primary is fenced instance by instance, a managed target promoted as a site.
+        let mixed = try Planner(plan: plan, expansion: ["dr": .siteSteps]).steps().get()
+        #expect(mixed.map(\.kind) == [.gateFailover, .fence, .gateFailover, .promoteSite, .recordRoles])
+        // The operations round-trip through the journal's JSON.
+        let rejoin = Step(
+            transition: 1, action: .rewind, site: "prod", .rejoinSite(site: "prod", source: "dr", method: .rewind), summary: "s")
+        let follow = Step(transition: 1, action: .disableStreaming, site: "dr", .followSite(site: "dr", upstream: nil), summary: "s")
+        for step in [rejoin, follow, steps[1]] {
+            #expect(try JSONDecoder().decode(Step.self, from: JSONEncoder().encode(step)) == step)
+        }
+
+        var seed = try PlanLoader.load(CLI.plan("seed-walkthrough"))
+        seed.transitions = [Transition(action: .bootstrapStandby, site: "dr")]
+        for i in seed.sites.indices where seed.sites[i].name == "dr" { seed.sites[i].role = .none }
+        guard case .failure(let refusal) = Planner(plan: seed, expansion: ["dr": .siteSteps]).steps() else {
+            Issue.record("a bootstrap of a managed site was planned")
             return
         }
         #expect(refusal.site == "dr")
-        #expect(refusal.message.contains("site \"dr\" is managed by a site-level driver"))
+        #expect(refusal.message.contains("bootstrap it as a standby cluster"))
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 import Testing
 
-@_spi(JournalDatabase) @testable import FailoverEngine
+@testable import FailoverEngine
 
 /// One run per state directory, with two real processes; a dead holder's lock is taken over and the
 /// fencing epoch increases.

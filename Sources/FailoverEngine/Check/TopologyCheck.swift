@@ -151,7 +151,10 @@ public struct TopologyCheck: Sendable {
     func describe(_ instance: Instance, site: Site, statuses: [String: Result<InstanceStatus, Error>]) async throws -> InstanceReport {
         var r = InstanceReport(instance: instance.name, site: site.name, seen: "unreachable", recoverySettings: "unknown")
         do {
-            if let settings = try await driver.recoverySettings(of: instance) {
+            if site.driver == "patroni" {
+                // Patroni writes the recovery settings of its members; failoverd asks it through standby_cluster.
+                r.recoverySettings = "patroni"
+            } else if let settings = try await driver.recoverySettings(of: instance) {
                 r.recoverySettings = settings.overridden ? "failoverd, overridden by postgresql.auto.conf" : "failoverd"
             } else {
                 r.recoverySettings = "none"

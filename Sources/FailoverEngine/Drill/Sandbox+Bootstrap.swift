@@ -128,6 +128,12 @@ extension Sandbox {
             return
         }
         try await ensureRoles(on: leader, driver: driver, passwords: passwords)
+        try await ensureStanzaAndBackup(leader, driver: driver, user: user)
+    }
+
+    /// Creates the stanza and a first full backup from `leader`, each only when missing.
+    func ensureStanzaAndBackup(_ leader: Instance, driver: LocalPostgresDriver, user: OSUser) async throws {
+        let admin = plan.replication.effectiveAdminUser
         let options = driver.backrest.instanceOptions(leader, user: admin) + ["--log-level-console=warn"]
         try await driver.runner.run(driver.backrest.executable, driver.backrest.arguments("stanza-create", options)).checked(
             "Check \(driver.backrest.configPath) and that \(user.name) can write \(driver.backrest.repositoryPath).")

@@ -97,6 +97,13 @@ public struct Sandbox: Sendable {
                 "S3 endpoint (moto behind stunnel) on 127.0.0.1:\(endpoint.port) in \(String(format: "%.1f", CommandRunner.seconds(since: started))) s"
             )
         }
+        if isPatroni {
+            try await upPatroni(primarySite: primarySite, driver: driver, user: user, passwords: passwords, manifest: &manifest)
+            logger.info(
+                "sandbox up (Patroni)",
+                metadata: ["plan": "\(plan.name)", "seconds": "\(String(format: "%.1f", CommandRunner.seconds(since: clock)))"])
+            return
+        }
         try await bootstrapPrimary(primarySite.leader, driver: driver, user: user, passwords: passwords)
         for follower in primarySite.followers {
             try await ensureStandby(follower, upstream: primarySite.leader, driver: driver)
@@ -152,6 +159,8 @@ public struct Sandbox: Sendable {
         try manifest.checkEntries(within: SandboxManifest.roots(of: plan, configPath: configPath), manifestPath: manifestPath)
         let user: OSUser? = OSUser.isRoot ? (try? OSUser.postgresUser(for: plan)) : .current
         let built = plan.allInstances.map(\.instance).filter { manifest.created.contains(InstancePaths($0).dataDirectory) }
+        // Patroni restarts what is stopped behind it: stop it first, which stops its PostgreSQL fast.
+        await downPatroni(driver: try? LocalPostgresDriver(plan: plan, binDirectory: binDirectory, logger: logger), user: user)
         await withTaskGroup(of: Void.self) { group in
             for instance in built {
                 guard let pid = Postmaster.verifiedPID(in: InstancePaths(instance).dataDirectory, user: user) else {
@@ -193,7 +202,7 @@ public struct Sandbox: Sendable {
                     "sandbox: site \"\(site.name)\" is declared fenced; a sandbox builds a starting topology and cannot make a fenced former primary from nothing. Declare it archive-standby or none."
                 )
             }
-            if site.driver != "local" && !(site.driver == "ssh" && starter != nil) {
+            if site.driver != "local" && !(site.driver == "patroni" && isPatroni) && !(site.driver == "ssh" && starter != nil) {
                 throw FailoverError.invalid(
                     "sandbox: site \"\(site.name)\" uses driver \"\(site.driver)\"; the sandbox builds local sites only.")
             }

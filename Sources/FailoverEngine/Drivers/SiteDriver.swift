@@ -72,4 +72,12 @@ public protocol SiteDriver: Sendable {
     func fence(_ site: Site, reason: String) async throws -> [String: FenceEvidence]
     /// Repairs a diverged site from `source` and makes it follow `source`'s leader.
     func rejoin(_ site: Site, from source: Site, by method: RejoinMethod) async throws
+    /// The demotion token the demoted site proves now, read again from its leader; nil when the driver has
+    /// no way to read it again (the gates then rely on the site being proven unable to accept writes).
+    func demotionTokenNow(of site: Site) async throws -> DemotionToken?
+}
+
+extension SiteDriver {
+    /// No second reading: the gates rely on the site being proven unable to accept writes.
+    public func demotionTokenNow(of site: Site) async throws -> DemotionToken? { nil }
 }

@@ -48,6 +48,14 @@ public struct StandardDrivers: DriverProvider {
     }
 
     public func pollInterval(_ driver: any InstanceDriver) -> Double { DriverFactory.pollInterval(driver) }
+
+    /// Patroni sites are driven through Patroni's REST API (site steps); under --simulate, every site is
+    /// simulated at the instance level.
+    public func managedSites(plan: Plan) throws -> [String: any SiteDriver] {
+        guard !simulate else { return [:] }
+        let patroni = PatroniSite(plan: plan, logger: logger)
+        return Dictionary(uniqueKeysWithValues: plan.sites.filter { $0.driver == "patroni" }.map { ($0.name, patroni as any SiteDriver) })
+    }
 }
 
 /// Chooses the driver for a run: simulated with --simulate or when every site says `simulated`, local otherwise.

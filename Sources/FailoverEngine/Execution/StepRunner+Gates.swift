@@ -67,7 +67,7 @@ extension StepRunner {
         let targetTimeline = t.walReceiver?.receivedTimeline ?? t.timeline
         var evidence = FailoverGateEvidence(targetLSN: pos, targetTimeline: targetTimeline)
         // The old primary's site is fenced by this transition; every other instance is a candidate.
-        let oldPrimarySite = ctx.steps.first { $0.transition == step.transition && $0.kind == .fence }?.site
+        let oldPrimarySite = ctx.steps.first { $0.transition == step.transition && ($0.kind == .fence || $0.kind == .fenceSite) }?.site
         for (site, other) in ctx.plan.allInstances where other != target && site.name != oldPrimarySite {
             let key = other.name
             let s: InstanceStatus
@@ -151,11 +151,25 @@ extension StepRunner {
         }
         let site = try ctx.site(named: demote.site)
         let token = try DemotionToken(evidence: journaled, instance: site.leader.name)
-        let status = try await ctx.siteDriver(for: site).status(of: site)
+        let driver = ctx.siteDriver(for: site)
+        let status = try await driver.status(of: site)
         guard status.isProvenNotWritable else {
             let seen = status.members.map { "\($0.instance.name): \($0.status.seen)" }.joined(separator: ", ")
             throw FailoverError.refused(
                 "switchover refused: site \(site.name) was demoted with token \(token.text) but is not proven unable to accept writes now (\(seen)); the target cannot have the commits made meanwhile. Abandon this run and start a new one from the topology as it is now."
+            )
+        }
+        let now: DemotionToken?
+        do {
+            now = try await driver.demotionTokenNow(of: site)
+        } catch {
+            throw FailoverError.refused(
+                "switchover refused: site \(site.name) was demoted with token \(token.text), which cannot be proved again now (\(error)); the target may lack commits made since. Abandon this run and start a new one from the topology as it is now."
+            )
+        }
+        if let now, now != token {
+            throw FailoverError.refused(
+                "switchover refused: site \(site.name) was demoted with token \(token.text) but its leader now proves \(now.text): it ran, or was rewound, since. The target cannot have the commits made meanwhile; abandon this run and start a new one from the topology as it is now."
             )
         }
         return token

@@ -7,8 +7,9 @@ import GRDB
 /// `started` is on disk before its side effect begins, whatever happens to the process afterwards.
 public final class Journal: Sendable {
     /// The database, one connection per process. Not part of the library's interface: everything else
-    /// reads and writes through the journal's methods; the benchmarks (timing raw SQLite) and white-box tests reach it as SPI.
-    @_spi(JournalDatabase) public let db: DatabaseQueue
+    /// reads and writes through the journal's methods (the benchmarks open the file with their own
+    /// connection, as an operator's sqlite3 would).
+    let db: DatabaseQueue
     /// The journal file.
     public let path: String
     /// Signs audit checkpoints when the operator configured a key (`--audit-key`, `$FAILOVERD_AUDIT_KEY`).
@@ -79,4 +80,13 @@ public final class Journal: Sendable {
 
     /// Reads a time the journal stored; nil when the text is not one.
     public static func date(_ timestamp: String) -> Date? { try? Date(timestamp, strategy: timestampStyle) }
+}
+
+extension Journal {
+    /// Sets this connection's `PRAGMA synchronous` (FULL by default): for the benchmark that prices the
+    /// journal's durability against `OFF`. Never for a journal a run relies on.
+    @_spi(Benchmarks) public func setSynchronous(_ mode: String) throws {
+        guard ["FULL", "NORMAL", "OFF"].contains(mode) else { throw FailoverError.invalid("synchronous must be FULL, NORMAL or OFF") }
+        try db.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = \(mode)") }
+    }
 }

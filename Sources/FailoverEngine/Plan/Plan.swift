@@ -149,12 +149,15 @@ public struct Policy: Codable, Sendable, Equatable {
 public struct Site: Codable, Sendable, Equatable {
     /// The site's name, unique in the plan.
     public var name: String
-    /// The driver: `local` (PostgreSQL on this host), `ssh` (on the instances' hosts, over OpenSSH) or `simulated`.
+    /// The driver: `local` (PostgreSQL on this host), `patroni` (a Patroni cluster, through its REST API),
+    /// `ssh` (on the instances' hosts, over OpenSSH) or `simulated`.
     public var driver: String
     /// The role the plan's author expects the site to have now.
     public var role: Role
     /// The instances; the first is the site leader, the others follow it.
     public var instances: [Instance]
+    /// For `"driver": "patroni"`: the Patroni cluster the site is, and the files its REST API needs.
+    public var patroni: PatroniCluster?
     /// How failoverd logs in to the instances' hosts (driver `ssh` only).
     public var ssh: SSHSettings? = nil
 
@@ -174,8 +177,37 @@ public struct Instance: Codable, Sendable, Equatable, Hashable {
     public var port: Int
     /// The data directory.
     public var dataDirectory: String
+    /// For an instance of a Patroni site: its member's REST API.
+    public var patroni: PatroniMember?
     /// How the server is started and stopped on its host (driver `ssh`; default `pg_ctl`).
     public var service: ServiceSettings? = nil
+}
+
+/// A site run by Patroni: one Patroni cluster (its own scope). failoverd talks only to its members' REST
+/// API (and to PostgreSQL over libpq); the DCS is named for `failoverd sandbox` alone, which starts it.
+public struct PatroniCluster: Codable, Sendable, Equatable {
+    /// Patroni's `scope`: the cluster's name in its DCS.
+    public var scope: String
+    /// The cluster's etcd (v3 JSON gateway), `host:port`: `failoverd sandbox` starts it there, and a fence
+    /// of a cluster none of whose members answers writes `standby_cluster` there.
+    public var etcd: String?
+    /// The permanent physical replication slot this site streams through when it follows another site's
+    /// leader (`primary_slot_name`); the other clusters must declare it in their `slots` (the sandbox does).
+    public var slot: String?
+    /// A netrc file with the REST API's user and password (curl --netrc-file); never inline in the plan.
+    public var netrcFile: String?
+    /// The CA certificate that signs the REST API's certificate (https).
+    public var caFile: String?
+    /// A client certificate for the REST API, with ``keyFile``.
+    public var certFile: String?
+    /// The client certificate's key.
+    public var keyFile: String?
+}
+
+/// One Patroni member: where its REST API answers.
+public struct PatroniMember: Codable, Sendable, Equatable, Hashable {
+    /// `http://host:port` or `https://host:port`.
+    public var url: String
 }
 
 /// The v1 actions.

@@ -14,6 +14,12 @@ enum PlanShape {
         case host
         /// An absolute, normal path of at most `maximumLength` bytes (``PlanValues/pathProblem(_:maximumLength:)``).
         case path(maximumLength: Int)
+        /// `http://HOST:PORT` or `https://HOST:PORT` (``PlanValues/urlProblem(_:)``).
+        case url
+        /// `HOST:PORT` (``PlanValues/endpointProblem(_:)``).
+        case endpoint
+        /// A replication slot name (``PlanValues/slotProblem(_:)``).
+        case slot
         /// One of a fixed set of strings, called `noun` in messages (`role`, `driver`…).
         case oneOf([String], noun: String)
         /// An integer literal in a range.
@@ -44,6 +50,9 @@ enum PlanShape {
             case .host: "an IP address or a host name (RFC 1123)"
             case .path(let maximum):
                 "an absolute, normal path of at most \(maximum) bytes: / then segments of \(PlanValues.pathCharacters), no . or .. segment, no // and no trailing /"
+            case .url: "http://HOST:PORT or https://HOST:PORT, with no path, user or query"
+            case .endpoint: "HOST:PORT"
+            case .slot: "a replication slot name of 1 to 63 lowercase letters, digits and _"
             case .oneOf(let values, _): "one of " + values.joined(separator: ", ")
             case .integer(let range): "an integer from \(range.lowerBound) to \(range.upperBound)"
             case .byteCount: "a whole number of bytes from 0 to \(PlanValues.maximumByteCount) (below 2^62)"
@@ -105,7 +114,7 @@ enum PlanShape {
     /// The pgBackRest repository types failoverd supports.
     static let repositoryTypes = ["posix", "s3", "gcs", "azure"]
     /// The site drivers.
-    static let drivers = ["local", "simulated", "ssh"]
+    static let drivers = ["local", "patroni", "simulated", "ssh"]
     /// libpq's sslmode values.
     static let sslModes = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
@@ -170,10 +179,28 @@ enum PlanShape {
                     "[ { \"name\": \"dr-0\", \"host\": \"127.0.0.1\", \"port\": 6433, \"dataDirectory\": \"/var/lib/failoverd/dr-0\" } ]"
             ),
             Field(
+                "patroni", .object(noun: "patroni cluster", fields: patroniCluster), required: false,
+                example: "{ \"scope\": \"dr\", \"etcd\": \"127.0.0.1:2379\" }"),
+            Field(
                 "ssh", .object(noun: "ssh settings", fields: ssh), required: false,
                 example: "{ \"user\": \"dba\", \"knownHostsFile\": \"/etc/failoverd/known_hosts\" }"),
         ]
     }
+
+    static let patroniCluster = [
+        Field("scope", .name, example: "\"dr\""),
+        Field("etcd", .endpoint, required: false, example: "\"127.0.0.1:2379\""),
+        Field("slot", .slot, required: false, example: "\"failoverd_dr\""),
+        Field(
+            "netrcFile", .path(maximumLength: PlanValues.maximumPathLength), required: false, example: "\"/etc/failoverd/patroni.netrc\""),
+        Field("caFile", .path(maximumLength: PlanValues.maximumPathLength), required: false, example: "\"/etc/failoverd/patroni-ca.pem\""),
+        Field("certFile", .path(maximumLength: PlanValues.maximumPathLength), required: false, example: "\"/etc/failoverd/client.pem\""),
+        Field("keyFile", .path(maximumLength: PlanValues.maximumPathLength), required: false, example: "\"/etc/failoverd/client.key\""),
+    ]
+
+    static let patroniMember = [
+        Field("url", .url, example: "\"http://127.0.0.1:8008\"")
+    ]
 
     /// A site's SSH settings (driver `ssh`).
     static let ssh = [
@@ -208,6 +235,9 @@ enum PlanShape {
         Field("host", .host, example: "\"127.0.0.1\""),
         Field("port", .integer(1...65535), example: "6433"),
         Field("dataDirectory", .path(maximumLength: PlanValues.maximumDataDirectoryLength), example: "\"/var/lib/failoverd/dr-0\""),
+        Field(
+            "patroni", .object(noun: "patroni member", fields: patroniMember), required: false,
+            example: "{ \"url\": \"http://127.0.0.1:8008\" }"),
         Field("service", .object(noun: "service", fields: service), required: false, example: "{ \"manager\": \"pg_ctl\" }"),
     ]
 

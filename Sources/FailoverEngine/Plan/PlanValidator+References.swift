@@ -24,6 +24,7 @@ extension PlanValidator {
                     siteNames.append(siteName)
                 }
             }
+            checkPatroni(site, at: sitePath, into: &problems)
             if site["role"]?.stringValue == Role.primary.rawValue {
                 let this = siteName.map { PlanValues.quoted($0) } ?? "at \(sitePath)"
                 if let primary {
@@ -164,5 +165,36 @@ extension PlanValidator {
     private static func nonEmptyString(_ value: JSONValue?) -> String? {
         guard let text = value?.stringValue, !text.isEmpty else { return nil }
         return text
+    }
+
+    /// A `patroni` site names its cluster (`patroni.scope`) and each member's REST API (`patroni.url`);
+    /// other sites carry no Patroni settings, which would otherwise be silently ignored.
+    private static func checkPatroni(_ site: JSONValue, at path: JSONPath, into problems: inout [PlanProblem]) {
+        let label = nonEmptyString(site["name"]).map { "site \(PlanValues.quoted($0))" } ?? "site at \(path)"
+        let isPatroni = site["driver"]?.stringValue == "patroni"
+        if isPatroni, site["patroni"] == nil {
+            problems.append(
+                .error(
+                    path.appending("patroni"), "\(label) uses driver patroni but names no Patroni cluster",
+                    hint: "Add \"patroni\": { \"scope\": \"<the cluster's scope>\" } to the site."))
+        } else if !isPatroni, site["patroni"] != nil {
+            problems.append(
+                .error(
+                    path.appending("patroni"), "\(label) has Patroni settings but its driver is not patroni",
+                    hint: "Set \"driver\": \"patroni\", or remove \"patroni\" from the site."))
+        }
+        for (j, instance) in (site["instances"]?.arrayValue ?? []).enumerated() where (instance["patroni"] == nil) == isPatroni {
+            let name = nonEmptyString(instance["name"]).map { "instance \(PlanValues.quoted($0))" } ?? "instance \(j)"
+            problems.append(
+                isPatroni
+                    ? .error(
+                        path.appending("instances").appending(j).appending("patroni"),
+                        "\(name) of Patroni \(label) does not say where its member's REST API answers",
+                        hint: "Add \"patroni\": { \"url\": \"http://<host>:8008\" } to the instance.")
+                    : .error(
+                        path.appending("instances").appending(j).appending("patroni"),
+                        "\(name) has Patroni settings but \(label) does not use driver patroni",
+                        hint: "Set the site's \"driver\": \"patroni\", or remove \"patroni\" from the instance."))
+        }
     }
 }

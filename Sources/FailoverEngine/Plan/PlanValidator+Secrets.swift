@@ -57,6 +57,9 @@ extension PlanValidator {
             }
         })
 
+    /// True when `text` looks like it holds a password: messages must not repeat it.
+    static func looksLikeSecretValue(_ text: String) -> Bool { matches(text, secretValuePattern) }
+
     private static func matches(_ text: String, _ pattern: String) -> Bool {
         guard let regex = compiled[pattern] else { preconditionFailure("unknown secret pattern \(pattern)") }
         return text.contains(regex)

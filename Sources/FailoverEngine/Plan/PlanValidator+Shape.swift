@@ -22,7 +22,7 @@ extension PlanValidator {
             problems.append(.error(path, "\(owner): \(name) must be \(kind.expectation), found \(found)", hint: example + "."))
         }
         switch kind {
-        case .name, .role, .osUser, .host, .path, .oneOf, .argument, .unit:
+        case .name, .role, .osUser, .host, .path, .url, .endpoint, .slot, .oneOf, .argument, .unit:
             guard case .string(let text) = value else { return wrong(value.kindDescription) }
             checkText(text, kind, name: name, owner: owner, example: example, at: path, into: &problems)
         case .integer(let range):
@@ -105,7 +105,7 @@ extension PlanValidator {
                         path, "\(owner): unknown \(noun) \(PlanValues.quoted(text))",
                         hint: didYouMean(text, among: values) + "The \(noun) must be one of: \(values.joined(separator: ", "))."))
             }
-        case .name, .role, .osUser, .host, .path, .argument, .unit:
+        case .name, .role, .osUser, .host, .path, .url, .endpoint, .slot, .argument, .unit:
             let problem: String?
             let allowed: String
             switch kind {
@@ -126,6 +126,12 @@ extension PlanValidator {
                 (problem, allowed) = (
                     PlanValues.hostProblem(text), "A host is an IPv4 address (127.0.0.1), an IPv6 address (::1) or an RFC 1123 host name"
                 )
+            case .url:
+                (problem, allowed) = (PlanValues.urlProblem(text), "A Patroni REST API address is http://HOST:PORT or https://HOST:PORT")
+            case .endpoint:
+                (problem, allowed) = (PlanValues.endpointProblem(text), "An endpoint is HOST:PORT, e.g. 127.0.0.1:2379")
+            case .slot:
+                (problem, allowed) = (PlanValues.slotProblem(text), "A replication slot name has 1 to 63 lowercase letters, digits and _")
             case .path(let maximum):
                 (problem, allowed) = (
                     PlanValues.pathProblem(text, maximumLength: maximum),
@@ -141,7 +147,9 @@ extension PlanValidator {
             default: (problem, allowed) = (nil, "")
             }
             if let problem {
-                problems.append(.error(path, "\(owner): \(name) \(PlanValues.quoted(text)) \(problem)", hint: "\(allowed); \(example)."))
+                // A value that looks like it holds a password is never repeated in a message.
+                let shown = looksLikeSecretValue(text) ? "(value not shown: it looks like it holds a password)" : PlanValues.quoted(text)
+                problems.append(.error(path, "\(owner): \(name) \(shown) \(problem)", hint: "\(allowed); \(example)."))
             }
         default:
             break

@@ -210,6 +210,61 @@ public enum PlanValues {
         return hostNameProblem(text) == nil ? .name(text.lowercased()) : nil
     }
 
+    /// What is wrong with `text` as a replication slot name (PostgreSQL: lowercase letters, digits, _), or nil.
+    public static func slotProblem(_ text: String) -> String? {
+        if text.isEmpty || text.utf8.count > 63 { return "is not 1 to 63 characters long" }
+        if let bad = text.unicodeScalars.first(where: { !(("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_") }) {
+            return "contains \(describe(bad)), which a replication slot name cannot hold"
+        }
+        return nil
+    }
+
+    /// What is wrong with `text` as `HOST:PORT` (an IPv6 address in brackets), or nil.
+    public static func endpointProblem(_ text: String) -> String? {
+        parseEndpoint(text).problem
+    }
+
+    /// `text` as host and port: `HOST:PORT`, `[IPV6]:PORT`.
+    public static func parseEndpoint(_ text: String) -> (host: String, port: Int, problem: String?) {
+        var host: Substring
+        var port: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
+                return ("", 0, "is not [IPV6]:PORT")
+            }
+            host = text[text.index(after: text.startIndex)..<close]
+            port = text[text.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { return ("", 0, "has no :PORT") }
+            host = text[..<colon]
+            port = text[text.index(after: colon)...]
+            if host.contains(":") { return ("", 0, "has an IPv6 address without brackets; write [::1]:PORT") }
+        }
+        if let problem = hostProblem(String(host)) { return ("", 0, "has a host that \(problem)") }
+        guard port.allSatisfy({ $0.isASCII && $0.isNumber }), !port.isEmpty, port.count <= 5, let p = Int(port), (1...65535).contains(p),
+            !port.hasPrefix("0")
+        else { return ("", 0, "has a port that is not a number from 1 to 65535") }
+        return (String(host), p, nil)
+    }
+
+    /// What is wrong with `text` as a Patroni REST API address (`http://HOST:PORT`, `https://HOST:PORT`,
+    /// nothing after the port), or nil.
+    public static func urlProblem(_ text: String) -> String? {
+        let rest: Substring
+        if text.hasPrefix("http://") {
+            rest = text.dropFirst(7)
+        } else if text.hasPrefix("https://") {
+            rest = text.dropFirst(8)
+        } else {
+            return "does not start with http:// or https://"
+        }
+        if rest.contains("@") { return "holds a user name; REST credentials belong in the file named by netrcFile" }
+        if rest.contains("/") || rest.contains("?") || rest.contains("#") {
+            return "has a path, query or fragment; give the scheme, host and port only"
+        }
+        return endpointProblem(String(rest))
+    }
+
     /// What is wrong with `text` as a host, or nil.
     public static func hostProblem(_ text: String) -> String? {
         if text.isEmpty { return "is empty" }

@@ -6,10 +6,16 @@ public struct Planner: Sendable {
     /// instance steps (the drivers that own the servers).
     public let expansion: [String: StepExpansion]
 
-    /// Creates a planner for `plan`; `expansion` comes from the sites' drivers.
-    public init(plan: Plan, expansion: [String: StepExpansion] = [:]) {
+    /// Creates a planner for `plan`; `expansion` comes from the sites' drivers, by default from the drivers
+    /// the plan names (a Patroni site expands into site steps).
+    public init(plan: Plan, expansion: [String: StepExpansion]? = nil) {
         self.plan = plan
-        self.expansion = expansion
+        self.expansion = expansion ?? Self.defaultExpansion(plan)
+    }
+
+    /// Site steps for the sites whose driver is a site-level one (Patroni), instance steps for the others.
+    public static func defaultExpansion(_ plan: Plan) -> [String: StepExpansion] {
+        Dictionary(uniqueKeysWithValues: plan.sites.filter { $0.driver == "patroni" }.map { ($0.name, StepExpansion.siteSteps) })
     }
 
     /// The steps of every transition, numbered from 1, or the state machine's refusal.
@@ -44,19 +50,27 @@ public struct Planner: Sendable {
         return .success(all)
     }
 
-    /// Managed sites (site-step expansion) take part in switchovers; any other transition that touches one
-    /// is refused until its site-level expansion exists.
+    /// What a managed site (site-step expansion) cannot do through its driver: be bootstrapped (its manager
+    /// creates it as a standby cluster), or be rebuilt when no primary is there to follow.
     func siteLevelRefusal(_ transition: Transition, position: Int, roles: [String: Role]) -> RoleMachine.Refusal? {
-        guard transition.action != .switchover else { return nil }
-        var touched = [transition.subject]
-        if [.failover, .failback].contains(transition.action), let primary = roles.first(where: { $0.value == .primary })?.key {
-            touched.append(primary)
+        let subject = transition.subject
+        guard expansion[subject] == .siteSteps else { return nil }
+        let reason: String
+        switch transition.action {
+        case .bootstrapStandby:
+            reason =
+                "its manager creates it: bootstrap it as a standby cluster (Patroni: bootstrap.dcs.standby_cluster), then adopt its role (failoverd adopt)"
+        case .rebuild, .failback:
+            guard transition.action == .rebuild || transition.method == .rebuild else { return nil }
+            reason =
+                "Patroni cannot reinitialise a standby cluster's leader through its API (POST /reinitialize is refused on the lock holder); rejoin it by rewind (failback with \"method\": \"rewind\", or the rewind action)"
+        default:
+            return nil
         }
-        guard let managed = touched.first(where: { expansion[$0] == .siteSteps }) else { return nil }
         return RoleMachine.Refusal(
-            site: managed,
+            site: subject,
             message:
-                "transition \(position) (\(transition.action.rawValue) \(transition.subject)): site \"\(managed)\" is managed by a site-level driver, which takes part in switchovers only in this version; run this transition with the site's own tools, then adopt the roles (failoverd adopt)."
+                "transition \(position) (\(transition.action.rawValue) \(subject)): site \"\(subject)\" is managed by a site-level driver; \(reason)."
         )
     }
 
@@ -90,6 +104,9 @@ struct StepBuilder {
 
     func site(_ name: String) -> Site { plan.site(named: name)! }
 
+    /// True when the site's driver acts on the whole site (Patroni): its steps are site steps.
+    func managed(_ name: String) -> Bool { expansion[name] == .siteSteps }
+
     /// Expands the transition, given the roles before it; updates which site streams from which.
     mutating func expand(roles: [String: Role], upstreams: inout [String: String]) {
         let subject = site(transition.subject)
@@ -103,7 +120,18 @@ struct StepBuilder {
         case .enableStreaming:
             let up = site(transition.upstream!)
             upstreams[subject.name] = up.name
-            follow(subject, leaderUpstream: up.leader, start: false)
+            if managed(subject.name) {
+                add(
+                    .followSite(site: subject.name, upstream: up.name), site: subject.name,
+                    "make site \(subject.name) stream from \(up.leader.name) through its driver")
+            } else {
+                follow(subject, leaderUpstream: up.leader, start: false)
+            }
+        case .disableStreaming where managed(subject.name):
+            upstreams[subject.name] = nil
+            add(
+                .followSite(site: subject.name, upstream: nil), site: subject.name,
+                "make site \(subject.name) replay from the repository only, through its driver")
         case .disableStreaming:
             upstreams[subject.name] = nil
             for i in subject.instances {
@@ -114,6 +142,10 @@ struct StepBuilder {
                     .awaitArchiveRecovery(instance: i.name), site: subject.name,
                     "wait until \(i.name) replays from the repository with no WAL receiver")
             }
+        case .fence where managed(subject.name):
+            add(
+                .fenceSite(site: subject.name), site: subject.name,
+                "fence site \(subject.name) through its driver: no member accepts writes")
         case .fence:
             for i in subject.instances {
                 add(.fence(instance: i.name), site: subject.name, "fence \(i.name): record its last LSN and stop it")
@@ -126,11 +158,31 @@ struct StepBuilder {
                 .gateFailover(target: subject.leader.name), site: subject.name,
                 "check that \(subject.leader.name) is the most advanced standby (before fencing)")
             if let old {
-                for i in old.instances { add(.fence(instance: i.name), site: old.name, "fence \(i.name): record its last LSN and stop it") }
+                if managed(old.name) {
+                    add(.fenceSite(site: old.name), site: old.name, "fence site \(old.name) through its driver: no member accepts writes")
+                } else {
+                    for i in old.instances {
+                        add(.fence(instance: i.name), site: old.name, "fence \(i.name): record its last LSN and stop it")
+                    }
+                }
                 // Positions are final only once the old primary can no longer write.
                 add(
                     .gateFailover(target: subject.leader.name), site: subject.name,
                     "check again, with \(old.name) fenced, that \(subject.leader.name) holds the most WAL of every candidate")
+            }
+            upstreams[subject.name] = nil
+            if let old { upstreams[old.name] = nil }
+            if managed(subject.name) {
+                add(
+                    .promoteSite(site: subject.name), site: subject.name,
+                    "promote site \(subject.name) after proving no other instance accepts writes")
+                for f in subject.followers {
+                    add(
+                        .awaitStreaming(instance: f.name, upstream: subject.leader.name), site: subject.name,
+                        "wait until \(f.name) streams from \(subject.leader.name)")
+                }
+                repointStandbys(from: old?.name, to: subject, roles: roles, upstreams: &upstreams)
+                return
             }
             add(
                 .promote(target: subject.leader.name), site: subject.name,
@@ -138,8 +190,6 @@ struct StepBuilder {
             add(
                 .switchWAL(instance: subject.leader.name), site: subject.name,
                 "switch WAL on \(subject.leader.name) and wait until it is archived")
-            upstreams[subject.name] = nil
-            if let old { upstreams[old.name] = nil }
             for f in subject.followers {
                 add(
                     .configureRecovery(instance: f.name, upstream: subject.leader.name), site: subject.name,
@@ -151,8 +201,23 @@ struct StepBuilder {
             repointStandbys(from: old?.name, to: subject, roles: roles, upstreams: &upstreams)
         case .rewind:
             let source = site(transition.source!)
-            rewind(subject, from: source.leader)
+            if managed(subject.name) {
+                add(
+                    .rejoinSite(site: subject.name, source: source.name, method: .rewind), site: subject.name,
+                    "rewind site \(subject.name) from \(source.leader.name) through its driver and follow it")
+            } else {
+                rewind(subject, from: source.leader)
+            }
             upstreams[subject.name] = source.name
+        case .rebuild where managed(subject.name):
+            let p = site(primaryName!)
+            upstreams[subject.name] = nil
+            add(
+                .rejoinSite(site: subject.name, source: p.name, method: .rebuild), site: subject.name,
+                "rebuild site \(subject.name) from the repository through its driver, following \(p.leader.name)")
+            add(
+                .followSite(site: subject.name, upstream: nil), site: subject.name,
+                "make site \(subject.name) replay from the repository only, through its driver")
         case .rebuild:
             if let p = primaryName.map(site) {
                 add(.switchWAL(instance: p.leader.name), site: p.name, "switch WAL on \(p.leader.name) and wait until it is archived")
@@ -165,7 +230,12 @@ struct StepBuilder {
             }
         case .failback:
             let current = site(primaryName!)
-            if transition.method == .rebuild {
+            if managed(subject.name) {
+                let method: RejoinMethod = transition.method == .rebuild ? .rebuild : .rewind
+                add(
+                    .rejoinSite(site: subject.name, source: current.name, method: method), site: subject.name,
+                    "\(method.rawValue) site \(subject.name) from \(current.leader.name) through its driver and follow it")
+            } else if transition.method == .rebuild {
                 add(
                     .switchWAL(instance: current.leader.name), site: current.name,
                     "switch WAL on \(current.leader.name) and wait until it is archived")
@@ -314,6 +384,12 @@ struct StepBuilder {
         for s in plan.sites where s.name != new.name && !except.contains(s.name) && roles[s.name] == .streamingStandby {
             guard upstreams[s.name] == from || upstreams[s.name] == nil else { continue }
             upstreams[s.name] = new.name
+            if managed(s.name) {
+                add(
+                    .followSite(site: s.name, upstream: new.name), site: s.name,
+                    "re-point site \(s.name) at \(new.leader.name) through its driver")
+                continue
+            }
             add(
                 .configureRecovery(instance: s.leader.name, upstream: new.leader.name), site: s.name,
                 "re-point \(s.leader.name) at \(new.leader.name)")

@@ -38,13 +38,21 @@ public enum StepKind: String, Codable, Sendable, CaseIterable {
     case demote
     /// Site level: promote a managed site, proving the demotion token of this transition.
     case promoteSite = "promote-site"
+    /// Site level: fences a managed site through its driver (Patroni: a standby cluster on the repository).
+    case fenceSite = "fence-site"
+    /// Site level: makes a managed site follow another site's leader, or the repository alone.
+    case followSite = "follow-site"
+    /// Site level: repairs a diverged managed site from a source site (rewind or rebuild) and follows it.
+    case rejoinSite = "rejoin-site"
 
     /// True when the act changes a server (its files, its process, its role or its WAL); such a step
     /// re-checks the run lock and its fencing epoch right before acting, and a refusal after one of them
     /// acted is not "nothing was changed".
     public var changesServer: Bool {
         switch self {
-        case .restore, .configureRecovery, .start, .checkpoint, .stop, .promote, .switchWAL, .fence, .rewind, .demote, .promoteSite: true
+        case .restore, .configureRecovery, .start, .checkpoint, .stop, .promote, .switchWAL, .fence, .rewind, .demote, .promoteSite,
+            .fenceSite, .followSite, .rejoinSite:
+            true
         case .gateSwitchover, .gateFailover, .awaitStreaming, .awaitArchiveRecovery, .awaitCatchup, .readShutdownCheckpoint,
             .awaitReplay, .recordRoles:
             false
@@ -54,7 +62,7 @@ public enum StepKind: String, Codable, Sendable, CaseIterable {
     /// Changes or destroys data or availability (promote, fence, rewind, restore, stop).
     public var isDestructive: Bool {
         switch self {
-        case .restore, .stop, .promote, .fence, .rewind, .demote, .promoteSite: true
+        case .restore, .stop, .promote, .fence, .rewind, .demote, .promoteSite, .fenceSite, .rejoinSite: true
         default: false
         }
     }
@@ -101,6 +109,12 @@ public enum StepOperation: Sendable, Equatable {
     case demote(site: String, upstream: String)
     /// Site level: promote `site`, proving the transition's demotion token.
     case promoteSite(site: String)
+    /// Site level: fence the managed site.
+    case fenceSite(site: String)
+    /// Site level: the managed site follows `upstream`'s leader, or the repository alone when nil.
+    case followSite(site: String, upstream: String?)
+    /// Site level: repair the managed site from `source` by `method`, then follow it.
+    case rejoinSite(site: String, source: String, method: RejoinMethod)
 
     /// The kind's name.
     public var kind: StepKind {
@@ -124,6 +138,9 @@ public enum StepOperation: Sendable, Equatable {
         case .recordRoles: .recordRoles
         case .demote: .demote
         case .promoteSite: .promoteSite
+        case .fenceSite: .fenceSite
+        case .followSite: .followSite
+        case .rejoinSite: .rejoinSite
         }
     }
 
@@ -134,7 +151,7 @@ public enum StepOperation: Sendable, Equatable {
             .awaitStreaming(let i, _), .awaitArchiveRecovery(let i), .awaitCatchup(let i, _), .checkpoint(let i), .stop(let i),
             .readShutdownCheckpoint(let i), .awaitReplay(let i, _), .promote(let i), .switchWAL(let i), .fence(let i), .rewind(let i, _):
             i
-        case .recordRoles, .demote, .promoteSite: nil
+        case .recordRoles, .demote, .promoteSite, .fenceSite, .followSite, .rejoinSite: nil
         }
     }
 
@@ -148,8 +165,21 @@ public enum StepOperation: Sendable, Equatable {
     }
 
     /// Builds the operation from the journal's flat fields; nil when an operand the kind needs is missing.
-    init?(kind: StepKind, site: String, instance: String?, peer: String?, delta: Bool?, roles: [String: Role]?, upstreamSite: String?) {
+    init?(
+        kind: StepKind, site: String, instance: String?, peer: String?, delta: Bool?, roles: [String: Role]?, upstreamSite: String?,
+        method: RejoinMethod? = nil
+    ) {
         switch kind {
+        case .fenceSite:
+            self = .fenceSite(site: site)
+            return
+        case .followSite:
+            self = .followSite(site: site, upstream: upstreamSite)
+            return
+        case .rejoinSite:
+            guard let upstreamSite, let method else { return nil }
+            self = .rejoinSite(site: site, source: upstreamSite, method: method)
+            return
         case .recordRoles:
             self = .recordRoles(roles ?? [:])
             return
@@ -178,7 +208,7 @@ public enum StepOperation: Sendable, Equatable {
         case .promote: self = .promote(target: i)
         case .switchWAL: self = .switchWAL(instance: i)
         case .fence: self = .fence(instance: i)
-        case .recordRoles, .configureRecovery, .demote, .promoteSite: return nil
+        case .recordRoles, .configureRecovery, .demote, .promoteSite, .fenceSite, .followSite, .rejoinSite: return nil
         case .gateSwitchover, .awaitStreaming, .awaitCatchup, .awaitReplay, .rewind:
             guard let p = peer else { return nil }
             switch kind {
@@ -246,7 +276,8 @@ public struct Step: Sendable, Equatable {
 
 extension Step: Codable {
     enum CodingKeys: String, CodingKey {
-        case number, transition, action, kind, site, instance, peer, delta, roles, upstreamSite, unlessFollowing, destructive, summary
+        case number, transition, action, kind, site, instance, peer, delta, roles, upstreamSite, method, unlessFollowing, destructive,
+            summary
     }
 
     /// Decodes the journal's flat form; throws when the kind's operands are missing.
@@ -264,7 +295,8 @@ extension Step: Codable {
                 kind: kind, site: site, instance: try c.decodeIfPresent(String.self, forKey: .instance),
                 peer: try c.decodeIfPresent(String.self, forKey: .peer), delta: try c.decodeIfPresent(Bool.self, forKey: .delta),
                 roles: try c.decodeIfPresent([String: Role].self, forKey: .roles),
-                upstreamSite: try c.decodeIfPresent(String.self, forKey: .upstreamSite))
+                upstreamSite: try c.decodeIfPresent(String.self, forKey: .upstreamSite),
+                method: try c.decodeIfPresent(RejoinMethod.self, forKey: .method))
         else {
             throw DecodingError.dataCorruptedError(
                 forKey: .kind, in: c, debugDescription: "step \(number) (\(kind.rawValue)) lacks the instance or peer its kind needs")
@@ -284,7 +316,14 @@ extension Step: Codable {
         try c.encodeIfPresent(peer, forKey: .peer)
         try c.encodeIfPresent(delta, forKey: .delta)
         try c.encodeIfPresent(roles, forKey: .roles)
-        if case .demote(_, let upstream) = operation { try c.encode(upstream, forKey: .upstreamSite) }
+        switch operation {
+        case .demote(_, let upstream): try c.encode(upstream, forKey: .upstreamSite)
+        case .followSite(_, let upstream): try c.encodeIfPresent(upstream, forKey: .upstreamSite)
+        case .rejoinSite(_, let source, let method):
+            try c.encode(source, forKey: .upstreamSite)
+            try c.encode(method, forKey: .method)
+        default: break
+        }
         try c.encodeIfPresent(unlessFollowing, forKey: .unlessFollowing)
         try c.encode(destructive, forKey: .destructive)
         try c.encode(summary, forKey: .summary)

@@ -23,6 +23,16 @@ enum LocalHost {
         return interfaceAddresses().compactMap(PlanValues.parseHost).contains(parsed)
     }
 
+    /// True for a loopback address (127.0.0.0/8, ::1) or localhost: the sandbox's daemons listen only there.
+    static func isLoopback(_ host: String) -> Bool {
+        switch PlanValues.parseHost(host) {
+        case .ipv4(let bytes)?: bytes[0] == 127
+        case .ipv6(let bytes)?: bytes == [UInt8](repeating: 0, count: 15) + [1]
+        case .name(let name)?: name == "localhost"
+        case nil: false
+        }
+    }
+
     /// The IPv4 and IPv6 addresses of this host's interfaces.
     static func interfaceAddresses() -> Set<String> {
         var result: Set<String> = []

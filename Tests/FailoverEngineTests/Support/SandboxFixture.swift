@@ -29,10 +29,10 @@ struct SandboxFixture: Sendable {
 
     /// Builds the sandbox, runs `body`, and tears everything down on every path.
     static func with(
-        _ layout: [SiteLayout], archiveTimeout: Double = 60, _ body: (SandboxFixture) async throws -> Void
+        _ layout: [SiteLayout], archiveTimeout: Double = 60, patroni: Bool = false, _ body: (SandboxFixture) async throws -> Void
     ) async throws {
         await reapDeadFixtures()
-        let (root, plan) = try makePlan(layout, archiveTimeout: archiveTimeout)
+        let (root, plan) = try makePlan(layout, archiveTimeout: archiveTimeout, patroni: patroni)
         let sandbox = Sandbox(plan: plan, stateDirectory: root + "/state")
         do {
             try await timed("sandbox up (\(plan.allInstances.count) instances)") { try await sandbox.up() }
@@ -96,7 +96,9 @@ struct SandboxFixture: Sendable {
     // MARK: Plan generation
 
     /// A fresh directory under /tmp (searchable by the OS user) and a plan for `layout` on free ports.
-    static func makePlan(_ layout: [SiteLayout], archiveTimeout: Double) throws -> (String, Plan) {
+    /// With `patroni`, every site is a Patroni cluster (its scope the site's name) on one etcd, each
+    /// instance with its REST API on a free port.
+    static func makePlan(_ layout: [SiteLayout], archiveTimeout: Double, patroni: Bool = false) throws -> (String, Plan) {
         var template = Array((rootPrefix + "XXXXXX").utf8CString)
         guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
             throw FailoverError.failed("mkdtemp failed: \(String(cString: strerror(errno)))")
@@ -104,16 +106,21 @@ struct SandboxFixture: Sendable {
         let root = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         chmod(root, 0o755)
         try "\(getpid())\n".write(toFile: root + "/owner.pid", atomically: true, encoding: .utf8)
-        let ports = try freePorts(layout.reduce(0) { $0 + $1.instances })
+        let count = layout.reduce(0) { $0 + $1.instances }
+        let ports = try freePorts(patroni ? 2 * count + 1 : count)
         var next = 0
         let sites = layout.map { site in
             Site(
-                name: site.name, driver: "local", role: site.role,
+                name: site.name, driver: patroni ? "patroni" : "local", role: site.role,
                 instances: (0..<site.instances).map { index in
                     defer { next += 1 }
                     let name = "\(site.name)-\(index)"
-                    return Instance(name: name, host: "127.0.0.1", port: ports[next], dataDirectory: "\(root)/data/\(name)")
-                })
+                    return Instance(
+                        name: name, host: "127.0.0.1", port: ports[next], dataDirectory: "\(root)/data/\(name)",
+                        patroni: patroni ? PatroniMember(url: "http://127.0.0.1:\(ports[count + next])") : nil)
+                },
+                patroni: patroni
+                    ? PatroniCluster(scope: site.name, etcd: "127.0.0.1:\(ports[2 * count])", slot: "failoverd_\(site.name)") : nil)
         }
         let plan = Plan(
             version: 1, name: "test-" + (root as NSString).lastPathComponent,
@@ -142,6 +149,19 @@ struct SandboxFixture: Sendable {
 
     /// Kills, by pid, every live postmaster whose data directory lies under `root`.
     static func killLeftovers(under root: String, report: Bool = true) async {
+        // Patroni and etcd first (Patroni restarts a postmaster killed behind it): any process whose command
+        // line names a path under root.
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = pid_t(entry), pid != getpid(),
+                let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"),
+                String(decoding: raw, as: UTF8.self).contains(root + "/"),
+                !String(decoding: raw, as: UTF8.self).contains("postgres")
+            else { continue }
+            if report {
+                Issue.record("process \(pid) (\(String(decoding: raw.prefix(80), as: UTF8.self))) survived sandbox down; killing it")
+            }
+            kill(pid, SIGKILL)
+        }
         let dataRoot = root + "/data"
         for name in (try? FileManager.default.contentsOfDirectory(atPath: dataRoot)) ?? [] {
             if let pid = Postmaster.livePID(in: dataRoot + "/" + name) {

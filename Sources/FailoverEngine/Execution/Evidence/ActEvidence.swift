@@ -74,6 +74,16 @@ public struct RecoveryEvidence: StepEvidence {
     public var upstream: String
 }
 
+/// A managed site rejoined: how, from whom, on which timeline it now streams.
+public struct RejoinEvidence: StepEvidence {
+    /// `rewind` or `rebuild`.
+    public var method: String
+    /// The source site's leader.
+    public var source: String
+    /// The timeline it streams on.
+    @TextCoded public var timeline: Int
+}
+
 /// A standby streams: on which timeline.
 public struct StreamingEvidence: StepEvidence {
     /// The timeline of the WAL received.

@@ -19,6 +19,13 @@ public struct DemotionToken: StepEvidence {
         checkpointLSN = controlData.checkpointLSN
     }
 
+    /// A token from its parts (a managed site reads them over libpq).
+    public init(systemIdentifier: String, timeline: Int, checkpointLSN: LSN) {
+        self.systemIdentifier = systemIdentifier
+        self.timeline = timeline
+        self.checkpointLSN = checkpointLSN
+    }
+
     /// The token journaled as evidence; throws a refusal naming the instance when a field is missing or
     /// malformed.
     init(evidence: [String: String], instance: String) throws {

@@ -43,6 +43,10 @@ extension StepOperation {
         case .recordRoles(let roles): return RecordRolesStep(roles: roles)
         case .demote(let s, let u): return DemoteStep(site: try ctx.site(named: s), upstream: try ctx.site(named: u))
         case .promoteSite(let s): return PromoteSiteStep(site: try ctx.site(named: s))
+        case .fenceSite(let s): return FenceSiteStep(site: try ctx.site(named: s))
+        case .followSite(let s, let u): return FollowSiteStep(site: try ctx.site(named: s), upstream: try u.map { try ctx.site(named: $0) })
+        case .rejoinSite(let s, let source, let method):
+            return RejoinSiteStep(site: try ctx.site(named: s), source: try ctx.site(named: source), method: method)
         }
     }
 }
