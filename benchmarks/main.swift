@@ -288,6 +288,24 @@ func benchDrills(count: Int) async throws {
     }
 }
 
+/// Switchover write unavailability over SSH in the lab against the local driver on loopback, same run.
+/// Plans of its own (paths under /tmp/failoverd-lab-bench*, free ports), so it never meets a shipped sandbox.
+func benchSSHSwitchover(rounds: Int) async throws {
+    let root = "/tmp/failoverd-lab-bench"
+    let (local, ssh) = try SSHSwitchoverBenchmark.plans(root: root)
+    let state = root + "-state"
+    let (l, s) = try await SSHSwitchoverBenchmark(local: local, ssh: ssh, rounds: rounds, stateDirectory: state) { print("  " + $0) }.run()
+    try? FileManager.default.removeItem(atPath: state)
+    let lm = DrillMath.summary(l)!
+    let sm = DrillMath.summary(s)!
+    report(
+        "switchover over SSH in the lab (median of \(rounds))", sm.median, unit: "s", baselineName: "local driver on loopback", lm.median)
+    print(
+        String(
+            format: "  ratio %.2fx (target: at most 1.2x); local min %.3f max %.3f, ssh min %.3f max %.3f", sm.median / lm.median, l.min()!,
+            lm.max, s.min()!, sm.max))
+}
+
 let rounds: Int = args.firstIndex(of: "--rounds").flatMap { Int(args[args.index(after: $0)]) } ?? 5
 do {
     if which == "journal" || which == "all" { try benchJournal() }
@@ -307,6 +325,7 @@ do {
     }
     if which == "switchover" { try await benchSwitchover(rounds: rounds) }
     if which == "patroni" { try await benchPatroniSwitchover(rounds: rounds) }
+    if which == "ssh-switchover" { try await benchSSHSwitchover(rounds: rounds) }
     if which == "drills" {
         try await benchSwitchover(rounds: 3)
         try await benchDrills(count: rounds)

@@ -3,7 +3,10 @@
 # the client and SQLite libraries, and the unprivileged OS user that runs PostgreSQL (initdb refuses root).
 set -euo pipefail
 packages=(postgresql-15 postgresql-client-15 pgbackrest libpq-dev libsqlite3-dev sqlite3 pkg-config util-linux
-  stunnel4 curl openssl python3-venv etcd-server)
+  stunnel4 curl openssl python3-venv etcd-server
+  # The two-data-center lab (failoverd lab up): an sshd per site namespace, ssh for the SSH driver, sudo for
+  # the login user to run PostgreSQL's tools as the OS user, iproute2 for namespaces, veths and the bridge.
+  openssh-server openssh-client sudo iproute2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

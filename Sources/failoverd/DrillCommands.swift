@@ -17,6 +17,12 @@ struct DrillCommand: AsyncParsableCommand {
               crash-engine@STEP:before   kill the engine before (or :after) a step's act; resume
               cut-receiver@SITE          cut the site's WAL receivers outside failoverd
               archive-stall@SECONDS      archive_command fails for that long
+              partition@STEP:SITE        cut SITE's links when step STEP starts (lab: ssh sites)
+              heal@STEP:SITE             restore SITE's links when step STEP starts
+              isolate-control@STEP       cut failoverd's host off every site when step STEP starts
+
+            A plan whose sites are all ssh sites is drilled in the lab (failoverd lab up), built and removed \
+            by the drill.
             """)
 
     @Argument(help: "The plan file.") var plan: String
@@ -25,6 +31,8 @@ struct DrillCommand: AsyncParsableCommand {
     @Option(help: "Concurrent writers.") var writers: Int = 4
     @Flag(help: "Leave the sandbox running afterwards.") var keep = false
     @Flag(name: .customLong("allow-data-loss"), help: "Run the plan with --allow-data-loss.") var allowDataLoss = false
+    @Option(name: .customLong("assume-fenced"), help: "Run the plan with --assume-fenced SITE (repeatable).") var assumeFenced: [String] =
+        []
     @Option(help: "Seconds the workload runs between transitions, so each topology's lag is measured.") var dwell: Double = 2
     @Option(help: "Seconds the workload runs before the plan starts (the baseline).") var warmup: Double = 1
     @Option(
@@ -51,6 +59,7 @@ struct DrillCommand: AsyncParsableCommand {
                 })
             var drillOptions = options
             drillOptions.warmupSeconds = warmup
+            drillOptions.assumeFenced = assumeFenced
             let result = try await Drill(plan: p, options: drillOptions).run()
             print("")
             for c in result.checks { print("  \(c.passed ? "pass" : "FAIL")  \(c.name): \(c.detail)") }

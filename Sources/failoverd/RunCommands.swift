@@ -12,6 +12,10 @@ struct ExecutionOptions: ParsableArguments {
     var allowDataLoss = false
     @Flag(help: "Log at debug level to standard error.") var verbose = false
     @Flag(help: "Print no step progress.") var quiet = false
+    @Option(
+        name: .customLong("assume-fenced"),
+        help: "Declare SITE fenced by other means: a failover may promote although its old primary cannot be reached. Audited; repeatable.")
+    var assumeFenced: [String] = []
     @Flag(help: .hidden) var drill = false
     @Option(help: .hidden) var dwell: Double = 0
     @OptionGroup var signing: AuditSigningOptions
@@ -38,6 +42,7 @@ struct ExecutionOptions: ParsableArguments {
             onProgress: quiet ? nil : printer)
         options.dwellBetweenTransitions = dwell
         options.auditSigner = try signing.signer()
+        options.assumeFenced = assumeFenced
         return options
     }
 }
@@ -57,7 +62,8 @@ struct RunCommand: AsyncParsableCommand {
             // Before the state directory is touched: a plan whose repository cannot be reached as it says
             // changes nothing.
             if DriverFactory.name(plan: p, simulate: simulate) != "simulated" { try RepositoryAccess.check(p) }
-            let outcome = try await Executor(options: opts).run(p)
+            // The SSH driver's multiplexed connections are held for the run, and no longer.
+            let outcome = try await closingSSHConnections(opts) { try await Executor(options: opts).run(p) }
             print(
                 "run \(outcome.runID) succeeded: \(outcome.stepsDone) steps done, \(outcome.stepsSatisfied) already satisfied, in \(String(format: "%.2f", outcome.seconds)) s"
             )
@@ -75,7 +81,7 @@ struct ResumeCommand: AsyncParsableCommand {
     func run() async throws {
         try await guarded {
             let opts = try options.runOptions(simulate: false)
-            let outcome = try await Executor(options: opts).resume(runID: runID)
+            let outcome = try await closingSSHConnections(opts) { try await Executor(options: opts).resume(runID: runID) }
             print(
                 "run \(outcome.runID) succeeded: \(outcome.stepsDone) steps done, \(outcome.stepsSatisfied) already satisfied, in \(String(format: "%.2f", outcome.seconds)) s"
             )
@@ -167,5 +173,17 @@ struct StatusCommand: AsyncParsableCommand {
                         : "run lock left by pid \(l.pid) on \(l.host), which is gone: the next run or resume takes it over")
             }
         }
+    }
+}
+
+/// Runs `body`, then ends the SSH driver's multiplexed connections of the run's state directory, on every path.
+func closingSSHConnections<T>(_ options: RunOptions, _ body: () async throws -> T) async throws -> T {
+    do {
+        let value = try await body()
+        await RemoteShell.closeAll(stateDirectory: options.stateDirectory)
+        return value
+    } catch {
+        await RemoteShell.closeAll(stateDirectory: options.stateDirectory)
+        throw error
     }
 }

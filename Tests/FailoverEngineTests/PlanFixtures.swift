@@ -124,7 +124,7 @@ struct BadPlan: Sendable, CustomTestStringConvertible {
             kind: "unknown driver",
             edits: [(#""driver": "local", "role": "archive-standby""#, #""driver": "kubernetes", "role": "archive-standby""#)],
             path: "$.sites[1].driver", message: #"site "dr": unknown driver "kubernetes""#,
-            hint: "The driver must be one of: local, patroni, simulated."),
+            hint: "The driver must be one of: local, patroni, simulated, ssh."),
         BadPlan(
             kind: "unknown method", edits: [(#""method": "rewind""#, #""method": "pg_rewind""#)], path: "$.transitions[3].method",
             message: #"transition 4 (failback to dr by ?): unknown method "pg_rewind""#,

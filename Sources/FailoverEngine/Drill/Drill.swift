@@ -14,6 +14,8 @@ public struct DrillOptions: Sendable {
     public var keep: Bool
     /// Pass --allow-data-loss to the run.
     public var allowDataLoss: Bool
+    /// Pass --assume-fenced SITE to the run, for each site listed.
+    public var assumeFenced: [String] = []
     /// Seconds the workload runs between transitions, so each topology's lag is measured.
     public var dwellSeconds: Double
     /// Seconds the workload runs before the plan starts: the baseline the timeline shows.
@@ -67,7 +69,11 @@ public struct Drill: Sendable {
     /// Runs the drill and writes its report; the sandbox is torn down on every path unless `keep`.
     public func run() async throws -> DrillReport {
         try prepareState()
-        let sandbox = Sandbox(plan: plan, stateDirectory: state, logger: options.logger)
+        // A plan of ssh sites is drilled in the lab: its hosts as network namespaces, reached over SSH.
+        let sandbox: any DrillEnvironment =
+            plan.sites.contains { $0.driver == "ssh" }
+            ? LabEnvironment(lab: Lab(plan: plan, stateDirectory: state, logger: options.logger))
+            : Sandbox(plan: plan, stateDirectory: state, logger: options.logger)
         do {
             let report = try await rehearse(sandbox)
             if !options.keep { try await sandbox.down() }
@@ -109,7 +115,7 @@ public struct Drill: Sendable {
         }
     }
 
-    func rehearse(_ sandbox: Sandbox) async throws -> DrillReport {
+    func rehearse(_ sandbox: any DrillEnvironment) async throws -> DrillReport {
         say("drill \(plan.name): building the sandbox")
         if sandbox.exists { try await sandbox.down() }
         try clearRunState()
@@ -135,6 +141,10 @@ public struct Drill: Sendable {
         }
         var faultEvents: [DrillReport.FaultEvent] = []
         let injector = FaultInjector(plan: plan, driver: driver, workload: workload, clock: clock)
+        if plan.sites.contains(where: { $0.driver == "ssh" }) {
+            injector.lab = Lab(plan: plan, stateDirectory: state, logger: options.logger)
+        }
+        injector.faults = options.faults
         for f in options.faults {
             if let e = try await injector.beforeRun(f) { faultEvents.append(e) }
         }
@@ -148,6 +158,9 @@ public struct Drill: Sendable {
                 if p.status == "begin", killSteps.contains(p.step.number) {
                     if let e = injector.killPrimary(step: p.step.number) { killed.withLock { $0.append(e) } }
                 }
+                if p.status == "begin" {
+                    for e in injector.networkFaults(step: p.step.number) { killed.withLock { $0.append(e) } }
+                }
                 if p.status != "begin" && p.status != "started" {
                     onLine?(
                         "  [\(p.step.number)/\(p.total)] \(p.status.padding(toLength: 9, withPad: " ", startingAt: 0)) \(p.step.summary)  elapsed \(String(format: "%.2f", p.elapsed)) s"
@@ -155,6 +168,7 @@ public struct Drill: Sendable {
                 }
             })
         runOptions.dwellBetweenTransitions = options.dwellSeconds
+        runOptions.assumeFenced = options.assumeFenced
         var runError: FailoverError?
         do {
             if let crash = options.faults.compactMap({ if case .crashEngine(let c) = $0 { c } else { nil } }).first {
@@ -178,7 +192,16 @@ public struct Drill: Sendable {
         say("drill \(plan.name): checking")
         let checker = DrillChecker(
             plan: plan, options: options, driver: driver, workload: workload, clock: clock, wallStart: wallStart, state: state)
-        let report = try await checker.report(runError: runError, faults: faultEvents.sorted { $0.at < $1.at })
+        var report = try await checker.report(runError: runError, faults: faultEvents.sorted { $0.at < $1.at })
+        if !injector.everCut.current.isEmpty {
+            report.checks += try await checker.partitionChecks(cut: injector.everCut.current)
+        }
+        if let isolated = injector.isolatedAt.current {
+            // failoverd cut off every site cannot complete the plan: what counts is that it stopped without acting blind.
+            report.checks.removeAll { $0.name == "plan completed" || $0.name == "final roles as planned" }
+            report.checks.insert(try checker.isolationCheck(at: isolated, runError: runError), at: 0)
+        }
+        report.passed = report.checks.allSatisfy(\.passed)
         try report.write(to: options.reportDirectory)
         return report
     }
@@ -187,6 +210,7 @@ public struct Drill: Sendable {
     func crashEngine(at point: CrashPoint, clock: DrillClock) async throws -> DrillReport.FaultEvent {
         var args = ["run", options.planPath, "--state", state, "--crash-at", point.description, "--quiet", "--drill"]
         if options.allowDataLoss { args.append("--allow-data-loss") }
+        for site in options.assumeFenced { args += ["--assume-fenced", site] }
         if options.dwellSeconds > 0 { args += ["--dwell", String(options.dwellSeconds)] }
         // The child works where the drill works, so relative plan and state paths mean the same to both.
         let result = try await CommandRunner().run(

@@ -8,6 +8,17 @@ final class FaultInjector: @unchecked Sendable {
     let clock: DrillClock
     private let stallTask = Locked<Task<Void, Never>?>(nil)
     private let stalled = Locked<[Instance]>([])
+    /// The lab, for network faults (plans of ssh sites).
+    var lab: Lab?
+    /// The drill's faults.
+    var faults: [Fault] = []
+    /// Sites cut off now, with when they were cut (drill seconds); and whether the control host is cut off.
+    let cut = Locked<[String: Double]>([:])
+    /// Sites cut off at some point of the run, with the drill second of the cut.
+    let everCut = Locked<[String: Double]>([:])
+    let controlIsolated = Locked(false)
+    /// When the control host was cut off every site (drill seconds), if it was.
+    let isolatedAt = Locked<Double?>(nil)
 
     init(plan: Plan, driver: LocalPostgresDriver, workload: Workload, clock: DrillClock) {
         self.plan = plan
@@ -47,7 +58,7 @@ final class FaultInjector: @unchecked Sendable {
             }
             stallTask.withLock { $0 = task }
             return .init(fault: fault.description, at: clock.now(), detail: "archive_command fails on \(primary.name) for \(seconds) s")
-        case .killPrimary, .crashEngine:
+        case .killPrimary, .crashEngine, .partition, .heal, .isolateControl:
             return nil
         }
     }
@@ -64,8 +75,47 @@ final class FaultInjector: @unchecked Sendable {
             fault: "kill-primary@\(step)", at: clock.now(), detail: "SIGKILL to postmaster \(pid) of \(name) as step \(step) began")
     }
 
+    /// The network faults due when step `step` begins, applied at once (before the step's check runs).
+    func networkFaults(step: Int) -> [DrillReport.FaultEvent] {
+        guard let lab else { return [] }
+        var events: [DrillReport.FaultEvent] = []
+        for fault in faults where fault.step == step {
+            switch fault {
+            case .partition(_, let site):
+                let ok = (try? lab.hostIndexes(of: site))?.allSatisfy { Lab.runNow(["link", "set", lab.link($0), "down"]) } ?? false
+                cut.withLock { $0[site] = clock.now() }
+                everCut.withLock { $0[site] = $0[site] ?? clock.now() }
+                events.append(.init(fault: fault.description, at: clock.now(), detail: "links of \(site) cut\(ok ? "" : " (ip failed)")"))
+            case .heal(_, let site):
+                let ok = (try? lab.hostIndexes(of: site))?.allSatisfy { Lab.runNow(["link", "set", lab.link($0), "up"]) } ?? false
+                cut.withLock { $0[site] = nil }
+                events.append(
+                    .init(fault: fault.description, at: clock.now(), detail: "links of \(site) restored\(ok ? "" : " (ip failed)")"))
+            case .isolateControl:
+                let ok = Lab.runNow(["addr", "del", Lab.controlAddress + "/15", "dev", lab.bridge])
+                controlIsolated.withLock { $0 = true }
+                isolatedAt.withLock { $0 = $0 ?? clock.now() }
+                events.append(
+                    .init(fault: fault.description, at: clock.now(), detail: "control host cut off every site\(ok ? "" : " (ip failed)")"))
+            default:
+                continue
+            }
+        }
+        return events
+    }
+
     /// Undoes the archive stall (idempotent).
     func restore() async {
+        if let lab {
+            for site in cut.withLock({ c -> [String] in
+                defer { c = [:] }; return Array(c.keys)
+            }) { try? await lab.heal(site: site) }
+            if controlIsolated.withLock({ v -> Bool in
+                defer { v = false }; return v
+            }) {
+                try? await lab.reconnectControl()
+            }
+        }
         stallTask.withLock { $0?.cancel() }
         let list = stalled.withLock { l -> [Instance] in
             defer { l = [] }

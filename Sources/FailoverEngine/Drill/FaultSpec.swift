@@ -8,6 +8,12 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
     case cutReceiver(site: String)
     /// Make archive_command fail for this many seconds, from the run's start.
     case archiveStall(seconds: Double)
+    /// Cut the links of a site's hosts when step N starts (lab only): its servers keep running behind the cut.
+    case partition(step: Int, site: String)
+    /// Restore the links of a site's hosts when step N starts (lab only).
+    case heal(step: Int, site: String)
+    /// Cut failoverd's host off every site when step N starts (lab only); the sites still reach each other.
+    case isolateControl(step: Int)
 
     /// Parses one or more faults: `kill-primary@3,crash-engine@5:after,cut-receiver@dr,archive-stall@10`.
     public static func parse(_ spec: String, plan: Plan) throws -> [Fault] {
@@ -27,13 +33,27 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
                     throw bad(raw, "no site \"\(parts[1])\" in the plan; sites: \(plan.sites.map(\.name).joined(separator: ", "))")
                 }
                 faults.append(.cutReceiver(site: site.name))
+            case "partition", "heal":
+                let arguments = parts[1].split(separator: ":", maxSplits: 1).map(String.init)
+                guard arguments.count == 2, let n = Int(arguments[0]), n >= 1 else {
+                    throw bad(raw, "\(parts[0])@STEP:SITE takes a step number from 1 and a site")
+                }
+                guard let site = plan.site(named: arguments[1]) else {
+                    throw bad(raw, "no site \"\(arguments[1])\" in the plan; sites: \(plan.sites.map(\.name).joined(separator: ", "))")
+                }
+                try requireLab(raw, plan)
+                faults.append(parts[0] == "partition" ? .partition(step: n, site: site.name) : .heal(step: n, site: site.name))
+            case "isolate-control":
+                guard let n = Int(parts[1]), n >= 1 else { throw bad(raw, "isolate-control@STEP takes a step number from 1") }
+                try requireLab(raw, plan)
+                faults.append(.isolateControl(step: n))
             case "archive-stall":
                 guard let s = Double(parts[1]), s > 0 else { throw bad(raw, "archive-stall@SECONDS takes a positive number of seconds") }
                 faults.append(.archiveStall(seconds: s))
             default:
                 throw bad(
                     raw,
-                    "unknown fault \"\(parts[0])\"; known: kill-primary@STEP, crash-engine@STEP:before|after, cut-receiver@SITE, archive-stall@SECONDS"
+                    "unknown fault \"\(parts[0])\"; known: kill-primary@STEP, crash-engine@STEP:before|after, cut-receiver@SITE, archive-stall@SECONDS, partition@STEP:SITE, heal@STEP:SITE, isolate-control@STEP"
                 )
             }
         }
@@ -43,7 +63,22 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
         return faults
     }
 
+    /// The step a network fault strikes at; nil for the others.
+    var step: Int? {
+        switch self {
+        case .partition(let n, _), .heal(let n, _), .isolateControl(let n): n
+        default: nil
+        }
+    }
+
     static func bad(_ raw: String, _ why: String) -> FailoverError { .invalid("--faults \(raw): \(why)") }
+
+    /// Network faults cut links of the lab: the plan's sites must be ssh sites.
+    static func requireLab(_ raw: String, _ plan: Plan) throws {
+        guard plan.sites.allSatisfy({ $0.driver == "ssh" }) else {
+            throw bad(raw, "network faults need the lab: every site of the plan must be an ssh site (see failoverd lab up)")
+        }
+    }
 
     public var description: String {
         switch self {
@@ -51,6 +86,9 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
         case .crashEngine(let c): "crash-engine@\(c)"
         case .cutReceiver(let s): "cut-receiver@\(s)"
         case .archiveStall(let s): "archive-stall@\(s.formatted())"
+        case .partition(let n, let s): "partition@\(n):\(s)"
+        case .heal(let n, let s): "heal@\(n):\(s)"
+        case .isolateControl(let n): "isolate-control@\(n)"
         }
     }
 }

@@ -120,7 +120,7 @@ extension Sandbox {
                 metadata: ["instance": "\(leader.name)", "seconds": "\(String(format: "%.2f", CommandRunner.seconds(since: clock)))"])
             try writeServerConfiguration(paths, driver: driver, user: user)
         }
-        try await driver.start(leader)
+        try await start(leader, driver: driver)
         guard try await !driver.status(of: leader).inRecovery else {
             logger.info(
                 "sandbox: the leader runs as a standby now; leaving roles, stanza and backups as they are",
@@ -186,9 +186,9 @@ extension Sandbox {
             # Written by failoverd sandbox. Every instance runs on this host, so TCP clients come from samehost.
             # TYPE  DATABASE     USER                ADDRESS    METHOD
             local   all          \(admin)            peer map=failoverd
-            host    replication  \(replication)      samehost   scram-sha-256
-            host    postgres     \(rewind)           samehost   scram-sha-256
-            host    all          \(admin)            samehost   scram-sha-256
+            host    replication  \(replication)      \(clientAddresses)   scram-sha-256
+            host    postgres     \(rewind)           \(clientAddresses)   scram-sha-256
+            host    all          \(admin)            \(clientAddresses)   scram-sha-256
 
             """
         try Files.write(hba, to: paths.dataDirectory + "/pg_hba.conf", owner: user)

@@ -48,6 +48,11 @@ public struct Sandbox: Sendable {
     /// PostgreSQL's bin directory, or nil for the driver's default.
     public let binDirectory: String?
     let logger: Logger
+    /// Starts an instance in place of the local driver (the lab starts servers on their hosts over SSH);
+    /// nil starts them on this host. With a starter, sites of driver `ssh` are built too.
+    public var starter: (@Sendable (Instance) async throws -> Void)? = nil
+    /// Who may connect over TCP in pg_hba.conf: `samehost` (every instance on this host), or the lab's network.
+    public var clientAddresses = "samehost"
 
     /// Creates a sandbox for `plan` whose manifest lives in `stateDirectory`.
     public init(plan: Plan, stateDirectory: String, binDirectory: String? = nil, logger: Logger = Logger(label: "failoverd.sandbox")) {
@@ -197,7 +202,7 @@ public struct Sandbox: Sendable {
                     "sandbox: site \"\(site.name)\" is declared fenced; a sandbox builds a starting topology and cannot make a fenced former primary from nothing. Declare it archive-standby or none."
                 )
             }
-            if site.driver != "local" && !(site.driver == "patroni" && isPatroni) {
+            if site.driver != "local" && !(site.driver == "patroni" && isPatroni) && !(site.driver == "ssh" && starter != nil) {
                 throw FailoverError.invalid(
                     "sandbox: site \"\(site.name)\" uses driver \"\(site.driver)\"; the sandbox builds local sites only.")
             }
@@ -268,6 +273,11 @@ public struct Sandbox: Sendable {
             try await driver.restore(instance, delta: false)
             try await driver.configureRecovery(of: instance, RecoverySettings(upstream: upstream))
         }
-        try await driver.start(instance)
+        try await start(instance, driver: driver)
+    }
+
+    /// Starts `instance` with the ``starter`` when there is one, else with the local driver.
+    func start(_ instance: Instance, driver: LocalPostgresDriver) async throws {
+        if let starter { try await starter(instance) } else { try await driver.start(instance) }
     }
 }

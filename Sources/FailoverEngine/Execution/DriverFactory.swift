@@ -39,7 +39,12 @@ public struct StandardDrivers: DriverProvider {
     public func name(plan: Plan) -> String { DriverFactory.name(plan: plan, simulate: simulate) }
 
     public func make(plan: Plan, name: String) throws -> any InstanceDriver {
-        try DriverFactory.make(plan: plan, stateDirectory: stateDirectory, simulate: name == "simulated", logger: logger)
+        if name == "ssh" {
+            let driver = try SSHPostgresDriver(plan: plan, stateDirectory: stateDirectory, logger: logger)
+            driver.warmUp()
+            return driver
+        }
+        return try DriverFactory.make(plan: plan, stateDirectory: stateDirectory, simulate: name == "simulated", logger: logger)
     }
 
     public func pollInterval(_ driver: any InstanceDriver) -> Double { DriverFactory.pollInterval(driver) }
@@ -60,12 +65,21 @@ public enum DriverFactory {
         if simulate || plan.sites.allSatisfy({ $0.driver == "simulated" }) {
             return try SimulatedDriver(plan: plan, stateDirectory: stateDirectory)
         }
+        if plan.sites.contains(where: { $0.driver == "ssh" }) {
+            if let other = plan.sites.first(where: { $0.driver != "ssh" }) {
+                throw FailoverError.invalid(
+                    "site \"\(other.name)\" uses driver \(other.driver) while other sites use ssh; one run drives its sites through one driver: make every site ssh (this host's sites too, through its own sshd) or none."
+                )
+            }
+            return try SSHPostgresDriver(plan: plan, stateDirectory: stateDirectory, logger: logger)
+        }
         return try LocalPostgresDriver(plan: plan, logger: logger)
     }
 
     /// The driver name recorded with the run.
     public static func name(plan: Plan, simulate: Bool) -> String {
-        simulate || plan.sites.allSatisfy({ $0.driver == "simulated" }) ? "simulated" : "local"
+        if simulate || plan.sites.allSatisfy({ $0.driver == "simulated" }) { return "simulated" }
+        return plan.sites.contains(where: { $0.driver == "ssh" }) ? "ssh" : "local"
     }
 
     /// How often waits poll: the simulated clock needs no pause.

@@ -80,6 +80,7 @@ public actor Executor {
             let driver = try drivers.make(plan: plan, name: driverName)
             if driverName != "simulated" { try RepositoryAccess.check(plan) }
             try await Preflight(plan: plan, driver: driver).check()
+            await writeOwedFenceMarkers(plan: plan, driver: driver)
             let unrecorded = Dictionary(uniqueKeysWithValues: plan.sites.filter { recorded[$0.name] == nil }.map { ($0.name, $0.role) })
             if !unrecorded.isEmpty { try journal.recordRoles(unrecorded, run: nil, epoch: holder.epoch) }
             let json = String(decoding: plan.canonicalJSON(), as: UTF8.self)
@@ -89,6 +90,7 @@ public actor Executor {
                 allowDataLoss: options.allowDataLoss, actor: AuditLog.actor, stepCount: steps.count, outcome: .running, error: nil,
                 startedAt: Journal.now(), endedAt: nil)
             try journal.createRun(record, steps: steps, epoch: holder.epoch)
+            try auditAssumeFenced(plan: plan, run: runID, scope: "this run")
             logger.info("run started", metadata: ["run": "\(runID)", "plan": "\(plan.name)", "steps": "\(steps.count)"])
             return try await execute(runID: runID, plan: plan, driver: driver, holder: holder)
         } catch let error as FailoverError where error.code != .stepFailed {
@@ -133,6 +135,7 @@ public actor Executor {
                 try AuditLog(journal: journal).append(
                     kind: "override", run: run.id, details: ["override": "allow-data-loss", "scope": "this resume"])
             }
+            try auditAssumeFenced(plan: plan, run: run.id, scope: "this resume")
             logger.info("resuming run", metadata: ["run": "\(run.id)", "plan": "\(plan.name)"])
             return try await execute(
                 runID: run.id, plan: plan, driver: driver, holder: holder, allowDataLoss: options.allowDataLoss || run.allowDataLoss)
@@ -223,7 +226,7 @@ public actor Executor {
             let ctx = StepContext(
                 plan: plan, driver: driver, journal: journal, runID: runID, epoch: holder.epoch,
                 allowDataLoss: allowDataLoss ?? options.allowDataLoss, logger: logger, evidence: evidence, steps: steps,
-                pollInterval: drivers.pollInterval(driver), sites: managed)
+                pollInterval: drivers.pollInterval(driver), sites: managed, assumeFenced: Set(options.assumeFenced))
             let runner = StepRunner(ctx: ctx, step: step, inDoubt: record.attempts > 0)
             do {
                 if try await runner.check() {
@@ -318,4 +321,33 @@ public struct ExecutorClock: Sendable {
             return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
         }
     }()
+}
+
+extension Executor {
+    /// Refuses --assume-fenced naming a site the plan lacks (invalid input), and writes the override to the
+    /// audit log: the operator, not failoverd, vouches that the site's servers cannot take writes.
+    func auditAssumeFenced(plan: Plan, run: String, scope: String) throws {
+        for site in options.assumeFenced where plan.site(named: site) == nil {
+            throw FailoverError.invalid(
+                "--assume-fenced \(site): plan \"\(plan.name)\" has no such site; sites: \(plan.sites.map(\.name).joined(separator: ", "))")
+        }
+        guard !options.assumeFenced.isEmpty else { return }
+        try AuditLog(journal: journal).append(
+            kind: "override", run: run,
+            details: ["override": "assume-fenced", "sites": options.assumeFenced.joined(separator: ","), "scope": scope])
+    }
+}
+
+extension Executor {
+    /// Writes the fence marker of every instance the journal holds fenced that is seen stopped now: one
+    /// fenced while it could not be reached (a partition, the plan's hook) got no marker then, and must not
+    /// start as a primary once its host answers again. A host still out of reach is left for a later run.
+    func writeOwedFenceMarkers(plan: Plan, driver: any InstanceDriver) async {
+        for (_, instance) in plan.allInstances where (try? journal.isFenced(instance: instance.name)) == true {
+            guard let status = try? await driver.status(of: instance), !status.running else { continue }
+            if (try? await driver.setFenceMarker(instance, reason: "fenced by failoverd; marker written once the host answered")) != nil {
+                logger.info("fence marker written", metadata: ["instance": "\(instance.name)"])
+            }
+        }
+    }
 }

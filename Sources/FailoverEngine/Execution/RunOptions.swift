@@ -59,6 +59,9 @@ public struct RunOptions: Sendable {
     public var dwellBetweenTransitions: Double = 0
     /// Signs audit checkpoints at the end of the run and every 100 events; nil when no key is configured.
     public var auditSigner: AuditSigner?
+    /// Sites the operator declares fenced by other means (--assume-fenced): a failover whose old primary
+    /// there cannot be reached may promote without seeing it stopped. Written to the audit log.
+    public var assumeFenced: [String] = []
 
     /// Options with defaults: no crash point, no override, not a drill.
     public init(

@@ -192,7 +192,9 @@ extension StepRunner {
                     "promote refused: \(other.name) (site \(site.name)) accepts writes; promoting \(target.name) now would make two primaries. Fence \(site.name) first."
                 )
             }
-            if !s.isProvenNotWritable {
+            // An old primary fenced without being seen (the plan's hook, or the operator's --assume-fenced) is
+            // the one exception: the hook's exit status or the operator vouches for it, and it is audited.
+            if !s.isProvenNotWritable, evidence(ofKind: .fence, instance: other.name, as: FenceEvidence.self)?.fencedBy == nil {
                 throw FailoverError.refused(
                     "promote refused: cannot tell whether \(other.name) (site \(site.name)) accepts writes: it is \(s.seen). Make it answer, or stop it (fence \(site.name)), then resume."
                 )
@@ -277,11 +279,18 @@ extension StepRunner {
         // The mark goes down first: whatever happens next, nothing starts this instance as a primary.
         try ctx.journal.recordFenced(
             instance: i.name, site: step.site, lastKnownLSN: last, reachable: reachable, run: ctx.runID, epoch: ctx.epoch)
-        try await driver.setFenceMarker(i, reason: "fenced by failoverd run \(ctx.runID)")
-        // Stop it when it runs, and also when the probe failed (running but unanswering): stop is a no-op
-        // for a server that is not there.
-        if s?.running ?? true {
-            do { try await driver.stop(i, mode: .fast) } catch { try await driver.stop(i, mode: .immediate) }
+        do {
+            try await driver.setFenceMarker(i, reason: "fenced by failoverd run \(ctx.runID)")
+            // Stop it when it runs, and also when the probe failed (running but unanswering): stop is a no-op
+            // for a server that is not there.
+            if s?.running ?? true {
+                do { try await driver.stop(i, mode: .fast) } catch { try await driver.stop(i, mode: .immediate) }
+            }
+        } catch {
+            // failoverd cannot act on it. Proven unable to write (stopped), the failure is only a failure;
+            // otherwise it may be a primary running behind a cut link, and only a fence outside failoverd helps.
+            if s?.isProvenNotWritable == true { throw error }
+            return try await fenceUnreachable(i, seen: s, error: error, lastKnownLSN: last)
         }
         // A primary that died answers no SQL: read how far its WAL really got.
         if !reachable, let end = try? await driver.endOfWAL(i) {
@@ -292,5 +301,41 @@ extension StepRunner {
         return FenceEvidence(
             lastKnownLSN: last, reachable: reachable, wasRunning: s?.running ?? false,
             lastKnownFrom: reachable ? "pg_current_wal_lsn()" : "pg_waldump of its pg_wal")
+    }
+}
+
+extension StepRunner {
+    /// Fences an old primary failoverd cannot reach: by the plan's fencing hook (its exit status decides),
+    /// or on the operator's word (--assume-fenced SITE); otherwise refuses, since promoting could make two
+    /// primaries. Either way is written to the audit log.
+    func fenceUnreachable(_ i: Instance, seen: InstanceStatus?, error: any Error, lastKnownLSN: LSN?) async throws -> FenceEvidence {
+        let site = step.site
+        let what = seen?.seen ?? "unreadable (\(error))"
+        var evidence = FenceEvidence(
+            lastKnownLSN: lastKnownLSN, reachable: false, wasRunning: seen?.running ?? true, lastKnownFrom: "unknown: unreachable")
+        if let hook = ctx.plan.fencing, let executable = hook.command.first {
+            let arguments = Array(hook.command.dropFirst()) + [site, i.name]
+            let result = try await CommandRunner(user: nil, defaultTimeout: ctx.timeout).run(executable, arguments)
+            let shown = ([executable] + arguments).map(CommandRunner.displayQuoted).joined(separator: " ")
+            try AuditLog(journal: ctx.journal).append(
+                kind: "fencing-hook", run: ctx.runID,
+                details: ["site": site, "instance": i.name, "command": shown, "exitCode": String(result.exitCode), "seen": what])
+            guard result.succeeded else {
+                throw FailoverError.refused(
+                    "failover refused: the old primary \(i.name) (site \(site)) cannot be reached (\(what)) and the fencing hook `\(shown)` failed with exit code \(result.exitCode): \(result.outputTail.isEmpty ? "(no output)" : result.outputTail). Nothing was promoted. Fence the site by other means, then resume with --assume-fenced \(site)."
+                )
+            }
+            evidence.fencedBy = "fencing hook `\(shown)` (exit 0)"
+            return evidence
+        }
+        if ctx.assumeFenced.contains(site) {
+            try AuditLog(journal: ctx.journal).append(
+                kind: "assumed-fenced", run: ctx.runID, details: ["site": site, "instance": i.name, "seen": what])
+            evidence.fencedBy = "assumed by the operator (--assume-fenced \(site))"
+            return evidence
+        }
+        throw FailoverError.refused(
+            "failover refused: the old primary \(i.name) (site \(site)) cannot be reached: \(what). failoverd can neither stop it nor prove it stopped, and promoting now could make two primaries. Fence site \(site) outside failoverd (power, network, load balancer) and resume with --assume-fenced \(site), or give the plan a fencing hook ($.fencing.command)."
+        )
     }
 }

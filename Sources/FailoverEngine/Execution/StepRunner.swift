@@ -17,6 +17,8 @@ struct StepContext: Sendable {
     /// The site-level drivers of managed sites (those whose expansion is site steps), by site name. Every
     /// other site is reached through `driver`.
     var sites: [String: any SiteDriver] = [:]
+    /// Sites the operator declared fenced by other means for this run or resume (--assume-fenced).
+    var assumeFenced: Set<String> = []
 
     var timeout: Double { plan.policy.stepTimeoutSeconds }
 

@@ -21,6 +21,8 @@ public struct Plan: Codable, Sendable, Equatable {
     public var transitions: [Transition]
     /// The unprivileged OS user that runs PostgreSQL when failoverd runs as root (default `failoverd`).
     public var osUser: String?
+    /// How to fence an old primary that failoverd cannot reach (a load balancer, a cloud API, a power switch).
+    public var fencing: FencingHook? = nil
 
     /// The site named `name`, if the plan has it.
     public func site(named name: String) -> Site? { sites.first { $0.name == name } }
@@ -147,8 +149,8 @@ public struct Policy: Codable, Sendable, Equatable {
 public struct Site: Codable, Sendable, Equatable {
     /// The site's name, unique in the plan.
     public var name: String
-    /// The driver: `local` (PostgreSQL on this host), `patroni` (a Patroni cluster, through its REST API) or
-    /// `simulated`.
+    /// The driver: `local` (PostgreSQL on this host), `patroni` (a Patroni cluster, through its REST API),
+    /// `ssh` (on the instances' hosts, over OpenSSH) or `simulated`.
     public var driver: String
     /// The role the plan's author expects the site to have now.
     public var role: Role
@@ -156,6 +158,8 @@ public struct Site: Codable, Sendable, Equatable {
     public var instances: [Instance]
     /// For `"driver": "patroni"`: the Patroni cluster the site is, and the files its REST API needs.
     public var patroni: PatroniCluster?
+    /// How failoverd logs in to the instances' hosts (driver `ssh` only).
+    public var ssh: SSHSettings? = nil
 
     /// The site leader.
     public var leader: Instance { instances[0] }
@@ -175,6 +179,8 @@ public struct Instance: Codable, Sendable, Equatable, Hashable {
     public var dataDirectory: String
     /// For an instance of a Patroni site: its member's REST API.
     public var patroni: PatroniMember?
+    /// How the server is started and stopped on its host (driver `ssh`; default `pg_ctl`).
+    public var service: ServiceSettings? = nil
 }
 
 /// A site run by Patroni: one Patroni cluster (its own scope). failoverd talks only to its members' REST

@@ -30,6 +30,10 @@ enum PlanShape {
         case seconds
         /// The format version: the integer 1.
         case formatVersion
+        /// A command-line argument: 1 to 1024 characters, no control character (``PlanValues/argumentProblem(_:)``).
+        case argument
+        /// A systemd unit name (``PlanValues/unitProblem(_:)``).
+        case unit
         /// An object with known fields; `noun` names one in messages (`site "dr"`).
         case object(noun: String, fields: [Field])
         /// An array; `atLeastOne` makes an empty one an error.
@@ -55,6 +59,8 @@ enum PlanShape {
             case .seconds:
                 "a number of seconds from \(Int(PlanValues.timeoutRange.lowerBound)) to \(Int(PlanValues.timeoutRange.upperBound)) (24 h)"
             case .formatVersion: "the integer 1"
+            case .argument: "a command-line argument of 1 to \(PlanValues.maximumArgumentLength) characters without control characters"
+            case .unit: "a systemd unit name of letters, digits, @ . _ - : ending in .service"
             case .object: "an object"
             case .array: "an array"
             case .transition: "an object"
@@ -99,13 +105,16 @@ enum PlanShape {
                     "transitions", .array(of: .transition, atLeastOne: false),
                     example: "[ { \"action\": \"switchover\", \"to\": \"dr\" } ]"),
                 Field("osUser", .osUser, required: false, example: "\"failoverd\""),
+                Field(
+                    "fencing", .object(noun: "fencing", fields: fencing), required: false,
+                    example: "{ \"command\": [\"/usr/local/bin/fence-site\"] }"),
             ])
     }
 
     /// The pgBackRest repository types failoverd supports.
     static let repositoryTypes = ["posix", "s3", "gcs", "azure"]
     /// The site drivers.
-    static let drivers = ["local", "patroni", "simulated"]
+    static let drivers = ["local", "patroni", "simulated", "ssh"]
     /// libpq's sslmode values.
     static let sslModes = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
@@ -172,6 +181,9 @@ enum PlanShape {
             Field(
                 "patroni", .object(noun: "patroni cluster", fields: patroniCluster), required: false,
                 example: "{ \"scope\": \"dr\", \"etcd\": \"127.0.0.1:2379\" }"),
+            Field(
+                "ssh", .object(noun: "ssh settings", fields: ssh), required: false,
+                example: "{ \"user\": \"dba\", \"knownHostsFile\": \"/etc/failoverd/known_hosts\" }"),
         ]
     }
 
@@ -190,6 +202,34 @@ enum PlanShape {
         Field("url", .url, example: "\"http://127.0.0.1:8008\"")
     ]
 
+    /// A site's SSH settings (driver `ssh`).
+    static let ssh = [
+        Field("user", .osUser, example: "\"dba\""),
+        Field("port", .integer(1...65535), required: false, example: "22"),
+        Field(
+            "identityFile", .path(maximumLength: PlanValues.maximumPathLength), required: false, example: "\"/etc/failoverd/id_ed25519\""),
+        Field(
+            "knownHostsFile", .path(maximumLength: PlanValues.maximumPathLength), required: false,
+            example: "\"/etc/failoverd/known_hosts\""),
+    ]
+
+    /// How an instance is started and stopped (driver `ssh`).
+    static let service = [
+        Field("manager", .oneOf(ServiceSettings.managers, noun: "service manager"), example: "\"pg_ctl\""),
+        Field("version", .integer(10...99), required: false, example: "15"),
+        Field("cluster", .name, required: false, example: "\"main\""),
+        Field("unit", .unit, required: false, example: "\"postgresql@15-main.service\""),
+        Field(
+            "configurationRoot", .path(maximumLength: PlanValues.maximumPathLength), required: false, example: "\"/etc/postgresql\""),
+    ]
+
+    /// The plan's fencing hook.
+    static let fencing = [
+        Field(
+            "command", .array(of: .argument, atLeastOne: true),
+            example: "[\"/usr/local/bin/fence-site\", \"--datacenter\", \"eu-1\"]")
+    ]
+
     static let instance = [
         Field("name", .name, example: "\"dr-0\""),
         Field("host", .host, example: "\"127.0.0.1\""),
@@ -198,6 +238,7 @@ enum PlanShape {
         Field(
             "patroni", .object(noun: "patroni member", fields: patroniMember), required: false,
             example: "{ \"url\": \"http://127.0.0.1:8008\" }"),
+        Field("service", .object(noun: "service", fields: service), required: false, example: "{ \"manager\": \"pg_ctl\" }"),
     ]
 
     /// The fields of a transition other than `action`; which apply depends on the action.

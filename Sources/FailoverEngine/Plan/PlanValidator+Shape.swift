@@ -22,7 +22,7 @@ extension PlanValidator {
             problems.append(.error(path, "\(owner): \(name) must be \(kind.expectation), found \(found)", hint: example + "."))
         }
         switch kind {
-        case .name, .role, .osUser, .host, .path, .url, .endpoint, .slot, .oneOf:
+        case .name, .role, .osUser, .host, .path, .url, .endpoint, .slot, .oneOf, .argument, .unit:
             guard case .string(let text) = value else { return wrong(value.kindDescription) }
             checkText(text, kind, name: name, owner: owner, example: example, at: path, into: &problems)
         case .integer(let range):
@@ -105,7 +105,7 @@ extension PlanValidator {
                         path, "\(owner): unknown \(noun) \(PlanValues.quoted(text))",
                         hint: didYouMean(text, among: values) + "The \(noun) must be one of: \(values.joined(separator: ", "))."))
             }
-        case .name, .role, .osUser, .host, .path, .url, .endpoint, .slot:
+        case .name, .role, .osUser, .host, .path, .url, .endpoint, .slot, .argument, .unit:
             let problem: String?
             let allowed: String
             switch kind {
@@ -137,6 +137,13 @@ extension PlanValidator {
                     PlanValues.pathProblem(text, maximumLength: maximum),
                     "A path is absolute and normal: / then segments of \(PlanValues.pathCharacters), separated by single slashes, with no . or .. segment and no trailing slash; failoverd, pgBackRest and PostgreSQL must all read it as the same directory, and no shell may read anything else in it"
                 )
+            case .argument:
+                (problem, allowed) = (
+                    PlanValues.argumentProblem(text),
+                    "An argument is passed as it is, without a shell, and holds no control character"
+                )
+            case .unit:
+                (problem, allowed) = (PlanValues.unitProblem(text), "A unit name has letters, digits, @ . _ - : and ends in .service")
             default: (problem, allowed) = (nil, "")
             }
             if let problem {

@@ -43,6 +43,7 @@ public enum PlanValidator {
         checkReferences(root, into: &problems)
         checkRoles(root, into: &problems)
         checkRepository(root, into: &problems)
+        checkRemote(root, into: &problems)
 
         let name = root["name"]?.stringValue.flatMap { $0.isEmpty ? nil : "plan \"\($0)\"" } ?? "plan"
         let errors = problems.filter { $0.severity == .error }.count

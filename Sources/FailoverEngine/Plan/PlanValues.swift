@@ -132,6 +132,35 @@ public enum PlanValues {
         return nil
     }
 
+    // MARK: Commands
+
+    /// The longest argument of a fencing hook.
+    public static let maximumArgumentLength = 1024
+
+    /// A command-line argument passed without a shell: 1 to 1024 characters, no control character.
+    public static func argumentProblem(_ text: String) -> String? {
+        if text.isEmpty { return "is empty" }
+        if let (scalar, at) = firstOutside(text, { !isControl($0) }) {
+            return "contains \(describe(scalar)) at character \(at), which is not allowed in an argument"
+        }
+        if text.unicodeScalars.count > maximumArgumentLength {
+            return "is \(text.unicodeScalars.count) characters long; at most \(maximumArgumentLength) are allowed"
+        }
+        return nil
+    }
+
+    /// A systemd service unit: letters, digits, `@ . _ - :`, starting with a letter or digit, ending in `.service`.
+    public static func unitProblem(_ text: String) -> String? {
+        if text.isEmpty { return "is empty" }
+        if let (scalar, at) = firstOutside(text, { isLetterOrDigit($0) || "@._-:".unicodeScalars.contains($0) }) {
+            return "contains \(describe(scalar)) at character \(at), which is not allowed in a unit name"
+        }
+        if let first = text.unicodeScalars.first, !isLetterOrDigit(first) { return "starts with \(describe(first))" }
+        if !text.hasSuffix(".service") || text.count <= ".service".count { return "does not end in .service" }
+        if text.utf8.count > 255 { return "is \(text.utf8.count) characters long; at most 255 are allowed" }
+        return nil
+    }
+
     // MARK: Paths
 
     /// An absolute, normal path: `/` then segments of ``pathCharacters`` separated by single slashes, no `.`

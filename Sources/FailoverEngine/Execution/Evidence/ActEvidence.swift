@@ -138,8 +138,11 @@ public struct FenceEvidence: StepEvidence {
     public var wasRunning: Bool
     /// Where the last position came from.
     public var lastKnownFrom: String
+    /// How an instance failoverd could not reach was fenced (the plan's hook, or --assume-fenced); nil
+    /// when failoverd stopped it itself.
+    public var fencedBy: String? = nil
 
-    enum CodingKeys: String, CodingKey { case lastKnownLSN, reachable, wasRunning, lastKnownFrom }
+    enum CodingKeys: String, CodingKey { case lastKnownLSN, reachable, wasRunning, lastKnownFrom, fencedBy }
 
     /// Creates the evidence.
     public init(lastKnownLSN: LSN?, reachable: Bool, wasRunning: Bool, lastKnownFrom: String) {
@@ -160,6 +163,7 @@ public struct FenceEvidence: StepEvidence {
         reachable = try c.decode(String.self, forKey: .reachable) == "true"
         wasRunning = try c.decode(String.self, forKey: .wasRunning) == "true"
         lastKnownFrom = try c.decode(String.self, forKey: .lastKnownFrom)
+        fencedBy = try c.decodeIfPresent(String.self, forKey: .fencedBy)
     }
 
     /// Encodes the journal's text form.
@@ -169,6 +173,7 @@ public struct FenceEvidence: StepEvidence {
         try c.encode(String(reachable), forKey: .reachable)
         try c.encode(String(wasRunning), forKey: .wasRunning)
         try c.encode(lastKnownFrom, forKey: .lastKnownFrom)
+        try c.encodeIfPresent(fencedBy, forKey: .fencedBy)
     }
 }
 

@@ -9,5 +9,11 @@ struct FenceStep: RunnableStep {
 
     func act(_ run: StepRunner) async throws -> FenceEvidence { try await run.fence(instance) }
 
-    func verify(_ run: StepRunner) async throws -> Bool { try await !run.ctx.status(of: instance).running }
+    /// Stopped; or, when the act fenced it without seeing it (hook or --assume-fenced), at least not seen writable.
+    func verify(_ run: StepRunner) async throws -> Bool {
+        let status = try await run.ctx.status(of: instance)
+        if !status.running { return true }
+        let blind = run.ctx.plan.fencing != nil || run.ctx.assumeFenced.contains(run.step.site)
+        return blind && !status.isWritablePrimary && !status.reachable
+    }
 }

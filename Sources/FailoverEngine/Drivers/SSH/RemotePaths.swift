@@ -1,0 +1,45 @@
+/// Where one instance's files live on its host, by how it is started: with pg_ctl its configuration is in
+/// the data directory; with Debian's pg_ctlcluster in /etc/postgresql/VERSION/CLUSTER.
+public struct RemotePaths: Sendable, Equatable {
+    /// The data directory and failoverd's directory next to it (log, socket, fence marker), as locally.
+    public var local: InstancePaths
+    /// The directory holding postgresql.conf (and failoverd's standby settings file, included from it).
+    public var configurationDirectory: String
+
+    /// The paths of `instance`.
+    public init(_ instance: Instance) {
+        local = InstancePaths(instance)
+        if let service = instance.service, service.manager == "pg_ctlcluster", let version = service.version,
+            let cluster = service.cluster
+        {
+            configurationDirectory = (service.configurationRoot ?? "/etc/postgresql") + "/\(version)/\(cluster)"
+        } else {
+            configurationDirectory = local.dataDirectory
+        }
+    }
+
+    /// PGDATA.
+    public var dataDirectory: String { local.dataDirectory }
+    /// failoverd's directory next to the data directory.
+    public var stateDirectory: String { local.stateDirectory }
+    /// The server log (pg_ctl -l).
+    public var logFile: String { local.logFile }
+    /// The fence marker.
+    public var fenceMarker: String { local.fenceMarker }
+    /// standby.signal.
+    public var standbySignal: String { local.standbySignal }
+    /// PG_VERSION.
+    public var pgVersion: String { local.pgVersion }
+    /// postmaster.pid.
+    public var postmasterPID: String { local.postmasterPID }
+    /// postgresql.auto.conf (always in the data directory).
+    public var autoConf: String { local.autoConf }
+    /// postgresql.conf.
+    public var postgresqlConf: String { configurationDirectory + "/postgresql.conf" }
+    /// failoverd's standby settings, next to the postgresql.conf that includes them.
+    public var recoveryFile: String { configurationDirectory + "/" + InstancePaths.recoveryFileName }
+    /// pg_ctlcluster's start.conf (`auto`, `manual` or `disabled`).
+    public var startConf: String { configurationDirectory + "/start.conf" }
+    /// start.conf's value before failoverd fenced the instance (`disabled` while fenced).
+    public var savedStartConf: String { stateDirectory + "/start.conf.before-fence" }
+}

@@ -1,0 +1,78 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The lab's network faults and its status.
+extension Lab {
+    /// Cuts the links of `site`'s hosts (a clean partition: packets are dropped, connections time out).
+    public func partition(site: String) async throws {
+        for index in try hostIndexes(of: site) { try await root("/usr/sbin/ip", ["link", "set", link(index), "down"]) }
+    }
+
+    /// Restores the links of `site`'s hosts.
+    public func heal(site: String) async throws {
+        for index in try hostIndexes(of: site) { try await root("/usr/sbin/ip", ["link", "set", link(index), "up"]) }
+        try await forgetFailedNeighbours()
+    }
+
+    /// Flushes the neighbour caches of the bridge and of every host: addresses that did not answer while a
+    /// link was cut stay FAILED for a while ("No route to host") after it is back.
+    func forgetFailedNeighbours() async throws {
+        _ = try await ip(["neigh", "flush", "dev", bridge])
+        for index in hosts.indices { _ = try await ip(["-n", namespace(index), "neigh", "flush", "all"]) }
+    }
+
+    /// Cuts the control host off every site (its address leaves the bridge); the sites still reach each other.
+    public func isolateControl() async throws {
+        try await root("/usr/sbin/ip", ["addr", "del", Self.controlAddress + "/15", "dev", bridge])
+    }
+
+    /// Gives the control host its address on the bridge again.
+    public func reconnectControl() async throws {
+        try await root("/usr/sbin/ip", ["addr", "replace", Self.controlAddress + "/15", "dev", bridge])
+        try await forgetFailedNeighbours()
+    }
+
+    /// One line per host: namespace, link state, sshd; then one per instance as the SSH driver sees it.
+    public func status() async throws -> [String] {
+        guard let manifest = try LabManifest.load(for: plan, in: stateDirectory) else {
+            return ["lab \(plan.name): down (no \(manifestPath))"]
+        }
+        var lines: [String] = []
+        let namespaces = try await existingNamespaces()
+        for (index, host) in hosts.enumerated() {
+            let up = try await ip(["-o", "link", "show", "dev", link(index)]).stdout.contains("state UP")
+            let sshd = manifest.processes.first { $0.what == "sshd \(host)" }
+            let alive = sshd.map { ProcessIdentity.matches(pid: $0.pid, startTime: $0.startTime, tolerance: 0.01) } ?? false
+            lines.append(
+                "host \(host): namespace \(namespace(index)) \(namespaces.contains(namespace(index)) ? "present" : "missing"), link \(link(index)) \(up ? "up" : "down (cut)"), sshd \(alive ? "pid \(sshd!.pid)" : "not running")"
+            )
+        }
+        let driver = try SSHPostgresDriver(plan: plan, stateDirectory: stateDirectory, logger: logger)
+        for (site, instance) in plan.allInstances {
+            let status = try await driver.status(of: instance)
+            lines.append("\(site.name)/\(instance.name) on \(instance.host):\(instance.port): \(status.seen)")
+        }
+        return lines
+    }
+}
+
+extension Lab {
+    /// Runs `ip ARGUMENTS` and waits for it, synchronously: for faults injected from a progress callback,
+    /// which cannot wait on a task. `ip link set` takes milliseconds. True when it exited 0.
+    static func runNow(_ arguments: [String]) -> Bool {
+        let null = open("/dev/null", O_WRONLY)
+        guard null >= 0 else { return false }
+        defer { close(null) }
+        guard
+            let pid = try? Spawner.spawn(
+                "/usr/sbin/ip", ["ip"] + arguments, environment: ["PATH=" + CommandRunner.searchPath], workingDirectory: "/", stdout: null,
+                stderr: null, commandLine: "ip " + arguments.joined(separator: " "))
+        else { return false }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        return status == 0
+    }
+}

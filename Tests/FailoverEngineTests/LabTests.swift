@@ -1,0 +1,235 @@
+import Foundation
+import Testing
+
+@testable import FailoverEngine
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The SSH driver against real sshd and PostgreSQL 15 in network namespaces: one lab of four hosts for the
+/// suite (see ``LabFixture``), a fresh PostgreSQL topology per test.
+@Suite(.serialized, .enabled(if: LabFixture.available, "needs root, sshd and ip"), .lab)
+struct LabTests {
+    var fixture: LabFixture { LabFixture.current! }
+
+    /// Strings a shell would read as syntax reach the remote command as the very bytes sent: quoted once,
+    /// through sshd, the login shell, sudo, env and sh -c.
+    @Test func hostileStringsSurviveRemoteQuotingByteForByte() async throws {
+        let canary = fixture.root + "/canary-touched"
+        let hostile = [
+            "'", "\"", "''", "'\\''", "$(touch \(canary))", "`touch \(canary)`", "; touch \(canary)", "| touch \(canary)",
+            "&& touch \(canary)", "$HOME", "${PATH}", "\\", "\\'", "a\nb", "\n", "\t", "*", "?", "[a-z]", "~", "~root", "!", "!!", "-n",
+            "--",
+            "-", " ", "  two  spaces  ", "", "é ü 雪 🐘", "{a,b}", "#comment", ">\(canary)", "<", "%s", "\r", "a\u{7F}b", "\u{1B}[31m",
+        ]
+        let driver = try SSHPostgresDriver(plan: fixture.plan, stateDirectory: fixture.root + "/state-quoting")
+        defer { Task { await RemoteShell.closeAll(stateDirectory: fixture.root + "/state-quoting") } }
+        let shell = try driver.shell(fixture.plan.sites[0].leader)
+        #expect(shell.ssh.user != shell.osUser, "the lab logs in as a user other than the OS user, so sudo is in the path")
+        let r = try await shell.run(["printf", "%s\\0"] + hostile).checked()
+        let echoed = r.stdout.split(separator: "\0", omittingEmptySubsequences: false).dropLast().map(String.init)
+        #expect(echoed == hostile)
+        // The command ran as the OS user, not as the login user.
+        #expect(try await shell.run(["id", "-un"]).checked().stdout == shell.osUser + "\n")
+        // As the working directory too.
+        let pwd = try await shell.run(["pwd"], workingDirectory: "/tmp").checked()
+        #expect(pwd.stdout == "/tmp\n")
+        #expect(!FileManager.default.fileExists(atPath: canary), "a hostile string ran a command")
+    }
+
+    /// The host key is checked: a known_hosts without the host's key refuses the connection (exit 255).
+    @Test func anUnknownHostKeyIsRefused() async throws {
+        let known = fixture.root + "/empty_known_hosts"
+        try "".write(toFile: known, atomically: true, encoding: .utf8)
+        var ssh = fixture.plan.sites[0].ssh!
+        ssh.knownHostsFile = known
+        let state = fixture.root + "/state-hostkey"
+        defer { Task { await RemoteShell.closeAll(stateDirectory: state) } }
+        let shell = RemoteShell(
+            host: LabFixture.hosts["dc1"]!, ssh: ssh, osUser: "failoverd", controlDirectory: try RemoteShell.controlDirectory(for: state))
+        let r = try await shell.run(["true"])
+        #expect(r.unreachable)
+        #expect(r.outputTail.contains("Host key verification failed"), "\(r.outputTail)")
+    }
+
+    /// dc-switchover over SSH: the new primary has every row and the old one streams from it.
+    @Test func switchoverOverSSHKeepsEveryRow() async throws {
+        try await fixture.withTopology("switchover", [Transition(action: .switchover, to: "dc2")], sites: ["dc1", "dc2"]) { t in
+            let (dc1, dc2) = (t.instance("dc1"), t.instance("dc2"))
+            try await t.insertRows(1...50, on: dc1)
+            let r = try t.failoverd(["run", t.planPath, "--quiet"])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(try await t.driver.status(of: dc2).isWritablePrimary)
+            #expect(try await t.count(on: dc2) == "50")
+            try await t.insertRows(51...51, on: dc2)
+            try await t.waitForStreaming(dc1, from: dc2)
+            try await t.waitForRow(51, on: dc1)
+            #expect(try await t.count(on: dc1) == "51")
+            #expect(try CLI.roles(state: t.state) == ["dc1": "streaming-standby", "dc2": "primary"])
+        }
+    }
+
+    /// Every v1 action on ssh sites, in one plan: bootstrap-standby, enable- and disable-streaming,
+    /// switchover, failover, rewind, rebuild, failback and fence; every row on every standby afterwards.
+    @Test func everyV1ActionOnSSHSites() async throws {
+        let transitions = [
+            Transition(action: .bootstrapStandby, site: "dc4"), Transition(action: .enableStreaming, site: "dc3", upstream: "dc1"),
+            Transition(action: .disableStreaming, site: "dc3"), Transition(action: .switchover, to: "dc2"),
+            Transition(action: .failover, to: "dc1"), Transition(action: .rewind, site: "dc2", source: "dc1"),
+            Transition(action: .rebuild, site: "dc4"), Transition(action: .failover, to: "dc2"),
+            Transition(action: .failback, to: "dc1", method: .rebuild), Transition(action: .fence, site: "dc1"),
+        ]
+        try await fixture.withTopology("every-action", transitions) { t in
+            try await t.insertRows(1...30, on: t.instance("dc1"))
+            let r = try t.failoverd(["run", t.planPath, "--quiet"])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(
+                try CLI.roles(state: t.state) == [
+                    "dc1": "fenced", "dc2": "streaming-standby", "dc3": "archive-standby", "dc4": "archive-standby",
+                ])
+            #expect(try await t.driver.status(of: t.instance("dc1")).running == false)
+            for site in ["dc2", "dc3", "dc4"] {
+                try await t.waitForRow(30, on: t.instance(site))
+                #expect(try await t.count(on: t.instance(site)) == "30", "\(site)")
+                #expect(try await t.driver.status(of: t.instance(site)).inRecovery, "\(site)")
+            }
+        }
+    }
+
+    static let switchoverSteps: [String] = {
+        let plan = LabFixture.makePlan(root: "/tmp/failoverd-labtest-points")
+        var p = plan
+        p.sites = Array(p.sites.prefix(2))
+        p.transitions = [Transition(action: .switchover, to: "dc2")]
+        let count = (try? Planner(plan: p).steps().get().count) ?? 0
+        return (1...max(count, 1)).flatMap { ["\($0):before", "\($0):after"] }
+    }()
+
+    /// kill -9 of the engine at every step of dc-switchover, then resume: same roles, no row lost.
+    @Test(arguments: switchoverSteps) func crashAndResumeAtEveryStepOfDCSwitchover(_ point: String) async throws {
+        let name = "crash-" + point.replacingOccurrences(of: ":", with: "-")
+        try await fixture.withTopology(name, [Transition(action: .switchover, to: "dc2")], sites: ["dc1", "dc2"]) { t in
+            let (dc1, dc2) = (t.instance("dc1"), t.instance("dc2"))
+            try await t.insertRows(1...20, on: dc1)
+            let crashed = try t.failoverd(["run", t.planPath, "--quiet", "--crash-at", point])
+            #expect(
+                crashed.killedBySignal && crashed.status == SIGKILL, "expected SIGKILL at \(point): \(crashed.status) \(crashed.stderr)")
+            let resumed = try t.failoverd(["resume", "--quiet"])
+            #expect(resumed.status == 0, "resume after \(point): \(resumed.stderr)")
+            #expect(try CLI.roles(state: t.state) == ["dc1": "streaming-standby", "dc2": "primary"])
+            try await t.insertRows(21...21, on: dc2)
+            try await t.waitForStreaming(dc1, from: dc2)
+            try await t.waitForRow(21, on: dc1)
+            #expect(try await t.count(on: dc1) == "21")
+            #expect(try await t.count(on: dc2) == "21")
+        }
+    }
+
+    /// The primary's data center cut off: without a hook the failover refuses (exit 3) and nothing is promoted;
+    /// with --assume-fenced it promotes, and the override is audited.
+    @Test func cutOffPrimaryWithoutHookRefusesUnlessAssumedFenced() async throws {
+        try await fixture.withTopology("nohook", [Transition(action: .failover, to: "dc2")], sites: ["dc1", "dc2"], fencing: false) { t in
+            let (dc1, dc2) = (t.instance("dc1"), t.instance("dc2"))
+            try await t.insertRows(1...10, on: dc1)
+            try await t.waitForRow(10, on: dc2)
+            try await t.lab.partition(site: "dc1")
+            let refused = try t.failoverd(["run", t.planPath, "--quiet"])
+            #expect(refused.status == 3, "\(refused.stderr)")
+            #expect(refused.stderr.contains("cannot be reached") && refused.stderr.contains("--assume-fenced dc1"), "\(refused.stderr)")
+            #expect(try await t.driver.status(of: dc2).inRecovery, "nothing was promoted")
+            // The operator fences dc1 by other means (here: stays cut off) and says so.
+            let assumed = try t.failoverd(["run", t.planPath, "--quiet", "--assume-fenced", "dc1"])
+            #expect(assumed.status == 0, "\(assumed.stderr)")
+            #expect(try await t.driver.status(of: dc2).isWritablePrimary)
+            let audit = try t.failoverd(["audit", "list"])
+            #expect(audit.stdout.contains("assume-fenced") && audit.stdout.contains("assumed-fenced"), "\(audit.stdout)")
+            // Behind the cut the old primary still runs: the operator's promise, not failoverd's, as the audit says.
+            try await t.lab.heal(site: "dc1")
+            #expect(try await t.driver.status(of: dc1).isWritablePrimary)
+            try await t.driver.stop(dc1, mode: .immediate)
+        }
+    }
+
+    /// With the plan's fencing hook the failover fences the cut-off site and promotes; after heal the old
+    /// primary is stopped, gets its fence marker at the next run, refuses to start as a primary, and is
+    /// repaired by rewind with every row.
+    @Test func cutOffPrimaryWithHookFencesAndPromotesAndStaysFencedAfterHeal() async throws {
+        try await fixture.withTopology("hook", [Transition(action: .failover, to: "dc2")], sites: ["dc1", "dc2"]) { t in
+            let (dc1, dc2) = (t.instance("dc1"), t.instance("dc2"))
+            try await t.insertRows(1...10, on: dc1)
+            try await t.waitForRow(10, on: dc2)
+            try await t.lab.partition(site: "dc1")
+            let r = try t.failoverd(["run", t.planPath, "--quiet"])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(try await t.driver.status(of: dc2).isWritablePrimary)
+            #expect(try t.failoverd(["audit", "list"]).stdout.contains("fencing-hook"))
+            try await t.insertRows(11...11, on: dc2)
+
+            try await t.lab.heal(site: "dc1")
+            let seen = try await t.driver.status(of: dc1)
+            #expect(seen.isProvenNotWritable && !seen.isWritablePrimary, "after heal dc1 is \(seen.seen)")
+            // The next run writes the marker the unreachable host could not get; start then refuses.
+            var rewindPlan = t.plan
+            rewindPlan.transitions = [Transition(action: .rewind, site: "dc1", source: "dc2")]
+            for i in rewindPlan.sites.indices { rewindPlan.sites[i].role = rewindPlan.sites[i].name == "dc1" ? .fenced : .primary }
+            let rewindPath = t.planPath.replacingOccurrences(of: ".json", with: "-rewind.json")
+            try LabFixture.current!.write(rewindPlan, to: rewindPath)
+            let crashed = try t.failoverd(["run", rewindPath, "--quiet", "--crash-at", "1:before"])
+            #expect(crashed.killedBySignal, "\(crashed.stderr)")
+            #expect(try await t.driver.hasFenceMarker(dc1))
+            await expectFailure(.refused, "is fenced") { try await t.driver.start(dc1) }
+            #expect(try await !t.driver.status(of: dc1).running)
+            let resumed = try t.failoverd(["resume", "--quiet"])
+            #expect(resumed.status == 0, "\(resumed.stderr)")
+            try await t.waitForStreaming(dc1, from: dc2)
+            try await t.waitForRow(11, on: dc1)
+            #expect(try await t.count(on: dc1) == "11")
+        }
+    }
+
+    /// A Debian cluster (pg_ctlcluster, its configuration in ROOT/15/dc2): switched over to, failed away
+    /// from (fencing sets start.conf to disabled, so pg_ctlcluster itself refuses to start it), and rewound
+    /// (pg_rewind --config-file) back into a streaming standby with every row.
+    @Test func aPgCtlClusterSiteSwitchesOverIsFencedThroughStartConfAndIsRewound() async throws {
+        try await fixture.withTopology("debian", [Transition(action: .switchover, to: "dc2")], sites: ["dc1", "dc2"], debian: ["dc2"]) {
+            t in
+            let (dc1, dc2) = (t.instance("dc1"), t.instance("dc2"))
+            #expect(dc2.service?.isPgCtlCluster == true)
+            try await t.insertRows(1...10, on: dc1)
+            let switched = try t.failoverd(["run", t.planPath, "--quiet"])
+            #expect(switched.status == 0, "\(switched.stderr)")
+            #expect(try await t.driver.status(of: dc2).isWritablePrimary)
+            try await t.insertRows(11...11, on: dc2)
+
+            var failover = t.plan
+            failover.transitions = [Transition(action: .failover, to: "dc1")]
+            for i in failover.sites.indices { failover.sites[i].role = failover.sites[i].name == "dc2" ? .primary : .streamingStandby }
+            let failoverPath = t.planPath.replacingOccurrences(of: ".json", with: "-failover.json")
+            try LabFixture.current!.write(failover, to: failoverPath)
+            try await t.waitForRow(11, on: dc1)
+            let failed = try t.failoverd(["run", failoverPath, "--quiet"])
+            #expect(failed.status == 0, "\(failed.stderr)")
+            let paths = RemotePaths(dc2)
+            let shell = try t.driver.shell(dc2)
+            let startConf = try await shell.run(["cat", paths.startConf]).checked().stdout
+            #expect(startConf == "disabled\n")
+            let refused = try await shell.run(["pg_ctlcluster", "15", "dc2", "start"], environment: t.driver.serviceEnvironment(dc2))
+            #expect(refused.exitCode != 0 && refused.outputTail.contains("Cluster is disabled"), "\(refused.outputTail)")
+            #expect(try await !t.driver.status(of: dc2).running)
+
+            var rewind = failover
+            rewind.transitions = [Transition(action: .rewind, site: "dc2", source: "dc1")]
+            for i in rewind.sites.indices { rewind.sites[i].role = rewind.sites[i].name == "dc2" ? .fenced : .primary }
+            let rewindPath = t.planPath.replacingOccurrences(of: ".json", with: "-rewind.json")
+            try LabFixture.current!.write(rewind, to: rewindPath)
+            try await t.insertRows(12...12, on: dc1)
+            let rewound = try t.failoverd(["run", rewindPath, "--quiet"])
+            #expect(rewound.status == 0, "\(rewound.stderr)")
+            #expect(try await shell.run(["cat", paths.startConf]).checked().stdout == "auto\n")
+            try await t.waitForStreaming(dc2, from: dc1)
+            try await t.waitForRow(12, on: dc2)
+            #expect(try await t.count(on: dc2) == "12")
+        }
+    }
+}

@@ -1,0 +1,210 @@
+import Foundation
+import Testing
+
+@testable import FailoverEngine
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// One lab for a whole suite: four hosts (dc1…dc4) as network namespaces with their sshd, built once by the
+/// ``LabTrait`` and always taken down afterwards, failure or not; then checked gone (namespaces, links, sshd).
+/// Each test builds its own PostgreSQL topology in it (``withTopology(_:roles:sites:_:)``), torn down after it.
+struct LabFixture: Sendable {
+    @TaskLocal static var current: LabFixture?
+
+    static let rootPrefix = "/tmp/failoverd-labtest-"
+    static let hosts = ["dc1": "198.18.1.10", "dc2": "198.18.2.10", "dc3": "198.18.3.10", "dc4": "198.18.4.10"]
+
+    let root: String
+    let plan: Plan
+    var lab: Lab { Lab(plan: plan, stateDirectory: labState) }
+    var labState: String { root + "/lab-state" }
+
+    /// True where the lab can run: root, sshd and ip.
+    static var available: Bool {
+        OSUser.isRoot && FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd")
+            && FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip")
+    }
+
+    /// Builds the lab (network and sshd), runs `body`, and takes it down on every path.
+    static func withLab(_ body: (LabFixture) async throws -> Void) async throws {
+        await reapDeadLabs()
+        var template = Array((rootPrefix + "XXXXXX").utf8CString)
+        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
+            throw FailoverError.failed("mkdtemp failed")
+        }
+        let root = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        chmod(root, 0o755)
+        try "\(getpid())\n".write(toFile: root + "/owner.pid", atomically: true, encoding: .utf8)
+        let fixture = LabFixture(root: root, plan: makePlan(root: root))
+        try fixture.write(fixture.plan, to: root + "/lab.json")
+        do {
+            try await SandboxFixture.timed("lab up (4 hosts)") { try await fixture.lab.up(buildTopology: false) }
+            try await body(fixture)
+        } catch {
+            await fixture.tearDown()
+            throw error
+        }
+        await fixture.tearDown()
+    }
+
+    /// The suite's plan: dc1 primary, dc2 streaming standby, dc3 archive standby, dc4 to bootstrap.
+    static func makePlan(root: String) -> Plan {
+        let ssh = SSHSettings(user: "fodlab", identityFile: root + "/ssh/id_ed25519", knownHostsFile: root + "/ssh/known_hosts")
+        let roles: [(String, Role)] = [("dc1", .primary), ("dc2", .streamingStandby), ("dc3", .archiveStandby), ("dc4", .none)]
+        var plan = Plan(
+            version: 1, name: "labtest-" + (root as NSString).lastPathComponent,
+            repository: Repository(type: "posix", path: root + "/repo", stanza: "lab", config: nil),
+            replication: Replication(user: "replicator", passfile: root + "/secrets/pgpass", rewindUser: nil, adminUser: nil, sslmode: nil),
+            policy: Policy(maxLagBytes: 16 << 20, stepTimeoutSeconds: 60, archiveTimeoutSeconds: 2),
+            sites: roles.map { name, role in
+                var site = Site(
+                    name: name, driver: "ssh", role: role,
+                    instances: [Instance(name: name + "-0", host: hosts[name]!, port: 5432, dataDirectory: root + "/data/" + name + "-0")])
+                site.ssh = ssh
+                return site
+            }, transitions: [], osUser: nil)
+        plan.fencing = FencingHook(command: [root + "/fence-site"])
+        return plan
+    }
+
+    func write(_ plan: Plan, to path: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        try encoder.encode(plan).write(to: URL(fileURLWithPath: path))
+    }
+
+    /// Builds a PostgreSQL topology of `sites` (default all) with `transitions`, runs `body`, and always
+    /// takes it down: links healed, the SSH connections of the run closed, the servers stopped by pid.
+    func withTopology(
+        _ name: String, _ transitions: [Transition], roles: [String: Role] = [:], sites: [String]? = nil, fencing: Bool = true,
+        debian: Set<String> = [], _ body: (LabTopology) async throws -> Void
+    ) async throws {
+        var p = plan
+        p.name = plan.name + "-" + name
+        p.sites = p.sites.filter { sites?.contains($0.name) ?? true }
+        // Sites in `debian` run a Debian cluster (pg_ctlcluster), its configuration under this topology's own root.
+        for i in p.sites.indices where debian.contains(p.sites[i].name) {
+            p.sites[i].instances[0].service = ServiceSettings(
+                manager: "pg_ctlcluster", version: 15, cluster: p.sites[i].name, configurationRoot: root + "/etc-" + name)
+        }
+        for i in p.sites.indices { if let r = roles[p.sites[i].name] { p.sites[i].role = r } }
+        p.transitions = transitions
+        if !fencing { p.fencing = nil }
+        let state = root + "/state-" + name
+        let planPath = root + "/\(p.name).json"
+        try write(p, to: planPath)
+        let driver = try SSHPostgresDriver(plan: p, stateDirectory: state)
+        var sandbox = Sandbox(plan: p, stateDirectory: labState)
+        let lab = lab
+        sandbox.starter = { try await lab.start($0, driver: driver) }
+        sandbox.clientAddresses = Lab.network
+        let topology = LabTopology(plan: p, planPath: planPath, state: state, driver: driver, lab: lab)
+        do {
+            try await SandboxFixture.timed("topology \(name) up") { try await sandbox.up() }
+            try await body(topology)
+        } catch {
+            await topology.tearDown(sandbox)
+            throw error
+        }
+        await topology.tearDown(sandbox)
+    }
+
+    /// lab down, then proof that nothing is left: no namespace, link or sshd of the lab.
+    func tearDown() async {
+        let recorded = (try? LabManifest.load(for: plan, in: labState))?.processes ?? []
+        do {
+            if lab.exists { try await lab.down() }
+        } catch {
+            Issue.record("lab down failed: \(error)")
+        }
+        let namespaces = (try? await lab.existingNamespaces()) ?? []
+        for index in lab.hosts.indices {
+            #expect(!namespaces.contains(lab.namespace(index)), "namespace \(lab.namespace(index)) survived lab down")
+            #expect(!((try? await lab.linkExists(lab.link(index))) ?? true), "link \(lab.link(index)) survived lab down")
+        }
+        #expect(!((try? await lab.linkExists(lab.bridge)) ?? true), "bridge \(lab.bridge) survived lab down")
+        for process in recorded {
+            #expect(!ProcessIdentity.matches(pid: process.pid, startTime: process.startTime, tolerance: 0.01), "\(process.what) survived")
+        }
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    /// Takes down labs left by test processes that died.
+    static func reapDeadLabs() async {
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? [] where ("/tmp/" + entry).hasPrefix(rootPrefix) {
+            let root = "/tmp/" + entry
+            guard let text = try? String(contentsOfFile: root + "/owner.pid", encoding: .utf8),
+                let owner = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), !SandboxFixture.isRunning(owner),
+                let plan = try? PlanLoader.load(root + "/lab.json")
+            else { continue }
+            _ = try? await Lab(plan: plan, stateDirectory: root + "/lab-state").down()
+            try? FileManager.default.removeItem(atPath: root)
+        }
+    }
+}
+
+/// One PostgreSQL topology in the lab, with the helpers tests use.
+struct LabTopology: Sendable {
+    let plan: Plan
+    let planPath: String
+    let state: String
+    let driver: SSHPostgresDriver
+    let lab: Lab
+
+    func instance(_ site: String) -> Instance { plan.site(named: site)!.leader }
+
+    /// Runs failoverd with this topology's state directory.
+    func failoverd(_ args: [String]) throws -> CLI.Result { try CLI.run(args + ["--state", state]) }
+
+    @discardableResult
+    func sql(_ instance: Instance, _ sql: String, _ parameters: [String?] = []) async throws -> [[String?]] {
+        try await driver.withConnection(instance) { try $0.query(sql, parameters) }
+    }
+
+    func insertRows(_ ids: ClosedRange<Int>, on instance: Instance) async throws {
+        try await sql(instance, "CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY, note text)")
+        for id in ids { try await sql(instance, "INSERT INTO t VALUES ($1, 'row')", [String(id)]) }
+    }
+
+    func waitForRow(_ id: Int, on instance: Instance, timeout: Double = 30) async throws {
+        _ = try await Poll.until("row \(id) on \(instance.name)", timeout: timeout, interval: 0.02) {
+            try await sql(instance, "SELECT 1 FROM t WHERE id = $1", [String(id)]).isEmpty ? nil : true
+        }
+    }
+
+    func count(on instance: Instance) async throws -> String? { try await sql(instance, "SELECT count(*) FROM t").first?.first ?? nil }
+
+    func waitForStreaming(_ instance: Instance, from upstream: Instance, timeout: Double = 30) async throws {
+        _ = try await Poll.until("\(instance.name) to stream from \(upstream.name)", timeout: timeout, interval: 0.02) {
+            try await driver.status(of: instance).walReceiver?.isStreaming(from: upstream) == true ? true : nil
+        }
+    }
+
+    func tearDown(_ sandbox: Sandbox) async {
+        for site in plan.sites { try? await lab.heal(site: site.name) }
+        try? await lab.reconnectControl()
+        await RemoteShell.closeAll(stateDirectory: state)
+        do {
+            if sandbox.exists { try await sandbox.down() }
+        } catch {
+            Issue.record("sandbox down failed: \(error)")
+        }
+        try? FileManager.default.removeItem(atPath: state)
+    }
+}
+
+/// Builds the suite's lab once, around all its tests.
+struct LabTrait: SuiteTrait, TestScoping {
+    func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
+        try await LabFixture.withLab { fixture in
+            try await LabFixture.$current.withValue(fixture) { try await function() }
+        }
+    }
+}
+
+extension Trait where Self == LabTrait {
+    /// One lab of four hosts for the suite.
+    static var lab: Self { Self() }
+}
