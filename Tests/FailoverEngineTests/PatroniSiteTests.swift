@@ -87,10 +87,9 @@ import Testing
     }
 
     @Test(
-        "failover with the old site's Patroni and PostgreSQL killed, the old primary back only as a standby, then failback by pg_rewind"
-    )
-    func failoverThenFailbackByRewind() async throws {
-        let method = FailbackMethod.rewind
+        "failover with the old site's Patroni and PostgreSQL killed, the old primary back only as a standby, then failback (rewind, rebuild)",
+        arguments: [FailbackMethod.rewind, .rebuild])
+    func failoverThenFailback(method: FailbackMethod) async throws {
         try await SandboxFixture.with(Self.layout, patroni: true) { fx in
             let (prod, dr) = (fx.instance("prod-0"), fx.instance("dr-0"))
             try await fx.insertRows(1...20, on: prod)
@@ -203,20 +202,16 @@ import Testing
 
 /// The Patroni driver's pieces that need no server.
 @Suite struct PatroniUnitTests {
-    @Test("a rebuild or a failback by rebuild of a Patroni site is refused at planning, with the reason and what to do instead")
-    func rebuildIsRefused() throws {
+    @Test("a Patroni site with a member on another host: a rebuild is planned, and refused by the driver before anything changes")
+    func remoteRebuildIsRefused() async throws {
         var plan = try PlanLoader.load(CLI.plan("patroni-failback-with-rewind"))
         plan.transitions[1].method = .rebuild
-        guard case .failure(let refusal) = Planner(plan: plan).steps() else {
-            Issue.record("a failback by rebuild of a Patroni site was planned")
-            return
+        #expect(
+            try Planner(plan: plan).steps().get().contains { $0.operation == .rejoinSite(site: "prod", source: "dr", method: .rebuild) })
+        plan.sites[0].instances[0].host = "198.18.0.10"
+        await expectFailure(.refused, "is on 198.18.0.10") {
+            try await PatroniSite(plan: plan).rebuild(plan.sites[0], from: plan.sites[1])
         }
-        #expect(refusal.site == "prod")
-        #expect(refusal.message.contains("POST /reinitialize is refused on the lock holder"))
-        #expect(refusal.message.contains("rejoin it by rewind"))
-        // By rewind the same plan expands into site steps.
-        plan.transitions[1].method = .rewind
-        #expect(try Planner(plan: plan).steps().get().contains { $0.kind == .rejoinSite })
     }
 
     @Test("Patroni before 4.1 is refused for demotion; 4.1 and later are accepted")

@@ -60,10 +60,8 @@ public struct Planner: Sendable {
         case .bootstrapStandby:
             reason =
                 "its manager creates it: bootstrap it as a standby cluster (Patroni: bootstrap.dcs.standby_cluster), then adopt its role (failoverd adopt)"
-        case .rebuild, .failback:
-            guard transition.action == .rebuild || transition.method == .rebuild else { return nil }
-            reason =
-                "Patroni cannot reinitialise a standby cluster's leader through its API (POST /reinitialize is refused on the lock holder); rejoin it by rewind (failback with \"method\": \"rewind\", or the rewind action)"
+        case .rebuild where !roles.values.contains(.primary):
+            reason = "a managed site is rebuilt from the repository while following the primary, and the plan has no primary at this point"
         default:
             return nil
         }

@@ -330,19 +330,75 @@ public struct PatroniSite: SiteDriver {
         return out
     }
 
-    /// Points the diverged site at `source`'s leader; Patroni runs pg_rewind (use_pg_rewind) when the
-    /// standby leader's timeline forked off the source's. A rebuild is refused: Patroni refuses
-    /// `POST /reinitialize` on its lock holder (the standby leader), and removes a diverged data directory
-    /// only outside standby clusters, so no API call recreates a standby cluster's leader from the repository.
+    /// Points the diverged site at `source`'s leader and repairs it. By rewind: Patroni runs pg_rewind
+    /// itself (use_pg_rewind) when the standby leader's timeline forked off the source's. By rebuild: see
+    /// ``rebuild(_:from:)``.
     public func rejoin(_ site: Site, from source: Site, by method: RejoinMethod) async throws {
-        guard method == .rewind else {
-            throw FailoverError.refused(
-                "rebuild of Patroni site \(site.name) refused: Patroni cannot reinitialise a standby cluster's leader through its API. Rejoin it by rewind, or recreate the cluster as a standby cluster from the repository by hand."
-            )
+        if method == .rebuild {
+            try await rebuild(site, from: source)
+            return
         }
         try await patchConfig(
             site, ["standby_cluster": standbyCluster(following: source.leader, slot: site.patroni?.slot)],
             what: "re-point site \(site.name)")
+        try await awaitFollowing(site, source: source)
+    }
+
+    /// Rebuilds the site from the repository under Patroni's maintenance mode. Patroni refuses
+    /// `POST /reinitialize` on its lock holder (a standby cluster's leader holds it) and removes a diverged
+    /// data directory only outside standby clusters, so no API call alone can do it: failoverd pauses the
+    /// cluster (`PATCH /config {"pause": true}`, Patroni's own way of letting an operator work), points
+    /// `standby_cluster` at the source, stops each member and delta-restores it with pgBackRest
+    /// (`--type=preserve`: Patroni writes the recovery settings), then resumes the cluster, and Patroni
+    /// starts each member as a standby of the source. Needs the members' data directories: members on this
+    /// host only; a member elsewhere makes the rebuild refuse before anything changes. A failure leaves the
+    /// cluster paused (Patroni promotes nothing while paused) and the step resumable.
+    func rebuild(_ site: Site, from source: Site) async throws {
+        if let remote = site.instances.first(where: { !LocalHost.isLocal($0.host) }) {
+            throw FailoverError.refused(
+                "rebuild of Patroni site \(site.name) refused: \(remote.name) is on \(remote.host), and a rebuild restores data directories under Patroni's maintenance mode, which failoverd does on this host only (Patroni cannot reinitialise a standby cluster's leader through its API). Rejoin by rewind, or rebuild it on its host."
+            )
+        }
+        let local = try LocalPostgresDriver(plan: plan, logger: logger)
+        let system = try await memberStatus(source, source.leader).systemIdentifier
+        for i in site.instances {
+            if let control = try await local.controlData(of: i), control.systemIdentifier != system {
+                throw FailoverError.refused(
+                    "rebuild of \(i.name) refused: its data directory belongs to cluster \(control.systemIdentifier), the source \(source.leader.name) to \(system); failoverd restores over a directory of the plan's cluster only. Move it aside first."
+                )
+            }
+        }
+        try await patchConfig(site, ["pause": true], what: "pause site \(site.name) for its rebuild")
+        for i in site.instances {
+            _ = try await Poll.until("\(i.name)'s Patroni to be paused", timeout: timeout, interval: pollInterval) {
+                () async throws -> Bool? in
+                try await memberInfo(site, i)["pause"] as? Bool == true ? true : nil
+            }
+        }
+        let section = standbyCluster(following: source.leader, slot: site.patroni?.slot)
+        try await patchConfig(site, ["standby_cluster": section], what: "re-point site \(site.name)")
+        // Paused, Patroni still writes the new recovery settings into each member's configuration, on its
+        // next loop. The members are stopped only once their servers run with them: a member stopped
+        // before that starts again, after the restore, with the fence's settings (no WAL source) and waits
+        // forever for the backup's first segment.
+        let wanted = section["restore_command"] as? String
+        for i in site.instances where try await memberStatus(site, i).reachable {
+            _ = try await Poll.until(
+                "\(i.name) to run with the new standby settings", timeout: timeout, interval: pollInterval,
+                advice: "Look at \(i.name)'s Patroni log."
+            ) { () async throws -> Bool? in
+                let now = try await PGConnection.with(adminConnInfo(i)) { try $0.scalar("SHOW restore_command") }
+                return now == wanted ? true : nil
+            }
+        }
+        for i in site.instances {
+            try await local.stop(i, mode: .fast)
+            let options = ["--pg1-path=" + InstancePaths(i).dataDirectory, "--delta", "--type=preserve", "--log-level-console=warn"]
+            try await local.runner.run(local.backrest.executable, local.backrest.arguments("restore", options), timeout: local.bulkTimeout)
+                .checked("Site \(site.name) stays paused; look at the pgBackRest log, then resume the run.")
+            logger.info("rebuilt from the repository", metadata: ["site": "\(site.name)", "instance": "\(i.name)"])
+        }
+        try await patchConfig(site, ["pause": false], what: "resume site \(site.name) after its rebuild")
         try await awaitFollowing(site, source: source)
     }
 
