@@ -46,26 +46,23 @@ if [ -d "$state" ] && [ "$(stat -c %U "$state")" != root ]; then
     exit 1
   fi
 fi
-# The sandbox's S3 endpoint (a test stand-in for a bucket): moto's server from PyPI, in the project's own
-# virtual environment, built on Debian's python3 so that the unprivileged OS user can run it.
-venv=/opt/failoverd-venv
-moto_version=5.1.22
-if [ ! -x "$venv/bin/moto_server" ] || [ "$(readlink -f "$venv/bin/python3")" != "$(readlink -f /usr/bin/python3)" ] \
-  || ! "$venv/bin/python3" -c "import importlib.metadata as m, sys; sys.exit(m.version('moto') != '$moto_version')" 2>/dev/null; then
-  echo "setup: installing moto $moto_version into $venv"
-  rm -rf "$venv"
-  /usr/bin/python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$moto_version"
-fi
+# ensure_venv DIR PACKAGE VERSION EXECUTABLE PIP-ARGS...: a virtual environment built on Debian's python3 (so
+# that the unprivileged OS user can run it) holding PACKAGE at VERSION; rebuilt when it is missing, built
+# on another python or holds another version.
+ensure_venv() {
+  local dir=$1 package=$2 version=$3 executable=$4
+  shift 4
+  if [ ! -x "$dir/bin/$executable" ] || [ "$(readlink -f "$dir/bin/python3")" != "$(readlink -f /usr/bin/python3)" ] \
+    || ! "$dir/bin/python3" -c "import importlib.metadata as m, sys; sys.exit(m.version('$package') != '$version')" 2>/dev/null; then
+    echo "setup: installing $package $version into $dir"
+    rm -rf "$dir"
+    /usr/bin/python3 -m venv "$dir"
+    "$dir/bin/pip" install -q --disable-pip-version-check "$@"
+  fi
+}
+# The sandbox's S3 endpoint (a test stand-in for a bucket): moto's server from PyPI.
+ensure_venv /opt/failoverd-venv moto 5.1.22 moto_server "moto[server]==5.1.22"
 # Patroni sites in the sandbox: Patroni 4.1 from PyPI (Debian's 3.0.2 demotes a cluster with an immediate
-# stop) in its own virtual environment, with the etcd3 client and psycopg2; etcd comes from Debian above.
-patroni_venv=/opt/failoverd-patroni
-patroni_version=4.1.5
-if [ ! -x "$patroni_venv/bin/patroni" ] || [ "$(readlink -f "$patroni_venv/bin/python3")" != "$(readlink -f /usr/bin/python3)" ] \
-  || ! "$patroni_venv/bin/python3" -c "import importlib.metadata as m, sys; sys.exit(m.version('patroni') != '$patroni_version')" 2>/dev/null; then
-  echo "setup: installing Patroni $patroni_version into $patroni_venv"
-  rm -rf "$patroni_venv"
-  /usr/bin/python3 -m venv "$patroni_venv"
-  "$patroni_venv/bin/pip" install -q --disable-pip-version-check "patroni[etcd3]==$patroni_version" psycopg2-binary==2.9.13
-fi
+# stop), with the etcd3 client and psycopg2; etcd comes from Debian above.
+ensure_venv /opt/failoverd-patroni patroni 4.1.5 patroni "patroni[etcd3]==4.1.5" psycopg2-binary==2.9.13
 command -v swift >/dev/null || { echo "setup: swift is not on PATH (expected /opt/swift/usr/bin)"; exit 1; }

@@ -31,16 +31,8 @@ public struct PatroniSwitchoverBenchmark: Sendable {
         else {
             throw FailoverError.invalid("the Patroni switchover benchmark needs two Patroni sites: a primary and a streaming standby")
         }
-        let sandbox = Sandbox(plan: plan, stateDirectory: stateDirectory)
-        if sandbox.exists { try await sandbox.down() }
-        try await sandbox.up()
-        do {
-            let result = try await measure(primarySite: primarySite, standbySite: standbySite)
-            try await sandbox.down()
-            return result
-        } catch {
-            _ = try? await sandbox.down()
-            throw error
+        return try await Sandbox(plan: plan, stateDirectory: stateDirectory).withFresh {
+            try await measure(primarySite: primarySite, standbySite: standbySite)
         }
     }
 

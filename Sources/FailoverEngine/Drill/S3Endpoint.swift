@@ -22,8 +22,12 @@ struct S3Endpoint: Sendable {
     let directory: String
     let runner: CommandRunner
 
-    var motoIdentity: String { directory + "/moto.identity" }
-    var stunnelIdentity: String { directory + "/stunnel.identity" }
+    var moto: SandboxDaemon {
+        SandboxDaemon(name: "moto_server", identityFile: directory + "/moto.identity", logFile: directory + "/moto.log", runner: runner)
+    }
+    var stunnel: SandboxDaemon {
+        SandboxDaemon(name: "stunnel", identityFile: directory + "/stunnel.identity", logFile: directory + "/stunnel.log", runner: runner)
+    }
     var port: Int { settings.port ?? 443 }
 
     /// Refuses settings the sandbox cannot serve: only a loopback address, and an unprivileged port.
@@ -49,8 +53,8 @@ struct S3Endpoint: Sendable {
             throw FailoverError.invalid(
                 "sandbox: \(Self.motoServer) is missing; run scripts/setup.sh, which installs moto into /opt/failoverd-venv.")
         }
-        let stunnel = try CommandRunner.resolve("stunnel4")
-        if live(stunnelIdentity) != nil, live(motoIdentity) != nil { return }
+        let stunnelExecutable = try CommandRunner.resolve("stunnel4")
+        if stunnel.live != nil, moto.live != nil { return }
         await stop()
         if !Files.exists(directory + "/cert.pem") {
             try await runner.run(
@@ -62,17 +66,7 @@ struct S3Endpoint: Sendable {
             ).checked("Is openssl installed (scripts/setup.sh)?")
         }
         let motoPort = try FreePorts.take(1)[0]
-        let launch = try await runner.run(
-            "/bin/sh",
-            [
-                "-c",
-                "\(ShellQuote.quote(Self.motoServer)) -H 127.0.0.1 -p \(motoPort) >\(ShellQuote.quote(directory + "/moto.log")) 2>&1 </dev/null & echo $!",
-            ]
-        ).checked()
-        guard let pid = pid_t(launch.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            throw FailoverError.failed("sandbox: could not start moto_server: \(launch.outputTail)")
-        }
-        try Self.remember(pid, in: motoIdentity)
+        try await moto.start([Self.motoServer, "-H", "127.0.0.1", "-p", String(motoPort)])
         _ = try await Poll.until(
             "moto_server to answer on 127.0.0.1:\(motoPort)", timeout: 60, interval: 0.1, advice: "See \(directory)/moto.log."
         ) {
@@ -94,11 +88,11 @@ struct S3Endpoint: Sendable {
 
             """
         try Files.write(config, to: directory + "/stunnel.conf", mode: 0o600, owner: runner.user)
-        try await runner.run(stunnel, [directory + "/stunnel.conf"]).checked("See \(directory)/stunnel.log.")
+        try await runner.run(stunnelExecutable, [directory + "/stunnel.conf"]).checked("See \(directory)/stunnel.log.")
         let stunnelPID = try await Poll.until("stunnel to write its pid file", timeout: 20, interval: 0.05) { () -> pid_t? in
             Files.read(directory + "/stunnel.pid").flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
         }
-        try Self.remember(stunnelPID, in: stunnelIdentity)
+        try stunnel.record(stunnelPID)
         _ = try await Poll.until(
             "the S3 endpoint to answer on 127.0.0.1:\(port)", timeout: 30, interval: 0.1, advice: "See \(directory)/stunnel.log."
         ) {
@@ -106,39 +100,10 @@ struct S3Endpoint: Sendable {
         }
     }
 
-    /// Stops stunnel and moto, each only if its pid still has the start time recorded when it started.
+    /// Stops stunnel and moto, each only if its pid still has the start time recorded when it started and
+    /// runs as the endpoint's OS user (``SandboxDaemon``).
     func stop() async {
-        for file in [stunnelIdentity, motoIdentity] {
-            guard let identity = live(file) else { continue }
-            kill(identity.pid, SIGTERM)
-            let gone =
-                (try? await Poll.until("process \(identity.pid) to exit", timeout: 10, interval: 0.05) {
-                    ProcessIdentity.matches(pid: identity.pid, startTime: identity.startTime, tolerance: 0.01) ? nil : true
-                }) ?? false
-            if !gone && ProcessIdentity.matches(pid: identity.pid, startTime: identity.startTime, tolerance: 0.01) {
-                kill(identity.pid, SIGKILL)
-            }
-            unlink(file)
-        }
-    }
-
-    /// Records `pid` with its start time.
-    static func remember(_ pid: pid_t, in file: String) throws {
-        guard let identity = ProcessIdentity.of(pid) else {
-            throw FailoverError.failed("sandbox: process \(pid) exited right after it started")
-        }
-        try Files.write("\(pid) \(identity.startTime)\n", to: file, mode: 0o600, owner: nil)
-    }
-
-    /// The recorded process, when it still runs with the same start time and as the OS user the endpoint
-    /// runs as: the file lies in a directory that user owns, so root never signals a process of anyone else
-    /// on its word.
-    func live(_ file: String) -> ProcessIdentity? {
-        guard let parts = Files.read(file)?.split(separator: " "), parts.count == 2, let pid = pid_t(parts[0]),
-            let start = Double(parts[1].trimmingCharacters(in: .whitespacesAndNewlines)),
-            ProcessIdentity.matches(pid: pid, startTime: start, tolerance: 0.01),
-            ProcessIdentity.realUID(pid) == (runner.user?.uid ?? geteuid())
-        else { return nil }
-        return ProcessIdentity(pid: pid, startTime: start)
+        await stunnel.stop(grace: 10)
+        await moto.stop(grace: 10)
     }
 }

@@ -189,6 +189,21 @@ public struct Sandbox: Sendable {
         return removed
     }
 
+    /// Builds the sandbox afresh (taking down one left from before), runs `body`, and takes it down on every
+    /// path: for benchmarks that need a topology of their own.
+    public func withFresh<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        if exists { try await down() }
+        try await up()
+        do {
+            let result = try await body()
+            try await down()
+            return result
+        } catch {
+            _ = try? await down()
+            throw error
+        }
+    }
+
     // MARK: Steps of up
 
     /// The primary site; refuses plans the sandbox cannot build.

@@ -42,6 +42,14 @@ struct SandboxDaemon: Sendable {
         try Files.write("\(pid) \(identity.startTime)\n", to: identityFile, mode: 0o600, owner: runner.user)
     }
 
+    /// Records `pid` (a process that daemonized itself and wrote its own pid file) as this daemon.
+    func record(_ pid: pid_t) throws {
+        guard let identity = ProcessIdentity.of(pid) else {
+            throw FailoverError.failed("sandbox: \(name) (pid \(pid)) exited right after it started")
+        }
+        try Files.write("\(pid) \(identity.startTime)\n", to: identityFile, mode: 0o600, owner: runner.user)
+    }
+
     /// Stops it: SIGTERM, then SIGKILL after `grace` seconds.
     func stop(grace: Double = 30) async {
         guard let identity = live else {

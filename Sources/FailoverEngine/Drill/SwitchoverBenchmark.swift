@@ -30,16 +30,8 @@ public struct SwitchoverBenchmark: Sendable {
         guard let primarySite = plan.declaredPrimary, let standbySite = plan.sites.first(where: { $0.role == .streamingStandby }) else {
             throw FailoverError.invalid("the switchover benchmark needs a primary site and a streaming-standby site")
         }
-        let sandbox = Sandbox(plan: plan, stateDirectory: stateDirectory)
-        if sandbox.exists { try await sandbox.down() }
-        try await sandbox.up()
-        do {
-            let result = try await measure(primarySite: primarySite, standbySite: standbySite)
-            try await sandbox.down()
-            return result
-        } catch {
-            _ = try? await sandbox.down()
-            throw error
+        return try await Sandbox(plan: plan, stateDirectory: stateDirectory).withFresh {
+            try await measure(primarySite: primarySite, standbySite: standbySite)
         }
     }
 

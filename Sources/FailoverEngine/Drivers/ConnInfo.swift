@@ -63,3 +63,27 @@ public struct ConnInfo: Sendable, Equatable {
         return "'" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'"
     }
 }
+
+extension Plan {
+    /// How failoverd connects to `instance`: the admin role, over TCP, password from the passfile. One
+    /// definition for every driver (local, SSH, Patroni).
+    public func adminConnInfo(_ instance: Instance) -> ConnInfo {
+        ConnInfo(
+            host: instance.host, port: instance.port, user: replication.effectiveAdminUser, dbname: "postgres",
+            passfile: replication.passfile, sslmode: replication.sslmode)
+    }
+
+    /// primary_conninfo for `instance` streaming from `upstream`: the replication role, no password.
+    public func replicationConnInfo(from upstream: Instance, for instance: Instance) -> ConnInfo {
+        ConnInfo(
+            host: upstream.host, port: upstream.port, user: replication.user, dbname: nil, passfile: replication.passfile,
+            sslmode: replication.sslmode, applicationName: instance.name)
+    }
+
+    /// pg_rewind's --source-server: the rewind role on `source`.
+    public func rewindConnInfo(_ source: Instance) -> ConnInfo {
+        ConnInfo(
+            host: source.host, port: source.port, user: replication.effectiveRewindUser, dbname: "postgres",
+            passfile: replication.passfile, sslmode: replication.sslmode, applicationName: "failoverd-rewind")
+    }
+}

@@ -75,26 +75,16 @@ public struct LocalPostgresDriver: InstanceDriver {
 
     // MARK: Connections
 
-    /// How failoverd connects to `instance`: the admin role, over TCP, password from the passfile.
-    public func adminConnInfo(_ instance: Instance) -> ConnInfo {
-        ConnInfo(
-            host: instance.host, port: instance.port, user: plan.replication.effectiveAdminUser, dbname: "postgres",
-            passfile: plan.replication.passfile, sslmode: plan.replication.sslmode)
-    }
+    /// How failoverd connects to `instance` (``Plan/adminConnInfo(_:)``).
+    public func adminConnInfo(_ instance: Instance) -> ConnInfo { plan.adminConnInfo(instance) }
 
-    /// primary_conninfo for `instance` streaming from `upstream`: the replication role, no password.
+    /// primary_conninfo for `instance` streaming from `upstream` (``Plan/replicationConnInfo(from:for:)``).
     public func replicationConnInfo(from upstream: Instance, for instance: Instance) -> ConnInfo {
-        ConnInfo(
-            host: upstream.host, port: upstream.port, user: plan.replication.user, dbname: nil,
-            passfile: plan.replication.passfile, sslmode: plan.replication.sslmode, applicationName: instance.name)
+        plan.replicationConnInfo(from: upstream, for: instance)
     }
 
-    /// pg_rewind's --source-server: the rewind role on `source`.
-    public func rewindConnInfo(_ source: Instance) -> ConnInfo {
-        ConnInfo(
-            host: source.host, port: source.port, user: plan.replication.effectiveRewindUser, dbname: "postgres",
-            passfile: plan.replication.passfile, sslmode: plan.replication.sslmode, applicationName: "failoverd-rewind")
-    }
+    /// pg_rewind's --source-server (``Plan/rewindConnInfo(_:)``).
+    public func rewindConnInfo(_ source: Instance) -> ConnInfo { plan.rewindConnInfo(source) }
 
     /// Runs `body` on a fresh admin connection to `instance`, closed on every path.
     public func withConnection<T: Sendable>(_ instance: Instance, _ body: @escaping @Sendable (PGConnection) throws -> T) async throws -> T

@@ -52,12 +52,8 @@ public struct PatroniSite: SiteDriver {
 
     func site(of instance: Instance) -> Site? { plan.sites.first { $0.instances.contains(instance) } }
 
-    /// How failoverd connects to a member's PostgreSQL: the admin role, over TCP, password from the passfile.
-    func adminConnInfo(_ instance: Instance) -> ConnInfo {
-        ConnInfo(
-            host: instance.host, port: instance.port, user: plan.replication.effectiveAdminUser, dbname: "postgres",
-            passfile: plan.replication.passfile, sslmode: plan.replication.sslmode)
-    }
+    /// How failoverd connects to a member's PostgreSQL (``Plan/adminConnInfo(_:)``).
+    func adminConnInfo(_ instance: Instance) -> ConnInfo { plan.adminConnInfo(instance) }
 
     /// `GET /patroni` of a member: its role, state, timeline and Patroni's version.
     func memberInfo(_ site: Site, _ instance: Instance) async throws -> [String: Any] {
