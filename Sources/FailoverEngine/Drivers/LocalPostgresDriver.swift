@@ -214,17 +214,7 @@ public struct LocalPostgresDriver: InstanceDriver {
     ///
     /// synchronous_commit is `local` for this transaction only, so a probe never waits on a synchronous standby.
     public func writeProbe(_ instance: Instance) async throws -> LSN {
-        let text = try await withConnection(instance) { connection -> String? in
-            try connection.query("BEGIN")
-            try connection.query("SET LOCAL synchronous_commit = local")
-            try connection.query("SELECT pg_current_xact_id()", name: "write probe (assign an xid)")
-            try connection.query("COMMIT")
-            return try connection.scalar("SELECT pg_current_wal_lsn()")
-        }
-        guard let lsn = text.flatMap(LSN.init) else {
-            throw FailoverError.failed("write probe on \(instance.name) returned no WAL position")
-        }
-        return lsn
+        try await PGConnection.writeProbe(adminConnInfo(instance), instance: instance.name)
     }
 
     /// True when the data directory holds PG_VERSION.

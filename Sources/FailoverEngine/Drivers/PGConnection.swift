@@ -178,3 +178,21 @@ public final class PGConnection: @unchecked Sendable {
         return words.count > 60 ? String(words.prefix(60)) + "…" : words
     }
 }
+
+extension PGConnection {
+    /// Commits a transaction that is assigned an xid (synchronous_commit local) on `info`'s server and
+    /// returns pg_current_wal_lsn(): the proof that it accepts writes. One definition for every driver.
+    static func writeProbe(_ info: ConnInfo, instance: String) async throws -> LSN {
+        let text = try await with(info) { connection -> String? in
+            try connection.query("BEGIN")
+            try connection.query("SET LOCAL synchronous_commit = local")
+            try connection.query("SELECT pg_current_xact_id()", name: "write probe (assign an xid)")
+            try connection.query("COMMIT")
+            return try connection.scalar("SELECT pg_current_wal_lsn()")
+        }
+        guard let lsn = text.flatMap(LSN.init) else {
+            throw FailoverError.failed("write probe on \(instance) returned no WAL position")
+        }
+        return lsn
+    }
+}

@@ -496,15 +496,7 @@ public struct PatroniSite: SiteDriver {
 
     /// Commits a write on `instance`, proving it accepts writes; returns the commit's LSN.
     func writeProbe(_ instance: Instance) async throws -> LSN {
-        let text = try await PGConnection.with(adminConnInfo(instance)) { connection -> String? in
-            try connection.query("BEGIN")
-            try connection.query("SET LOCAL synchronous_commit = local")
-            try connection.query("SELECT pg_current_xact_id()", name: "write probe (assign an xid)")
-            try connection.query("COMMIT")
-            return try connection.scalar("SELECT pg_current_wal_lsn()")
-        }
-        guard let lsn = text.flatMap(LSN.init) else { throw FailoverError.failed("\(instance.name): the write probe returned no LSN") }
-        return lsn
+        try await PGConnection.writeProbe(adminConnInfo(instance), instance: instance.name)
     }
 }
 
