@@ -6,7 +6,9 @@ packages=(postgresql-15 postgresql-client-15 pgbackrest libpq-dev libsqlite3-dev
   stunnel4 curl openssl python3-venv etcd-server
   # The two-data-center lab (failoverd lab up): an sshd per site namespace, ssh for the SSH driver, sudo for
   # the login user to run PostgreSQL's tools as the OS user, iproute2 for namespaces, veths and the bridge.
-  openssh-server openssh-client sudo iproute2)
+  openssh-server openssh-client sudo iproute2
+  # The lab's systemd sites: a real `systemd --user` manager per host (systemd is not init on these machines).
+  systemd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

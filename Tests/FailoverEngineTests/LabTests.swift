@@ -232,4 +232,68 @@ struct LabTests {
             #expect(try await t.count(on: dc2) == "12")
         }
     }
+
+    /// A systemd unit of the OS user's own manager (a real `systemd --user` in the host's namespace): the site
+    /// is switched over to and failed away from; fencing leaves failoverd's drop-in in force, so the unit's
+    /// own start job refuses to start it while it is fenced and not a standby; it is rewound back into a
+    /// streaming standby, which the same drop-in lets start, with every row.
+    @Test func aSystemdSiteSwitchesOverIsFencedThroughItsDropInAndIsRewound() async throws {
+        try await fixture.withTopology("systemd", [Transition(action: .switchover, to: "dc2")], sites: ["dc1", "dc2"], systemd: ["dc2"]) {
+            t in
+            let (dc1, dc2) = (t.instance("dc1"), t.instance("dc2"))
+            let service = try #require(dc2.service)
+            let user = try OSUser.postgresUser(for: t.plan)
+            func systemctl(_ arguments: [String]) async throws -> CommandResult {
+                try await t.lab.userSystemctl(user: user, runtime: service.runtimeDirectory!, arguments)
+            }
+            let dropIn = service.dropInDirectory! + "/" + SystemdUnit.dropInName
+            // The standby was started by its unit, and the unit carries failoverd's drop-in.
+            #expect(try await systemctl(["is-active", service.unit!]).stdout == "active\n")
+            #expect(try await systemctl(["show", "-p", "DropInPaths", "--value", service.unit!]).stdout.contains(dropIn))
+            try await t.insertRows(1...10, on: dc1)
+            let switched = try t.failoverd(["run", t.planPath, "--quiet"])
+            #expect(switched.status == 0, "\(switched.stderr)")
+            #expect(try await t.driver.status(of: dc2).isWritablePrimary)
+            #expect(try await systemctl(["is-active", service.unit!]).stdout == "active\n", "the new primary runs under its unit")
+            try await t.insertRows(11...11, on: dc2)
+
+            // An immediate stop (a crash, to systemd) stays stopped: Restart=on-failure does not bring it back.
+            try await t.driver.stop(dc2, mode: .immediate)
+            #expect(try await systemctl(["is-active", service.unit!]).stdout != "active\n")
+            #expect(try await !t.driver.status(of: dc2).running)
+            try await t.driver.start(dc2)
+            try await t.waitForRow(11, on: dc1)
+
+            var failover = t.plan
+            failover.transitions = [Transition(action: .failover, to: "dc1")]
+            for i in failover.sites.indices { failover.sites[i].role = failover.sites[i].name == "dc2" ? .primary : .streamingStandby }
+            let failoverPath = t.planPath.replacingOccurrences(of: ".json", with: "-failover.json")
+            try LabFixture.current!.write(failover, to: failoverPath)
+            let failed = try t.failoverd(["run", failoverPath, "--quiet"])
+            #expect(failed.status == 0, "\(failed.stderr)")
+            #expect(try await t.driver.hasFenceMarker(dc2))
+            // systemd itself refuses: the unit's start job fails in failoverd's ExecStartPre.
+            let refused = try await systemctl(["start", service.unit!])
+            #expect(refused.exitCode != 0, "systemctl --user start of a fenced primary succeeded")
+            #expect(try await !t.driver.status(of: dc2).running)
+            let journal = try await systemctl(["status", "--no-pager", service.unit!]).stdout
+            #expect(journal.contains("ExecStartPre"), "\(journal)")
+            let log = try await t.driver.shell(dc2).run(["cat", RemotePaths(dc2).logFile]).checked().stdout
+            #expect(log.contains("failoverd: dc2-0 is fenced"), "the drop-in says why, in the server's log")
+            await expectFailure(.refused, "is fenced") { try await t.driver.start(dc2) }
+
+            var rewind = failover
+            rewind.transitions = [Transition(action: .rewind, site: "dc2", source: "dc1")]
+            for i in rewind.sites.indices { rewind.sites[i].role = rewind.sites[i].name == "dc2" ? .fenced : .primary }
+            let rewindPath = t.planPath.replacingOccurrences(of: ".json", with: "-rewind.json")
+            try LabFixture.current!.write(rewind, to: rewindPath)
+            try await t.insertRows(12...12, on: dc1)
+            let rewound = try t.failoverd(["run", rewindPath, "--quiet"])
+            #expect(rewound.status == 0, "\(rewound.stderr)")
+            try await t.waitForStreaming(dc2, from: dc1)
+            try await t.waitForRow(12, on: dc2)
+            #expect(try await t.count(on: dc2) == "12")
+            #expect(try await systemctl(["is-active", service.unit!]).stdout == "active\n", "the rewound standby runs under its unit")
+        }
+    }
 }

@@ -27,6 +27,44 @@ struct SSHDriverUnitTests {
         #expect(shell.remoteCommandLine(["true"]).hasPrefix("'sudo' '-n' '-u' 'failoverd' '--' 'env' '-i'"))
     }
 
+    /// A command that needs root goes through `sudo -n --` exactly as argv, so that a sudoers rule can name
+    /// `/usr/bin/systemctl start UNIT` and nothing more; a root login needs no sudo.
+    @Test func privilegedCommandsAreSudoAndTheArgvAlone() async throws {
+        let shell = RemoteShell(host: "198.18.1.10", ssh: SSHSettings(user: "dba"), osUser: "failoverd", controlDirectory: "/nonexistent")
+        let argv = [SystemdUnit.systemctl, "start", "postgresql-15.service"]
+        #expect(shell.privilegedCommandLine(argv) == "'sudo' '-n' '--' '/usr/bin/systemctl' 'start' 'postgresql-15.service'")
+        var root = shell
+        root.ssh.user = "root"
+        #expect(root.privilegedCommandLine(argv) == "'/usr/bin/systemctl' 'start' 'postgresql-15.service'")
+        let echoed = try await CommandRunner().run("/bin/sh", ["-c", root.privilegedCommandLine(["printf", "%s\\0"] + Self.hostile)])
+            .checked()
+        #expect(echoed.stdout.split(separator: "\0", omittingEmptySubsequences: false).dropLast().map(String.init) == Self.hostile)
+    }
+
+    /// The fence drop-in of a systemd instance: one ExecStartPre that refuses while the marker exists and the
+    /// data directory has no standby.signal; its words escaped for systemd's own parser ($ and % doubled).
+    @Test func theFenceDropInChecksTheMarkerAndStandbySignal() throws {
+        #expect(SystemdUnit.word(#"a$b%c"d\e f"#) == #""a$$b%%c\"d\\e f""#)
+        var instance = Instance(name: "dr-0", host: "198.18.2.10", port: 5432, dataDirectory: "/var/lib/postgresql/15/dr")
+        #expect(SystemdUnit(instance) == nil, "no service: pg_ctl")
+        instance.service = ServiceSettings(manager: "systemd", unit: "postgresql-15.service")
+        let unit = try #require(SystemdUnit(instance))
+        #expect(!unit.userScope && unit.effectiveDropInDirectory == "/etc/systemd/system/postgresql-15.service.d")
+        let text = unit.dropIn(for: instance)
+        let paths = RemotePaths(instance)
+        let line = try #require(text.split(separator: "\n").first { $0.hasPrefix("ExecStartPre=") })
+        #expect(text.contains("\n[Service]\n"))
+        #expect(line.hasPrefix("ExecStartPre=/bin/sh -c \""))
+        #expect(line.hasSuffix(" failoverd-fence \"\(paths.fenceMarker)\" \"\(paths.dataDirectory)\" \"dr-0\""))
+        #expect(line.contains(#"[ -e \"$$1\" ] && [ ! -e \"$$2/standby.signal\" ]"#) && line.contains("exit 1"))
+        instance.service = ServiceSettings(
+            manager: "systemd", unit: "pg.service", scope: "user", runtimeDirectory: "/run/user/104",
+            dropInDirectory: "/home/pg/.config/systemd/user/pg.service.d")
+        let user = try #require(SystemdUnit(instance))
+        #expect(user.userScope && user.effectiveDropInDirectory == "/home/pg/.config/systemd/user/pg.service.d")
+        #expect(user.prologueArguments == ["/run/user/104", "user"])
+    }
+
     /// Key authentication only, strict host keys, no config file, no forwarding, one master per host.
     @Test func theSSHOptionsAreStrict() {
         let ssh = SSHSettings(user: "dba", port: 2222, identityFile: "/etc/failoverd/id", knownHostsFile: "/etc/failoverd/known_hosts")
@@ -114,8 +152,46 @@ struct RemotePlanValidatorTests {
             [site, (#""port": 6432,"#, #""port": 6432, "service": { "manager": "pg_ctl", "unit": "postgresql@15-main.service" },"#)],
             at: "$.sites[0].instances[0].service.unit", "\"unit\" does not apply to service manager pg_ctl")
         try expectError(
-            [site, (#""port": 6432,"#, #""port": 6432, "service": { "manager": "systemd", "unit": "postgresql@15-main.service" },"#)],
-            at: "$.sites[0].instances[0].service.manager", "systemd is not supported by this failoverd yet")
+            [site, (#""port": 6432,"#, #""port": 6432, "service": { "manager": "systemd" },"#)],
+            at: "$.sites[0].instances[0].service.unit", "service manager systemd needs \"unit\"")
+        try expectError(
+            [
+                site,
+                (
+                    #""port": 6432,"#,
+                    #""port": 6432, "service": { "manager": "systemd", "unit": "pg.service", "runtimeDirectory": "/run/user/104" },"#
+                ),
+            ],
+            at: "$.sites[0].instances[0].service.runtimeDirectory", "applies to systemd scope user only")
+        try expectError(
+            [
+                site,
+                (
+                    #""port": 6432,"#,
+                    #""port": 6432, "service": { "manager": "systemd", "unit": "pg.service", "dropInDirectory": "/etc/systemd/system" },"#
+                ),
+            ],
+            at: "$.sites[0].instances[0].service.dropInDirectory", "is not a UNIT.service.d directory")
+        try expectError(
+            [site, (#""port": 6432,"#, #""port": 6432, "service": { "manager": "systemd", "unit": "pg.service", "scope": "session" },"#)],
+            at: "$.sites[0].instances[0].service.scope", "systemd scope")
+        try expectError(
+            [
+                site,
+                (
+                    #""port": 6432,"#,
+                    #""port": 6432, "service": { "manager": "pg_ctlcluster", "version": 15, "cluster": "main", "scope": "user" },"#
+                ),
+            ],
+            at: "$.sites[0].instances[0].service.scope", "\"scope\" does not apply to service manager pg_ctlcluster")
+        let systemd = try problems([
+            site,
+            (
+                #""port": 6432,"#,
+                #""port": 6432, "service": { "manager": "systemd", "unit": "pg-a.service", "scope": "user", "runtimeDirectory": "/run/user/104", "dropInDirectory": "/var/lib/postgresql/.config/systemd/user/pg-a.service.d" },"#
+            ),
+        ])
+        #expect(systemd.filter { $0.severity == .error } == [], "\(systemd)")
         try expectError(
             [(#""port": 6432,"#, #""port": 6432, "service": { "manager": "pg_ctlcluster", "version": 15, "cluster": "main" },"#)],
             at: "$.sites[0].instances[0].service.manager", "applies to driver ssh only")

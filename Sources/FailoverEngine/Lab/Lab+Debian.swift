@@ -1,11 +1,14 @@
 import Foundation
 
 /// Instances the plan says are started by Debian's pg_ctlcluster: the lab gives them a cluster
-/// configuration directory (postgresql-common's layout) before their first start.
+/// configuration directory (postgresql-common's layout) before their first start. (systemd units: see
+/// Lab+Systemd.swift.)
 extension Lab {
-    /// Starts `instance` over SSH; a pg_ctlcluster instance gets its configuration directory first.
+    /// Starts `instance` over SSH; a pg_ctlcluster instance gets its configuration directory first, a systemd
+    /// instance its host's user manager and its unit.
     public func start(_ instance: Instance, driver: SSHPostgresDriver) async throws {
         if let service = instance.service, service.isPgCtlCluster { try debianize(instance) }
+        if let service = instance.service, service.isSystemd { try await prepareUnit(instance) }
         try await driver.start(instance)
     }
 

@@ -40,6 +40,7 @@ extension Lab {
         // Heal first: a partitioned host would make the sandbox's checks wait.
         for link in manifest.links { _ = try? await ip(["link", "set", link, "up"]) }
         if let bridge = manifest.bridge { _ = try? await ip(["addr", "replace", Self.controlAddress + "/15", "dev", bridge]) }
+        await stopUnits(of: plan)
         do {
             let sandbox = try sandbox()
             if sandbox.exists { removed += try await sandbox.down() }
@@ -52,6 +53,7 @@ extension Lab {
             await stopProcesses(in: ns)
         }
         for process in manifest.processes { await stop(process) }
+        problems += removeCgroups(manifest.cgroups ?? [])
         for link in manifest.links where try await linkExists(link) {
             let r = try await ip(["link", "del", link])
             if !r.succeeded { problems.append("ip link del \(link): \(r.outputTail)") }

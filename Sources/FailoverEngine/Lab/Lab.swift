@@ -123,6 +123,7 @@ public struct Lab: Sendable {
                 )
             }
         }
+        try validateSystemd(labRoot: labRoot)
         return login!
     }
 

@@ -20,6 +20,8 @@ struct LabManifest: Codable, Sendable {
     var files: [String] = []
     /// Directories the lab created for those files (removed last, deepest first).
     var directories: [String] = []
+    /// cgroups made for the hosts' systemd user managers (removed with rmdir, deepest first).
+    var cgroups: [String]?
 
     static func path(for plan: Plan, in stateDirectory: String) -> String { stateDirectory + "/lab-\(plan.name).json" }
 

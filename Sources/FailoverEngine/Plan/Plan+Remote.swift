@@ -39,19 +39,40 @@ public struct ServiceSettings: Codable, Sendable, Hashable {
     /// For `pg_ctlcluster`: where cluster configurations live instead of /etc/postgresql
     /// (postgresql-common's PG_CLUSTER_CONF_ROOT).
     public var configurationRoot: String?
+    /// For `systemd`: `system` (the default: the host's service manager, `sudo -n systemctl`) or `user`
+    /// (the OS user's own manager, `systemctl --user`).
+    public var scope: String?
+    /// For `systemd` scope `user`: the manager's XDG_RUNTIME_DIR (default `/run/user/UID` of the OS user).
+    public var runtimeDirectory: String?
+    /// For `systemd`: the drop-in directory where failoverd's fence drop-in lives (default
+    /// `/etc/systemd/system/UNIT.d`, or `~/.config/systemd/user/UNIT.d` of the OS user for scope `user`).
+    public var dropInDirectory: String?
 
     /// Settings for `manager`.
-    public init(manager: String, version: Int? = nil, cluster: String? = nil, unit: String? = nil, configurationRoot: String? = nil) {
+    public init(
+        manager: String, version: Int? = nil, cluster: String? = nil, unit: String? = nil, configurationRoot: String? = nil,
+        scope: String? = nil, runtimeDirectory: String? = nil, dropInDirectory: String? = nil
+    ) {
         self.manager = manager
         self.version = version
         self.cluster = cluster
         self.unit = unit
         self.configurationRoot = configurationRoot
+        self.scope = scope
+        self.runtimeDirectory = runtimeDirectory
+        self.dropInDirectory = dropInDirectory
     }
 
     /// True for Debian's pg_ctlcluster with its version and cluster.
     public var isPgCtlCluster: Bool { manager == "pg_ctlcluster" && version != nil && cluster != nil }
 
+    /// True for a systemd unit.
+    public var isSystemd: Bool { manager == "systemd" && unit != nil }
+    /// True for a unit of the OS user's own systemd manager (`systemctl --user`).
+    public var isUserScope: Bool { scope == "user" }
+
+    /// The scopes of a systemd unit.
+    public static let scopes = ["system", "user"]
     /// The managers failoverd knows.
     public static let managers = ["pg_ctl", "pg_ctlcluster", "systemd"]
 }

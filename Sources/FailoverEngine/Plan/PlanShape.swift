@@ -221,6 +221,12 @@ enum PlanShape {
         Field("unit", .unit, required: false, example: "\"postgresql@15-main.service\""),
         Field(
             "configurationRoot", .path(maximumLength: PlanValues.maximumPathLength), required: false, example: "\"/etc/postgresql\""),
+        Field("scope", .oneOf(ServiceSettings.scopes, noun: "systemd scope"), required: false, example: "\"system\""),
+        Field(
+            "runtimeDirectory", .path(maximumLength: PlanValues.maximumPathLength), required: false, example: "\"/run/user/104\""),
+        Field(
+            "dropInDirectory", .path(maximumLength: PlanValues.maximumPathLength), required: false,
+            example: "\"/etc/systemd/system/postgresql-15.service.d\""),
     ]
 
     /// The plan's fencing hook.

@@ -52,33 +52,46 @@ extension PlanValidator {
                     hint: "The \(driver ?? "?") driver starts servers with pg_ctl; remove \"service\" or use \"driver\": \"ssh\"."))
         }
         let takes: [String: [String]] = ["pg_ctl": [], "pg_ctlcluster": ["version", "cluster"], "systemd": ["unit"]]
+        let optionals: [String: [String]] = [
+            "pg_ctl": [], "pg_ctlcluster": ["configurationRoot"], "systemd": ["scope", "runtimeDirectory", "dropInDirectory"],
+        ]
         let fields = takes[manager] ?? []
-        let optional = manager == "pg_ctlcluster" ? ["configurationRoot"] : []
-        for field in ["version", "cluster", "unit", "configurationRoot"] {
+        let optional = optionals[manager] ?? []
+        for field in ["version", "cluster", "unit", "configurationRoot", "scope", "runtimeDirectory", "dropInDirectory"] {
             switch (fields.contains(field) || optional.contains(field), service[field] != nil) {
             case (true, false) where !optional.contains(field):
                 problems.append(
                     .error(
                         path.appending(field), "\(who): service manager \(manager) needs \"\(field)\"",
                         hint: manager == "systemd"
-                            ? "Add \"unit\": \"postgresql@15-main.service\"." : "Add \"version\": 15 and \"cluster\": \"main\"."
+                            ? "Add \"unit\": \"postgresql-15.service\"." : "Add \"version\": 15 and \"cluster\": \"main\"."
                     ))
             case (false, true):
+                let all = fields + optional
                 problems.append(
                     .error(
                         path.appending(field), "\(who): \"\(field)\" does not apply to service manager \(manager)",
                         hint:
-                            "Remove it; \(manager) takes \(fields.isEmpty ? "no other field" : fields.map { "\"\($0)\"" }.joined(separator: " and "))."
+                            "Remove it; \(manager) takes \(all.isEmpty ? "no other field" : all.map { "\"\($0)\"" }.joined(separator: ", "))."
                     ))
             default: break
             }
         }
-        if manager == "systemd" {
+        guard manager == "systemd" else { return }
+        if service["runtimeDirectory"] != nil, service["scope"]?.stringValue != "user" {
             problems.append(
                 .error(
-                    path.appending("manager"), "\(who): service manager systemd is not supported by this failoverd yet",
+                    path.appending("runtimeDirectory"), "\(who): \"runtimeDirectory\" applies to systemd scope user only",
+                    hint: "Remove it, or set \"scope\": \"user\" when the unit belongs to the OS user's own manager (systemctl --user)."))
+        }
+        // systemd reads a unit's drop-ins from UNIT.d (or a template's NAME@.service.d) in its unit path.
+        if let directory = service["dropInDirectory"]?.stringValue, !directory.hasSuffix(".service.d") {
+            problems.append(
+                .error(
+                    path.appending("dropInDirectory"),
+                    "\(who): drop-in directory \(PlanValues.quoted(directory)) is not a UNIT.service.d directory",
                     hint:
-                        "Use \"pg_ctl\", or \"pg_ctlcluster\" with \"version\" and \"cluster\"; a systemd drop-in that refuses to start a fenced instance is planned."
+                        "Name the unit's drop-in directory in systemd's unit path, such as /etc/systemd/system/\(service["unit"]?.stringValue ?? "postgresql-15.service").d; failoverd checks at run time that systemd loads its drop-in from there."
                 ))
         }
     }

@@ -79,7 +79,7 @@ struct LabFixture: Sendable {
     /// takes it down: links healed, the SSH connections of the run closed, the servers stopped by pid.
     func withTopology(
         _ name: String, _ transitions: [Transition], roles: [String: Role] = [:], sites: [String]? = nil, fencing: Bool = true,
-        debian: Set<String> = [], _ body: (LabTopology) async throws -> Void
+        debian: Set<String> = [], systemd: Set<String> = [], _ body: (LabTopology) async throws -> Void
     ) async throws {
         var p = plan
         p.name = plan.name + "-" + name
@@ -88,6 +88,14 @@ struct LabFixture: Sendable {
         for i in p.sites.indices where debian.contains(p.sites[i].name) {
             p.sites[i].instances[0].service = ServiceSettings(
                 manager: "pg_ctlcluster", version: 15, cluster: p.sites[i].name, configurationRoot: root + "/etc-" + name)
+        }
+        // Sites in `systemd` run under a unit of their host's user manager (one per host for the whole suite).
+        for i in p.sites.indices where systemd.contains(p.sites[i].name) {
+            let site = p.sites[i].name
+            let unit = "pg-\(site).service"
+            p.sites[i].instances[0].service = ServiceSettings(
+                manager: "systemd", unit: unit, scope: "user", runtimeDirectory: root + "/systemd/\(site)/run",
+                dropInDirectory: root + "/systemd/\(site)/config/systemd/user/\(unit).d")
         }
         for i in p.sites.indices { if let r = roles[p.sites[i].name] { p.sites[i].role = r } }
         p.transitions = transitions
@@ -186,6 +194,7 @@ struct LabTopology: Sendable {
         for site in plan.sites { try? await lab.heal(site: site.name) }
         try? await lab.reconnectControl()
         await RemoteShell.closeAll(stateDirectory: state)
+        await lab.stopUnits(of: plan)
         do {
             if sandbox.exists { try await sandbox.down() }
         } catch {

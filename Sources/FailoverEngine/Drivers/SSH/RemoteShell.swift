@@ -133,7 +133,11 @@ public struct RemoteShell: Sendable {
     public func run(_ argv: [String], workingDirectory: String = "/", environment: [String: String] = [:], timeout: Double? = nil)
         async throws -> RemoteResult
     {
-        let line = remoteCommandLine(argv, workingDirectory: workingDirectory, environment: environment)
+        try await send(remoteCommandLine(argv, workingDirectory: workingDirectory, environment: environment), shown: argv, timeout: timeout)
+    }
+
+    /// Sends one command line to sshd; messages show `shown`.
+    func send(_ line: String, shown argv: [String], timeout: Double?) async throws -> RemoteResult {
         // Another failoverd process of the same state directory may have ended the masters and removed the
         // directory (closeAll); it is recreated, with the same checks, whenever it is missing.
         if !FileManager.default.fileExists(atPath: controlDirectory) { try StateDirectory.prepare(controlDirectory) }
@@ -148,6 +152,18 @@ public struct RemoteShell: Sendable {
         }
         result.commandLine = "ssh \(ssh.user)@\(host) " + shown.map(CommandRunner.displayQuoted).joined(separator: " ")
         return RemoteResult(result: result, host: host)
+    }
+
+    /// The command line sent to sshd for a command that needs root on the host: `sudo -n -- ARGV` exactly
+    /// (no environment or directory wrapper, so a sudoers rule can name the very command), or ARGV itself
+    /// when the login user is root.
+    public func privilegedCommandLine(_ argv: [String]) -> String {
+        ((ssh.user == "root" ? [] : ["sudo", "-n", "--"]) + argv).map(Self.quote).joined(separator: " ")
+    }
+
+    /// Runs `argv` on the host as root (``privilegedCommandLine(_:)``).
+    public func runPrivileged(_ argv: [String], timeout: Double? = nil) async throws -> RemoteResult {
+        try await send(privilegedCommandLine(argv), shown: argv, timeout: timeout)
     }
 
     /// Runs a fixed POSIX shell script with `arguments` as its positional parameters ($1…); the script is a

@@ -31,9 +31,9 @@ public struct SSHPostgresDriver: InstanceDriver {
                 "site \"\(site.name)\": driver ssh needs its \"ssh\" settings (user, identityFile, knownHostsFile).")
         }
         for (site, instance) in plan.allInstances where site.driver == "ssh" {
-            if let service = instance.service, service.manager != "pg_ctl" && !service.isPgCtlCluster {
+            if let service = instance.service, service.manager != "pg_ctl" && !service.isPgCtlCluster && !service.isSystemd {
                 throw FailoverError.invalid(
-                    "site \"\(site.name)\": instance \(instance.name) is started by \(service.manager); this failoverd's ssh driver starts servers with pg_ctl or pg_ctlcluster."
+                    "site \"\(site.name)\": instance \(instance.name) is started by \(service.manager) without its settings; this failoverd's ssh driver starts servers with pg_ctl, pg_ctlcluster VERSION CLUSTER or a systemd unit."
                 )
             }
         }
@@ -231,6 +231,17 @@ public struct SSHPostgresDriver: InstanceDriver {
     /// Refuses (``FailoverError/Code/refused``) when the instance carries a fence marker and no
     /// standby.signal; the check and the start run in one remote script, so nothing starts in between.
     public func start(_ instance: Instance) async throws {
+        if let unit = systemd(instance) {
+            let clock = ContinuousClock.now
+            try await startUnit(instance, unit)
+            logger.info(
+                "started",
+                metadata: [
+                    "instance": "\(instance.name)", "host": "\(instance.host)", "unit": "\(unit.unit)",
+                    "seconds": "\(String(format: "%.2f", CommandRunner.seconds(since: clock)))",
+                ])
+            return try await waitUntilAcceptingConnections(instance)
+        }
         let paths = RemotePaths(instance)
         let cluster = cluster(instance)
         // With pg_ctlcluster, port, listen address and socket directory are the cluster's own configuration
@@ -266,9 +277,7 @@ public struct SSHPostgresDriver: InstanceDriver {
                 "cannot start \(instance.name): \(paths.dataDirectory) on \(instance.host) holds no cluster (no PG_VERSION). Restore it first."
             )
         case (false, 11):
-            throw FailoverError.refused(
-                "\(instance.name) is fenced (\(paths.fenceMarker) on \(instance.host)) and \(paths.dataDirectory) has no standby.signal: failoverd will not start it as a primary. Repair it with rewind or rebuild, which make it a standby."
-            )
+            throw fencedRefusal(instance)
         default:
             try r.checked("Server log \(paths.logFile) on \(instance.host): \(await logTail(instance)).")
         }
@@ -283,6 +292,7 @@ public struct SSHPostgresDriver: InstanceDriver {
 
     /// Stops the server with `pg_ctl stop -m fast|immediate -w` on its host; nothing to do when it is not running.
     public func stop(_ instance: Instance, mode: StopMode) async throws {
+        if let unit = systemd(instance) { return try await stopUnit(instance, unit, mode: mode) }
         let paths = RemotePaths(instance)
         let cluster = cluster(instance)
         let r = try await shell(instance).script(
@@ -376,6 +386,8 @@ public struct SSHPostgresDriver: InstanceDriver {
                 paths.savedStartConf,
             ]
         ).checked()
+        // A systemd unit must refuse to start it too: the drop-in is checked (for a user manager, written).
+        if let unit = systemd(instance) { try await ensureFenceDropIn(instance, unit) }
     }
 
     /// True when `instance` carries a fence marker on its host.
