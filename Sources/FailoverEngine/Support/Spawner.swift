@@ -15,10 +15,11 @@ enum Spawner {
     private typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
     private typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
 
-    /// Spawns `path` with `argv` (argv[0] included) and `environment` (`KEY=value`); returns the pid.
+    /// Spawns `path` with `argv` (argv[0] included) and `environment` (`KEY=value`); returns the pid. Standard
+    /// input is /dev/null unless `stdin` is given.
     static func spawn(
-        _ path: String, _ argv: [String], environment: [String], workingDirectory: String, stdout: Int32, stderr: Int32,
-        commandLine: String
+        _ path: String, _ argv: [String], environment: [String], workingDirectory: String, stdin: Int32? = nil, stdout: Int32,
+        stderr: Int32, commandLine: String
     ) throws -> pid_t {
         // glibc has both since 2.34 and 2.29, but Swift's Glibc module does not declare these _np functions.
         guard let closeFromSymbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np"),
@@ -38,7 +39,8 @@ enum Spawner {
         defer { posix_spawnattr_destroy(&attributes) }
 
         var failures: [Int32] = [
-            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0),
+            stdin.map { posix_spawn_file_actions_adddup2(&actions, $0, 0) }
+                ?? posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0),
             posix_spawn_file_actions_adddup2(&actions, stdout, 1),
             posix_spawn_file_actions_adddup2(&actions, stderr, 2),
             closeFrom(&actions, 3),

@@ -130,27 +130,73 @@ public struct RemoteShell: Sendable {
     }
 
     /// Runs `argv` on the host as the OS user; the result carries the remote exit status (255: ssh failed).
+    ///
+    /// It goes through a long-lived shell on the host (``RemoteSession``) when one is idle or can be started,
+    /// else as a one-shot ssh command; both run as the OS user with the same clean environment and give the
+    /// same answers (255 when SSH cannot reach the host or the outcome is unknown). `FAILOVERD_SSH_SESSIONS=off`
+    /// in failoverd's environment keeps to one-shot commands.
     public func run(_ argv: [String], workingDirectory: String = "/", environment: [String: String] = [:], timeout: Double? = nil)
         async throws -> RemoteResult
     {
-        try await send(remoteCommandLine(argv, workingDirectory: workingDirectory, environment: environment), shown: argv, timeout: timeout)
+        if Self.sessionsEnabled {
+            do {
+                if let session = try await RemoteSession.acquire(for: self) {
+                    let limit = timeout ?? defaultTimeout
+                    var (result, timedOut) = await session.run(
+                        RemoteSession.requestLine(argv, workingDirectory: workingDirectory, environment: environment), timeout: limit)
+                    result.commandLine = display(argv)
+                    if timedOut {
+                        throw FailoverError.failed(
+                            "`\(result.commandLine)` did not finish within \(Int(limit)) s and its SSH session was ended. Raise policy.stepTimeoutSeconds or look at why it hangs on \(host)."
+                        )
+                    }
+                    trace(result)
+                    return RemoteResult(result: result, host: host)
+                }
+            } catch let unreachable as RemoteSession.Unreachable {
+                var result = unreachable.result
+                result.commandLine = display(argv)
+                return RemoteResult(result: result, host: host)
+            } catch is RemoteSession.Unavailable {
+                // The one-shot path below reports why (sudo refused, say).
+            }
+        }
+        return try await send(remoteCommandLine(argv, workingDirectory: workingDirectory, environment: environment), shown: argv, timeout: timeout)
     }
 
-    /// Sends one command line to sshd; messages show `shown`.
-    func send(_ line: String, shown argv: [String], timeout: Double?) async throws -> RemoteResult {
-        // Another failoverd process of the same state directory may have ended the masters and removed the
-        // directory (closeAll); it is recreated, with the same checks, whenever it is missing.
+    /// Another failoverd process of the same state directory may have ended the masters and removed the
+    /// control directory (closeAll); it is recreated, with the same checks, whenever it is missing.
+    func ensureControlDirectory() throws {
         if !FileManager.default.fileExists(atPath: controlDirectory) { try StateDirectory.prepare(controlDirectory) }
-        var result = try await CommandRunner(user: nil, defaultTimeout: defaultTimeout).run(
-            Self.sshExecutable, sshOptions + ["--", host, line], timeout: timeout)
-        // Messages show the remote argv, not the ssh options.
-        // A script shows as its first line, not the whole text.
+    }
+
+    /// False when `FAILOVERD_SSH_SESSIONS=off`: every command is a one-shot ssh.
+    static let sessionsEnabled = ProcessInfo.processInfo.environment["FAILOVERD_SSH_SESSIONS"] != "off"
+
+    /// The remote argv as messages show it: a script as its first line, not the whole text.
+    func display(_ argv: [String]) -> String {
         var shown = argv
         if shown.count > 2, shown[0] == "sh", shown[1] == "-c" {
             let first = shown[2].split(separator: "\n").first.map(String.init) ?? ""
             shown[2] = shown[2].contains("\n") ? first + " …" : first
         }
-        result.commandLine = "ssh \(ssh.user)@\(host) " + shown.map(CommandRunner.displayQuoted).joined(separator: " ")
+        return "ssh \(ssh.user)@\(host) " + shown.map(CommandRunner.displayQuoted).joined(separator: " ")
+    }
+
+    func trace(_ result: CommandResult) {
+        if ProcessInfo.processInfo.environment["FAILOVERD_SSH_TRACE"] != nil {
+            FileHandle.standardError.write(Data("TRACE \(Date().timeIntervalSince1970) \(String(format: "%.4f", result.seconds)) \(host) \(result.commandLine.prefix(110))\n".utf8))
+        }
+    }
+
+    /// Sends one command line to sshd; messages show `shown`.
+    func send(_ line: String, shown argv: [String], timeout: Double?) async throws -> RemoteResult {
+        try ensureControlDirectory()
+        var result = try await CommandRunner(user: nil, defaultTimeout: defaultTimeout).run(
+            Self.sshExecutable, sshOptions + ["--", host, line], timeout: timeout)
+        // Messages show the remote argv, not the ssh options.
+        result.commandLine = display(argv)
+        trace(result)
         return RemoteResult(result: result, host: host)
     }
 
@@ -182,6 +228,7 @@ public struct RemoteShell: Sendable {
     public static func closeAll(stateDirectory: String) async {
         let digest = SHA256.hash(data: Data(stateDirectory.utf8)).prefix(6).map { String(format: "%02x", $0) }.joined()
         let directory = "/tmp/failoverd-ssh-\(geteuid())-\(digest)"
+        RemoteSession.closeAll(controlDirectory: directory)
         guard FileManager.default.fileExists(atPath: directory) else { return }
         func masters() -> [pid_t] {
             ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry -> pid_t? in

@@ -81,6 +81,7 @@ public struct SSHPostgresDriver: InstanceDriver {
 
     /// Closes the multiplexed connection to every host of the plan.
     public func closeConnections() async {
+        RemoteSession.closeAll(controlDirectory: controlDirectory)
         for (site, instance) in plan.allInstances where site.driver == "ssh" {
             if let shell = try? shell(instance) { await shell.closeMaster() }
         }
