@@ -161,7 +161,8 @@ public struct RemoteShell: Sendable {
                 // The one-shot path below reports why (sudo refused, say).
             }
         }
-        return try await send(remoteCommandLine(argv, workingDirectory: workingDirectory, environment: environment), shown: argv, timeout: timeout)
+        return try await send(
+            remoteCommandLine(argv, workingDirectory: workingDirectory, environment: environment), shown: argv, timeout: timeout)
     }
 
     /// Another failoverd process of the same state directory may have ended the masters and removed the
@@ -185,7 +186,10 @@ public struct RemoteShell: Sendable {
 
     func trace(_ result: CommandResult) {
         if ProcessInfo.processInfo.environment["FAILOVERD_SSH_TRACE"] != nil {
-            FileHandle.standardError.write(Data("TRACE \(Date().timeIntervalSince1970) \(String(format: "%.4f", result.seconds)) \(host) \(result.commandLine.prefix(110))\n".utf8))
+            FileHandle.standardError.write(
+                Data(
+                    "TRACE \(Date().timeIntervalSince1970) \(String(format: "%.4f", result.seconds)) \(host) \(result.commandLine.prefix(110))\n"
+                        .utf8))
         }
     }
 

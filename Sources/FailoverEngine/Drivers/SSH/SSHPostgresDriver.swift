@@ -181,14 +181,36 @@ public struct SSHPostgresDriver: InstanceDriver {
     ///
     /// A postmaster that runs but does not answer SQL, and a host SSH cannot reach, are reported running
     /// and unreachable with the reason: their recovery state is unknown, never assumed.
+    ///
+    /// When SQL has not answered within ``hedgeDelay`` the SSH probe starts alongside it, so a host that
+    /// answers neither (cut off) costs one timeout, not libpq's and then ssh's one after the other.
     public func status(of instance: Instance) async throws -> InstanceStatus {
+        let once = ClaimOnce()
+        let hedge = Task { () throws -> RemoteResult? in
+            try await Task.sleep(for: Self.hedgeDelay)
+            return once.claim() ? try await pgCtlStatus(instance) : nil
+        }
         let sqlFailure: String
         do {
-            return try await withConnection(instance) { try StatusProbe.run($0) }
+            let status = try await withConnection(instance) { try StatusProbe.run($0) }
+            hedge.cancel()
+            return status
         } catch let error as PGError where error.isConnectionFailure && !LocalPostgresDriver.isLoginRefusal(error) {
             sqlFailure = error.message.split(separator: "\n").first.map(String.init) ?? "no answer"
+        } catch {
+            hedge.cancel()
+            throw error
         }
-        let r = try await pgCtlStatus(instance)
+        // SQL failed: the SSH probe that already started, else one now (a stopped server refuses at once).
+        let r: RemoteResult
+        if once.claim() {
+            hedge.cancel()
+            r = try await pgCtlStatus(instance)
+        } else if let hedged = try await hedge.value {
+            r = hedged
+        } else {
+            r = try await pgCtlStatus(instance)
+        }
         var status = InstanceStatus.stopped
         switch (r.unreachable, r.exitCode) {
         case (false, 3), (false, 4):
@@ -209,6 +231,9 @@ public struct SSHPostgresDriver: InstanceDriver {
         }
         return status
     }
+
+    /// How long SQL may take before ``status(of:)`` asks the host over SSH as well.
+    static let hedgeDelay = Duration.milliseconds(250)
 
     /// Reads pg_controldata on the host; nil when the data directory holds no cluster.
     public func controlData(of instance: Instance) async throws -> ControlData? {
@@ -427,6 +452,20 @@ public struct SSHPostgresDriver: InstanceDriver {
                 throw error
             }
             return true
+        }
+    }
+}
+
+/// A flag that one of two racers takes.
+final class ClaimOnce: @unchecked Sendable {
+    private let lock = NSLock()
+    private var taken = false
+
+    /// True for the first caller only.
+    func claim() -> Bool {
+        lock.withLock {
+            defer { taken = true }
+            return !taken
         }
     }
 }
