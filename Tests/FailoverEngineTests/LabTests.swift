@@ -296,4 +296,50 @@ struct LabTests {
             #expect(try await systemctl(["is-active", service.unit!]).stdout == "active\n", "the rewound standby runs under its unit")
         }
     }
+
+    /// A drill with network faults: the primary's data center (dc1) is cut off as the failover begins and
+    /// healed two steps later, under four writers. The drill's own checks must hold: the plan's hook fenced
+    /// dc1 before anything was promoted, dc1 is not writable after heal, no acknowledged commit was lost.
+    /// The drill builds a lab of its own, so the suite's lab steps aside meanwhile (one lab per machine).
+    @Test func aPartitionDrillFencesTheCutOffSiteAndLosesNoAcknowledgedCommit() async throws {
+        let root = fixture.root + "/drill"
+        var plan = LabFixture.makePlan(root: root)
+        plan.name = "labdrill-" + (fixture.root as NSString).lastPathComponent
+        plan.sites = plan.sites.filter { $0.name == "dc1" || $0.name == "dc2" }
+        plan.transitions = [Transition(action: .failover, to: "dc2")]
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        chmod(root, 0o755)
+        let planPath = root + "/drill.json"
+        try fixture.write(plan, to: planPath)
+        try await fixture.lab.down()
+        var drilled: CLI.Result?
+        var failure: (any Error)?
+        do {
+            drilled = try CLI.run([
+                "drill", planPath, "--faults", "partition@1:dc1,heal@3:dc1", "--state", root + "/state", "--report", root + "/report",
+                "--warmup", "1",
+            ])
+        } catch { failure = error }
+        // The suite's lab comes back on every path, and the drill left nothing of its own lab behind.
+        let drillLab = Lab(plan: plan, stateDirectory: root + "/state")
+        #expect(!drillLab.exists, "the drill's lab is still up")
+        #expect(!((try? await drillLab.linkExists(drillLab.bridge)) ?? true), "bridge \(drillLab.bridge) survived the drill")
+        try await fixture.lab.up(buildTopology: false)
+        if let failure { throw failure }
+        let result = try #require(drilled)
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        let report = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: root + "/report/report.json"))) as? [String: Any])
+        let checks = (report["checks"] as? [[String: Any]] ?? []).reduce(into: [String: (Bool, String)]()) {
+            $0[$1["name"] as? String ?? ""] = ($1["passed"] as? Bool ?? false, $1["detail"] as? String ?? "")
+        }
+        for name in [
+            "no second primary while dc1 is cut off", "after heal the old primary of dc1 is not writable", "never two writable primaries",
+        ] {
+            #expect(checks[name]?.0 == true, "\(name): \(checks[name]?.1 ?? "missing")")
+        }
+        let rpo = try #require(checks.first { $0.key.hasPrefix("RPO") }?.value)
+        #expect(rpo.0 && rpo.1.contains("0 acknowledged commits lost"), "\(rpo.1)")
+        #expect(checks["no second primary while dc1 is cut off"]?.1.contains("fenced by the run") == true)
+    }
 }
