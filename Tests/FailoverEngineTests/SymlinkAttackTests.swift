@@ -204,6 +204,32 @@ struct PlantedManifestTests {
         #expect(canary.snapshot() == before)
     }
 
+    /// The first sandbox on a machine creates the shared parent of its directories (/tmp/failoverd-sandbox for
+    /// the shipped plans). up does not list it, so down removes the sandbox and leaves that parent, where other
+    /// plans' sandboxes may live, instead of refusing a manifest that names a path outside the plan.
+    @Test func aParentCreatedAboveThePlansDirectoriesIsNotListedAndDownWorks() async throws {
+        let (root, base) = try SandboxFixture.makePlan([SiteLayout(name: "prod", role: .primary)], archiveTimeout: 60)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let shared = root + "/shared"
+        var plan = base
+        plan.repository.path = shared + "/plan/repo"
+        plan.replication.passfile = shared + "/plan/secrets/pgpass"
+        plan.sites[0].instances[0].dataDirectory = shared + "/plan/data/prod-0"
+        #expect(!FileManager.default.fileExists(atPath: shared))
+        let sandbox = Sandbox(plan: plan, stateDirectory: root + "/state")
+        do {
+            try await sandbox.up()
+            let created = try #require(try SandboxManifest.load(for: plan, in: root + "/state")).created
+            #expect(created.contains(shared + "/plan") && !created.contains(shared), "\(created)")
+            try await sandbox.down()
+        } catch {
+            if sandbox.exists { _ = try? await sandbox.down() }
+            throw error
+        }
+        #expect(FileManager.default.fileExists(atPath: shared), "the shared parent stays")
+        #expect(!FileManager.default.fileExists(atPath: shared + "/plan"), "the sandbox is gone")
+    }
+
     @Test func aManifestTheOSUserOwnsOrOthersCanWriteIsRefused() async throws {
         let (root, plan) = try SandboxFixture.makePlan([SiteLayout(name: "prod", role: .primary)], archiveTimeout: 60)
         defer { try? FileManager.default.removeItem(atPath: root) }

@@ -44,8 +44,13 @@ struct SandboxManifest: Codable, Sendable {
     }
 
     /// Adds `paths` (skipping ones already listed) and saves, creating the state directory if needed.
+    ///
+    /// Only paths under the plan's directories are recorded: a parent `up()` had to create above them (the
+    /// first sandbox on a machine creates /tmp/failoverd-sandbox) may hold other plans' sandboxes, so it is
+    /// left in place, and `down()` (which refuses a manifest listing anything outside) stays possible.
     mutating func record(_ paths: [String], for plan: Plan, in stateDirectory: String) throws {
-        let new = paths.filter { !created.contains($0) }
+        let roots = Self.roots(of: plan, configPath: plan.repository.config ?? PgBackRest.defaultConfigPath(for: plan.repository))
+        let new = paths.filter { path in !created.contains(path) && roots.contains { PlanValues.isWithin(path, $0) } }
         guard !new.isEmpty else { return }
         created += new
         try save(for: plan, in: stateDirectory)
