@@ -281,6 +281,14 @@ struct LabTests {
             let log = try await t.driver.shell(dc2).run(["cat", RemotePaths(dc2).logFile]).checked().stdout
             #expect(log.contains("failoverd: dc2-0 is fenced"), "the drop-in says why, in the server's log")
             await expectFailure(.refused, "is fenced") { try await t.driver.start(dc2) }
+            // The same unit under the system manager: failoverd never writes /etc, and a fence it cannot see
+            // systemd enforce (no drop-in in /etc/systemd/system/UNIT.d) is refused, with the text to install.
+            var system = dc2
+            system.service = ServiceSettings(manager: "systemd", unit: service.unit!)
+            await expectFailure(.refused, "failoverd does not write the system manager's configuration") {
+                try await t.driver.setFenceMarker(system, reason: "test")
+            }
+            #expect(!FileManager.default.fileExists(atPath: "/etc/systemd/system/\(service.unit!).d"))
 
             var rewind = failover
             rewind.transitions = [Transition(action: .rewind, site: "dc2", source: "dc1")]
