@@ -81,6 +81,8 @@ final class RemoteSession: @unchecked Sendable {
         let claimed: RemoteSession?? = registryLock.withLock {
             sessions[key] = sessions[key]?.filter { !$0.isDead }
             if let idle = sessions[key]?.first(where: { $0.tryClaim() }) { return .some(idle) }
+            // tryClaim drops the ones it found ended: they leave room for a new one.
+            sessions[key] = sessions[key]?.filter { !$0.isDead }
             return (sessions[key]?.count ?? 0) < maximumPerHost ? .none : .some(nil)
         }
         if let claimed { return claimed }
