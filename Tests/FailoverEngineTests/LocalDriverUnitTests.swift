@@ -148,3 +148,28 @@ struct LocalDriverUnitTests {
         #expect(!sandbox.exists)
     }
 }
+
+/// Ports for the servers the sandbox and the tests start: outside the kernel's ephemeral range (where an
+/// outgoing connection could take one before the server binds it), free, and never handed out twice.
+struct FreePortsTests {
+    @Test func portsAreFreeBelowTheEphemeralRangeAndNeverHandedOutTwice() throws {
+        let range = try #require(FreePorts.quietRange(), "this machine's ephemeral range leaves room below it")
+        let first = try FreePorts.take(20)
+        let second = try FreePorts.take(20)
+        #expect(Set(first + second).count == 40)
+        #expect((first + second).allSatisfy { range.contains($0) })
+        // Each is free: a listener binds it.
+        for port in first.prefix(3) {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let ok = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            }
+            #expect(ok, "port \(port) could not be bound")
+        }
+    }
+}
