@@ -170,11 +170,8 @@ struct LabTests {
             let seen = try await t.driver.status(of: dc1)
             #expect(seen.isProvenNotWritable && !seen.isWritablePrimary, "after heal dc1 is \(seen.seen)")
             // The next run writes the marker the unreachable host could not get; start then refuses.
-            var rewindPlan = t.plan
-            rewindPlan.transitions = [Transition(action: .rewind, site: "dc1", source: "dc2")]
-            for i in rewindPlan.sites.indices { rewindPlan.sites[i].role = rewindPlan.sites[i].name == "dc1" ? .fenced : .primary }
-            let rewindPath = t.planPath.replacingOccurrences(of: ".json", with: "-rewind.json")
-            try LabFixture.current!.write(rewindPlan, to: rewindPath)
+            let rewindPath = try t.writePlan(
+                "rewind", [Transition(action: .rewind, site: "dc1", source: "dc2")], roles: ["dc1": .fenced, "dc2": .primary])
             let crashed = try t.failoverd(["run", rewindPath, "--quiet", "--crash-at", "1:before"])
             #expect(crashed.killedBySignal, "\(crashed.stderr)")
             #expect(try await t.driver.hasFenceMarker(dc1))
@@ -202,11 +199,8 @@ struct LabTests {
             #expect(try await t.driver.status(of: dc2).isWritablePrimary)
             try await t.insertRows(11...11, on: dc2)
 
-            var failover = t.plan
-            failover.transitions = [Transition(action: .failover, to: "dc1")]
-            for i in failover.sites.indices { failover.sites[i].role = failover.sites[i].name == "dc2" ? .primary : .streamingStandby }
-            let failoverPath = t.planPath.replacingOccurrences(of: ".json", with: "-failover.json")
-            try LabFixture.current!.write(failover, to: failoverPath)
+            let failoverPath = try t.writePlan(
+                "failover", [Transition(action: .failover, to: "dc1")], roles: ["dc2": .primary, "dc1": .streamingStandby])
             try await t.waitForRow(11, on: dc1)
             let failed = try t.failoverd(["run", failoverPath, "--quiet"])
             #expect(failed.status == 0, "\(failed.stderr)")
@@ -218,11 +212,8 @@ struct LabTests {
             #expect(refused.exitCode != 0 && refused.outputTail.contains("Cluster is disabled"), "\(refused.outputTail)")
             #expect(try await !t.driver.status(of: dc2).running)
 
-            var rewind = failover
-            rewind.transitions = [Transition(action: .rewind, site: "dc2", source: "dc1")]
-            for i in rewind.sites.indices { rewind.sites[i].role = rewind.sites[i].name == "dc2" ? .fenced : .primary }
-            let rewindPath = t.planPath.replacingOccurrences(of: ".json", with: "-rewind.json")
-            try LabFixture.current!.write(rewind, to: rewindPath)
+            let rewindPath = try t.writePlan(
+                "rewind", [Transition(action: .rewind, site: "dc2", source: "dc1")], roles: ["dc2": .fenced, "dc1": .primary])
             try await t.insertRows(12...12, on: dc1)
             let rewound = try t.failoverd(["run", rewindPath, "--quiet"])
             #expect(rewound.status == 0, "\(rewound.stderr)")
@@ -264,11 +255,8 @@ struct LabTests {
             try await t.driver.start(dc2)
             try await t.waitForRow(11, on: dc1)
 
-            var failover = t.plan
-            failover.transitions = [Transition(action: .failover, to: "dc1")]
-            for i in failover.sites.indices { failover.sites[i].role = failover.sites[i].name == "dc2" ? .primary : .streamingStandby }
-            let failoverPath = t.planPath.replacingOccurrences(of: ".json", with: "-failover.json")
-            try LabFixture.current!.write(failover, to: failoverPath)
+            let failoverPath = try t.writePlan(
+                "failover", [Transition(action: .failover, to: "dc1")], roles: ["dc2": .primary, "dc1": .streamingStandby])
             let failed = try t.failoverd(["run", failoverPath, "--quiet"])
             #expect(failed.status == 0, "\(failed.stderr)")
             #expect(try await t.driver.hasFenceMarker(dc2))
@@ -290,11 +278,8 @@ struct LabTests {
             }
             #expect(!FileManager.default.fileExists(atPath: "/etc/systemd/system/\(service.unit!).d"))
 
-            var rewind = failover
-            rewind.transitions = [Transition(action: .rewind, site: "dc2", source: "dc1")]
-            for i in rewind.sites.indices { rewind.sites[i].role = rewind.sites[i].name == "dc2" ? .fenced : .primary }
-            let rewindPath = t.planPath.replacingOccurrences(of: ".json", with: "-rewind.json")
-            try LabFixture.current!.write(rewind, to: rewindPath)
+            let rewindPath = try t.writePlan(
+                "rewind", [Transition(action: .rewind, site: "dc2", source: "dc1")], roles: ["dc2": .fenced, "dc1": .primary])
             try await t.insertRows(12...12, on: dc1)
             let rewound = try t.failoverd(["run", rewindPath, "--quiet"])
             #expect(rewound.status == 0, "\(rewound.stderr)")

@@ -163,6 +163,17 @@ struct LabTopology: Sendable {
 
     func instance(_ site: String) -> Instance { plan.site(named: site)!.leader }
 
+    /// Writes this topology's plan with `transitions` and the given sites' roles (the others keep theirs)
+    /// beside its plan file, as NAME-SUFFIX.json; returns the path.
+    func writePlan(_ suffix: String, _ transitions: [Transition], roles: [String: Role]) throws -> String {
+        var variant = plan
+        variant.transitions = transitions
+        for i in variant.sites.indices { if let role = roles[variant.sites[i].name] { variant.sites[i].role = role } }
+        let path = planPath.replacingOccurrences(of: ".json", with: "-\(suffix).json")
+        try LabFixture.current!.write(variant, to: path)
+        return path
+    }
+
     /// Runs failoverd with this topology's state directory.
     func failoverd(_ args: [String]) throws -> CLI.Result { try CLI.run(args + ["--state", state]) }
 
