@@ -155,8 +155,7 @@ public struct Sandbox: Sendable {
                 "sandbox down: no sandbox of plan \"\(plan.name)\" in state directory \(stateDirectory) (no manifest \(manifestPath)); `sandbox down` only stops and removes what `sandbox up` built with the same state directory."
             )
         }
-        let configPath = plan.repository.config ?? PgBackRest.defaultConfigPath(for: plan.repository)
-        try manifest.checkEntries(within: SandboxManifest.roots(of: plan, configPath: configPath), manifestPath: manifestPath)
+        try manifest.checkEntries(within: SandboxManifest.roots(of: plan), manifestPath: manifestPath)
         let user: OSUser? = OSUser.isRoot ? (try? OSUser.postgresUser(for: plan)) : .current
         let built = plan.allInstances.map(\.instance).filter { manifest.created.contains(InstancePaths($0).dataDirectory) }
         // Patroni restarts what is stopped behind it: stop it first, which stops its PostgreSQL fast.

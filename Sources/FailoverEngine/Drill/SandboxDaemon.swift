@@ -32,14 +32,23 @@ struct SandboxDaemon: Sendable {
     /// readiness by condition).
     func start(_ argv: [String], environment: [String: String] = [:]) async throws {
         if live != nil { return }
+        let identity = try await Self.launch(argv, name: "sandbox: " + name, logFile: logFile, runner: runner, environment: environment)
+        try Files.write("\(identity.pid) \(identity.startTime)\n", to: identityFile, mode: 0o600, owner: runner.user)
+    }
+
+    /// Starts `argv` in the background through `runner`, its output appended to `logFile`, stdin /dev/null;
+    /// returns its pid and start time at once. `name` says what it is in messages.
+    static func launch(
+        _ argv: [String], name: String, logFile: String, runner: CommandRunner, environment: [String: String] = [:]
+    ) async throws -> ProcessIdentity {
         let command = argv.map(ShellQuote.quote).joined(separator: " ")
         let launch = try await runner.run(
             "/bin/sh", ["-c", "\(command) >>\(ShellQuote.quote(logFile)) 2>&1 </dev/null & echo $!"], environment: environment
         ).checked()
         guard let pid = pid_t(launch.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), let identity = ProcessIdentity.of(pid) else {
-            throw FailoverError.failed("sandbox: could not start \(name): \(launch.outputTail); see \(logFile).")
+            throw FailoverError.failed("\(name) did not start: \(launch.outputTail); see \(logFile).")
         }
-        try Files.write("\(pid) \(identity.startTime)\n", to: identityFile, mode: 0o600, owner: runner.user)
+        return identity
     }
 
     /// Records `pid` (a process that daemonized itself and wrote its own pid file) as this daemon.

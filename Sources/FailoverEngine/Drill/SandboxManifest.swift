@@ -49,7 +49,7 @@ struct SandboxManifest: Codable, Sendable {
     /// first sandbox on a machine creates /tmp/failoverd-sandbox) may hold other plans' sandboxes, so it is
     /// left in place, and `down()` (which refuses a manifest listing anything outside) stays possible.
     mutating func record(_ paths: [String], for plan: Plan, in stateDirectory: String) throws {
-        let roots = Self.roots(of: plan, configPath: plan.repository.config ?? PgBackRest.defaultConfigPath(for: plan.repository))
+        let roots = Self.roots(of: plan)
         let new = paths.filter { path in !created.contains(path) && roots.contains { PlanValues.isWithin(path, $0) } }
         guard !new.isEmpty else { return }
         created += new
@@ -69,7 +69,8 @@ struct SandboxManifest: Codable, Sendable {
     /// The directories under which `up()` creates anything for `plan`: the parents of the repository, of its
     /// configuration, of the passfile and of every data directory. A manifest entry outside them was not
     /// created by `up()` for this plan.
-    static func roots(of plan: Plan, configPath: String) -> [String] {
+    static func roots(of plan: Plan) -> [String] {
+        let configPath = PgBackRest(plan: plan).configPath
         // An object store's repository path names a prefix in its bucket, not a directory here.
         let repository = plan.repository.type == "posix" ? [plan.repository.path] : []
         let files = repository + [configPath, plan.replication.passfile] + plan.allInstances.map { $0.instance.dataDirectory }

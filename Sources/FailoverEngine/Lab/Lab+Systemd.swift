@@ -147,12 +147,9 @@ extension Lab {
                 "/usr/bin/nsenter", "--net=/run/netns/" + namespace(index), "--", "/usr/bin/unshare", "--mount", "--propagation", "private",
                 "--", "/bin/sh", "-c", script, "lab-systemd", user.name, runtime, config,
             ] + cgroups
-        let launch = try await CommandRunner(user: nil, defaultTimeout: 30).run(
-            "/bin/sh", ["-c", argv.map(ShellQuote.quote).joined(separator: " ") + " >>\(ShellQuote.quote(log)) 2>&1 </dev/null & echo $!"]
-        ).checked()
-        guard let pid = pid_t(launch.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), let identity = ProcessIdentity.of(pid) else {
-            throw FailoverError.failed("lab: the user manager of \(hosts[index]) did not start; see \(log)")
-        }
+        let identity = try await SandboxDaemon.launch(
+            argv, name: "lab: the user manager of \(hosts[index])", logFile: log, runner: CommandRunner(user: nil, defaultTimeout: 30))
+        let pid = identity.pid
         manifest.processes.append(LabProcess(pid: pid, startTime: identity.startTime, what: what))
         try manifest.save(for: plan, in: stateDirectory)
         _ = try await Poll.until("the user manager of \(hosts[index]) to answer", timeout: 20, interval: 0.05, advice: "See \(log).") {
