@@ -298,12 +298,8 @@ public struct SSHPostgresDriver: InstanceDriver {
             ], environment: serviceEnvironment(instance), timeout: timeout + 45)
         switch (r.unreachable, r.exitCode) {
         case (false, 0): break
-        case (false, 10):
-            throw FailoverError.failed(
-                "cannot start \(instance.name): \(paths.dataDirectory) on \(instance.host) holds no cluster (no PG_VERSION). Restore it first."
-            )
-        case (false, 11):
-            throw fencedRefusal(instance)
+        case (false, 10), (false, 11):
+            throw startRefusal(instance, exitCode: r.exitCode)
         default:
             try r.checked("Server log \(paths.logFile) on \(instance.host): \(await logTail(instance)).")
         }

@@ -164,11 +164,7 @@ extension SSHPostgresDriver {
         switch (pre.unreachable, pre.exitCode) {
         case (false, 0): break
         case (false, 9): return
-        case (false, 10):
-            throw FailoverError.failed(
-                "cannot start \(instance.name): \(paths.dataDirectory) on \(instance.host) holds no cluster (no PG_VERSION). Restore it first."
-            )
-        case (false, 11): throw fencedRefusal(instance)
+        case (false, 10), (false, 11): throw startRefusal(instance, exitCode: pre.exitCode)
         default: try pre.checked()
         }
         try await ensureFenceDropIn(instance, unit)
@@ -204,6 +200,18 @@ extension SSHPostgresDriver {
                 "systemctl stop failed after the server stopped",
                 metadata: ["instance": "\(instance.name)", "output": "\(stopped.outputTail)"])
         }
+    }
+
+    /// Why a start script's precondition stopped it: exit 10, no cluster in the data directory; exit 11,
+    /// fenced and not a standby (both start paths check the same way before starting anything).
+    func startRefusal(_ instance: Instance, exitCode: Int32) -> FailoverError {
+        let paths = RemotePaths(instance)
+        guard exitCode == 11 else {
+            return FailoverError.failed(
+                "cannot start \(instance.name): \(paths.dataDirectory) on \(instance.host) holds no cluster (no PG_VERSION). Restore it first."
+            )
+        }
+        return fencedRefusal(instance)
     }
 
     /// The refusal to start a fenced instance that is not a standby.
