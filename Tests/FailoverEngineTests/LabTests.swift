@@ -53,6 +53,22 @@ struct LabTests {
         #expect(r.outputTail.contains("Host key verification failed"), "\(r.outputTail)")
     }
 
+    /// A shell sudo refuses (an OS user the login user may not become) is reported as sudo's refusal, not as
+    /// an unreachable host, and again on the next command: the long-lived shell cannot start, so each command
+    /// goes the one-shot way, which says why.
+    @Test func aSudoRefusalIsReportedAsSuchNotAsUnreachable() async throws {
+        let state = fixture.root + "/state-sudo"
+        defer { Task { await RemoteShell.closeAll(stateDirectory: state) } }
+        let shell = RemoteShell(
+            host: LabFixture.hosts["dc1"]!, ssh: fixture.plan.sites[0].ssh!, osUser: "nobody",
+            controlDirectory: try RemoteShell.controlDirectory(for: state))
+        for _ in 0..<2 {
+            let r = try await shell.run(["true"])
+            #expect(!r.unreachable && r.exitCode != 0, "exit \(r.exitCode)")
+            #expect(r.outputTail.contains("sudo"), "\(r.outputTail)")
+        }
+    }
+
     /// dc-switchover over SSH: the new primary has every row and the old one streams from it.
     @Test func switchoverOverSSHKeepsEveryRow() async throws {
         try await fixture.withTopology("switchover", [Transition(action: .switchover, to: "dc2")], sites: ["dc1", "dc2"]) { t in
