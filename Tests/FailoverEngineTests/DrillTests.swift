@@ -135,7 +135,9 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let plan = try PlanLoader.load(CLI.plan("switchover"))
         let dr = plan.site(named: "dr")!.leader
-        let drill = try CLI.start(["drill", CLI.plan("switchover"), "--report", dir, "--writers", "2", "--warmup", "8"])
+        // A warm-up far longer than the test needs: the drill ends it early once it sees two writable primaries,
+        // so the promotion below never races the plan's own switchover.
+        let drill = try CLI.start(["drill", CLI.plan("switchover"), "--report", dir, "--writers", "2", "--warmup", "300"])
         defer { kill(drill.pid, SIGKILL) }
         // Wait until the workload runs (the drill says so), then promote dr-0 behind failoverd's back.
         let running = try await Wait.until(timeout: 120, interval: 0.1) { drill.outputSoFar().contains("warming up") ? true : nil }
@@ -151,6 +153,7 @@ import Testing
         #expect(promote.terminationStatus == 0)
         let result = drill.wait()
         #expect(result.status == 1, "\(result.stdout.suffix(1500))")
+        #expect(result.stdout.contains("dr-0 and prod-0 both accept writes during the warm-up; ending it early"))
         let json = try report(dir)
         let probe = try #require(check(json, "never two writable primaries"))
         #expect(probe["passed"] as? Bool == false)

@@ -90,6 +90,42 @@ struct LocalDriverTests {
         #expect(!FileManager.default.fileExists(atPath: fixtureRoot))
     }
 
+    /// A repository that hangs (as an NFS mount can) leaves archive-push blocked; a postmaster killed by
+    /// SIGKILL (the OOM killer, a drill) does not take that child with it. `sandbox down` must end it before
+    /// it removes the directories the child writes.
+    @Test func sandboxDownEndsAnArchivePushThatOutlivedItsPostmaster() async throws {
+        try await SandboxFixture.with([SiteLayout(name: "prod", role: .primary)]) { fx in
+            let prod = fx.instance("prod-0")
+            let postmaster = try #require(Postmaster.livePID(in: prod.dataDirectory))
+            // archive.info becomes a FIFO nobody writes: pgBackRest blocks opening it, as on a hung mount.
+            let archive = fx.plan.repository.path + "/archive/" + fx.plan.repository.stanza
+            for name in ["archive.info", "archive.info.copy"] {
+                let path = archive + "/" + name
+                try FileManager.default.removeItem(atPath: path)
+                #expect(mkfifo(path, 0o600) == 0)
+                #expect(chown(path, fx.driver.osUser.uid, fx.driver.osUser.gid) == 0)
+            }
+            let config = fx.driver.backrest.configPath
+            func children() -> [pid_t] {
+                ProcessTable.pids { argv in argv.first?.hasSuffix("pgbackrest") == true && argv.contains("--config=" + config) }
+            }
+            try await fx.insertRows(1...1, on: prod)
+            try await fx.sql(prod, "SELECT pg_switch_wal()")
+            let hung = try await Poll.until("archive-push blocked on the repository", timeout: 60, interval: 0.05) {
+                children().isEmpty ? nil : children()
+            }
+            kill(postmaster, SIGKILL)
+            _ = try await Poll.until("postmaster \(postmaster) to die", timeout: 10, interval: 0.02) {
+                SandboxFixture.isRunning(postmaster) ? nil : true
+            }
+
+            try await fx.sandbox.down()
+            #expect(children().isEmpty, "pgBackRest children of the sandbox still running: \(children())")
+            #expect(hung.allSatisfy { ProcessIdentity.of($0) == nil })
+            #expect(!FileManager.default.fileExists(atPath: fx.plan.repository.path))
+        }
+    }
+
     @Test(.enabled(if: OSUser.isRoot, "only root switches to the OS user"))
     func sandboxUpNamesAPathTheOSUserCannotReach() async throws {
         let (root, plan) = try SandboxFixture.makePlan([SiteLayout(name: "prod", role: .primary)], archiveTimeout: 60)

@@ -135,9 +135,15 @@ public struct Drill: Sendable {
         guard let firstWrite = firstWrites else {
             throw FailoverError.failed("drill: no write was acknowledged by \(primary.name) within 20 s; see `failoverd sandbox status`")
         }
-        // The baseline: the workload alone, measured for the warm-up window.
-        _ = try await Wait.until(timeout: options.warmupSeconds + 20, interval: 0.05) {
-            clock.now() >= firstWrite + options.warmupSeconds ? true : nil
+        // The baseline: the workload alone, measured for the warm-up window. Two instances accepting writes
+        // at once (promoted outside failoverd) end it early: the split-brain check will fail whatever the
+        // plan does, and every further second on such a topology only diverges the two further.
+        let warmed = try await Wait.until(timeout: options.warmupSeconds + 20, interval: 0.05) { () -> Bool? in
+            if !workload.splitBrains().isEmpty { return false }
+            return clock.now() >= firstWrite + options.warmupSeconds ? true : nil
+        }
+        if warmed == false, let brain = workload.splitBrains().first {
+            say("drill \(plan.name): \(brain.0) and \(brain.1) both accept writes during the warm-up; ending it early")
         }
         var faultEvents: [DrillReport.FaultEvent] = []
         let injector = FaultInjector(plan: plan, driver: driver, workload: workload, clock: clock)

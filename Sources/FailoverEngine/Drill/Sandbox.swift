@@ -174,6 +174,7 @@ public struct Sandbox: Sendable {
                     "sandbox down: postmaster \(pid) of \(instance.name) is still running after SIGKILL; stop it by hand.")
             }
         }
+        await endPgBackRestChildren(user: user)
         if let driver = try? LocalPostgresDriver(plan: plan, binDirectory: binDirectory, logger: logger), let endpoint = s3Endpoint(driver)
         {
             await endpoint.stop()
@@ -186,6 +187,24 @@ public struct Sandbox: Sendable {
         try Files.removeFile(manifestPath, owner: nil)
         logger.info("sandbox down", metadata: ["plan": "\(plan.name)", "removedPaths": "\(removed.count)"])
         return removed
+    }
+
+    /// An archive-push or archive-get that PostgreSQL started outlives a postmaster stopped by signals (its
+    /// archiver or startup process is gone, the pgBackRest child is not): each gets 10 s to finish, then is
+    /// ended, before the directories it writes are removed. Only processes of the sandbox's OS user that
+    /// name this plan's pgBackRest configuration file are looked at.
+    private func endPgBackRestChildren(user: OSUser?) async {
+        guard let user else { return }
+        let backrest = PgBackRest(plan: plan)
+        let executable = (backrest.executable as NSString).lastPathComponent
+        let ended = await ProcessTable.end(grace: 10) {
+            ProcessTable.pids(uid: user.uid) { argv in
+                argv.first.map { ($0 as NSString).lastPathComponent } == executable && argv.contains("--config=" + backrest.configPath)
+            }
+        }
+        if !ended.isEmpty {
+            logger.notice("ended pgBackRest processes still running after their postmasters stopped", metadata: ["pids": "\(ended)"])
+        }
     }
 
     /// Builds the sandbox afresh (taking down one left from before), runs `body`, and takes it down on every

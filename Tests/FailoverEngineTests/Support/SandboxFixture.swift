@@ -57,7 +57,9 @@ struct SandboxFixture: Sendable {
     }
 
     /// Waits until `instance` has the row `id` in table `t` (errors such as a missing table count as "not yet").
-    func waitForRow(_ id: Int, on instance: Instance, timeout: Double = 20) async throws {
+    /// The deadline is generous: a row that travels through the repository waits for archive-push, then for
+    /// the standby's next restore_command attempt (every 5 s), on a machine that CI may load with other tests.
+    func waitForRow(_ id: Int, on instance: Instance, timeout: Double = 60) async throws {
         _ = try await Poll.until("row \(id) on \(instance.name)", timeout: timeout, interval: 0.01) {
             try await sql(instance, "SELECT 1 FROM t WHERE id = $1", [String(id)]).isEmpty ? nil : true
         }
@@ -158,7 +160,8 @@ struct SandboxFixture: Sendable {
                 !String(decoding: raw, as: UTF8.self).contains("postgres")
             else { continue }
             if report {
-                Issue.record("process \(pid) (\(String(decoding: raw.prefix(80), as: UTF8.self))) survived sandbox down; killing it")
+                let argv = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ")
+                Issue.record("process \(pid) (\(argv.prefix(300))) survived sandbox down; killing it")
             }
             kill(pid, SIGKILL)
         }

@@ -234,19 +234,9 @@ public struct RemoteShell: Sendable {
         let directory = "/tmp/failoverd-ssh-\(geteuid())-\(digest)"
         RemoteSession.closeAll(controlDirectory: directory)
         guard FileManager.default.fileExists(atPath: directory) else { return }
-        func masters() -> [pid_t] {
-            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry -> pid_t? in
-                guard let pid = pid_t(entry), pid != getpid(), let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline")
-                else {
-                    return nil
-                }
-                let argv = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-                return argv.first?.hasSuffix("ssh") == true && argv.contains("ControlPath=" + directory + "/%C") ? pid : nil
-            }
+        await ProcessTable.end {
+            ProcessTable.pids(uid: geteuid()) { argv in argv.first?.hasSuffix("ssh") == true && argv.contains("ControlPath=" + directory + "/%C") }
         }
-        for pid in masters() { kill(pid, SIGTERM) }
-        _ = try? await Wait.until(timeout: 5, interval: 0.02) { masters().isEmpty ? true : nil }
-        for pid in masters() { kill(pid, SIGKILL) }
         try? FileManager.default.removeItem(atPath: directory)
     }
 
