@@ -22,7 +22,8 @@ enum ProcessTable {
                 !data.isEmpty, ProcessIdentity.of(pid) != nil
             else { return nil }
             if let uid, ProcessIdentity.realUID(pid) != uid { return nil }
-            return matches(data.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }) ? pid : nil
+            return matches(data.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) })
+                ? pid : nil
         }
     }
 

@@ -235,7 +235,9 @@ public struct RemoteShell: Sendable {
         RemoteSession.closeAll(controlDirectory: directory)
         guard FileManager.default.fileExists(atPath: directory) else { return }
         await ProcessTable.end {
-            ProcessTable.pids(uid: geteuid()) { argv in argv.first?.hasSuffix("ssh") == true && argv.contains("ControlPath=" + directory + "/%C") }
+            ProcessTable.pids(uid: geteuid()) { argv in
+                argv.first?.hasSuffix("ssh") == true && argv.contains("ControlPath=" + directory + "/%C")
+            }
         }
         try? FileManager.default.removeItem(atPath: directory)
     }
