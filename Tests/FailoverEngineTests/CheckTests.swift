@@ -31,7 +31,7 @@ import Testing
             try await fx.waitForRow(20, on: dr)
             let plan = try fx.planFile("switchover", [Transition(action: .switchover, to: "dr")])
             // Wait until dr-0 has replayed everything prod-0 wrote (no writes meanwhile): lag 0.
-            _ = try await Poll.until("dr-0 caught up", timeout: 20, interval: 0.05) { () -> Bool? in
+            _ = try await Poll.until("dr-0 caught up", timeout: 60, interval: 0.05) { () -> Bool? in
                 let p = try await fx.driver.status(of: prod)
                 let d = try await fx.driver.status(of: dr)
                 return p.currentLSN == d.replayLSN ? true : nil

@@ -164,7 +164,7 @@ import Testing
             try await fx.sql(east, "SELECT pg_wal_replay_pause()")
             try await fx.insertRows(6...20, on: prod)
             let drHeld = try #require(try await fx.driver.status(of: dr).heldLSN)
-            _ = try await Poll.until("east-0 to receive past dr-0", timeout: 20, interval: 0.02) {
+            _ = try await Poll.until("east-0 to receive past dr-0", timeout: 60, interval: 0.02) {
                 let s = try await fx.driver.status(of: east)
                 return (s.receiveLSN ?? .zero) > drHeld ? true : nil
             }

@@ -170,7 +170,7 @@ struct LocalDriverTests {
             #expect(try await driver.status(of: prod0) == .stopped)
             let shutdown = try #require(try await driver.controlData(of: prod0))
             #expect(shutdown.isCleanPrimaryShutdown && shutdown.timeline == 1)
-            let replayed = try await Poll.until("dr-0 to replay the shutdown checkpoint", timeout: 10, interval: 0.01) {
+            let replayed = try await Poll.until("dr-0 to replay the shutdown checkpoint", timeout: 60, interval: 0.01) {
                 let status = try await driver.status(of: dr0)
                 return status.replayLSN.flatMap { $0 > shutdown.checkpointLSN ? $0 : nil }
             }
@@ -300,7 +300,7 @@ struct LocalDriverTests {
 
 /// Waits until `segment` is archived from `instance`.
 private func waitUntilArchived(_ driver: LocalPostgresDriver, _ instance: Instance, _ segment: String) async throws {
-    _ = try await Poll.until("\(segment) archived from \(instance.name)", timeout: 20, interval: 0.02) {
+    _ = try await Poll.until("\(segment) archived from \(instance.name)", timeout: 60, interval: 0.02) {
         try await driver.isArchived(instance, segment: segment) ? true : nil
     }
 }

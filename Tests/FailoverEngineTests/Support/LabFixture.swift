@@ -187,7 +187,7 @@ struct LabTopology: Sendable {
         for id in ids { try await sql(instance, "INSERT INTO t VALUES ($1, 'row')", [String(id)]) }
     }
 
-    func waitForRow(_ id: Int, on instance: Instance, timeout: Double = 30) async throws {
+    func waitForRow(_ id: Int, on instance: Instance, timeout: Double = 60) async throws {
         _ = try await Poll.until("row \(id) on \(instance.name)", timeout: timeout, interval: 0.02) {
             try await sql(instance, "SELECT 1 FROM t WHERE id = $1", [String(id)]).isEmpty ? nil : true
         }
@@ -195,7 +195,7 @@ struct LabTopology: Sendable {
 
     func count(on instance: Instance) async throws -> String? { try await sql(instance, "SELECT count(*) FROM t").first?.first ?? nil }
 
-    func waitForStreaming(_ instance: Instance, from upstream: Instance, timeout: Double = 30) async throws {
+    func waitForStreaming(_ instance: Instance, from upstream: Instance, timeout: Double = 60) async throws {
         _ = try await Poll.until("\(instance.name) to stream from \(upstream.name)", timeout: timeout, interval: 0.02) {
             try await driver.status(of: instance).walReceiver?.isStreaming(from: upstream) == true ? true : nil
         }

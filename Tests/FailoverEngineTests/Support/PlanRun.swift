@@ -35,7 +35,7 @@ extension SandboxFixture {
     func cutReceiver(_ instance: Instance) async throws {
         try await sql(instance, "ALTER SYSTEM SET primary_conninfo = ''")
         try await sql(instance, "SELECT pg_reload_conf()")
-        _ = try await Poll.until("\(instance.name)'s receiver to stop", timeout: 20, interval: 0.02) {
+        _ = try await Poll.until("\(instance.name)'s receiver to stop", timeout: 60, interval: 0.02) {
             try await driver.status(of: instance).walReceiver == nil ? true : nil
         }
     }

@@ -72,7 +72,7 @@ struct SandboxFixture: Sendable {
 
     /// Waits until `instance`'s WAL receiver streams from `upstream`; returns its status.
     @discardableResult
-    func waitForStreaming(_ instance: Instance, from upstream: Instance, timeout: Double = 20) async throws -> InstanceStatus {
+    func waitForStreaming(_ instance: Instance, from upstream: Instance, timeout: Double = 60) async throws -> InstanceStatus {
         try await Poll.until("\(instance.name) to stream from \(upstream.name)", timeout: timeout, interval: 0.01) {
             let status = try await driver.status(of: instance)
             return status.walReceiver?.isStreaming(from: upstream) == true ? status : nil
