@@ -54,7 +54,7 @@ final class FaultInjector: @unchecked Sendable {
             stalled.withLock { $0.append(primary) }
             let task = Task { [weak self] in
                 try? await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))  // the fault's duration, by definition
-                try? await self?.restore()
+                await self?.restore()
             }
             stallTask.withLock { $0 = task }
             return .init(fault: fault.description, at: clock.now(), detail: "archive_command fails on \(primary.name) for \(seconds) s")

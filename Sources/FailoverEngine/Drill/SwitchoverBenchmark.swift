@@ -2,7 +2,7 @@ import Foundation
 import Logging
 
 /// Measures write unavailability of failoverd's switchover against the raw PostgreSQL sequence it wraps
-/// (CHECKPOINT, pg_ctl stop -m fast, pg_ctl promote -w, first write), in the same run, on the same sandbox,
+/// (CHECKPOINT, pg_ctl stop -m fast -w, pg_ctl promote -w, first write: what a DBA types), in the same run, on the same sandbox,
 /// under the same writers: raw A→B, then failoverd B→A, and again.
 public struct SwitchoverBenchmark: Sendable {
     /// A plan with a primary site and a streaming-standby site (plans/switchover.json).
@@ -49,12 +49,15 @@ public struct SwitchoverBenchmark: Sendable {
         var b = standbySite
         do {
             for round in 1...rounds {
-                // Raw: what a DBA types, as fast as PostgreSQL allows.
+                // Raw: what a DBA types (pg_ctl's own waits, -w), with nothing checked in between.
                 try await caughtUp(b.leader, behind: a.leader, driver)
                 var t0 = clock.now()
                 try await driver.checkpoint(a.leader)
-                try await driver.stop(a.leader, mode: .fast)
-                try await driver.promote(b.leader)
+                try await driver.runner.run(
+                    driver.bin("pg_ctl"), ["stop", "-D", a.leader.dataDirectory, "-m", "fast", "-w", "-s"], timeout: 60
+                ).checked()
+                try await driver.runner.run(driver.bin("pg_ctl"), ["promote", "-D", b.leader.dataDirectory, "-w", "-s"], timeout: 60)
+                    .checked()
                 raw.append(try await unavailability(since: t0, on: b.leader, workload))
                 // Put the old primary back as a standby of the new one (not measured).
                 let segment = try await driver.switchWAL(b.leader)

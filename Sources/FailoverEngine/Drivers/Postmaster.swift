@@ -146,6 +146,6 @@ enum Postmaster {
 
     /// Waits until `pid` is gone; false at the deadline.
     static func waitForExit(_ pid: pid_t, seconds: Double) async -> Bool {
-        (try? await Poll.until("postmaster \(pid) to exit", timeout: seconds, interval: 0.02) { isAlive(pid) ? nil : true }) ?? false
+        (try? await Poll.until("postmaster \(pid) to exit", timeout: seconds, interval: 0.005) { isAlive(pid) ? nil : true }) ?? false
     }
 }

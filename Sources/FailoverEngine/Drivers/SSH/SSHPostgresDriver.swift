@@ -321,7 +321,9 @@ public struct SSHPostgresDriver: InstanceDriver {
             """
             "$1" status -D "$2" >/dev/null 2>&1 || exit 0
             if [ "$5" = pg_ctlcluster ]; then pg_ctlcluster -m "$3" "$6" "$7" stop; rc=$?
-            else "$1" stop -D "$2" -m "$3" -w -t "$4" -s; rc=$?; fi
+            else
+            \(Self.stopAndWait)
+            fi
             "$1" status -D "$2" >/dev/null 2>&1 || exit 0
             [ "$rc" -eq 0 ] && exit 20
             exit "$rc"
@@ -338,8 +340,12 @@ public struct SSHPostgresDriver: InstanceDriver {
             ])
     }
 
-    /// Promotes a running standby with `pg_ctl promote -w` on its host, waits until it leaves recovery, and
+    /// Promotes a running standby with `pg_ctl promote` on its host, waits until it leaves recovery, and
     /// clears its fence marker.
+    ///
+    /// pg_ctl only asks for the promotion (`-W`); the wait is ``PromotionWait``'s, over SQL every 5 ms, so the
+    /// promotion is seen within milliseconds rather than at pg_ctl's next 100 ms step. The fence marker is
+    /// cleared only once the server itself says it left recovery.
     public func promote(_ instance: Instance) async throws {
         let before = try await status(of: instance)
         guard before.running else {
@@ -347,27 +353,32 @@ public struct SSHPostgresDriver: InstanceDriver {
         }
         let paths = RemotePaths(instance)
         if !(before.reachable && !before.inRecovery) {
-            // pg_ctl promote -w returns once the server left recovery; the fence marker goes in the same
-            // round trip, and only after a successful promotion.
-            try await shell(instance).script(
-                """
-                "$1" promote -D "$2" -w -t "$3" -s || exit
-                rm -f -- "$4"
-                if [ -e "$6" ]; then cat -- "$6" > "$5" && rm -f -- "$6"; fi
-                """,
-                [bin("pg_ctl"), paths.dataDirectory, String(Int(timeout)), paths.fenceMarker, paths.startConf, paths.savedStartConf],
-                timeout: timeout + 15
-            ).checked("Is \(instance.name) a standby? See \(paths.logFile) on \(instance.host).")
-            _ = try await Poll.until("\(instance.name) to leave recovery after promotion", timeout: timeout, interval: 0.02) {
-                try await withConnection(instance) { try $0.scalar("SELECT pg_is_in_recovery()") } == "f" ? true : nil
-            }
-        } else {
-            try await shell(instance).script(
-                #"rm -f -- "$1"; if [ -e "$3" ]; then cat -- "$3" > "$2" && rm -f -- "$3"; fi"#,
-                [paths.fenceMarker, paths.startConf, paths.savedStartConf]
-            ).checked()
+            let hint = "Is \(instance.name) a standby? See \(paths.logFile) on \(instance.host)."
+            let asked = try await shell(instance).run(
+                [bin("pg_ctl"), "promote", "-D", paths.dataDirectory, "-W", "-s"], timeout: timeout + 15)
+            // A refusal or an unknown outcome (the host cut off mid-command) stands unless the server itself
+            // answers that it left recovery: a promotion asked before a crash of failoverd, finishing now.
+            if asked.exitCode != 0, await !PromotionWait.finished(adminConnInfo(instance)) { try asked.checked(hint) }
+            try await PromotionWait.wait(for: instance.name, adminConnInfo(instance), timeout: timeout, advice: hint)
         }
+        try await shell(instance).script(
+            #"rm -f -- "$1"; if [ -e "$3" ]; then cat -- "$3" > "$2" && rm -f -- "$3"; fi"#,
+            [paths.fenceMarker, paths.startConf, paths.savedStartConf]
+        ).checked()
     }
+
+    /// `pg_ctl stop -D "$2" -m "$3" -W` ("$1" is pg_ctl, "$4" the timeout in seconds), then a wait every 10 ms
+    /// until postmaster.pid is gone or names a process that is (the test pg_ctl's own `-w` makes, every
+    /// 100 ms); pg_ctl's exit status is left in rc. The caller proves the outcome with `pg_ctl status`.
+    static let stopAndWait = """
+        pid=$(head -n 1 -- "$2/postmaster.pid" 2>/dev/null)
+        "$1" stop -D "$2" -m "$3" -W -s; rc=$?
+        n=$(( $4 * 100 ))
+        while [ "$rc" -eq 0 ] && [ -f "$2/postmaster.pid" ] && { [ -z "$pid" ] || kill -0 "$pid" 2>/dev/null; } && [ "$n" -gt 0 ]; do
+            sleep 0.01 2>/dev/null || sleep 1
+            n=$((n - 1))
+        done
+        """
 
     /// Runs CHECKPOINT.
     public func checkpoint(_ instance: Instance) async throws {

@@ -185,7 +185,8 @@ extension SSHPostgresDriver {
         let r = try await shell(instance).script(
             """
             "$1" status -D "$2" >/dev/null 2>&1 || exit 0
-            "$1" stop -D "$2" -m "$3" -w -t "$4" -s
+            \(Self.stopAndWait)
+            exit "$rc"
             """, [bin("pg_ctl"), paths.dataDirectory, mode.rawValue, String(Int(timeout))], timeout: timeout + 15)
         try r.checked("Try mode immediate, or look at \(paths.logFile) on \(instance.host).")
         let stopped = try await systemctl(instance, unit, "stop", timeout: timeout + 15)
