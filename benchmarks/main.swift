@@ -246,6 +246,16 @@ func benchSwitchover(rounds: Int) async throws {
             (e.median / r.median - 1) * 100, raw.min()!, r.max, engine.min()!, e.max))
 }
 
+/// Stop and promotion seen by pg_ctl's own waits (-w) against the driver's (-W, then watched every 5 ms).
+func benchPromotionWait(rounds: Int) async throws {
+    let r = try await PromotionWaitBenchmark(plan: try PlanLoader.load("plans/switchover.json"), rounds: rounds).run()
+    for (name, driver, pgCtl) in [("stop -m fast", r.driverStop, r.pgCtlStop), ("promote", r.driverPromote, r.pgCtlPromote)] {
+        report(
+            "\(name): local driver (median of \(rounds))", DrillMath.summary(driver)!.median, unit: "s", baselineName: "pg_ctl -w",
+            DrillMath.summary(pgCtl)!.median)
+    }
+}
+
 /// Patroni switchover write unavailability: failoverd against the two PATCH calls by hand, and against
 /// failoverd's local-driver switchover, in one run.
 func benchPatroniSwitchover(rounds: Int) async throws {
@@ -324,6 +334,7 @@ do {
         }
     }
     if which == "switchover" { try await benchSwitchover(rounds: rounds) }
+    if which == "promote" { try await benchPromotionWait(rounds: rounds) }
     if which == "patroni" { try await benchPatroniSwitchover(rounds: rounds) }
     if which == "ssh-switchover" { try await benchSSHSwitchover(rounds: rounds) }
     if which == "drills" {

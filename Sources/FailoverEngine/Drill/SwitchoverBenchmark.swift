@@ -114,3 +114,71 @@ public struct SwitchoverBenchmark: Sendable {
         return DrillMath.longestGap(ledger: workload.ledger.current, from: t0, to: first)
     }
 }
+
+/// How long a stop and a promotion take to be seen: `pg_ctl stop -w` and `pg_ctl promote -w` (pg_ctl's own
+/// waits, in 100 ms steps) against the local driver's stop and promote (`-W`, then the postmaster's pid and
+/// `pg_is_in_recovery()` watched every 5 ms), alternating on one sandbox, no writers.
+public struct PromotionWaitBenchmark: Sendable {
+    /// A plan with a primary site and a streaming-standby site (plans/switchover.json).
+    public let plan: Plan
+    /// Rounds: each is one switchover by pg_ctl and one by the driver.
+    public let rounds: Int
+    /// failoverd's state directory, where the sandbox's manifest lives.
+    public let stateDirectory: String
+
+    /// Creates the benchmark.
+    public init(plan: Plan, rounds: Int, stateDirectory: String = RunOptions.defaultStateDirectory) {
+        self.plan = plan
+        self.rounds = rounds
+        self.stateDirectory = stateDirectory
+    }
+
+    /// Seconds of each stop and each promotion, by pg_ctl -w and by the driver.
+    public func run() async throws -> (pgCtlStop: [Double], pgCtlPromote: [Double], driverStop: [Double], driverPromote: [Double]) {
+        guard let primarySite = plan.declaredPrimary, let standbySite = plan.sites.first(where: { $0.role == .streamingStandby }) else {
+            throw FailoverError.invalid("the promotion benchmark needs a primary site and a streaming-standby site")
+        }
+        return try await Sandbox(plan: plan, stateDirectory: stateDirectory).withFresh {
+            let driver = try LocalPostgresDriver(plan: plan)
+            let helper = SwitchoverBenchmark(plan: plan, rounds: rounds, stateDirectory: stateDirectory) { _ in }
+            var out: (pgCtlStop: [Double], pgCtlPromote: [Double], driverStop: [Double], driverPromote: [Double]) = ([], [], [], [])
+            var (a, b) = (primarySite.leader, standbySite.leader)
+            for round in 0..<(2 * rounds) {
+                try await helper.caughtUp(b, behind: a, driver)
+                try await driver.checkpoint(a)
+                let byPgCtl = round % 2 == 0
+                var t0 = ContinuousClock.now
+                if byPgCtl {
+                    try await driver.runner.run(
+                        driver.bin("pg_ctl"), ["stop", "-D", a.dataDirectory, "-m", "fast", "-w", "-s"], timeout: 60
+                    )
+                    .checked()
+                } else {
+                    try await driver.stop(a, mode: .fast)
+                }
+                let stop = CommandRunner.seconds(since: t0)
+                t0 = ContinuousClock.now
+                if byPgCtl {
+                    try await driver.runner.run(driver.bin("pg_ctl"), ["promote", "-D", b.dataDirectory, "-w", "-s"], timeout: 60).checked()
+                } else {
+                    try await driver.promote(b)
+                }
+                let promote = CommandRunner.seconds(since: t0)
+                if byPgCtl {
+                    out.pgCtlStop.append(stop)
+                    out.pgCtlPromote.append(promote)
+                } else {
+                    out.driverStop.append(stop)
+                    out.driverPromote.append(promote)
+                }
+                // The old primary follows the new one (not measured).
+                let segment = try await driver.switchWAL(b)
+                _ = try await Wait.until(timeout: 30, interval: 0.02) { try await driver.isArchived(b, segment: segment) ? true : nil }
+                try await driver.configureRecovery(of: a, RecoverySettings(upstream: b))
+                try await driver.start(a)
+                swap(&a, &b)
+            }
+            return out
+        }
+    }
+}

@@ -15,8 +15,18 @@ enum PromotionWait {
     /// Waits until the server answers that it left recovery; throws at the deadline, naming `name` and the
     /// last error seen.
     static func wait(for name: String, _ info: ConnInfo, timeout: Double, advice: String = "") async throws {
+        let deadline = Date().addingTimeInterval(timeout)
         _ = try await Poll.until("\(name) to leave recovery after promotion", timeout: timeout, interval: 0.005, advice: advice) {
-            try await PGConnection.with(info) { try $0.scalar("SELECT pg_is_in_recovery()") } == "f" ? true : nil
+            // One connection asked again and again for as long as it answers: a query costs a fraction of a
+            // millisecond, a new connection (a fork and an authentication) several, taken from the server
+            // being promoted and from the clients waiting to write to it.
+            try await PGConnection.with(info) { connection -> Bool? in
+                while Date() < deadline {
+                    if try connection.scalar("SELECT pg_is_in_recovery()") == "f" { return true }
+                    usleep(5000)
+                }
+                return nil
+            }
         }
     }
 }
