@@ -179,6 +179,12 @@ struct LocalDriverTests {
             )
             #expect(try await driver.status(of: dr0).systemIdentifier == shutdown.systemIdentifier)
             try await fx.waitForRow(2, on: dr0)
+            // Only a server's own answer counts as promoted: not a standby, not a stopped server.
+            #expect(await !PromotionWait.finished(driver.adminConnInfo(dr0)))
+            #expect(await !PromotionWait.finished(driver.adminConnInfo(prod0)))
+            await expectFailure(.stepFailed, "timed out after 0.2 s waiting for dr-0 to leave recovery after promotion") {
+                try await PromotionWait.wait(for: "dr-0", driver.adminConnInfo(dr0), timeout: 0.2)
+            }
 
             try await fx.timed("promote -w until the first write on the new primary") {
                 try await driver.promote(dr0)
@@ -186,6 +192,7 @@ struct LocalDriverTests {
             }
             let promoted = try await driver.status(of: dr0)
             #expect(promoted.isWritablePrimary && promoted.timeline == 2)
+            #expect(await PromotionWait.finished(driver.adminConnInfo(dr0)))
             #expect(try await driver.recoverySettings(of: dr0) == nil)
             try await driver.promote(dr0)  // promoting a primary is a no-op
             try await fx.sql(dr0, "INSERT INTO t VALUES (3, 'on timeline 2')")
