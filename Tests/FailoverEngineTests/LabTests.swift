@@ -142,6 +142,42 @@ struct LabTests {
         }
     }
 
+    static let systemdCrashPoints: [String] = {
+        var p = LabFixture.makePlan(root: "/tmp/failoverd-labtest-points")
+        p.sites = Array(p.sites.prefix(2))
+        p.transitions = [Transition(action: .switchover, to: "dc2")]
+        let steps = (try? Planner(plan: p).steps().get()) ?? []
+        return steps.filter { $0.kind == .stop || $0.kind == .start }.flatMap { ["\($0.number):before", "\($0.number):after"] }
+    }()
+
+    /// kill -9 of the engine around the steps where systemd sites differ (the old primary's stop through
+    /// pg_ctl and `systemctl stop`, its start as a standby through `systemctl start` and the fence drop-in),
+    /// both sites under units: the resume ends with the same roles, every row, and both units active.
+    @Test(arguments: systemdCrashPoints) func crashAndResumeAroundTheUnitsOfSystemdSites(_ point: String) async throws {
+        let name = "systemd-crash-" + point.replacingOccurrences(of: ":", with: "-")
+        try await fixture.withTopology(name, [Transition(action: .switchover, to: "dc2")], sites: ["dc1", "dc2"], systemd: ["dc1", "dc2"]) {
+            t in
+            let (dc1, dc2) = (t.instance("dc1"), t.instance("dc2"))
+            try await t.insertRows(1...20, on: dc1)
+            let crashed = try t.failoverd(["run", t.planPath, "--quiet", "--crash-at", point])
+            #expect(
+                crashed.killedBySignal && crashed.status == SIGKILL, "expected SIGKILL at \(point): \(crashed.status) \(crashed.stderr)")
+            let resumed = try t.failoverd(["resume", "--quiet"])
+            #expect(resumed.status == 0, "resume after \(point): \(resumed.stderr)")
+            #expect(try CLI.roles(state: t.state) == ["dc1": "streaming-standby", "dc2": "primary"])
+            try await t.insertRows(21...21, on: dc2)
+            try await t.waitForStreaming(dc1, from: dc2)
+            try await t.waitForRow(21, on: dc1)
+            #expect(try await t.count(on: dc1) == "21")
+            let user = try OSUser.postgresUser(for: t.plan)
+            for instance in [dc1, dc2] {
+                let service = try #require(instance.service)
+                let active = try await t.lab.userSystemctl(user: user, runtime: service.runtimeDirectory!, ["is-active", service.unit!])
+                #expect(active.stdout == "active\n", "\(instance.name) runs under its unit after the resume")
+            }
+        }
+    }
+
     /// The primary's data center cut off: without a hook the failover refuses (exit 3) and nothing is promoted;
     /// with --assume-fenced it promotes, and the override is audited.
     @Test func cutOffPrimaryWithoutHookRefusesUnlessAssumedFenced() async throws {
