@@ -126,20 +126,29 @@ struct LabTests {
     @Test(arguments: switchoverSteps) func crashAndResumeAtEveryStepOfDCSwitchover(_ point: String) async throws {
         let name = "crash-" + point.replacingOccurrences(of: ":", with: "-")
         try await fixture.withTopology(name, [Transition(action: .switchover, to: "dc2")], sites: ["dc1", "dc2"]) { t in
-            let (dc1, dc2) = (t.instance("dc1"), t.instance("dc2"))
-            try await t.insertRows(1...20, on: dc1)
-            let crashed = try t.failoverd(["run", t.planPath, "--quiet", "--crash-at", point])
-            #expect(
-                crashed.killedBySignal && crashed.status == SIGKILL, "expected SIGKILL at \(point): \(crashed.status) \(crashed.stderr)")
-            let resumed = try t.failoverd(["resume", "--quiet"])
-            #expect(resumed.status == 0, "resume after \(point): \(resumed.stderr)")
-            #expect(try CLI.roles(state: t.state) == ["dc1": "streaming-standby", "dc2": "primary"])
-            try await t.insertRows(21...21, on: dc2)
-            try await t.waitForStreaming(dc1, from: dc2)
-            try await t.waitForRow(21, on: dc1)
-            #expect(try await t.count(on: dc1) == "21")
-            #expect(try await t.count(on: dc2) == "21")
+            try await Self.crashAndResumeSwitchover(t, at: point)
         }
+    }
+
+    /// Rows 1–20 on dc1, the engine killed at `point` of the dc1 → dc2 switchover, `failoverd resume`: the
+    /// roles are those planned, and row 21 written on dc2 reaches dc1 with all the others.
+    static func crashAndResumeSwitchover(_ t: LabTopology, at point: String, sourceLocation: SourceLocation = #_sourceLocation)
+        async throws
+    {
+        let (dc1, dc2) = (t.instance("dc1"), t.instance("dc2"))
+        try await t.insertRows(1...20, on: dc1)
+        let crashed = try t.failoverd(["run", t.planPath, "--quiet", "--crash-at", point])
+        #expect(
+            crashed.killedBySignal && crashed.status == SIGKILL, "expected SIGKILL at \(point): \(crashed.status) \(crashed.stderr)",
+            sourceLocation: sourceLocation)
+        let resumed = try t.failoverd(["resume", "--quiet"])
+        #expect(resumed.status == 0, "resume after \(point): \(resumed.stderr)", sourceLocation: sourceLocation)
+        #expect(try CLI.roles(state: t.state) == ["dc1": "streaming-standby", "dc2": "primary"], sourceLocation: sourceLocation)
+        try await t.insertRows(21...21, on: dc2)
+        try await t.waitForStreaming(dc1, from: dc2)
+        try await t.waitForRow(21, on: dc1)
+        #expect(try await t.count(on: dc1) == "21", sourceLocation: sourceLocation)
+        #expect(try await t.count(on: dc2) == "21", sourceLocation: sourceLocation)
     }
 
     static let systemdCrashPoints: [String] = {
@@ -157,18 +166,8 @@ struct LabTests {
         let name = "systemd-crash-" + point.replacingOccurrences(of: ":", with: "-")
         try await fixture.withTopology(name, [Transition(action: .switchover, to: "dc2")], sites: ["dc1", "dc2"], systemd: ["dc1", "dc2"]) {
             t in
+            try await Self.crashAndResumeSwitchover(t, at: point)
             let (dc1, dc2) = (t.instance("dc1"), t.instance("dc2"))
-            try await t.insertRows(1...20, on: dc1)
-            let crashed = try t.failoverd(["run", t.planPath, "--quiet", "--crash-at", point])
-            #expect(
-                crashed.killedBySignal && crashed.status == SIGKILL, "expected SIGKILL at \(point): \(crashed.status) \(crashed.stderr)")
-            let resumed = try t.failoverd(["resume", "--quiet"])
-            #expect(resumed.status == 0, "resume after \(point): \(resumed.stderr)")
-            #expect(try CLI.roles(state: t.state) == ["dc1": "streaming-standby", "dc2": "primary"])
-            try await t.insertRows(21...21, on: dc2)
-            try await t.waitForStreaming(dc1, from: dc2)
-            try await t.waitForRow(21, on: dc1)
-            #expect(try await t.count(on: dc1) == "21")
             let user = try OSUser.postgresUser(for: t.plan)
             for instance in [dc1, dc2] {
                 let service = try #require(instance.service)
