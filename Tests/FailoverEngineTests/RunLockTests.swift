@@ -8,12 +8,14 @@ import Testing
 /// fencing epoch increases.
 @Suite struct RunLockTests {
     /// A copy of a shipped plan whose failback waits (maxLagBytes 0 never holds while the primary writes),
-    /// so the first process stays alive holding the lock.
+    /// so the first process stays alive holding the lock. Its step timeout is an hour: the test kills it, and
+    /// on a loaded machine the test's own continuation may wait a minute for a thread while other tests
+    /// block theirs (a 60 s timeout once ended the holder's run before the second process started).
     func waitingPlan(in dir: String) throws -> String {
         var json =
             try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: CLI.plan("failback-with-rewind"))))
             as! [String: Any]
-        json["policy"] = ["maxLagBytes": 0, "stepTimeoutSeconds": 60, "archiveTimeoutSeconds": 2]
+        json["policy"] = ["maxLagBytes": 0, "stepTimeoutSeconds": 3600, "archiveTimeoutSeconds": 2]
         let path = dir + "/waiting.json"
         try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
         return path
