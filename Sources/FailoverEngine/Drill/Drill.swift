@@ -127,7 +127,7 @@ public struct Drill: Sendable {
             instances: plan.allInstances.map { ($0.site.name, $0.instance) }, writers: options.writers, clock: clock,
             connInfo: { driver.adminConnInfo($0) })
         guard let primary = plan.declaredPrimary?.leader else { throw FailoverError.invalid("drill: the plan declares no primary site") }
-        try workload.prepare(primary: primary)
+        try await workload.prepare(primary: primary)
         workload.start()
         defer { Task { await workload.stop() } }
         say("drill \(plan.name): workload started (\(options.writers) writers); warming up for \(options.warmupSeconds) s")
@@ -165,7 +165,7 @@ public struct Drill: Sendable {
                     if let e = injector.killPrimary(step: p.step.number) { killed.withLock { $0.append(e) } }
                 }
                 if p.status == "begin" {
-                    for e in injector.networkFaults(step: p.step.number) { killed.withLock { $0.append(e) } }
+                    for e in await injector.networkFaults(step: p.step.number) { killed.withLock { $0.append(e) } }
                 }
                 if p.status != "begin" && p.status != "started" {
                     onLine?(

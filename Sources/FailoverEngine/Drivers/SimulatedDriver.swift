@@ -39,13 +39,15 @@ public struct SimulatedDriver: InstanceDriver {
         guard rename(tmp, file) == 0 else { throw FailoverError.failed("simulated driver: cannot replace \(file)") }
     }
 
-    /// Loads the world, ticks the clock, applies `body`, saves.
-    func mutate<T>(_ body: (inout SimulatedWorld) throws -> T) throws -> T {
-        var w = try Self.load(file)
-        w.tick()
-        let result = try body(&w)
-        try Self.save(w, to: file)
-        return result
+    /// Loads the world, ticks the clock, applies `body`, saves (and fsyncs, through ``Blocking``).
+    func mutate<T: Sendable>(_ body: @escaping @Sendable (inout SimulatedWorld) throws -> T) async throws -> T {
+        try await Blocking.run { [file] in
+            var w = try Self.load(file)
+            w.tick()
+            let result = try body(&w)
+            try Self.save(w, to: file)
+            return result
+        }
     }
 
     func node(_ w: SimulatedWorld, _ i: Instance) throws -> SimulatedWorld.Node {
@@ -54,7 +56,7 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     public func status(of instance: Instance) async throws -> InstanceStatus {
-        try mutate { w in
+        try await mutate { w in
             let n = try node(w, instance)
             guard n.running else { return .stopped }
             let standby = n.standbySignal
@@ -67,7 +69,7 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     public func controlData(of instance: Instance) async throws -> ControlData? {
-        try mutate { w in
+        try await mutate { w in
             let n = try node(w, instance)
             guard n.hasData else { return nil }
             let state: String
@@ -84,7 +86,7 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     public func recoverySettings(of instance: Instance) async throws -> RecoverySettings? {
-        try mutate { w in
+        try await mutate { w in
             let n = try node(w, instance)
             guard n.hasData, n.standbySignal else { return nil }
             return RecoverySettings(upstream: n.upstream.flatMap { instances[$0] })
@@ -92,7 +94,7 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     public func configureRecovery(of instance: Instance, _ settings: RecoverySettings) async throws {
-        try mutate { w in
+        try await mutate { w in
             guard try node(w, instance).hasData else { throw FailoverError.failed("simulated: \(instance.name) has no data directory") }
             w.nodes[instance.name]!.standbySignal = true
             w.nodes[instance.name]!.upstream = settings.upstream?.name
@@ -100,7 +102,7 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     public func start(_ instance: Instance) async throws {
-        try mutate { w in
+        try await mutate { w in
             let n = try node(w, instance)
             guard n.hasData else { throw FailoverError.failed("simulated: \(instance.name) has no data directory to start") }
             if n.fenceMarker && !n.standbySignal {
@@ -112,7 +114,7 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     public func stop(_ instance: Instance, mode: StopMode) async throws {
-        try mutate { w in
+        try await mutate { w in
             var n = try node(w, instance)
             guard n.running else { return }
             if mode == .fast {
@@ -134,7 +136,7 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     public func promote(_ instance: Instance) async throws {
-        try mutate { w in
+        try await mutate { w in
             var n = try node(w, instance)
             guard n.running, n.standbySignal else { throw FailoverError.failed("simulated: \(instance.name) is not a running standby") }
             let newTimeline = (w.nodes.values.map(\.timeline) + Array(w.archived.keys)).max()! + 1
@@ -151,14 +153,14 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     public func checkpoint(_ instance: Instance) async throws {
-        try mutate { w in
+        try await mutate { w in
             guard try node(w, instance).running else { throw FailoverError.failed("simulated: \(instance.name) is not running") }
             w.nodes[instance.name]!.checkpoint = w.nodes[instance.name]!.lsn
         }
     }
 
     public func switchWAL(_ instance: Instance) async throws -> String {
-        try mutate { w in
+        try await mutate { w in
             let n = try node(w, instance)
             guard w.isPrimary(n) else { throw FailoverError.failed("simulated: \(instance.name) is not a primary") }
             w.archived[n.timeline] = n.lsn
@@ -168,14 +170,14 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     public func isArchived(_ instance: Instance, segment: String) async throws -> Bool {
-        try mutate { w in
+        try await mutate { w in
             let n = try node(w, instance)
             return (w.archived[n.timeline] ?? 0) >= n.lsn - 0x1000 - 0x28
         }
     }
 
     public func restore(_ instance: Instance, delta: Bool) async throws {
-        try mutate { w in
+        try await mutate { w in
             var n = try node(w, instance)
             guard !n.running else { throw FailoverError.failed("simulated: stop \(instance.name) before restoring it") }
             n.hasData = true
@@ -195,7 +197,7 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     public func rewind(_ instance: Instance, source: Instance) async throws -> String {
-        try mutate { w in
+        try await mutate { w in
             var n = try node(w, instance)
             let s = try node(w, source)
             guard !n.running else { throw FailoverError.failed("simulated: pg_rewind needs \(instance.name) stopped") }
@@ -222,7 +224,7 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     public func writeProbe(_ instance: Instance) async throws -> LSN {
-        try mutate { w in
+        try await mutate { w in
             let n = try node(w, instance)
             guard w.isPrimary(n) else { throw FailoverError.failed("simulated: \(instance.name) does not accept writes") }
             w.nodes[instance.name]!.lsn += 0x100
@@ -231,11 +233,11 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     public func hasData(_ instance: Instance) async throws -> Bool {
-        try mutate { w in try node(w, instance).hasData }
+        try await mutate { w in try node(w, instance).hasData }
     }
 
     public func endOfWAL(_ instance: Instance) async throws -> LSN? {
-        try mutate { w in
+        try await mutate { w in
             let n = try node(w, instance)
             return n.hasData && !n.running ? LSN(n.lsn) : nil
         }
@@ -244,6 +246,6 @@ public struct SimulatedDriver: InstanceDriver {
     public func repositorySystemIdentifier() async throws -> String? { SimulatedWorld.systemIdentifier }
 
     public func setFenceMarker(_ instance: Instance, reason: String) async throws {
-        try mutate { w in w.nodes[instance.name]?.fenceMarker = true }
+        try await mutate { w in w.nodes[instance.name]?.fenceMarker = true }
     }
 }

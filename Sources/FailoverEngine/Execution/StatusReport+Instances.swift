@@ -19,7 +19,7 @@ extension StatusReport {
     /// would start, from failoverd's standby settings and fence records. Nil when the last run is finished.
     public static func unfinishedRunInstances(stateDirectory: String, logger: Logger) async throws -> [InstanceStart]? {
         let journal = try Journal(stateDirectory: stateDirectory)
-        guard let run = try journal.unfinishedRun() else { return nil }
+        guard let run = try await Blocking.run({ try journal.unfinishedRun() }) else { return nil }
         let plan = try run.plan()
         let driver = try DriverFactory.make(plan: plan, stateDirectory: stateDirectory, simulate: run.driver == "simulated", logger: logger)
         var result: [InstanceStart] = []
@@ -30,7 +30,7 @@ extension StatusReport {
             do {
                 if let settings = try await driver.recoverySettings(of: instance) {
                     startsAs = settings.upstream.map { "a standby of \($0.name)" } ?? "an archive standby"
-                } else if try journal.isFenced(instance: instance.name) {
+                } else if try await Blocking.run({ try journal.isFenced(instance: instance.name) }) {
                     startsAs = "refused by failoverd (fenced); no standby settings yet"
                 } else {
                     startsAs = try await driver.hasData(instance) ? "a primary" : "nothing (no data directory)"

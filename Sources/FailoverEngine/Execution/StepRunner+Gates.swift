@@ -277,8 +277,7 @@ extension StepRunner {
         var last: LSN? = s?.position
         let reachable = s?.reachable ?? false
         // The mark goes down first: whatever happens next, nothing starts this instance as a primary.
-        try ctx.journal.recordFenced(
-            instance: i.name, site: step.site, lastKnownLSN: last, reachable: reachable, run: ctx.runID, epoch: ctx.epoch)
+        try await recordFenced(i, lastKnownLSN: last, reachable: reachable)
         do {
             try await driver.setFenceMarker(i, reason: "fenced by failoverd run \(ctx.runID)")
             // Stop it when it runs, and also when the probe failed (running but unanswering): stop is a no-op
@@ -295,12 +294,19 @@ extension StepRunner {
         // A primary that died answers no SQL: read how far its WAL really got.
         if !reachable, let end = try? await driver.endOfWAL(i) {
             last = max(last ?? end, end)
-            try ctx.journal.recordFenced(
-                instance: i.name, site: step.site, lastKnownLSN: last, reachable: reachable, run: ctx.runID, epoch: ctx.epoch)
+            try await recordFenced(i, lastKnownLSN: last, reachable: reachable)
         }
         return FenceEvidence(
             lastKnownLSN: last, reachable: reachable, wasRunning: s?.running ?? false,
             lastKnownFrom: reachable ? "pg_current_wal_lsn()" : "pg_waldump of its pg_wal")
+    }
+
+    /// Marks `i` fenced in the journal, with what is known of its WAL.
+    private func recordFenced(_ i: Instance, lastKnownLSN: LSN?, reachable: Bool) async throws {
+        try await Blocking.run { [ctx, step] in
+            try ctx.journal.recordFenced(
+                instance: i.name, site: step.site, lastKnownLSN: lastKnownLSN, reachable: reachable, run: ctx.runID, epoch: ctx.epoch)
+        }
     }
 }
 
@@ -317,9 +323,11 @@ extension StepRunner {
             let arguments = Array(hook.command.dropFirst()) + [site, i.name]
             let result = try await CommandRunner(user: nil, defaultTimeout: ctx.timeout).run(executable, arguments)
             let shown = ([executable] + arguments).map(CommandRunner.displayQuoted).joined(separator: " ")
-            try AuditLog(journal: ctx.journal).append(
-                kind: "fencing-hook", run: ctx.runID,
-                details: ["site": site, "instance": i.name, "command": shown, "exitCode": String(result.exitCode), "seen": what])
+            try await Blocking.run { [ctx] in
+                try AuditLog(journal: ctx.journal).append(
+                    kind: "fencing-hook", run: ctx.runID,
+                    details: ["site": site, "instance": i.name, "command": shown, "exitCode": String(result.exitCode), "seen": what])
+            }
             guard result.succeeded else {
                 throw FailoverError.refused(
                     "failover refused: the old primary \(i.name) (site \(site)) cannot be reached (\(what)) and the fencing hook `\(shown)` failed with exit code \(result.exitCode): \(result.outputTail.isEmpty ? "(no output)" : result.outputTail). Nothing was promoted. Fence the site by other means, then resume with --assume-fenced \(site)."
@@ -329,8 +337,10 @@ extension StepRunner {
             return evidence
         }
         if ctx.assumeFenced.contains(site) {
-            try AuditLog(journal: ctx.journal).append(
-                kind: "assumed-fenced", run: ctx.runID, details: ["site": site, "instance": i.name, "seen": what])
+            try await Blocking.run { [ctx] in
+                try AuditLog(journal: ctx.journal).append(
+                    kind: "assumed-fenced", run: ctx.runID, details: ["site": site, "instance": i.name, "seen": what])
+            }
             evidence.fencedBy = "assumed by the operator (--assume-fenced \(site))"
             return evidence
         }
