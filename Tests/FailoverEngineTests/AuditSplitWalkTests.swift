@@ -36,7 +36,7 @@ import Testing
     ]
 
     @Test("the split walk names what the single walk names", arguments: tamperings.map(\.name))
-    func splitWalkAgreesWithTheSingleWalk(name: String) throws {
+    func splitWalkAgreesWithTheSingleWalk(name: String) async throws {
         let state = CLI.tempDirectory("failoverd-split")
         defer { try? FileManager.default.removeItem(atPath: state) }
         let journal = try Journal(stateDirectory: state)
@@ -46,15 +46,8 @@ import Testing
             try log.append(kind: kind, run: "r-\(i / 10)", site: "dr", details: ["step": String(i % 10), "outcome": "succeeded"])
         }
         let sql = try #require(Self.tamperings.first { $0.name == name }?.sql)
-        if !sql.isEmpty {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
-            p.arguments = [journal.path, sql]
-            try p.run()
-            p.waitUntilExit()
-            #expect(p.terminationStatus == 0)
-        }
-        let (single, split) = try journal.db.read { db in
+        if !sql.isEmpty { try await CLI.sqlite3(journal.path, sql) }
+        let (single, split) = try await journal.db.read { db in
             (
                 try ChainWalk.run(db, heads: [10, 20, 21, 40], collectRuns: true),
                 try ChainWalk.walk(db, path: journal.path, heads: [10, 20, 21, 40], collectRuns: true, splitAbove: 5)

@@ -24,10 +24,10 @@ import Testing
     }
 
     @Test("a drill of each shipped plan passes, and its report holds every figure", arguments: shipped)
-    func shippedPlanDrillPasses(name: String) throws {
+    func shippedPlanDrillPasses(name: String) async throws {
         let dir = CLI.tempDirectory("failoverd-drill")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let r = try CLI.run(["drill", CLI.plan(name), "--report", dir, "--writers", "2", "--dwell", "1.5", "--warmup", "0.5"])
+        let r = try await CLI.run(["drill", CLI.plan(name), "--report", dir, "--writers", "2", "--dwell", "1.5", "--warmup", "0.5"])
         #expect(r.status == 0, "drill \(name): \(r.stdout.suffix(1500)) \(r.stderr.suffix(800))")
         #expect(r.stdout.contains("report: \(dir)/report.md"))
 
@@ -89,7 +89,7 @@ import Testing
         }
     }
 
-    @Test func promotingACutStandbyWithAllowDataLossFailsTheRPOCheckWithTheCount() throws {
+    @Test func promotingACutStandbyWithAllowDataLossFailsTheRPOCheckWithTheCount() async throws {
         let dir = CLI.tempDirectory("failoverd-drill")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // The receiver is cut and the archive stalls, so nothing reaches dr-0 any more; --allow-data-loss then
@@ -100,7 +100,7 @@ import Testing
         json0["policy"] = ["maxLagBytes": 16_777_216, "stepTimeoutSeconds": 8, "archiveTimeoutSeconds": 2]
         let planPath = dir + "/switchover-short.json"
         try JSONSerialization.data(withJSONObject: json0).write(to: URL(fileURLWithPath: planPath))
-        let r = try CLI.run([
+        let r = try await CLI.run([
             "drill", planPath, "--report", dir + "/report", "--writers", "2", "--faults", "cut-receiver@dr,archive-stall@60",
             "--allow-data-loss", "--warmup", "1",
         ])
@@ -116,10 +116,10 @@ import Testing
         #expect((json["faults"] as? [[String: Any]])?.count == 2)
     }
 
-    @Test func killingThePrimaryBeforeASwitchoverFailsTheRPOCheck() throws {
+    @Test func killingThePrimaryBeforeASwitchoverFailsTheRPOCheck() async throws {
         let dir = CLI.tempDirectory("failoverd-drill")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let r = try CLI.run(["drill", CLI.plan("switchover"), "--report", dir, "--writers", "2", "--faults", "kill-primary@1"])
+        let r = try await CLI.run(["drill", CLI.plan("switchover"), "--report", dir, "--writers", "2", "--faults", "kill-primary@1"])
         #expect(r.status == 1)
         let json = try report(dir)
         let rpo = try #require(check(json, "RPO"))
@@ -138,20 +138,14 @@ import Testing
         // A warm-up far longer than the test needs: the drill ends it early once it sees two writable primaries,
         // so the promotion below never races the plan's own switchover.
         let drill = try CLI.start(["drill", CLI.plan("switchover"), "--report", dir, "--writers", "2", "--warmup", "300"])
-        defer { kill(drill.pid, SIGKILL) }
+        defer { drill.signal(SIGKILL) }
         // Wait until the workload runs (the drill says so), then promote dr-0 behind failoverd's back.
         let running = try await Wait.until(timeout: 120, interval: 0.1) { drill.outputSoFar().contains("warming up") ? true : nil }
         #expect(running == true)
-        let promote = Process()
-        promote.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        promote.arguments = [
-            "--reuid", "failoverd", "--regid", "failoverd", "--init-groups", "/usr/lib/postgresql/15/bin/pg_ctl", "promote", "-w", "-D",
-            dr.dataDirectory,
-        ]
-        try promote.run()
-        promote.waitUntilExit()
-        #expect(promote.terminationStatus == 0)
-        let result = drill.wait()
+        let promote = try await CommandRunner(user: OSUser.postgresUser(for: plan)).run(
+            "/usr/lib/postgresql/15/bin/pg_ctl", ["promote", "-w", "-D", dr.dataDirectory])
+        #expect(promote.succeeded, "\(promote.outputTail)")
+        let result = await drill.wait()
         #expect(result.status == 1, "\(result.stdout.suffix(1500))")
         #expect(result.stdout.contains("dr-0 and prod-0 both accept writes during the warm-up; ending it early"))
         let json = try report(dir)
@@ -160,10 +154,10 @@ import Testing
         #expect((probe["detail"] as? String)?.contains("both accepted writes") == true)
     }
 
-    @Test func anEngineKilledMidPlanIsResumedAndTheDrillStillPasses() throws {
+    @Test func anEngineKilledMidPlanIsResumedAndTheDrillStillPasses() async throws {
         let dir = CLI.tempDirectory("failoverd-drill")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let r = try CLI.run([
+        let r = try await CLI.run([
             "drill", "plans/failback-with-rewind.json", "--report", dir, "--writers", "2", "--faults", "crash-engine@7:after", "--warmup",
             "0.5",
         ])
@@ -176,7 +170,7 @@ import Testing
         #expect(try AuditLog(journal: journal).query(.init(kind: "run-resume")).count == 1)
     }
 
-    @Test func faultSpecsAreParsedOrRefusedByName() throws {
+    @Test func faultSpecsAreParsedOrRefusedByName() async throws {
         let plan = try PlanLoader.load(CLI.plan("switchover"))
         #expect(
             try Fault.parse("kill-primary@3, crash-engine@5:after,cut-receiver@dr,archive-stall@2.5", plan: plan) == [
@@ -188,7 +182,7 @@ import Testing
         expectFailure(.invalidInput, "at most one crash-engine fault per drill") {
             try Fault.parse("crash-engine@1:before,crash-engine@2:after", plan: plan)
         }
-        let bad = try CLI.run(["drill", CLI.plan("switchover"), "--faults", "kill-primary@zero"])
+        let bad = try await CLI.run(["drill", CLI.plan("switchover"), "--faults", "kill-primary@zero"])
         #expect(bad.status == 2)
         #expect(bad.stderr.contains("--faults kill-primary@zero"))
     }

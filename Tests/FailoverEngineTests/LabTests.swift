@@ -74,7 +74,7 @@ struct LabTests {
         try await fixture.withTopology("switchover", [Transition(action: .switchover, to: "dc2")], sites: ["dc1", "dc2"]) { t in
             let (dc1, dc2) = (t.instance("dc1"), t.instance("dc2"))
             try await t.insertRows(1...50, on: dc1)
-            let r = try t.failoverd(["run", t.planPath, "--quiet"])
+            let r = try await t.failoverd(["run", t.planPath, "--quiet"])
             #expect(r.status == 0, "\(r.stderr)")
             #expect(try await t.driver.status(of: dc2).isWritablePrimary)
             #expect(try await t.count(on: dc2) == "50")
@@ -82,7 +82,7 @@ struct LabTests {
             try await t.waitForStreaming(dc1, from: dc2)
             try await t.waitForRow(51, on: dc1)
             #expect(try await t.count(on: dc1) == "51")
-            #expect(try CLI.roles(state: t.state) == ["dc1": "streaming-standby", "dc2": "primary"])
+            #expect(try await CLI.roles(state: t.state) == ["dc1": "streaming-standby", "dc2": "primary"])
         }
     }
 
@@ -98,10 +98,10 @@ struct LabTests {
         ]
         try await fixture.withTopology("every-action", transitions) { t in
             try await t.insertRows(1...30, on: t.instance("dc1"))
-            let r = try t.failoverd(["run", t.planPath, "--quiet"])
+            let r = try await t.failoverd(["run", t.planPath, "--quiet"])
             #expect(r.status == 0, "\(r.stderr)")
             #expect(
-                try CLI.roles(state: t.state) == [
+                try await CLI.roles(state: t.state) == [
                     "dc1": "fenced", "dc2": "streaming-standby", "dc3": "archive-standby", "dc4": "archive-standby",
                 ])
             #expect(try await t.driver.status(of: t.instance("dc1")).running == false)
@@ -137,13 +137,13 @@ struct LabTests {
     {
         let (dc1, dc2) = (t.instance("dc1"), t.instance("dc2"))
         try await t.insertRows(1...20, on: dc1)
-        let crashed = try t.failoverd(["run", t.planPath, "--quiet", "--crash-at", point])
+        let crashed = try await t.failoverd(["run", t.planPath, "--quiet", "--crash-at", point])
         #expect(
             crashed.killedBySignal && crashed.status == SIGKILL, "expected SIGKILL at \(point): \(crashed.status) \(crashed.stderr)",
             sourceLocation: sourceLocation)
-        let resumed = try t.failoverd(["resume", "--quiet"])
+        let resumed = try await t.failoverd(["resume", "--quiet"])
         #expect(resumed.status == 0, "resume after \(point): \(resumed.stderr)", sourceLocation: sourceLocation)
-        #expect(try CLI.roles(state: t.state) == ["dc1": "streaming-standby", "dc2": "primary"], sourceLocation: sourceLocation)
+        #expect(try await CLI.roles(state: t.state) == ["dc1": "streaming-standby", "dc2": "primary"], sourceLocation: sourceLocation)
         try await t.insertRows(21...21, on: dc2)
         try await t.waitForStreaming(dc1, from: dc2)
         try await t.waitForRow(21, on: dc1)
@@ -185,15 +185,15 @@ struct LabTests {
             try await t.insertRows(1...10, on: dc1)
             try await t.waitForRow(10, on: dc2)
             try await t.lab.partition(site: "dc1")
-            let refused = try t.failoverd(["run", t.planPath, "--quiet"])
+            let refused = try await t.failoverd(["run", t.planPath, "--quiet"])
             #expect(refused.status == 3, "\(refused.stderr)")
             #expect(refused.stderr.contains("cannot be reached") && refused.stderr.contains("--assume-fenced dc1"), "\(refused.stderr)")
             #expect(try await t.driver.status(of: dc2).inRecovery, "nothing was promoted")
             // The operator fences dc1 by other means (here: stays cut off) and says so.
-            let assumed = try t.failoverd(["run", t.planPath, "--quiet", "--assume-fenced", "dc1"])
+            let assumed = try await t.failoverd(["run", t.planPath, "--quiet", "--assume-fenced", "dc1"])
             #expect(assumed.status == 0, "\(assumed.stderr)")
             #expect(try await t.driver.status(of: dc2).isWritablePrimary)
-            let audit = try t.failoverd(["audit", "list"])
+            let audit = try await t.failoverd(["audit", "list"])
             #expect(audit.stdout.contains("assume-fenced") && audit.stdout.contains("assumed-fenced"), "\(audit.stdout)")
             // Behind the cut the old primary still runs: the operator's promise, not failoverd's, as the audit says.
             try await t.lab.heal(site: "dc1")
@@ -211,10 +211,10 @@ struct LabTests {
             try await t.insertRows(1...10, on: dc1)
             try await t.waitForRow(10, on: dc2)
             try await t.lab.partition(site: "dc1")
-            let r = try t.failoverd(["run", t.planPath, "--quiet"])
+            let r = try await t.failoverd(["run", t.planPath, "--quiet"])
             #expect(r.status == 0, "\(r.stderr)")
             #expect(try await t.driver.status(of: dc2).isWritablePrimary)
-            #expect(try t.failoverd(["audit", "list"]).stdout.contains("fencing-hook"))
+            #expect(try await t.failoverd(["audit", "list"]).stdout.contains("fencing-hook"))
             try await t.insertRows(11...11, on: dc2)
 
             try await t.lab.heal(site: "dc1")
@@ -223,12 +223,12 @@ struct LabTests {
             // The next run writes the marker the unreachable host could not get; start then refuses.
             let rewindPath = try t.writePlan(
                 "rewind", [Transition(action: .rewind, site: "dc1", source: "dc2")], roles: ["dc1": .fenced, "dc2": .primary])
-            let crashed = try t.failoverd(["run", rewindPath, "--quiet", "--crash-at", "1:before"])
+            let crashed = try await t.failoverd(["run", rewindPath, "--quiet", "--crash-at", "1:before"])
             #expect(crashed.killedBySignal, "\(crashed.stderr)")
             #expect(try await t.driver.hasFenceMarker(dc1))
             await expectFailure(.refused, "is fenced") { try await t.driver.start(dc1) }
             #expect(try await !t.driver.status(of: dc1).running)
-            let resumed = try t.failoverd(["resume", "--quiet"])
+            let resumed = try await t.failoverd(["resume", "--quiet"])
             #expect(resumed.status == 0, "\(resumed.stderr)")
             try await t.waitForStreaming(dc1, from: dc2)
             try await t.waitForRow(11, on: dc1)
@@ -245,7 +245,7 @@ struct LabTests {
             let (dc1, dc2) = (t.instance("dc1"), t.instance("dc2"))
             #expect(dc2.service?.isPgCtlCluster == true)
             try await t.insertRows(1...10, on: dc1)
-            let switched = try t.failoverd(["run", t.planPath, "--quiet"])
+            let switched = try await t.failoverd(["run", t.planPath, "--quiet"])
             #expect(switched.status == 0, "\(switched.stderr)")
             #expect(try await t.driver.status(of: dc2).isWritablePrimary)
             try await t.insertRows(11...11, on: dc2)
@@ -253,7 +253,7 @@ struct LabTests {
             let failoverPath = try t.writePlan(
                 "failover", [Transition(action: .failover, to: "dc1")], roles: ["dc2": .primary, "dc1": .streamingStandby])
             try await t.waitForRow(11, on: dc1)
-            let failed = try t.failoverd(["run", failoverPath, "--quiet"])
+            let failed = try await t.failoverd(["run", failoverPath, "--quiet"])
             #expect(failed.status == 0, "\(failed.stderr)")
             let paths = RemotePaths(dc2)
             let shell = try t.driver.shell(dc2)
@@ -266,7 +266,7 @@ struct LabTests {
             let rewindPath = try t.writePlan(
                 "rewind", [Transition(action: .rewind, site: "dc2", source: "dc1")], roles: ["dc2": .fenced, "dc1": .primary])
             try await t.insertRows(12...12, on: dc1)
-            let rewound = try t.failoverd(["run", rewindPath, "--quiet"])
+            let rewound = try await t.failoverd(["run", rewindPath, "--quiet"])
             #expect(rewound.status == 0, "\(rewound.stderr)")
             #expect(try await shell.run(["cat", paths.startConf]).checked().stdout == "auto\n")
             try await t.waitForStreaming(dc2, from: dc1)
@@ -293,7 +293,7 @@ struct LabTests {
             #expect(try await systemctl(["is-active", service.unit!]).stdout == "active\n")
             #expect(try await systemctl(["show", "-p", "DropInPaths", "--value", service.unit!]).stdout.contains(dropIn))
             try await t.insertRows(1...10, on: dc1)
-            let switched = try t.failoverd(["run", t.planPath, "--quiet"])
+            let switched = try await t.failoverd(["run", t.planPath, "--quiet"])
             #expect(switched.status == 0, "\(switched.stderr)")
             #expect(try await t.driver.status(of: dc2).isWritablePrimary)
             #expect(try await systemctl(["is-active", service.unit!]).stdout == "active\n", "the new primary runs under its unit")
@@ -308,7 +308,7 @@ struct LabTests {
 
             let failoverPath = try t.writePlan(
                 "failover", [Transition(action: .failover, to: "dc1")], roles: ["dc2": .primary, "dc1": .streamingStandby])
-            let failed = try t.failoverd(["run", failoverPath, "--quiet"])
+            let failed = try await t.failoverd(["run", failoverPath, "--quiet"])
             #expect(failed.status == 0, "\(failed.stderr)")
             #expect(try await t.driver.hasFenceMarker(dc2))
             // systemd itself refuses: the unit's start job fails in failoverd's ExecStartPre.
@@ -332,7 +332,7 @@ struct LabTests {
             let rewindPath = try t.writePlan(
                 "rewind", [Transition(action: .rewind, site: "dc2", source: "dc1")], roles: ["dc2": .fenced, "dc1": .primary])
             try await t.insertRows(12...12, on: dc1)
-            let rewound = try t.failoverd(["run", rewindPath, "--quiet"])
+            let rewound = try await t.failoverd(["run", rewindPath, "--quiet"])
             #expect(rewound.status == 0, "\(rewound.stderr)")
             try await t.waitForStreaming(dc2, from: dc1)
             try await t.waitForRow(12, on: dc2)
@@ -359,7 +359,7 @@ struct LabTests {
         var drilled: CLI.Result?
         var failure: (any Error)?
         do {
-            drilled = try CLI.run([
+            drilled = try await CLI.run([
                 "drill", planPath, "--faults", "partition@1:dc1,heal@3:dc1", "--state", root + "/state", "--report", root + "/report",
                 "--warmup", "1",
             ])

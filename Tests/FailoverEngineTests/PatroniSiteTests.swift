@@ -24,7 +24,7 @@ import Testing
             let (prod, dr) = (fx.instance("prod-0"), fx.instance("dr-0"))
             try await fx.insertRows(1...20, on: prod)
             let there = try fx.planFile("there", [Transition(action: .switchover, to: "dr")])
-            let run = try fx.failoverd(["run", there, "--quiet"])
+            let run = try await fx.failoverd(["run", there, "--quiet"])
             #expect(run.status == 0, "\(run.stderr)")
             let first = try #require(try Journal(stateDirectory: fx.state).lastRun()).id
             #expect(try await fx.driver.status(of: dr).isWritablePrimary)
@@ -42,7 +42,7 @@ import Testing
 
             let back = try fx.planFile(
                 "back", [Transition(action: .switchover, to: "prod")], roles: ["prod": .streamingStandby, "dr": .primary])
-            let run2 = try fx.failoverd(["run", back, "--quiet"])
+            let run2 = try await fx.failoverd(["run", back, "--quiet"])
             #expect(run2.status == 0, "\(run2.stderr)")
             #expect(try await fx.primaryTimeline(prod) == 3)
             try await fx.insertRows(22...22, on: prod)
@@ -77,7 +77,7 @@ import Testing
                 try await fx.driver.status(of: dr).walReceiver?.status == "streaming" ? nil : true
             }
             let path = try fx.planFile("gate", [Transition(action: .switchover, to: "dr")])
-            let run = try fx.failoverd(["run", path, "--quiet"])
+            let run = try await fx.failoverd(["run", path, "--quiet"])
             #expect(run.status == 3, "\(run.stderr)")
             #expect(run.stderr.contains("dr-0"), "\(run.stderr)")
             #expect(run.stderr.contains("Nothing was changed"), "\(run.stderr)")
@@ -97,7 +97,7 @@ import Testing
             // dr stops streaming (failoverd's own disable-streaming, through Patroni), so prod's next rows
             // exist on prod alone: the timelines diverge at the failover.
             let disable = try fx.planFile("disable", [Transition(action: .disableStreaming, site: "dr")])
-            let d = try fx.failoverd(["run", disable, "--quiet"])
+            let d = try await fx.failoverd(["run", disable, "--quiet"])
             #expect(d.status == 0, "\(d.stderr)")
             #expect(try await fx.driver.status(of: dr).walReceiver?.status != "streaming")
             try await fx.insertRows(21...25, on: prod)
@@ -116,7 +116,7 @@ import Testing
 
             let failover = try fx.planFile(
                 "failover", [Transition(action: .failover, to: "dr")], roles: ["prod": .primary, "dr": .archiveStandby])
-            let f = try fx.failoverd(["run", failover, "--quiet"])
+            let f = try await fx.failoverd(["run", failover, "--quiet"])
             #expect(f.status == 0, "\(f.stderr)")
             #expect(try await fx.driver.status(of: dr).isWritablePrimary)
             // What dr had when it was promoted: 20 rows, and of 21...25 whatever reached the repository.
@@ -144,7 +144,7 @@ import Testing
 
             let failback = try fx.planFile(
                 "failback", [Transition(action: .failback, to: "prod", method: method)], roles: ["prod": .fenced, "dr": .primary])
-            let b = try fx.failoverd(["run", failback, "--quiet"])
+            let b = try await fx.failoverd(["run", failback, "--quiet"])
             if b.status != 0 {
                 let log = (try? String(contentsOfFile: InstancePaths(prod).stateDirectory + "/patroni.log", encoding: .utf8)) ?? ""
                 Issue.record("failback by \(method.rawValue) failed: \(b.stderr)\nprod-0's Patroni log ends:\n\(log.suffix(6000))")
@@ -181,10 +181,10 @@ import Testing
             try await fx.insertRows(1...20, on: prod)
             let path = try fx.planFile("patroni-switchover", try PlanLoader.load(CLI.plan("patroni-switchover")).transitions)
             let expected = try Planner(plan: PlanLoader.load(path)).finalRoles().get()
-            let crashed = try fx.failoverd(["run", path, "--quiet", "--crash-at", point])
+            let crashed = try await fx.failoverd(["run", path, "--quiet", "--crash-at", point])
             #expect(
                 crashed.killedBySignal && crashed.status == SIGKILL, "expected SIGKILL at \(point): \(crashed.status) \(crashed.stderr)")
-            let resumed = try fx.failoverd(["resume", "--quiet"])
+            let resumed = try await fx.failoverd(["resume", "--quiet"])
             #expect(resumed.status == 0, "resume after \(point): \(resumed.stderr)")
             let journal = try Journal(stateDirectory: fx.state)
             #expect(try journal.recordedRoles() == expected)

@@ -29,10 +29,10 @@ import Testing
             let planPath = try fx.planFile(name, Self.transitions(name))
             let expected = try Planner(plan: PlanLoader.load(planPath)).finalRoles().get()
 
-            let crashed = try fx.failoverd(["run", planPath, "--quiet", "--crash-at", point])
+            let crashed = try await fx.failoverd(["run", planPath, "--quiet", "--crash-at", point])
             #expect(
                 crashed.killedBySignal && crashed.status == SIGKILL, "expected SIGKILL at \(point): \(crashed.status) \(crashed.stderr)")
-            let resumed = try fx.failoverd(["resume", "--quiet"])
+            let resumed = try await fx.failoverd(["resume", "--quiet"])
             #expect(resumed.status == 0, "resume after \(point): \(resumed.stderr)")
 
             let journal = try Journal(stateDirectory: fx.state)

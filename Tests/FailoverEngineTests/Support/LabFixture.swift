@@ -175,7 +175,7 @@ struct LabTopology: Sendable {
     }
 
     /// Runs failoverd with this topology's state directory.
-    func failoverd(_ args: [String]) throws -> CLI.Result { try CLI.run(args + ["--state", state]) }
+    func failoverd(_ args: [String]) async throws -> CLI.Result { try await CLI.run(args + ["--state", state]) }
 
     @discardableResult
     func sql(_ instance: Instance, _ sql: String, _ parameters: [String?] = []) async throws -> [[String?]] {
