@@ -173,30 +173,16 @@ import Testing
         let count = try! Planner(plan: plan).steps().get().count
         return (1...count).flatMap { ["\($0):before", "\($0):after"] }
     }
+}
 
-    @Test("kill -9 at every step of the Patroni switchover plan, resume: same roles, no row lost", arguments: crashPoints())
+/// kill -9 at every step of the Patroni switchover plan, then resume, in one Patroni sandbox shared by the
+/// cases (``SandboxPool``): each starts with prod leading and dr's standby cluster streaming from it, and
+/// switches back afterwards.
+@Suite(.sandboxPool(PatroniSiteTests.layout, patroni: true, width: 1)) struct PatroniCrashResumeTests {
+    @Test(
+        "kill -9 at every step of the Patroni switchover plan, resume: same roles, no row lost", arguments: PatroniSiteTests.crashPoints())
     func crashAndResume(at point: String) async throws {
-        try await SandboxFixture.with(Self.layout, patroni: true) { fx in
-            let prod = fx.instance("prod-0")
-            try await fx.insertRows(1...20, on: prod)
-            let path = try fx.planFile("patroni-switchover", try PlanLoader.load(CLI.plan("patroni-switchover")).transitions)
-            let expected = try Planner(plan: PlanLoader.load(path)).finalRoles().get()
-            let crashed = try await fx.failoverd(["run", path, "--quiet", "--crash-at", point])
-            #expect(
-                crashed.killedBySignal && crashed.status == SIGKILL, "expected SIGKILL at \(point): \(crashed.status) \(crashed.stderr)")
-            let resumed = try await fx.failoverd(["resume", "--quiet"])
-            #expect(resumed.status == 0, "resume after \(point): \(resumed.stderr)")
-            let journal = try Journal(stateDirectory: fx.state)
-            #expect(try journal.recordedRoles() == expected)
-            let primary = fx.instance("\(try #require(expected.first { $0.value == .primary }?.key))-0")
-            try await fx.insertRows(21...21, on: primary)
-            for (_, instance) in fx.plan.allInstances where instance != primary {
-                _ = try await fx.waitForStreaming(instance, from: primary)
-                try await fx.waitForRow(21, on: instance)
-                #expect(try await count(fx, instance) == "21")
-            }
-            #expect(try AuditLog(journal: journal).verify().intact)
-        }
+        try await RealCrashResumeTests.crashAndResume(plan: "patroni-switchover", at: point)
     }
 }
 
