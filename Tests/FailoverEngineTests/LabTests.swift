@@ -122,21 +122,24 @@ struct LabTests {
         return (1...max(count, 1)).flatMap { ["\($0):before", "\($0):after"] }
     }()
 
-    /// kill -9 of the engine at every step of dc-switchover, then resume: same roles, no row lost.
+    /// kill -9 of the engine at every step of dc-switchover, then resume: same roles, no row lost. The cases
+    /// share one topology, back in its declared roles after each (``LabFixture/withSharedTopology(_:_:sites:systemd:_:)``).
     @Test(arguments: switchoverSteps) func crashAndResumeAtEveryStepOfDCSwitchover(_ point: String) async throws {
-        let name = "crash-" + point.replacingOccurrences(of: ":", with: "-")
-        try await fixture.withTopology(name, [Transition(action: .switchover, to: "dc2")], sites: ["dc1", "dc2"]) { t in
-            try await Self.crashAndResumeSwitchover(t, at: point)
+        try await fixture.withSharedTopology("crash", [Transition(action: .switchover, to: "dc2")], sites: ["dc1", "dc2"]) { t, rows in
+            try await Self.crashAndResumeSwitchover(t, at: point, rows: rows)
         }
     }
 
-    /// Rows 1–20 on dc1, the engine killed at `point` of the dc1 → dc2 switchover, `failoverd resume`: the
-    /// roles are those planned, and row 21 written on dc2 reaches dc1 with all the others.
-    static func crashAndResumeSwitchover(_ t: LabTopology, at point: String, sourceLocation: SourceLocation = #_sourceLocation)
-        async throws
-    {
+    /// Rows 1–20 past `rows` on dc1, the engine killed at `point` of the dc1 → dc2 switchover, `failoverd
+    /// resume`: the roles are those planned, and one more row written on dc2 reaches dc1 with all the others.
+    /// `afterResume` checks what else the case promises; then a plain switchover back to dc1, so the topology is
+    /// in its declared roles again; returns the rows.
+    static func crashAndResumeSwitchover(
+        _ t: LabTopology, at point: String, rows: Int, sourceLocation: SourceLocation = #_sourceLocation,
+        afterResume: () async throws -> Void = {}
+    ) async throws -> Int {
         let (dc1, dc2) = (t.instance("dc1"), t.instance("dc2"))
-        try await t.insertRows(1...20, on: dc1)
+        try await t.insertRows(rows + 1...rows + 20, on: dc1)
         let crashed = try await t.failoverd(["run", t.planPath, "--quiet", "--crash-at", point])
         #expect(
             crashed.killedBySignal && crashed.status == SIGKILL, "expected SIGKILL at \(point): \(crashed.status) \(crashed.stderr)",
@@ -144,11 +147,20 @@ struct LabTests {
         let resumed = try await t.failoverd(["resume", "--quiet"])
         #expect(resumed.status == 0, "resume after \(point): \(resumed.stderr)", sourceLocation: sourceLocation)
         #expect(try await CLI.roles(state: t.state) == ["dc1": "streaming-standby", "dc2": "primary"], sourceLocation: sourceLocation)
-        try await t.insertRows(21...21, on: dc2)
+        let last = rows + 21
+        try await t.insertRows(last...last, on: dc2)
         try await t.waitForStreaming(dc1, from: dc2)
-        try await t.waitForRow(21, on: dc1)
-        #expect(try await t.count(on: dc1) == "21", sourceLocation: sourceLocation)
-        #expect(try await t.count(on: dc2) == "21", sourceLocation: sourceLocation)
+        try await t.waitForRow(last, on: dc1)
+        #expect(try await t.count(on: dc1) == String(last), sourceLocation: sourceLocation)
+        #expect(try await t.count(on: dc2) == String(last), sourceLocation: sourceLocation)
+        try await afterResume()
+
+        let back = try t.writePlan(
+            "back", [Transition(action: .switchover, to: "dc1")], roles: ["dc1": .streamingStandby, "dc2": .primary])
+        let switched = try await t.failoverd(["run", back, "--quiet"])
+        #expect(switched.status == 0, "switchover back to dc1: \(switched.stderr)", sourceLocation: sourceLocation)
+        try await t.waitForStreaming(dc2, from: dc1)
+        return last
     }
 
     static let systemdCrashPoints: [String] = {
@@ -163,18 +175,31 @@ struct LabTests {
     /// pg_ctl and `systemctl stop`, its start as a standby through `systemctl start` and the fence drop-in),
     /// both sites under units: the resume ends with the same roles, every row, and both units active.
     @Test(arguments: systemdCrashPoints) func crashAndResumeAroundTheUnitsOfSystemdSites(_ point: String) async throws {
-        let name = "systemd-crash-" + point.replacingOccurrences(of: ":", with: "-")
-        try await fixture.withTopology(name, [Transition(action: .switchover, to: "dc2")], sites: ["dc1", "dc2"], systemd: ["dc1", "dc2"]) {
-            t in
-            try await Self.crashAndResumeSwitchover(t, at: point)
-            let (dc1, dc2) = (t.instance("dc1"), t.instance("dc2"))
-            let user = try OSUser.postgresUser(for: t.plan)
-            for instance in [dc1, dc2] {
-                let service = try #require(instance.service)
-                let active = try await t.lab.userSystemctl(user: user, runtime: service.runtimeDirectory!, ["is-active", service.unit!])
-                #expect(active.stdout == "active\n", "\(instance.name) runs under its unit after the resume")
+        try await fixture.withSharedTopology(
+            "systemd-crash", [Transition(action: .switchover, to: "dc2")], sites: ["dc1", "dc2"], systemd: ["dc1", "dc2"],
+            alsoReady: { await (try? Self.inactiveUnits($0).isEmpty) == true }
+        ) { t, rows in
+            try await Self.crashAndResumeSwitchover(
+                t, at: point, rows: rows,
+                afterResume: {
+                    let inactive = try await Self.inactiveUnits(t)
+                    #expect(inactive.isEmpty, "every instance runs under its unit after the resume; not: \(inactive)")
+                })
+        }
+    }
+
+    /// The instances of `t` whose systemd unit is not active.
+    static func inactiveUnits(_ t: LabTopology) async throws -> [String] {
+        let user = try OSUser.postgresUser(for: t.plan)
+        var inactive: [String] = []
+        for (_, instance) in t.plan.allInstances {
+            guard let service = instance.service, let unit = service.unit, let runtime = service.runtimeDirectory else { continue }
+            let active = try await t.lab.userSystemctl(user: user, runtime: runtime, ["is-active", unit])
+            if active.stdout != "active\n" {
+                inactive.append("\(instance.name) (\(unit): \(active.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))")
             }
         }
+        return inactive
     }
 
     /// The primary's data center cut off: without a hook the failover refuses (exit 3) and nothing is promoted;
@@ -355,6 +380,7 @@ struct LabTests {
         chmod(root, 0o755)
         let planPath = root + "/drill.json"
         try fixture.write(plan, to: planPath)
+        await fixture.shared.stopAll()
         try await fixture.lab.down()
         var drilled: CLI.Result?
         var failure: (any Error)?

@@ -18,6 +18,8 @@ struct LabFixture: Sendable {
 
     let root: String
     let plan: Plan
+    /// Topologies shared by the crash cases, by name; taken down before the lab.
+    let shared = LabTopologies()
     var lab: Lab { Lab(plan: plan, stateDirectory: labState) }
     var labState: String { root + "/lab-state" }
 
@@ -81,6 +83,45 @@ struct LabFixture: Sendable {
         _ name: String, _ transitions: [Transition], roles: [String: Role] = [:], sites: [String]? = nil, fencing: Bool = true,
         debian: Set<String> = [], systemd: Set<String> = [], _ body: (LabTopology) async throws -> Void
     ) async throws {
+        let topology = try await startTopology(
+            name, transitions, roles: roles, sites: sites, fencing: fencing, debian: debian, systemd: systemd)
+        do {
+            try await body(topology)
+        } catch {
+            await topology.stop()
+            throw error
+        }
+        await topology.stop()
+    }
+
+    /// Runs `body` in the topology named `name` shared by the calls that name it (built by the first, as
+    /// ``startTopology(_:_:roles:sites:fencing:debian:systemd:)`` builds it; built again when a case left it
+    /// out of its declared state or `alsoReady` says no, see ``FixturePool``), with the rows it holds; `body`
+    /// returns how many it holds afterwards.
+    func withSharedTopology(
+        _ name: String, _ transitions: [Transition], sites: [String]? = nil, systemd: Set<String> = [],
+        alsoReady: @escaping @Sendable (LabTopology) async -> Bool = { _ in true },
+        _ body: @Sendable (LabTopology, _ rows: Int) async throws -> Int
+    ) async throws {
+        let pool = await shared.pool(name) {
+            FixturePool<LabTopology>(
+                width: 1, start: { try await startTopology(name, transitions, sites: sites, systemd: systemd) }, stop: { await $0.stop() },
+                isReady: { t, rows in
+                    let declared = await DeclaredTopology.holds(
+                        t.plan, state: t.state, rows: rows, status: { try await t.driver.status(of: $0) },
+                        count: { try await t.count(on: $0) })
+                    return declared ? await alsoReady(t) : false
+                })
+        }
+        try await pool.use(body)
+    }
+
+    /// Builds a PostgreSQL topology of `sites` (default all) with `transitions`; the caller must ``LabTopology/stop()``
+    /// it on every path.
+    func startTopology(
+        _ name: String, _ transitions: [Transition], roles: [String: Role] = [:], sites: [String]? = nil, fencing: Bool = true,
+        debian: Set<String> = [], systemd: Set<String> = []
+    ) async throws -> LabTopology {
         var p = plan
         p.name = plan.name + "-" + name
         p.sites = p.sites.filter { sites?.contains($0.name) ?? true }
@@ -108,19 +149,19 @@ struct LabFixture: Sendable {
         let lab = lab
         sandbox.starter = { try await lab.start($0, driver: driver) }
         sandbox.clientAddresses = Lab.network
-        let topology = LabTopology(plan: p, planPath: planPath, state: state, driver: driver, lab: lab)
+        let topology = LabTopology(plan: p, planPath: planPath, state: state, driver: driver, lab: lab, sandbox: sandbox)
         do {
             try await SandboxFixture.timed("topology \(name) up") { try await sandbox.up() }
-            try await body(topology)
         } catch {
-            await topology.tearDown(sandbox)
+            await topology.stop()
             throw error
         }
-        await topology.tearDown(sandbox)
+        return topology
     }
 
     /// lab down, then proof that nothing is left: no namespace, link or sshd of the lab.
     func tearDown() async {
+        await shared.stopAll()
         let recorded = (try? LabManifest.load(for: plan, in: labState))?.processes ?? []
         do {
             if lab.exists { try await lab.down() }
@@ -160,6 +201,7 @@ struct LabTopology: Sendable {
     let state: String
     let driver: SSHPostgresDriver
     let lab: Lab
+    let sandbox: Sandbox
 
     func instance(_ site: String) -> Instance { plan.site(named: site)!.leader }
 
@@ -201,7 +243,9 @@ struct LabTopology: Sendable {
         }
     }
 
-    func tearDown(_ sandbox: Sandbox) async {
+    /// Takes the topology down: links healed, the SSH connections of its runs closed, units stopped, the
+    /// servers stopped by pid, its state directory removed.
+    func stop() async {
         for site in plan.sites { try? await lab.heal(site: site.name) }
         try? await lab.reconnectControl()
         await RemoteShell.closeAll(stateDirectory: state)
@@ -212,6 +256,25 @@ struct LabTopology: Sendable {
             Issue.record("sandbox down failed: \(error)")
         }
         try? FileManager.default.removeItem(atPath: state)
+    }
+}
+
+/// The lab's shared topologies, by name (``LabFixture/withSharedTopology(_:_:sites:systemd:_:)``).
+actor LabTopologies {
+    private var pools: [String: FixturePool<LabTopology>] = [:]
+
+    /// The pool named `name`, made by `make` the first time.
+    func pool(_ name: String, _ make: () -> FixturePool<LabTopology>) -> FixturePool<LabTopology> {
+        if let pool = pools[name] { return pool }
+        let pool = make()
+        pools[name] = pool
+        return pool
+    }
+
+    /// Takes every shared topology down.
+    func stopAll() async {
+        for pool in pools.values { await pool.stopAll() }
+        pools = [:]
     }
 }
 
