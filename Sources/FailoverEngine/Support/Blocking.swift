@@ -35,6 +35,12 @@ enum Blocking {
             BlockingThreads.shared.submit { continuation.resume(returning: work()) }
         }
     }
+
+    /// Starts `work` on a thread of its own and returns at once, from synchronous code: for work that must
+    /// begin now whatever the cooperative pool is doing (reaping a child the moment it exits).
+    static func start(_ work: @escaping @Sendable () -> Void) {
+        BlockingThreads.shared.submit(work)
+    }
 }
 
 /// The threads behind ``Blocking``: as many as there are jobs at once, kept while work keeps coming.

@@ -21,9 +21,15 @@ final class ChildProcess: Sendable {
     let stdoutPath: String
     /// The file receiving its standard error.
     let stderrPath: String
-    /// Set, under its lock, right before the child is reaped: a signal sent while it is false reaches the child.
-    private let reaped = Locked(false)
-    private let exit: Task<Spawner.Termination, Never>
+    /// Set, under its lock, right before the child is reaped (a signal sent while it is unset reaches the
+    /// child); then how it ended, and the tasks waiting for that.
+    private let exit = Locked(Exit())
+
+    private struct Exit {
+        var reaped = false
+        var termination: Spawner.Termination?
+        var waiting: [CheckedContinuation<Spawner.Termination, Never>] = []
+    }
 
     /// Starts `path` with `argv` (argv[0] included), `environment` (`KEY=value`) and standard input /dev/null.
     ///
@@ -59,8 +65,17 @@ final class ChildProcess: Sendable {
         self.commandLine = commandLine
         self.stdoutPath = stdoutPath
         self.stderrPath = stderrPath
-        // Reaped as soon as it exits, whether anyone waits or not: no zombie is left behind.
-        exit = Task { [reaped] in await Spawner.wait(pid) { reaped.withLock { $0 = true } } }
+        // Reaped as soon as it exits, whether anyone waits or not (no zombie is left behind), by a thread of
+        // Blocking started now: neither the reaping nor a timeout's view of it waits for the cooperative pool.
+        Blocking.start { [exit] in
+            let termination = Spawner.reap(pid) { exit.withLock { $0.reaped = true } }
+            let waiting = exit.withLock { e in
+                e.termination = termination
+                defer { e.waiting = [] }
+                return e.waiting
+            }
+            for continuation in waiting { continuation.resume(returning: termination) }
+        }
     }
 
     deinit {
@@ -68,17 +83,26 @@ final class ChildProcess: Sendable {
         unlink(stderrPath)
     }
 
-    /// Waits until the child exits (on a thread of ``Blocking``, never the cooperative pool); how it ended.
-    func wait() async -> Spawner.Termination { await exit.value }
+    /// Waits until the child exits (reaped by a thread of ``Blocking``, never one of the cooperative pool); how
+    /// it ended.
+    func wait() async -> Spawner.Termination {
+        await withCheckedContinuation { continuation in
+            let ended = exit.withLock { e in
+                if e.termination == nil { e.waiting.append(continuation) }
+                return e.termination
+            }
+            if let ended { continuation.resume(returning: ended) }
+        }
+    }
 
     /// True until the child has exited.
-    var isRunning: Bool { !reaped.current }
+    var isRunning: Bool { !exit.current.reaped }
 
     /// Sends `signal` to the child (to its whole process group with `group`); false when it has already exited.
     @discardableResult
     func signal(_ signal: Int32, group: Bool = false) -> Bool {
-        reaped.withLock { reaped in
-            guard !reaped else { return false }
+        exit.withLock { e in
+            guard !e.reaped else { return false }
             kill(group ? -pid : pid, signal)
             return true
         }

@@ -93,14 +93,9 @@ enum Spawner {
         }
     }
 
-    /// Waits until `pid` exits, on a thread of ``Blocking`` (never the cooperative pool); calls `onExit` before
-    /// reaping it (so the pid cannot have been reused while `onExit` runs), then returns how it ended.
-    static func wait(_ pid: pid_t, onExit: @escaping @Sendable () -> Void) async -> Termination {
-        await Blocking.run { reap(pid, onExit: onExit) }
-    }
-
-    /// Blocks the calling thread until `pid` exits; calls `onExit` before reaping it, then returns how it ended.
-    /// From async code, use ``wait(_:onExit:)``.
+    /// Blocks the calling thread until `pid` exits; calls `onExit` before reaping it (so the pid cannot have been
+    /// reused while `onExit` runs), then returns how it ended. Run it on a thread of ``Blocking`` (as
+    /// ``ChildProcess`` does), never on one of the cooperative pool.
     static func reap(_ pid: pid_t, onExit: () -> Void = {}) -> Termination {
         var info = siginfo_t()
         while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) == -1 && errno == EINTR {}

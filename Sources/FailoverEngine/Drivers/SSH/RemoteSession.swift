@@ -230,7 +230,7 @@ final class RemoteSession: @unchecked Sendable {
         close(socket)
         kill(pid, SIGTERM)
         let pid = pid
-        Task.detached { _ = await Spawner.wait(pid, onExit: {}) }
+        Blocking.start { _ = Spawner.reap(pid) }
     }
 
     /// Closes the socket and returns ssh's exit status, waiting up to `seconds` before SIGKILL; marks the
