@@ -133,10 +133,25 @@ struct LabTests {
     /// Rows 1–20 past `rows` on dc1, the engine killed at `point` of the dc1 → dc2 switchover, `failoverd
     /// resume`: the roles are those planned, and one more row written on dc2 reaches dc1 with all the others.
     /// `afterResume` checks what else the case promises; then a plain switchover back to dc1, so the topology is
-    /// in its declared roles again; returns the rows.
+    /// in its declared roles again; returns the rows. The runs of a case have a state directory of their own
+    /// (journal and SSH control directory), as they had when each case built its topology.
     static func crashAndResumeSwitchover(
-        _ t: LabTopology, at point: String, rows: Int, sourceLocation: SourceLocation = #_sourceLocation,
+        _ shared: LabTopology, at point: String, rows: Int, sourceLocation: SourceLocation = #_sourceLocation,
         afterResume: () async throws -> Void = {}
+    ) async throws -> Int {
+        let t = try shared.withState(shared.state + "-" + point.replacingOccurrences(of: ":", with: "-"))
+        do {
+            let last = try await crashAndResumeSwitchover(case: t, at: point, rows: rows, sourceLocation: sourceLocation, afterResume)
+            await t.closeState()
+            return last
+        } catch {
+            await t.closeState()
+            throw error
+        }
+    }
+
+    private static func crashAndResumeSwitchover(
+        case t: LabTopology, at point: String, rows: Int, sourceLocation: SourceLocation, _ afterResume: () async throws -> Void
     ) async throws -> Int {
         let (dc1, dc2) = (t.instance("dc1"), t.instance("dc2"))
         try await t.insertRows(rows + 1...rows + 20, on: dc1)

@@ -117,11 +117,13 @@ struct LabFixture: Sendable {
     }
 
     /// Builds a PostgreSQL topology of `sites` (default all) with `transitions`; the caller must ``LabTopology/stop()``
-    /// it on every path.
+    /// it on every path. The lab's hosts hold one topology at a time (their data directories and port 5432):
+    /// shared topologies of other names are taken down first.
     func startTopology(
         _ name: String, _ transitions: [Transition], roles: [String: Role] = [:], sites: [String]? = nil, fencing: Bool = true,
         debian: Set<String> = [], systemd: Set<String> = []
     ) async throws -> LabTopology {
+        await shared.stopAll(except: name)
         var p = plan
         p.name = plan.name + "-" + name
         p.sites = p.sites.filter { sites?.contains($0.name) ?? true }
@@ -205,6 +207,21 @@ struct LabTopology: Sendable {
 
     func instance(_ site: String) -> Instance { plan.site(named: site)!.leader }
 
+    /// This topology with a state directory of its own (its journal, and the SSH control directory derived
+    /// from it), for one case of several that share the servers; ``closeState()`` ends its SSH connections
+    /// and removes it.
+    func withState(_ state: String) throws -> LabTopology {
+        LabTopology(
+            plan: plan, planPath: planPath, state: state, driver: try SSHPostgresDriver(plan: plan, stateDirectory: state), lab: lab,
+            sandbox: sandbox)
+    }
+
+    /// Ends the SSH connections of runs with this state directory and removes it.
+    func closeState() async {
+        await RemoteShell.closeAll(stateDirectory: state)
+        try? FileManager.default.removeItem(atPath: state)
+    }
+
     /// Writes this topology's plan with `transitions` and the given sites' roles (the others keep theirs)
     /// beside its plan file, as NAME-SUFFIX.json; returns the path.
     func writePlan(_ suffix: String, _ transitions: [Transition], roles: [String: Role]) throws -> String {
@@ -271,10 +288,9 @@ actor LabTopologies {
         return pool
     }
 
-    /// Takes every shared topology down.
-    func stopAll() async {
-        for pool in pools.values { await pool.stopAll() }
-        pools = [:]
+    /// Takes every shared topology down but the one named `kept`.
+    func stopAll(except kept: String? = nil) async {
+        for (name, pool) in pools where name != kept { await pool.stopAll() }
     }
 }
 
