@@ -265,7 +265,7 @@ import Testing
         #expect(!validation.problems.contains { ($0.message + $0.hint).contains("hunter2") })
     }
 
-    @Test("nothing listening is told apart from nothing known: only a refused connection is proof")
+    @Test("a refused connection is told apart from a connection that succeeds (the refusal alone proves nothing stopped)")
     func refusedIsProof() throws {
         let port = try FreePorts.take(1)[0]
         #expect(TCPProbe.isRefused(host: "127.0.0.1", port: port))
