@@ -128,4 +128,32 @@ import Testing
             #expect(try await fx.driver.status(of: dr).inRecovery)
         }
     }
+
+    @Test(
+        "the same hung member vouched for with --assume-fenced: standby_cluster is still set, dr is promoted, and prod-0 comes back read-only"
+    )
+    func hungPostgresVouched() async throws {
+        try await SandboxFixture.with(Self.layout, patroni: true) { fx in
+            let (prod, dr) = (fx.instance("prod-0"), fx.instance("dr-0"))
+            try await fx.insertRows(1...5, on: prod)
+            try await fx.waitForRow(5, on: dr)
+            let postmaster = try #require(Postmaster.livePID(in: prod.dataDirectory))
+            kill(postmaster, SIGSTOP)
+            defer { kill(postmaster, SIGCONT) }
+            let failover = try fx.planFile("failover", [Transition(action: .failover, to: "dr")])
+            let f = try fx.failoverd(["run", failover, "--quiet", "--assume-fenced", "prod"])
+            #expect(f.status == 0, "\(f.stderr)")
+            #expect(try await fx.driver.status(of: dr).isWritablePrimary)
+            let journal = try Journal(stateDirectory: fx.state)
+            let fenceStep = try journal.steps(of: try #require(try journal.lastRun()).id).first { $0.step.kind == .fenceSite }
+            #expect(try fenceStep?.evidence(as: FenceEvidence.self)?.fencedBy?.contains("--assume-fenced prod") == true)
+            // Patroni holds the fence's configuration: once the postmaster runs again, Patroni demotes it.
+            kill(postmaster, SIGCONT)
+            _ = try await Poll.until("prod-0 to come back as a standby leader", timeout: 60, interval: 0.1) { () async throws -> Bool? in
+                guard (try? await fx.driver.status(of: prod))?.reachable == true else { return nil }
+                return try await role(fx, prod) == "standby_leader" ? true : nil
+            }
+            try await expectFencedStandbyLeader(fx, prod)
+        }
+    }
 }
