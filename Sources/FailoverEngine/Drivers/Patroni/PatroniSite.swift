@@ -134,9 +134,9 @@ public struct PatroniSite: SiteDriver {
         return parts.lexicographicallyPrecedes(minimumVersion) == false
     }
 
-    /// True for a Patroni on which failoverd's fence of a live site was verified: the 4.1 series. 4.1.0 and
-    /// 4.1.5 were run (a live primary made a standby leader with no WAL source, then promoted elsewhere and
-    /// rejoined); 4.1.1 to 4.1.4 were read (the same `standby_cluster` handling: ha.py get_remote_member,
+    /// True for a Patroni on which failoverd's fence of a live site was verified: the 4.1 series, every
+    /// release of it run (4.1.0 to 4.1.5: a live primary made a standby leader with no WAL source; 4.1.0 and
+    /// 4.1.5 also through failover under load and failback) and read (ha.py get_remote_member,
     /// postgresql/config.py build_recovery_params, utils.py patch_config). Before 4.1 a demotion stops the
     /// primary immediately; later series are not verified.
     static func isFenceVerified(_ version: String) -> Bool {
@@ -412,14 +412,14 @@ public struct PatroniSite: SiteDriver {
             // `patronictl edit-config` does, so that its Patroni starts it as a standby whenever it comes back.
             guard let etcd = site.patroni?.etcd, let cluster = site.patroni else {
                 throw FailoverError.refused(
-                    "fence of site \(site.name) refused: no member's Patroni answers, and the plan names no etcd for it (patroni.etcd): failoverd cannot set standby_cluster, so its Patroni would start the old primary again when it returns. Name the site's etcd in the plan, or set standby_cluster yourself (patronictl edit-config) and resume with --assume-fenced \(site.name)."
+                    "fence of site \(site.name) refused: no member's Patroni answers, and the plan names no etcd for it (patroni.etcd): failoverd cannot set standby_cluster, so its Patroni would start the old primary again when it returns. Nothing was changed. Name the site's etcd in the plan ($.sites[].patroni.etcd, with its TLS and credential files if it needs them) and run the plan again."
                 )
             }
             do {
                 try await PatroniDCS(endpoint: etcd, cluster: cluster, runner: runner).setStandbyCluster(section)
             } catch let error as FailoverError {
                 throw FailoverError.refused(
-                    "fence of site \(site.name) refused: no member's Patroni answers, and failoverd could not write standby_cluster into its configuration in etcd \(etcd): \(error.message) Without it its Patroni would start the old primary again when it returns. Make etcd answer (or set standby_cluster yourself with patronictl edit-config), then resume."
+                    "fence of site \(site.name) refused: no member's Patroni answers, and failoverd could not write standby_cluster into its configuration in etcd \(etcd): \(error.message) Without it its Patroni would start the old primary again when it returns, whoever vouches that it is stopped now. Nothing was changed. Make that etcd answer failoverd (reachable, with the TLS and credential files the plan names), then run the plan again."
                 )
             }
             how = "PostgreSQL and Patroni do not answer: recorded fenced; standby_cluster written to its configuration in etcd \(etcd)"
