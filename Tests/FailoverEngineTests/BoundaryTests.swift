@@ -218,6 +218,31 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: home + "/trace"), "curl read the curlrc")
     }
 
+    // MARK: The lab's directories
+
+    /// `lab up` writes a key, known_hosts and a fencing hook that root then trusts: into a directory another
+    /// user made first it writes nothing, and refuses before it changes anything on the host (no login user).
+    @Test(.enabled(if: LabFixture.available, "needs root")) func labUpRefusesADirectoryAnotherUserMadeFirst() async throws {
+        // The lab's paths are predictable (/tmp/failoverd-lab-dcp/ssh/id_ed25519): another user creates them first.
+        let id = UUID().uuidString.prefix(8).lowercased()
+        let root = "/tmp/failoverd-lab-planted-" + id
+        let state = CLI.tempDirectory("failoverd-lab-planted-state")
+        defer {
+            try? FileManager.default.removeItem(atPath: root)
+            try? FileManager.default.removeItem(atPath: state)
+        }
+        var plan = LabFixture.makePlan(root: root)
+        plan.name = "planted-" + id
+        let nobody = try #require(OSUser.lookup("nobody"))
+        try await CommandRunner(user: nobody).run("/bin/mkdir", ["-p", "-m", "755", root + "/ssh"]).checked()
+        let lab = Lab(plan: plan, stateDirectory: state)
+        await expectFailure(.refused, "\(root) is owned by uid \(nobody.uid)") { try await lab.up(buildTopology: false) }
+        #expect(!FileManager.default.fileExists(atPath: root + "/ssh/id_ed25519"), "a key was written into another user's directory")
+        #expect(OSUser.lookup(plan.sites[0].ssh!.user) == nil, "the login user was created before the refusal")
+        _ = try await lab.down()
+        #expect(FileManager.default.fileExists(atPath: root + "/ssh"), "lab down removed a directory it did not create")
+    }
+
     // MARK: The SSH control directory
 
     /// The control sockets live in the state directory; a directory another user made at the old

@@ -15,6 +15,11 @@ extension Lab {
         var manifest = try LabManifest.load(for: plan, in: stateDirectory) ?? LabManifest(plan: plan.name)
         try manifest.save(for: plan, in: stateDirectory)
         _ = try Files.makeDirectory(directory, mode: 0o700, owner: nil)
+        // Before anything else changes on the host: the directories root writes a key, the hosts' keys and
+        // the fencing hook into must be root's alone.
+        for (directory, file) in privateDirectories(login) {
+            try ensurePrivateDirectory(directory, for: file, manifest: &manifest)
+        }
         let osUser = try await sandbox().ensureOSUser()
         try await ensureLoginUser(login.user, osUser: osUser.name, manifest: &manifest)
         try await ensureKeys(login, manifest: &manifest)
@@ -122,6 +127,20 @@ extension Lab {
                 try await root("/usr/sbin/visudo", ["-c", "-q", "-f", sudoers], "The sudoers rule failoverd wrote is refused by visudo.")
             }
         }
+    }
+
+    /// The plan's fencing hook when the lab writes it: in the directory of its repository, under /tmp/failoverd-lab….
+    var labHook: String? {
+        guard let hook = plan.fencing?.command.first else { return nil }
+        let labRoot = (plan.repository.path as NSString).deletingLastPathComponent
+        return (hook as NSString).deletingLastPathComponent == labRoot && labRoot.hasPrefix("/tmp/failoverd-lab") ? hook : nil
+    }
+
+    /// The directories `up` writes files root trusts into, each with the file: the key's, known_hosts's and
+    /// the lab's fencing hook's.
+    func privateDirectories(_ login: SSHSettings) -> [(directory: String, file: String)] {
+        let files = [login.identityFile, login.knownHostsFile, labHook].compactMap { $0 }
+        return files.map { (($0 as NSString).deletingLastPathComponent, $0) }
     }
 
     /// Creates `directory` (and its missing parents, recorded for `down`) for a file root writes and then
@@ -288,9 +307,8 @@ extension Lab {
     /// The lab's fencing hook, when the plan names one in the directory of its repository: a script that
     /// cuts the named site's link. Its argv is the plan's; failoverd appends the site and the instance.
     func writeFencingHook(manifest: inout LabManifest) throws {
-        guard let hook = plan.fencing?.command.first else { return }
+        guard let hook = labHook else { return }
         let labRoot = (plan.repository.path as NSString).deletingLastPathComponent
-        guard (hook as NSString).deletingLastPathComponent == labRoot, labRoot.hasPrefix("/tmp/failoverd-lab") else { return }
         var cases = ""
         for site in plan.sites {
             let indexes = try hostIndexes(of: site.name)

@@ -39,7 +39,7 @@ enum TrustedPath {
     ///
     /// - Throws: ``FailoverError`` (invalid input, exit 2) naming the path and what is wrong with it.
     static func openExecutable(_ path: String) throws -> Int32 {
-        let (parent, name) = try walk(path, what: "the executable")
+        let (parent, name) = try walk(path)
         defer { close(parent) }
         let fd = openat(parent, name, O_PATH | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { throw refusal(path, reason(errno, at: path)) }
@@ -60,26 +60,24 @@ enum TrustedPath {
     /// - Throws: ``FailoverError`` (refused, exit 3) naming the path and what is wrong with it.
     static func checkDirectory(_ path: String, purpose: String) throws {
         do {
-            let (parent, name) = try walk(path + "/.", what: "the directory", lastIsDirectory: true)
-            _ = name
+            let (parent, _) = try walk(path, lastIsDirectory: true)
             close(parent)
         } catch let error as FailoverError {
-            throw FailoverError.refused("\(purpose): " + error.message.replacingOccurrences(of: path + "/.", with: path))
+            throw FailoverError.refused("\(purpose): \(error.message)")
         }
     }
 
     // MARK: The walk
 
     /// Opens every directory of `path` but its last segment, from `/`, checking each; returns the descriptor
-    /// of the last directory (O_PATH) and the last segment's name. With `lastIsDirectory`, `path` ends in
-    /// `/.` and every real segment is a directory to check.
-    private static func walk(_ path: String, what: String, lastIsDirectory: Bool = false) throws -> (Int32, String) {
+    /// of the last directory (O_PATH) and the last segment's name. With `lastIsDirectory`, every segment is a
+    /// directory to check, and the descriptor is `path`'s own.
+    private static func walk(_ path: String, lastIsDirectory: Bool = false) throws -> (Int32, String) {
         guard path.hasPrefix("/") else { throw refusal(path, "\(path) is not an absolute path") }
         var segments = path.split(separator: "/").map(String.init)
-        guard let last = segments.popLast(), !segments.contains(".."), !segments.contains("."), last != ".." else {
-            throw refusal(path, "\(path) is not a normal absolute path")
-        }
-        guard lastIsDirectory || last != "." else { throw refusal(path, "\(path) is not a normal absolute path") }
+        guard !segments.contains(".."), !segments.contains(".") else { throw refusal(path, "\(path) is not a normal absolute path") }
+        let last = lastIsDirectory ? "." : segments.popLast() ?? ""
+        guard !last.isEmpty else { throw refusal(path, "\(path) names no file") }
         var fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw refusal(path, "cannot open /: \(String(cString: strerror(errno)))") }
         var current = "/"
