@@ -13,38 +13,31 @@ import Testing
 /// clean environment; the operator's --assume-fenced stands whatever the hook does; nothing failoverd keeps
 /// or deletes lies at a path in /tmp that another user could have made first.
 @Suite struct BoundaryTests {
-    struct Fixture {
-        let root: String
-        let journal: Journal
-        let driver: ScriptedDriver
-        var plan: Plan
+    typealias Fixture = InProcessExecutorTests.Fixture
 
-        /// An executor over this fixture's journal and driver, with `assumeFenced`.
-        func executor(assumeFenced: [String] = []) -> Executor {
-            var options = RunOptions(stateDirectory: root + "/state")
-            options.assumeFenced = assumeFenced
-            return Executor(journal: journal, drivers: ScriptedDrivers(driver: driver), logger: Logger(label: "test"), options: options)
-        }
-
-        /// The details of this journal's audit events of `kind`.
-        func audit(_ kind: String) throws -> [[String: String]] {
-            try AuditLog(journal: journal).query(.init(kind: kind)).map {
-                try JSONDecoder().decode([String: String].self, from: Data($0.details.utf8))
-            }
-        }
+    /// plans/failover.json with its old primary (prod-0) cut off, and a fencing hook at STATE/hooks/fence
+    /// running `script` (the hook's arguments are appended to STATE/hook-ran).
+    func fixture(hook script: String) throws -> (Fixture, Plan) {
+        let fx = try InProcessExecutorTests().fixture("failover")
+        var plan = fx.plan
+        try write(script, hookAt: fx.state + "/hooks/fence", log: fx.state + "/hook-ran")
+        plan.fencing = FencingHook(command: [fx.state + "/hooks/fence", "--dc"])
+        fx.driver.cutOff("prod-0")
+        return (fx, plan)
     }
 
-    /// plans/failover.json with its old primary (prod-0) cut off, and a fencing hook at ROOT/hooks/fence
-    /// running `script` (the hook's arguments are appended to ROOT/hook-ran).
-    func fixture(hook script: String) throws -> Fixture {
-        let root = CLI.tempDirectory("failoverd-boundary")
-        var plan = try PlanLoader.load(CLI.plan("failover"))
-        try write(script, hookAt: root + "/hooks/fence", log: root + "/hook-ran")
-        plan.fencing = FencingHook(command: [root + "/hooks/fence", "--dc"])
-        let journal = try Journal(stateDirectory: root + "/state")
-        let driver = try ScriptedDriver(plan: plan, stateDirectory: root + "/state")
-        driver.cutOff("prod-0")
-        return Fixture(root: root, journal: journal, driver: driver, plan: plan)
+    /// An executor over `fx`'s journal and driver, with `assumeFenced`.
+    func executor(_ fx: Fixture, assumeFenced: [String] = []) -> Executor {
+        var options = RunOptions(stateDirectory: fx.state)
+        options.assumeFenced = assumeFenced
+        return Executor(journal: fx.journal, drivers: ScriptedDrivers(driver: fx.driver), logger: Logger(label: "test"), options: options)
+    }
+
+    /// The details of `fx`'s audit events of `kind`.
+    func audit(_ fx: Fixture, _ kind: String) throws -> [[String: String]] {
+        try AuditLog(journal: fx.journal).query(.init(kind: kind)).map {
+            try JSONDecoder().decode([String: String].self, from: Data($0.details.utf8))
+        }
     }
 
     /// Writes an executable hook (root's own, 0755, in a 0755 directory) that logs its arguments, then runs `script`.
@@ -60,15 +53,15 @@ import Testing
     /// A lost data center takes its fencing device with it: the hook fails, and the operator's
     /// --assume-fenced still fails over; both the hook's failure and the override are audited.
     @Test func assumeFencedStandsWhenTheHookFails() async throws {
-        let fx = try fixture(hook: "echo 'fence device unreachable' >&2; exit 1")
-        defer { try? FileManager.default.removeItem(atPath: fx.root) }
-        let outcome = try await fx.executor(assumeFenced: ["prod"]).run(fx.plan)
+        let (fx, plan) = try fixture(hook: "echo 'fence device unreachable' >&2; exit 1")
+        defer { try? FileManager.default.removeItem(atPath: fx.state) }
+        let outcome = try await executor(fx, assumeFenced: ["prod"]).run(plan)
         #expect(outcome.outcome == "succeeded")
         #expect(try fx.journal.recordedRoles() == ["prod": .fenced, "dr": .primary])
-        #expect(try String(contentsOfFile: fx.root + "/hook-ran", encoding: .utf8) == "--dc prod prod-0\n", "the hook ran first")
-        let hook = try #require(try fx.audit("fencing-hook").first)
+        #expect(try String(contentsOfFile: fx.state + "/hook-ran", encoding: .utf8) == "--dc prod prod-0\n", "the hook ran first")
+        let hook = try #require(try audit(fx, "fencing-hook").first)
         #expect(hook["exitCode"] == "1" && hook["site"] == "prod" && hook["instance"] == "prod-0")
-        let assumed = try #require(try fx.audit("assumed-fenced").first)
+        let assumed = try #require(try audit(fx, "assumed-fenced").first)
         #expect(assumed["site"] == "prod")
         #expect(assumed["hook"]?.contains("failed with exit code 1: fence device unreachable") == true, "\(assumed)")
         let fence = try #require(try fx.journal.steps(of: outcome.runID).first { $0.step.kind == .fence })
@@ -79,31 +72,32 @@ import Testing
     /// A run refused because the hook failed (closed as refused) is continued by `resume --assume-fenced`,
     /// without naming it, from the step that refused.
     @Test func resumeWithAssumeFencedContinuesARefusedRun() async throws {
-        let fx = try fixture(hook: "exit 3")
-        defer { try? FileManager.default.removeItem(atPath: fx.root) }
-        let error = await #expect(throws: FailoverError.self) { _ = try await fx.executor().run(fx.plan) }
+        let (fx, plan) = try fixture(hook: "exit 3")
+        defer { try? FileManager.default.removeItem(atPath: fx.state) }
+        let error = await #expect(throws: FailoverError.self) { _ = try await executor(fx).run(plan) }
         #expect(error?.code == .refused)
         #expect(error?.message.contains("resume with --assume-fenced prod") == true, "\(error?.message ?? "")")
         let refused = try #require(try fx.journal.lastRun())
         #expect(refused.outcome == .refused)
         #expect(try fx.journal.recordedRoles() == ["prod": .primary, "dr": .streamingStandby], "nothing promoted")
-        let resumed = try await fx.executor(assumeFenced: ["prod"]).resume(runID: nil)
+        let resumed = try await executor(fx, assumeFenced: ["prod"]).resume(runID: nil)
         #expect(resumed.runID == refused.id && resumed.outcome == "succeeded")
         #expect(try fx.journal.recordedRoles() == ["prod": .fenced, "dr": .primary])
-        #expect(try fx.audit("assumed-fenced").count == 1)
+        #expect(try audit(fx, "assumed-fenced").count == 1)
         #expect(
-            try fx.audit("fencing-hook").map { $0["exitCode"] } == ["3", "3"], "the hook ran again at the resume, and both are audited")
+            try audit(fx, "fencing-hook").map { $0["exitCode"] } == ["3", "3"], "the hook ran again at the resume, and both are audited")
     }
 
     /// A hook that does not finish within the step timeout is killed, audited, and refuses like a failing one.
     @Test func aHookThatTimesOutIsAudited() async throws {
-        var fx = try fixture(hook: "exec sleep 30")
-        defer { try? FileManager.default.removeItem(atPath: fx.root) }
-        fx.plan.policy.stepTimeoutSeconds = 1
-        let error = await #expect(throws: FailoverError.self) { _ = try await fx.executor().run(fx.plan) }
+        let (fx, planned) = try fixture(hook: "exec sleep 30")
+        var plan = planned
+        defer { try? FileManager.default.removeItem(atPath: fx.state) }
+        plan.policy.stepTimeoutSeconds = 1
+        let error = await #expect(throws: FailoverError.self) { _ = try await executor(fx).run(plan) }
         #expect(error?.code == .refused, "\(error?.message ?? "")")
         #expect(error?.message.contains("did not complete") == true, "\(error?.message ?? "")")
-        let hook = try #require(try fx.audit("fencing-hook").first)
+        let hook = try #require(try audit(fx, "fencing-hook").first)
         #expect(hook["exitCode"] == "none")
         #expect(hook["error"]?.contains("did not finish within 1 s") == true, "\(hook)")
     }
@@ -113,29 +107,29 @@ import Testing
     /// A hook someone other than root could change is never run: not at validate (exit 2, naming the path
     /// at $.fencing.command[0]), not at the step (exit 2; audited, the hook's own log untouched).
     @Test func aHookThatIsNotRootsOwnIsRefusedAtValidateAndNeverRun() async throws {
-        let fx = try fixture(hook: "exit 0")
-        defer { try? FileManager.default.removeItem(atPath: fx.root) }
-        let hook = fx.root + "/hooks/fence"
-        let planPath = fx.root + "/plan.json"
-        try JSONEncoder().encode(fx.plan).write(to: URL(fileURLWithPath: planPath))
+        let (fx, plan) = try fixture(hook: "exit 0")
+        defer { try? FileManager.default.removeItem(atPath: fx.state) }
+        let hook = fx.state + "/hooks/fence"
+        let planPath = fx.state + "/plan.json"
+        try JSONEncoder().encode(plan).write(to: URL(fileURLWithPath: planPath))
         let good = try CLI.run(["validate", planPath])
         #expect(good.status == 0, "\(good.stdout)")
 
         let nobody = try #require(OSUser.lookup("nobody"))
-        let other = fx.root + "/other"
-        let link = fx.root + "/hooks/link"
+        let other = fx.state + "/other"
+        let link = fx.state + "/hooks/link"
         try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: hook)
         let cases: [(String, () throws -> Void, () throws -> Void, String)] = [
             ("writable by others", { chmod(hook, 0o757) }, { chmod(hook, 0o755) }, "is writable by everyone"),
             ("owned by another user", { chown(hook, nobody.uid, nobody.gid) }, { chown(hook, 0, 0) }, "is owned by uid \(nobody.uid)"),
             (
-                "in a directory of another user", { chown(fx.root + "/hooks", nobody.uid, nobody.gid) },
-                { chown(fx.root + "/hooks", 0, 0) },
-                "\(fx.root)/hooks is owned by uid \(nobody.uid)"
+                "in a directory of another user", { chown(fx.state + "/hooks", nobody.uid, nobody.gid) },
+                { chown(fx.state + "/hooks", 0, 0) },
+                "\(fx.state)/hooks is owned by uid \(nobody.uid)"
             ),
             (
-                "in a group-writable directory", { chmod(fx.root + "/hooks", 0o775) }, { chmod(fx.root + "/hooks", 0o755) },
+                "in a group-writable directory", { chmod(fx.state + "/hooks", 0o775) }, { chmod(fx.state + "/hooks", 0o755) },
                 "is writable by its group"
             ),
             (
@@ -151,21 +145,21 @@ import Testing
             try repair()
         }
         // Named through a symbolic link: what is checked must be what runs, so the real path is asked for.
-        var linked = fx.plan
+        var linked = plan
         linked.fencing = FencingHook(command: [link])
-        let linkedPath = fx.root + "/linked.json"
+        let linkedPath = fx.state + "/linked.json"
         try JSONEncoder().encode(linked).write(to: URL(fileURLWithPath: linkedPath))
         let v = try CLI.run(["validate", linkedPath])
         #expect(v.status == 2 && v.stdout.contains("\(link) is a symbolic link"), "\(v.stdout)")
 
         // At the step: checked again on the descriptor that would run, and refused with exit 2.
         chmod(hook, 0o777)
-        let error = await #expect(throws: FailoverError.self) { _ = try await fx.executor(assumeFenced: ["prod"]).run(fx.plan) }
+        let error = await #expect(throws: FailoverError.self) { _ = try await executor(fx, assumeFenced: ["prod"]).run(plan) }
         #expect(error?.code == .invalidInput, "\(error?.message ?? "")")
         #expect(error?.message.contains("\(hook) is writable by everyone") == true, "\(error?.message ?? "")")
-        #expect(!FileManager.default.fileExists(atPath: fx.root + "/hook-ran"), "the hook ran")
-        #expect(try fx.audit("fencing-hook").first?["refused"]?.contains(hook) == true)
-        #expect(try fx.audit("assumed-fenced").isEmpty, "--assume-fenced does not cover a hook failoverd refuses to run")
+        #expect(!FileManager.default.fileExists(atPath: fx.state + "/hook-ran"), "the hook ran")
+        #expect(try audit(fx, "fencing-hook").first?["refused"]?.contains(hook) == true)
+        #expect(try audit(fx, "assumed-fenced").isEmpty, "--assume-fenced does not cover a hook failoverd refuses to run")
     }
 
     /// What runs is the file that was checked: its path replaced after the check changes nothing.
