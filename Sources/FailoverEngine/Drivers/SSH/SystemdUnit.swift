@@ -88,7 +88,8 @@ public struct SystemdUnit: Sendable, Equatable {
 
     /// The entry `systemctl show -p ExecStartPre --value` prints for the fence command when systemd will run
     /// it and fail the start job on its failure: `{ path=/bin/sh ; argv[]=ARGV ; ignore_errors=no ; …`, the
-    /// argv words joined by spaces (systemd 252's form).
+    /// argv words joined by spaces. systemd keeps a `$$` as written until it runs the command; the remote
+    /// check reads every `$$` of the output as `$` before comparing.
     public func fenceEntry(for instance: Instance) -> String {
         "{ path=/bin/sh ; argv[]=" + fenceCommand(for: instance).joined(separator: " ") + " ; ignore_errors=no ;"
     }
@@ -141,7 +142,7 @@ extension SSHPostgresDriver {
                 # Loaded is not enough: a later drop-in's `ExecStartPre=` empties the list. The unit's effective
                 # ExecStartPre must hold the fence command itself, its failure failing the start job.
                 entries=$($sc show -p ExecStartPre --value -- "$unit") || exit 24
-                printf '%s\n' "$entries" | grep -qF -- "$6" || exit 26
+                printf '%s\n' "$entries" | sed 's/\$\$/$/g' | grep -qF -- "$6" || { printf '%s\n' "$entries" >&2; exit 26; }
                 """#, unit.prologueArguments + [unit.unit, unit.effectiveDropInDirectory, text, unit.fenceEntry(for: instance)])
         let path = r.stdout.split(separator: "\n").first.map(String.init) ?? unit.effectiveDropInDirectory
         let scope = unit.userScope ? "systemctl --user" : "systemctl"
@@ -153,7 +154,7 @@ extension SSHPostgresDriver {
             )
         case (false, 26):
             throw FailoverError.refused(
-                "\(instance.name) on \(instance.host): unit \(unit.unit) loads failoverd's fence drop-in \(path), but its effective ExecStartPre (`\(scope) show -p ExecStartPre \(unit.unit)`) does not run the fence check: a drop-in read after it resets or replaces ExecStartPre=, so a fenced instance could be started as a primary. Remove that setting (see `\(scope) cat \(unit.unit)`), reload the manager, and retry."
+                "\(instance.name) on \(instance.host): unit \(unit.unit) loads failoverd's fence drop-in \(path), but its effective ExecStartPre (`\(scope) show -p ExecStartPre \(unit.unit)`) does not run the fence check: a drop-in read after it resets or replaces ExecStartPre=, so a fenced instance could be started as a primary. Remove that setting (see `\(scope) cat \(unit.unit)`), reload the manager, and retry. ExecStartPre is now: \(r.result.stderr.isEmpty ? "(empty)" : String(r.result.stderr.prefix(600)))"
             )
         case (false, 21), (false, 25):
             throw FailoverError.refused(
