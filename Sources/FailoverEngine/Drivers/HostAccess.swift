@@ -18,7 +18,7 @@ public enum HostAccess {
         var result = RepositoryAccess.validate(data, environment: environment)
         guard let plan = result.plan ?? PlanValidator.validate(data).plan, let problem = fencingHookProblem(plan) else { return result }
         let error = PlanProblem.error(
-            JSONPath.root.appending("fencing").appending("command").appending(0), "fencing: the hook is not root's own: \(problem)",
+            JSONPath.root.appending("fencing").appending("command").appending(0), "fencing: the hook cannot be run as root: \(problem)",
             hint:
                 "failoverd runs the hook as root: the file and every directory above it must belong to root (or the user running failoverd) and be writable by no one else, named by its real path (no symbolic link)."
         )
