@@ -341,6 +341,132 @@ struct LabTests {
         }
     }
 
+    /// A data directory behind a directory the OS user cannot search (EACCES) is unknown, never stopped:
+    /// pg_ctl says "no data directory" (exit 4) for it, and so did `test -e`.
+    @Test func aDataDirectoryBehindAnUnsearchableParentIsUnknownNotStopped() async throws {
+        let locked = fixture.root + "/locked"
+        try FileManager.default.createDirectory(atPath: locked + "/data/dc1-0", withIntermediateDirectories: true)
+        chmod(locked, 0o700)
+        var plan = fixture.plan
+        plan.sites = [plan.sites[0]]
+        plan.sites[0].instances[0].dataDirectory = locked + "/data/dc1-0"
+        plan.sites[0].instances[0].port = 5499
+        let state = fixture.root + "/state-eacces"
+        defer { Task { await RemoteShell.closeAll(stateDirectory: state) } }
+        let driver = try SSHPostgresDriver(plan: plan, stateDirectory: state)
+        let instance = plan.sites[0].leader
+        let seen = try await driver.status(of: instance)
+        #expect(seen.running && !seen.reachable, "an unreadable data directory was taken for \(seen.seen)")
+        #expect(!seen.isProvenNotWritable)
+        #expect(seen.unreachableReason?.contains("exit 5") == true, "\(seen.unreachableReason ?? "")")
+        await expectFailure(.stepFailed, "cannot tell whether") { _ = try await driver.hasData(instance) }
+        await expectFailure(.stepFailed, "cannot reach") { _ = try await driver.controlData(of: instance) }
+        // A data directory that is really missing (its parent searchable) is stopped, as before.
+        chmod(locked, 0o755)
+        try FileManager.default.removeItem(atPath: locked + "/data/dc1-0")
+        #expect(try await driver.status(of: instance) == .stopped)
+        #expect(try await !driver.hasData(instance))
+    }
+
+    /// Eight first commands at once on one host: each gets a live session of its own, or the one-shot path;
+    /// none gets a session closed under it (which answered "unknown outcome" for a command never sent).
+    @Test func concurrentFirstCommandsNeverGetAClosedSession() async throws {
+        let state = fixture.root + "/state-concurrent"
+        defer { Task { await RemoteShell.closeAll(stateDirectory: state) } }
+        let driver = try SSHPostgresDriver(plan: fixture.plan, stateDirectory: state)
+        let shell = try driver.shell(fixture.plan.sites[0].leader)
+        let results = try await withThrowingTaskGroup(of: (Int, RemoteResult).self) { group in
+            for i in 0..<8 { group.addTask { (i, try await shell.run(["echo", "command \(i)"])) } }
+            return try await group.reduce(into: [Int: RemoteResult]()) { $0[$1.0] = $1.1 }
+        }
+        for i in 0..<8 {
+            let r = try #require(results[i])
+            #expect(r.exitCode == 0 && r.stdout == "command \(i)\n", "command \(i): exit \(r.exitCode): \(r.outputTail)")
+        }
+        // The control sockets are the state directory's own.
+        #expect(shell.controlDirectory == state + "/ssh")
+        #expect(FileManager.default.fileExists(atPath: shell.controlPath))
+    }
+
+    /// A fencing device lost with its data center: the hook fails, so the failover refuses, and
+    /// `resume --assume-fenced` of that refused run fails over. The hook and the ssh processes never see
+    /// failoverd's pgBackRest secrets.
+    @Test func aHookThatCannotReachItsDeviceLetsResumeWithAssumeFencedFailOver() async throws {
+        try await fixture.withTopology("hook-gone", [Transition(action: .failover, to: "dc2")], sites: ["dc1", "dc2"]) { t in
+            let (dc1, dc2) = (t.instance("dc1"), t.instance("dc2"))
+            let hook = fixture.root + "/fence-device-gone"
+            let seen = fixture.root + "/hook-gone-env"
+            let script = """
+                #!/bin/sh
+                # The fencing device went down with the data center. Records what the hook and ssh see.
+                env > \(ShellQuote.quote(seen)).hook
+                for f in $(grep -lz -- \(ShellQuote.quote("ControlPath=" + t.state + "/ssh/")) /proc/[0-9]*/cmdline 2>/dev/null); do
+                  tr '\\0' '\\n' < "${f%/cmdline}/environ"
+                done > \(ShellQuote.quote(seen)).ssh
+                echo "fence device 198.18.1.250 unreachable" >&2
+                exit 1
+
+                """
+            try script.write(toFile: hook, atomically: true, encoding: .utf8)
+            chmod(hook, 0o755)
+            var plan = t.plan
+            plan.fencing = FencingHook(command: [hook])
+            let planPath = t.planPath.replacingOccurrences(of: ".json", with: "-device-gone.json")
+            try fixture.write(plan, to: planPath)
+            let secret = ["PGBACKREST_REPO1_S3_KEY_SECRET": "canary-secret-7f3a"]
+
+            try await t.insertRows(1...10, on: dc1)
+            try await t.waitForRow(10, on: dc2)
+            try await t.lab.partition(site: "dc1")
+            let refused = try CLI.run(["run", planPath, "--quiet", "--state", t.state], env: secret)
+            #expect(refused.status == 3, "\(refused.stderr)")
+            #expect(refused.stderr.contains("fence device 198.18.1.250 unreachable") && refused.stderr.contains("--assume-fenced dc1"))
+            #expect(try await t.driver.status(of: dc2).inRecovery, "nothing was promoted")
+            let resumed = try CLI.run(["resume", "--quiet", "--assume-fenced", "dc1", "--state", t.state], env: secret)
+            #expect(resumed.status == 0, "\(resumed.stderr)")
+            #expect(try await t.driver.status(of: dc2).isWritablePrimary)
+            #expect(try CLI.roles(state: t.state) == ["dc1": "fenced", "dc2": "primary"])
+            let audit = try t.failoverd(["audit", "list", "--json"]).stdout
+            #expect(audit.contains("fencing-hook") && audit.contains("assumed-fenced"), "\(audit)")
+
+            let hookEnv = try String(contentsOfFile: seen + ".hook", encoding: .utf8)
+            let sshEnv = try String(contentsOfFile: seen + ".ssh", encoding: .utf8)
+            #expect(hookEnv.contains("PATH=") && !hookEnv.contains("canary-secret"), "the hook saw: \(hookEnv)")
+            #expect(!sshEnv.isEmpty, "no ssh process of the run was found")
+            #expect(!sshEnv.contains("canary-secret"), "ssh saw: \(sshEnv)")
+
+            // Behind the cut the old primary still runs: the operator's promise, as the audit says.
+            try await t.lab.heal(site: "dc1")
+            #expect(try await t.driver.status(of: dc1).isWritablePrimary)
+            try await t.driver.stop(dc1, mode: .immediate)
+        }
+    }
+
+    /// The systemd fence is proven by its effect: a later drop-in that resets `ExecStartPre=` leaves
+    /// failoverd's drop-in loaded (DropInPaths lists it) but its check gone, and the fence is refused.
+    @Test func aDropInThatResetsExecStartPreIsDetectedAndTheFenceRefused() async throws {
+        try await fixture.withTopology("systemd-reset", [], roles: ["dc2": .primary], sites: ["dc2"], systemd: ["dc2"]) { t in
+            let dc2 = t.instance("dc2")
+            let service = try #require(dc2.service)
+            let unit = try #require(SystemdUnit(dc2))
+            let user = try OSUser.postgresUser(for: t.plan)
+            let systemctl = { (arguments: [String]) async throws -> CommandResult in
+                try await t.lab.userSystemctl(user: user, runtime: service.runtimeDirectory!, arguments)
+            }
+            try await t.driver.ensureFenceDropIn(dc2, unit)
+            let reset = service.dropInDirectory! + "/zz-reset.conf"
+            try Files.write("[Service]\nExecStartPre=\n", to: reset, mode: 0o644, owner: user)
+            try await systemctl(["daemon-reload"]).checked()
+            let paths = try await systemctl(["show", "-p", "DropInPaths", "--value", unit.unit]).checked().stdout
+            #expect(paths.contains(SystemdUnit.dropInName), "failoverd's drop-in is still loaded: \(paths)")
+            await expectFailure(.refused, "effective ExecStartPre") { try await t.driver.ensureFenceDropIn(dc2, unit) }
+            await expectFailure(.refused, "effective ExecStartPre") { try await t.driver.setFenceMarker(dc2, reason: "test") }
+            try Files.removeFile(reset, owner: user)
+            try await systemctl(["daemon-reload"]).checked()
+            try await t.driver.ensureFenceDropIn(dc2, unit)
+        }
+    }
+
     /// A drill with network faults: the primary's data center (dc1) is cut off as the failover begins and
     /// healed two steps later, under four writers. The drill's own checks must hold: the plan's hook fenced
     /// dc1 before anything was promoted, dc1 is not writable after heal, no acknowledged commit was lost.

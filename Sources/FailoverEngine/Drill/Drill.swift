@@ -219,7 +219,8 @@ public struct Drill: Sendable {
         for site in options.assumeFenced { args += ["--assume-fenced", site] }
         if options.dwellSeconds > 0 { args += ["--dwell", String(options.dwellSeconds)] }
         // The child works where the drill works, so relative plan and state paths mean the same to both.
-        let result = try await CommandRunner().run(
+        // The child failoverd passes pgBackRest's settings on to the servers it starts, as this one does.
+        let result = try await CommandRunner(forwardsRepositoryEnvironment: true).run(
             options.executable, args, workingDirectory: FileManager.default.currentDirectoryPath,
             timeout: plan.policy.stepTimeoutSeconds * 20)
         let at = clock.now()

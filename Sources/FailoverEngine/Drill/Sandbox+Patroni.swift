@@ -64,7 +64,8 @@ extension Sandbox {
         let dir = InstancePaths(instance).stateDirectory
         return SandboxDaemon(
             name: "Patroni of \(instance.name)", identityFile: dir + "/patroni.identity", logFile: dir + "/patroni.log",
-            runner: CommandRunner(user: user, defaultTimeout: 30))
+            // Patroni starts PostgreSQL, whose archive_command and restore_command run pgBackRest.
+            runner: CommandRunner(user: user, defaultTimeout: 30, forwardsRepositoryEnvironment: true))
     }
 
     /// Where the etcd of `endpoint` keeps its data: next to the repository.
