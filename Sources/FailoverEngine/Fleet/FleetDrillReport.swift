@@ -194,9 +194,12 @@ public struct FleetDrillReport: Codable, Sendable {
                 s += String(
                     format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"10\" fill=\"%@\" opacity=\"0.8\"/>\n", x(a), y + 22,
                     max(x(b) - x(a), 1), (colors[m.status] ?? "#36c") as NSString)
+                // The label after the bar, or before it when the bar ends near the right edge.
+                let after = x(b) + 3 < width - 170
                 s += String(
-                    format: "<text x=\"%.1f\" y=\"%.1f\" fill=\"#333\">%@ %.2f s, RTO %@ s</text>\n", x(b) + 3, y + 31,
-                    m.status as NSString, b - a, Self.f(m.rtoSeconds) as NSString)
+                    format: "<text x=\"%.1f\" y=\"%.1f\" fill=\"#333\" text-anchor=\"%@\">%@ %.2f s, RTO %@ s</text>\n",
+                    after ? x(b) + 3 : x(a) - 3, y + 31, (after ? "start" : "end") as NSString, m.status as NSString, b - a,
+                    Self.f(m.rtoSeconds) as NSString)
             } else {
                 s += String(format: "<text x=\"%.1f\" y=\"%.1f\" fill=\"#999\">%@</text>\n", left + 2, y + 31, m.status as NSString)
             }
