@@ -124,6 +124,19 @@ extension Trait where Self == FourClusters {
         try #require(try Planner(plan: PlanLoader.load(m.plan)).steps().get().first { $0.kind == .awaitReplay }?.number)
     }
 
+    /// Pauses replay on `a`'s and `b`'s targets, starts `fleet run` (concurrency 2: a and b start first),
+    /// and waits until both wait at await-replay, their old primaries stopped: two members mid-run.
+    /// - Returns: the running fleet process and the await-replay step's number.
+    static func startWithTwoMembersWaiting(_ a: Member, _ b: Member, path: String, state: String) async throws -> (CLI.Running, Int) {
+        let step = try awaitReplayStep(a)
+        try await pauseReplay(a)
+        try await pauseReplay(b)
+        let fleet = try CLI.start(["fleet", "run", path, "--state", state])
+        try await waitForLine(fleet, "\\] \(a.name) +running step \(step)/", "\(a.name) at await-replay")
+        try await waitForLine(fleet, "\\] \(b.name) +running step \(step)/", "\(b.name) at await-replay")
+        return (fleet, step)
+    }
+
     static func pauseReplay(_ m: Member) async throws {
         try await m.fixture.sql(m.target, "SELECT pg_wal_replay_pause()")
     }
@@ -167,13 +180,8 @@ extension Trait where Self == FourClusters {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let state = directory + "/state"
         let (a, b) = (members[0], members[1])
-        let step = try Self.awaitReplayStep(a)
         // c0 and c1 start together and wait at await-replay, their targets paused; then c0's target dies.
-        try await Self.pauseReplay(a)
-        try await Self.pauseReplay(b)
-        let fleet = try CLI.start(["fleet", "run", path, "--state", state])
-        try await Self.waitForLine(fleet, "\\] c0 +running step \(step)/", "c0 at await-replay")
-        try await Self.waitForLine(fleet, "\\] c1 +running step \(step)/", "c1 at await-replay")
+        let (fleet, step) = try await Self.startWithTwoMembersWaiting(a, b, path: path, state: state)
         // Unreachable: its postmaster stopped by SIGSTOP, so connections to it time out.
         let pid = try #require(Postmaster.livePID(in: a.target.dataDirectory))
         kill(pid, SIGSTOP)
@@ -217,12 +225,7 @@ extension Trait where Self == FourClusters {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let state = directory + "/state"
         let (a, b) = (members[0], members[1])
-        let step = try Self.awaitReplayStep(a)
-        try await Self.pauseReplay(a)
-        try await Self.pauseReplay(b)
-        let fleet = try CLI.start(["fleet", "run", path, "--state", state])
-        try await Self.waitForLine(fleet, "\\] c0 +running step \(step)/", "c0 at await-replay")
-        try await Self.waitForLine(fleet, "\\] c1 +running step \(step)/", "c1 at await-replay")
+        let (fleet, _) = try await Self.startWithTwoMembersWaiting(a, b, path: path, state: state)
         kill(fleet.pid, SIGKILL)
         let killed = fleet.wait()
         #expect(killed.killedBySignal && killed.status == SIGKILL)

@@ -233,3 +233,78 @@ struct FleetValidatorTests {
         #expect(!FileManager.default.fileExists(atPath: state), "an invalid fleet created \(state)")
     }
 }
+
+/// docs/fleet.schema.json: strict JSON, in step with the validator, and right about the fleets it judges.
+struct FleetSchemaTests {
+    private func schema() throws -> JSONValue {
+        let document = try JSONParser.parse(Data(try PlanFixtures.read("docs/fleet.schema.json").utf8))
+        #expect(document.duplicateKeys == [])
+        return document.value
+    }
+
+    private func failures(_ text: String) throws -> [String] {
+        let schema = try schema()
+        return SchemaCheck(root: schema).failures(try JSONParser.parse(Data(text.utf8)).value, against: schema)
+    }
+
+    /// The first ```json block of docs/fleet.md.
+    static func documentedExample() throws -> String {
+        let doc = try PlanFixtures.read("docs/fleet.md")
+        let start = try #require(doc.range(of: "```json\n")).upperBound
+        let end = try #require(doc.range(of: "```", range: start..<doc.endIndex)).lowerBound
+        return String(doc[start..<end])
+    }
+
+    @Test func acceptsTheDocumentedExampleAndTheExampleFleets() throws {
+        #expect(try schema()["$schema"] == .string("https://json-schema.org/draft/2020-12/schema"))
+        let fleets = try PlanFixtures.exampleFleets()
+        #expect(!fleets.isEmpty)
+        for (name, text) in fleets { #expect(try failures(text) == [], "plans/\(name)") }
+        #expect(try failures(Self.documentedExample()) == [])
+        // The documented example is the shipped one, and valid beside the shipped member plans.
+        let directory = CLI.tempDirectory("failoverd-fleet-doc")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.copyItem(atPath: CLI.packageRoot + "/plans/fleet-evacuate-dc1", toPath: directory + "/fleet-evacuate-dc1")
+        try Self.documentedExample().write(toFile: directory + "/fleet.json", atomically: true, encoding: .utf8)
+        let documented = FleetValidator.validate(file: directory + "/fleet.json")
+        #expect(documented.problems == [], "\(documented.problems)")
+        #expect(
+            documented.fleet == (try FleetLoader.load(CLI.packageRoot + "/plans/fleet-evacuate-dc1.json")).withFiles(of: documented.fleet))
+    }
+
+    @Test(arguments: [
+        (#""version": 1"#, #""version": 2"#), (#""name": "evacuate-dc1""#, #""name": "a b""#), (#""concurrency": 4"#, #""concurrency": 0"#),
+        (#""concurrency": 4"#, #""concurrency": 257"#), (#""brake": 1"#, #""brake": 0"#),
+        (#"{ "name": "auth", "plan": "fleet-evacuate-dc1/auth.json" }"#, #""fleet-evacuate-dc1/auth.json""#),
+        (#"{ "name": "auth", "plan": "fleet-evacuate-dc1/auth.json" }"#, #"{ "name": "auth" }"#),
+        (#""order": { "after": { "billing": ["auth"] } }"#, #""order": { "after": { "billing": [] } }"#),
+        (#""order": { "after": { "billing": ["auth"] } }"#, #""order": { "tiers": [] }"#),
+    ])
+    func rejectsWhatItCanSee(_ edit: (String, String)) throws {
+        let text = try PlanFixtures.edited(Self.documentedExample(), [edit])
+        #expect(try failures(text) != [], "\(edit.1)")
+    }
+
+    @Test func itsFieldsAndNamesAreTheValidators() throws {
+        let schema = try schema()
+        #expect(schema["properties"]?.objectMembers?.map(\.key) == FleetValidator.fields)
+        #expect(schema["$defs"]?["member"]?["properties"]?.objectMembers?.map(\.key) == FleetValidator.memberFields)
+        #expect(schema["$defs"]?["order"]?["properties"]?.objectMembers?.map(\.key) == FleetValidator.orderFields)
+        let name = try #require(schema["$defs"]?["name"])
+        for value in [
+            "dr-0", "a", "x.y_z", "-x", ".x", "a b", "a$", "", String(repeating: "n", count: 63), String(repeating: "n", count: 64),
+        ] {
+            let accepts = SchemaCheck(root: schema).failures(.string(value), against: name).isEmpty
+            #expect(accepts == (PlanValues.nameProblem(value) == nil), "\(PlanValues.quoted(value))")
+        }
+    }
+}
+
+extension Fleet {
+    /// This fleet with the plan file paths of `other` (two files of one fleet name their plans differently).
+    func withFiles(of other: Fleet?) -> Fleet {
+        var copy = self
+        for i in copy.members.indices { copy.members[i].planFile = other?.members[i].planFile ?? copy.members[i].planFile }
+        return copy
+    }
+}

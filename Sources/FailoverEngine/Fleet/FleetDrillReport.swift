@@ -111,12 +111,7 @@ public struct FleetDrillReport: Codable, Sendable {
 
     /// Writes report.json, report.md and timeline.svg into `directory`.
     public func write(to directory: String) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(self).write(to: URL(fileURLWithPath: directory + "/report.json"))
-        try markdown().write(toFile: directory + "/report.md", atomically: true, encoding: .utf8)
-        try svg().write(toFile: directory + "/timeline.svg", atomically: true, encoding: .utf8)
+        try DrillReport.writeFiles(self, markdown: markdown(), svg: svg(), to: directory)
     }
 
     static func f(_ v: Double?) -> String { DrillReport.f(v) }

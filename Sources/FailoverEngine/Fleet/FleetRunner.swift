@@ -83,7 +83,7 @@ public struct FleetOutcome: Sendable, Codable {
     /// The fleet run id.
     public var fleetRunID: String
     /// The fleet run's state now.
-    public var outcome: FleetRunState
+    public var outcome: RunState
     /// Every member as the record holds it.
     public var members: [FleetMemberRecord]
     /// Why the brake engaged, if it did.
@@ -378,7 +378,7 @@ public final class FleetRunner: Sendable {
             emit(c.member, .skipped, message: m.error)
         }
         let members = try store.members(of: runID)
-        let outcome: FleetRunState
+        let outcome: RunState
         if members.allSatisfy({ $0.status == .succeeded }) {
             outcome = .succeeded
         } else if members.contains(where: { [.succeeded, .failed, .abandoned, .running, .starting].contains($0.status) }) {

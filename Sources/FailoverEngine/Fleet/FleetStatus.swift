@@ -44,7 +44,7 @@ public struct FleetStatus: Codable, Sendable {
         /// The fleet run id.
         public var id: String
         /// How it stands.
-        public var outcome: FleetRunState
+        public var outcome: RunState
         /// The fleet file it was started from.
         public var fleetFile: String
         /// How many members act at once.

@@ -1,21 +1,10 @@
 import Foundation
 import GRDB
 
-/// How a fleet run stands.
-public enum FleetRunState: String, Codable, Sendable, CustomStringConvertible {
-    /// Started, not ended (or killed while running: see the fleet lock).
-    case running
-    /// Every member succeeded.
-    case succeeded
-    /// Not every member succeeded, and some member changed a server (or was left mid-run): resumable.
-    case failed
-    /// Every member that ran was refused before changing anything, and none succeeded: closed, a new fleet run may start.
-    case refused
-    /// Given up by `failoverd fleet abandon`.
-    case abandoned
-
-    public var description: String { rawValue }
-    /// True for a fleet run that `fleet resume` continues.
+extension RunState {
+    /// For a fleet run: true while `fleet resume` continues it (running, or failed: not every member succeeded
+    /// and some member changed a server). A fleet run is `refused` when every member that ran was refused
+    /// before changing anything and none succeeded: closed, a new fleet run may start.
     public var isUnfinished: Bool { self == .running || self == .failed }
 }
 
@@ -60,7 +49,7 @@ public struct FleetRunRecord: Codable, Sendable, Equatable, FetchableRecord, Per
     /// Failed or refused members that stop new starts.
     public var brake: Int
     /// How it stands.
-    public var outcome: FleetRunState
+    public var outcome: RunState
     /// Why it ended as it did, if not succeeded.
     public var error: String?
     /// user@host of the process that started it.
@@ -188,16 +177,7 @@ public final class FleetStore: Sendable {
         try StateDirectory.prepare(FleetPaths.root(paths.stateDirectory))
         try StateDirectory.prepare(paths.directory)
         try StateDirectory.prepare(paths.directory + "/members")
-        for name in ["fleet.sqlite", "fleet.sqlite-wal", "fleet.sqlite-shm"]
-        where name == "fleet.sqlite" || Files.exists(paths.directory + "/" + name) {
-            try StateDirectory.preparePrivateFile(name, in: paths.directory)
-        }
-        var config = Configuration()
-        config.journalMode = .wal
-        config.busyMode = .timeout(15)
-        config.label = "failoverd.fleet"
-        db = try DatabaseQueue(path: paths.record, configuration: config)
-        try db.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+        db = try Journal.openDurable(directory: paths.directory, file: "fleet.sqlite", label: "failoverd.fleet")
         try Self.migrator.migrate(db)
     }
 
@@ -386,7 +366,7 @@ public final class FleetStore: Sendable {
     }
 
     /// Sets a fleet run's outcome (and its end, unless it is running again).
-    func finishRun(_ id: String, outcome: FleetRunState, error: String?) throws {
+    func finishRun(_ id: String, outcome: RunState, error: String?) throws {
         try db.write { db in
             try db.execute(
                 sql: "UPDATE fleet_runs SET outcome = ?, error = ?, ended_at = ? WHERE id = ?",
