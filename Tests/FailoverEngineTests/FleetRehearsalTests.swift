@@ -82,9 +82,10 @@ import Testing
         #expect(((json["fleetRun"] as? [String: Any])?["outcome"]) as? String == "succeeded")
     }
 
+    /// A member's first step, a stop (3) and a promote (7) of a switchover, its last step, a failover's
+    /// promote, a member that waits for another, and a start.
     static let crashPoints = [
-        "auth:1:before", "auth:3:after", "auth:5:before", "auth:7:after", "auth:11:after", "search:2:before", "search:4:after",
-        "billing:1:before", "billing:7:before", "ledger:9:after",
+        "auth:1:before", "auth:3:after", "auth:7:before", "auth:11:after", "search:4:after", "billing:1:before", "ledger:9:after",
     ]
 
     @Test(
