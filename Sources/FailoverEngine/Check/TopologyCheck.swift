@@ -104,11 +104,15 @@ public struct TopologyCheck: Sendable {
     public let journal: Journal?
     /// Where log lines go.
     public let logger: Logger
+    /// The site-level drivers of managed sites (Patroni), by site name: their members are probed through
+    /// them, as the gates probe them.
+    public let sites: [String: any SiteDriver]
 
-    /// A check of `plan` through `driver`.
-    public init(plan: Plan, driver: any InstanceDriver, journal: Journal?, logger: Logger) {
+    /// A check of `plan` through `driver`, and through `sites` for managed sites.
+    public init(plan: Plan, driver: any InstanceDriver, sites: [String: any SiteDriver] = [:], journal: Journal?, logger: Logger) {
         self.plan = plan
         self.driver = driver
+        self.sites = sites
         self.journal = journal
         self.logger = logger
     }
@@ -116,8 +120,9 @@ public struct TopologyCheck: Sendable {
     /// Probes every instance, compares the sites' roles, and evaluates every transition's gates.
     public func run() async throws -> Report {
         var statuses: [String: Result<InstanceStatus, Error>] = [:]
+        let observer = InstanceObserver(plan: plan, driver: driver, sites: sites)
         for (_, instance) in plan.allInstances {
-            do { statuses[instance.name] = .success(try await driver.status(of: instance)) } catch {
+            do { statuses[instance.name] = .success(try await observer.status(of: instance)) } catch {
                 statuses[instance.name] = .failure(error)
             }
         }
@@ -221,7 +226,7 @@ public struct TopologyCheck: Sendable {
             if seen == "stopped" {
                 if try journal?.isFenced(instance: site.leader.name) == true {
                     seen = Role.fenced.rawValue
-                } else if try await !driver.hasData(site.leader) {
+                } else if sites[site.name] == nil, try await !driver.hasData(site.leader) {
                     seen = Role.none.rawValue
                 }
             }
@@ -249,7 +254,7 @@ public struct TopologyCheck: Sendable {
     /// Each transition's first gate step, run by the executor's own gate code on a journal in memory.
     func gateVerdicts() async -> [GateVerdict] {
         let steps: [Step]
-        switch Planner(plan: plan).steps() {
+        switch Planner(plan: plan, expansion: sites.isEmpty ? nil : sites.mapValues(\.expansion)).steps() {
         case .success(let s): steps = s
         case .failure(let refusal):
             return [
@@ -265,7 +270,7 @@ public struct TopologyCheck: Sendable {
         }
         let ctx = StepContext(
             plan: plan, driver: driver, journal: scratch, runID: "check", epoch: 0, allowDataLoss: false, logger: logger, evidence: [:],
-            steps: steps, pollInterval: DriverFactory.pollInterval(driver))
+            steps: steps, pollInterval: DriverFactory.pollInterval(driver), sites: sites)
         var verdicts: [GateVerdict] = []
         for (index, transition) in plan.transitions.enumerated() {
             let number = index + 1

@@ -5,8 +5,11 @@ import Foundation
 /// shared pgBackRest repository. The primary site bootstraps with initdb; the other sites bootstrap as
 /// Patroni standby clusters (`standby_cluster` in the bootstrap configuration) restored from the repository.
 extension Sandbox {
-    /// Patroni, installed by scripts/setup.sh into its own virtual environment.
-    static let patroniExecutable = "/opt/failoverd-patroni/bin/patroni"
+    /// Patroni, installed by scripts/setup.sh into its own virtual environment; `FAILOVERD_SANDBOX_PATRONI`
+    /// names another one (another Patroni version, to verify the driver against it).
+    static var patroniExecutable: String {
+        ProcessInfo.processInfo.environment["FAILOVERD_SANDBOX_PATRONI"] ?? "/opt/failoverd-patroni/bin/patroni"
+    }
     /// etcd, from Debian's etcd-server.
     static let etcdExecutable = "/usr/bin/etcd"
 
@@ -198,6 +201,7 @@ extension Sandbox {
         }
         return [
             "scope": site.patroni?.scope ?? site.name,
+            "namespace": "/\(site.patroni?.namespace ?? "service")/",
             "name": instance.name,
             "log": ["level": "INFO"],
             "restapi": ["listen": "\(listen.host):\(listen.port)", "connect_address": "\(listen.host):\(listen.port)"],

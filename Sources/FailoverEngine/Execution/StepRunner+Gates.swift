@@ -194,12 +194,26 @@ extension StepRunner {
             }
             // An old primary fenced without being seen (the plan's hook, or the operator's --assume-fenced) is
             // the one exception: the hook's exit status or the operator vouches for it, and it is audited.
-            if !s.isProvenNotWritable, evidence(ofKind: .fence, instance: other.name, as: FenceEvidence.self)?.fencedBy == nil {
+            if !s.isProvenNotWritable, evidence(ofKind: .fence, instance: other.name, as: FenceEvidence.self)?.fencedBy == nil,
+                !siteFenceVouched(site.name)
+            {
                 throw FailoverError.refused(
                     "promote refused: cannot tell whether \(other.name) (site \(site.name)) accepts writes: it is \(s.seen). Make it answer, or stop it (fence \(site.name)), then resume."
                 )
             }
         }
+    }
+
+    /// True when this transition fenced managed site `site` on an outside fence's word (the plan's hook or
+    /// --assume-fenced): its journaled `fence-site` evidence names who vouched.
+    func siteFenceVouched(_ site: String) -> Bool {
+        guard
+            let fence = ctx.steps.last(where: {
+                $0.kind == .fenceSite && $0.site == site && $0.transition == step.transition && $0.number <= step.number
+            })
+        else { return false }
+        if fence.number == step.number { return ctx.plan.fencing != nil || ctx.assumeFenced.contains(site) }
+        return ctx.evidence(of: fence.number, as: FenceEvidence.self)?.fencedBy != nil
     }
 
     /// Waits until the target has replayed past the old primary's shutdown checkpoint, same system, same timeline.

@@ -16,7 +16,8 @@ struct PatroniREST: Sendable {
 
     /// Why a call got no answer.
     enum Failure: Error, CustomStringConvertible {
-        /// Nothing listens there (connection refused): proof that the API is down on a host that answers.
+        /// The connection was refused: nothing listens there, or a filter (a REJECT rule, a middlebox's reset)
+        /// answered for the host. No proof of anything on its own.
         case refused(String)
         /// No answer in time, no route, TLS or name failure: nothing is known.
         case unreachable(String)
@@ -70,8 +71,8 @@ struct PatroniREST: Sendable {
         let result = try await runner.run("/usr/bin/curl", arguments(method, url, path, body: body), timeout: timeout + 5)
         guard result.succeeded else {
             let reason = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
-            // 7: could not connect, for a refusal and a missing route alike. Only a refusal (a reset from the
-            // host) proves that nothing listens there: ask the socket itself.
+            // 7: could not connect, for a refusal and a missing route alike: ask the socket itself, so that the
+            // message says which (a refusal still proves nothing: a filter refuses for the host).
             if result.exitCode == 7, let endpoint = Self.endpoint(of: url), TCPProbe.isRefused(host: endpoint.host, port: endpoint.port) {
                 throw Failure.refused("\(method) \(url)\(path)")
             }
