@@ -316,6 +316,69 @@ func benchSSHSwitchover(rounds: Int) async throws {
             lm.max, s.min()!, sm.max))
 }
 
+/// Evacuation of N two-instance clusters by fleet runs at several concurrencies, against the single-cluster
+/// switchover of the same run. Clusters of its own (paths under /tmp/failoverd-fleet-bench, free ports).
+func benchFleet(clusters: Int, concurrencies: [Int]) async throws {
+    let root = "/tmp/failoverd-fleet-bench"
+    try? FileManager.default.removeItem(atPath: root + "/fleets")
+    let state = root + "-state"
+    try? FileManager.default.removeItem(atPath: state)
+    let r = try await FleetBenchmark(clusters: clusters, concurrencies: concurrencies, root: root, stateDirectory: state) {
+        print("  " + $0)
+        fflush(nil)
+    }.run()
+    try? FileManager.default.removeItem(atPath: state)
+    try? FileManager.default.removeItem(atPath: root)
+    func load(_ m: FleetBenchmark.MachineLoad) -> String {
+        String(
+            format: "CPU busy %.0f%%, CPU pressure %@, I/O pressure %@, %.0f writes/s, %.0f flushes/s", m.cpuBusy * 100,
+            m.cpuPressure.map { String(format: "%.0f%%", $0 * 100) } ?? "n/a",
+            m.ioPressure.map { String(format: "%.0f%%", $0 * 100) } ?? "n/a",
+            m.writesPerSecond, m.flushesPerSecond)
+            + "; CPU seconds of the clusters' processes (sampled): "
+            + m.clusterCPUSeconds.sorted { $0.key < $1.key }.map { String(format: "%@ %.1f", $0.key as NSString, $0.value) }.joined(
+                separator: ", ")
+    }
+    let alone = r.phases.first { $0.concurrency == 1 }
+    for p in r.phases {
+        let single = DrillMath.summary(p.singleSeconds)!.median
+        print(
+            String(
+                format: "single-cluster switchover before it (median of %d plain runs): %.3f s, write unavailability %.3f s",
+                p.singleSeconds.count,
+                single, DrillMath.summary(p.singleUnavailability)!.median))
+        print("  machine during them: " + load(p.singleMachine))
+        let bound = Double((clusters + p.concurrency - 1) / p.concurrency) * single
+        report(
+            "fleet of \(clusters), concurrency \(p.concurrency): total", p.totalSeconds, unit: "s",
+            baselineName: "ceil(\(clusters)/\(p.concurrency)) x single switchover", bound)
+        print(String(format: "  target: at most 1.3x: %@", p.totalSeconds <= 1.3 * bound ? "met" : "NOT met"))
+        let gaps = p.unavailability.values.sorted()
+        var line = String(
+            format: "  write unavailability per member: median %.3f s, max %.3f s", DrillMath.summary(gaps)?.median ?? .nan,
+            gaps.last ?? .nan)
+        if let alone, p.concurrency != 1 {
+            let ratios = p.unavailability.compactMap { m, g in alone.unavailability[m].map { (m, g / $0) } }
+            if let worst = ratios.max(by: { $0.1 < $1.1 }) {
+                line += String(
+                    format: "; worst against its single run (concurrency 1): %@ %.2fx (target: at most 2x: %@)", worst.0 as NSString,
+                    worst.1,
+                    ratios.allSatisfy { $0.1 <= 2 } ? "met" : "NOT met")
+            }
+        }
+        print(line)
+        print("  machine: " + load(p.machine))
+        for f in p.failures { print("  FAILED member \(f)") }
+    }
+    let kinds = Set(r.phases.flatMap(\.stepSeconds.keys)).sorted()
+    print("mean seconds per step kind, by concurrency (" + r.phases.map { "c=\($0.concurrency)" }.joined(separator: ", ") + "):")
+    for k in kinds {
+        print(
+            "  " + k.padding(toLength: 26, withPad: " ", startingAt: 0)
+                + r.phases.map { String(format: "%8.3f", $0.stepSeconds[k] ?? .nan) }.joined())
+    }
+}
+
 let rounds: Int = args.firstIndex(of: "--rounds").flatMap { Int(args[args.index(after: $0)]) } ?? 5
 do {
     if which == "journal" || which == "all" { try benchJournal() }
@@ -337,6 +400,14 @@ do {
     if which == "promote" { try await benchPromotionWait(rounds: rounds) }
     if which == "patroni" { try await benchPatroniSwitchover(rounds: rounds) }
     if which == "ssh-switchover" { try await benchSSHSwitchover(rounds: rounds) }
+    if which == "fleet" {
+        let clusters = args.firstIndex(of: "--clusters").flatMap { Int(args[args.index(after: $0)]) } ?? 16
+        let concurrencies =
+            args.firstIndex(of: "--concurrency").map { args[args.index(after: $0)].split(separator: ",").compactMap { Int($0) } } ?? [
+                1, 4, 8,
+            ]
+        try await benchFleet(clusters: clusters, concurrencies: concurrencies)
+    }
     if which == "drills" {
         try await benchSwitchover(rounds: 3)
         try await benchDrills(count: rounds)

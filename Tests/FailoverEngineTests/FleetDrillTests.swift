@@ -1,0 +1,85 @@
+import Foundation
+import Testing
+
+@testable import FailoverEngine
+
+#if canImport(FoundationXML)
+    import FoundationXML
+#endif
+
+/// `failoverd fleet drill`: every member's sandbox and writers, the fleet run, one report with a lane per member.
+@Suite(.serialized) struct FleetDrillTests {
+    /// Two members of the shipped example (auth, then billing after it), in a fleet file of their own.
+    static func twoMembers() throws -> (directory: String, path: String) {
+        let directory = CLI.tempDirectory("failoverd-fleet-drill")
+        let fleet: [String: Any] = [
+            "version": 1, "name": "drill-two", "concurrency": 2,
+            "members": ["auth", "billing"].map { ["name": $0, "plan": CLI.packageRoot + "/plans/fleet-evacuate-dc1/\($0).json"] },
+            "order": ["after": ["billing": ["auth"]]],
+        ]
+        let path = directory + "/fleet.json"
+        try JSONSerialization.data(withJSONObject: fleet, options: [.prettyPrinted]).write(to: URL(fileURLWithPath: path))
+        return (directory, path)
+    }
+
+    @Test func aFleetDrillWritesOneReportWithALanePerMember() throws {
+        let (directory, path) = try Self.twoMembers()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let report = directory + "/report"
+        let r = try CLI.run([
+            "fleet", "drill", path, "--report", report, "--faults", "archive-stall@auth:1", "--warmup", "0.5", "--dwell", "0.5",
+        ])
+        #expect(r.status == 0, "\(r.stdout.suffix(2500)) \(r.stderr.suffix(1000))")
+        #expect(r.stdout.contains("fleet drill PASSED; report: \(report)/report.md"))
+
+        let data = try Data(contentsOf: URL(fileURLWithPath: report + "/report.json"))
+        let json = try JSONDecoder().decode(FleetDrillReport.self, from: data)
+        #expect(json.passed && json.outcome == "succeeded" && json.exitCode == 0)
+        #expect(json.members.map(\.member) == ["auth", "billing"])
+        for m in json.members {
+            #expect(m.status == "succeeded" && m.checksPassed, "\(m.member): \(m.failedChecks)")
+            #expect((m.rtoSeconds ?? -1) > 0 && (m.rtoSeconds ?? 99) < 30, "\(m.member) RTO \(m.rtoSeconds ?? -1)")
+            #expect(m.acknowledgedLost == 0 && m.acknowledged > 0)
+            #expect(m.lagAtStartBytes != nil && m.lagAtStartSeconds != nil && m.gateAtStart == "proceed")
+            #expect(!m.steps.isEmpty && !m.acknowledgedPer100ms.isEmpty)
+            #expect(FileManager.default.fileExists(atPath: report + "/members/\(m.member)/report.md"))
+        }
+        let auth = json.members[0]
+        let billing = json.members[1]
+        #expect(billing.startedAt! >= auth.endedAt!, "billing started before auth ended")
+        #expect(auth.faults.map(\.fault) == ["archive-stall@1"])
+        #expect(json.criticalPath == ["auth", "billing"])
+        #expect(abs(json.criticalPathSeconds - (billing.endedAt! - auth.startedAt!)) < 0.001)
+        #expect(json.totalSeconds >= json.criticalPathSeconds - 0.001 && json.totalSeconds > 0)
+        #expect(json.slowestMember == ([auth, billing].max { $0.seconds! < $1.seconds! })!.member)
+
+        let md = try String(contentsOfFile: report + "/report.md", encoding: .utf8)
+        #expect(md.contains("# Fleet drill of `drill-two`: PASSED"))
+        #expect(md.contains("critical path through `after`: **auth → billing**"))
+        #expect(md.contains("| [billing](members/billing/report.md) | switchover to dc2 | succeeded |"))
+        // The timeline is well-formed SVG with one lane (a label) per member.
+        let svg = try XMLDocument(contentsOf: URL(fileURLWithPath: report + "/timeline.svg"))
+        let labels = try svg.nodes(forXPath: "//*[local-name()='text']").compactMap(\.stringValue)
+        #expect(labels.contains("auth") && labels.contains("billing"))
+        // The sandboxes are gone.
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/failoverd-sandbox/fleet-dc1-auth/dc1-0"))
+    }
+
+    @Test func faultsNameTheirMember() throws {
+        let fleet = try FleetLoader.load(CLI.packageRoot + "/plans/fleet-evacuate-dc1.json")
+        let (byMember, crash) = try FleetDrill.parseFaults(
+            "kill-primary@auth:3, cut-receiver@billing:dc2,archive-stall@orders:2.5,crash-engine@search:2:after", fleet: fleet)
+        #expect(byMember["auth"] == [.killPrimary(step: 3)])
+        #expect(byMember["billing"] == [.cutReceiver(site: "dc2")])
+        #expect(byMember["orders"] == [.archiveStall(seconds: 2.5)])
+        #expect(crash == FleetCrashPoint("search:2:after"))
+        for (spec, text) in [
+            ("kill-primary@3", "a fleet drill's fault names its member"),
+            ("kill-primary@nobody:3", "has no member \"nobody\""),
+            ("cut-receiver@auth:dr", "no site \"dr\" in the plan"),
+            ("crash-engine@auth:1:before,crash-engine@billing:1:after", "at most one crash-engine fault"),
+        ] {
+            expectFailure(.invalidInput, text) { _ = try FleetDrill.parseFaults(spec, fleet: fleet) }
+        }
+    }
+}
