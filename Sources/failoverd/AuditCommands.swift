@@ -91,7 +91,7 @@ struct AuditVerify: AsyncParsableCommand {
                 throw FailoverError.invalid(
                     "checkpoint file \(file) does not exist: give the audit-checkpoints.jsonl that failoverd appended to")
             }
-            let v = try AuditLog(journal: journal).verify(.init(publicKeys: keys, checkpointFile: file))
+            let v = try await AuditLog(journal: journal).verify(.init(publicKeys: keys, checkpointFile: file))
             if v.intact {
                 print("audit log intact: \(v.checked) events, hash chain verified")
                 if !keys.isEmpty {

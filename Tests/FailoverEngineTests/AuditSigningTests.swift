@@ -159,7 +159,7 @@ import Testing
         #expect(try s.verifyCLI().status == 0)
     }
 
-    @Test func rewriteWithRecomputedHashesAndCutTailIsNamed() throws {
+    @Test func rewriteWithRecomputedHashesAndCutTailIsNamed() async throws {
         let s = try Setup()
         defer { s.remove() }
         let journal = try twentyEvents(s)
@@ -175,7 +175,7 @@ import Testing
         #expect(withoutKey.stdout.contains("not proven: without --public-key"))
         #expect(withoutKey.stdout.contains("recomputed their hashes, or deleted the newest events"))
 
-        let v = try AuditLog(journal: journal).verify(
+        let v = try await AuditLog(journal: journal).verify(
             .init(publicKeys: [try AuditKeys.loadPublicKey(s.keys.publicKeyPath)], checkpointFile: s.checkpoints))
         #expect(!v.intact)
         #expect(v.brokenSeq == 11)
@@ -205,7 +205,7 @@ import Testing
         #expect(alone.stdout.contains("not proven: without the checkpoint file"))
     }
 
-    @Test func reorderedEventsWithRecomputedHashesAreNamed() throws {
+    @Test func reorderedEventsWithRecomputedHashesAreNamed() async throws {
         let s = try Setup()
         defer { s.remove() }
         let journal = try twentyEvents(s)
@@ -216,7 +216,7 @@ import Testing
                 e[6].details = e[7].details
                 e[7].details = seventh.details
             })
-        #expect(try AuditLog(journal: journal).verify().intact, "the chain alone cannot see a recomputed reorder")
+        #expect(try await AuditLog(journal: journal).verify().intact, "the chain alone cannot see a recomputed reorder")
         let cli = try s.verifyCLI()
         #expect(cli.status == 1)
         #expect(cli.stdout.contains("audit log BROKEN at seq 6: seq 6…10: the log's hash at seq 10 does not match"))
@@ -288,15 +288,15 @@ import Testing
         #expect(swapped.stdout.contains("in the journal names journal"))
     }
 
-    @Test func verifyCrossChecksRunsAndSteps() throws {
+    @Test func verifyCrossChecksRunsAndSteps() async throws {
         let s = try Setup()
         defer { s.remove() }
         #expect(try CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state]).status == 0)
         let journal = try Journal(stateDirectory: s.state)
         let run = try journal.lastRun()!.id
-        #expect(try AuditLog(journal: journal).verify().intact)
+        #expect(try await AuditLog(journal: journal).verify().intact)
         try Self.sqlite3(s.db, "UPDATE steps SET status = 'pending' WHERE number = 3; UPDATE runs SET outcome = 'failed';")
-        let v = try AuditLog(journal: journal).verify()
+        let v = try await AuditLog(journal: journal).verify()
         #expect(v.problems.contains { $0.reason.contains("run \(run) step 3 is pending in the steps table, but the log records step-") })
         #expect(v.problems.contains { $0.reason.contains("run \(run): the runs table says failed, but its last run-end event") })
         try Self.sqlite3(s.db, "DELETE FROM steps; DELETE FROM runs;")
@@ -365,14 +365,14 @@ import Testing
         #expect(tail.stdout.split(separator: "\n").count == 3)
     }
 
-    @Test func aJournalFromBeforeCheckpointsKeepsItsChainAndGrowsIt() throws {
+    @Test func aJournalFromBeforeCheckpointsKeepsItsChainAndGrowsIt() async throws {
         let state = CLI.tempDirectory("failoverd-v1")
         defer { try? FileManager.default.removeItem(atPath: state) }
         // Written as failoverd wrote journals before migration v3-audit-signing: no OS user, host or checkpoints.
         do {
             let queue = try DatabaseQueue(path: state + "/journal.sqlite")
             try JournalSchema.migrator.migrate(queue, upTo: "v1")
-            try queue.write { db in
+            try await queue.write { db in
                 var prev = AuditLog.genesis
                 for i in 1...5 {
                     var e = AuditEvent(
@@ -388,9 +388,9 @@ import Testing
             }
         }
         let journal = try Journal(stateDirectory: state)
-        #expect(try AuditLog(journal: journal).verify().intact)
+        #expect(try await AuditLog(journal: journal).verify().intact)
         try AuditLog(journal: journal).append(kind: "refusal", details: ["reason": "after the upgrade"])
-        let v = try AuditLog(journal: journal).verify()
+        let v = try await AuditLog(journal: journal).verify()
         #expect(v.intact)
         #expect(v.checked == 6)
         #expect(try AuditLog(journal: journal).query().map(\.osUser).compactMap { $0 }.count == 1)
