@@ -62,8 +62,9 @@ struct AuditVerify: AsyncParsableCommand {
         abstract: "Verify the audit log: exit 0 when intact, 1 naming the first bad seq and what is wrong.",
         discussion: """
             Walks the hash chain, checks every signed checkpoint with the public key (a rewrite with recomputed \
-            hashes, deleted newest events, checkpoints that do not match the log), and cross-checks the log against \
-            the runs and steps tables. Without --public-key it verifies the chain and says what it cannot prove.
+            hashes, deleted newest events, checkpoints that do not match the log, a run-end, abandon, refusal or \
+            adopt that no checkpoint covers), and cross-checks the log against the runs and steps tables. Without \
+            --public-key it verifies the chain and says what it cannot prove.
             """)
 
     @Option(

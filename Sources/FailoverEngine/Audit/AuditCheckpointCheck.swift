@@ -65,8 +65,8 @@ extension AuditLog {
 
     /// Weighs the checkpoints whose signatures were checked (`valid`, one per `set.all`) against the walked
     /// log: foreign keys and bad signatures, checkpoints that no longer match the log, a log cut back past a
-    /// checkpoint, checkpoints missing from the journal.
-    func checkCheckpoints(_ v: inout Verification, set: CheckpointSet, valid: [Bool], options: VerifyOptions, walk: ChainWalk) {
+    /// checkpoint, checkpoints missing from the journal. Returns the highest seq a good signature covers.
+    func checkCheckpoints(_ v: inout Verification, set: CheckpointSet, valid: [Bool], options: VerifyOptions, walk: ChainWalk) -> Int64? {
         let keys = Dictionary(options.publicKeys.map { (AuditKeys.keyID($0), $0) }, uniquingKeysWith: { a, _ in a })
         let inFile = Set(set.file)
         let inJournal = Set(set.journal.map { "\($0.seq)/\($0.key)" })
@@ -150,6 +150,33 @@ extension AuditLog {
         if let last = v.lastCheckpoint, last.seq < v.lastSeq {
             v.caveats.append(
                 "events \(last.seq + 1)…\(v.lastSeq) come after the last signed checkpoint (seq \(last.seq)): no signature covers them yet")
+        }
+        return good.map(\.seq).max()
+    }
+
+    /// The events after `covered` (the last seq a good signature covers) through `last` that end a verb's work
+    /// (``AuditSigner/closingKinds``). failoverd signs a checkpoint in the same transaction as each, so one
+    /// that no checkpoint covers is evidence: its checkpoint was deleted, from the journal and the checkpoint
+    /// file, perhaps with the events before it rewritten and their hashes recomputed; or the verb ran without
+    /// the signing key. The events are append-only, so any read after the walk sees the same ones up to `last`.
+    func unsignedClosingEvents(after covered: Int64, through last: Int64) async throws -> [Problem] {
+        guard covered < last else { return [] }
+        let kinds = AuditSigner.closingKinds.sorted()
+        let placeholders = kinds.map { _ in "?" }.joined(separator: ", ")
+        let closing = try await journal.db.read { db in
+            try Row.fetchAll(
+                db,
+                sql: "SELECT seq, kind, run_id FROM audit_events WHERE seq > ? AND seq <= ? AND kind IN (\(placeholders)) ORDER BY seq",
+                arguments: StatementArguments([covered, last] as [any DatabaseValueConvertible] + kinds)
+            ).map { (seq: $0["seq"] as Int64, kind: $0["kind"] as String, run: $0["run_id"] as String?) }
+        }
+        return closing.map { e in
+            let first = covered + 1
+            return Problem(
+                seq: e.seq,
+                reason:
+                    "seq \(e.seq) (\(e.kind)\(e.run.map { " of run \($0)" } ?? "")) ends a verb's work, but no checkpoint signed by the given public key covers it; failoverd signs one with every run-end, abandon, refusal and adopt, so either its checkpoint was deleted from the journal and the checkpoint file, and events \(first)\(e.seq > first ? "…\(e.seq)" : "") may have been rewritten with their hashes recomputed, or the verb ran without the signing key (--audit-key, $FAILOVERD_AUDIT_KEY)"
+            )
         }
     }
 }

@@ -61,8 +61,8 @@ extension AuditLog {
 
     /// Walks the chain from the first event and names the first broken link (an edited, deleted, inserted or
     /// reordered row); checks every signed checkpoint against the given public keys and the log (a rewrite with
-    /// recomputed hashes, the newest events deleted, checkpoints that do not match); and cross-checks the log
-    /// against the runs and steps tables.
+    /// recomputed hashes, the newest events deleted, checkpoints that do not match, a run-end, abandon, refusal
+    /// or adopt that no checkpoint covers); and cross-checks the log against the runs and steps tables.
     ///
     /// The chain walk (in two halves on two connections when the log is long) and the Ed25519 signatures run
     /// at once, as child tasks; the walks run in GRDB's reader queues, so no thread of the cooperative pool
@@ -124,8 +124,8 @@ extension AuditLog {
                     + (set.journal.isEmpty
                         ? ""
                         : " (the journal holds \(set.journal.count) signed checkpoint\(set.journal.count == 1 ? "" : "s"), not checked)"))
-        } else {
-            checkCheckpoints(&v, set: set, valid: valid, options: options, walk: walk)
+        } else if let covered = checkCheckpoints(&v, set: set, valid: valid, options: options, walk: walk), walk.firstBroken == nil {
+            v.problems += try await unsignedClosingEvents(after: covered, through: v.lastSeq)
         }
         v.problems += crossCheck.problems
         v.problems.sort { ($0.seq ?? .max) < ($1.seq ?? .max) }
