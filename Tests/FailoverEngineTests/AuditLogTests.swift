@@ -58,6 +58,29 @@ import Testing
         #expect(try await log.verify().brokenSeq == 11)
     }
 
+    /// The one encoder writes the form every log was hashed with (docs/journal.md): pinned here byte for byte,
+    /// with escapes, a NULL run, a negative uid and fields absent from old events.
+    @Test func theCanonicalEventIsTheFormEveryLogWasWrittenWith() throws {
+        let prev = String(repeating: "a", count: 64)
+        var e = AuditEvent(
+            seq: 7, at: "2026-11-27T04:15:02.123Z", runID: nil, site: "dr\\\"x", actor: "bob@h\n\u{08}", osUser: "é\t",
+            osUID: Int64.min, host: "h\u{01}\u{1F}\r", kind: "step-end", details: "{\"a\":\"b\"}", prevHash: prev, hash: "")
+        let expected =
+            #"{"actor":"bob@h\n\u0008","at":"2026-11-27T04:15:02.123Z","details":{"a":"b"},"host":"h\u0001\u001f\r","kind":"step-end","osUid":-9223372036854775808,"osUser":"é\t","run":null,"seq":7,"site":"dr\\\"x"}"#
+        #expect(e.canonical == expected)
+        #expect(e.expectedHash == AuditLog.sha256(prev + expected))
+        // An event from before the OS user, uid and host were recorded: those keys are absent.
+        e.osUser = nil
+        e.osUID = nil
+        e.host = nil
+        e.runID = "r-1"
+        #expect(
+            e.canonical
+                == #"{"actor":"bob@h\n\u0008","at":"2026-11-27T04:15:02.123Z","details":{"a":"b"},"kind":"step-end","run":"r-1","seq":7,"site":"dr\\\"x"}"#
+        )
+        #expect(JSONString.literal("\u{00}\u{7F}\\/漢") == "\"\\u0000\u{7F}\\\\/漢\"")
+    }
+
     @Test func triggersRefuseUpdateAndDelete() async throws {
         let (state, journal) = try journalWithEvents()
         defer { try? FileManager.default.removeItem(atPath: state) }
