@@ -81,6 +81,29 @@ import Testing
         #expect(JSONString.literal("\u{00}\u{7F}\\/漢") == "\"\\u0000\u{7F}\\\\/漢\"")
     }
 
+    /// A run started while verify walks the log: the runs table then holds a run the walked log has no event
+    /// of. verify sees the commit (from this connection or another) and verifies again in one read.
+    @Test(arguments: ["this connection", "another connection"])
+    func aCommitWhileVerifyWalksIsVerifiedAgainInOneRead(writer: String) async throws {
+        let (state, journal) = try journalWithEvents()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let steps = try Planner(plan: PlanLoader.load(CLI.plan("switchover"))).steps().get()
+        func run(_ id: String) -> RunRecord {
+            RunRecord(
+                id: id, planName: "switchover", planJSON: "{}", planSHA256: "", driver: "simulated", isDrill: false, allowDataLoss: false,
+                actor: "test", stepCount: steps.count, outcome: .running, error: nil, startedAt: Journal.now(), endedAt: nil)
+        }
+        try journal.createRun(run("r-first"), steps: steps, epoch: 0)
+        let writerJournal = writer == "this connection" ? journal : try Journal(stateDirectory: state)
+        let v = try await AuditLog(journal: journal).verify(.init()) {
+            try writerJournal.createRun(run("r-second"), steps: steps, epoch: 0)
+        }
+        #expect(v.intact, "\(v.problems)")
+        #expect(v.checked == 12)
+        #expect(v.lastSeq == 12)
+        #expect(v.runsChecked == 2)
+    }
+
     @Test func triggersRefuseUpdateAndDelete() async throws {
         let (state, journal) = try journalWithEvents()
         defer { try? FileManager.default.removeItem(atPath: state) }

@@ -69,6 +69,11 @@ extension AuditLog {
     /// waits on them. Everything describes one state of the journal: when anything was committed while the
     /// log was walked (a run going on), the log is verified again in a single read.
     public func verify(_ options: VerifyOptions = .init()) async throws -> Verification {
+        try await verify(options, afterWalk: {})
+    }
+
+    /// ``verify(_:)``, with `afterWalk` run between the walk and the cross-check (tests commit there).
+    func verify(_ options: VerifyOptions, afterWalk: () async throws -> Void) async throws -> Verification {
         // The file is read before the journal, so it never holds a checkpoint the journal could not yet have.
         let file = try options.checkpointFile.map { try AuditCheckpoint.read(file: $0) }
         let fileCheckpoints = file?.checkpoints ?? []
@@ -84,6 +89,7 @@ extension AuditLog {
         async let signatures = Self.verifySignatures(set.all, keys: keys)
         let walk = try await ChainWalk.walk(
             journal, first: state.firstSeq, last: state.lastSeq, heads: set.seqs, collectRuns: crossCheck)
+        try await afterWalk()
         // The runs and steps tables must be those of the log that was walked.
         let crossChecked = try await journal.db.read { db -> CrossCheck? in
             guard try LogState.version(db) == state.version else { return nil }
