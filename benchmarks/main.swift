@@ -21,6 +21,13 @@ func seconds(_ body: () throws -> Void) rethrows -> Double {
     return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
 }
 
+/// `seconds` for work that awaits.
+func awaitedSeconds(_ body: () async throws -> Void) async rethrows -> Double {
+    let c = ContinuousClock()
+    let d = try await c.measure(body)
+    return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+}
+
 func tempDir() -> String {
     let p = NSTemporaryDirectory() + "failoverd-bench-\(UUID().uuidString.prefix(8))"
     try! FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
@@ -82,9 +89,28 @@ func benchPlan() throws {
         baselineName: "JSONSerialization parse only", parse * 1000)
 }
 
+/// What reading the rows alone costs: SQLite steps through the query verify runs and touches every column it reads.
+func secondsReadingRows(_ raw: DatabaseQueue) throws -> Double {
+    var touched = 0
+    let read = try raw.read { db in
+        let statement = try db.makeStatement(
+            sql: "SELECT seq, at, run_id, site, actor, kind, details, prev_hash, hash, os_user, os_uid, host FROM audit_events ORDER BY seq"
+        )
+        let h = statement.sqliteStatement
+        defer { sqlite3_reset(h) }
+        return seconds {
+            while sqlite3_step(h) == SQLITE_ROW {
+                for c in Int32(0)..<12 { touched &+= Int(sqlite3_column_bytes(h, c)) &+ (sqlite3_column_text(h, c) == nil ? 0 : 1) }
+            }
+        }
+    }
+    if touched == 42 { print("") }
+    return read
+}
+
 /// `failoverd audit` with filters over N events, against a full scan counting them; `audit verify` over the
 /// same events (signed every 100 events), against a bare SHA-256 over the same bytes in the same run.
-func benchAudit(events: Int, keep: String?) throws {
+func benchAudit(events: Int, keep: String?) async throws {
     let dir = keep ?? tempDir()
     defer { if keep == nil { try? FileManager.default.removeItem(atPath: dir) } }
     let reuse = FileManager.default.fileExists(atPath: dir + "/state/journal.sqlite")
@@ -185,19 +211,7 @@ func benchAudit(events: Int, keep: String?) throws {
     bytes = []
     print(String(format: "audit: the hashed bytes: %.0f MB; one SHA-256 over all of them in one stream: %.3f s", megabytes, stream))
     // What reading the rows alone costs: SQLite steps through the same query and touches every column verify reads.
-    var touched = 0
-    let read = try raw.read { db in
-        let statement = try db.makeStatement(
-            sql: "SELECT seq, at, run_id, site, actor, kind, details, prev_hash, hash, os_user, os_uid, host FROM audit_events ORDER BY seq"
-        )
-        let h = statement.sqliteStatement
-        defer { sqlite3_reset(h) }
-        return seconds {
-            while sqlite3_step(h) == SQLITE_ROW {
-                for c in Int32(0)..<12 { touched &+= Int(sqlite3_column_bytes(h, c)) &+ (sqlite3_column_text(h, c) == nil ? 0 : 1) }
-            }
-        }
-    }
+    let read = try secondsReadingRows(raw)
     report("audit: SQLite reading the rows verify reads", read, unit: "s", baselineName: "bare SHA-256 per event, same bytes", bare)
     var key = Curve25519.Signing.PrivateKey()
     var sigs: [(Data, Data)] = (0..<2000).map { i in
@@ -207,20 +221,20 @@ func benchAudit(events: Int, keep: String?) throws {
     sigs = []
     key = Curve25519.Signing.PrivateKey()
     print(String(format: "audit: one Ed25519 signature verification: %.1f µs (one core)", edVerify * 1e6))
-    let chainOnly = try seconds {
-        let v = try log.verify(.init(crossCheck: false))
+    let chainOnly = try await awaitedSeconds {
+        let v = try await log.verify(.init(crossCheck: false))
         precondition(v.intact, "\(v.problems.prefix(3))")
     }
     var runs = 0
-    let plain = try seconds {
-        let v = try log.verify()
+    let plain = try await awaitedSeconds {
+        let v = try await log.verify()
         precondition(v.intact, "\(v.problems.prefix(3))")
         runs = v.runsChecked
     }
     let publicKey = try AuditKeys.loadPublicKey(publicKeyPath)
     var checkpoints = 0
-    let signed = try seconds {
-        let v = try log.verify(.init(publicKeys: [publicKey], checkpointFile: signer.checkpointPath))
+    let signed = try await awaitedSeconds {
+        let v = try await log.verify(.init(publicKeys: [publicKey], checkpointFile: signer.checkpointPath))
         precondition(v.intact, "\(v.problems.prefix(3))")
         checkpoints = v.checkpointsVerified
     }
@@ -229,7 +243,7 @@ func benchAudit(events: Int, keep: String?) throws {
     report(
         "audit verify --public-key (\(checkpoints) checkpoints)", signed, unit: "s", baselineName: "bare SHA-256 per event, same bytes",
         bare)
-    if sink == 42 || touched == 42 { print("") }
+    if sink == 42 { print("") }
 }
 
 /// Switchover write unavailability: failoverd against the raw stop/promote/first-write sequence.
@@ -385,12 +399,12 @@ do {
     if which == "plan" || which == "all" { try benchPlan() }
     // --keep DIR keeps the journal (DIR/state) and key (DIR/keys) to measure again without appending anew.
     let keep = args.firstIndex(of: "--keep").map { args[args.index(after: $0)] }
-    if which == "audit" || which == "all" { try benchAudit(events: events, keep: keep) }
+    if which == "audit" || which == "all" { try await benchAudit(events: events, keep: keep) }
     if which == "verify", let keep {
         let log = AuditLog(journal: try Journal(stateDirectory: keep + "/state"))
         for _ in 0..<3 {
-            let t = try seconds {
-                let v = try log.verify()
+            let t = try await awaitedSeconds {
+                let v = try await log.verify()
                 precondition(v.intact)
             }
             print(String(format: "audit verify: %.3f s", t))
