@@ -23,6 +23,11 @@ struct DrillCommand: AsyncParsableCommand {
 
             A plan whose sites are all ssh sites is drilled in the lab (failoverd lab up), built and removed \
             by the drill.
+
+            A drill never touches a sandbox or lab it did not build: when the plan's sandbox or lab already runs \
+            on this host (sandbox up, lab up, a drill with --keep, whatever its state directory), the drill \
+            refuses at once (exit 3), naming what runs and the `failoverd sandbox down` / `lab down` command that \
+            removes it. With --reuse it drills that one as it is instead, and leaves it running.
             """)
 
     @Argument(help: "The plan file.") var plan: String
@@ -30,6 +35,11 @@ struct DrillCommand: AsyncParsableCommand {
     @Option(help: "Faults to inject, comma-separated (see above).") var faults: String = ""
     @Option(help: "Concurrent writers.") var writers: Int = 4
     @Flag(help: "Leave the sandbox running afterwards.") var keep = false
+    @Flag(
+        help:
+            "Drill the plan's sandbox or lab that already runs (sandbox up, lab up) instead of building one, and leave it running. Refused when none runs."
+    )
+    var reuse = false
     @Flag(name: .customLong("allow-data-loss"), help: "Run the plan with --allow-data-loss.") var allowDataLoss = false
     @Option(name: .customLong("assume-fenced"), help: "Run the plan with --assume-fenced SITE (repeatable).") var assumeFenced: [String] =
         []
@@ -60,6 +70,7 @@ struct DrillCommand: AsyncParsableCommand {
             var drillOptions = options
             drillOptions.warmupSeconds = warmup
             drillOptions.assumeFenced = assumeFenced
+            drillOptions.reuse = reuse
             let result = try await Drill(plan: p, options: drillOptions).run()
             print("")
             for c in result.checks { print("  \(c.passed ? "pass" : "FAIL")  \(c.name): \(c.detail)") }

@@ -20,6 +20,8 @@ public struct Lab: Sendable {
     public let plan: Plan
     /// failoverd's state directory (manifests).
     public let stateDirectory: String
+    /// The plan file as the user named it, for the commands a refusal names (`PLAN` when nil).
+    public var planPath: String?
     let logger: Logger
 
     /// The control host's address on the bridge.
@@ -50,8 +52,9 @@ public struct Lab: Sendable {
     public func link(_ index: Int) -> String { "flh\(id)\(index)" }
     /// The namespace-side veth of host number `index`.
     func peer(_ index: Int) -> String { "fln\(id)\(index)" }
-    /// The lab's own files (host keys, sshd configurations, pid files, logs).
-    public var directory: String { stateDirectory + "/lab-\(plan.name)" }
+    /// The lab's own files (host keys, sshd configurations, pid files, logs). Absolute: sshd's command line
+    /// names its configuration there, which is how ``running()`` finds the state directory of a lab.
+    public var directory: String { RunningTopology.absolute(stateDirectory) + "/lab-\(plan.name)" }
     /// The directory of the lab sshd's authorized_keys (root's, readable by the login user).
     public var authorizedKeysDirectory: String { "/run/failoverd-lab-\(id)" }
     /// The manifest's path.
@@ -72,6 +75,7 @@ public struct Lab: Sendable {
     public func sandbox() throws -> Sandbox {
         let driver = try SSHPostgresDriver(plan: plan, stateDirectory: stateDirectory, logger: logger)
         var sandbox = Sandbox(plan: plan, stateDirectory: stateDirectory, logger: logger)
+        sandbox.planPath = planPath
         let lab = self
         sandbox.starter = { try await lab.start($0, driver: driver) }
         sandbox.clientAddresses = Self.network
