@@ -66,19 +66,10 @@ import Testing
     /// again each refuse (exit 3) naming it, its state directory and `sandbox down`, without building or stopping anything.
     func expectRefusalsWhileRunning(plan: Plan, planPath: String, state: String, root: String) async throws {
         let before = plan.allInstances.map { Postmaster.livePID(in: $0.instance.dataDirectory) }
-        let down = "failoverd sandbox down \(RunningTopology.word(planPath)) --state \(RunningTopology.word(state))"
-        let started = ContinuousClock.now
-        let drill = try CLI.run(["drill", planPath, "--report", root + "/refused"])
-        print("TIMING drill of a running sandbox (\(plan.name)) refused in \(ContinuousClock.now - started)")
-        #expect(drill.status == 3, "\(drill.stdout) \(drill.stderr)")
-        #expect(drill.stderr.contains("the sandbox of plan \"\(plan.name)\" is already running"), "\(drill.stderr)")
-        #expect(drill.stderr.contains(down) && drill.stderr.contains("--reuse"), "\(drill.stderr)")
-        #expect(!drill.stdout.contains("building"), "the refused drill began to build: \(drill.stdout)")
-        #expect(!FileManager.default.fileExists(atPath: root + "/refused/state/sandbox-\(plan.name).json"))
-        let elsewhere = try CLI.run(["sandbox", "up", planPath, "--state", root + "/other-state"])
-        #expect(elsewhere.status == 3 && elsewhere.stderr.contains(down), "\(elsewhere.stderr)")
+        try ShippedPlans.expectDrillRefused(.sandbox, plan: plan, planPath: planPath, state: state, report: root + "/refused")
         let again = try CLI.run(["sandbox", "up", planPath, "--state", state])
-        #expect(again.status == 3 && again.stderr.contains(down) && again.stderr.contains("--reuse"), "\(again.stderr)")
+        #expect(
+            again.status == 3 && again.stderr.contains("--state \(RunningTopology.word(state)) --reuse` completes it"), "\(again.stderr)")
         // Nothing was stopped or restarted, and every server still answers.
         #expect(plan.allInstances.map { Postmaster.livePID(in: $0.instance.dataDirectory) } == before)
         let outside = OutsideView(plan: plan)

@@ -391,18 +391,11 @@ struct LabTests {
         let primary = try #require(plan.declaredPrimary?.leader)
         try await outside.writeMarker(1, on: primary)
 
-        let down = "failoverd lab down \(RunningTopology.word(planPath)) --state \(RunningTopology.word(state))"
-        let started = ContinuousClock.now
-        let drill = try CLI.run(["drill", planPath, "--report", root + "/refused"])
-        print("TIMING drill of a running lab (\(plan.name)) refused in \(ContinuousClock.now - started)")
-        #expect(drill.status == 3, "\(drill.stdout) \(drill.stderr)")
-        #expect(drill.stderr.contains("the lab of plan \"\(plan.name)\" is already running"), "\(drill.stderr)")
-        #expect(drill.stderr.contains(down) && drill.stderr.contains("--reuse"), "\(drill.stderr)")
-        #expect(!drill.stdout.contains("building"), "the refused drill began to build: \(drill.stdout)")
-        #expect(!FileManager.default.fileExists(atPath: root + "/refused/state/lab-\(plan.name).json"), "the refused drill began a lab")
-        let elsewhere = try CLI.run(["lab", "up", planPath, "--state", root + "/other-state"])
-        #expect(elsewhere.status == 3 && elsewhere.stderr.contains(down), "\(elsewhere.stderr)")
+        try ShippedPlans.expectDrillRefused(.lab, plan: plan, planPath: planPath, state: state, report: root + "/refused")
         #expect(!FileManager.default.fileExists(atPath: root + "/other-state/lab-\(plan.name).json"))
+        let again = try CLI.run(["lab", "up", planPath, "--state", state])
+        #expect(
+            again.status == 3 && again.stderr.contains("--state \(RunningTopology.word(state)) --reuse` completes it"), "\(again.stderr)")
 
         // The lab still works: the same sshd processes, namespaces and postmasters, and every server answers.
         for process in manifest.processes {

@@ -176,16 +176,9 @@ struct RunningTopologyTests {
         let (root, plan) = try SandboxFixture.makePlan([SiteLayout(name: "prod", role: .primary)], archiveTimeout: 60)
         defer { try? FileManager.default.removeItem(atPath: root) }
         let port = plan.sites[0].leader.port
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = try #require(FreePorts.bound(port), "port \(port) was taken")
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        try #require(bound == 0 && listen(fd, 1) == 0)
+        try #require(listen(fd, 1) == 0)
         let sandbox = Sandbox(plan: plan, stateDirectory: root + "/state")
         await expectFailure(.refused, "127.0.0.1:\(port) (the port of instance prod-0) is already in use by pid \(getpid())") {
             try await sandbox.up()
@@ -204,16 +197,9 @@ struct FreePortsTests {
         #expect((first + second).allSatisfy { range.contains($0) })
         // Each is free: a listener binds it.
         for port in first.prefix(3) {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(fd) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let ok = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-            }
-            #expect(ok, "port \(port) could not be bound")
+            let fd = FreePorts.bound(port)
+            #expect(fd != nil, "port \(port) could not be bound")
+            if let fd { close(fd) }
         }
     }
 }

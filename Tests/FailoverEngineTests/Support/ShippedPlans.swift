@@ -51,6 +51,33 @@ enum ShippedPlans {
         return root
     }
 
+    /// Runs `failoverd drill PLAN` while the plan's sandbox or lab (built with `state`) runs, and expects the
+    /// refusal (exit 3) naming it, its state directory, `sandbox down` / `lab down` and --reuse, with nothing of
+    /// a build begun (no manifest in the drill's state directory). Prints how long the refusal took.
+    static func expectDrillRefused(
+        _ kind: RunningTopology.Kind, plan: Plan, planPath: String, state: String, report: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
+        let down = "failoverd \(kind.rawValue) down \(RunningTopology.word(planPath)) --state \(RunningTopology.word(state))"
+        let started = ContinuousClock.now
+        let drill = try CLI.run(["drill", planPath, "--report", report])
+        print("TIMING drill of a running \(kind.rawValue) (\(plan.name)) refused in \(ContinuousClock.now - started)")
+        #expect(drill.status == 3, "\(drill.stdout) \(drill.stderr)", sourceLocation: sourceLocation)
+        #expect(
+            drill.stderr.contains("the \(kind.rawValue) of plan \"\(plan.name)\" is already running"), "\(drill.stderr)",
+            sourceLocation: sourceLocation)
+        #expect(drill.stderr.contains(down) && drill.stderr.contains("--reuse"), "\(drill.stderr)", sourceLocation: sourceLocation)
+        #expect(!drill.stdout.contains("building"), "the refused drill began to build: \(drill.stdout)", sourceLocation: sourceLocation)
+        #expect(
+            !FileManager.default.fileExists(atPath: report + "/state/\(kind.rawValue)-\(plan.name).json"),
+            "the refused drill began a build",
+            sourceLocation: sourceLocation)
+        let elsewhere = try CLI.run([
+            kind.rawValue, "up", planPath, "--state", (report as NSString).deletingLastPathComponent + "/other-state",
+        ])
+        #expect(elsewhere.status == 3 && elsewhere.stderr.contains(down), "\(elsewhere.stderr)", sourceLocation: sourceLocation)
+    }
+
     /// Takes down the plan's sandbox or lab when a test process that died left it running (its state directory
     /// lies under a ``temporaryRoot(_:)`` of a pid that is gone). Anything else running stays, and the test's
     /// refusal check then fails naming it: a test never removes what it cannot prove its own.
