@@ -391,7 +391,12 @@ struct LabTests {
         let primary = try #require(plan.declaredPrimary?.leader)
         try await outside.writeMarker(1, on: primary)
 
-        try ShippedPlans.expectDrillRefused(.lab, plan: plan, planPath: planPath, state: state, report: root + "/refused")
+        let refused = try ShippedPlans.expectDrillRefused(.lab, plan: plan, planPath: planPath, state: state, report: root + "/refused")
+        // It names the lab's sshd processes, read from their own command lines, which name the state directory.
+        for process in manifest.processes where process.what.hasPrefix("sshd ") {
+            let named = "sshd \(process.pid) of \(process.what.dropFirst(5))"
+            #expect(refused.stderr.contains(named), "\(refused.stderr) does not name \(named)")
+        }
         #expect(!FileManager.default.fileExists(atPath: root + "/other-state/lab-\(plan.name).json"))
         let again = try CLI.run(["lab", "up", planPath, "--state", state])
         #expect(

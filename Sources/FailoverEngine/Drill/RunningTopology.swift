@@ -172,9 +172,11 @@ extension Lab {
             evidence.append("namespace \(namespace(index))")
             let pids = ((try? await ip(["netns", "pids", namespace(index)]).stdout) ?? "").split(separator: "\n").compactMap { pid_t($0) }
             for pid in pids {
+                // The listening sshd rewrites its command line into one string ("sshd: /usr/sbin/sshd -f CONFIG
+                // -E LOG [listener] …"): read it as words.
                 guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
-                let argv = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-                guard argv.first.map({ ($0 as NSString).lastPathComponent == "sshd" }) == true,
+                let argv = data.split(whereSeparator: { $0 == 0 || $0 == 32 }).map { String(decoding: $0, as: UTF8.self) }
+                guard argv.prefix(2).contains(where: { ($0 as NSString).lastPathComponent == "sshd" || $0 == "sshd:" }),
                     let f = argv.firstIndex(of: "-f"), f + 1 < argv.count
                 else { continue }
                 evidence.append("sshd \(pid) of \(host)")

@@ -53,11 +53,13 @@ enum ShippedPlans {
 
     /// Runs `failoverd drill PLAN` while the plan's sandbox or lab (built with `state`) runs, and expects the
     /// refusal (exit 3) naming it, its state directory, `sandbox down` / `lab down` and --reuse, with nothing of
-    /// a build begun (no manifest in the drill's state directory). Prints how long the refusal took.
+    /// a build begun (no manifest in the drill's state directory). Prints how long the refusal took; returns the
+    /// drill's result.
+    @discardableResult
     static func expectDrillRefused(
         _ kind: RunningTopology.Kind, plan: Plan, planPath: String, state: String, report: String,
         sourceLocation: SourceLocation = #_sourceLocation
-    ) throws {
+    ) throws -> CLI.Result {
         let down = "failoverd \(kind.rawValue) down \(RunningTopology.word(planPath)) --state \(RunningTopology.word(state))"
         let started = ContinuousClock.now
         let drill = try CLI.run(["drill", planPath, "--report", report])
@@ -76,6 +78,7 @@ enum ShippedPlans {
             kind.rawValue, "up", planPath, "--state", (report as NSString).deletingLastPathComponent + "/other-state",
         ])
         #expect(elsewhere.status == 3 && elsewhere.stderr.contains(down), "\(elsewhere.stderr)", sourceLocation: sourceLocation)
+        return drill
     }
 
     /// Takes down the plan's sandbox or lab when a test process that died left it running (its state directory
