@@ -10,7 +10,8 @@ struct DrillCommand: AsyncParsableCommand {
             Builds the plan's starting topology (sandbox up), starts N writers and a reader per standby, runs the plan \
             through the same executor (journal and audit log included, the run marked as a drill), injects the faults, \
             checks, tears the sandbox down unless --keep, and writes report.json, report.md and timeline.svg. Exit 0 \
-            when every check holds, 1 when one fails (the report names it), 2 on invalid input.
+            when every check holds, 1 when one fails (the report names it), 2 on invalid input, 3 when the plan's \
+            sandbox or lab already runs (or, with --reuse, when none does).
 
             Faults (--faults, comma-separated):
               kill-primary@STEP          SIGKILL the primary when step STEP starts
