@@ -370,6 +370,8 @@ struct LabTests {
         }
         #expect(try await lab.running() == nil, "something of \(name)'s lab survived lab down")
         #expect(!((try? await lab.linkExists(lab.bridge)) ?? true), "bridge \(lab.bridge) survived")
+        let login = plan.sites.first?.ssh?.user ?? "fodlab"
+        #expect(!FileManager.default.fileExists(atPath: lab.sudoersPath(login: login)), "the lab's sudo rule survived lab down")
         try? FileManager.default.removeItem(atPath: root)
         // The suite's lab comes back on every path.
         try await fixture.lab.up(buildTopology: false)

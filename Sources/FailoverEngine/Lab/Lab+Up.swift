@@ -107,7 +107,7 @@ extension Lab {
                 // sshd warns on every command when the home directory is missing.
                 try await root("/usr/sbin/usermod", ["--home", "/", name])
             }
-            let sudoers = "/etc/sudoers.d/failoverd-lab-\(name)"
+            let sudoers = sudoersPath(login: name)
             if !Files.exists(sudoers) {
                 manifest.files.append(sudoers)
                 try manifest.save(for: plan, in: stateDirectory)

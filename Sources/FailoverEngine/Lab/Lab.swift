@@ -57,6 +57,9 @@ public struct Lab: Sendable {
     public var directory: String { RunningTopology.absolute(stateDirectory) + "/lab-\(plan.name)" }
     /// The directory of the lab sshd's authorized_keys (root's, readable by the login user).
     public var authorizedKeysDirectory: String { "/run/failoverd-lab-\(id)" }
+    /// The sudo rule letting the lab's login user act as the OS user: one file per lab (plan), so that another
+    /// lab's `down` removes its own file, never the one this lab uses.
+    func sudoersPath(login: String) -> String { "/etc/sudoers.d/failoverd-lab-\(login)-\(id)" }
     /// The manifest's path.
     var manifestPath: String { LabManifest.path(for: plan, in: stateDirectory) }
     /// True when `up()` built (part of) this lab.

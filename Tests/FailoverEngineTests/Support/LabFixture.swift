@@ -133,6 +133,7 @@ struct LabFixture: Sendable {
             #expect(!((try? await lab.linkExists(lab.link(index))) ?? true), "link \(lab.link(index)) survived lab down")
         }
         #expect(!((try? await lab.linkExists(lab.bridge)) ?? true), "bridge \(lab.bridge) survived lab down")
+        #expect(!FileManager.default.fileExists(atPath: lab.sudoersPath(login: "fodlab")), "the lab's sudo rule survived lab down")
         for process in recorded {
             #expect(!ProcessIdentity.matches(pid: process.pid, startTime: process.startTime, tolerance: 0.01), "\(process.what) survived")
         }
