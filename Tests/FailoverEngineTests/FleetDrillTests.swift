@@ -9,22 +9,16 @@ import Testing
 
 /// `failoverd fleet drill`: every member's sandbox and writers, the fleet run, one report with a lane per member.
 @Suite(.serialized) struct FleetDrillTests {
-    /// Two members of the shipped example (auth, then billing after it), in a fleet file of their own.
-    static func twoMembers() throws -> (directory: String, path: String) {
-        let directory = CLI.tempDirectory("failoverd-fleet-drill")
-        let fleet: [String: Any] = [
-            "version": 1, "name": "drill-two", "concurrency": 2,
-            "members": ["auth", "billing"].map { ["name": $0, "plan": CLI.packageRoot + "/plans/fleet-evacuate-dc1/\($0).json"] },
-            "order": ["after": ["billing": ["auth"]]],
-        ]
-        let path = directory + "/fleet.json"
-        try JSONSerialization.data(withJSONObject: fleet, options: [.prettyPrinted]).write(to: URL(fileURLWithPath: path))
-        return (directory, path)
-    }
+    /// The fleet files shipped in plans/, each drilled below (DrillTests checks that none is missed).
+    static let shippedFleets = ["fleet-evacuate-dc1"]
 
-    @Test func aFleetDrillWritesOneReportWithALanePerMember() throws {
-        let (directory, path) = try Self.twoMembers()
+    /// The shipped example, as a user drills it: six clusters leave dc1 (billing only after auth), with a
+    /// fault on one member. Every member plan it names runs for real.
+    @Test(arguments: shippedFleets) func aShippedFleetDrillWritesOneReportWithALanePerMember(name: String) throws {
+        let directory = CLI.tempDirectory("failoverd-fleet-drill")
         defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = CLI.plan(name)
+        let fleet = try FleetLoader.load(path)
         let report = directory + "/report"
         let r = try CLI.run([
             "fleet", "drill", path, "--report", report, "--faults", "archive-stall@auth:1", "--warmup", "0.5", "--dwell", "0.5",
@@ -35,34 +29,38 @@ import Testing
         let data = try Data(contentsOf: URL(fileURLWithPath: report + "/report.json"))
         let json = try JSONDecoder().decode(FleetDrillReport.self, from: data)
         #expect(json.passed && json.outcome == "succeeded" && json.exitCode == 0)
-        #expect(json.members.map(\.member) == ["auth", "billing"])
+        #expect(json.members.map(\.member) == fleet.members.map(\.name))
         for m in json.members {
             #expect(m.status == "succeeded" && m.checksPassed, "\(m.member): \(m.failedChecks)")
-            #expect((m.rtoSeconds ?? -1) > 0 && (m.rtoSeconds ?? 99) < 30, "\(m.member) RTO \(m.rtoSeconds ?? -1)")
+            #expect((m.rtoSeconds ?? -1) > 0, "\(m.member) RTO \(m.rtoSeconds ?? -1)")
             #expect(m.acknowledgedLost == 0 && m.acknowledged > 0)
             #expect(m.lagAtStartBytes != nil && m.lagAtStartSeconds != nil && m.gateAtStart == "proceed")
             #expect(!m.steps.isEmpty && !m.acknowledgedPer100ms.isEmpty)
             #expect(FileManager.default.fileExists(atPath: report + "/members/\(m.member)/report.md"))
         }
-        let auth = json.members[0]
-        let billing = json.members[1]
+        let auth = try #require(json.members.first { $0.member == "auth" })
+        let billing = try #require(json.members.first { $0.member == "billing" })
         #expect(billing.startedAt! >= auth.endedAt!, "billing started before auth ended")
         #expect(auth.faults.map(\.fault) == ["archive-stall@1"])
-        #expect(json.criticalPath == ["auth", "billing"])
-        #expect(abs(json.criticalPathSeconds - (billing.endedAt! - auth.startedAt!)) < 0.001)
+        // The critical path is a chain through `after`: billing only ever with auth before it.
+        #expect(!json.criticalPath.isEmpty && Set(json.criticalPath).isSubset(of: fleet.members.map(\.name)))
+        if let b = json.criticalPath.firstIndex(of: "billing") { #expect(b > 0 && json.criticalPath[b - 1] == "auth") }
         #expect(json.totalSeconds >= json.criticalPathSeconds - 0.001 && json.totalSeconds > 0)
-        #expect(json.slowestMember == ([auth, billing].max { $0.seconds! < $1.seconds! })!.member)
+        #expect(json.slowestMember == (json.members.max { $0.seconds! < $1.seconds! })!.member)
 
         let md = try String(contentsOfFile: report + "/report.md", encoding: .utf8)
-        #expect(md.contains("# Fleet drill of `drill-two`: PASSED"))
-        #expect(md.contains("critical path through `after`: **auth → billing**"))
+        #expect(md.contains("# Fleet drill of `\(fleet.name)`: PASSED"))
         #expect(md.contains("| [billing](members/billing/report.md) | switchover to dc2 | succeeded |"))
         // The timeline is well-formed SVG with one lane (a label) per member.
         let svg = try XMLDocument(contentsOf: URL(fileURLWithPath: report + "/timeline.svg"))
         let labels = try svg.nodes(forXPath: "//*[local-name()='text']").compactMap(\.stringValue)
-        #expect(labels.contains("auth") && labels.contains("billing"))
+        for m in fleet.members { #expect(labels.contains(m.name), "no lane for \(m.name)") }
         // The sandboxes are gone.
-        #expect(!FileManager.default.fileExists(atPath: "/tmp/failoverd-sandbox/fleet-dc1-auth/dc1-0"))
+        for m in fleet.members {
+            for i in m.plan.allInstances.map(\.instance) {
+                #expect(!FileManager.default.fileExists(atPath: i.dataDirectory), "\(i.dataDirectory) survived the drill")
+            }
+        }
     }
 
     @Test func faultsNameTheirMember() throws {

@@ -106,7 +106,7 @@ extension Trait where Self == FourClusters {
             try await fx.waitForStreaming(m.primary, from: m.target)
             try await fx.waitForRow(m.rows + 1, on: m.primary)
             #expect(try await fx.sql(m.primary, "SELECT count(*) FROM t").first?.first == String(m.rows + 1), "\(m.name)")
-            #expect(try AuditLog(journal: journal).verify().intact)
+            #expect(try await AuditLog(journal: journal).verify().intact)
         }
     }
 

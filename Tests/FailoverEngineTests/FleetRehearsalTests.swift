@@ -90,7 +90,7 @@ import Testing
 
     @Test(
         "kill -9 of the fleet process at a member's step, then fleet resume: where an uninterrupted fleet run ends", arguments: crashPoints)
-    func killNineThenResume(at point: String) throws {
+    func killNineThenResume(at point: String) async throws {
         let (files, path) = try Self.fleet()
         defer { files.remove() }
         let state = files.directory + "/state"
@@ -109,7 +109,7 @@ import Testing
         // No step of any member was done twice, and each member has one run.
         for m in FleetFiles.members {
             let journal = try Journal(stateDirectory: Self.memberState(state, m))
-            let doneTwice = try journal.db.read { db in
+            let doneTwice = try await journal.db.read { db in
                 try Int.fetchOne(
                     db,
                     sql:
@@ -117,8 +117,8 @@ import Testing
                 )
             }
             #expect(doneTwice == 0, "\(m): a step was done twice")
-            #expect(try journal.db.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM runs") } == 1, "\(m)")
-            #expect(try AuditLog(journal: journal).verify().intact)
+            #expect(try await journal.db.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM runs") } == 1, "\(m)")
+            #expect(try await AuditLog(journal: journal).verify().intact)
         }
     }
 

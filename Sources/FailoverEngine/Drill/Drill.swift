@@ -12,6 +12,9 @@ public struct DrillOptions: Sendable {
     public var writers: Int
     /// Leave the sandbox running afterwards.
     public var keep: Bool
+    /// Drill the plan's sandbox or lab that already runs (built by `sandbox up` or `lab up`, with any state
+    /// directory) instead of building one, and leave it running: a drill never takes down what it did not build.
+    public var reuse: Bool = false
     /// Pass --allow-data-loss to the run.
     public var allowDataLoss: Bool
     /// Pass --assume-fenced SITE to the run, for each site listed.
@@ -66,12 +69,48 @@ public struct Drill: Sendable {
     var state: String { options.stateDirectory ?? options.reportDirectory + "/state" }
     func say(_ line: String) { options.onLine?(line) }
 
-    /// Runs the drill and writes its report; the sandbox is torn down on every path unless `keep`.
+    /// Runs the drill and writes its report.
+    ///
+    /// Refuses (exit 3), before anything is built or stopped, when the plan's sandbox or lab already runs on
+    /// this host, naming it and the command that takes it down; with `reuse` it drills that one instead, and
+    /// refuses when none runs. It tears down, on every path unless `keep`, only what it built itself (what
+    /// its own state directory's manifest lists); a reused sandbox or lab stays up.
     public func run() async throws -> DrillReport {
-        try prepareState()
+        try checkState()
         // A plan of ssh sites is drilled in the lab: its hosts as network namespaces, reached over SSH.
-        let sandbox = DrillSession.environment(plan: plan, state: state, logger: options.logger)
+        let sandbox = DrillSession.environment(plan: plan, state: state, planPath: options.planPath, logger: options.logger)
+        let running = try await sandbox.running()
+        let planWord = RunningTopology.word(options.planPath)
+        if options.reuse {
+            guard let running else {
+                throw FailoverError.refused(
+                    "drill --reuse: no \(sandbox.kind.rawValue) of plan \(PlanValues.quoted(plan.name)) runs on this host; build it first (`failoverd \(sandbox.kind.rawValue) up \(planWord)`), or drop --reuse and the drill builds and removes its own."
+                )
+            }
+            say("drill \(plan.name): using the running \(running.kind.rawValue) (\(running.evidence.joined(separator: ", "))); it stays up")
+        } else if let running {
+            throw running.refusal(
+                "drill", planPath: options.planPath, reuse: "drill it as it is with `failoverd drill \(planWord) --reuse`.")
+        }
+        try prepareState()
+        if options.reuse {
+            // The drill's own SSH connections (a lab's), never the lab itself.
+            do {
+                try clearRunState()
+                let report = try await rehearse(sandbox)
+                await RemoteShell.closeAll(stateDirectory: state)
+                return report
+            } catch {
+                await RemoteShell.closeAll(stateDirectory: state)
+                throw error
+            }
+        }
         do {
+            say("drill \(plan.name): building the \(sandbox.kind.rawValue)")
+            // A manifest of its own with nothing running: what an earlier drill in this directory left.
+            if sandbox.exists { try await sandbox.down() }
+            try clearRunState()
+            try await sandbox.up()
             let report = try await rehearse(sandbox)
             if !options.keep { try await sandbox.down() }
             return report
@@ -84,14 +123,14 @@ public struct Drill: Sendable {
     /// The file that marks a state directory as one a drill created, and so may empty.
     static let stateMarker = ".failoverd-drill"
 
-    /// Creates the drill's state directory (0700) with its marker, or accepts one a drill created before.
+    /// Refuses a state directory the drill may not use, before anything is created.
     ///
     /// - Throws: ``FailoverError`` (invalid input) for a non-empty directory without a drill's marker: the
     ///   drill empties its state directory, and must never empty one it did not create.
-    func prepareState() throws { try Self.prepareState(state) }
+    func checkState() throws { try Self.checkState(state) }
 
-    /// ``prepareState()`` for the state directory `state`.
-    static func prepareState(_ state: String) throws {
+    /// ``checkState()`` for the state directory `state`.
+    static func checkState(_ state: String) throws {
         let marker = state + "/" + Self.stateMarker
         if let entries = try? FileManager.default.contentsOfDirectory(atPath: state), !entries.isEmpty {
             guard (try? Files.readText(marker, owner: nil, mustBeOwn: true)) ?? nil != nil else {
@@ -100,6 +139,15 @@ public struct Drill: Sendable {
                 )
             }
         }
+    }
+
+    /// Creates the drill's state directory (0700) with its marker, or accepts one a drill created before.
+    func prepareState() throws { try Self.prepareState(state) }
+
+    /// ``prepareState()`` for the state directory `state`.
+    static func prepareState(_ state: String) throws {
+        try checkState(state)
+        let marker = state + "/" + Self.stateMarker
         try StateDirectory.prepare(state)
         if !Files.exists(marker) {
             try Files.write("created by failoverd drill; the drill empties this directory\n", to: marker, mode: 0o600, owner: nil)
@@ -107,22 +155,19 @@ public struct Drill: Sendable {
     }
 
     /// Removes the previous drill's journal and simulation from the state directory (not the marker, not a
-    /// sandbox manifest).
+    /// sandbox's or a lab's manifest and files).
     func clearRunState() throws { try Self.clearRunState(state) }
 
     /// ``clearRunState()`` for the state directory `state`.
     static func clearRunState(_ state: String) throws {
         for entry in try FileManager.default.contentsOfDirectory(atPath: state)
-        where entry != Self.stateMarker && !entry.hasPrefix("sandbox-") {
+        where entry != Self.stateMarker && !entry.hasPrefix("sandbox-") && !entry.hasPrefix("lab-") {
             try Files.removeTree(state + "/" + entry, owner: nil)
         }
     }
 
+    /// Runs the workload, the faults and the plan on the built (or reused) topology, checks, and writes the report.
     func rehearse(_ sandbox: any DrillEnvironment) async throws -> DrillReport {
-        say("drill \(plan.name): building the sandbox")
-        if sandbox.exists { try await sandbox.down() }
-        try clearRunState()
-        try await sandbox.up()
         let session = try DrillSession(
             plan: plan, options: options, state: state, environment: sandbox, clock: DrillClock(), wallStart: Date())
         let firstWrite: Double

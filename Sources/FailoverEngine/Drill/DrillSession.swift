@@ -22,10 +22,16 @@ final class DrillSession: @unchecked Sendable {
     private let killSteps: Set<Int>
 
     /// The environment a drill of `plan` builds: the lab for a plan of ssh sites, else the sandbox.
-    static func environment(plan: Plan, state: String, logger: Logger) -> any DrillEnvironment {
-        plan.sites.contains { $0.driver == "ssh" }
-            ? LabEnvironment(lab: Lab(plan: plan, stateDirectory: state, logger: logger))
-            : Sandbox(plan: plan, stateDirectory: state, logger: logger)
+    /// `planPath` is the plan file as the user named it, for the commands a refusal suggests.
+    static func environment(plan: Plan, state: String, planPath: String?, logger: Logger) -> any DrillEnvironment {
+        if plan.sites.contains(where: { $0.driver == "ssh" }) {
+            var lab = Lab(plan: plan, stateDirectory: state, logger: logger)
+            lab.planPath = planPath
+            return LabEnvironment(lab: lab)
+        }
+        var local = Sandbox(plan: plan, stateDirectory: state, logger: logger)
+        local.planPath = planPath
+        return local
     }
 
     /// A session over an environment already built, on `clock` (whose origin is `wallStart`).

@@ -104,7 +104,17 @@ public struct FleetDrill: Sendable {
         let (faults, crash) = try Self.parseFaults(options.faults, fleet: fleet)
         try Drill.prepareState(state)
         var sandboxes: [String: Sandbox] = [:]
-        for m in fleet.members { sandboxes[m.name] = Sandbox(plan: m.plan, stateDirectory: paths.member(m.name), logger: options.logger) }
+        for m in fleet.members {
+            var sandbox = Sandbox(plan: m.plan, stateDirectory: paths.member(m.name), logger: options.logger)
+            sandbox.planPath = m.planFile
+            // A drill never takes down what it did not build: a member's sandbox that already runs is refused.
+            if let running = try await sandbox.running() {
+                throw running.refusal(
+                    "fleet drill", planPath: m.planFile,
+                    reuse: "take it down first, or drill that member alone with `failoverd drill --reuse`.")
+            }
+            sandboxes[m.name] = sandbox
+        }
         do {
             let report = try await rehearse(sandboxes: sandboxes, faults: faults, crash: crash)
             if !options.keep { try await tearDown(sandboxes) }
