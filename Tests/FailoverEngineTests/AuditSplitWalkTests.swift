@@ -47,12 +47,11 @@ import Testing
         }
         let sql = try #require(Self.tamperings.first { $0.name == name }?.sql)
         if !sql.isEmpty { try await CLI.sqlite3(journal.path, sql) }
-        let (single, split) = try await journal.db.read { db in
-            (
-                try ChainWalk.run(db, heads: [10, 20, 21, 40], collectRuns: true),
-                try ChainWalk.walk(db, path: journal.path, heads: [10, 20, 21, 40], collectRuns: true, splitAbove: 5)
-            )
+        let (single, bounds) = try await journal.db.read { db in
+            (try ChainWalk.run(db, heads: [10, 20, 21, 40], collectRuns: true), try LogState(db))
         }
+        let split = try await ChainWalk.walk(
+            journal, first: bounds.firstSeq, last: bounds.lastSeq, heads: [10, 20, 21, 40], collectRuns: true, splitAbove: 5)
         #expect(split.firstBroken == single.firstBroken, "\(split.problems) against \(single.problems)")
         #expect(split.problems.first?.reason == single.problems.first?.reason)
         if single.firstBroken == nil {

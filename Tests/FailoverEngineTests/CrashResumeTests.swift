@@ -82,7 +82,7 @@ import Testing
         let epochs = try await journal.db.read { db in try Int64.fetchAll(db, sql: "SELECT DISTINCT epoch FROM step_events ORDER BY epoch")
         }
         #expect(epochs == [0, 1])
-        #expect(try AuditLog(journal: journal).verify().intact)
+        #expect(try await AuditLog(journal: journal).verify().intact)
     }
 
     @Test("a resume killed in turn is resumed again")

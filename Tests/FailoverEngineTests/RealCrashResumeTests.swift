@@ -9,7 +9,7 @@ import Testing
 /// Each case starts from prod primary and dr streaming from it, with every row on both, in a sandbox a
 /// previous case left that way (``SandboxPool``: three at once, a fresh one whenever a case left its sandbox
 /// otherwise); a case whose plan changes the roles switches back afterwards.
-@Suite(.sandboxPool([SiteLayout(name: "prod", role: .primary), SiteLayout(name: "dr", role: .streamingStandby)], width: 3))
+@Suite(.sandboxPool(SiteLayout.prodAndDR, width: 3))
 struct RealCrashResumeTests {
     static func points(_ name: String) -> [(String, String)] {
         let plan = try! PlanLoader.load(CLI.plan(name))
@@ -57,7 +57,7 @@ struct RealCrashResumeTests {
                 #expect(try await fx.sql(instance, "SELECT count(*) FROM t").first?.first == String(last), sourceLocation: sourceLocation)
             }
             #expect(try await fx.sql(primary, "SELECT count(*) FROM t").first?.first == String(last), sourceLocation: sourceLocation)
-            #expect(try AuditLog(journal: journal).verify().intact, sourceLocation: sourceLocation)
+            #expect(try await AuditLog(journal: journal).verify().intact, sourceLocation: sourceLocation)
 
             if primarySite != declared.name {
                 let back = try fx.planFile(
@@ -72,4 +72,9 @@ struct RealCrashResumeTests {
             return last
         }
     }
+}
+
+extension SiteLayout {
+    /// prod primary, dr streaming from it: the crash cases' sandboxes and the fleet tests' clusters.
+    static let prodAndDR = [SiteLayout(name: "prod", role: .primary), SiteLayout(name: "dr", role: .streamingStandby)]
 }

@@ -78,9 +78,9 @@ public actor Executor {
             case .failure(let refusal): throw FailoverError.refused(refusal.message)
             }
             let driver = try drivers.make(plan: plan, name: driverName)
-            if driverName != "simulated" { try RepositoryAccess.check(plan) }
-            try await Preflight(plan: plan, driver: driver).check()
-            await writeOwedFenceMarkers(plan: plan, driver: driver)
+            if driverName != "simulated" { try HostAccess.check(plan) }
+            try await Preflight(plan: plan, driver: driver, sites: managed).check()
+            await writeOwedFenceMarkers(plan: plan, driver: driver, sites: managed)
             let unrecorded = Dictionary(uniqueKeysWithValues: plan.sites.filter { recorded[$0.name] == nil }.map { ($0.name, $0.role) })
             if !unrecorded.isEmpty {
                 try await Blocking.run { [journal] in try journal.recordRoles(unrecorded, run: nil, epoch: holder.epoch) }
@@ -114,7 +114,10 @@ public actor Executor {
         do {
             let found = try await Blocking.run { [journal] () throws -> RunRecord? in
                 if let runID { return try journal.run(runID) }
-                return try journal.unfinishedRun()
+                // The latest unfinished run; else the latest run when a refusal closed it: refused at a step
+                // that names the override it lacks (--assume-fenced SITE, --allow-data-loss), it continues
+                // with that override from the step that refused.
+                return try journal.unfinishedRun() ?? journal.lastRun().flatMap { $0.outcome == .refused ? $0 : nil }
             }
             guard let run = found else {
                 throw FailoverError.invalid(
@@ -172,8 +175,9 @@ public actor Executor {
                     "state directory \(options.stateDirectory) holds \(last.driver) runs; adopt with the same driver")
             }
             let driver = try drivers.make(plan: plan, name: driverName)
+            let managed = try drivers.managedSites(plan: plan)
             do {
-                try await Preflight(plan: plan, driver: driver).check()
+                try await Preflight(plan: plan, driver: driver, sites: managed).check()
             } catch let error as FailoverError {
                 _ = try? await Blocking.run { [journal] in
                     try AuditLog(journal: journal).append(kind: "refusal", details: ["reason": error.message, "verb": "adopt"])
@@ -382,10 +386,15 @@ extension Executor {
     /// Writes the fence marker of every instance the journal holds fenced that is seen stopped now: one
     /// fenced while it could not be reached (a partition, the plan's hook) got no marker then, and must not
     /// start as a primary once its host answers again. A host still out of reach is left for a later run.
-    func writeOwedFenceMarkers(plan: Plan, driver: any InstanceDriver) async {
-        for (_, instance) in plan.allInstances {
+    ///
+    /// A managed site owes none: its fence is the state its own driver set (Patroni's `standby_cluster`,
+    /// which the fence writes or refuses), and failoverd never writes into the data directory of a server
+    /// another manager runs; its members are seen through its driver only, never as "no postmaster here".
+    func writeOwedFenceMarkers(plan: Plan, driver: any InstanceDriver, sites: [String: any SiteDriver]) async {
+        let observer = InstanceObserver(plan: plan, driver: driver, sites: sites)
+        for (site, instance) in plan.allInstances {
             guard (try? await Blocking.run({ [journal] in try journal.isFenced(instance: instance.name) })) == true,
-                let status = try? await driver.status(of: instance), !status.running
+                observer.managed(site) == nil, let status = try? await observer.status(of: instance), !status.running
             else { continue }
             if (try? await driver.setFenceMarker(instance, reason: "fenced by failoverd; marker written once the host answered")) != nil {
                 logger.info("fence marker written", metadata: ["instance": "\(instance.name)"])

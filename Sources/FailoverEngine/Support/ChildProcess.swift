@@ -31,11 +31,13 @@ final class ChildProcess: Sendable {
         var waiting: [CheckedContinuation<Spawner.Termination, Never>] = []
     }
 
-    /// Starts `path` with `argv` (argv[0] included), `environment` (`KEY=value`) and standard input /dev/null.
+    /// Starts `path` with `argv` (argv[0] included), `environment` (`KEY=value`) and standard input /dev/null;
+    /// with `executable`, the file open at that descriptor instead of `path` (see ``Spawner/spawn``).
     ///
     /// - Throws: ``FailoverError`` when the output files cannot be created or the program cannot be launched.
     static func start(
-        _ path: String, _ argv: [String], environment: [String], workingDirectory: String, commandLine: String
+        _ path: String, _ argv: [String], environment: [String], workingDirectory: String, commandLine: String,
+        executable: Int32? = nil
     ) throws -> ChildProcess {
         let (stdoutPath, stdout) = try temporaryFile()
         defer { close(stdout) }
@@ -51,7 +53,7 @@ final class ChildProcess: Sendable {
         do {
             let pid = try Spawner.spawn(
                 path, argv, environment: environment, workingDirectory: workingDirectory, stdout: stdout, stderr: stderr,
-                commandLine: commandLine)
+                commandLine: commandLine, executable: executable)
             return ChildProcess(pid: pid, commandLine: commandLine, stdoutPath: stdoutPath, stderrPath: stderrPath)
         } catch {
             unlink(stdoutPath)

@@ -19,7 +19,20 @@ struct FenceSiteStep: RunnableStep {
                     run: ctx.runID, epoch: ctx.epoch)
             }
         }
-        let evidence = try await driver.fence(site, reason: "fenced by failoverd run \(ctx.runID)")
+        let reason = "fenced by failoverd run \(ctx.runID)"
+        let evidence: [String: FenceEvidence]
+        do {
+            evidence = try await driver.fence(site, reason: reason)
+        } catch let unseen as UnseenMembers {
+            // Members failoverd cannot see: only the plan's hook or the operator may vouch for them (audited).
+            guard ctx.plan.fencing != nil || ctx.assumeFenced.contains(site.name) else { throw FailoverError.refused(unseen.message) }
+            var vouch = ""
+            for m in unseen.members {
+                let e = try await run.fenceUnreachable(m.instance, seen: m.status, error: unseen, lastKnownLSN: m.status.position)
+                vouch = e.fencedBy ?? vouch
+            }
+            evidence = try await driver.fence(site, reason: reason, vouchedBy: vouch)
+        }
         for (name, e) in evidence {
             try await Blocking.run {
                 try ctx.journal.recordFenced(
@@ -35,7 +48,12 @@ struct FenceSiteStep: RunnableStep {
         return e
     }
 
+    /// Every member proven unable to accept writes; or, when an outside fence vouched for the members
+    /// failoverd cannot see, at least none seen accepting writes.
     func verify(_ run: StepRunner) async throws -> Bool {
-        try await run.ctx.siteDriver(for: site).status(of: site).isProvenNotWritable
+        let status = try await run.ctx.siteDriver(for: site).status(of: site)
+        if status.isProvenNotWritable { return true }
+        guard run.siteFenceVouched(site.name) else { return false }
+        return status.members.allSatisfy { $0.status.isProvenNotWritable || (!$0.status.isWritablePrimary && !$0.status.reachable) }
     }
 }
