@@ -70,8 +70,12 @@ import Testing
             let (prod, dr) = (fx.instance("prod-0"), fx.instance("dr-0"))
             let drSite = fx.plan.site(named: "dr")!
             // Outside failoverd, the way an operator would: dr's standby cluster replays from the repository only.
-            let response = try await patroni(fx).api(drSite).patch(
-                dr.patroni!.url, "/config", json: ["standby_cluster": ["host": NSNull(), "port": NSNull()]])
+            // Patroni answers 503 until its view of the DCS holds the cluster's configuration (just after bootstrap).
+            let response = try await Poll.until("dr's Patroni to hold its cluster configuration", timeout: 60, interval: 0.2) {
+                let r = try await patroni(fx).api(drSite).patch(
+                    dr.patroni!.url, "/config", json: ["standby_cluster": ["host": NSNull(), "port": NSNull()]])
+                return r.status == 503 ? nil : r
+            }
             #expect(response.status == 200)
             _ = try await Poll.until("dr-0 to stop streaming", timeout: 60, interval: 0.1) {
                 try await fx.driver.status(of: dr).walReceiver?.status == "streaming" ? nil : true
