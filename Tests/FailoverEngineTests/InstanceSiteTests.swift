@@ -18,7 +18,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: state) }
         let prod = try #require(plan.site(named: "prod"))
         let dr = try #require(plan.site(named: "dr"))
-        #expect(site.expansion == .instanceSteps)
+        #expect(DriverRegistry.expansion(of: prod) == .instanceSteps)
         let before = try await site.status(of: prod)
         #expect(before.writableMembers.map(\.instance.name) == ["prod-0"])
 

@@ -156,9 +156,10 @@ public struct TopologyCheck: Sendable {
     func describe(_ instance: Instance, site: Site, statuses: [String: Result<InstanceStatus, Error>]) async throws -> InstanceReport {
         var r = InstanceReport(instance: instance.name, site: site.name, seen: "unreachable", recoverySettings: "unknown")
         do {
-            if site.driver == "patroni" {
-                // Patroni writes the recovery settings of its members; failoverd asks it through standby_cluster.
-                r.recoverySettings = "patroni"
+            if DriverRegistry.expansion(of: site) == .siteSteps {
+                // Its manager (Patroni) writes the recovery settings of its members; failoverd asks it through
+                // its site driver (standby_cluster).
+                r.recoverySettings = site.driver.rawValue
             } else if let settings = try await driver.recoverySettings(of: instance) {
                 r.recoverySettings = settings.overridden ? "failoverd, overridden by postgresql.auto.conf" : "failoverd"
             } else {
@@ -254,7 +255,7 @@ public struct TopologyCheck: Sendable {
     /// Each transition's first gate step, run by the executor's own gate code on a journal in memory.
     func gateVerdicts() async -> [GateVerdict] {
         let steps: [Step]
-        switch Planner(plan: plan, expansion: sites.isEmpty ? nil : sites.mapValues(\.expansion)).steps() {
+        switch Planner(plan: plan).steps() {
         case .success(let s): steps = s
         case .failure(let refusal):
             return [
@@ -270,7 +271,7 @@ public struct TopologyCheck: Sendable {
         }
         let ctx = StepContext(
             plan: plan, driver: driver, journal: scratch, runID: "check", epoch: 0, allowDataLoss: false, logger: logger, evidence: [:],
-            steps: steps, pollInterval: DriverFactory.pollInterval(driver), sites: sites)
+            steps: steps, pollInterval: DriverRegistry.pollInterval(driver), sites: sites)
         var verdicts: [GateVerdict] = []
         for (index, transition) in plan.transitions.enumerated() {
             let number = index + 1

@@ -71,7 +71,7 @@ public struct Drill: Sendable {
         try prepareState()
         // A plan of ssh sites is drilled in the lab: its hosts as network namespaces, reached over SSH.
         let sandbox: any DrillEnvironment =
-            plan.sites.contains { $0.driver == "ssh" }
+            plan.sites.contains { $0.driver == .ssh }
             ? LabEnvironment(lab: Lab(plan: plan, stateDirectory: state, logger: options.logger))
             : Sandbox(plan: plan, stateDirectory: state, logger: options.logger)
         do {
@@ -147,7 +147,7 @@ public struct Drill: Sendable {
         }
         var faultEvents: [DrillReport.FaultEvent] = []
         let injector = FaultInjector(plan: plan, driver: driver, workload: workload, clock: clock)
-        if plan.sites.contains(where: { $0.driver == "ssh" }) {
+        if plan.sites.contains(where: { $0.driver == .ssh }) {
             injector.lab = Lab(plan: plan, stateDirectory: state, logger: options.logger)
         }
         injector.faults = options.faults
