@@ -58,6 +58,10 @@ public struct TopologyCheck: Sendable {
         public var journaled: String?
         /// A line saying what disagrees, nil when everything agrees.
         public var mismatch: String?
+        /// For a Patroni site: true when Patroni says its cluster is paused (maintenance mode: Patroni neither
+        /// promotes nor restarts anything), as an interrupted rebuild leaves it; nil for other sites, or when no
+        /// member's REST API answered.
+        public var paused: Bool? = nil
     }
 
     /// What one transition's gates would say now.
@@ -245,9 +249,29 @@ public struct TopologyCheck: Sendable {
                     "site \"\(site.name)\": the plan declares \(declared), \(site.leader.name) is seen as \(seen)"
                     + (recorded.map { ", the journal records \($0)" } ?? "") + "; fix the plan's role or the topology before running it"
             }
-            reports.append(SiteReport(site: site.name, declared: declared, seen: seen, journaled: recorded, mismatch: mismatch))
+            let paused = await patroniPaused(site)
+            if paused == true {
+                mismatch =
+                    (mismatch.map { $0 + "; and " } ?? "site \"\(site.name)\": ")
+                    + "Patroni's cluster is paused (maintenance mode: it promotes and restarts nothing), as an interrupted rebuild leaves it; resume the run that paused it (failoverd status names it), or end the pause with `patronictl resume` once its members are as they should be"
+            }
+            var report = SiteReport(site: site.name, declared: declared, seen: seen, journaled: recorded, mismatch: mismatch)
+            report.paused = paused
+            reports.append(report)
         }
         return reports
+    }
+
+    /// Whether Patroni says `site`'s cluster is paused: `"pause": true` in `GET /patroni` of the first member
+    /// that answers; nil for a site that is not Patroni's, or when none answers.
+    func patroniPaused(_ site: Site) async -> Bool? {
+        guard site.driver == .patroni, let cluster = site.patroni else { return nil }
+        let rest = PatroniREST(cluster: cluster, runner: CommandRunner(defaultTimeout: 15))
+        for instance in site.instances {
+            guard let url = instance.patroni?.url, let member = try? await rest.get(url, "/patroni").object else { continue }
+            return member["pause"] as? Bool == true
+        }
+        return nil
     }
 
     // MARK: Gates

@@ -77,7 +77,7 @@ public actor Executor {
             case .failure(let refusal): throw FailoverError.refused(refusal.message)
             }
             let (driver, sites) = try makeDrivers(plan: plan, kind: kind)
-            if kind != .simulated { try RepositoryAccess.check(plan) }
+            if kind != .simulated { try HostAccess.check(plan) }
             try await Preflight(plan: plan, driver: driver, sites: sites).check()
             await writeOwedFenceMarkers(plan: plan, driver: driver, sites: sites)
             let unrecorded = Dictionary(uniqueKeysWithValues: plan.sites.filter { recorded[$0.name] == nil }.map { ($0.name, $0.role) })
@@ -108,7 +108,14 @@ public actor Executor {
         let holder0 = try lock.acquire(runID: runID ?? "resume")
         do {
             let found: RunRecord?
-            if let runID { found = try journal.run(runID) } else { found = try journal.unfinishedRun() }
+            if let runID {
+                found = try journal.run(runID)
+            } else {
+                // The latest unfinished run; else the latest run when a refusal closed it: refused at a step
+                // that names the override it lacks (--assume-fenced SITE, --allow-data-loss), it continues
+                // with that override from the step that refused.
+                found = try journal.unfinishedRun() ?? journal.lastRun().flatMap { $0.outcome == .refused ? $0 : nil }
+            }
             guard let run = found else {
                 throw FailoverError.invalid(
                     runID.map { "no run \($0) in state directory \(options.stateDirectory); list runs with `failoverd status`" }

@@ -58,6 +58,7 @@ struct PatroniREST: Sendable {
     /// The curl arguments of one call; exposed for the test that no secret reaches them.
     func arguments(_ method: String, _ url: String, _ path: String, body: String?) -> [String] {
         var args = [
+            "-q",  // first, or curl reads a curlrc (root's own, or CURL_HOME's) that adds options to every call
             "--silent", "--show-error", "--max-time", String(Int(timeout.rounded(.up))), "--connect-timeout", "3", "--request", method,
             "--write-out", "\n%{http_code}", "--header", "Accept: application/json",
         ]
