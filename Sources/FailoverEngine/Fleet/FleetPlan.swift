@@ -88,7 +88,8 @@ public struct FleetPlanReport: Codable, Sendable {
             }
             // Seen as a run would see it: managed sites (Patroni) through their own driver, as the gates see them.
             let kind = DriverRegistry.runDriver(plan: plan, simulate: simulate)
-            let driver = try DriverRegistry.instanceDriver(plan: plan, runDriver: kind, stateDirectory: state, tools: .system, logger: logger)
+            let driver = try DriverRegistry.instanceDriver(
+                plan: plan, runDriver: kind, stateDirectory: state, tools: .system, logger: logger)
             let sites = try DriverRegistry.siteDrivers(plan: plan, runDriver: kind, stateDirectory: state, logger: logger)
             let report = try await TopologyCheck(plan: plan, driver: driver, sites: sites, journal: journal, logger: logger).run()
             member.checkExitCode = report.exitCode
