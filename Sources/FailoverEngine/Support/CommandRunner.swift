@@ -76,9 +76,11 @@ public struct CommandRunner: Sendable {
     /// - Returns: the result, whatever the exit code; call ``CommandResult/checked(_:)`` to require success.
     /// - Throws: ``FailoverError`` when the command cannot be launched or runs past `timeout` (it is then
     ///   sent SIGTERM, and SIGKILL two seconds later).
+    /// - Parameter standardOutput: a descriptor that receives the command's standard output instead of the
+    ///   result (binary copies, long listings); the result's `stdout` is then empty.
     public func run(
         _ executable: String, _ arguments: [String] = [], environment: [String: String] = [:],
-        workingDirectory: String? = nil, timeout: Double? = nil
+        workingDirectory: String? = nil, timeout: Double? = nil, standardOutput: Int32? = nil
     ) async throws -> CommandResult {
         let path = try Self.resolve(executable)
         let commandLine = ([(executable as NSString).lastPathComponent] + arguments).map(Self.displayQuoted).joined(separator: " ")
@@ -105,7 +107,7 @@ public struct CommandRunner: Sendable {
         let started = ContinuousClock.now
         let pid = try Spawner.spawn(
             launchPath, argv, environment: env.map { "\($0.key)=\($0.value)" }, workingDirectory: workingDirectory ?? "/",
-            stdout: output.stdout.fileDescriptor, stderr: output.stderr.fileDescriptor, commandLine: commandLine)
+            stdout: standardOutput ?? output.stdout.fileDescriptor, stderr: output.stderr.fileDescriptor, commandLine: commandLine)
         watch.arm(pid: pid, after: limit)
         let status = await withTaskCancellationHandler {
             await Spawner.wait(pid, onExit: watch.finish)
