@@ -155,7 +155,17 @@ import Testing
             #expect(capture.status == .done && capture.evidence["transactions"] == "6")
             let audited = try AuditLog(journal: journal).query(.init(kind: "lost-capture"))
             #expect(audited.count == 1 && audited.first?.details.contains("\"transactions\":\"6\"") == true)
-            #expect(try AuditLog(journal: journal).verify().intact)
+            let verified = try AuditLog(journal: journal).verify()
+            #expect(verified.intact && verified.capturesChecked == 1)
+            // `audit verify` covers the capture: a captured file changed afterwards is named.
+            let xact = try #require(LostDirectory.sealed(fx.state).first?.directory).appending("/pg_xact/0000")
+            let handle = try #require(FileHandle(forWritingAtPath: xact))
+            try handle.seek(toOffset: 0)
+            try handle.write(contentsOf: Data([0xFF]))
+            try handle.close()
+            let tampered = try AuditLog(journal: journal).verify()
+            #expect(!tampered.intact && tampered.problems.contains { $0.reason.contains("pg_xact/0000 changed since it was captured") })
+            #expect(try fx.failoverd(["audit", "verify"]).status == 1)
         }
     }
 
@@ -307,6 +317,50 @@ import Testing
             #expect(r.stderr.contains("wal_level=replica") && r.stderr.contains("captureLostRows"), "\(r.stderr)")
             #expect(try await fx.driver.status(of: fx.instance("prod-0")).isWritablePrimary)
         }
+    }
+    @Test("a drill that loses commits lists them and checks the list against its ledger")
+    func drillChecksTheLostList() throws {
+        let root = CLI.tempDirectory("failoverd-lostdrill")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        chmod(root, 0o755)
+        // plans/failover.json with its own name, ports and paths (shipped plans use fixed ones).
+        var plan = try PlanLoader.load(CLI.plan("failover"))
+        let ports = try FreePorts.take(2)
+        plan.name = "lostdrill-" + String((root as NSString).lastPathComponent.suffix(8))
+        // Where the sandbox builds shipped plans, which it creates for the OS user.
+        let sandbox = "/tmp/failoverd-sandbox/" + plan.name
+        defer { try? FileManager.default.removeItem(atPath: sandbox) }
+        plan.repository.path = sandbox + "/repo"
+        plan.repository.stanza = "lostdrill"
+        plan.replication.passfile = sandbox + "/pgpass"
+        for s in plan.sites.indices {
+            plan.sites[s].instances[0].port = ports[s]
+            plan.sites[s].instances[0].dataDirectory = sandbox + "/" + plan.sites[s].instances[0].name
+        }
+        let path = root + "/plan.json"
+        try JSONEncoder().encode(plan).write(to: URL(fileURLWithPath: path))
+        let r = try CLI.run([
+            "drill", path, "--report", root + "/report", "--state", root + "/state", "--writers", "2", "--faults",
+            "cut-receiver@dr,kill-primary@1",
+            "--allow-data-loss", "--warmup", "1",
+        ])
+        #expect(
+            FileManager.default.fileExists(atPath: root + "/report/report.json"),
+            "\(r.status) \(r.stdout.suffix(1500)) \(r.stderr.suffix(1500))")
+        let json = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: root + "/report/report.json"))) as? [String: Any])
+        let checks = try #require(json["checks"] as? [[String: Any]])
+        let lostChecks = checks.filter { ($0["name"] as? String)?.hasPrefix("lost list:") == true }
+        #expect(lostChecks.count == 3, "\(checks)")
+        for c in lostChecks { #expect(c["passed"] as? Bool == true, "\(c["name"] ?? "?"): \(c["detail"] ?? "")") }
+        let workload = try #require(json["workload"] as? [String: Any])
+        let lost = try #require(workload["lost"] as? Int)
+        #expect(lost > 0, "the drill should have lost commits: \(r.stdout.suffix(800))")
+        let list = try #require(json["lost"] as? [String: Any])
+        #expect((list["ledgerCommits"] as? Int ?? 0) >= lost)
+        #expect((list["transactions"] as? [[String: Any]])?.count == list["count"] as? Int)
+        let md = try String(contentsOfFile: root + "/report/report.md", encoding: .utf8)
+        #expect(md.contains("## Lost transactions (`failoverd lost`)") && md.contains("committed after the fork"))
     }
 }
 

@@ -56,6 +56,8 @@ extension AuditLog {
         public var caveats: [String]
         /// Lines of the checkpoint file that belong to other journals (other state directories), left aside.
         public var otherJournalCheckpoints: Int = 0
+        /// Captures of lost transactions checked against the digests the log recorded.
+        public var capturesChecked: Int = 0
 
         /// True when nothing is wrong.
         public var intact: Bool { problems.isEmpty }
@@ -124,6 +126,9 @@ extension AuditLog {
                 let (runs, found) = try Self.crossCheck(db, walk.runs)
                 v.runsChecked = runs
                 v.problems += found
+                let (captures, altered) = try Self.checkCaptures(db, stateDirectory: (journal.path as NSString).deletingLastPathComponent)
+                v.capturesChecked = captures
+                v.problems += altered
             }
             v.problems.sort { ($0.seq ?? .max) < ($1.seq ?? .max) }
             return v

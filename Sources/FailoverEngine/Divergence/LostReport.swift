@@ -195,7 +195,10 @@ extension LostReport {
             out.append("\(r.instance) (site \(r.site)), captured by run \(r.run) at \(r.capturedAt)")
             out.append("  capture: \(r.directory)")
             guard r.diverged else {
-                out.append("  nothing diverged: \(r.notes.last ?? "its WAL is all in the new primary's history")")
+                out.append(
+                    "  nothing diverged: "
+                        + (r.notes.last.map { $0.replacingOccurrences(of: ": nothing diverged", with: "") }
+                            ?? "its WAL is all in the new primary's history"))
                 continue
             }
             let fork = r.fork.map { "\($0) on timeline \(r.oldTimeline)" } ?? "unknown"

@@ -127,7 +127,7 @@ public enum WALEvent: Sendable, Equatable {
             self = Self.transaction(d)
         case "Heap":
             if d.hasPrefix("TRUNCATE") {
-                self = .truncate(relationOIDs: Self.numbers(after: "relids ", in: d))
+                self = .truncate(relationOIDs: Self.numbers(after: " relids ", in: d))
                 return
             }
             let word = d.prefix { $0 != " " }

@@ -2,8 +2,10 @@
 public struct CaptureEvidence: StepEvidence {
     /// `lost/RUN/INSTANCE`, in the state directory; nil when skipped.
     public var directory: String?
-    /// Where the histories part (`0/3006A70`), `none` when nothing diverged, `unknown` when it could not be known.
+    /// Where the histories part (`0/3006A70`), `unknown` when it could not be known.
     public var fork: String
+    /// The former primary has WAL past the fork (`true`), or its WAL ends at or before it (`false`).
+    public var diverged: String
     /// Bytes of WAL captured.
     @TextCoded public var walBytes: UInt64
     /// Transactions committed after the fork.
@@ -19,11 +21,13 @@ public struct CaptureEvidence: StepEvidence {
 
     /// Creates the evidence.
     public init(
-        directory: String?, fork: String, walBytes: UInt64, transactions: Int, walFrom: String, rows: String, manifestSHA256: String?,
+        directory: String?, fork: String, diverged: Bool, walBytes: UInt64, transactions: Int, walFrom: String, rows: String,
+        manifestSHA256: String?,
         skipped: String? = nil
     ) {
         self.directory = directory
         self.fork = fork
+        self.diverged = String(diverged)
         self.walBytes = walBytes
         self.transactions = transactions
         self.walFrom = walFrom

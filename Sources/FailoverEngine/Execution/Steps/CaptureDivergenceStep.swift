@@ -22,7 +22,7 @@ struct CaptureDivergenceStep: RunnableStep {
                     "consequence": "repaired without a capture: what it committed after the fork is not listed",
                 ])
             return CaptureEvidence(
-                directory: nil, fork: "unknown", walBytes: 0, transactions: 0, walFrom: "", rows: "", manifestSHA256: nil,
+                directory: nil, fork: "unknown", diverged: true, walBytes: 0, transactions: 0, walFrom: "", rows: "", manifestSHA256: nil,
                 skipped: "--skip-lost-capture: the operator chose to repair \(instance.name) without a capture")
         }
         if let earlier = try await earlierCapture(run) { return earlier }
@@ -51,13 +51,14 @@ struct CaptureDivergenceStep: RunnableStep {
         let data = FileManager.default.contents(atPath: directory + "/" + CaptureManifest.fileName) ?? Data()
         let digest = AuditLog.sha256(bytes: [UInt8](data))
         let relative = LostDirectory.relative(run: m.run, instance: m.instance)
-        let fork = m.fork?.description ?? (m.sourceHistory == nil ? "unknown" : "none")
+        let fork = m.fork?.description ?? "unknown"
         let evidence = CaptureEvidence(
-            directory: relative, fork: m.diverged ? fork : "none", walBytes: m.walBytes, transactions: m.transactions,
+            directory: relative, fork: fork, diverged: m.diverged, walBytes: m.walBytes, transactions: m.transactions,
             walFrom: m.walFrom.isEmpty ? "(nothing to copy)" : m.walFrom.joined(separator: " and "), rows: m.rows, manifestSHA256: digest)
         var details = [
             "instance": instance.name, "directory": relative, "walBytes": String(m.walBytes), "transactions": String(m.transactions),
-            "fork": evidence.fork, "end": m.end?.description ?? "unknown", "walFrom": evidence.walFrom, "rows": m.rows,
+            "fork": evidence.fork, "diverged": evidence.diverged, "end": m.end?.description ?? "unknown", "walFrom": evidence.walFrom,
+            "rows": m.rows,
             "manifestSHA256": digest, "files": String(m.files.count),
         ]
         if let rows = m.rowCount { details["rowCount"] = String(rows) }
