@@ -56,6 +56,16 @@ struct DivergenceUnitTests {
         )
     }
 
+    @Test func theByteScannerReadsWhatTheParserReads() {
+        let scanned = WALDumpScanner.entries(Data(Self.dump.utf8))
+        #expect(scanned.count == 22)
+        #expect(scanned == WALDumpParser.records(Self.dump).map(WALEntry.init))
+        let multi =
+            "rmgr: Heap2       len (rec/tot):    750/   750, tx:        733, lsn: 0/03024D68, prev 0/03024D40, desc: MULTI_INSERT 50 tuples flags 0x0A, blkref #0: rel 1663/5/24576 blk 0\n"
+        #expect(WALDumpScanner.entries(Data(multi.utf8)).first?.event == .heap(operation: "insert", rows: 50))
+        #expect(WALDumpScanner.entries(Data("pg_waldump: error: x\nrmgr: broken\n".utf8)).isEmpty)
+    }
+
     @Test func descriptionsOfTheOtherRecordsTheReportReads() {
         func event(_ rmgr: String, _ desc: String, xid: UInt32 = 9) -> WALEvent {
             WALEvent(WALRecord(rmgr: rmgr, xid: xid, lsn: .zero, desc: desc, relations: []))

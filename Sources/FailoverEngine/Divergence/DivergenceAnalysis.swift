@@ -95,9 +95,14 @@ public struct DivergenceAnalysis: Sendable, Codable, Equatable {
 
     /// Reads `records` (in WAL order, from `start`) against the fork at `fork`.
     public init(records: [WALRecord], fork: LSN, start: LSN) {
+        self.init(entries: records.map(WALEntry.init), fork: fork, start: start)
+    }
+
+    /// Reads `entries` (in WAL order, from `start`) against the fork at `fork`.
+    public init(entries: [WALEntry], fork: LSN, start: LSN) {
         self.init()
         var reader = Reader(fork: fork)
-        for record in records { reader.read(record) }
+        for entry in entries { reader.read(entry) }
         reader.finish(into: &self, start: start)
     }
 
@@ -108,13 +113,18 @@ public struct DivergenceAnalysis: Sendable, Codable, Equatable {
     /// (checkpoint or running-transactions record) before the fork, at or after `start`, was taken before
     /// any of them had an xid. False means the capture should begin earlier.
     public static func coversOpenTransactions(_ records: [WALRecord], fork: LSN, start: LSN) -> (covered: Bool, open: [UInt32]) {
+        coversOpenTransactions(records.map(WALEntry.init), fork: fork, start: start)
+    }
+
+    /// ``coversOpenTransactions(_:fork:start:)`` over entries.
+    public static func coversOpenTransactions(_ records: [WALEntry], fork: LSN, start: LSN) -> (covered: Bool, open: [UInt32]) {
         var ended = Set<UInt32>()
         var wrote = Set<UInt32>()
         var snapshots: [(from: LSN, nextXid: UInt32)] = []
         var lastRunning: [UInt32] = []
         for r in records where r.lsn < fork {
             if r.xid != 0 { wrote.insert(r.xid) }
-            switch WALEvent(r) {
+            switch r.event {
             case .commit(_, let subs, _, _, let prepared), .abort(_, let subs, let prepared):
                 ended.insert(prepared ?? r.xid)
                 ended.formUnion(subs)
@@ -150,11 +160,10 @@ public struct DivergenceAnalysis: Sendable, Codable, Equatable {
 
         init(fork: LSN) { self.fork = fork }
 
-        mutating func read(_ r: WALRecord) {
+        mutating func read(_ r: WALEntry) {
             records += 1
             last = r.lsn
-            let event = WALEvent(r)
-            switch event {
+            switch r.event {
             case .commit(let time, let subs, _, let inval, let prepared):
                 let xid = prepared ?? r.xid
                 let prepare = prepared.flatMap { prepares[$0] }
@@ -185,7 +194,7 @@ public struct DivergenceAnalysis: Sendable, Codable, Equatable {
                 guard r.xid != 0 else { return }
                 work[r.xid, default: Work(first: r.lsn)].created[node] = r.lsn
             default:
-                if r.xid != 0, work[r.xid] == nil, r.rmgr == "Heap" || r.rmgr == "Heap2" { work[r.xid] = Work(first: r.lsn) }
+                if r.xid != 0, work[r.xid] == nil, r.isHeap { work[r.xid] = Work(first: r.lsn) }
             }
         }
 

@@ -269,7 +269,7 @@ extension LostCapture {
             partial + "/pg_wal", history: b.manifest.history, segmentSize: size, from: b.manifest.start!, to: end, lastSegment: last)
         b.manifest.end = end ?? reading.endOfWAL ?? reading.records.last?.lsn
         for p in reading.problems { b.note("pg_waldump: \(p)") }
-        let analysis = DivergenceAnalysis(records: reading.records, fork: fork, start: b.manifest.start!)
+        let analysis = DivergenceAnalysis(entries: reading.records, fork: fork, start: b.manifest.start!)
         try await readTransactionStatus(analysis, &b)
         try await nameRelations(analysis, &b)
         if captureRows { try await decodeRows(analysis, records: reading.records, &b) }
@@ -333,7 +333,7 @@ extension LostCapture {
     }
 
     /// Decodes the lost transactions' row changes on an isolated copy of the old primary.
-    func decodeRows(_ a: DivergenceAnalysis, records: [WALRecord], _ b: inout Build) async throws {
+    func decodeRows(_ a: DivergenceAnalysis, records: [WALEntry], _ b: inout Build) async throws {
         guard b.diskReadable, let control = b.control else {
             b.manifest.rows = "unavailable: \(instance.name)'s data directory cannot be read"
             return
@@ -361,7 +361,7 @@ extension LostCapture {
         let wal = (from.value / size...max(last, from.value / size)).map { segmentName($0, b) } + histories.map(TimelineHistory.fileName)
         var keep = b.manifest.sourceCatalog?.catalogFiles ?? [:]
         for r in records {
-            if case .storageCreate(let node) = WALEvent(r) { keep[node.database, default: []].append(node.relation) }
+            if case .storageCreate(let node) = r.event { keep[node.database, default: []].append(node.relation) }
         }
         let request = IsolatedCopyRequest(
             keepFiles: keep, walFiles: wal, names: LostReport.catalogQuery(a, includeCreatedAfterFork: true, catalogFiles: false),

@@ -94,7 +94,7 @@ public struct LostReport: Sendable, Codable, Equatable {
             let reading = try await dump.read(
                 directory + "/pg_wal", history: m.history, segmentSize: m.segmentSize, from: start, to: m.end, lastSegment: last)
             notes += reading.problems.map { "pg_waldump: \($0)" }
-            analysis = DivergenceAnalysis(records: reading.records, fork: m.fork ?? start, start: start)
+            analysis = DivergenceAnalysis(entries: reading.records, fork: m.fork ?? start, start: start)
         }
         var report = instanceReport(manifest: m, analysis: analysis, directory: directory, includeRows: rows)
         report.notes += notes

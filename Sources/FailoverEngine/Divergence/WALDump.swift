@@ -20,7 +20,7 @@ struct WALDump: Sendable {
 
     /// What one read found.
     struct Reading: Sendable {
-        var records: [WALRecord] = []
+        var records: [WALEntry] = []
         /// Where valid WAL ended, when the read went past it (`invalid record length at X`).
         var endOfWAL: LSN?
         /// What pg_waldump could not read, in its words.
@@ -72,7 +72,7 @@ struct WALDump: Sendable {
             binDirectory + "/pg_waldump", arguments, environment: ["TZ": "UTC"], standardOutput: fd)
         let data = FileManager.default.contents(atPath: output) ?? Data()
         var reading = Reading()
-        reading.records = WALDumpParser.records(String(decoding: data, as: UTF8.self))
+        reading.records = WALDumpScanner.entries(data)
         if !result.succeeded {
             let message = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
             // pg_waldump ends at the first invalid record: "error in WAL record at A: invalid record length at B: wanted 24, got 0".
