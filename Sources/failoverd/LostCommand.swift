@@ -36,7 +36,10 @@ struct LostCommand: AsyncParsableCommand {
                 let captured = try await LostListing.captureNow(
                     stateDirectory: state.state, run: run, simulate: simulate, logger: Logger(label: "failoverd.lost"))
                 if !json {
-                    print(captured.isEmpty ? "nothing to capture: every former primary run \(run) fenced is captured already" : "")
+                    if captured.isEmpty { print("nothing to capture: every former primary run \(run) fenced is captured already") }
+                    for m in captured {
+                        print("captured \(m.instance): \(m.walBytes) bytes of WAL, \(m.transactions) transactions committed after the fork")
+                    }
                 }
             }
             let report = try await LostListing.report(stateDirectory: state.state, run: run, rows: rows)

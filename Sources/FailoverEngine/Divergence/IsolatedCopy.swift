@@ -9,7 +9,8 @@ import Foundation
 /// queries never read them; crash recovery recreates the pages WAL touches). It runs as the instance's OS
 /// user in `<dataDirectory>.failoverd/lost-copy`, on a unix socket in a 0700 directory (listen_addresses
 /// empty, trust for that socket only), with archive_mode off, no WAL senders, no logical replication
-/// workers, no preloaded libraries, default_transaction_read_only on and autovacuum off, and it is stopped
+/// workers, no preloaded libraries, default_transaction_read_only on and autovacuum off (its socket in a
+/// private directory of /tmp, since a socket path holds at most 107 bytes), and it is stopped
 /// (immediate) and removed before the capture ends. Queries go through psql on the host, so the same code
 /// serves this host and SSH hosts: each driver supplies only how to run a script there.
 public struct IsolatedCopy: Sendable {
@@ -123,9 +124,13 @@ public struct IsolatedCopy: Sendable {
         b="$1"; d="$2"; c="$3"; port="$4"; keep="$5"; wal="$6"; t="$7"; level="$8"
         [ -f "$d/PG_VERSION" ] || { echo "no cluster in $d" >&2; exit 10; }
         if [ -f "$c/data/postmaster.pid" ]; then "$b/pg_ctl" -D "$c/data" stop -m immediate -w -t 60 >/dev/null 2>&1; fi
+        if [ -f "$c/sockdir" ]; then rm -rf -- "$(cat -- "$c/sockdir")"; fi
         rm -rf -- "$c" || exit 11
         umask 077
-        mkdir -p -- "$c/data/pg_wal/archive_status" "$c/sock" || exit 11
+        mkdir -p -- "$c/data/pg_wal/archive_status" || exit 11
+        # The socket's directory is short (a unix socket path holds at most 107 bytes) and private (0700).
+        sock=$(mktemp -d /tmp/failoverd-lost-XXXXXX) || exit 11
+        printf '%s' "$sock" > "$c/sockdir" || exit 11
         cd "$d" || exit 10
         top='PG_VERSION global base pg_tblspc pg_xact pg_multixact pg_subtrans pg_twophase pg_commit_ts pg_logical pg_replslot pg_snapshots pg_notify pg_serial pg_stat pg_stat_tmp postgresql.conf postgresql.auto.conf failoverd.recovery.conf'
         for e in $top; do [ -e "$e" ] || continue; find -L "./$e" -type d -print; done | while IFS= read -r dir; do mkdir -p -- "$c/data/$dir" || exit 12; done
@@ -143,7 +148,7 @@ public struct IsolatedCopy: Sendable {
         for w in $wal; do if [ -f "pg_wal/$w" ]; then cp -- "pg_wal/$w" "$c/data/pg_wal/$w" || exit 13; fi; done
         [ -f "$c/data/postgresql.conf" ] || : > "$c/data/postgresql.conf"
         printf 'local all all trust\n' > "$c/hba.conf" && : > "$c/ident.conf" || exit 12
-        o="-c port=$port -c listen_addresses= -c unix_socket_directories=$c/sock -c hba_file=$c/hba.conf -c ident_file=$c/ident.conf"
+        o="-c port=$port -c listen_addresses= -c unix_socket_directories=$sock -c hba_file=$c/hba.conf -c ident_file=$c/ident.conf"
         o="$o -c archive_mode=off -c max_wal_senders=0 -c max_logical_replication_workers=0 -c shared_preload_libraries="
         o="$o -c default_transaction_read_only=on -c autovacuum=off -c ssl=off -c fsync=off -c synchronous_standby_names="
         o="$o -c cluster_name=failoverd-lost-copy -c logging_collector=off -c log_destination=stderr"
@@ -153,12 +158,13 @@ public struct IsolatedCopy: Sendable {
 
     /// $1 bin directory, $2 copy directory, $3 port, $4 user, $5 database, $6 SQL.
     static let queryScript = #"""
-        exec "$1/psql" -X -q -A -t -F "$(printf '\037')" -R "$(printf '\036')" -h "$2/sock" -p "$3" -U "$4" -d "$5" -v ON_ERROR_STOP=1 -c "$6"
+        exec "$1/psql" -X -q -A -t -F "$(printf '\037')" -R "$(printf '\036')" -h "$(cat -- "$2/sockdir")" -p "$3" -U "$4" -d "$5" -v ON_ERROR_STOP=1 -c "$6"
         """#
 
     /// $1 bin directory, $2 copy directory.
     static let stopScript = #"""
         if [ -f "$2/data/postmaster.pid" ]; then "$1/pg_ctl" -D "$2/data" stop -m immediate -w -t 60 >/dev/null 2>&1; fi
+        if [ -f "$2/sockdir" ]; then rm -rf -- "$(cat -- "$2/sockdir")"; fi
         rm -rf -- "$2"
         """#
 }

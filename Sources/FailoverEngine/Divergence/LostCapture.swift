@@ -110,7 +110,11 @@ public struct LostCapture: Sendable {
                     "capture-divergence refused: \(instance.name) accepts writes; a former primary is captured stopped and fenced. Fence site \(site), then resume."
                 )
             }
-            if status.running && !status.reachable {
+            if driver is LocalPostgresDriver && !LocalHost.isLocal(instance.host) {
+                // A managed site's member on another host: this host's driver cannot read its data directory.
+                b.diskReadable = false
+                b.note("\(instance.name) is on \(instance.host), not this host: its pg_wal cannot be read from here")
+            } else if status.running && !status.reachable {
                 b.diskReadable = false
                 b.note("\(instance.name) could not be reached (\(status.seen)): its data directory was not read")
             } else {
