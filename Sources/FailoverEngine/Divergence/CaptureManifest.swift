@@ -70,6 +70,20 @@ public struct CaptureManifest: Sendable, Codable, Equatable {
         return try encoder.encode(self)
     }
 
+    /// The `lost-capture` audit event's details for this capture, sealed in `directory`: where, how many
+    /// bytes and transactions, and the manifest's SHA-256 that `audit verify` checks.
+    public func auditDetails(directory: String) -> [String: String] {
+        let data = FileManager.default.contents(atPath: directory + "/" + Self.fileName) ?? Data()
+        var details = [
+            "instance": instance, "directory": LostDirectory.relative(run: run, instance: instance), "walBytes": String(walBytes),
+            "transactions": String(transactions), "fork": fork?.description ?? "unknown", "diverged": String(diverged),
+            "end": end?.description ?? "unknown", "walFrom": walFrom.isEmpty ? "(nothing to copy)" : walFrom.joined(separator: " and "),
+            "rows": rows, "manifestSHA256": AuditLog.sha256(bytes: [UInt8](data)), "files": String(files.count),
+        ]
+        if let rowCount { details["rowCount"] = String(rowCount) }
+        return details
+    }
+
     /// Reads the manifest of a capture directory; nil when there is none (unfinished or absent).
     public static func read(directory: String) throws -> CaptureManifest? {
         let path = directory + "/" + fileName

@@ -80,14 +80,8 @@ public enum LostListing {
                 plan: plan, driver: driver, stateDirectory: stateDirectory, run: run.id, instance: instance, site: site, source: source,
                 logger: logger)
             let m = try await capture.capture()
-            let data = FileManager.default.contents(atPath: capture.directory + "/" + CaptureManifest.fileName) ?? Data()
-            var details = [
-                "instance": instance.name, "directory": LostDirectory.relative(run: run.id, instance: instance.name),
-                "walBytes": String(m.walBytes), "transactions": String(m.transactions), "fork": m.fork?.description ?? "unknown",
-                "end": m.end?.description ?? "unknown", "walFrom": m.walFrom.joined(separator: " and "), "rows": m.rows,
-                "manifestSHA256": AuditLog.sha256(bytes: [UInt8](data)), "files": String(m.files.count), "verb": "lost --capture",
-            ]
-            if let rows = m.rowCount { details["rowCount"] = String(rows) }
+            var details = m.auditDetails(directory: capture.directory)
+            details["verb"] = "lost --capture"
             try AuditLog(journal: journal).append(kind: "lost-capture", run: run.id, site: site, details: details)
             manifests.append(m)
         }

@@ -88,20 +88,7 @@ public struct RowChange: Sendable, Codable, Equatable {
         var rest = text
         var name = ""
         if rest.first == "\"" {
-            rest = rest.dropFirst()
-            while let c = rest.first {
-                rest = rest.dropFirst()
-                if c == "\"" {
-                    if rest.first == "\"" {
-                        name.append("\"")
-                        rest = rest.dropFirst()
-                    } else {
-                        break
-                    }
-                } else {
-                    name.append(c)
-                }
-            }
+            (name, rest) = quoted(rest, by: "\"")
         } else {
             name = String(rest.prefix { $0 != "[" })
             rest = rest.dropFirst(name.count)
@@ -112,28 +99,32 @@ public struct RowChange: Sendable, Codable, Equatable {
         var value: String? = ""
         var unchanged = false
         if rest.first == "'" {
-            rest = rest.dropFirst()
-            var v = ""
-            while let c = rest.first {
-                rest = rest.dropFirst()
-                if c == "'" {
-                    if rest.first == "'" {
-                        v.append("'")
-                        rest = rest.dropFirst()
-                    } else {
-                        break
-                    }
-                } else {
-                    v.append(c)
-                }
-            }
+            let (v, remainder) = quoted(rest, by: "'")
             value = v
+            rest = remainder
         } else {
             let word = String(rest.prefix { $0 != " " })
             rest = rest.dropFirst(word.count)
             if word == "null" { value = nil } else if word == "unchanged-toast-datum" { unchanged = true } else { value = word }
         }
         return (Column(name: name, type: type, value: value, unchangedToast: unchanged), rest)
+    }
+
+    /// The text of a quoted token at the start of `text` (the quote doubled inside it), and what follows.
+    static func quoted(_ text: Substring, by quote: Character) -> (String, Substring) {
+        var rest = text.dropFirst()
+        var out = ""
+        while let c = rest.first {
+            rest = rest.dropFirst()
+            guard c == quote else {
+                out.append(c)
+                continue
+            }
+            guard rest.first == quote else { break }
+            out.append(quote)
+            rest = rest.dropFirst()
+        }
+        return (out, rest)
     }
 
     /// `id=1, v='z'`.

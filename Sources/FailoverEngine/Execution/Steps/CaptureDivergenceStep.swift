@@ -48,27 +48,14 @@ struct CaptureDivergenceStep: RunnableStep {
 
     /// Journals and audits a sealed capture.
     func record(_ m: CaptureManifest, directory: String, _ run: StepRunner, earlier: Bool = false) throws -> CaptureEvidence {
-        let data = FileManager.default.contents(atPath: directory + "/" + CaptureManifest.fileName) ?? Data()
-        let digest = AuditLog.sha256(bytes: [UInt8](data))
-        let relative = LostDirectory.relative(run: m.run, instance: m.instance)
-        let fork = m.fork?.description ?? "unknown"
-        let evidence = CaptureEvidence(
-            directory: relative, fork: fork, diverged: m.diverged, walBytes: m.walBytes, transactions: m.transactions,
-            walFrom: m.walFrom.isEmpty ? "(nothing to copy)" : m.walFrom.joined(separator: " and "), rows: m.rows, manifestSHA256: digest)
-        var details = [
-            "instance": instance.name, "directory": relative, "walBytes": String(m.walBytes), "transactions": String(m.transactions),
-            "fork": evidence.fork, "diverged": evidence.diverged, "end": m.end?.description ?? "unknown", "walFrom": evidence.walFrom,
-            "rows": m.rows,
-            "manifestSHA256": digest, "files": String(m.files.count),
-        ]
-        if let rows = m.rowCount { details["rowCount"] = String(rows) }
+        var details = m.auditDetails(directory: directory)
         if earlier { details["capturedBy"] = m.run }
         try AuditLog(journal: run.ctx.journal).append(kind: "lost-capture", run: run.ctx.runID, site: run.step.site, details: details)
         run.ctx.logger.info(
             "captured the former primary's WAL past the fork",
-            metadata: [
-                "instance": "\(instance.name)", "directory": "\(relative)", "transactions": "\(m.transactions)", "bytes": "\(m.walBytes)",
-            ])
-        return evidence
+            metadata: ["instance": "\(instance.name)", "directory": "\(details["directory"] ?? "")", "transactions": "\(m.transactions)"])
+        return CaptureEvidence(
+            directory: details["directory"], fork: details["fork"] ?? "unknown", diverged: m.diverged, walBytes: m.walBytes,
+            transactions: m.transactions, walFrom: details["walFrom"] ?? "", rows: m.rows, manifestSHA256: details["manifestSHA256"])
     }
 }
