@@ -362,6 +362,45 @@ import Testing
         let md = try String(contentsOfFile: root + "/report/report.md", encoding: .utf8)
         #expect(md.contains("## Lost transactions (`failoverd lost`)") && md.contains("committed after the fork"))
     }
+    @Test("the old primary's disk is gone: the capture says so and lists what the repository archived of its timeline")
+    func diskGoneCapturesFromTheRepository() async throws {
+        try await SandboxFixture.with(Self.pair) { fx in
+            let prod = fx.instance("prod-0")
+            let dr = fx.instance("dr-0")
+            try await fx.insertRows(1...10, on: prod)
+            try await fx.waitForRow(10, on: dr)
+            try await fx.sql(dr, "ALTER SYSTEM SET restore_command = ''")
+            try await fx.cutReceiver(dr)
+            var xids = Set<UInt32>()
+            for id in 1001...1003 {
+                let row = try await fx.sql(
+                    prod, "INSERT INTO t VALUES ($1, 'archived, then the disk was lost') RETURNING txid_current()::text", [String(id)])
+                xids.insert(UInt32((UInt64(row.first?.first.flatMap { $0 } ?? "") ?? 0) & 0xFFFF_FFFF))
+            }
+            // The segment holding them reaches the repository; then prod-0's disk is gone.
+            let segment = try #require(try await fx.sql(prod, "SELECT pg_walfile_name(pg_switch_wal())").first?.first.flatMap { $0 })
+            _ = try await Poll.until("\(segment) archived", timeout: 60, interval: 0.05) {
+                try await fx.driver.isArchived(prod, segment: segment) ? true : nil
+            }
+            let pid = try #require(Postmaster.livePID(in: InstancePaths(prod).dataDirectory))
+            kill(pid, SIGKILL)
+            _ = try await Poll.until("prod-0 to die", timeout: 60, interval: 0.02) {
+                Postmaster.livePID(in: InstancePaths(prod).dataDirectory) == nil ? true : nil
+            }
+            try FileManager.default.removeItem(atPath: prod.dataDirectory)
+
+            let plan = try fx.planFile(
+                "failover-rebuild", [Transition(action: .failover, to: "dr"), Transition(action: .rebuild, site: "prod")])
+            let run = try fx.failoverd(["run", plan, "--quiet"])
+            #expect(run.status == 0, "\(run.stderr)")
+            let report = try Self.lost(fx)
+            let lost = try #require(report.instances.first)
+            #expect(lost.walFrom == ["the repository"], "\(lost.walFrom)")
+            #expect(lost.notes.contains { $0.contains("holds no cluster") }, "\(lost.notes)")
+            #expect(lost.notes.contains { $0.contains("never archived is not known") })
+            #expect(xids.isSubset(of: Set(lost.transactions.map(\.xid))), "listed \(lost.transactions.map(\.xid)), lost \(xids)")
+        }
+    }
 }
 
 extension SandboxFixture {

@@ -53,6 +53,10 @@ public struct LostCapture: Sendable {
 
     /// The sealed capture's directory.
     public var directory: String { LostDirectory.capture(stateDirectory, run: run, instance: instance.name) }
+    /// The instance whose pg_control pgBackRest reads to find the cluster's archive: the source (same cluster,
+    /// its disk there), else the former primary itself.
+    var archiveReader: Instance { source ?? instance }
+
     /// Where the capture is built before it is sealed.
     var partial: String { LostDirectory.root(stateDirectory) + "/" + run + "/." + instance.name + ".partial" }
 
@@ -187,7 +191,7 @@ public struct LostCapture: Sendable {
         let target = sub.isEmpty ? partial : partial + "/" + sub
         var file: CopiedFile?
         if readable { file = try await driver.copyFiles(of: instance, ["pg_wal/" + name], into: target).first }
-        if file == nil { file = try await driver.fetchArchivedWAL(name, into: target) }
+        if file == nil { file = try await driver.fetchArchivedWAL(name, using: archiveReader, into: target) }
         guard let file, let text = try? String(contentsOfFile: target + "/" + file.path, encoding: .utf8),
             let history = TimelineHistory(timeline: tli, text: text)
         else {
@@ -255,8 +259,12 @@ extension LostCapture {
             if covered { break }
             guard first > 0, (last - first + 2) * size <= maxBytes, try await obtain(first - 1, &b) else {
                 b.manifest.uncovered = open
+                let who =
+                    open.isEmpty
+                    ? "no checkpoint or running-transactions snapshot lies between \(start) and the fork, so a transaction open at the fork"
+                    : "transactions \(open.map(String.init).joined(separator: ", ")) were open at the fork and"
                 b.note(
-                    "transactions \(open.map(String.init).joined(separator: ", ")) were open at the fork and may have changed rows before \(start), the earliest WAL captured (pg_wal, the repository and policy.lostCaptureMaxBytes allow no more): those earlier changes are not listed"
+                    "\(who) may have changed rows before \(start), the earliest WAL captured (pg_wal, the repository and policy.lostCaptureMaxBytes allow no more): those earlier changes are not listed"
                 )
                 break
             }
@@ -301,7 +309,7 @@ extension LostCapture {
             }
         }
         if file == nil {
-            file = try await driver.fetchArchivedWAL(name, into: partial)
+            file = try await driver.fetchArchivedWAL(name, using: archiveReader, into: partial)
             if file != nil, !b.manifest.walFrom.contains("the repository") { b.manifest.walFrom.append("the repository") }
         }
         guard let file else { return false }

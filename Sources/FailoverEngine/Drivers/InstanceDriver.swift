@@ -214,8 +214,10 @@ public protocol InstanceDriver: Sendable {
     /// host, read as the instance's OS user; a file that does not exist is left out of the result.
     func copyFiles(of instance: Instance, _ paths: [String], into localDirectory: String) async throws -> [CopiedFile]
     /// Copies a file of the repository's WAL archive (a segment or a history file) into `localDirectory`
-    /// on this host; nil when the archive lacks it.
-    func fetchArchivedWAL(_ name: String, into localDirectory: String) async throws -> CopiedFile?
+    /// on this host; nil when the archive lacks it. pgBackRest reads the cluster's version and identifier
+    /// from the pg_control of `reader`'s data directory (an instance of the plan's cluster with its disk;
+    /// it is only read), on its host.
+    func fetchArchivedWAL(_ name: String, using reader: Instance, into localDirectory: String) async throws -> CopiedFile?
     /// Names relations in the catalog of a running instance.
     func catalogNames(on instance: Instance, _ query: CatalogQuery) async throws -> CatalogAnswer
     /// Starts an isolated, read-only copy of a stopped instance's data directory on its host (another port,

@@ -30,14 +30,16 @@ extension LocalPostgresDriver {
         return copied
     }
 
-    /// `pgbackrest archive-get NAME` into a private directory of the OS user's, then copied into `localDirectory`.
-    public func fetchArchivedWAL(_ name: String, into localDirectory: String) async throws -> CopiedFile? {
+    /// `pgbackrest archive-get NAME` (with `reader`'s data directory as pg1-path, for its pg_control) into a
+    /// private directory of the OS user's, then copied into `localDirectory`.
+    public func fetchArchivedWAL(_ name: String, using reader: Instance, into localDirectory: String) async throws -> CopiedFile? {
         let scratch = NSTemporaryDirectory() + "/failoverd-archive-get-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try Files.makeDirectory(scratch, mode: 0o700, owner: osUser)
         defer { try? Files.removeTree(scratch, owner: osUser) }
         let r = try await runner.run(
             backrest.executable,
-            backrest.arguments("archive-get", ["--pg1-path=" + scratch, "--log-level-console=warn"]) + [name, scratch + "/" + name],
+            backrest.arguments("archive-get", ["--pg1-path=" + InstancePaths(reader).dataDirectory, "--log-level-console=warn"])
+                + [name, scratch + "/" + name],
             timeout: bulkTimeout)
         guard r.succeeded, Files.exists(scratch + "/" + name) else { return nil }
         return try await CaptureFiles.write("pg_wal/" + name, in: localDirectory) { fd in

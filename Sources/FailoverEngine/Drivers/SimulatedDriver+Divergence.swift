@@ -22,7 +22,7 @@ extension SimulatedDriver {
     }
 
     /// History files of archived timelines; no segments.
-    public func fetchArchivedWAL(_ name: String, into localDirectory: String) async throws -> CopiedFile? {
+    public func fetchArchivedWAL(_ name: String, using reader: Instance, into localDirectory: String) async throws -> CopiedFile? {
         let archived = try mutate { w in w }
         guard let tli = Int(name.prefix(8), radix: 16), let points = archived.archivedSwitchpoints[tli],
             let text = Self.history("pg_wal/" + name, timeline: tli, switchpoints: points)

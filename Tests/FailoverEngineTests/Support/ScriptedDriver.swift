@@ -109,8 +109,8 @@ final class ScriptedDriver: InstanceDriver {
         try record("copyFiles", instance)
         return try await world.copyFiles(of: instance, paths, into: localDirectory)
     }
-    func fetchArchivedWAL(_ name: String, into localDirectory: String) async throws -> CopiedFile? {
-        try await world.fetchArchivedWAL(name, into: localDirectory)
+    func fetchArchivedWAL(_ name: String, using reader: Instance, into localDirectory: String) async throws -> CopiedFile? {
+        try await world.fetchArchivedWAL(name, using: reader, into: localDirectory)
     }
     func catalogNames(on instance: Instance, _ query: CatalogQuery) async throws -> CatalogAnswer {
         try record("catalogNames", instance)

@@ -33,18 +33,19 @@ extension SSHPostgresDriver {
         return copied
     }
 
-    /// `pgbackrest archive-get NAME` on the first ssh host that answers (the repository is shared), into a
-    /// private directory there, then copied into `localDirectory`.
-    public func fetchArchivedWAL(_ name: String, into localDirectory: String) async throws -> CopiedFile? {
-        guard let host = plan.sites.first(where: { $0.driver == "ssh" })?.leader else { return nil }
-        let shell = try shell(host)
+    /// `pgbackrest archive-get NAME` on `reader`'s host (the repository is shared; its data directory is
+    /// pg1-path, for its pg_control), into a private directory there, then copied into `localDirectory`.
+    public func fetchArchivedWAL(_ name: String, using reader: Instance, into localDirectory: String) async throws -> CopiedFile? {
+        let shell = try shell(reader)
         return try await CaptureFiles.write("pg_wal/" + name, in: localDirectory) { fd in
             let r = try await shell.stream(
                 [
                     "sh", "-c",
-                    #"t=$(mktemp -d) || exit 4; trap 'rm -rf -- "$t"' EXIT; n="$1"; b="$2"; shift 2; "$b" "$@" --pg1-path="$t" "$n" "$t/$n" >/dev/null 2>&1 || exit 3; cat -- "$t/$n""#,
+                    #"t=$(mktemp -d) || exit 4; trap 'rm -rf -- "$t"' EXIT; n="$1"; b="$2"; shift 2; "$b" "$@" "$n" "$t/$n" >/dev/null 2>&1 || exit 3; cat -- "$t/$n""#,
                     "failoverd", name, backrest.executable,
-                ] + backrest.arguments("archive-get", ["--log-level-console=warn"]), to: fd, timeout: bulkTimeout)
+                ] + backrest.arguments("archive-get", ["--pg1-path=" + RemotePaths(reader).dataDirectory, "--log-level-console=warn"]),
+                to: fd,
+                timeout: bulkTimeout)
             if r.exitCode == 3 && !r.unreachable { return false }
             try r.checked()
             return true
