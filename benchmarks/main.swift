@@ -345,6 +345,20 @@ func benchLost(rounds: Int) async throws {
         baselineName: "raw pg_ctl sequence", DrillMath.summary(raw)!.median)
 }
 
+/// The listing's own work over a saved pg_waldump output (`lost-parse FILE`): the byte scan, then the analysis.
+func benchLostParse(_ path: String) throws {
+    let data = try Data(contentsOf: URL(fileURLWithPath: path))
+    var entries: [WALEntry] = []
+    let scan = seconds { entries = WALDumpScanner.entries(data) }
+    var lost = 0
+    let analysis = seconds { lost = DivergenceAnalysis(entries: entries, fork: entries.first?.lsn ?? .zero, start: .zero).lost.count }
+    let read = seconds { _ = FileManager.default.contents(atPath: path) }
+    print(
+        String(
+            format: "lost-parse: %d lines, %d MB: scan %.3f s, analysis %.3f s (%d transactions); reading the file %.3f s", entries.count,
+            data.count >> 20, scan, analysis, lost, read))
+}
+
 let rounds: Int = args.firstIndex(of: "--rounds").flatMap { Int(args[args.index(after: $0)]) } ?? 5
 do {
     if which == "journal" || which == "all" { try benchJournal() }
@@ -367,6 +381,7 @@ do {
     if which == "patroni" { try await benchPatroniSwitchover(rounds: rounds) }
     if which == "ssh-switchover" { try await benchSSHSwitchover(rounds: rounds) }
     if which == "lost" { try await benchLost(rounds: rounds) }
+    if which == "lost-parse", let file = args.dropFirst().first { try benchLostParse(file) }
     if which == "drills" {
         try await benchSwitchover(rounds: 3)
         try await benchDrills(count: rounds)

@@ -160,7 +160,18 @@ public struct DivergenceAnalysis: Sendable, Codable, Equatable {
 
         init(fork: LSN) { self.fork = fork }
 
+        /// The Work of the transaction the last heap record belonged to, out of `work` while cached.
+        var cached: Work?
+        var cachedXid: UInt32 = 0
+
+        mutating func flush() {
+            if let c = cached { work[cachedXid] = c }
+            cached = nil
+            cachedXid = 0
+        }
+
         mutating func read(_ r: WALEntry) {
+            if cached != nil && (cachedXid != r.xid || !r.isHeap) { flush() }
             records += 1
             last = r.lsn
             switch r.event {
@@ -186,7 +197,13 @@ public struct DivergenceAnalysis: Sendable, Codable, Equatable {
                 for s in subs { topOf[s] = top }
             case .heap(let operation, let rows):
                 guard r.xid != 0 else { return }
-                for node in r.relations { work[r.xid, default: Work(first: r.lsn)].add(node, operation, rows) }
+                // Consecutive records of one transaction (most of them) change one cached Work, not the dictionary.
+                if cachedXid != r.xid {
+                    flush()
+                    cachedXid = r.xid
+                    cached = work.removeValue(forKey: r.xid) ?? Work(first: r.lsn)
+                }
+                for node in r.relations { cached!.add(node, operation, rows) }
             case .truncate(let oids):
                 guard r.xid != 0 else { return }
                 work[r.xid, default: Work(first: r.lsn)].truncated.formUnion(oids)
@@ -216,7 +233,7 @@ public struct DivergenceAnalysis: Sendable, Codable, Equatable {
                             node: node, oid: nil, database: nil, name: "", kind: "unknown",
                             createdAfterFork: createdAfterFork.contains(node),
                             operations: [:], truncated: false)
-                    for (op, n) in ops { t.operations[op, default: 0] += n }
+                    for (op, n) in ops.byName { t.operations[op, default: 0] += n }
                     byNode[node] = t
                 }
                 let database = w.created.keys.first?.database ?? w.operations.keys.first?.database
@@ -231,6 +248,7 @@ public struct DivergenceAnalysis: Sendable, Codable, Equatable {
         }
 
         mutating func finish(into a: inout DivergenceAnalysis, start: LSN) {
+            flush()
             a.records = records
             a.lastRecordLSN = last
             for c in commits {
@@ -259,12 +277,36 @@ public struct DivergenceAnalysis: Sendable, Codable, Equatable {
     /// What one transaction id changed.
     struct Work {
         var first: LSN
-        var operations: [RelFileNode: [String: Int]] = [:]
+        var operations: [RelFileNode: Counts] = [:]
         var truncated = Set<UInt32>()
         var created: [RelFileNode: LSN] = [:]
 
         mutating func add(_ node: RelFileNode, _ operation: String, _ rows: Int) {
-            operations[node, default: [:]][operation, default: 0] += rows
+            operations[node, default: Counts()].add(operation, rows)
+        }
+    }
+
+    /// Tuples by operation, without a dictionary per relation.
+    struct Counts {
+        var insert = 0
+        var update = 0
+        var delete = 0
+        var lock = 0
+
+        mutating func add(_ operation: String, _ rows: Int) {
+            switch operation.utf8.first {
+            case UInt8(ascii: "i"): insert += rows
+            case UInt8(ascii: "u"): update += rows
+            case UInt8(ascii: "d"): delete += rows
+            default: lock += 1
+            }
+        }
+
+        /// The non-zero counts by name.
+        var byName: [String: Int] {
+            var out: [String: Int] = [:]
+            for (name, n) in [("insert", insert), ("update", update), ("delete", delete), ("lock", lock)] where n > 0 { out[name] = n }
+            return out
         }
     }
 }

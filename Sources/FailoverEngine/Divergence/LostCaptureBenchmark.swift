@@ -62,6 +62,8 @@ public struct LostCaptureBenchmark: Sendable {
         plan.repository.stanza = name.replacingOccurrences(of: "-", with: "_")
         plan.replication.passfile = root + "/pgpass"
         plan.policy.lostCaptureMaxBytes = 4 << 30
+        // A rewound primary replays what the diverged WAL touched before it accepts connections: minutes under load.
+        plan.policy.stepTimeoutSeconds = 600
         plan.transitions = []
         let ports = try FreePorts.take(plan.allInstances.count)
         var next = 0

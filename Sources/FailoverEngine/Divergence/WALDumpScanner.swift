@@ -59,26 +59,23 @@ public enum WALDumpScanner {
         }
     }
 
-    static let rmgrPrefix = Array("rmgr: ".utf8)
-    static let txMarker = Array(", tx:".utf8)
-    static let lsnMarker = Array(", lsn: ".utf8)
-    static let descMarker = Array(", desc: ".utf8)
-    static let blkrefMarker = Array(", blkref #".utf8)
-    static let relMarker = Array(": rel ".utf8)
+    static let rmgrPrefix: StaticString = "rmgr: "
+    static let txMarker: StaticString = ", tx:"
+    static let lsnMarker: StaticString = ", lsn: "
+    static let descMarker: StaticString = ", desc: "
+    static let blkrefMarker: StaticString = ", blkref #"
+    static let relMarker: StaticString = ": rel "
 
-    /// The first position of `pattern` in [from, to), or nil.
-    static func find(_ b: UnsafePointer<UInt8>, _ pattern: [UInt8], _ from: Int, _ to: Int) -> Int? {
-        let n = pattern.count
-        guard to - from >= n else { return nil }
+    /// The first position of `pattern` in [from, to), or nil (memchr for its first byte, memcmp for the rest).
+    static func find(_ b: UnsafePointer<UInt8>, _ pattern: StaticString, _ from: Int, _ to: Int) -> Int? {
+        let n = pattern.utf8CodeUnitCount
+        let p = pattern.utf8Start
         var i = from
-        let first = pattern[0]
         while i <= to - n {
-            if b[i] == first {
-                var k = 1
-                while k < n && b[i + k] == pattern[k] { k += 1 }
-                if k == n { return i }
-            }
-            i += 1
+            guard let hit = memchr(b + i, Int32(p[0]), to - n + 1 - i) else { return nil }
+            let j = UnsafeRawPointer(b).distance(to: UnsafeRawPointer(hit))
+            if memcmp(b + j, p, n) == 0 { return j }
+            i = j + 1
         }
         return nil
     }
@@ -128,12 +125,13 @@ public enum WALDumpScanner {
         var r0 = s + 6
         var r1 = r0
         while r1 < e && b[r1] != 32 { r1 += 1 }
-        guard let tx = find(b, txMarker, r1, e), let (xid, afterXid) = decimal(b, tx + txMarker.count, e),
-            let l = find(b, lsnMarker, afterXid, e), let (hi, slash) = hexadecimal(b, l + lsnMarker.count, e), slash < e, b[slash] == 47,
+        guard let tx = find(b, txMarker, r1, e), let (xid, afterXid) = decimal(b, tx + txMarker.utf8CodeUnitCount, e),
+            let l = find(b, lsnMarker, afterXid, e), let (hi, slash) = hexadecimal(b, l + lsnMarker.utf8CodeUnitCount, e), slash < e,
+            b[slash] == 47,
             let (lo, _) = hexadecimal(b, slash + 1, e), let d = find(b, descMarker, slash, e)
         else { return nil }
         let lsn = LSN(hi << 32 | lo)
-        let d0 = d + descMarker.count
+        let d0 = d + descMarker.utf8CodeUnitCount
         let d1 = find(b, blkrefMarker, d0, e) ?? e
         let heap = equals(b, r0, r1, "Heap")
         let heap2 = equals(b, r0, r1, "Heap2")
@@ -163,7 +161,8 @@ public enum WALDumpScanner {
             var relations: [RelFileNode] = []
             var k = d1
             while let rel = find(b, relMarker, k, e) {
-                guard let (spc, p1) = decimal(b, rel + relMarker.count, e), p1 < e, b[p1] == 47, let (db, p2) = decimal(b, p1 + 1, e),
+                guard let (spc, p1) = decimal(b, rel + relMarker.utf8CodeUnitCount, e), p1 < e, b[p1] == 47,
+                    let (db, p2) = decimal(b, p1 + 1, e),
                     p2 < e, b[p2] == 47, let (node, p3) = decimal(b, p2 + 1, e)
                 else { break }
                 let n = RelFileNode(
