@@ -4,6 +4,8 @@
 set -euo pipefail
 packages=(postgresql-15 postgresql-client-15 pgbackrest libpq-dev libsqlite3-dev sqlite3 pkg-config util-linux
   stunnel4 curl openssl python3-venv etcd-server
+  # nft: PatroniNetworkTests put a REJECT filter in front of a test namespace's servers.
+  nftables
   # The two-data-center lab (failoverd lab up): an sshd per site namespace, ssh for the SSH driver, sudo for
   # the login user to run PostgreSQL's tools as the OS user, iproute2 for namespaces, veths and the bridge.
   openssh-server openssh-client sudo iproute2

@@ -45,7 +45,9 @@ struct CheckCommand: AsyncParsableCommand {
             var logger = Logger(label: "failoverd.check")
             logger.logLevel = .warning
             let driver = try DriverFactory.make(plan: p, stateDirectory: state.state, simulate: simulate, logger: logger)
-            let check = TopologyCheck(plan: p, driver: driver, journal: journal, logger: logger)
+            // Managed sites (Patroni) are seen through their own driver, as the gates see them.
+            let sites = try StandardDrivers(stateDirectory: state.state, simulate: simulate, logger: logger).managedSites(plan: p)
+            let check = TopologyCheck(plan: p, driver: driver, sites: sites, journal: journal, logger: logger)
             var round = 0
             while true {
                 round += 1

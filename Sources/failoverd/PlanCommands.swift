@@ -14,8 +14,9 @@ struct ValidateCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("failoverd: cannot read plan file \(plan)\n".utf8))
             throw ExitCode(2)
         }
-        // The plan, then whether pgBackRest can reach its repository as it says (type, credentials).
-        let result = RepositoryAccess.validate(data)
+        // The plan, then whether pgBackRest can reach its repository as it says (type, credentials) and whether
+        // the fencing hook is root's own.
+        let result = HostAccess.validate(data)
         if json {
             struct Out: Encodable { var valid: Bool; var summary: String?; var problems: [PlanProblem] }
             try printJSON(Out(valid: result.isValid, summary: result.isValid ? result.summary : nil, problems: result.problems))

@@ -164,4 +164,34 @@ import Testing
             #expect(r.stdout.components(separatedBy: "\"checkedAt\"").count == 3)
         }
     }
+
+    @Test("a Patroni site left paused (as an interrupted rebuild leaves it) shows in check, which exits 3 naming it")
+    func aPausedPatroniSiteShows() async throws {
+        try await SandboxFixture.with(Self.pair, patroni: true) { fx in
+            let prod = fx.instance("prod-0")
+            let site = try #require(fx.plan.site(named: "prod"))
+            let plan = try fx.planFile("switchover", [Transition(action: .switchover, to: "dr")])
+            let patroni = PatroniSite(plan: fx.plan, timeout: 60, pollInterval: 0.1)
+            let (before, json) = try check(fx, plan)
+            let sites = try #require(json["sites"] as? [[String: Any]])
+            #expect(sites.first { $0["site"] as? String == "prod" }?["paused"] as? Bool == false, "\(sites)")
+            #expect(!before.stdout.contains("paused (maintenance mode"))
+            // What failoverd's rebuild does first, then dies: the cluster stays paused.
+            let paused = try await patroni.api(site).patch(prod.patroni!.url, "/config", json: ["pause": true])
+            #expect(paused.status == 200)
+            _ = try await Poll.until("prod's Patroni to be paused", timeout: 60, interval: 0.1) {
+                try await patroni.memberInfo(site, prod)["pause"] as? Bool == true ? true : nil
+            }
+            let (r, after) = try check(fx, plan)
+            #expect(r.status == 3, "\(r.stdout) \(r.stderr)")
+            let report = try #require((after["sites"] as? [[String: Any]])?.first { $0["site"] as? String == "prod" })
+            #expect(report["paused"] as? Bool == true)
+            #expect((report["mismatch"] as? String)?.contains("Patroni's cluster is paused") == true, "\(report)")
+            #expect((after["problems"] as? [String])?.contains { $0.contains("site \"prod\": Patroni's cluster is paused") } == true)
+            let table = try fx.failoverd(["check", plan])
+            #expect(
+                table.stdout.contains("prod: declared primary, seen primary, journaled -, Patroni paused   MISMATCH"), "\(table.stdout)")
+            _ = try await patroni.api(site).patch(prod.patroni!.url, "/config", json: ["pause": false])
+        }
+    }
 }

@@ -249,7 +249,7 @@ struct DivergenceUnitTests {
     }
 
     @Test("a simulated failback journals the fork and a capture, and `failoverd lost` lists it")
-    func simulatedFailback() throws {
+    func simulatedFailback() async throws {
         let state = CLI.tempDirectory()
         defer { try? FileManager.default.removeItem(atPath: state) }
         let r = try CLI.run(["run", CLI.plan("failback-with-rewind"), "--simulate", "--quiet", "--state", state])
@@ -267,6 +267,6 @@ struct DivergenceUnitTests {
         let lost = try CLI.run(["lost", "--state", state])
         #expect(lost.status == 0 && lost.stdout.contains("prod-0 (site prod), captured by run \(run.id)"), "\(lost.stdout)")
         #expect(lost.stdout.contains("nothing diverged"))
-        #expect(try AuditLog(journal: journal).verify().capturesChecked == 1)
+        #expect(try await AuditLog(journal: journal).verify().capturesChecked == 1)
     }
 }

@@ -155,7 +155,7 @@ import Testing
             #expect(capture.status == .done && capture.evidence["transactions"] == "6")
             let audited = try AuditLog(journal: journal).query(.init(kind: "lost-capture"))
             #expect(audited.count == 1 && audited.first?.details.contains("\"transactions\":\"6\"") == true)
-            let verified = try AuditLog(journal: journal).verify()
+            let verified = try await AuditLog(journal: journal).verify()
             #expect(verified.intact && verified.capturesChecked == 1)
             // `audit verify` covers the capture: a captured file changed afterwards is named.
             let xact = try #require(LostDirectory.sealed(fx.state).first?.directory).appending("/pg_xact/0000")
@@ -163,7 +163,7 @@ import Testing
             try handle.seek(toOffset: 0)
             try handle.write(contentsOf: Data([0xFF]))
             try handle.close()
-            let tampered = try AuditLog(journal: journal).verify()
+            let tampered = try await AuditLog(journal: journal).verify()
             #expect(!tampered.intact && tampered.problems.contains { $0.reason.contains("pg_xact/0000 changed since it was captured") })
             #expect(try fx.failoverd(["audit", "verify"]).status == 1)
         }
@@ -265,7 +265,7 @@ import Testing
                 seq("step-start", step: rewind.number).allSatisfy { $0 > captured } && seq("step-start", step: rewind.number).count == 1)
             let report = try Self.lost(fx)
             #expect(Set(report.instances.first?.transactions.map(\.xid) ?? []) == Set(d.committed.values))
-            #expect(try AuditLog(journal: journal).verify().intact)
+            #expect(try await AuditLog(journal: journal).verify().intact)
         }
     }
 
@@ -300,7 +300,7 @@ import Testing
             #expect(overrides.contains { $0.details.contains("\"instance\":\"prod-0\"") })
             #expect(overrides.contains { $0.details.contains("\"scope\":\"this resume\"") })
             try await fx.waitForStreaming(fx.instance("prod-0"), from: fx.instance("dr-0"))
-            #expect(try AuditLog(journal: journal).verify().intact)
+            #expect(try await AuditLog(journal: journal).verify().intact)
         }
     }
 

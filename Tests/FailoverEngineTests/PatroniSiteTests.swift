@@ -60,7 +60,7 @@ import Testing
                 let replay = try #require(try steps.first { $0.step.kind == .awaitReplay }?.evidence(as: ReplayEvidence.self))
                 #expect(replay.demotionToken == token.text)
             }
-            #expect(try AuditLog(journal: journal).verify().intact)
+            #expect(try await AuditLog(journal: journal).verify().intact)
         }
     }
 
@@ -142,13 +142,7 @@ import Testing
             }
             #expect(back.inRecovery, "the fenced primary came back writable")
 
-            let failback = try fx.planFile(
-                "failback", [Transition(action: .failback, to: "prod", method: method)], roles: ["prod": .fenced, "dr": .primary])
-            let b = try fx.failoverd(["run", failback, "--quiet"])
-            if b.status != 0 {
-                let log = (try? String(contentsOfFile: InstancePaths(prod).stateDirectory + "/patroni.log", encoding: .utf8)) ?? ""
-                Issue.record("failback by \(method.rawValue) failed: \(b.stderr)\nprod-0's Patroni log ends:\n\(log.suffix(6000))")
-            }
+            try fx.runPatroniFailback(method)
             #expect(try await fx.driver.status(of: prod).isWritablePrimary)
             // The rows only the old timeline had are gone (rewound away); dr's rows are there.
             #expect(try await count(fx, prod) == String(kept + 2))
@@ -157,7 +151,7 @@ import Testing
             _ = try await fx.waitForStreaming(dr, from: prod)
             try await fx.waitForRow(102, on: dr)
             #expect(try journal.recordedRoles() == ["prod": .primary, "dr": .streamingStandby])
-            #expect(try AuditLog(journal: journal).verify().intact)
+            #expect(try await AuditLog(journal: journal).verify().intact)
             let rejoin = try journal.steps(of: try #require(try journal.lastRun()).id).first { $0.step.kind == .rejoinSite }
             #expect(try rejoin?.evidence(as: RejoinEvidence.self)?.method == method.rawValue)
             // When the timelines diverged (dr lacked rows), Patroni ran pg_rewind through use_pg_rewind.
@@ -195,7 +189,22 @@ import Testing
                 try await fx.waitForRow(21, on: instance)
                 #expect(try await count(fx, instance) == "21")
             }
-            #expect(try AuditLog(journal: journal).verify().intact)
+            #expect(try await AuditLog(journal: journal).verify().intact)
+        }
+    }
+}
+
+extension SandboxFixture {
+    /// Runs the failback of prod (fenced) from dr (primary) by `method`; on failure, records its error and the
+    /// end of prod-0's Patroni log.
+    func runPatroniFailback(_ method: FailbackMethod) throws {
+        let path = try planFile(
+            "failback", [Transition(action: .failback, to: "prod", method: method)], roles: ["prod": .fenced, "dr": .primary])
+        let run = try failoverd(["run", path, "--quiet"])
+        if run.status != 0 {
+            let log =
+                (try? String(contentsOfFile: InstancePaths(instance("prod-0")).stateDirectory + "/patroni.log", encoding: .utf8)) ?? ""
+            Issue.record("failback by \(method.rawValue) failed: \(run.stderr)\nprod-0's Patroni log ends:\n\(log.suffix(6000))")
         }
     }
 }
@@ -222,6 +231,27 @@ import Testing
         #expect(PatroniSite.isSupported("4.1.5"))
         #expect(PatroniSite.isSupported("5.0.0"))
         #expect(!PatroniSite.isSupported("unknown"))
+    }
+
+    @Test("a live site's fence is done on Patroni 4.1.x only, where it was verified; others are refused")
+    func fenceVersions() {
+        #expect(!PatroniSite.isFenceVerified("3.0.2"))
+        #expect(!PatroniSite.isFenceVerified("4.0.7"))
+        #expect(PatroniSite.isFenceVerified("4.1.0"))
+        #expect(PatroniSite.isFenceVerified("4.1.5"))
+        #expect(!PatroniSite.isFenceVerified("4.2.0"))
+        #expect(!PatroniSite.isFenceVerified("5.0.0"))
+        #expect(!PatroniSite.isFenceVerified("unknown"))
+    }
+
+    @Test("a fenced standby_cluster has no host, port or slot, only a failing restore_command")
+    func fencedSection() throws {
+        let plan = try PlanLoader.load(CLI.plan("patroni-switchover"))
+        let section = PatroniSite(plan: plan).standbyCluster(following: plan.sites[1].leader, slot: "failoverd_prod", fenced: true)
+        #expect(section.keys.sorted() == ["create_replica_methods", "restore_command"])
+        #expect(section["restore_command"] as? String == "/bin/false")
+        let following = PatroniSite(plan: plan).standbyCluster(following: nil)
+        #expect(following["host"] == nil && following["port"] == nil && following["primary_slot_name"] == nil)
     }
 
     @Test("a WAL record header says shutdown checkpoint only for resource manager XLOG with info 0x00")
@@ -265,7 +295,7 @@ import Testing
         #expect(!validation.problems.contains { ($0.message + $0.hint).contains("hunter2") })
     }
 
-    @Test("nothing listening is told apart from nothing known: only a refused connection is proof")
+    @Test("a refused connection is told apart from a connection that succeeds (the refusal alone proves nothing stopped)")
     func refusedIsProof() throws {
         let port = try FreePorts.take(1)[0]
         #expect(TCPProbe.isRefused(host: "127.0.0.1", port: port))

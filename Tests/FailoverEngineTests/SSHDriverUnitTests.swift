@@ -66,19 +66,22 @@ struct SSHDriverUnitTests {
     }
 
     /// Key authentication only, strict host keys, no config file, no forwarding, one master per host.
-    @Test func theSSHOptionsAreStrict() {
+    @Test func theSSHOptionsAreStrict() throws {
         let ssh = SSHSettings(user: "dba", port: 2222, identityFile: "/etc/failoverd/id", knownHostsFile: "/etc/failoverd/known_hosts")
-        let options = RemoteShell(host: "198.18.1.10", ssh: ssh, osUser: "failoverd", controlDirectory: "/tmp/cm").sshOptions
+        let shell = RemoteShell(host: "198.18.1.10", ssh: ssh, osUser: "failoverd", controlDirectory: "/tmp/cm")
+        let options = shell.sshOptions
         func has(_ option: String) -> Bool { zip(options, options.dropFirst()).contains { $0 == "-o" && $1 == option } }
         for option in [
             "BatchMode=yes", "StrictHostKeyChecking=yes", "PasswordAuthentication=no", "KbdInteractiveAuthentication=no",
             "PreferredAuthentications=publickey", "ForwardAgent=no", "ClearAllForwardings=yes", "ControlMaster=auto",
-            "ControlPath=/tmp/cm/%C", "IdentitiesOnly=yes", "UserKnownHostsFile=/etc/failoverd/known_hosts",
+            "ControlPath=" + shell.controlPath, "IdentitiesOnly=yes", "UserKnownHostsFile=/etc/failoverd/known_hosts",
             "GlobalKnownHostsFile=/dev/null",
         ] {
             #expect(has(option), "missing -o \(option)")
         }
         #expect(options.starts(with: ["-F", "none"]))
+        // One socket per host, port and login, named short enough for a unix socket path (ssh adds 17 bytes).
+        #expect(shell.controlPath.wholeMatch(of: try Regex("/tmp/cm/[0-9a-f]{16}")) != nil, "\(shell.controlPath)")
         #expect(zip(options, options.dropFirst()).contains { $0 == "-p" && $1 == "2222" })
         #expect(zip(options, options.dropFirst()).contains { $0 == "-i" && $1 == "/etc/failoverd/id" })
     }

@@ -39,7 +39,7 @@ public enum CheckOutput {
         for s in r.sites {
             lines.append(
                 "  \(s.site): declared \(s.declared), seen \(s.seen), journaled \(s.journaled ?? "-")"
-                    + (s.mismatch == nil ? "" : "   MISMATCH"))
+                    + (s.paused == true ? ", Patroni paused" : "") + (s.mismatch == nil ? "" : "   MISMATCH"))
             if let m = s.mismatch { lines.append("    " + m) }
         }
         lines.append("transitions:")

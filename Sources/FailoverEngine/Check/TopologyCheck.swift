@@ -58,6 +58,10 @@ public struct TopologyCheck: Sendable {
         public var journaled: String?
         /// A line saying what disagrees, nil when everything agrees.
         public var mismatch: String?
+        /// For a Patroni site: true when Patroni says its cluster is paused (maintenance mode: Patroni neither
+        /// promotes nor restarts anything), as an interrupted rebuild leaves it; nil for other sites, or when no
+        /// member's REST API answered.
+        public var paused: Bool? = nil
     }
 
     /// What one transition's gates would say now.
@@ -104,11 +108,15 @@ public struct TopologyCheck: Sendable {
     public let journal: Journal?
     /// Where log lines go.
     public let logger: Logger
+    /// The site-level drivers of managed sites (Patroni), by site name: their members are probed through
+    /// them, as the gates probe them.
+    public let sites: [String: any SiteDriver]
 
-    /// A check of `plan` through `driver`.
-    public init(plan: Plan, driver: any InstanceDriver, journal: Journal?, logger: Logger) {
+    /// A check of `plan` through `driver`, and through `sites` for managed sites.
+    public init(plan: Plan, driver: any InstanceDriver, sites: [String: any SiteDriver] = [:], journal: Journal?, logger: Logger) {
         self.plan = plan
         self.driver = driver
+        self.sites = sites
         self.journal = journal
         self.logger = logger
     }
@@ -116,8 +124,9 @@ public struct TopologyCheck: Sendable {
     /// Probes every instance, compares the sites' roles, and evaluates every transition's gates.
     public func run() async throws -> Report {
         var statuses: [String: Result<InstanceStatus, Error>] = [:]
+        let observer = InstanceObserver(plan: plan, driver: driver, sites: sites)
         for (_, instance) in plan.allInstances {
-            do { statuses[instance.name] = .success(try await driver.status(of: instance)) } catch {
+            do { statuses[instance.name] = .success(try await observer.status(of: instance)) } catch {
                 statuses[instance.name] = .failure(error)
             }
         }
@@ -221,7 +230,7 @@ public struct TopologyCheck: Sendable {
             if seen == "stopped" {
                 if try journal?.isFenced(instance: site.leader.name) == true {
                     seen = Role.fenced.rawValue
-                } else if try await !driver.hasData(site.leader) {
+                } else if sites[site.name] == nil, try await !driver.hasData(site.leader) {
                     seen = Role.none.rawValue
                 }
             }
@@ -239,9 +248,29 @@ public struct TopologyCheck: Sendable {
                     "site \"\(site.name)\": the plan declares \(declared), \(site.leader.name) is seen as \(seen)"
                     + (recorded.map { ", the journal records \($0)" } ?? "") + "; fix the plan's role or the topology before running it"
             }
-            reports.append(SiteReport(site: site.name, declared: declared, seen: seen, journaled: recorded, mismatch: mismatch))
+            let paused = await patroniPaused(site)
+            if paused == true {
+                mismatch =
+                    (mismatch.map { $0 + "; and " } ?? "site \"\(site.name)\": ")
+                    + "Patroni's cluster is paused (maintenance mode: it promotes and restarts nothing), as an interrupted rebuild leaves it; resume the run that paused it (failoverd status names it), or end the pause with `patronictl resume` once its members are as they should be"
+            }
+            var report = SiteReport(site: site.name, declared: declared, seen: seen, journaled: recorded, mismatch: mismatch)
+            report.paused = paused
+            reports.append(report)
         }
         return reports
+    }
+
+    /// Whether Patroni says `site`'s cluster is paused: `"pause": true` in `GET /patroni` of the first member
+    /// that answers; nil for a site that is not Patroni's, or when none answers.
+    func patroniPaused(_ site: Site) async -> Bool? {
+        guard site.driver == "patroni", let cluster = site.patroni else { return nil }
+        let rest = PatroniREST(cluster: cluster, runner: CommandRunner(defaultTimeout: 15))
+        for instance in site.instances {
+            guard let url = instance.patroni?.url, let member = try? await rest.get(url, "/patroni").object else { continue }
+            return member["pause"] as? Bool == true
+        }
+        return nil
     }
 
     // MARK: Gates
@@ -249,7 +278,7 @@ public struct TopologyCheck: Sendable {
     /// Each transition's first gate step, run by the executor's own gate code on a journal in memory.
     func gateVerdicts() async -> [GateVerdict] {
         let steps: [Step]
-        switch Planner(plan: plan).steps() {
+        switch Planner(plan: plan, expansion: sites.isEmpty ? nil : sites.mapValues(\.expansion)).steps() {
         case .success(let s): steps = s
         case .failure(let refusal):
             return [
@@ -265,7 +294,7 @@ public struct TopologyCheck: Sendable {
         }
         let ctx = StepContext(
             plan: plan, driver: driver, journal: scratch, runID: "check", epoch: 0, allowDataLoss: false, logger: logger, evidence: [:],
-            steps: steps, pollInterval: DriverFactory.pollInterval(driver))
+            steps: steps, pollInterval: DriverFactory.pollInterval(driver), sites: sites)
         var verdicts: [GateVerdict] = []
         for (index, transition) in plan.transitions.enumerated() {
             let number = index + 1

@@ -5,8 +5,11 @@ import Foundation
 /// shared pgBackRest repository. The primary site bootstraps with initdb; the other sites bootstrap as
 /// Patroni standby clusters (`standby_cluster` in the bootstrap configuration) restored from the repository.
 extension Sandbox {
-    /// Patroni, installed by scripts/setup.sh into its own virtual environment.
-    static let patroniExecutable = "/opt/failoverd-patroni/bin/patroni"
+    /// Patroni, installed by scripts/setup.sh into its own virtual environment; `FAILOVERD_SANDBOX_PATRONI`
+    /// names another one (another Patroni version, to verify the driver against it).
+    static var patroniExecutable: String {
+        ProcessInfo.processInfo.environment["FAILOVERD_SANDBOX_PATRONI"] ?? "/opt/failoverd-patroni/bin/patroni"
+    }
     /// etcd, from Debian's etcd-server.
     static let etcdExecutable = "/usr/bin/etcd"
 
@@ -61,7 +64,8 @@ extension Sandbox {
         let dir = InstancePaths(instance).stateDirectory
         return SandboxDaemon(
             name: "Patroni of \(instance.name)", identityFile: dir + "/patroni.identity", logFile: dir + "/patroni.log",
-            runner: CommandRunner(user: user, defaultTimeout: 30))
+            // Patroni starts PostgreSQL, whose archive_command and restore_command run pgBackRest.
+            runner: CommandRunner(user: user, defaultTimeout: 30, forwardsRepositoryEnvironment: true))
     }
 
     /// Where the etcd of `endpoint` keeps its data: next to the repository.
@@ -198,6 +202,7 @@ extension Sandbox {
         }
         return [
             "scope": site.patroni?.scope ?? site.name,
+            "namespace": "/\(site.patroni?.namespace ?? "service")/",
             "name": instance.name,
             "log": ["level": "INFO"],
             "restapi": ["listen": "\(listen.host):\(listen.port)", "connect_address": "\(listen.host):\(listen.port)"],
@@ -244,17 +249,18 @@ extension Sandbox {
     private func user(_ driver: LocalPostgresDriver) -> String { driver.osUser.name }
 
     /// Stops every Patroni (which stops its PostgreSQL fast) and etcd the sandbox started, each by its
-    /// recorded pid and start time.
-    func downPatroni(driver: LocalPostgresDriver?, user: OSUser?) async {
+    /// recorded pid and start time: a Patroni only when its instance's data directory is `listed` in the
+    /// manifest, an etcd only when its directory is.
+    func downPatroni(driver: LocalPostgresDriver?, user: OSUser?, listed: [String]) async {
         guard isPatroni, let user = user ?? (OSUser.isRoot ? nil : .current) else { return }
         await withTaskGroup(of: Void.self) { group in
-            for (_, i) in plan.allInstances {
+            for (_, i) in plan.allInstances where listed.contains(InstancePaths(i).dataDirectory) {
                 let daemon = patroniDaemon(i, user: user)
                 group.addTask { await daemon.stop(grace: 60) }
             }
         }
         guard let driver else { return }
-        for endpoint in Set(plan.sites.compactMap { $0.patroni?.etcd }) {
+        for endpoint in Set(plan.sites.compactMap { $0.patroni?.etcd }) where listed.contains(etcdDirectory(endpoint, driver: driver)) {
             await etcdDaemon(endpoint, directory: etcdDirectory(endpoint, driver: driver), user: user).stop()
         }
     }

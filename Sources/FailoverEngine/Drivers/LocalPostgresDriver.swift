@@ -44,7 +44,8 @@ public struct LocalPostgresDriver: InstanceDriver {
         self.binDirectory = bin
         self.osUser = try OSUser.postgresUser(for: plan)
         self.backrest = PgBackRest(plan: plan, executable: try CommandRunner.resolve("pgbackrest"))
-        self.runner = CommandRunner(user: osUser, defaultTimeout: max(plan.policy.stepTimeoutSeconds, 10))
+        self.runner = CommandRunner(
+            user: osUser, defaultTimeout: max(plan.policy.stepTimeoutSeconds, 10), forwardsRepositoryEnvironment: true)
         self.logger = logger
     }
 

@@ -68,8 +68,13 @@ public protocol SiteDriver: Sendable {
     func promote(_ site: Site, proving token: DemotionToken?) async throws -> Promotion
     /// Makes the site follow `upstream`'s leader (streaming), or the repository alone when nil.
     func follow(_ site: Site, upstream: Site?) async throws
-    /// Fences the site: nothing of it accepts writes, or starts as a primary, until it is repaired.
+    /// Fences the site: nothing of it accepts writes, or starts as a primary, until it is repaired. Throws
+    /// ``UnseenMembers`` when members cannot be seen, so that an outside fence may vouch for them.
     func fence(_ site: Site, reason: String) async throws -> [String: FenceEvidence]
+    /// Fences the site when an outside fence (the plan's hook, the operator's --assume-fenced) vouches that
+    /// its unseen members cannot accept writes: the driver still does what it can (Patroni: `standby_cluster`
+    /// written, so that the site comes back read-only) and records `fencedBy` in the evidence.
+    func fence(_ site: Site, reason: String, vouchedBy outside: String) async throws -> [String: FenceEvidence]
     /// Repairs a diverged site from `source` and makes it follow `source`'s leader.
     func rejoin(_ site: Site, from source: Site, by method: RejoinMethod) async throws
     /// The demotion token the demoted site proves now, read again from its leader; nil when the driver has
@@ -80,4 +85,26 @@ public protocol SiteDriver: Sendable {
 extension SiteDriver {
     /// No second reading: the gates rely on the site being proven unable to accept writes.
     public func demotionTokenNow(of site: Site) async throws -> DemotionToken? { nil }
+
+    /// A driver with nothing more to do for a vouched fence fences as usual.
+    public func fence(_ site: Site, reason: String, vouchedBy outside: String) async throws -> [String: FenceEvidence] {
+        try await fence(site, reason: reason)
+    }
+}
+
+/// A fence refused because members of the site cannot be seen: failoverd can neither make them read-only
+/// through their driver nor prove them unable to accept writes. An outside fence may vouch for them.
+public struct UnseenMembers: Error, CustomStringConvertible {
+    /// The refusal, as a run prints it.
+    public var message: String
+    /// The members that cannot be seen, with what their probe saw.
+    public var members: [SiteMember]
+
+    /// Creates the refusal.
+    public init(message: String, members: [SiteMember]) {
+        self.message = message
+        self.members = members
+    }
+
+    public var description: String { message }
 }

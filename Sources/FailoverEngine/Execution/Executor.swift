@@ -78,10 +78,10 @@ public actor Executor {
             case .failure(let refusal): throw FailoverError.refused(refusal.message)
             }
             let driver = try drivers.make(plan: plan, name: driverName)
-            if driverName != "simulated" { try RepositoryAccess.check(plan) }
-            try await Preflight(plan: plan, driver: driver).check()
+            if driverName != "simulated" { try HostAccess.check(plan) }
+            try await Preflight(plan: plan, driver: driver, sites: managed).check()
             try await LostSlots.preflight(plan: plan, driver: driver)
-            await writeOwedFenceMarkers(plan: plan, driver: driver)
+            await writeOwedFenceMarkers(plan: plan, driver: driver, sites: managed)
             let unrecorded = Dictionary(uniqueKeysWithValues: plan.sites.filter { recorded[$0.name] == nil }.map { ($0.name, $0.role) })
             if !unrecorded.isEmpty { try journal.recordRoles(unrecorded, run: nil, epoch: holder.epoch) }
             let json = String(decoding: plan.canonicalJSON(), as: UTF8.self)
@@ -111,7 +111,14 @@ public actor Executor {
         let holder0 = try lock.acquire(runID: runID ?? "resume")
         do {
             let found: RunRecord?
-            if let runID { found = try journal.run(runID) } else { found = try journal.unfinishedRun() }
+            if let runID {
+                found = try journal.run(runID)
+            } else {
+                // The latest unfinished run; else the latest run when a refusal closed it: refused at a step
+                // that names the override it lacks (--assume-fenced SITE, --allow-data-loss), it continues
+                // with that override from the step that refused.
+                found = try journal.unfinishedRun() ?? journal.lastRun().flatMap { $0.outcome == .refused ? $0 : nil }
+            }
             guard let run = found else {
                 throw FailoverError.invalid(
                     runID.map { "no run \($0) in state directory \(options.stateDirectory); list runs with `failoverd status`" }
@@ -166,8 +173,9 @@ public actor Executor {
             throw FailoverError.invalid("state directory \(options.stateDirectory) holds \(last.driver) runs; adopt with the same driver")
         }
         let driver = try drivers.make(plan: plan, name: driverName)
+        let managed = try drivers.managedSites(plan: plan)
         do {
-            try await Preflight(plan: plan, driver: driver).check()
+            try await Preflight(plan: plan, driver: driver, sites: managed).check()
         } catch let error as FailoverError {
             _ = try? AuditLog(journal: journal).append(kind: "refusal", details: ["reason": error.message, "verb": "adopt"])
             throw error
@@ -360,9 +368,14 @@ extension Executor {
     /// Writes the fence marker of every instance the journal holds fenced that is seen stopped now: one
     /// fenced while it could not be reached (a partition, the plan's hook) got no marker then, and must not
     /// start as a primary once its host answers again. A host still out of reach is left for a later run.
-    func writeOwedFenceMarkers(plan: Plan, driver: any InstanceDriver) async {
-        for (_, instance) in plan.allInstances where (try? journal.isFenced(instance: instance.name)) == true {
-            guard let status = try? await driver.status(of: instance), !status.running else { continue }
+    ///
+    /// A managed site owes none: its fence is the state its own driver set (Patroni's `standby_cluster`,
+    /// which the fence writes or refuses), and failoverd never writes into the data directory of a server
+    /// another manager runs; its members are seen through its driver only, never as "no postmaster here".
+    func writeOwedFenceMarkers(plan: Plan, driver: any InstanceDriver, sites: [String: any SiteDriver]) async {
+        let observer = InstanceObserver(plan: plan, driver: driver, sites: sites)
+        for (site, instance) in plan.allInstances where (try? journal.isFenced(instance: instance.name)) == true {
+            guard observer.managed(site) == nil, let status = try? await observer.status(of: instance), !status.running else { continue }
             if (try? await driver.setFenceMarker(instance, reason: "fenced by failoverd; marker written once the host answered")) != nil {
                 logger.info("fence marker written", metadata: ["instance": "\(instance.name)"])
             }

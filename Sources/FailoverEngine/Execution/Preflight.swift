@@ -1,7 +1,10 @@
-/// Before a new run: what failoverd observes must not contradict the roles the plan declares.
+/// Before a new run: what failoverd observes must not contradict the roles the plan declares. Managed
+/// sites (Patroni) are seen through their own driver.
 struct Preflight {
     let plan: Plan
     let driver: any InstanceDriver
+    /// The site-level drivers of managed sites, by site name.
+    var sites: [String: any SiteDriver] = [:]
 
     /// Throws a refusal naming the site, the declared role and what was observed.
     func check() async throws {
@@ -9,7 +12,7 @@ struct Preflight {
             for instance in site.instances {
                 let s: InstanceStatus
                 do {
-                    s = try await driver.status(of: instance)
+                    s = try await InstanceObserver(plan: plan, driver: driver, sites: sites).status(of: instance)
                 } catch {
                     // A primary that cannot be read may be the reason for the plan (a failover); an instance
                     // declared unable to write must be seen to be so.
@@ -26,7 +29,8 @@ struct Preflight {
                             "site \"\(site.name)\": the plan declares \(site.role.rawValue) but \(instance.name) is \(observed). Fix the plan's role, or fence that server first; an instance that does not answer must answer or be stopped before failoverd plans around it."
                         )
                     }
-                    if site.role == .none, try await driver.hasData(instance) {
+                    // A managed site's data directories are its driver's (Patroni refuses bootstrap-standby anyway).
+                    if site.role == .none, sites[site.name] == nil, try await driver.hasData(instance) {
                         throw FailoverError.refused(
                             "site \"\(site.name)\": the plan declares none (to be bootstrapped) but \(instance.name) already has a data directory at \(instance.dataDirectory); declare its real role or use rebuild."
                         )

@@ -194,12 +194,26 @@ extension StepRunner {
             }
             // An old primary fenced without being seen (the plan's hook, or the operator's --assume-fenced) is
             // the one exception: the hook's exit status or the operator vouches for it, and it is audited.
-            if !s.isProvenNotWritable, evidence(ofKind: .fence, instance: other.name, as: FenceEvidence.self)?.fencedBy == nil {
+            if !s.isProvenNotWritable, evidence(ofKind: .fence, instance: other.name, as: FenceEvidence.self)?.fencedBy == nil,
+                !siteFenceVouched(site.name)
+            {
                 throw FailoverError.refused(
                     "promote refused: cannot tell whether \(other.name) (site \(site.name)) accepts writes: it is \(s.seen). Make it answer, or stop it (fence \(site.name)), then resume."
                 )
             }
         }
+    }
+
+    /// True when this transition fenced managed site `site` on an outside fence's word (the plan's hook or
+    /// --assume-fenced): its journaled `fence-site` evidence names who vouched.
+    func siteFenceVouched(_ site: String) -> Bool {
+        guard
+            let fence = ctx.steps.last(where: {
+                $0.kind == .fenceSite && $0.site == site && $0.transition == step.transition && $0.number <= step.number
+            })
+        else { return false }
+        if fence.number == step.number { return ctx.plan.fencing != nil || ctx.assumeFenced.contains(site) }
+        return ctx.evidence(of: fence.number, as: FenceEvidence.self)?.fencedBy != nil
     }
 
     /// Waits until the target has replayed past the old primary's shutdown checkpoint, same system, same timeline.
@@ -306,36 +320,84 @@ extension StepRunner {
 
 extension StepRunner {
     /// Fences an old primary failoverd cannot reach: by the plan's fencing hook (its exit status decides),
-    /// or on the operator's word (--assume-fenced SITE); otherwise refuses, since promoting could make two
-    /// primaries. Either way is written to the audit log.
+    /// or on the operator's word (--assume-fenced SITE), which stands whether or not a hook exists and
+    /// whatever the hook did (a lost data center takes its fencing device with it); otherwise refuses, since
+    /// promoting could make two primaries. Every outcome of the hook, and the override, is audited.
     func fenceUnreachable(_ i: Instance, seen: InstanceStatus?, error: any Error, lastKnownLSN: LSN?) async throws -> FenceEvidence {
         let site = step.site
         let what = seen?.seen ?? "unreadable (\(error))"
         var evidence = FenceEvidence(
             lastKnownLSN: lastKnownLSN, reachable: false, wasRunning: seen?.running ?? true, lastKnownFrom: "unknown: unreachable")
-        if let hook = ctx.plan.fencing, let executable = hook.command.first {
-            let arguments = Array(hook.command.dropFirst()) + [site, i.name]
-            let result = try await CommandRunner(user: nil, defaultTimeout: ctx.timeout).run(executable, arguments)
-            let shown = ([executable] + arguments).map(CommandRunner.displayQuoted).joined(separator: " ")
-            try AuditLog(journal: ctx.journal).append(
-                kind: "fencing-hook", run: ctx.runID,
-                details: ["site": site, "instance": i.name, "command": shown, "exitCode": String(result.exitCode), "seen": what])
-            guard result.succeeded else {
+        let assumed = ctx.assumeFenced.contains(site)
+        var hookFailure: String?
+        if let hook = ctx.plan.fencing, hook.command.first != nil {
+            let outcome = try await runFencingHook(hook, site: site, instance: i, seen: what)
+            if let shown = outcome.fencedBy {
+                evidence.fencedBy = shown
+                return evidence
+            }
+            hookFailure = outcome.failure
+            if !assumed {
                 throw FailoverError.refused(
-                    "failover refused: the old primary \(i.name) (site \(site)) cannot be reached (\(what)) and the fencing hook `\(shown)` failed with exit code \(result.exitCode): \(result.outputTail.isEmpty ? "(no output)" : result.outputTail). Nothing was promoted. Fence the site by other means, then resume with --assume-fenced \(site)."
+                    "failover refused: the old primary \(i.name) (site \(site)) cannot be reached (\(what)) and \(outcome.failure ?? "the fencing hook failed"). Nothing was promoted. Fence the site by other means, then resume with --assume-fenced \(site)."
                 )
             }
-            evidence.fencedBy = "fencing hook `\(shown)` (exit 0)"
-            return evidence
         }
-        if ctx.assumeFenced.contains(site) {
-            try AuditLog(journal: ctx.journal).append(
-                kind: "assumed-fenced", run: ctx.runID, details: ["site": site, "instance": i.name, "seen": what])
-            evidence.fencedBy = "assumed by the operator (--assume-fenced \(site))"
+        if assumed {
+            var details = ["site": site, "instance": i.name, "seen": what]
+            if let hookFailure { details["hook"] = hookFailure }
+            try AuditLog(journal: ctx.journal).append(kind: "assumed-fenced", run: ctx.runID, details: details)
+            evidence.fencedBy = "assumed by the operator (--assume-fenced \(site))" + (hookFailure == nil ? "" : " after \(hookFailure!)")
             return evidence
         }
         throw FailoverError.refused(
             "failover refused: the old primary \(i.name) (site \(site)) cannot be reached: \(what). failoverd can neither stop it nor prove it stopped, and promoting now could make two primaries. Fence site \(site) outside failoverd (power, network, load balancer) and resume with --assume-fenced \(site), or give the plan a fencing hook ($.fencing.command)."
         )
+    }
+
+    /// Runs the plan's fencing hook for `instance` of `site`, as root with a clean environment, after proving
+    /// it root's own (``TrustedPath``) on the descriptor that then runs. Audits what happened: its exit
+    /// status, its timeout, or why it could not be run. Returns how it fenced, or why it did not.
+    ///
+    /// - Throws: ``FailoverError`` (invalid input, exit 2) when the hook is not root's own: it does not run.
+    func runFencingHook(_ hook: FencingHook, site: String, instance i: Instance, seen: String) async throws -> (
+        fencedBy: String?, failure: String?
+    ) {
+        let executable = hook.command[0]
+        let arguments = Array(hook.command.dropFirst()) + [site, i.name]
+        let shown = ([executable] + arguments).map(CommandRunner.displayQuoted).joined(separator: " ")
+        var details = ["site": site, "instance": i.name, "command": shown, "seen": seen]
+        let audit = AuditLog(journal: ctx.journal)
+        let fd: Int32
+        do {
+            fd = try TrustedPath.openExecutable(executable)
+        } catch let error as FailoverError {
+            details["refused"] = error.message
+            try audit.append(kind: "fencing-hook", run: ctx.runID, details: details)
+            throw FailoverError.invalid(
+                "the fencing hook is not run: \(error.message). failoverd runs it as root, so it and every directory above it must belong to root and be writable by no one else ($.fencing.command[0])."
+            )
+        }
+        defer { close(fd) }
+        let result: CommandResult
+        do {
+            result = try await CommandRunner(user: nil, defaultTimeout: ctx.timeout).run(opened: fd, shownAs: executable, arguments)
+        } catch {
+            // It did not finish in time (and was killed), or could not be started: its effect is unknown.
+            let reason = (error as? FailoverError)?.message ?? "\(error)"
+            details["exitCode"] = "none"
+            details["error"] = reason
+            try audit.append(kind: "fencing-hook", run: ctx.runID, details: details)
+            return (nil, "the fencing hook `\(shown)` did not complete: \(reason)")
+        }
+        details["exitCode"] = String(result.exitCode)
+        try audit.append(kind: "fencing-hook", run: ctx.runID, details: details)
+        guard result.succeeded else {
+            return (
+                nil,
+                "the fencing hook `\(shown)` failed with exit code \(result.exitCode): \(result.outputTail.isEmpty ? "(no output)" : result.outputTail)"
+            )
+        }
+        return ("fencing hook `\(shown)` (exit 0)", nil)
     }
 }

@@ -51,13 +51,7 @@ struct StepContext: Sendable {
     /// What a probe of `instance` sees, through its site's driver: a managed site reports its members, an
     /// instance driver probes the server. A member the managed site does not report cannot be seen.
     func status(of instance: Instance) async throws -> InstanceStatus {
-        guard let site = plan.sites.first(where: { $0.instances.contains(instance) }), let managed = sites[site.name] else {
-            return try await driver.status(of: instance)
-        }
-        guard let member = try await managed.status(of: site).members.first(where: { $0.instance.name == instance.name }) else {
-            throw FailoverError.failed("site \(site.name)'s driver does not report \(instance.name)")
-        }
-        return member.status
+        try await InstanceObserver(plan: plan, driver: driver, sites: sites).status(of: instance)
     }
 
     /// The journaled evidence of step `number`, decoded as `type`; nil when there is none or it is not one.

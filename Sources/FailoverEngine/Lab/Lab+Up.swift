@@ -8,13 +8,22 @@ import Foundation
 extension Lab {
     /// Builds (or completes) the lab: bridge, a namespace per host with its veth and address, the login user
     /// with its key and sudo rule, an sshd per host with generated host keys, the known_hosts file, and the
-    /// plan's starting topology. Harmless twice.
+    /// plan's starting topology. Harmless twice with the same state directory; refused (exit 3, before
+    /// anything is created) while a lab of this plan built with another state directory, or another plan's
+    /// lab, is up (``refuseForeignParts(_:)``).
     public func up(buildTopology: Bool = true) async throws {
         let login = try validate()
         try StateDirectory.prepare(stateDirectory)
-        var manifest = try LabManifest.load(for: plan, in: stateDirectory) ?? LabManifest(plan: plan.name)
+        let saved = try LabManifest.load(for: plan, in: stateDirectory)
+        try await refuseForeignParts(saved)
+        var manifest = saved ?? LabManifest(plan: plan.name)
         try manifest.save(for: plan, in: stateDirectory)
         _ = try Files.makeDirectory(directory, mode: 0o700, owner: nil)
+        // Before anything else changes on the host: the directories root writes a key, the hosts' keys and
+        // the fencing hook into must be root's alone.
+        for (directory, file) in privateDirectories(login) {
+            try ensurePrivateDirectory(directory, for: file, manifest: &manifest)
+        }
         let osUser = try await sandbox().ensureOSUser()
         try await ensureLoginUser(login.user, osUser: osUser.name, manifest: &manifest)
         try await ensureKeys(login, manifest: &manifest)
@@ -40,7 +49,8 @@ extension Lab {
         // Heal first: a partitioned host would make the sandbox's checks wait.
         for link in manifest.links { _ = try? await ip(["link", "set", link, "up"]) }
         if let bridge = manifest.bridge { _ = try? await ip(["addr", "replace", Self.controlAddress + "/15", "dev", bridge]) }
-        await stopUnits(of: plan)
+        // Units only on the hosts this lab built: the same plan's lab of another state directory is not this one's.
+        await stopUnits(of: plan, hosts: Set(hosts.indices.filter { manifest.namespaces.contains(namespace($0)) }.map { hosts[$0] }))
         do {
             let sandbox = try sandbox()
             if sandbox.exists { removed += try await sandbox.down() }
@@ -72,9 +82,10 @@ extension Lab {
                 removed.append(file)
             } catch { problems.append("remove \(file): \(error)") }
         }
-        for dir in [directory, authorizedKeysDirectory] + manifest.directories.reversed() where Files.exists(dir) {
+        for dir in [directory] + manifest.directories.reversed() where Files.exists(dir) {
             try Files.removeTree(dir, owner: nil)
         }
+        problems += await restoreUsers(manifest)
         guard problems.isEmpty else {
             throw FailoverError.failed("lab down left work undone: \(problems.joined(separator: "; ")). Run `failoverd lab down` again.")
         }
@@ -90,6 +101,11 @@ extension Lab {
     func ensureLoginUser(_ name: String, osUser: String, manifest: inout LabManifest) async throws {
         if name != osUser {
             if OSUser.lookup(name) == nil {
+                // Recorded before it exists: an `up` that fails half-way still leaves `down` the user to delete.
+                if manifest.users?.contains(name) != true {
+                    manifest.users = (manifest.users ?? []) + [name]
+                    try manifest.save(for: plan, in: stateDirectory)
+                }
                 // '*' is no password at all, so sshd (without PAM) does not take the account for locked.
                 let r = try await CommandRunner().run(
                     "useradd",
@@ -99,10 +115,14 @@ extension Lab {
                     ])
                 if OSUser.lookup(name) == nil { try r.checked("Create the login user by hand.") }
             } else if let user = OSUser.lookup(name), !FileManager.default.fileExists(atPath: user.home) {
-                // sshd warns on every command when the home directory is missing.
+                // sshd warns on every command when the home directory is missing; down sets it back.
+                if manifest.homes?[name] == nil {
+                    manifest.homes = (manifest.homes ?? [:]).merging([name: user.home]) { old, _ in old }
+                    try manifest.save(for: plan, in: stateDirectory)
+                }
                 try await root("/usr/sbin/usermod", ["--home", "/", name])
             }
-            let sudoers = "/etc/sudoers.d/failoverd-lab-\(name)"
+            let sudoers = sudoersPath(login: name)
             if !Files.exists(sudoers) {
                 manifest.files.append(sudoers)
                 try manifest.save(for: plan, in: stateDirectory)
@@ -114,11 +134,38 @@ extension Lab {
         }
     }
 
+    /// The plan's fencing hook when the lab writes it: in the directory of its repository, under /tmp/failoverd-lab….
+    var labHook: String? {
+        guard let hook = plan.fencing?.command.first else { return nil }
+        let labRoot = (plan.repository.path as NSString).deletingLastPathComponent
+        return (hook as NSString).deletingLastPathComponent == labRoot && labRoot.hasPrefix("/tmp/failoverd-lab") ? hook : nil
+    }
+
+    /// The directories `up` writes files root trusts into, each with the file: the key's, known_hosts's and
+    /// the lab's fencing hook's.
+    func privateDirectories(_ login: SSHSettings) -> [(directory: String, file: String)] {
+        let files = [login.identityFile, login.knownHostsFile, labHook].compactMap { $0 }
+        return files.map { (($0 as NSString).deletingLastPathComponent, $0) }
+    }
+
+    /// Creates `directory` (and its missing parents, recorded for `down`) for a file root writes and then
+    /// trusts (a key, known_hosts, the fencing hook), and refuses it unless only root can change it: a
+    /// directory that another user created first (under /tmp, say) or could write is refused, never written.
+    func ensurePrivateDirectory(_ directory: String, for file: String, manifest: inout LabManifest) throws {
+        let created = try Files.makeDirectory(directory, mode: 0o700, owner: nil)
+        if !created.isEmpty {
+            manifest.directories += created.filter { !manifest.directories.contains($0) }
+            try manifest.save(for: plan, in: stateDirectory)
+        }
+        try TrustedPath.checkDirectory(
+            directory, purpose: "lab up: \(file) would be written into a directory someone other than root controls")
+    }
+
     /// The client key (at the plan's identityFile) and the authorized_keys file of the lab's sshd.
     func ensureKeys(_ login: SSHSettings, manifest: inout LabManifest) async throws {
         let key = login.identityFile!
+        try ensurePrivateDirectory((key as NSString).deletingLastPathComponent, for: key, manifest: &manifest)
         if !Files.exists(key) {
-            manifest.directories += try Files.makeDirectory((key as NSString).deletingLastPathComponent, mode: 0o700, owner: nil)
             manifest.files += [key, key + ".pub"]
             try manifest.save(for: plan, in: stateDirectory)
             try await root("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "failoverd-lab-\(plan.name)", "-f", key])
@@ -128,7 +175,11 @@ extension Lab {
         }
         // `restrict`: no pty, no forwarding of any kind; commands only. sshd reads the file as the login user,
         // so it lives outside the state directory (0700), in a root-owned directory the user can read.
-        _ = try Files.makeDirectory(authorizedKeysDirectory, mode: 0o755, owner: nil)
+        if !Files.exists(authorizedKeysDirectory) {
+            manifest.directories.append(authorizedKeysDirectory)
+            try manifest.save(for: plan, in: stateDirectory)
+            _ = try Files.makeDirectory(authorizedKeysDirectory, mode: 0o755, owner: nil)
+        }
         try Files.write("restrict " + publicKey, to: authorizedKeysDirectory + "/authorized_keys", mode: 0o644, owner: nil)
     }
 
@@ -138,15 +189,8 @@ extension Lab {
             manifest.bridge = bridge
             try manifest.save(for: plan, in: stateDirectory)
         }
-        // Every lab uses 198.18.0.1 for the control host: two labs at once would share a route.
-        let bridges = try await ip(["-o", "link", "show", "type", "bridge"]).stdout.split(separator: "\n").compactMap {
-            $0.split(separator: ":").dropFirst().first?.trimmingCharacters(in: .whitespaces)
-        }
-        if let other = bridges.first(where: { $0.hasPrefix("flb") && $0 != bridge }) {
-            throw FailoverError.refused(
-                "lab up: another lab is up on this machine (bridge \(other)); labs share the control address \(Self.controlAddress). Take it down first (failoverd lab down with its plan)."
-            )
-        }
+        // Every lab uses 198.18.0.1 for the control host: two labs at once would share a route (refused by
+        // refuseForeignParts before anything was created).
         if try await !linkExists(bridge) {
             try await root("/usr/sbin/ip", ["link", "add", bridge, "type", "bridge"])
         }
@@ -172,7 +216,11 @@ extension Lab {
     /// An sshd per host, in its namespace, listening on the host's address only, with host keys generated here;
     /// then the known_hosts file with exactly those keys.
     func ensureSSHDaemons(_ login: SSHSettings, manifest: inout LabManifest) async throws {
-        _ = try Files.makeDirectory("/run/sshd", mode: 0o755, owner: nil)
+        let sshdRun = try Files.makeDirectory("/run/sshd", mode: 0o755, owner: nil)
+        if !sshdRun.isEmpty {
+            manifest.directories += sshdRun
+            try manifest.save(for: plan, in: stateDirectory)
+        }
         var knownHosts = "# Written by failoverd lab up (plan \(plan.name)): the lab's host keys.\n"
         for (index, host) in hosts.enumerated() {
             let dir = directory + "/host-\(index)"
@@ -234,8 +282,8 @@ extension Lab {
             knownHosts += "\(name) \(publicKey)\n"
         }
         let known = login.knownHostsFile!
+        try ensurePrivateDirectory((known as NSString).deletingLastPathComponent, for: known, manifest: &manifest)
         if !manifest.files.contains(known) {
-            manifest.directories += try Files.makeDirectory((known as NSString).deletingLastPathComponent, mode: 0o700, owner: nil)
             manifest.files.append(known)
             try manifest.save(for: plan, in: stateDirectory)
         }
@@ -261,9 +309,8 @@ extension Lab {
     /// The lab's fencing hook, when the plan names one in the directory of its repository: a script that
     /// cuts the named site's link. Its argv is the plan's; failoverd appends the site and the instance.
     func writeFencingHook(manifest: inout LabManifest) throws {
-        guard let hook = plan.fencing?.command.first else { return }
+        guard let hook = labHook else { return }
         let labRoot = (plan.repository.path as NSString).deletingLastPathComponent
-        guard (hook as NSString).deletingLastPathComponent == labRoot, labRoot.hasPrefix("/tmp/failoverd-lab") else { return }
         var cases = ""
         for site in plan.sites {
             let indexes = try hostIndexes(of: site.name)
@@ -289,6 +336,7 @@ extension Lab {
             echo "fenced site $1 (instance $2): links cut, PostgreSQL powered off"
 
             """
+        try ensurePrivateDirectory(labRoot, for: hook, manifest: &manifest)
         if !manifest.files.contains(hook) {
             manifest.files.append(hook)
             try manifest.save(for: plan, in: stateDirectory)
@@ -297,6 +345,23 @@ extension Lab {
     }
 
     // MARK: Steps of down
+
+    /// Deletes the users `up` created (their processes, sshd's sessions, are gone by now) and sets back the
+    /// home directories it changed; returns what failed.
+    func restoreUsers(_ manifest: LabManifest) async -> [String] {
+        var problems: [String] = []
+        for name in manifest.users ?? [] where OSUser.lookup(name) != nil {
+            do {
+                try await root("/usr/sbin/userdel", [name], "Delete the lab's login user \(name) by hand (userdel \(name)).")
+            } catch { problems.append("userdel \(name): \(error)") }
+        }
+        for (name, home) in manifest.homes ?? [:] where OSUser.lookup(name) != nil {
+            do {
+                try await root("/usr/sbin/usermod", ["--home", home, name])
+            } catch { problems.append("usermod --home \(home) \(name): \(error)") }
+        }
+        return problems
+    }
 
     /// Closes the multiplexed SSH connections of this lab's hosts (and kills masters that do not answer).
     func closeSSHConnections() async {

@@ -1,7 +1,8 @@
 import Foundation
 
-/// What `Lab.up()` created, so that `down()` removes exactly that, by name and by pid: the bridge, the
-/// namespaces, the veth links, the sshd processes, the sudoers file and the files it generated.
+/// What `Lab.up()` created or changed, so that `down()` undoes exactly that, by name and by pid: the bridge,
+/// the namespaces, the veth links, the sshd processes, the login user and its sudoers file, and the files
+/// and directories it generated.
 ///
 /// It lives in failoverd's state directory as `lab-<plan>.json` (0600), saved before each thing is created,
 /// so an `up` that fails half-way leaves a manifest `down` can clean up after.
@@ -22,6 +23,10 @@ struct LabManifest: Codable, Sendable {
     var directories: [String] = []
     /// cgroups made for the hosts' systemd user managers (removed with rmdir, deepest first).
     var cgroups: [String]?
+    /// OS users `up` created (the login user): `down` deletes them.
+    var users: [String]?
+    /// Home directories `up` changed (user → the home before): `down` sets them back.
+    var homes: [String: String]?
 
     static func path(for plan: Plan, in stateDirectory: String) -> String { stateDirectory + "/lab-\(plan.name).json" }
 

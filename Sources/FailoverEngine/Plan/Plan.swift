@@ -212,6 +212,17 @@ public struct PatroniCluster: Codable, Sendable, Equatable {
     public var certFile: String?
     /// The client certificate's key.
     public var keyFile: String?
+    /// Patroni's `namespace`, one name without slashes (Patroni's default `/service/` is `service`): the
+    /// cluster's configuration is the etcd key `/<namespace>/<scope>/config`. Default `service`.
+    public var namespace: String? = nil
+    /// The CA certificate of etcd's client endpoint: with it failoverd speaks https to etcd.
+    public var etcdCaFile: String? = nil
+    /// A client certificate for etcd, with ``etcdKeyFile``.
+    public var etcdCertFile: String? = nil
+    /// The etcd client certificate's key.
+    public var etcdKeyFile: String? = nil
+    /// A netrc file with etcd's user and password (etcd authentication); never inline in the plan.
+    public var etcdNetrcFile: String? = nil
 }
 
 /// One Patroni member: where its REST API answers.

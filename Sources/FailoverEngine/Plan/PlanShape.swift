@@ -201,6 +201,16 @@ enum PlanShape {
         Field("caFile", .path(maximumLength: PlanValues.maximumPathLength), required: false, example: "\"/etc/failoverd/patroni-ca.pem\""),
         Field("certFile", .path(maximumLength: PlanValues.maximumPathLength), required: false, example: "\"/etc/failoverd/client.pem\""),
         Field("keyFile", .path(maximumLength: PlanValues.maximumPathLength), required: false, example: "\"/etc/failoverd/client.key\""),
+        Field("namespace", .name, required: false, example: "\"service\""),
+        Field("etcdCaFile", .path(maximumLength: PlanValues.maximumPathLength), required: false, example: "\"/etc/failoverd/etcd-ca.pem\""),
+        Field(
+            "etcdCertFile", .path(maximumLength: PlanValues.maximumPathLength), required: false,
+            example: "\"/etc/failoverd/etcd-client.pem\""),
+        Field(
+            "etcdKeyFile", .path(maximumLength: PlanValues.maximumPathLength), required: false,
+            example: "\"/etc/failoverd/etcd-client.key\""),
+        Field(
+            "etcdNetrcFile", .path(maximumLength: PlanValues.maximumPathLength), required: false, example: "\"/etc/failoverd/etcd.netrc\""),
     ]
 
     static let patroniMember = [

@@ -52,23 +52,36 @@ public struct CommandResult: Sendable {
 /// and exit is learnt from waitpid.
 ///
 /// When this process runs as root and ``user`` is set, the command runs as that unprivileged user
-/// (through `setpriv --reuid --regid --init-groups`), with a clean environment: HOME, USER, LOGNAME,
-/// a plain PATH and the C.UTF-8 locale, plus what the caller adds. Nothing of the caller's environment
-/// (PGPASSWORD included) leaks into the command. Passwords never travel as arguments: PostgreSQL
-/// tools read them from a libpq passfile.
+/// (through `setpriv --reuid --regid --init-groups`). Every command gets a clean environment: HOME, USER,
+/// LOGNAME, a plain PATH and the C.UTF-8 locale, plus what the caller adds. Nothing of the caller's
+/// environment (PGPASSWORD included) leaks into the command; pgBackRest's `PGBACKREST_*` settings (cloud
+/// credentials among them) reach only the runners that ask for them (``forwardsRepositoryEnvironment``:
+/// the PostgreSQL tools and the servers they start), never a fencing hook, ssh or curl. Passwords never
+/// travel as arguments: PostgreSQL tools read them from a libpq passfile.
 public struct CommandRunner: Sendable {
     /// The account commands run as when this process is root; nil runs them as this process's user.
     public var user: OSUser?
     /// The timeout applied when ``run(_:_:environment:workingDirectory:timeout:)`` gets none.
     public var defaultTimeout: Double
+    /// True when commands get the `PGBACKREST_*` variables of ``inheritedEnvironment``: for pgBackRest and
+    /// the PostgreSQL servers whose archive_command and restore_command run it; false for everything else.
+    public var forwardsRepositoryEnvironment: Bool
+    /// The environment the `PGBACKREST_*` variables are taken from (this process's own by default).
+    public var inheritedEnvironment: [String: String]
 
     /// The PATH given to every command.
     public static let searchPath = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 
-    /// Creates a runner that runs commands as `user` when this process is root.
-    public init(user: OSUser? = nil, defaultTimeout: Double = 120) {
+    /// Creates a runner that runs commands as `user` when this process is root, passing on pgBackRest's
+    /// settings only with `forwardsRepositoryEnvironment`.
+    public init(
+        user: OSUser? = nil, defaultTimeout: Double = 120, forwardsRepositoryEnvironment: Bool = false,
+        inheritedEnvironment: [String: String] = ProcessInfo.processInfo.environment
+    ) {
         self.user = user
         self.defaultTimeout = defaultTimeout
+        self.forwardsRepositoryEnvironment = forwardsRepositoryEnvironment
+        self.inheritedEnvironment = inheritedEnvironment
     }
 
     /// Runs `executable` (a path, or a name looked up in ``searchPath``) and waits for it to exit.
@@ -82,7 +95,42 @@ public struct CommandRunner: Sendable {
         _ executable: String, _ arguments: [String] = [], environment: [String: String] = [:],
         workingDirectory: String? = nil, timeout: Double? = nil, standardOutput: Int32? = nil
     ) async throws -> CommandResult {
-        let path = try Self.resolve(executable)
+        try await run(
+            executable, arguments, opened: nil, environment: environment, workingDirectory: workingDirectory, timeout: timeout,
+            standardOutput: standardOutput)
+    }
+
+    /// Runs the file open at `descriptor` (from ``TrustedPath/openExecutable(_:)``), shown as `executable`:
+    /// the checked file itself, never its path looked up again. As this process's user only.
+    func run(
+        opened descriptor: Int32, shownAs executable: String, _ arguments: [String], timeout: Double? = nil
+    ) async throws -> CommandResult {
+        precondition(user == nil, "a descriptor is run as failoverd's own user")
+        return try await run(
+            executable, arguments, opened: descriptor, environment: [:], workingDirectory: nil, timeout: timeout, standardOutput: nil)
+    }
+
+    /// The environment a command gets: the clean base for `account`, `PGBACKREST_*` when this runner
+    /// forwards them, then `extra`.
+    func environment(for account: OSUser, adding extra: [String: String]) -> [String: String] {
+        var env = [
+            "HOME": account.home, "USER": account.name, "LOGNAME": account.name, "PATH": Self.searchPath,
+            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+        ]
+        // pgBackRest reads repository settings (cloud credentials among them) from PGBACKREST_* variables:
+        // they pass through to the runners that need them; nothing else of the caller's environment does.
+        if forwardsRepositoryEnvironment {
+            for (key, value) in inheritedEnvironment where key.hasPrefix("PGBACKREST_") { env[key] = value }
+        }
+        env.merge(extra) { _, new in new }
+        return env
+    }
+
+    private func run(
+        _ executable: String, _ arguments: [String], opened descriptor: Int32?, environment: [String: String],
+        workingDirectory: String?, timeout: Double?, standardOutput: Int32?
+    ) async throws -> CommandResult {
+        let path = descriptor == nil ? try Self.resolve(executable) : executable
         let commandLine = ([(executable as NSString).lastPathComponent] + arguments).map(Self.displayQuoted).joined(separator: " ")
         let limit = timeout ?? defaultTimeout
         let output = try CapturedOutput()
@@ -93,21 +141,14 @@ public struct CommandRunner: Sendable {
         let argv =
             runAs.map { ["setpriv", "--reuid=\($0.uid)", "--regid=\($0.gid)", "--init-groups", "--", path] + arguments } ?? [path]
             + arguments
-        let account = runAs ?? OSUser.current
-        var env = [
-            "HOME": account.home, "USER": account.name, "LOGNAME": account.name, "PATH": Self.searchPath,
-            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-        ]
-        // pgBackRest reads repository settings (cloud credentials among them) from PGBACKREST_* variables:
-        // those pass through; nothing else of the caller's environment does.
-        for (key, value) in ProcessInfo.processInfo.environment where key.hasPrefix("PGBACKREST_") { env[key] = value }
-        env.merge(environment) { _, new in new }
+        let env = self.environment(for: runAs ?? OSUser.current, adding: environment)
 
         let watch = ProcessWatch()
         let started = ContinuousClock.now
         let pid = try Spawner.spawn(
             launchPath, argv, environment: env.map { "\($0.key)=\($0.value)" }, workingDirectory: workingDirectory ?? "/",
-            stdout: standardOutput ?? output.stdout.fileDescriptor, stderr: output.stderr.fileDescriptor, commandLine: commandLine)
+            stdout: standardOutput ?? output.stdout.fileDescriptor, stderr: output.stderr.fileDescriptor, commandLine: commandLine,
+            executable: descriptor)
         watch.arm(pid: pid, after: limit)
         let status = await withTaskCancellationHandler {
             await Spawner.wait(pid, onExit: watch.finish)

@@ -17,9 +17,13 @@ enum Spawner {
 
     /// Spawns `path` with `argv` (argv[0] included) and `environment` (`KEY=value`); returns the pid. Standard
     /// input is /dev/null unless `stdin` is given.
+    ///
+    /// With `executable`, an open descriptor of the file to run (checked by the caller), `path` is ignored:
+    /// the child gets that descriptor as fd 3 and executes `/proc/self/fd/3`, the very file that was checked
+    /// (a script's interpreter reads it through the same descriptor), whatever happened to its path since.
     static func spawn(
         _ path: String, _ argv: [String], environment: [String], workingDirectory: String, stdin: Int32? = nil, stdout: Int32,
-        stderr: Int32, commandLine: String
+        stderr: Int32, commandLine: String, executable: Int32? = nil
     ) throws -> pid_t {
         // glibc has both since 2.34 and 2.29, but Swift's Glibc module does not declare these _np functions.
         guard let closeFromSymbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np"),
@@ -43,9 +47,13 @@ enum Spawner {
                 ?? posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0),
             posix_spawn_file_actions_adddup2(&actions, stdout, 1),
             posix_spawn_file_actions_adddup2(&actions, stderr, 2),
-            closeFrom(&actions, 3),
+        ]
+        if let executable { failures.append(posix_spawn_file_actions_adddup2(&actions, executable, 3)) }
+        failures += [
+            closeFrom(&actions, executable == nil ? 3 : 4),
             addChdir(&actions, workingDirectory),
         ]
+        let path = executable == nil ? path : "/proc/self/fd/3"
         var mask = sigset_t()
         sigemptyset(&mask)
         var defaults = sigset_t()

@@ -6,8 +6,9 @@ import Foundation
 
 /// What a TCP connection attempt proves.
 enum TCPProbe {
-    /// True only when the host itself answered the connection with a reset (ECONNREFUSED): it is up and
-    /// nothing listens on the port. A timeout, a missing route or an unresolvable name prove nothing.
+    /// True only when the connection was refused (ECONNREFUSED): the host answered that nothing listens on
+    /// the port, or a filter answered for it (a REJECT rule's ICMP port unreachable, a middlebox's reset), so
+    /// this alone never proves a server stopped. A timeout, a missing route or an unresolvable name are false.
     static func isRefused(host: String, port: Int, timeout: Double = 2) -> Bool {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Testing
 
@@ -50,8 +51,11 @@ struct LabFixture: Sendable {
     }
 
     /// The suite's plan: dc1 primary, dc2 streaming standby, dc3 archive standby, dc4 to bootstrap.
+    /// The login user (dc1…dc4's sshd let it in, sudo makes it the OS user) is one of the root's own, which
+    /// `lab up` creates and `lab down` must delete.
     static func makePlan(root: String) -> Plan {
-        let ssh = SSHSettings(user: "fodlab", identityFile: root + "/ssh/id_ed25519", knownHostsFile: root + "/ssh/known_hosts")
+        let ssh = SSHSettings(
+            user: loginUser(root: root), identityFile: root + "/ssh/id_ed25519", knownHostsFile: root + "/ssh/known_hosts")
         let roles: [(String, Role)] = [("dc1", .primary), ("dc2", .streamingStandby), ("dc3", .archiveStandby), ("dc4", .none)]
         var plan = Plan(
             version: 1, name: "labtest-" + (root as NSString).lastPathComponent,
@@ -67,6 +71,11 @@ struct LabFixture: Sendable {
             }, transitions: [], osUser: nil)
         plan.fencing = FencingHook(command: [root + "/fence-site"])
         return plan
+    }
+
+    /// `fl` and eight hex digits of `root`: a login user no other lab or test shares.
+    static func loginUser(root: String) -> String {
+        "fl" + SHA256.hash(data: Data(root.utf8)).prefix(4).map { String(format: "%02x", $0) }.joined()
     }
 
     func write(_ plan: Plan, to path: String) throws {
@@ -119,9 +128,11 @@ struct LabFixture: Sendable {
         await topology.tearDown(sandbox)
     }
 
-    /// lab down, then proof that nothing is left: no namespace, link or sshd of the lab.
+    /// lab down, then proof that nothing is left: no namespace, link or sshd of the lab, and neither the login
+    /// user it created nor its sudoers rule.
     func tearDown() async {
         let recorded = (try? LabManifest.load(for: plan, in: labState))?.processes ?? []
+        let login = plan.sites[0].ssh!.user
         do {
             if lab.exists { try await lab.down() }
         } catch {
@@ -133,6 +144,8 @@ struct LabFixture: Sendable {
             #expect(!((try? await lab.linkExists(lab.link(index))) ?? true), "link \(lab.link(index)) survived lab down")
         }
         #expect(!((try? await lab.linkExists(lab.bridge)) ?? true), "bridge \(lab.bridge) survived lab down")
+        #expect(OSUser.lookup(login) == nil, "the login user \(login) that lab up created survived lab down")
+        #expect(!FileManager.default.fileExists(atPath: lab.sudoersPath(login: login)), "its sudoers rule survived lab down")
         for process in recorded {
             #expect(!ProcessIdentity.matches(pid: process.pid, startTime: process.startTime, tolerance: 0.01), "\(process.what) survived")
         }

@@ -13,7 +13,7 @@ final class ScriptedDriver: InstanceDriver {
     }
 
     let world: SimulatedDriver
-    private let state = Mutex<(faults: [Fault], calls: [String])>((faults: [], calls: []))
+    private let state = Mutex<(faults: [Fault], calls: [String], cutOff: Set<String>)>((faults: [], calls: [], cutOff: []))
 
     init(plan: Plan, stateDirectory: String) throws {
         world = try SimulatedDriver(plan: plan, stateDirectory: stateDirectory)
@@ -27,9 +27,16 @@ final class ScriptedDriver: InstanceDriver {
     /// Every call so far, as `name instance`.
     var calls: [String] { state.withLock { $0.calls } }
 
+    /// Cuts `instance` off, as a partition would: it keeps running, unseen, and every call that would act on
+    /// its host fails; its status is running and unreachable.
+    func cutOff(_ instance: String) { state.withLock { _ = $0.cutOff.insert(instance) } }
+
     private func record(_ call: String, _ instance: Instance) throws {
         let fault: Fault? = state.withLock { s in
             s.calls.append("\(call) \(instance.name)")
+            if s.cutOff.contains(instance.name), call != "status" {
+                return Fault(call: call, instance: instance.name, message: "cannot reach \(instance.name): no route to host")
+            }
             guard let i = s.faults.firstIndex(where: { $0.call == call && $0.instance == instance.name }) else { return nil }
             return s.faults.remove(at: i)
         }
@@ -38,6 +45,12 @@ final class ScriptedDriver: InstanceDriver {
 
     func status(of instance: Instance) async throws -> InstanceStatus {
         try record("status", instance)
+        if state.withLock({ $0.cutOff.contains(instance.name) }) {
+            var unseen = InstanceStatus.stopped
+            unseen.running = true
+            unseen.unreachableReason = "no route to host"
+            return unseen
+        }
         return try await world.status(of: instance)
     }
     func controlData(of instance: Instance) async throws -> ControlData? {

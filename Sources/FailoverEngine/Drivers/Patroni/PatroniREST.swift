@@ -16,7 +16,8 @@ struct PatroniREST: Sendable {
 
     /// Why a call got no answer.
     enum Failure: Error, CustomStringConvertible {
-        /// Nothing listens there (connection refused): proof that the API is down on a host that answers.
+        /// The connection was refused: nothing listens there, or a filter (a REJECT rule, a middlebox's reset)
+        /// answered for the host. No proof of anything on its own.
         case refused(String)
         /// No answer in time, no route, TLS or name failure: nothing is known.
         case unreachable(String)
@@ -54,6 +55,7 @@ struct PatroniREST: Sendable {
     /// The curl arguments of one call; exposed for the test that no secret reaches them.
     func arguments(_ method: String, _ url: String, _ path: String, body: String?) -> [String] {
         var args = [
+            "-q",  // first, or curl reads a curlrc (root's own, or CURL_HOME's) that adds options to every call
             "--silent", "--show-error", "--max-time", String(Int(timeout.rounded(.up))), "--connect-timeout", "3", "--request", method,
             "--write-out", "\n%{http_code}", "--header", "Accept: application/json",
         ]
@@ -70,8 +72,8 @@ struct PatroniREST: Sendable {
         let result = try await runner.run("/usr/bin/curl", arguments(method, url, path, body: body), timeout: timeout + 5)
         guard result.succeeded else {
             let reason = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
-            // 7: could not connect, for a refusal and a missing route alike. Only a refusal (a reset from the
-            // host) proves that nothing listens there: ask the socket itself.
+            // 7: could not connect, for a refusal and a missing route alike: ask the socket itself, so that the
+            // message says which (a refusal still proves nothing: a filter refuses for the host).
             if result.exitCode == 7, let endpoint = Self.endpoint(of: url), TCPProbe.isRefused(host: endpoint.host, port: endpoint.port) {
                 throw Failure.refused("\(method) \(url)\(path)")
             }

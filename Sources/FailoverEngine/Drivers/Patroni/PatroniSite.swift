@@ -73,8 +73,12 @@ public struct PatroniSite: SiteDriver {
     }
 
     /// What PostgreSQL says over libpq, with Patroni's word only where PostgreSQL cannot answer. A member is
-    /// stopped only when its PostgreSQL refuses connections and Patroni says it is stopped (or refuses too):
-    /// a timeout, a missing route or a Patroni that says `running` leave it unknown (running, unreachable).
+    /// stopped only on positive evidence: its Patroni says `stopped` or `crashed` while its PostgreSQL refuses
+    /// connections, or, for a member on this host, no postmaster works in its data directory (/proc, as the
+    /// local driver proves it). A refused connection alone proves nothing: a firewall's REJECT rule (ICMP port
+    /// unreachable) or a middlebox's reset gives the same error while the servers run. Anything else (a
+    /// timeout, a missing route, a refusal, a Patroni that says `running`) leaves the member unknown: running,
+    /// unreachable, with the reason.
     func memberStatus(_ site: Site, _ instance: Instance) async throws -> InstanceStatus {
         do {
             return try await PGConnection.with(adminConnInfo(instance)) { try StatusProbe.run($0) }
@@ -82,20 +86,20 @@ public struct PatroniSite: SiteDriver {
             let pgLine = error.message.split(separator: "\n").first.map(String.init) ?? "no answer"
             let pgRefused = pgLine.lowercased().contains("connection refused")
             var patroni: String
-            var patroniSaysDown = false
             do {
-                let info = try await memberInfo(site, instance)
-                let state = info["state"] as? String ?? "?"
-                patroniSaysDown = ["stopped", "crashed"].contains(state)
+                let state = try await memberInfo(site, instance)["state"] as? String ?? "?"
+                if pgRefused && ["stopped", "crashed"].contains(state) { return .stopped }
                 patroni = "Patroni says \(state)"
             } catch let failure as PatroniREST.Failure {
-                if case .refused = failure { patroniSaysDown = true }
                 patroni = "Patroni: \(failure)"
             }
-            if pgRefused && patroniSaysDown { return .stopped }
+            let local = LocalHost.isLocal(instance.host)
+            if local && Postmaster.livePID(in: InstancePaths(instance).dataDirectory) == nil { return .stopped }
             var status = InstanceStatus.stopped
             status.running = true
-            status.unreachableReason = "PostgreSQL: \(pgLine); \(patroni)"
+            status.unreachableReason =
+                "PostgreSQL: \(pgLine); \(patroni)"
+                + (local ? "" : " (a refused connection over the network proves nothing: a REJECT rule or a reset gives the same)")
             return status
         }
     }
@@ -126,38 +130,105 @@ public struct PatroniSite: SiteDriver {
 
     /// True for a Patroni version of at least ``minimumVersion``.
     static func isSupported(_ version: String) -> Bool {
-        let parts = version.split(separator: ".").map { Int($0.prefix { $0.isNumber }) ?? 0 }
-        guard parts.count >= 2 else { return false }
+        guard let parts = versionParts(version) else { return false }
         return parts.lexicographicallyPrecedes(minimumVersion) == false
+    }
+
+    /// True for a Patroni on which failoverd's fence of a live site was verified: the 4.1 series, every
+    /// release of it run (4.1.0 to 4.1.5: a live primary made a standby leader with no WAL source; 4.1.0 and
+    /// 4.1.5 also through failover under load and failback) and read (ha.py get_remote_member,
+    /// postgresql/config.py build_recovery_params, utils.py patch_config). Before 4.1 a demotion stops the
+    /// primary immediately; later series are not verified.
+    static func isFenceVerified(_ version: String) -> Bool {
+        guard let parts = versionParts(version) else { return false }
+        return parts[0] == 4 && parts[1] == 1
+    }
+
+    static func versionParts(_ version: String) -> [Int]? {
+        let parts = version.split(separator: ".").map { Int($0.prefix { $0.isNumber }) ?? 0 }
+        return parts.count >= 2 ? parts : nil
     }
 
     // MARK: Site operations
 
     /// The `standby_cluster` section for following `upstream`'s leader, with the repository as the second
-    /// WAL source.
+    /// WAL source; fenced: no WAL source at all. Keys that must be absent are simply left out (see
+    /// ``setStandbyCluster(_:_:what:)``, which removes them from Patroni's configuration).
     func standbyCluster(following upstream: Instance?, slot: String? = nil, fenced: Bool = false) -> [String: Any] {
         var section: [String: Any] = [
             // Fenced: no WAL source at all. A fenced primary may hold WAL past the new primary's fork; with
             // the repository as a source it would find the new timeline's history and refuse to start
             // ("could not locate a valid checkpoint record"). With none it stays read-only on its own WAL
             // until a rejoin points it at the new primary and Patroni rewinds it.
-            "restore_command": fenced ? "/bin/false" : PgBackRest(plan: plan).restoreCommand,
+            "restore_command": fenced ? Self.fencedRestoreCommand : PgBackRest(plan: plan).restoreCommand,
             "create_replica_methods": ["pgbackrest", "basebackup"],
         ]
-        if let upstream {
+        if let upstream, !fenced {
             section["host"] = upstream.host
             section["port"] = upstream.port
             // The follower's slot on the upstream's leader (a permanent slot the upstream cluster declares).
-            section["primary_slot_name"] = slot ?? NSNull()
-        } else {
-            section["host"] = NSNull()
-            section["port"] = NSNull()
-            section["primary_slot_name"] = NSNull()
+            if let slot { section["primary_slot_name"] = slot }
         }
         return section
     }
 
-    func patchConfig(_ site: Site, _ body: [String: Any], what: String) async throws {
+    /// The fenced standby leader's restore_command: it fails, so nothing is replayed from anywhere. Patroni
+    /// counts a `standby_cluster` as one only with a host, a port or a restore_command (global_config.py
+    /// is_standby_cluster), so the fence's section has exactly this one.
+    static let fencedRestoreCommand = "/bin/false"
+
+    /// Makes the cluster's `standby_cluster` exactly `wanted`. Patroni merges a PATCH into its configuration
+    /// and drops a key sent as null, but only from a section that exists: sent to a cluster without
+    /// `standby_cluster` (a primary), a null is stored as a value, and Patroni 4.1 then fails on it in a loop
+    /// (`host: null` still makes a connection string, and `primary_slot_name: null` raises AttributeError in
+    /// build_recovery_params), never starting the member again. So the section is read first, nulls are
+    /// sent only for keys it holds, and the configuration Patroni answers with is checked.
+    func setStandbyCluster(_ site: Site, _ wanted: [String: Any], what: String) async throws {
+        let current = try await config(site)["standby_cluster"]
+        var section = wanted
+        if let current = current as? [String: Any] {
+            for key in current.keys where section[key] == nil { section[key] = NSNull() }
+        } else if let current, !(current is NSNull) {
+            throw FailoverError.refused(
+                "\(what) refused: site \(site.name)'s Patroni configuration has a standby_cluster that is not an object (\(current)); fix it with patronictl edit-config first."
+            )
+        }
+        let after = try await patchConfig(site, ["standby_cluster": section], what: what)
+        let now = after["standby_cluster"] as? [String: Any] ?? [:]
+        guard Self.json(now) == Self.json(wanted) else {
+            throw FailoverError.failed(
+                "\(what): after the change, site \(site.name)'s Patroni configuration has standby_cluster \(Self.json(now)), not \(Self.json(wanted)); someone changed it meanwhile. Look at it (GET /config) before resuming."
+            )
+        }
+    }
+
+    static func json(_ value: Any) -> String {
+        (try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) }
+            ?? "\(value)"
+    }
+
+    /// The cluster's dynamic configuration (`GET /config`), from the first member that answers.
+    func config(_ site: Site) async throws -> [String: Any] {
+        var lastError = ""
+        for i in [site.leader] + site.followers {
+            do {
+                let response = try await api(site).get(try url(i), "/config")
+                guard response.status == 200, let object = response.object else {
+                    lastError = "\(i.name): HTTP \(response.status)"
+                    continue
+                }
+                return object
+            } catch let failure as PatroniREST.Failure {
+                lastError = "\(i.name): \(failure)"
+            }
+        }
+        throw FailoverError.failed("no member of site \(site.name) answered GET /config (\(lastError)).")
+    }
+
+    /// PATCHes the cluster's configuration through the first member that answers; returns the
+    /// configuration Patroni stored.
+    @discardableResult
+    func patchConfig(_ site: Site, _ body: [String: Any], what: String) async throws -> [String: Any] {
         var lastError = ""
         for i in [site.leader] + site.followers {
             do {
@@ -167,7 +238,7 @@ public struct PatroniSite: SiteDriver {
                         "\(what): \(i.name)'s Patroni answered PATCH /config with HTTP \(response.status): \(response.body.prefix(300))")
                 }
                 logger.info("PATCH /config", metadata: ["site": "\(site.name)", "member": "\(i.name)", "what": "\(what)"])
-                return
+                return response.object ?? [:]
             } catch let failure as PatroniREST.Failure {
                 lastError = "\(i.name): \(failure)"
             }
@@ -189,9 +260,8 @@ public struct PatroniSite: SiteDriver {
                     "demotion of site \(site.name) refused: \(leader.name) accepts writes but its Patroni says it is \(role ?? "nothing"); the plan names \(leader.name) first, as the site's leader. Make it Patroni's leader (patronictl switchover within the site) or list the leader first."
                 )
             }
-            try await patchConfig(
-                site, ["standby_cluster": standbyCluster(following: upstream.leader, slot: site.patroni?.slot)],
-                what: "demote site \(site.name)")
+            try await setStandbyCluster(
+                site, standbyCluster(following: upstream.leader, slot: site.patroni?.slot), what: "demote site \(site.name)")
         } else if !(before.reachable && before.inRecovery) {
             throw FailoverError.refused(
                 "demotion of site \(site.name) refused: its leader \(leader.name) is \(before.seen); it must be a primary (or the standby leader it became)."
@@ -251,8 +321,8 @@ public struct PatroniSite: SiteDriver {
     /// repository alone, and waits until its leader does so.
     public func follow(_ site: Site, upstream: Site?) async throws {
         let leader = site.leader
-        try await patchConfig(
-            site, ["standby_cluster": standbyCluster(following: upstream?.leader, slot: site.patroni?.slot)],
+        try await setStandbyCluster(
+            site, standbyCluster(following: upstream?.leader, slot: site.patroni?.slot),
             what: upstream.map { "site \(site.name) to stream from \($0.name)" } ?? "site \(site.name) to replay from the repository")
         _ = try await Poll.until(
             upstream.map { "\(leader.name) to stream from \($0.leader.name)" } ?? "\(leader.name) to replay from the repository only",
@@ -265,65 +335,117 @@ public struct PatroniSite: SiteDriver {
         }
     }
 
-    /// Makes the site a standby cluster that replays from the repository only: Patroni stops its primary
-    /// fast and starts it read-only, and keeps every member read-only until `standby_cluster` is removed.
-    /// A site whose members all refuse connections (PostgreSQL and Patroni both down) is recorded fenced
-    /// as it is; a member that cannot be seen makes the fence refuse.
+    /// Fences the site: a standby cluster whose leader replays nothing and accepts no write, until a rejoin
+    /// points it at the new primary. When a member's Patroni answers (a live site, the ordinary failover
+    /// away from a degraded data center): `standby_cluster` set to `{restore_command: /bin/false,
+    /// create_replica_methods}` only (no host, port or slot: see ``setStandbyCluster(_:_:what:)``); Patroni 4.1
+    /// stops the primary fast, archives its last segment and starts it again as the standby leader, and the
+    /// fence waits for that: a standby leader with no WAL source (empty primary_conninfo, restore_command
+    /// /bin/false) and no member accepting writes. Refused (exit 3, nothing changed) on a Patroni outside
+    /// the 4.1 series, where this was not verified.
+    ///
+    /// When no member's Patroni answers, every member must be proven stopped (on this host: no postmaster in
+    /// its data directory) and `standby_cluster` is written into the cluster's configuration in its etcd,
+    /// which is then mandatory: without it, its Patroni would start the old primary again when it returns.
+    /// A member that cannot be seen (running but not answering, or refusing over the network) makes the
+    /// fence throw ``UnseenMembers``: an outside fence may vouch for it.
     public func fence(_ site: Site, reason: String) async throws -> [String: FenceEvidence] {
+        try await fence(site, vouchedBy: nil)
+    }
+
+    /// The fence, with the unseen members vouched for by an outside fence: `standby_cluster` is still set
+    /// (through Patroni, else in etcd, mandatory) so that the site comes back read-only, but failoverd does
+    /// not wait for members it cannot see.
+    public func fence(_ site: Site, reason: String, vouchedBy outside: String) async throws -> [String: FenceEvidence] {
+        try await fence(site, vouchedBy: outside)
+    }
+
+    func fence(_ site: Site, vouchedBy outside: String?) async throws -> [String: FenceEvidence] {
         var before: [Instance: InstanceStatus] = [:]
-        for i in site.instances { before[i] = try await memberStatus(site, i) }
-        let apiAnswers = await withTaskGroup(of: Bool.self) { group in
-            for i in site.instances {
-                group.addTask { (try? await memberInfo(site, i)) != nil }
+        var versions: [(instance: Instance, version: String)] = []
+        for i in site.instances {
+            before[i] = try await memberStatus(site, i)
+            if let info = try? await memberInfo(site, i) {
+                versions.append((i, (info["patroni"] as? [String: Any])?["version"] as? String ?? "unknown"))
             }
-            return await group.reduce(false) { $0 || $1 }
         }
-        if apiAnswers {
-            try await patchConfig(site, ["standby_cluster": standbyCluster(following: nil, fenced: true)], what: "fence site \(site.name)")
-            // Patroni stops the leader and starts it again as the standby leader: wait for that, not for the
+        let unseen = site.instances.filter { before[$0]!.running && !before[$0]!.reachable }
+        if !unseen.isEmpty && outside == nil {
+            let what = unseen.map { "\($0.name) is \(before[$0]!.seen)" }.joined(separator: "; ")
+            throw UnseenMembers(
+                message:
+                    "fence of site \(site.name) refused: \(what). failoverd can neither make it read-only through Patroni (a demotion needs its PostgreSQL to stop) nor prove that it does not accept writes. Restore access to it, or stop it, then resume; or fence site \(site.name) outside failoverd (power, network) and resume with --assume-fenced \(site.name), or give the plan a fencing hook ($.fencing.command).",
+                members: unseen.map { SiteMember(instance: $0, status: before[$0]!) })
+        }
+        let section = standbyCluster(following: nil, fenced: true)
+        let how: String
+        if !versions.isEmpty {
+            if let old = versions.first(where: { !Self.isFenceVerified($0.version) }) {
+                throw FailoverError.refused(
+                    "fence of site \(site.name) refused: \(old.instance.name) runs Patroni \(old.version), and failoverd fences a running Patroni site only on Patroni 4.1.x, where it was verified (before 4.1 Patroni stops a demoted primary immediately, losing its last WAL; later versions are not verified yet). Nothing was changed. Stop the site's Patroni and PostgreSQL (failoverd then fences it through etcd), or fence it outside failoverd and resume with --assume-fenced \(site.name)."
+                )
+            }
+            try await setStandbyCluster(site, section, what: "fence site \(site.name)")
+            how = "made a standby cluster with no WAL source through Patroni"
+            // Patroni stops the primary and starts it again as the standby leader: wait for that, not for the
             // moment in between when it is down (and about to come back).
+            let seen = site.instances.filter { !unseen.contains($0) }
             _ = try await Poll.until(
-                "site \(site.name)'s leader to run as a read-only standby leader and no member to accept writes", timeout: timeout,
+                "site \(site.name) to be a standby cluster whose leader replays nothing, with no member accepting writes", timeout: timeout,
                 interval: pollInterval, advice: "Look at the Patroni logs of site \(site.name)."
             ) { () async throws -> Bool? in
-                let leader = try await memberStatus(site, site.leader)
-                guard leader.reachable, leader.inRecovery,
-                    try await memberInfo(site, site.leader)["role"] as? String == "standby_leader"
-                else { return nil }
-                for i in site.followers where try await !memberStatus(site, i).isProvenNotWritable { return nil }
-                return true
+                var standbyLeader = false
+                for i in seen {
+                    let s = try await memberStatus(site, i)
+                    guard s.isProvenNotWritable else { return nil }
+                    if s.reachable, try await memberInfo(site, i)["role"] as? String == "standby_leader" {
+                        guard try await replaysNothing(i) else { return nil }
+                        standbyLeader = true
+                    }
+                }
+                // With no member running before (all stopped), or the unseen ones vouched for, the configuration
+                // and no writable member are what counts.
+                return standbyLeader || outside != nil || seen.allSatisfy({ before[$0]!.running == false }) ? true : nil
             }
-        } else if let unknown = before.first(where: { !$0.value.isProvenNotWritable }) {
-            throw FailoverError.refused(
-                "fence of site \(site.name) refused: no member's Patroni answers, and \(unknown.key.name) is \(unknown.value.seen). failoverd cannot tell whether it accepts writes; restore access to it, or stop it, then resume."
-            )
-        }
-        // Nothing of the site runs: write standby_cluster into its configuration in the DCS, as
-        // `patronictl edit-config` does, so that its Patroni starts it as a standby whenever it comes back.
-        var dcsNote = "set standby_cluster in its DCS before its Patroni runs again"
-        if !apiAnswers, let etcd = site.patroni?.etcd {
+        } else {
+            // No member's Patroni answers: write standby_cluster into the configuration in its DCS, as
+            // `patronictl edit-config` does, so that its Patroni starts it as a standby whenever it comes back.
+            guard let etcd = site.patroni?.etcd, let cluster = site.patroni else {
+                throw FailoverError.refused(
+                    "fence of site \(site.name) refused: no member's Patroni answers, and the plan names no etcd for it (patroni.etcd): failoverd cannot set standby_cluster, so its Patroni would start the old primary again when it returns. Nothing was changed. Name the site's etcd in the plan ($.sites[].patroni.etcd, with its TLS and credential files if it needs them) and run the plan again."
+                )
+            }
             do {
-                try await PatroniDCS(endpoint: etcd, scope: site.patroni?.scope ?? site.name, runner: runner).setStandbyCluster(
-                    standbyCluster(following: nil, fenced: true))
-                dcsNote = "standby_cluster written to its configuration in etcd \(etcd)"
-            } catch {
-                dcsNote = "its etcd \(etcd) did not take standby_cluster (\(error)); set it before its Patroni runs again"
-                logger.warning(
-                    "fence of a stopped Patroni site could not write its DCS", metadata: ["site": "\(site.name)", "error": "\(error)"])
+                try await PatroniDCS(endpoint: etcd, cluster: cluster, runner: runner).setStandbyCluster(section)
+            } catch let error as FailoverError {
+                throw FailoverError.refused(
+                    "fence of site \(site.name) refused: no member's Patroni answers, and failoverd could not write standby_cluster into its configuration in etcd \(etcd): \(error.message) Without it its Patroni would start the old primary again when it returns, whoever vouches that it is stopped now. Nothing was changed. Make that etcd answer failoverd (reachable, with the TLS and credential files the plan names), then run the plan again."
+                )
             }
+            how = "PostgreSQL and Patroni do not answer: recorded fenced; standby_cluster written to its configuration in etcd \(etcd)"
         }
         var out: [String: FenceEvidence] = [:]
         for i in site.instances {
-            let s = before[i] ?? .stopped
-            out[i.name] = FenceEvidence(
+            let s = before[i]!
+            var e = FenceEvidence(
                 lastKnownLSN: s.position, reachable: s.reachable, wasRunning: s.running,
-                lastKnownFrom: s.reachable
-                    ? (s.inRecovery ? "pg_last_wal_replay_lsn()" : "pg_current_wal_lsn()")
-                    : apiAnswers
-                        ? "not answering; made a standby cluster through Patroni"
-                        : "PostgreSQL and Patroni refused connections: recorded fenced; \(dcsNote)")
+                lastKnownFrom: s.reachable ? (s.inRecovery ? "pg_last_wal_replay_lsn()" : "pg_current_wal_lsn()") : how)
+            e.fencedBy = outside
+            out[i.name] = e
         }
         return out
+    }
+
+    /// True when `instance` has no WAL source: no primary_conninfo, the fence's restore_command, no WAL
+    /// receiver.
+    func replaysNothing(_ instance: Instance) async throws -> Bool {
+        let row = try await PGConnection.with(adminConnInfo(instance)) {
+            try $0.query(
+                "SELECT current_setting('primary_conninfo'), current_setting('restore_command'), (SELECT count(*) FROM pg_stat_wal_receiver)::text",
+                name: "read the WAL sources"
+            ).first ?? []
+        }
+        return row.count == 3 && row[0] == "" && row[1] == Self.fencedRestoreCommand && row[2] == "0"
     }
 
     /// Points the diverged site at `source`'s leader and repairs it. By rewind: Patroni runs pg_rewind
@@ -334,9 +456,8 @@ public struct PatroniSite: SiteDriver {
             try await rebuild(site, from: source)
             return
         }
-        try await patchConfig(
-            site, ["standby_cluster": standbyCluster(following: source.leader, slot: site.patroni?.slot)],
-            what: "re-point site \(site.name)")
+        try await setStandbyCluster(
+            site, standbyCluster(following: source.leader, slot: site.patroni?.slot), what: "re-point site \(site.name)")
         try await awaitFollowing(site, source: source)
     }
 
@@ -372,7 +493,7 @@ public struct PatroniSite: SiteDriver {
             }
         }
         let section = standbyCluster(following: source.leader, slot: site.patroni?.slot)
-        try await patchConfig(site, ["standby_cluster": section], what: "re-point site \(site.name)")
+        try await setStandbyCluster(site, section, what: "re-point site \(site.name)")
         // Paused, Patroni still writes the new recovery settings into each member's configuration, on its
         // next loop. The members are stopped only once their servers run with them: a member stopped
         // before that starts again, after the restore, with the fence's settings (no WAL source) and waits

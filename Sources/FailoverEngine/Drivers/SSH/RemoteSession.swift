@@ -72,10 +72,14 @@ final class RemoteSession: @unchecked Sendable {
 
     private static let registryLock = NSLock()
     nonisolated(unsafe) private static var sessions: [String: [RemoteSession]] = [:]
+    /// Sessions being started per key: they count against ``maximumPerHost`` from the moment they are decided.
+    nonisolated(unsafe) private static var starting: [String: Int] = [:]
 
-    /// An idle session of `shell`'s host, started when none is idle and fewer than ``maximumPerHost`` exist;
-    /// nil when all are busy. Throws ``Unreachable`` when SSH cannot reach the host, ``Unavailable`` when a
-    /// session cannot start for another reason.
+    /// An idle session of `shell`'s host, started when none is idle and fewer than ``maximumPerHost`` exist
+    /// or are starting; nil when all are busy. A session this returns is claimed and alive: concurrent first
+    /// commands each get a session of their own or nil (the one-shot path), never one closed under them.
+    /// Throws ``Unreachable`` when SSH cannot reach the host, ``Unavailable`` when a session cannot start for
+    /// another reason.
     static func acquire(for shell: RemoteShell) async throws -> RemoteSession? {
         let key = shell.controlDirectory + "|" + shell.ssh.user + "@" + shell.host + ":\(shell.ssh.effectivePort)|" + shell.osUser
         let claimed: RemoteSession?? = registryLock.withLock {
@@ -83,16 +87,22 @@ final class RemoteSession: @unchecked Sendable {
             if let idle = sessions[key]?.first(where: { $0.tryClaim() }) { return .some(idle) }
             // tryClaim drops the ones it found ended: they leave room for a new one.
             sessions[key] = sessions[key]?.filter { !$0.isDead }
-            return (sessions[key]?.count ?? 0) < maximumPerHost ? .none : .some(nil)
+            guard (sessions[key]?.count ?? 0) + starting[key, default: 0] < maximumPerHost else { return .some(nil) }
+            starting[key, default: 0] += 1
+            return .none
         }
         if let claimed { return claimed }
-        let session = try await start(shell, key: key)
-        let kept = registryLock.withLock { () -> Bool in
-            guard (sessions[key]?.count ?? 0) < maximumPerHost else { return false }
-            sessions[key, default: []].append(session)
-            return true
+        let session: RemoteSession
+        do {
+            session = try await start(shell, key: key)
+        } catch {
+            registryLock.withLock { starting[key, default: 1] -= 1 }
+            throw error
         }
-        if !kept { session.markDeadAndClose() }
+        registryLock.withLock {
+            starting[key, default: 1] -= 1
+            sessions[key, default: []].append(session)
+        }
         return session
     }
 

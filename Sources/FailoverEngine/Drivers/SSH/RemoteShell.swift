@@ -1,6 +1,10 @@
 import Crypto
 import Foundation
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// What ran on a remote host: the remote command's own result, or the transport's failure.
 public struct RemoteResult: Sendable {
     /// The ssh process's result (the remote command's exit status, or 255 when ssh itself failed).
@@ -41,8 +45,8 @@ public struct RemoteResult: Sendable {
 ///   against the plan's known_hosts file (or the user's own), no agent or X11 forwarding, no config file
 ///   (`-F none`): what runs does not depend on ~/.ssh/config.
 /// - One multiplexed connection per host and login (ControlMaster), kept 60 s after its last use, so a
-///   command costs a round trip instead of a handshake. The control sockets live in a directory of this
-///   run's state directory's own (``controlDirectory(for:)``), 0700, owned by the user running failoverd.
+///   command costs a round trip instead of a handshake. The control sockets live in the state directory
+///   (`STATE/ssh`, ``controlDirectoryPath(for:)``), 0700, owned by the user running failoverd.
 /// - The remote command is built as argv and quoted once, as single-quoted words, for the login user's
 ///   POSIX shell (sshd hands the command line to that shell). When the login user is not the OS user, the
 ///   command runs through `sudo -n -u OSUSER --`; then `env -i` with a plain PATH and the C.UTF-8 locale,
@@ -73,14 +77,57 @@ public struct RemoteShell: Sendable {
         self.defaultTimeout = defaultTimeout
     }
 
-    /// The directory of ControlMaster sockets for a run whose state directory is `stateDirectory`:
-    /// `/tmp/failoverd-ssh-UID-HASH` (a unix socket path is at most 107 bytes, so not inside a long state path).
-    /// Created 0700; refused when someone else owns it or could write it.
+    /// The directory of ControlMaster sockets for a run whose state directory is `stateDirectory`, created
+    /// (0700, owned by the user running failoverd; refused when someone else owns it or could write it).
+    /// See ``controlDirectoryPath(for:)``.
     public static func controlDirectory(for stateDirectory: String) throws -> String {
-        let digest = SHA256.hash(data: Data(stateDirectory.utf8)).prefix(6).map { String(format: "%02x", $0) }.joined()
-        let path = "/tmp/failoverd-ssh-\(geteuid())-\(digest)"
-        try StateDirectory.prepare(path)
+        let path = try controlDirectoryPath(for: stateDirectory)
+        try prepareControlDirectory(path)
         return path
+    }
+
+    /// Where the ControlMaster sockets of `stateDirectory` live, somewhere only failoverd's user can create
+    /// anything: `STATE/ssh`, in failoverd's own 0700 state directory; when that path is too long for a unix
+    /// socket (at most 107 bytes, with ssh's temporary suffix), `/run/failoverd/ssh-HASH` as root (only root
+    /// creates in /run), else `$XDG_RUNTIME_DIR/failoverd-ssh-HASH` when the runtime directory is the user's
+    /// own; otherwise it refuses, asking for a shorter state directory.
+    public static func controlDirectoryPath(for stateDirectory: String) throws -> String {
+        let own = (stateDirectory.hasSuffix("/") ? String(stateDirectory.dropLast()) : stateDirectory) + "/ssh"
+        if own.utf8.count <= maximumControlDirectoryLength { return own }
+        let digest = SHA256.hash(data: Data(stateDirectory.utf8)).prefix(6).map { String(format: "%02x", $0) }.joined()
+        if OSUser.isRoot { return "/run/failoverd/ssh-" + digest }
+        if let runtime = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"], runtime.hasPrefix("/") {
+            var status = stat()
+            let path = runtime + "/failoverd-ssh-" + digest
+            if lstat(runtime, &status) == 0, status.st_mode & S_IFMT == S_IFDIR, status.st_uid == geteuid(), status.st_mode & 0o077 == 0,
+                path.utf8.count <= maximumControlDirectoryLength
+            {
+                return path
+            }
+        }
+        throw FailoverError.invalid(
+            "state directory \(stateDirectory) is too long for the SSH driver's control sockets (\(own) may have at most \(maximumControlDirectoryLength) bytes: a unix socket path has at most 107). Use a shorter --state, or set XDG_RUNTIME_DIR to a directory of your own."
+        )
+    }
+
+    /// The longest control directory: ControlPath is DIR/ + 16 hex digits, and ssh binds DIR/NAME.XXXXXXXXXXXXXXXX
+    /// (17 more bytes) before renaming it; a unix socket path has at most 107 bytes.
+    static let maximumControlDirectoryLength = 107 - 1 - 16 - 17
+
+    /// Creates the control directory (0700) or checks the one there: owned by the user running failoverd,
+    /// writable by no one else, not a symbolic link. `STATE/ssh`'s state directory is prepared first, so that
+    /// it is never created with a parent's mode.
+    static func prepareControlDirectory(_ path: String) throws {
+        if (path as NSString).lastPathComponent == "ssh" { try StateDirectory.prepare((path as NSString).deletingLastPathComponent) }
+        try StateDirectory.prepare(path)
+    }
+
+    /// The ControlPath of this host and login: a short name of its own (not `%C`, 40 digits), so that the
+    /// socket path stays within the limit.
+    public var controlPath: String {
+        let name = SHA256.hash(data: Data("\(ssh.user)@\(host):\(ssh.effectivePort)".utf8)).prefix(8).map { String(format: "%02x", $0) }
+            .joined()
+        return controlDirectory + "/" + name
     }
 
     /// One word for a POSIX shell: single-quoted, with `'` written as `'\''`. Any byte string survives.
@@ -117,7 +164,7 @@ public struct RemoteShell: Sendable {
             "-o", "ServerAliveCountMax=2",
             "-o", "LogLevel=ERROR",
             "-o", "ControlMaster=auto",
-            "-o", "ControlPath=" + controlDirectory + "/%C",
+            "-o", "ControlPath=" + controlPath,
             "-o", "ControlPersist=60",
             "-p", String(ssh.effectivePort),
             "-l", ssh.user,
@@ -168,7 +215,7 @@ public struct RemoteShell: Sendable {
     /// Another failoverd process of the same state directory may have ended the masters and removed the
     /// control directory (closeAll); it is recreated, with the same checks, whenever it is missing.
     func ensureControlDirectory() throws {
-        if !FileManager.default.fileExists(atPath: controlDirectory) { try StateDirectory.prepare(controlDirectory) }
+        if !Files.exists(controlDirectory) { try Self.prepareControlDirectory(controlDirectory) }
     }
 
     /// False when `FAILOVERD_SSH_SESSIONS=off`: every command is a one-shot ssh.
@@ -227,19 +274,50 @@ public struct RemoteShell: Sendable {
     }
 
     /// Ends every multiplexed connection of the run whose state directory is `stateDirectory`: the masters
-    /// are found by their control path (by pid, from /proc), sent SIGTERM, and the directory is removed.
-    /// A master whose host was cut off would not answer `ssh -O exit`; this does not ask it.
+    /// are found by their control path (by pid, from /proc), sent SIGTERM, and their sockets removed, then the
+    /// directory if nothing else is left in it. A master whose host was cut off would not answer
+    /// `ssh -O exit`; this does not ask it. Only what failoverd made is removed, and no link is followed:
+    /// a control directory that is a symbolic link, or is not failoverd's user's own, is left alone.
     public static func closeAll(stateDirectory: String) async {
-        let digest = SHA256.hash(data: Data(stateDirectory.utf8)).prefix(6).map { String(format: "%02x", $0) }.joined()
-        let directory = "/tmp/failoverd-ssh-\(geteuid())-\(digest)"
+        guard let directory = try? controlDirectoryPath(for: stateDirectory) else { return }
         RemoteSession.closeAll(controlDirectory: directory)
-        guard FileManager.default.fileExists(atPath: directory) else { return }
+        var status = stat()
+        guard lstat(directory, &status) == 0, status.st_mode & S_IFMT == S_IFDIR, status.st_uid == geteuid() else { return }
         await ProcessTable.end {
             ProcessTable.pids(uid: geteuid()) { argv in
-                argv.first?.hasSuffix("ssh") == true && argv.contains("ControlPath=" + directory + "/%C")
+                argv.first?.hasSuffix("ssh") == true && argv.contains { $0.hasPrefix("ControlPath=" + directory + "/") }
             }
         }
-        try? FileManager.default.removeItem(atPath: directory)
+        removeControlDirectory(directory)
+    }
+
+    /// Removes the sockets in `directory` that belong to the user running failoverd, then the directory when
+    /// that left it empty; opened without following a link, anything else in it is left where it is.
+    static func removeControlDirectory(_ directory: String) {
+        guard let parent = try? Directory.open((directory as NSString).deletingLastPathComponent) else { return }
+        defer { close(parent.fd) }
+        let name = (directory as NSString).lastPathComponent
+        let fd = openat(parent.fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        var status = stat()
+        guard fstat(fd, &status) == 0, status.st_uid == geteuid(), let stream = fdopendir(dup(fd)) else {
+            close(fd)
+            return
+        }
+        var names: [String] = []
+        while let entry = readdir(stream) {
+            let entryName = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            if entryName != "." && entryName != ".." { names.append(entryName) }
+        }
+        closedir(stream)
+        for entryName in names {
+            var entry = stat()
+            if fstatat(fd, entryName, &entry, AT_SYMLINK_NOFOLLOW) == 0, entry.st_mode & S_IFMT == S_IFSOCK, entry.st_uid == geteuid() {
+                unlinkat(fd, entryName, 0)
+            }
+        }
+        close(fd)
+        unlinkat(parent.fd, name, AT_REMOVEDIR)
     }
 
     /// Closes this host's multiplexed connection (`ssh -O exit`); nothing to do when none runs.

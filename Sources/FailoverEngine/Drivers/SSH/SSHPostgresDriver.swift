@@ -21,7 +21,7 @@ public struct SSHPostgresDriver: InstanceDriver {
     public let controlDirectory: String
     let logger: Logger
 
-    /// A driver for `plan`'s ssh sites, its multiplexed connections kept under `stateDirectory`'s control directory.
+    /// A driver for `plan`'s ssh sites, its multiplexed connections kept in `stateDirectory`'s control directory.
     public init(
         plan: Plan, stateDirectory: String, binDirectory: String = "/usr/lib/postgresql/15/bin",
         logger: Logger = Logger(label: "failoverd.ssh-driver")
@@ -41,7 +41,8 @@ public struct SSHPostgresDriver: InstanceDriver {
         self.binDirectory = binDirectory
         self.backrest = PgBackRest(plan: plan, executable: "/usr/bin/pgbackrest")
         self.osUser = plan.osUser ?? "failoverd"
-        self.controlDirectory = try RemoteShell.controlDirectory(for: stateDirectory)
+        // Created at the first command (RemoteShell.ensureControlDirectory), not by merely building a driver.
+        self.controlDirectory = try RemoteShell.controlDirectoryPath(for: stateDirectory)
         self.logger = logger
     }
 
@@ -129,17 +130,42 @@ public struct SSHPostgresDriver: InstanceDriver {
         }
     }
 
-    /// `pg_ctl status` on the host: 0 running, 3 not running, 4 no data directory. An existing directory the
-    /// OS user cannot read also gives 4 from pg_ctl; that is turned into 5 (unknown), never "not running".
+    /// `pg_ctl status` on the host: 0 running, 3 not running, 4 no data directory. pg_ctl also says 4 for a
+    /// data directory it cannot reach (a parent the OS user cannot search: EACCES) or that holds no cluster;
+    /// those are turned into 5 (unknown), never "not running": 4 stands only when ``provenAbsent`` proves
+    /// the directory is not there.
     func pgCtlStatus(_ instance: Instance) async throws -> RemoteResult {
         try await shell(instance).script(
-            #""$1" status -D "$2" >/dev/null 2>&1; rc=$?; if [ "$rc" -eq 4 ] && [ -e "$2" ]; then exit 5; fi; exit "$rc""#,
-            [bin("pg_ctl"), RemotePaths(instance).dataDirectory])
+            Self.provenAbsent + #"""
+                "$1" status -D "$2" >/dev/null 2>&1; rc=$?
+                [ "$rc" -eq 4 ] || exit "$rc"
+                absent "$2" && exit 4
+                exit 5
+                """#, [bin("pg_ctl"), RemotePaths(instance).dataDirectory])
     }
 
-    /// The text of a remote file, or nil when it does not exist.
+    /// A shell function, `absent PATH`: true only when PATH is proven not to exist, that is when the first
+    /// missing component of the absolute PATH lies in a directory the user can search. `test -e` alone is
+    /// false for a path behind a directory the user cannot search (EACCES) as well: unknown is not absent.
+    static let provenAbsent = #"""
+        absent() {
+          p=; rest=${1#/}
+          while :; do
+            c=${rest%%/*}
+            { [ -d "${p:-/}" ] && [ -x "${p:-/}" ]; } || return 1
+            if [ ! -e "$p/$c" ] && [ ! -L "$p/$c" ]; then return 0; fi
+            p="$p/$c"
+            case $rest in */*) rest=${rest#*/} ;; *) return 1 ;; esac
+          done
+        }
+
+        """#
+
+    /// The text of a remote file, or nil when it does not exist; a file the OS user cannot reach is an error.
     func readFile(_ instance: Instance, _ path: String) async throws -> String? {
-        let r = try await shell(instance).script(#"[ -e "$1" ] || exit 3; exec cat -- "$1""#, [path])
+        let r = try await shell(instance).script(
+            Self.provenAbsent + #"if [ ! -e "$1" ]; then absent "$1" && exit 3; echo "cannot reach $1" >&2; exit 5; fi; exec cat -- "$1""#,
+            [path])
         if r.exitCode == 3 && !r.unreachable { return nil }
         try r.checked()
         return r.stdout
@@ -152,11 +178,18 @@ public struct SSHPostgresDriver: InstanceDriver {
         ).checked()
     }
 
-    /// True when a remote path exists.
+    /// True when a remote path exists, false when it is proven not to (``provenAbsent``); throws when the OS
+    /// user cannot tell (a parent it cannot search), as when the host cannot be reached.
     func exists(_ instance: Instance, _ path: String) async throws -> Bool {
-        let r = try await shell(instance).run(["test", "-e", path])
-        if r.unreachable { try r.checked() }
-        return r.exitCode == 0
+        let r = try await shell(instance).script(
+            Self.provenAbsent + #"[ -e "$1" ] && exit 0; absent "$1" && exit 3; echo "cannot tell whether $1 exists" >&2; exit 5"#, [path])
+        switch (r.unreachable, r.exitCode) {
+        case (false, 0): return true
+        case (false, 3): return false
+        default:
+            try r.checked("Give \(osUser) search permission on every directory above \(path) on \(instance.host).")
+            return false
+        }
     }
 
     /// Creates a remote directory (and its parents) with `mode`.
@@ -238,7 +271,10 @@ public struct SSHPostgresDriver: InstanceDriver {
     /// Reads pg_controldata on the host; nil when the data directory holds no cluster.
     public func controlData(of instance: Instance) async throws -> ControlData? {
         let dir = RemotePaths(instance).dataDirectory
-        let r = try await shell(instance).script(#"[ -f "$2/PG_VERSION" ] || exit 3; exec "$1" -D "$2""#, [bin("pg_controldata"), dir])
+        let r = try await shell(instance).script(
+            Self.provenAbsent
+                + #"if [ ! -f "$2/PG_VERSION" ]; then absent "$2/PG_VERSION" && exit 3; echo "cannot reach $2" >&2; exit 5; fi; exec "$1" -D "$2""#,
+            [bin("pg_controldata"), dir])
         if r.exitCode == 3 && !r.unreachable { return nil }
         try r.checked()
         guard let data = ControlData.parse(r.stdout) else {

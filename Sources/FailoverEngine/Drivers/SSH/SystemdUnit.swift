@@ -60,20 +60,38 @@ public struct SystemdUnit: Sendable, Equatable {
         return out + "\""
     }
 
+    /// The shell check the drop-in's ExecStartPre runs: fails while the fence marker ($1) exists and the
+    /// data directory ($2) has no standby.signal, saying why and what repairs it.
+    static let fenceCheck =
+        #"if [ -e "$1" ] && [ ! -e "$2/standby.signal" ]; then echo "failoverd: $3 is fenced ($1) and has no standby.signal: it must not start as a primary. Repair it with failoverd rewind or rebuild." >&2; exit 1; fi"#
+
     /// The drop-in for `instance`: its start job fails while the fence marker exists and the data directory
     /// has no standby.signal, with a message saying why and what repairs it.
     public func dropIn(for instance: Instance) -> String {
         let paths = RemotePaths(instance)
-        let check =
-            #"if [ -e "$1" ] && [ ! -e "$2/standby.signal" ]; then echo "failoverd: $3 is fenced ($1) and has no standby.signal: it must not start as a primary. Repair it with failoverd rewind or rebuild." >&2; exit 1; fi"#
         return """
             # Written by failoverd for instance \(instance.name). While failoverd has fenced the instance
             # (\(paths.fenceMarker) exists) and it is not a standby (no standby.signal in its data directory),
-            # this unit refuses to start. Leave it installed: failoverd checks that systemd loads it.
+            # this unit refuses to start. Leave it installed: failoverd checks that systemd loads it and that the
+            # unit's effective ExecStartPre runs it (no later drop-in may reset ExecStartPre=).
             [Service]
-            ExecStartPre=/bin/sh -c \(Self.word(check)) failoverd-fence \(Self.word(paths.fenceMarker)) \(Self.word(paths.dataDirectory)) \(Self.word(instance.name))
+            ExecStartPre=/bin/sh -c \(Self.word(Self.fenceCheck)) failoverd-fence \(Self.word(paths.fenceMarker)) \(Self.word(paths.dataDirectory)) \(Self.word(instance.name))
 
             """
+    }
+
+    /// The fence command's argv as systemd holds it once it has parsed the drop-in.
+    public func fenceCommand(for instance: Instance) -> [String] {
+        let paths = RemotePaths(instance)
+        return ["/bin/sh", "-c", Self.fenceCheck, "failoverd-fence", paths.fenceMarker, paths.dataDirectory, instance.name]
+    }
+
+    /// The entry `systemctl show -p ExecStartPre --value` prints for the fence command when systemd will run
+    /// it and fail the start job on its failure: `{ path=/bin/sh ; argv[]=ARGV ; ignore_errors=no ; …`, the
+    /// argv words joined by spaces. systemd keeps a `$$` as written until it runs the command; the remote
+    /// check reads every `$$` of the output as `$` before comparing.
+    public func fenceEntry(for instance: Instance) -> String {
+        "{ path=/bin/sh ; argv[]=" + fenceCommand(for: instance).joined(separator: " ") + " ; ignore_errors=no ;"
     }
 
     /// The prologue of a remote script that talks to this unit's manager: sets XDG_RUNTIME_DIR for a user
@@ -95,10 +113,12 @@ extension SSHPostgresDriver {
     /// The systemd unit of `instance`, when one starts it.
     func systemd(_ instance: Instance) -> SystemdUnit? { SystemdUnit(instance) }
 
-    /// Makes sure systemd loads failoverd's fence drop-in for `instance`'s unit: for a user manager it is
+    /// Makes sure systemd enforces failoverd's fence drop-in for `instance`'s unit: for a user manager it is
     /// written (when missing or different) and the manager reloaded; then, for either scope, the unit's
-    /// DropInPaths must list it and the unit must not wait for a daemon-reload. Refuses otherwise: without
-    /// the drop-in a fenced instance could be started by systemd as a primary.
+    /// DropInPaths must list it, the unit must not wait for a daemon-reload, and its effective ExecStartPre
+    /// (`systemctl show`) must hold the fence command, not ignoring its failure: proven by its effect, so a
+    /// later drop-in that resets `ExecStartPre=` is caught. Refuses otherwise: without the check a fenced
+    /// instance could be started by systemd as a primary.
     func ensureFenceDropIn(_ instance: Instance, _ unit: SystemdUnit) async throws {
         let text = unit.dropIn(for: instance)
         let r = try await shell(instance).script(
@@ -119,7 +139,11 @@ extension SSHPostgresDriver {
                 fi
                 [ "$($sc show -p NeedDaemonReload --value -- "$unit")" = no ] || exit 25
                 $sc show -p DropInPaths --value -- "$unit" | tr ' ' '\n' | grep -qxF -- "$f" || exit 21
-                """#, unit.prologueArguments + [unit.unit, unit.effectiveDropInDirectory, text])
+                # Loaded is not enough: a later drop-in's `ExecStartPre=` empties the list. The unit's effective
+                # ExecStartPre must hold the fence command itself, its failure failing the start job.
+                entries=$($sc show -p ExecStartPre --value -- "$unit") || exit 24
+                printf '%s\n' "$entries" | sed 's/\$\$/$/g' | grep -qF -- "$6" || { printf '%s\n' "$entries" >&2; exit 26; }
+                """#, unit.prologueArguments + [unit.unit, unit.effectiveDropInDirectory, text, unit.fenceEntry(for: instance)])
         let path = r.stdout.split(separator: "\n").first.map(String.init) ?? unit.effectiveDropInDirectory
         let scope = unit.userScope ? "systemctl --user" : "systemctl"
         switch (r.unreachable, r.exitCode) {
@@ -127,6 +151,10 @@ extension SSHPostgresDriver {
         case (false, 23):
             throw FailoverError.refused(
                 "\(instance.name) on \(instance.host): the fence drop-in \(path) of unit \(unit.unit) is missing or differs; failoverd does not write the system manager's configuration. Install it (as root) with exactly this text, then run `systemctl daemon-reload`:\n\(text)"
+            )
+        case (false, 26):
+            throw FailoverError.refused(
+                "\(instance.name) on \(instance.host): unit \(unit.unit) loads failoverd's fence drop-in \(path), but its effective ExecStartPre (`\(scope) show -p ExecStartPre \(unit.unit)`) does not run the fence check: a drop-in read after it resets or replaces ExecStartPre=, so a fenced instance could be started as a primary. Remove that setting (see `\(scope) cat \(unit.unit)`), reload the manager, and retry. ExecStartPre is now: \(r.result.stderr.isEmpty ? "(empty)" : String(r.result.stderr.prefix(600)))"
             )
         case (false, 21), (false, 25):
             throw FailoverError.refused(

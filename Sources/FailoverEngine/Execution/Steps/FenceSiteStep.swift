@@ -17,7 +17,20 @@ struct FenceSiteStep: RunnableStep {
                 instance: m.instance.name, site: site.name, lastKnownLSN: m.status.position, reachable: m.status.reachable, run: ctx.runID,
                 epoch: ctx.epoch)
         }
-        let evidence = try await driver.fence(site, reason: "fenced by failoverd run \(ctx.runID)")
+        let reason = "fenced by failoverd run \(ctx.runID)"
+        let evidence: [String: FenceEvidence]
+        do {
+            evidence = try await driver.fence(site, reason: reason)
+        } catch let unseen as UnseenMembers {
+            // Members failoverd cannot see: only the plan's hook or the operator may vouch for them (audited).
+            guard ctx.plan.fencing != nil || ctx.assumeFenced.contains(site.name) else { throw FailoverError.refused(unseen.message) }
+            var vouch = ""
+            for m in unseen.members {
+                let e = try await run.fenceUnreachable(m.instance, seen: m.status, error: unseen, lastKnownLSN: m.status.position)
+                vouch = e.fencedBy ?? vouch
+            }
+            evidence = try await driver.fence(site, reason: reason, vouchedBy: vouch)
+        }
         for (name, e) in evidence {
             try ctx.journal.recordFenced(
                 instance: name, site: site.name, lastKnownLSN: e.lastKnownLSN, reachable: e.reachable, run: ctx.runID, epoch: ctx.epoch)
@@ -31,7 +44,12 @@ struct FenceSiteStep: RunnableStep {
         return e
     }
 
+    /// Every member proven unable to accept writes; or, when an outside fence vouched for the members
+    /// failoverd cannot see, at least none seen accepting writes.
     func verify(_ run: StepRunner) async throws -> Bool {
-        try await run.ctx.siteDriver(for: site).status(of: site).isProvenNotWritable
+        let status = try await run.ctx.siteDriver(for: site).status(of: site)
+        if status.isProvenNotWritable { return true }
+        guard run.siteFenceVouched(site.name) else { return false }
+        return status.members.allSatisfy { $0.status.isProvenNotWritable || (!$0.status.isWritablePrimary && !$0.status.reachable) }
     }
 }

@@ -1,0 +1,27 @@
+/// What a probe of an instance sees, through its site's driver: a managed site's own driver (Patroni: its
+/// REST API and libpq) for its members, the instance driver for every other site. The gates, the
+/// preflight, `check`, `adopt` and the owed fence markers all look through it, so that a member of a
+/// managed site on another host is never taken for stopped because this host has no postmaster for it.
+struct InstanceObserver: Sendable {
+    /// The plan.
+    let plan: Plan
+    /// The driver of the sites that are not managed.
+    let driver: any InstanceDriver
+    /// The site-level drivers of managed sites, by site name.
+    let sites: [String: any SiteDriver]
+
+    /// The site driver of `site`, when it is a managed site.
+    func managed(_ site: Site) -> (any SiteDriver)? { sites[site.name] }
+
+    /// The status of `instance`, as its site's driver reports it. A member the managed site does not report
+    /// cannot be seen.
+    func status(of instance: Instance) async throws -> InstanceStatus {
+        guard let site = plan.sites.first(where: { $0.instances.contains(instance) }), let managed = sites[site.name] else {
+            return try await driver.status(of: instance)
+        }
+        guard let member = try await managed.status(of: site).members.first(where: { $0.instance.name == instance.name }) else {
+            throw FailoverError.failed("site \(site.name)'s driver does not report \(instance.name)")
+        }
+        return member.status
+    }
+}
