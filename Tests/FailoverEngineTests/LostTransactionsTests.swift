@@ -153,6 +153,17 @@ import Testing
             let last = try #require(try journal.lastRun())
             let capture = try #require(try journal.steps(of: last.id).first { $0.step.kind == .captureDivergence })
             #expect(capture.status == .done && capture.evidence["transactions"] == "6")
+            // The failover journaled the fork: dr-0's new timeline and where its history file says it left
+            // timeline 1 (what dr-0 had replayed, at most what it had received), the fork the capture used.
+            let promotion = try #require(
+                try journal.steps(of: last.id).first { $0.step.kind == .promote && $0.step.action == .failover }?
+                    .evidence(as: Promotion.self))
+            let switchLSN = try #require(promotion.switchLSN, "\(promotion.forkNote ?? "")")
+            let replayed = try #require(promotion.replayLSNBeforePromotion)
+            let received = try #require(promotion.receiveLSNBeforePromotion)
+            #expect(promotion.timeline == 2 && promotion.previousTimeline == 1 && promotion.forkNote == nil)
+            #expect(replayed <= switchLSN && switchLSN <= received, "replayed \(replayed), switch \(switchLSN), received \(received)")
+            #expect(prod.fork == switchLSN && prod.newTimeline == 2 && capture.evidence["fork"] == switchLSN.description)
             let audited = try AuditLog(journal: journal).query(.init(kind: "lost-capture"))
             #expect(audited.count == 1 && audited.first?.details.contains("\"transactions\":\"6\"") == true)
             let verified = try await AuditLog(journal: journal).verify()
