@@ -214,8 +214,8 @@ struct DivergenceUnitTests {
         var plan = try PlanLoader.load(CLI.plan("switchover"))
         plan.transitions.append(Transition(action: .failback, to: "prod", method: .rewind))
         #expect(try !Planner(plan: plan).steps().get().contains { $0.kind == .captureDivergence })
-        // A managed site is captured before its driver rejoins it.
-        let managed = try Planner(plan: PlanLoader.load(CLI.plan("failback-with-rewind")), expansion: ["prod": .siteSteps]).steps().get()
+        // A managed (Patroni) site is captured before its driver rejoins it.
+        let managed = try Planner(plan: PlanLoader.load(CLI.plan("patroni-failback-with-rewind"))).steps().get()
         let m = try #require(managed.firstIndex { $0.kind == .captureDivergence })
         #expect(managed[m + 1].kind == .rejoinSite)
         // With captureLostRows, the slots follow every new primary and leave a repaired one.

@@ -57,6 +57,15 @@ public struct LostCapture: Sendable {
     /// its disk there), else the former primary itself.
     var archiveReader: Instance { source ?? instance }
 
+    /// The driver a capture reads a former primary with: the run's, or, for a plan whose every site is driven
+    /// at the site level (Patroni: the run has no instance driver, ``NoInstanceDriver``), the local driver on
+    /// this host, which reads a leader here and the repository (and runs pg_waldump) for one elsewhere: a
+    /// capture needs PostgreSQL's programs and pgBackRest on failoverd's host even where the run does not.
+    static func driver(plan: Plan, runDriver: any InstanceDriver, logger: Logger) throws -> any InstanceDriver {
+        guard runDriver is NoInstanceDriver else { return runDriver }
+        return try LocalPostgresDriver(plan: plan, binDirectory: HostTools.system.postgresBinDirectory, logger: logger)
+    }
+
     /// Where the capture is built before it is sealed.
     var partial: String { LostDirectory.root(stateDirectory) + "/" + run + "/." + instance.name + ".partial" }
 

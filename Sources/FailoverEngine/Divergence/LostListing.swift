@@ -68,8 +68,9 @@ public enum LostListing {
         let holder = try lock.acquire(runID: "lost-capture")
         defer { try? lock.release(holder) }
         let plan = try run.plan()
-        let driver = try StandardDrivers(stateDirectory: stateDirectory, simulate: simulate, logger: logger).make(
-            plan: plan, name: run.driver)
+        let drivers = StandardDrivers(stateDirectory: stateDirectory, simulate: simulate, logger: logger)
+        let kind = DriverKind(rawValue: run.driver) ?? drivers.kind(plan: plan)
+        let driver = try LostCapture.driver(plan: plan, runDriver: drivers.make(plan: plan, kind: kind), logger: logger)
         let roles = try journal.recordedRoles()
         let source = roles.first { $0.value == .primary }.flatMap { plan.site(named: $0.key)?.leader }
         let captured = Set(LostDirectory.sealed(stateDirectory).map(\.manifest.instance))

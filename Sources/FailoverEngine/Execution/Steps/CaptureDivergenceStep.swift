@@ -25,9 +25,10 @@ struct CaptureDivergenceStep: RunnableStep {
                 directory: nil, fork: "unknown", diverged: true, walBytes: 0, transactions: 0, walFrom: "", rows: "", manifestSHA256: nil,
                 skipped: "--skip-lost-capture: the operator chose to repair \(instance.name) without a capture")
         }
-        if let earlier = try await earlierCapture(run) { return earlier }
+        let driver = try LostCapture.driver(plan: ctx.plan, runDriver: ctx.driver, logger: ctx.logger)
+        if let earlier = try await earlierCapture(run, driver: driver) { return earlier }
         var capture = LostCapture(
-            plan: ctx.plan, driver: ctx.driver, stateDirectory: ctx.stateDirectory, run: ctx.runID, instance: instance, site: run.step.site,
+            plan: ctx.plan, driver: driver, stateDirectory: ctx.stateDirectory, run: ctx.runID, instance: instance, site: run.step.site,
             source: source, logger: ctx.logger)
         capture.midpoint = ctx.midpoint
         let manifest = try await capture.capture()
@@ -35,13 +36,13 @@ struct CaptureDivergenceStep: RunnableStep {
     }
 
     /// A capture an earlier run sealed of this very WAL (same cluster, same end): referenced, not copied again.
-    func earlierCapture(_ run: StepRunner) async throws -> CaptureEvidence? {
+    func earlierCapture(_ run: StepRunner, driver: any InstanceDriver) async throws -> CaptureEvidence? {
         let candidates = LostDirectory.sealed(run.ctx.stateDirectory).filter {
             $0.manifest.instance == instance.name && $0.manifest.diverged
         }
         guard let (directory, manifest) = candidates.last, let end = manifest.end else { return nil }
-        guard let control = try? await run.driver.controlData(of: instance), control.systemIdentifier == manifest.systemIdentifier,
-            let now = try? await run.driver.endOfWAL(instance), now == end
+        guard let control = try? await driver.controlData(of: instance), control.systemIdentifier == manifest.systemIdentifier,
+            let now = try? await driver.endOfWAL(instance), now == end
         else { return nil }
         return try record(manifest, directory: directory, run, earlier: true)
     }
