@@ -32,13 +32,15 @@ final class ChildProcess: Sendable {
     }
 
     /// Starts `path` with `argv` (argv[0] included), `environment` (`KEY=value`) and standard input /dev/null;
-    /// with `executable`, the file open at that descriptor instead of `path` (see ``Spawner/spawn``).
+    /// with `executable`, the file open at that descriptor instead of `path` (see ``Spawner/spawn``); with
+    /// `standardOutput`, a descriptor that receives standard output instead of ``outputSoFar()``.
     ///
     /// - Throws: ``FailoverError`` when the output files cannot be created or the program cannot be launched.
     static func start(
         _ path: String, _ argv: [String], environment: [String], workingDirectory: String, commandLine: String,
-        executable: Int32? = nil
+        executable: Int32? = nil, standardOutput: Int32? = nil
     ) throws -> ChildProcess {
+        // Standard output to `standardOutput` when given (its file then stays empty), else to the file.
         let (stdoutPath, stdout) = try temporaryFile()
         defer { close(stdout) }
         let stderrPath: String
@@ -52,8 +54,8 @@ final class ChildProcess: Sendable {
         defer { close(stderr) }
         do {
             let pid = try Spawner.spawn(
-                path, argv, environment: environment, workingDirectory: workingDirectory, stdout: stdout, stderr: stderr,
-                commandLine: commandLine, executable: executable)
+                path, argv, environment: environment, workingDirectory: workingDirectory, stdout: standardOutput ?? stdout,
+                stderr: stderr, commandLine: commandLine, executable: executable)
             return ChildProcess(pid: pid, commandLine: commandLine, stdoutPath: stdoutPath, stderrPath: stderrPath)
         } catch {
             unlink(stdoutPath)

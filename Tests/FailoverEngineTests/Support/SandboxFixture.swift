@@ -29,9 +29,10 @@ struct SandboxFixture: Sendable {
 
     /// Builds the sandbox, runs `body`, and tears everything down on every path.
     static func with(
-        _ layout: [SiteLayout], archiveTimeout: Double = 60, patroni: Bool = false, _ body: (SandboxFixture) async throws -> Void
+        _ layout: [SiteLayout], archiveTimeout: Double = 60, patroni: Bool = false, captureLostRows: Bool = false,
+        _ body: (SandboxFixture) async throws -> Void
     ) async throws {
-        let fixture = try await start(layout, archiveTimeout: archiveTimeout, patroni: patroni)
+        let fixture = try await start(layout, archiveTimeout: archiveTimeout, patroni: patroni, captureLostRows: captureLostRows)
         do {
             try await body(fixture)
         } catch {
@@ -41,10 +42,14 @@ struct SandboxFixture: Sendable {
         await fixture.stop()
     }
 
-    /// Builds a sandbox; the caller must ``stop()`` it on every path (``with(_:archiveTimeout:patroni:_:)`` does).
-    static func start(_ layout: [SiteLayout], archiveTimeout: Double = 60, patroni: Bool = false) async throws -> SandboxFixture {
+    /// Builds a sandbox; the caller must ``stop()`` it on every path (``with(_:archiveTimeout:patroni:captureLostRows:_:)`` does).
+    static func start(
+        _ layout: [SiteLayout], archiveTimeout: Double = 60, patroni: Bool = false, captureLostRows: Bool = false
+    ) async throws -> SandboxFixture {
         await reapDeadFixtures()
-        let (root, plan) = try makePlan(layout, archiveTimeout: archiveTimeout, patroni: patroni)
+        let (root, planned) = try makePlan(layout, archiveTimeout: archiveTimeout, patroni: patroni)
+        var plan = planned
+        if captureLostRows { plan.policy.captureLostRows = true }
         let sandbox = Sandbox(plan: plan, stateDirectory: root + "/state")
         do {
             try await timed("sandbox up (\(plan.allInstances.count) instances)") { try await sandbox.up() }
