@@ -19,23 +19,13 @@ import Testing
         return (state, journal)
     }
 
-    /// Runs SQL through the sqlite3 shell, as someone tampering by hand would.
-    func sqlite3(_ db: String, _ sql: String) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
-        p.arguments = [db, sql]
-        try p.run()
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0)
-    }
-
     @Test func intactChainVerifies() async throws {
         let (state, journal) = try journalWithEvents()
         defer { try? FileManager.default.removeItem(atPath: state) }
         let v = try await AuditLog(journal: journal).verify()
         #expect(v.intact)
         #expect(v.checked == 10)
-        let cli = try CLI.run(["audit", "verify", "--state", state])
+        let cli = try await CLI.run(["audit", "verify", "--state", state])
         #expect(cli.status == 0)
         #expect(cli.stdout.contains("intact: 10 events"))
     }
@@ -52,7 +42,7 @@ import Testing
         #expect(v.intact, "\(v.problems)")
         #expect(v.checked == 12)
         // And a one-character edit inside the escaped text is still seen.
-        try sqlite3(
+        try await CLI.sqlite3(
             journal.path,
             "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET details = replace(details, '漢', '汉') WHERE seq = 11;")
         #expect(try await log.verify().brokenSeq == 11)
@@ -117,12 +107,12 @@ import Testing
     @Test func editedRowIsNamed() async throws {
         let (state, journal) = try journalWithEvents()
         defer { try? FileManager.default.removeItem(atPath: state) }
-        try sqlite3(
+        try await CLI.sqlite3(
             journal.path, "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET details = '{\"step\":\"99\"}' WHERE seq = 4;")
         let v = try await AuditLog(journal: journal).verify()
         #expect(v.brokenSeq == 4)
         #expect(v.reason?.contains("edited") == true)
-        let cli = try CLI.run(["audit", "verify", "--state", state])
+        let cli = try await CLI.run(["audit", "verify", "--state", state])
         #expect(cli.status != 0)
         #expect(cli.stdout.contains("seq 4"))
     }
@@ -130,7 +120,7 @@ import Testing
     @Test func deletedRowIsNamed() async throws {
         let (state, journal) = try journalWithEvents()
         defer { try? FileManager.default.removeItem(atPath: state) }
-        try sqlite3(journal.path, "DROP TRIGGER audit_events_no_delete; DELETE FROM audit_events WHERE seq = 6;")
+        try await CLI.sqlite3(journal.path, "DROP TRIGGER audit_events_no_delete; DELETE FROM audit_events WHERE seq = 6;")
         let v = try await AuditLog(journal: journal).verify()
         #expect(v.brokenSeq == 6)
         #expect(v.reason?.contains("missing") == true)
@@ -140,7 +130,7 @@ import Testing
         let (state, journal) = try journalWithEvents()
         defer { try? FileManager.default.removeItem(atPath: state) }
         // Hide the gap: delete seq 6 and shift every later row down by one.
-        try sqlite3(
+        try await CLI.sqlite3(
             journal.path,
             "DROP TRIGGER audit_events_no_delete; DROP TRIGGER audit_events_no_update; DELETE FROM audit_events WHERE seq = 6; UPDATE audit_events SET seq = -(seq - 1) WHERE seq > 6; UPDATE audit_events SET seq = -seq WHERE seq < 0;"
         )
@@ -151,7 +141,7 @@ import Testing
     @Test func reorderedRowsAreNamed() async throws {
         let (state, journal) = try journalWithEvents()
         defer { try? FileManager.default.removeItem(atPath: state) }
-        try sqlite3(
+        try await CLI.sqlite3(
             journal.path,
             "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET seq = -1 WHERE seq = 7; UPDATE audit_events SET seq = 7 WHERE seq = 8; UPDATE audit_events SET seq = 8 WHERE seq = -1;"
         )
@@ -199,10 +189,10 @@ import Testing
     }
 
     @Test("every evidence key a run writes is listed and kept", arguments: ExecutorTests.shippedPlans)
-    func everyEvidenceKeyARunWritesIsListedAndKept(plan: String) throws {
+    func everyEvidenceKeyARunWritesIsListedAndKept(plan: String) async throws {
         let state = CLI.tempDirectory()
         defer { try? FileManager.default.removeItem(atPath: state) }
-        let r = try CLI.run(["run", CLI.plan(plan), "--simulate", "--quiet", "--state", state])
+        let r = try await CLI.run(["run", CLI.plan(plan), "--simulate", "--quiet", "--state", state])
         #expect(r.status == 0, "\(r.stderr)")
         let journal = try Journal(stateDirectory: state)
         for e in try AuditLog(journal: journal).query() {
@@ -223,7 +213,7 @@ import Testing
         }
     }
 
-    @Test func filtersByRunSiteKindAndSince() throws {
+    @Test func filtersByRunSiteKindAndSince() async throws {
         let (state, journal) = try journalWithEvents()
         defer { try? FileManager.default.removeItem(atPath: state) }
         let log = AuditLog(journal: journal)
@@ -232,18 +222,18 @@ import Testing
         #expect(try log.query(.init(site: "prod")).count == 4)
         #expect(try log.query(.init(kind: "step-end")).count == 5)
         #expect(try log.query(.init(since: "2999-01-01T00:00:00.000Z")).isEmpty)
-        let cli = try CLI.run(["audit", "--state", state, "--site", "dr", "--kind", "refusal", "--json"])
+        let cli = try await CLI.run(["audit", "--state", state, "--site", "dr", "--kind", "refusal", "--json"])
         #expect(cli.status == 0)
         let decoded = try JSONSerialization.jsonObject(with: Data(cli.stdout.utf8)) as? [[String: Any]]
         #expect(decoded?.count == 1)
         #expect(decoded?.first?["kind"] as? String == "refusal")
-        let bad = try CLI.run(["audit", "--state", state, "--since", "yesterday"])
+        let bad = try await CLI.run(["audit", "--state", state, "--since", "yesterday"])
         #expect(bad.status == 2)
         // A date alone means its midnight UTC: every event of today is after 2000-01-01, none after 2999-01-01.
-        let day = try CLI.run(["audit", "--state", state, "--since", "2000-01-01", "--json"])
+        let day = try await CLI.run(["audit", "--state", state, "--since", "2000-01-01", "--json"])
         #expect(day.status == 0, "\(day.stderr)")
         #expect((try JSONSerialization.jsonObject(with: Data(day.stdout.utf8)) as? [[String: Any]])?.count == 11)
-        let future = try CLI.run(["audit", "--state", state, "--since", "2999-01-01", "--json"])
+        let future = try await CLI.run(["audit", "--state", state, "--since", "2999-01-01", "--json"])
         #expect(future.status == 0, "\(future.stderr)")
         #expect((try JSONSerialization.jsonObject(with: Data(future.stdout.utf8)) as? [[String: Any]])?.isEmpty == true)
     }

@@ -27,25 +27,11 @@ import Testing
         }
 
         /// `failoverd audit verify` with the public key (and the checkpoint file beside it).
-        func verifyCLI(key: Bool = true, _ extra: [String] = []) throws -> CLI.Result {
-            try CLI.run(["audit", "verify", "--state", state] + (key ? ["--public-key", keys.publicKeyPath] : []) + extra)
+        func verifyCLI(key: Bool = true, _ extra: [String] = []) async throws -> CLI.Result {
+            try await CLI.run(["audit", "verify", "--state", state] + (key ? ["--public-key", keys.publicKeyPath] : []) + extra)
         }
 
         func remove() { try? FileManager.default.removeItem(atPath: root) }
-    }
-
-    /// Runs SQL through the sqlite3 shell, as someone tampering by hand would.
-    static func sqlite3(_ db: String, _ sql: String) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
-        p.arguments = [db]
-        let input = Pipe()
-        p.standardInput = input
-        try p.run()
-        input.fileHandleForWriting.write(Data(sql.utf8))
-        try input.fileHandleForWriting.close()
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0, "sqlite3 failed on: \(sql.prefix(200))")
     }
 
     /// The attacker's rewrite: `edit` changes events, then every hash from the first changed one is recomputed,
@@ -77,10 +63,10 @@ import Testing
         return journal
     }
 
-    @Test func keygenWritesAPrivateKeyOnlyItsOwnerReadsAndNeverReplacesOne() throws {
+    @Test func keygenWritesAPrivateKeyOnlyItsOwnerReadsAndNeverReplacesOne() async throws {
         let dir = CLI.tempDirectory("failoverd-keygen") + "/keys"
         defer { try? FileManager.default.removeItem(atPath: (dir as NSString).deletingLastPathComponent) }
-        let r = try CLI.run(["audit", "keygen", "--out", dir])
+        let r = try await CLI.run(["audit", "keygen", "--out", dir])
         #expect(r.status == 0, "\(r.stderr)")
         let priv = try FileManager.default.attributesOfItem(atPath: dir + "/" + AuditKeys.privateKeyFile)
         #expect((priv[.posixPermissions] as? Int) == 0o600)
@@ -89,17 +75,17 @@ import Testing
         let pub = try AuditKeys.loadPublicKey(dir + "/" + AuditKeys.publicKeyFile)
         #expect(key.publicKey.rawRepresentation == pub.rawRepresentation)
         let before = try String(contentsOfFile: dir + "/" + AuditKeys.privateKeyFile, encoding: .utf8)
-        let again = try CLI.run(["audit", "keygen", "--out", dir])
+        let again = try await CLI.run(["audit", "keygen", "--out", dir])
         #expect(again.status == 2)
         #expect(again.stderr.contains("already exists"))
         #expect(try String(contentsOfFile: dir + "/" + AuditKeys.privateKeyFile, encoding: .utf8) == before)
     }
 
-    @Test func aKeyOpenToOthersOrBehindASymlinkIsRefusedBeforeAnythingRuns() throws {
+    @Test func aKeyOpenToOthersOrBehindASymlinkIsRefusedBeforeAnythingRuns() async throws {
         let s = try Setup()
         defer { s.remove() }
         chmod(s.keys.privateKeyPath, 0o644)
-        let open = try CLI.run([
+        let open = try await CLI.run([
             "run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state, "--audit-key", s.keys.privateKeyPath,
         ])
         #expect(open.status == 2)
@@ -108,13 +94,13 @@ import Testing
         chmod(s.keys.privateKeyPath, 0o600)
         let link = s.root + "/link.key"
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: s.keys.privateKeyPath)
-        let linked = try CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state, "--audit-key", link])
+        let linked = try await CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state, "--audit-key", link])
         #expect(linked.status == 2)
         #expect(linked.stderr.contains("symbolic link"))
         let target = s.root + "/elsewhere.jsonl"
         FileManager.default.createFile(atPath: target, contents: nil)
         try FileManager.default.createSymbolicLink(atPath: s.root + "/cp.jsonl", withDestinationPath: target)
-        let cp = try CLI.run([
+        let cp = try await CLI.run([
             "run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state, "--audit-key", s.keys.privateKeyPath,
             "--audit-checkpoints",
             s.root + "/cp.jsonl",
@@ -122,16 +108,16 @@ import Testing
         #expect(cp.status == 2)
         #expect(!FileManager.default.fileExists(atPath: s.db))
         // Bad input with a good key: refused, and no checkpoint file appears either.
-        let bad = try CLI.run(["run", s.root + "/no-such-plan.json", "--state", s.state, "--audit-key", s.keys.privateKeyPath])
+        let bad = try await CLI.run(["run", s.root + "/no-such-plan.json", "--state", s.state, "--audit-key", s.keys.privateKeyPath])
         #expect(bad.status == 2)
         #expect(!FileManager.default.fileExists(atPath: s.checkpoints))
         #expect(!FileManager.default.fileExists(atPath: s.db))
     }
 
-    @Test func aRunSignsACheckpointAtItsEndAndVerifies() throws {
+    @Test func aRunSignsACheckpointAtItsEndAndVerifies() async throws {
         let s = try Setup()
         defer { s.remove() }
-        let r = try CLI.run(
+        let r = try await CLI.run(
             ["run", CLI.plan("failback-with-rewind"), "--simulate", "--quiet", "--state", s.state],
             env: ["FAILOVERD_AUDIT_KEY": s.keys.privateKeyPath])
         #expect(r.status == 0, "\(r.stderr)")
@@ -141,14 +127,14 @@ import Testing
         let file = try AuditCheckpoint.read(file: s.checkpoints).checkpoints
         #expect(file.map(\.seq) == [last.seq])
         #expect(file.first?.head == last.hash)
-        #expect(try journal.db.read { try AuditCheckpoint.fetchAll($0) } == file)
-        let v = try s.verifyCLI()
+        #expect(try await journal.db.read { try AuditCheckpoint.fetchAll($0) } == file)
+        let v = try await s.verifyCLI()
         #expect(v.status == 0, "\(v.stdout)")
         #expect(v.stdout.contains("signed checkpoints: 1 verified"))
         #expect(v.stdout.contains("1 run agrees with the log"))
     }
 
-    @Test func aCheckpointAtLeastEveryHundredEvents() throws {
+    @Test func aCheckpointAtLeastEveryHundredEvents() async throws {
         let s = try Setup()
         defer { s.remove() }
         let journal = try s.journal()
@@ -156,7 +142,7 @@ import Testing
         #expect(try AuditCheckpoint.read(file: s.checkpoints).checkpoints.map(\.seq) == [100, 200])
         try AuditLog(journal: journal).append(kind: "refusal", details: ["reason": "test"])
         #expect(try AuditCheckpoint.read(file: s.checkpoints).checkpoints.map(\.seq) == [100, 200, 251])
-        #expect(try s.verifyCLI().status == 0)
+        #expect(try await s.verifyCLI().status == 0)
     }
 
     @Test func rewriteWithRecomputedHashesAndCutTailIsNamed() async throws {
@@ -167,9 +153,9 @@ import Testing
         var sql = try Self.rewriteSQL(journal) { $0[11].details = "{\"step\":\"99\"}" }
         sql +=
             "DELETE FROM audit_events WHERE seq > 17; DROP TRIGGER audit_checkpoints_no_delete; DELETE FROM audit_checkpoints WHERE seq > 10;"
-        try Self.sqlite3(s.db, sql)
+        try await CLI.sqlite3(s.db, sql)
 
-        let withoutKey = try s.verifyCLI(key: false)
+        let withoutKey = try await s.verifyCLI(key: false)
         #expect(withoutKey.status == 0)
         #expect(withoutKey.stdout.contains("hash chain verified"))
         #expect(withoutKey.stdout.contains("not proven: without --public-key"))
@@ -181,26 +167,26 @@ import Testing
         #expect(v.brokenSeq == 11)
         #expect(v.reason?.contains("seq 11…15: the log's hash at seq 15 does not match the checkpoint") == true)
         #expect(v.problems.contains { $0.seq == 18 && $0.reason.contains("events 18…20 were deleted") })
-        let cli = try s.verifyCLI()
+        let cli = try await s.verifyCLI()
         #expect(cli.status == 1)
         #expect(cli.stdout.contains("audit log BROKEN at seq 11"))
         #expect(cli.stdout.contains("events 18…20 were deleted"))
     }
 
-    @Test func tailCutBackPastTheLastExportedCheckpointIsNamed() throws {
+    @Test func tailCutBackPastTheLastExportedCheckpointIsNamed() async throws {
         let s = try Setup()
         defer { s.remove() }
         _ = try twentyEvents(s)
-        try Self.sqlite3(
+        try await CLI.sqlite3(
             s.db,
             "DROP TRIGGER audit_events_no_delete; DROP TRIGGER audit_checkpoints_no_delete; DELETE FROM audit_events WHERE seq > 12; DELETE FROM audit_checkpoints WHERE seq > 12;"
         )
-        let cli = try s.verifyCLI()
+        let cli = try await s.verifyCLI()
         #expect(cli.status == 1)
         #expect(cli.stdout.contains("audit log BROKEN at seq 13: events 13…20 were deleted: the log ends at seq 12"))
         // Without the checkpoint file the journal alone cannot tell, and verify says so.
         try FileManager.default.removeItem(atPath: s.checkpoints)
-        let alone = try s.verifyCLI()
+        let alone = try await s.verifyCLI()
         #expect(alone.status == 0)
         #expect(alone.stdout.contains("not proven: without the checkpoint file"))
     }
@@ -209,7 +195,7 @@ import Testing
         let s = try Setup()
         defer { s.remove() }
         let journal = try twentyEvents(s)
-        try Self.sqlite3(
+        try await CLI.sqlite3(
             s.db,
             try Self.rewriteSQL(journal) { e in
                 let seventh = e[6]
@@ -217,25 +203,25 @@ import Testing
                 e[7].details = seventh.details
             })
         #expect(try await AuditLog(journal: journal).verify().intact, "the chain alone cannot see a recomputed reorder")
-        let cli = try s.verifyCLI()
+        let cli = try await s.verifyCLI()
         #expect(cli.status == 1)
         #expect(cli.stdout.contains("audit log BROKEN at seq 6: seq 6…10: the log's hash at seq 10 does not match"))
     }
 
-    @Test func aCheckpointSignedByAnotherKeyFails() throws {
+    @Test func aCheckpointSignedByAnotherKeyFails() async throws {
         let s = try Setup()
         defer { s.remove() }
         let journal = try twentyEvents(s)
         let other = try AuditKeys.generate(into: s.root + "/other")
         let head = try AuditLog(journal: journal).query(.init(limit: 1)).first!
-        let id = try journal.db.read { try Journal.id($0) }!
+        let id = try await journal.db.read { try Journal.id($0) }!
         let forged = try AuditSigner(keyPath: other.privateKeyPath, checkpointPath: s.checkpoints).sign(
             journal: id, seq: head.seq, head: head.hash, run: "r-t")
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: s.checkpoints))
         try handle.seekToEnd()
         try handle.write(contentsOf: Data((forged.jsonLine + "\n").utf8))
         try handle.close()
-        let cli = try s.verifyCLI()
+        let cli = try await s.verifyCLI()
         #expect(cli.status == 1)
         #expect(cli.stdout.contains("audit log BROKEN at seq 20: the checkpoint at seq 20 in checkpoint file"))
         #expect(cli.stdout.contains("is signed by key \(other.keyID), not by the given public key (\(s.keys.keyID))"))
@@ -244,25 +230,25 @@ import Testing
         claimed.key = s.keys.keyID
         #expect(!claimed.isSigned(by: try AuditKeys.loadPublicKey(s.keys.publicKeyPath)))
         // Verified against the other key alone, none of the real checkpoints holds.
-        let wrongKey = try CLI.run([
+        let wrongKey = try await CLI.run([
             "audit", "verify", "--state", s.state, "--public-key", other.publicKeyPath, "--checkpoints", s.checkpoints,
         ])
         #expect(wrongKey.status == 1)
     }
 
-    @Test func checkpointsThatDoNotMatchTheLogFail() throws {
+    @Test func checkpointsThatDoNotMatchTheLogFail() async throws {
         let s = try Setup()
         defer { s.remove() }
         _ = try twentyEvents(s)
         // The journal's checkpoints removed, the log untouched: the file shows they were there.
-        try Self.sqlite3(s.db, "DROP TRIGGER audit_checkpoints_no_delete; DELETE FROM audit_checkpoints;")
-        let missing = try s.verifyCLI()
+        try await CLI.sqlite3(s.db, "DROP TRIGGER audit_checkpoints_no_delete; DELETE FROM audit_checkpoints;")
+        let missing = try await s.verifyCLI()
         #expect(missing.status == 1)
         #expect(missing.stdout.contains("audit log BROKEN at seq 5: the journal lacks the checkpoint at seq 5"))
         // A checkpoint file line altered: its signature no longer verifies.
         let text = try String(contentsOfFile: s.checkpoints, encoding: .utf8)
         try text.replacingOccurrences(of: "\"seq\":10,", with: "\"seq\":9,").write(toFile: s.checkpoints, atomically: true, encoding: .utf8)
-        let altered = try s.verifyCLI()
+        let altered = try await s.verifyCLI()
         #expect(altered.status == 1)
         #expect(altered.stdout.contains("the checkpoint at seq 9 in checkpoint file"))
         #expect(altered.stdout.contains("does not verify"))
@@ -284,13 +270,13 @@ import Testing
     /// recomputed hashes, its checkpoint deleted from the journal and from the checkpoint file. The first
     /// checkpoint still matches, so the chain and the signatures hold; but the second run's run-end is a
     /// closing event that no checkpoint covers, and failoverd signs at every one: verify refuses the log.
-    @Test func aRewrittenRunWhoseCheckpointWasDeletedEverywhereIsNamedByItsUnsignedRunEnd() throws {
+    @Test func aRewrittenRunWhoseCheckpointWasDeletedEverywhereIsNamedByItsUnsignedRunEnd() async throws {
         let s = try Setup()
         defer { s.remove() }
         let env = ["FAILOVERD_AUDIT_KEY": s.keys.privateKeyPath]
-        let first = try CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state], env: env)
+        let first = try await CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state], env: env)
         #expect(first.status == 0, "\(first.stderr)")
-        let second = try CLI.run(["run", try switchoverBack(s), "--simulate", "--quiet", "--state", s.state], env: env)
+        let second = try await CLI.run(["run", try switchoverBack(s), "--simulate", "--quiet", "--state", s.state], env: env)
         #expect(second.status == 0, "\(second.stderr)")
         let journal = try Journal(stateDirectory: s.state)
         let events = try AuditLog(journal: journal).query()
@@ -300,7 +286,7 @@ import Testing
         let run2 = try #require(lastEnd.runID)
         let lines = try String(contentsOfFile: s.checkpoints, encoding: .utf8).split(separator: "\n")
         #expect(try AuditCheckpoint.read(file: s.checkpoints).checkpoints.map(\.seq) == [firstEnd.seq, lastEnd.seq])
-        #expect(try s.verifyCLI().status == 0)
+        #expect(try await s.verifyCLI().status == 0)
 
         // The attack: every step-end of the second run says something else, hashes recomputed from there on;
         // its checkpoint removed from the journal and from the checkpoint file.
@@ -310,13 +296,13 @@ import Testing
             }
         }
         sql += "DROP TRIGGER audit_checkpoints_no_delete; DELETE FROM audit_checkpoints WHERE seq = \(lastEnd.seq);"
-        try Self.sqlite3(s.db, sql)
+        try await CLI.sqlite3(s.db, sql)
         try (String(lines[0]) + "\n").write(toFile: s.checkpoints, atomically: true, encoding: .utf8)
         #expect(try AuditLog(journal: journal).query().contains { $0.details.contains("rewritten") })
         // The chain alone holds: the hashes were recomputed.
-        #expect(try s.verifyCLI(key: false).status == 0)
+        #expect(try await s.verifyCLI(key: false).status == 0)
 
-        let v = try s.verifyCLI()
+        let v = try await s.verifyCLI()
         #expect(v.status == 1, "\(v.stdout)")
         let range = "events \(firstEnd.seq + 1)…\(lastEnd.seq)"
         #expect(v.stdout.contains("audit log BROKEN at seq \(lastEnd.seq): seq \(lastEnd.seq) (run-end of run \(run2)) ends a verb's work"))
@@ -327,51 +313,51 @@ import Testing
 
     /// The tail of a run killed before its end is not signed yet: verify says so and holds; a verb that ran
     /// without the key after signed ones leaves an unsigned closing event, which verify names.
-    @Test func anUnfinishedTailIsACaveatButAnUnsignedRunEndIsNot() throws {
+    @Test func anUnfinishedTailIsACaveatButAnUnsignedRunEndIsNot() async throws {
         let s = try Setup()
         defer { s.remove() }
         let env = ["FAILOVERD_AUDIT_KEY": s.keys.privateKeyPath]
-        #expect(try CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state], env: env).status == 0)
+        #expect(try await CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state], env: env).status == 0)
         let back = try switchoverBack(s)
-        let crashed = try CLI.run(["run", back, "--simulate", "--quiet", "--state", s.state, "--crash-at", "5:after"], env: env)
+        let crashed = try await CLI.run(["run", back, "--simulate", "--quiet", "--state", s.state, "--crash-at", "5:after"], env: env)
         #expect(crashed.killedBySignal)
         let signed = try AuditCheckpoint.read(file: s.checkpoints).checkpoints.map(\.seq)
         #expect(signed.count == 1)
-        let tail = try s.verifyCLI()
+        let tail = try await s.verifyCLI()
         #expect(tail.status == 0, "\(tail.stdout)")
         #expect(tail.stdout.contains("not proven: events \(signed[0] + 1)…"))
 
         // Resumed without the key: its run-end has no checkpoint.
-        let resumed = try CLI.run(["resume", "--quiet", "--state", s.state], env: ["FAILOVERD_AUDIT_KEY": ""])
+        let resumed = try await CLI.run(["resume", "--quiet", "--state", s.state], env: ["FAILOVERD_AUDIT_KEY": ""])
         #expect(resumed.status == 0, "\(resumed.stderr)")
         let last = try #require(try AuditLog(journal: try Journal(stateDirectory: s.state)).query(.init(limit: 1)).first)
         #expect(last.kind == "run-end")
-        let v = try s.verifyCLI()
+        let v = try await s.verifyCLI()
         #expect(v.status == 1, "\(v.stdout)")
         #expect(
             v.stdout.contains(
                 "audit log BROKEN at seq \(last.seq): seq \(last.seq) (run-end of run \(last.runID ?? "")) ends a verb's work"))
         #expect(v.stdout.contains("or the verb ran without the signing key"))
         // Without the key nothing about signatures is claimed, and the chain holds.
-        #expect(try s.verifyCLI(key: false).status == 0)
+        #expect(try await s.verifyCLI(key: false).status == 0)
     }
 
-    @Test func twoStateDirectoriesShareACheckpointFileAndAJournalIdCannotBeSwapped() throws {
+    @Test func twoStateDirectoriesShareACheckpointFileAndAJournalIdCannotBeSwapped() async throws {
         let s = try Setup()
         defer { s.remove() }
         let env = ["FAILOVERD_AUDIT_KEY": s.keys.privateKeyPath]
         let second = s.root + "/second"
-        #expect(try CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state], env: env).status == 0)
-        #expect(try CLI.run(["run", CLI.plan("failover"), "--simulate", "--quiet", "--state", second], env: env).status == 0)
+        #expect(try await CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state], env: env).status == 0)
+        #expect(try await CLI.run(["run", CLI.plan("failover"), "--simulate", "--quiet", "--state", second], env: env).status == 0)
         #expect(try AuditCheckpoint.read(file: s.checkpoints).checkpoints.count == 2)
-        let first = try s.verifyCLI()
+        let first = try await s.verifyCLI()
         #expect(first.status == 0, "\(first.stdout)")
         #expect(first.stdout.contains("(and 1 of other journals, left aside)"))
-        #expect(try CLI.run(["audit", "verify", "--state", second, "--public-key", s.keys.publicKeyPath]).status == 0)
+        #expect(try await CLI.run(["audit", "verify", "--state", second, "--public-key", s.keys.publicKeyPath]).status == 0)
         // Taking the other journal's id does not let this journal borrow its checkpoints.
-        let otherID = try Journal(stateDirectory: second).db.read { try Journal.id($0) }!
-        try Self.sqlite3(s.db, "DROP TRIGGER journal_info_no_update; UPDATE journal_info SET value = '\(otherID)';")
-        let swapped = try s.verifyCLI()
+        let otherID = try await Journal(stateDirectory: second).db.read { try Journal.id($0) }!
+        try await CLI.sqlite3(s.db, "DROP TRIGGER journal_info_no_update; UPDATE journal_info SET value = '\(otherID)';")
+        let swapped = try await s.verifyCLI()
         #expect(swapped.status == 1)
         #expect(swapped.stdout.contains("in the journal names journal"))
     }
@@ -379,36 +365,36 @@ import Testing
     @Test func verifyCrossChecksRunsAndSteps() async throws {
         let s = try Setup()
         defer { s.remove() }
-        #expect(try CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state]).status == 0)
+        #expect(try await CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state]).status == 0)
         let journal = try Journal(stateDirectory: s.state)
         let run = try journal.lastRun()!.id
         #expect(try await AuditLog(journal: journal).verify().intact)
-        try Self.sqlite3(s.db, "UPDATE steps SET status = 'pending' WHERE number = 3; UPDATE runs SET outcome = 'failed';")
+        try await CLI.sqlite3(s.db, "UPDATE steps SET status = 'pending' WHERE number = 3; UPDATE runs SET outcome = 'failed';")
         let v = try await AuditLog(journal: journal).verify()
         #expect(v.problems.contains { $0.reason.contains("run \(run) step 3 is pending in the steps table, but the log records step-") })
         #expect(v.problems.contains { $0.reason.contains("run \(run): the runs table says failed, but its last run-end event") })
-        try Self.sqlite3(s.db, "DELETE FROM steps; DELETE FROM runs;")
-        let cli = try s.verifyCLI(key: false)
+        try await CLI.sqlite3(s.db, "DELETE FROM steps; DELETE FROM runs;")
+        let cli = try await s.verifyCLI(key: false)
         #expect(cli.status == 1)
         #expect(cli.stdout.contains("audit log BROKEN at seq 1: seq 1 starts run \(run), which the runs table does not hold"))
     }
 
-    @Test func verifyOfAMissingJournalIsAnErrorThatCreatesNothing() throws {
+    @Test func verifyOfAMissingJournalIsAnErrorThatCreatesNothing() async throws {
         let root = CLI.tempDirectory("failoverd-missing")
         defer { try? FileManager.default.removeItem(atPath: root) }
         let state = root + "/nowhere"
         for verb in [["verify"], ["export", "--format", "jsonl"], ["list"]] {
-            let r = try CLI.run(["audit"] + verb + ["--state", state])
+            let r = try await CLI.run(["audit"] + verb + ["--state", state])
             #expect(r.status == 2)
             #expect(r.stderr.contains("no journal in state directory \(state)"))
             #expect(!FileManager.default.fileExists(atPath: state))
         }
     }
 
-    @Test func eventsRecordTheOSUserAndHostBesideTheClaimedActor() throws {
+    @Test func eventsRecordTheOSUserAndHostBesideTheClaimedActor() async throws {
         let s = try Setup()
         defer { s.remove() }
-        let r = try CLI.run(
+        let r = try await CLI.run(
             ["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state], env: ["FAILOVERD_ACTOR": "alice"])
         #expect(r.status == 0)
         let events = try AuditLog(journal: try Journal(stateDirectory: s.state)).query()
@@ -422,11 +408,11 @@ import Testing
         }
     }
 
-    @Test func exportCarriesEveryEventWithItsHashAndTheCheckpoints() throws {
+    @Test func exportCarriesEveryEventWithItsHashAndTheCheckpoints() async throws {
         let s = try Setup()
         defer { s.remove() }
         _ = try twentyEvents(s)
-        let r = try CLI.run(["audit", "export", "--format", "jsonl", "--state", s.state])
+        let r = try await CLI.run(["audit", "export", "--format", "jsonl", "--state", s.state])
         #expect(r.status == 0)
         let lines = r.stdout.split(separator: "\n").map(String.init)
         #expect(lines.count == 24)
@@ -448,8 +434,8 @@ import Testing
         #expect(checkpoints.map(\.seq) == [5, 10, 15, 20])
         let pub = try AuditKeys.loadPublicKey(s.keys.publicKeyPath)
         #expect(checkpoints.allSatisfy { $0.isSigned(by: pub) })
-        #expect(try CLI.run(["audit", "export", "--format", "csv", "--state", s.state]).status == 2)
-        let tail = try CLI.run(["audit", "export", "--after-seq", "18", "--state", s.state])
+        #expect(try await CLI.run(["audit", "export", "--format", "csv", "--state", s.state]).status == 2)
+        let tail = try await CLI.run(["audit", "export", "--after-seq", "18", "--state", s.state])
         #expect(tail.stdout.split(separator: "\n").count == 3)
     }
 

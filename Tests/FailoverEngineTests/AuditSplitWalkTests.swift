@@ -46,14 +46,7 @@ import Testing
             try log.append(kind: kind, run: "r-\(i / 10)", site: "dr", details: ["step": String(i % 10), "outcome": "succeeded"])
         }
         let sql = try #require(Self.tamperings.first { $0.name == name }?.sql)
-        if !sql.isEmpty {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
-            p.arguments = [journal.path, sql]
-            try p.run()
-            p.waitUntilExit()
-            #expect(p.terminationStatus == 0)
-        }
+        if !sql.isEmpty { try await CLI.sqlite3(journal.path, sql) }
         let (single, bounds) = try await journal.db.read { db in
             (try ChainWalk.run(db, heads: [10, 20, 21, 40], collectRuns: true), try LogState(db))
         }

@@ -112,7 +112,7 @@ import Testing
         let hook = fx.state + "/hooks/fence"
         let planPath = fx.state + "/plan.json"
         try JSONEncoder().encode(plan).write(to: URL(fileURLWithPath: planPath))
-        let good = try CLI.run(["validate", planPath])
+        let good = try await CLI.run(["validate", planPath])
         #expect(good.status == 0, "\(good.stdout)")
 
         let nobody = try #require(OSUser.lookup("nobody"))
@@ -139,7 +139,7 @@ import Testing
         ]
         for (what, spoil, repair, says) in cases {
             try spoil()
-            let v = try CLI.run(["validate", planPath])
+            let v = try await CLI.run(["validate", planPath])
             #expect(v.status == 2, "\(what): \(v.stdout)")
             #expect(v.stdout.contains("$.fencing.command[0]") && v.stdout.contains(hook) && v.stdout.contains(says), "\(what): \(v.stdout)")
             try repair()
@@ -149,7 +149,7 @@ import Testing
         linked.fencing = FencingHook(command: [link])
         let linkedPath = fx.state + "/linked.json"
         try JSONEncoder().encode(linked).write(to: URL(fileURLWithPath: linkedPath))
-        let v = try CLI.run(["validate", linkedPath])
+        let v = try await CLI.run(["validate", linkedPath])
         #expect(v.status == 2 && v.stdout.contains("\(link) is a symbolic link"), "\(v.stdout)")
 
         // At the step: checked again on the descriptor that would run, and refused with exit 2.
@@ -256,7 +256,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: planted) }
         try await CommandRunner(user: nobody).run("/bin/mkdir", ["-m", "755", planted]).checked()
         try await CommandRunner(user: nobody).run("/bin/sh", ["-c", "echo mine > \(planted)/notes.txt"]).checked()
-        let r = try CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", state])
+        let r = try await CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", state])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(FileManager.default.fileExists(atPath: planted + "/notes.txt"), "another user's directory was deleted")
 

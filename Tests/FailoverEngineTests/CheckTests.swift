@@ -12,8 +12,8 @@ import Testing
 @Suite(.serialized) struct CheckTests {
     static let pair = [SiteLayout(name: "prod", role: .primary), SiteLayout(name: "dr", role: .streamingStandby)]
 
-    func check(_ fx: SandboxFixture, _ plan: String, _ extra: [String] = []) throws -> (CLI.Result, [String: Any]) {
-        let r = try fx.failoverd(["check", plan, "--json"] + extra)
+    func check(_ fx: SandboxFixture, _ plan: String, _ extra: [String] = []) async throws -> (CLI.Result, [String: Any]) {
+        let r = try await fx.failoverd(["check", plan, "--json"] + extra)
         let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stdout) \(r.stderr)")
         return (r, json)
     }
@@ -36,7 +36,7 @@ import Testing
                 let d = try await fx.driver.status(of: dr)
                 return p.currentLSN == d.replayLSN ? true : nil
             }
-            let (r, json) = try check(fx, plan)
+            let (r, json) = try await check(fx, plan)
             #expect(r.status == 0, "\(r.stdout) \(r.stderr)")
             let d = try #require(instance(json, "dr-0"))
             #expect(d["seen"] as? String == "streaming-standby")
@@ -57,7 +57,7 @@ import Testing
                 message.wholeMatch(of: try Regex(#"would proceed: dr-0 streams from prod-0, [0-9]+ bytes behind, same timeline 1"#)) != nil,
                 "\(message)")
             // The table says the same for people; no journal was created.
-            let table = try fx.failoverd(["check", plan])
+            let table = try await fx.failoverd(["check", plan])
             #expect(table.status == 0)
             #expect(table.stdout.contains("streaming standby of prod-0"))
             #expect(table.stdout.contains("ready"))
@@ -75,7 +75,7 @@ import Testing
             try await fx.cutReceiver(dr)
             try await fx.insertRows(6...10, on: prod)
             let plan = try fx.planFile("switchover", [Transition(action: .switchover, to: "dr")])
-            let (first, json1) = try check(fx, plan)
+            let (first, json1) = try await check(fx, plan)
             #expect(first.status == 3, "\(first.stderr)")
             let d1 = try #require(instance(json1, "dr-0"))
             #expect(d1["seen"] as? String == "archive-standby")
@@ -89,7 +89,7 @@ import Testing
             #expect(sites.first { $0["site"] as? String == "dr" }?["seen"] as? String == "archive-standby")
 
             try await fx.insertRows(11...200, on: prod)
-            let (_, json2) = try check(fx, plan)
+            let (_, json2) = try await check(fx, plan)
             let lag2 = try #require(instance(json2, "dr-0")?["lagBytes"] as? Int)
             #expect(lag2 > lag1, "the lag grows while dr-0 only replays the archive")
         }
@@ -99,7 +99,7 @@ import Testing
     func mismatchNamesTheSite() async throws {
         try await SandboxFixture.with(Self.pair) { fx in
             let plan = try fx.planFile("wrong", [Transition(action: .fence, site: "dr")], roles: ["prod": .archiveStandby, "dr": .primary])
-            let r = try fx.failoverd(["check", plan])
+            let r = try await fx.failoverd(["check", plan])
             #expect(r.status == 3, "\(r.stdout) \(r.stderr)")
             #expect(r.stdout.contains("site \"prod\": the plan declares archive-standby, prod-0 is seen as primary"))
             #expect(r.stdout.contains("site \"dr\": the plan declares primary, dr-0 is seen as streaming-standby"))
@@ -113,7 +113,7 @@ import Testing
             let pid = try #require(Postmaster.livePID(in: dr.dataDirectory))
             let plan = try fx.planFile("switchover", [Transition(action: .switchover, to: "dr")])
             kill(pid, SIGSTOP)
-            let r = try fx.failoverd(["check", plan])
+            let r = try await fx.failoverd(["check", plan])
             kill(pid, SIGCONT)
             #expect(r.status == 1, "\(r.stdout) \(r.stderr)")
             #expect(r.stdout.contains("dr-0 cannot be probed"))
@@ -129,12 +129,12 @@ import Testing
             try "stale\n".write(toFile: file, atomically: false, encoding: .utf8)
             var before = stat()
             stat(file, &before)
-            let once = try fx.failoverd(["check", plan, "--prometheus", file])
+            let once = try await fx.failoverd(["check", plan, "--prometheus", file])
             #expect(once.status == 0, "\(once.stderr)")
             var after = stat()
             stat(file, &after)
             #expect(before.st_ino != after.st_ino, "replaced by rename, not rewritten in place")
-            let r = try fx.failoverd(["check", plan, "--prometheus", file, "--watch", "0.2", "--rounds", "2", "--json"])
+            let r = try await fx.failoverd(["check", plan, "--prometheus", file, "--watch", "0.2", "--rounds", "2", "--json"])
             #expect(r.status == 0, "\(r.stderr)")
             let leftovers = try FileManager.default.contentsOfDirectory(atPath: fx.root + "/metrics")
             #expect(leftovers == ["failoverd.prom"])
@@ -172,7 +172,7 @@ import Testing
             let site = try #require(fx.plan.site(named: "prod"))
             let plan = try fx.planFile("switchover", [Transition(action: .switchover, to: "dr")])
             let patroni = PatroniSite(plan: fx.plan, timeout: 60, pollInterval: 0.1)
-            let (before, json) = try check(fx, plan)
+            let (before, json) = try await check(fx, plan)
             let sites = try #require(json["sites"] as? [[String: Any]])
             #expect(sites.first { $0["site"] as? String == "prod" }?["paused"] as? Bool == false, "\(sites)")
             #expect(!before.stdout.contains("paused (maintenance mode"))
@@ -182,13 +182,13 @@ import Testing
             _ = try await Poll.until("prod's Patroni to be paused", timeout: 60, interval: 0.1) {
                 try await patroni.memberInfo(site, prod)["pause"] as? Bool == true ? true : nil
             }
-            let (r, after) = try check(fx, plan)
+            let (r, after) = try await check(fx, plan)
             #expect(r.status == 3, "\(r.stdout) \(r.stderr)")
             let report = try #require((after["sites"] as? [[String: Any]])?.first { $0["site"] as? String == "prod" })
             #expect(report["paused"] as? Bool == true)
             #expect((report["mismatch"] as? String)?.contains("Patroni's cluster is paused") == true, "\(report)")
             #expect((after["problems"] as? [String])?.contains { $0.contains("site \"prod\": Patroni's cluster is paused") } == true)
-            let table = try fx.failoverd(["check", plan])
+            let table = try await fx.failoverd(["check", plan])
             #expect(
                 table.stdout.contains("prod: declared primary, seen primary, journaled -, Patroni paused   MISMATCH"), "\(table.stdout)")
             _ = try await patroni.api(site).patch(prod.patroni!.url, "/config", json: ["pause": false])

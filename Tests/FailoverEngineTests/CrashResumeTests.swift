@@ -14,14 +14,17 @@ import Testing
         return try! Planner(plan: plan).steps().get().count
     }()
 
-    static let uninterrupted: (roles: [String: String], servers: [String: String]) = {
+    /// The roles and servers an uninterrupted run ends with: one run, shared by every test of the suite.
+    static let uninterruptedRun = Task { () throws -> (roles: [String: String], servers: [String: String]) in
         let state = CLI.tempDirectory()
         defer { try? FileManager.default.removeItem(atPath: state) }
-        let r = try! CLI.run(["run", CLI.plan(planName), "--simulate", "--quiet", "--state", state])
-        precondition(r.status == 0, r.stderr)
-        return (try! CLI.roles(state: state), servers(state: state))
-    }()
-    static var uninterruptedRoles: [String: String] { uninterrupted.roles }
+        let r = try await CLI.run(["run", CLI.plan(planName), "--simulate", "--quiet", "--state", state])
+        guard r.status == 0 else { throw FailoverError.failed("the uninterrupted run failed: \(r.stderr)") }
+        return (try await CLI.roles(state: state), servers(state: state))
+    }
+    static var uninterrupted: (roles: [String: String], servers: [String: String]) {
+        get async throws { try await uninterruptedRun.value }
+    }
 
     /// Each simulated server's running state, recovery, upstream and timeline.
     static func servers(state: String) -> [String: String] {
@@ -40,7 +43,7 @@ import Testing
         let state = CLI.tempDirectory()
         defer { try? FileManager.default.removeItem(atPath: state) }
 
-        let crashed = try CLI.run(["run", CLI.plan(Self.planName), "--simulate", "--quiet", "--state", state, "--crash-at", point])
+        let crashed = try await CLI.run(["run", CLI.plan(Self.planName), "--simulate", "--quiet", "--state", state, "--crash-at", point])
         #expect(
             crashed.killedBySignal && crashed.status == SIGKILL,
             "expected SIGKILL at \(point), got status \(crashed.status): \(crashed.stderr)")
@@ -56,14 +59,14 @@ import Testing
         #expect(try journal.steps(of: run.id).filter { $0.step.number > n }.allSatisfy { $0.status == .pending })
 
         // A new run refuses and names the resume command.
-        let refused = try CLI.run(["run", CLI.plan(Self.planName), "--simulate", "--quiet", "--state", state])
+        let refused = try await CLI.run(["run", CLI.plan(Self.planName), "--simulate", "--quiet", "--state", state])
         #expect(refused.status == 3)
         #expect(refused.stderr.contains("failoverd resume \(run.id)"))
 
-        let resumed = try CLI.run(["resume", "--quiet", "--state", state])
+        let resumed = try await CLI.run(["resume", "--quiet", "--state", state])
         #expect(resumed.status == 0, "resume after \(point) failed: \(resumed.stderr)")
-        #expect(try CLI.roles(state: state) == Self.uninterruptedRoles)
-        #expect(Self.servers(state: state) == Self.uninterrupted.servers)
+        #expect(try await CLI.roles(state: state) == Self.uninterrupted.roles)
+        #expect(try await Self.servers(state: state) == Self.uninterrupted.servers)
 
         let doubleDone = try await journal.db.read { db in
             try Int.fetchOne(
@@ -83,25 +86,25 @@ import Testing
     }
 
     @Test("a resume killed in turn is resumed again")
-    func crashDuringResume() throws {
+    func crashDuringResume() async throws {
         let state = CLI.tempDirectory()
         defer { try? FileManager.default.removeItem(atPath: state) }
-        let first = try CLI.run(["run", CLI.plan(Self.planName), "--simulate", "--quiet", "--state", state, "--crash-at", "3:after"])
+        let first = try await CLI.run(["run", CLI.plan(Self.planName), "--simulate", "--quiet", "--state", state, "--crash-at", "3:after"])
         #expect(first.killedBySignal)
-        let second = try CLI.run(["resume", "--quiet", "--state", state, "--crash-at", "14:before"])
+        let second = try await CLI.run(["resume", "--quiet", "--state", state, "--crash-at", "14:before"])
         #expect(second.killedBySignal)
-        let third = try CLI.run(["resume", "--quiet", "--state", state])
+        let third = try await CLI.run(["resume", "--quiet", "--state", state])
         #expect(third.status == 0, "\(third.stderr)")
-        #expect(try CLI.roles(state: state) == Self.uninterruptedRoles)
-        let status = try CLI.run(["status", "--json", "--state", state])
+        #expect(try await CLI.roles(state: state) == Self.uninterrupted.roles)
+        let status = try await CLI.run(["status", "--json", "--state", state])
         #expect(status.stdout.contains("\"epoch\" : 2"))
     }
 
     @Test("--crash-at with a bad value is invalid input and changes nothing")
-    func badCrashPoint() throws {
+    func badCrashPoint() async throws {
         let state = CLI.tempDirectory()
         defer { try? FileManager.default.removeItem(atPath: state) }
-        let r = try CLI.run(["run", CLI.plan(Self.planName), "--simulate", "--state", state, "--crash-at", "3:during"])
+        let r = try await CLI.run(["run", CLI.plan(Self.planName), "--simulate", "--state", state, "--crash-at", "3:during"])
         #expect(r.status == 2)
         #expect(r.stderr.contains("--crash-at 3:during"))
         #expect(!FileManager.default.fileExists(atPath: state + "/journal.sqlite"))

@@ -252,7 +252,7 @@ struct DivergenceUnitTests {
     func simulatedFailback() async throws {
         let state = CLI.tempDirectory()
         defer { try? FileManager.default.removeItem(atPath: state) }
-        let r = try CLI.run(["run", CLI.plan("failback-with-rewind"), "--simulate", "--quiet", "--state", state])
+        let r = try await CLI.run(["run", CLI.plan("failback-with-rewind"), "--simulate", "--quiet", "--state", state])
         #expect(r.status == 0, "\(r.stderr)")
         let journal = try Journal(stateDirectory: state)
         let run = try #require(try journal.lastRun())
@@ -264,7 +264,7 @@ struct DivergenceUnitTests {
         // The simulated fence is a clean stop that hands every WAL record to the standby: nothing diverged.
         #expect(capture.status == .done && capture.evidence["fork"] == promotion.switchLSN?.description)
         #expect(capture.evidence["diverged"] == "false" && capture.evidence["transactions"] == "0")
-        let lost = try CLI.run(["lost", "--state", state])
+        let lost = try await CLI.run(["lost", "--state", state])
         #expect(lost.status == 0 && lost.stdout.contains("prod-0 (site prod), captured by run \(run.id)"), "\(lost.stdout)")
         #expect(lost.stdout.contains("nothing diverged"))
         #expect(try await AuditLog(journal: journal).verify().capturesChecked == 1)

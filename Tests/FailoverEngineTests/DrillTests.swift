@@ -46,14 +46,14 @@ import Testing
         let state = root + "/sandbox-state"
         let planPath = CLI.plan(name)
         let plan = try PlanLoader.load(planPath)
-        let up = try CLI.run(["sandbox", "up", planPath, "--state", state])
+        let up = try await CLI.run(["sandbox", "up", planPath, "--state", state])
         var failure: (any Error)?
         do {
             try #require(up.status == 0, "sandbox up \(name): \(up.stderr)")
             try await expectRefusalsWhileRunning(plan: plan, planPath: planPath, state: state, root: root)
             try await drillRunningSandbox(name: name, plan: plan, planPath: planPath, state: state, root: root)
         } catch { failure = error }
-        let down = try CLI.run(["sandbox", "down", planPath, "--state", state])
+        let down = try await CLI.run(["sandbox", "down", planPath, "--state", state])
         #expect(down.status == 0, "sandbox down \(name): \(down.stderr)")
         for (_, instance) in plan.allInstances {
             #expect(Postmaster.livePID(in: instance.dataDirectory) == nil, "\(instance.name) still runs after sandbox down")
@@ -68,8 +68,8 @@ import Testing
     /// again each refuse (exit 3) naming it, its state directory and `sandbox down`, without building or stopping anything.
     func expectRefusalsWhileRunning(plan: Plan, planPath: String, state: String, root: String) async throws {
         let before = plan.allInstances.map { Postmaster.livePID(in: $0.instance.dataDirectory) }
-        try ShippedPlans.expectDrillRefused(.sandbox, plan: plan, planPath: planPath, state: state, report: root + "/refused")
-        let again = try CLI.run(["sandbox", "up", planPath, "--state", state])
+        try await ShippedPlans.expectDrillRefused(.sandbox, plan: plan, planPath: planPath, state: state, report: root + "/refused")
+        let again = try await CLI.run(["sandbox", "up", planPath, "--state", state])
         #expect(
             again.status == 3 && again.stderr.contains("--state \(RunningTopology.word(state)) --reuse` completes it"), "\(again.stderr)")
         // Nothing was stopped or restarted, and every server still answers.
@@ -91,7 +91,7 @@ import Testing
         var args = ["drill", planPath, "--reuse", "--report", dir, "--writers", "2", "--dwell", "1.5", "--warmup", "0.5"]
         if let faults = ShippedPlans.faults[name] { args += ["--faults", faults] }
         let started = ContinuousClock.now
-        let r = try CLI.run(args)
+        let r = try await CLI.run(args)
         print("TIMING drill --reuse of \(name): \(ContinuousClock.now - started)")
         if let known = ShippedPlans.knownIssues[name] {
             await withKnownIssue(Comment(rawValue: known)) {
@@ -116,7 +116,7 @@ import Testing
         // The drill's run journaled the numbered steps `failoverd plan` lists (#19.4).
         let journal = try Journal(stateDirectory: dir + "/state")
         let ran = try journal.steps(of: try #require(try journal.lastRun()).id).map(\.step)
-        #expect(ran == (try RehearsalTests.planned(name).steps))
+        #expect(ran == (try await RehearsalTests.planned(name).steps))
         #expect(json["passed"] as? Bool == true)
         let checks = try #require(json["checks"] as? [[String: Any]])
         for c in checks {
@@ -176,7 +176,7 @@ import Testing
         try await outside.expectFinalRoles(markerWrittenBefore: 1)
     }
 
-    @Test func promotingACutStandbyWithAllowDataLossFailsTheRPOCheckWithTheCount() throws {
+    @Test func promotingACutStandbyWithAllowDataLossFailsTheRPOCheckWithTheCount() async throws {
         let dir = CLI.tempDirectory("failoverd-drill")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // The receiver is cut and the archive stalls, so nothing reaches dr-0 any more; --allow-data-loss then
@@ -187,7 +187,7 @@ import Testing
         json0["policy"] = ["maxLagBytes": 16_777_216, "stepTimeoutSeconds": 8, "archiveTimeoutSeconds": 2]
         let planPath = dir + "/switchover-short.json"
         try JSONSerialization.data(withJSONObject: json0).write(to: URL(fileURLWithPath: planPath))
-        let r = try CLI.run([
+        let r = try await CLI.run([
             "drill", planPath, "--report", dir + "/report", "--writers", "2", "--faults", "cut-receiver@dr,archive-stall@60",
             "--allow-data-loss", "--warmup", "1",
         ])
@@ -203,10 +203,10 @@ import Testing
         #expect((json["faults"] as? [[String: Any]])?.count == 2)
     }
 
-    @Test func killingThePrimaryBeforeASwitchoverFailsTheRPOCheck() throws {
+    @Test func killingThePrimaryBeforeASwitchoverFailsTheRPOCheck() async throws {
         let dir = CLI.tempDirectory("failoverd-drill")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let r = try CLI.run(["drill", CLI.plan("switchover"), "--report", dir, "--writers", "2", "--faults", "kill-primary@1"])
+        let r = try await CLI.run(["drill", CLI.plan("switchover"), "--report", dir, "--writers", "2", "--faults", "kill-primary@1"])
         #expect(r.status == 1)
         let json = try report(dir)
         let rpo = try #require(check(json, "RPO"))
@@ -225,20 +225,14 @@ import Testing
         // A warm-up far longer than the test needs: the drill ends it early once it sees two writable primaries,
         // so the promotion below never races the plan's own switchover.
         let drill = try CLI.start(["drill", CLI.plan("switchover"), "--report", dir, "--writers", "2", "--warmup", "300"])
-        defer { kill(drill.pid, SIGKILL) }
+        defer { drill.signal(SIGKILL) }
         // Wait until the workload runs (the drill says so), then promote dr-0 behind failoverd's back.
         let running = try await Wait.until(timeout: 120, interval: 0.1) { drill.outputSoFar().contains("warming up") ? true : nil }
         #expect(running == true)
-        let promote = Process()
-        promote.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        promote.arguments = [
-            "--reuid", "failoverd", "--regid", "failoverd", "--init-groups", "/usr/lib/postgresql/15/bin/pg_ctl", "promote", "-w", "-D",
-            dr.dataDirectory,
-        ]
-        try promote.run()
-        promote.waitUntilExit()
-        #expect(promote.terminationStatus == 0)
-        let result = drill.wait()
+        let promote = try await CommandRunner(user: OSUser.postgresUser(for: plan)).run(
+            "/usr/lib/postgresql/15/bin/pg_ctl", ["promote", "-w", "-D", dr.dataDirectory])
+        #expect(promote.succeeded, "\(promote.outputTail)")
+        let result = await drill.wait()
         #expect(result.status == 1, "\(result.stdout.suffix(1500))")
         #expect(result.stdout.contains("dr-0 and prod-0 both accept writes during the warm-up; ending it early"))
         let json = try report(dir)
@@ -247,10 +241,10 @@ import Testing
         #expect((probe["detail"] as? String)?.contains("both accepted writes") == true)
     }
 
-    @Test func anEngineKilledMidPlanIsResumedAndTheDrillStillPasses() throws {
+    @Test func anEngineKilledMidPlanIsResumedAndTheDrillStillPasses() async throws {
         let dir = CLI.tempDirectory("failoverd-drill")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let r = try CLI.run([
+        let r = try await CLI.run([
             "drill", "plans/failback-with-rewind.json", "--report", dir, "--writers", "2", "--faults", "crash-engine@7:after", "--warmup",
             "0.5",
         ])
@@ -263,7 +257,7 @@ import Testing
         #expect(try AuditLog(journal: journal).query(.init(kind: "run-resume")).count == 1)
     }
 
-    @Test func faultSpecsAreParsedOrRefusedByName() throws {
+    @Test func faultSpecsAreParsedOrRefusedByName() async throws {
         let plan = try PlanLoader.load(CLI.plan("switchover"))
         #expect(
             try Fault.parse("kill-primary@3, crash-engine@5:after,cut-receiver@dr,archive-stall@2.5", plan: plan) == [
@@ -275,7 +269,7 @@ import Testing
         expectFailure(.invalidInput, "at most one crash-engine fault per drill") {
             try Fault.parse("crash-engine@1:before,crash-engine@2:after", plan: plan)
         }
-        let bad = try CLI.run(["drill", CLI.plan("switchover"), "--faults", "kill-primary@zero"])
+        let bad = try await CLI.run(["drill", CLI.plan("switchover"), "--faults", "kill-primary@zero"])
         #expect(bad.status == 2)
         #expect(bad.stderr.contains("--faults kill-primary@zero"))
     }

@@ -113,26 +113,18 @@ import Testing
 
     /// Hides this host's pg_ctl and pgbackrest from one command: a private mount namespace (unshare), with an
     /// empty directory bound over PostgreSQL's bin directory and /dev/null over pgbackrest.
-    static func withoutPostgreSQL(_ args: [String]) throws -> (status: Int32, output: String) {
+    static func withoutPostgreSQL(_ args: [String]) async throws -> (status: Int32, output: String) {
         let empty = CLI.tempDirectory("failoverd-hidden")
         defer { try? FileManager.default.removeItem(atPath: empty) }
         let pgbackrest = try #require(HostTools.system.locate(.pgBackRest))
         let script = """
             mount --bind "$1" "$2" && mount --bind /dev/null "$3" && shift 3 && exec "$@"
             """
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        p.arguments =
-            ["--mount", "/bin/sh", "-c", script, "sh", empty, HostTools.system.postgresBinDirectory, pgbackrest, CLI.binary] + args
-        p.currentDirectoryURL = URL(fileURLWithPath: CLI.packageRoot)
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        let r = try await CommandRunner().run(
+            "/usr/bin/unshare",
+            ["--mount", "/bin/sh", "-c", script, "sh", empty, HostTools.system.postgresBinDirectory, pgbackrest, CLI.binary] + args,
+            workingDirectory: CLI.packageRoot)
+        return (r.exitCode, r.stdout + r.stderr)
     }
 
     static var canHideTools: Bool { OSUser.isRoot && FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare") }
@@ -140,7 +132,7 @@ import Testing
     @Test(
         "failoverd on a host whose pg_ctl and pgbackrest are hidden: a Patroni plan is planned, rehearsed and checked; a local plan's check is refused",
         .enabled(if: canHideTools))
-    func theBinaryWithoutPostgreSQL() throws {
+    func theBinaryWithoutPostgreSQL() async throws {
         let root = CLI.tempDirectory("failoverd-hidden-plan")
         defer { try? FileManager.default.removeItem(atPath: root) }
         var plan = try patroniPlanOfNothing(root: root)
@@ -148,16 +140,16 @@ import Testing
         let file = root + "/plan.json"
         try plan.canonicalJSON().write(to: URL(fileURLWithPath: file))
 
-        let planned = try Self.withoutPostgreSQL(["plan", file])
+        let planned = try await Self.withoutPostgreSQL(["plan", file])
         #expect(planned.status == 0, "\(planned.output)")
-        let rehearsed = try Self.withoutPostgreSQL(["run", file, "--simulate", "--quiet", "--state", root + "/sim"])
+        let rehearsed = try await Self.withoutPostgreSQL(["run", file, "--simulate", "--quiet", "--state", root + "/sim"])
         #expect(rehearsed.status == 0, "\(rehearsed.output)")
-        let checked = try Self.withoutPostgreSQL(["check", file, "--state", root + "/state"])
+        let checked = try await Self.withoutPostgreSQL(["check", file, "--state", root + "/state"])
         // Both members stopped while the plan declares a primary: a role disagrees (3), and nothing asks for pg_ctl.
         #expect(checked.status == 3, "\(checked.output)")
         #expect(checked.output.contains("prod-0") && !checked.output.contains("pg_ctl") && !checked.output.contains("pgbackrest"))
 
-        let local = try Self.withoutPostgreSQL(["check", CLI.plan("switchover"), "--state", root + "/local"])
+        let local = try await Self.withoutPostgreSQL(["check", CLI.plan("switchover"), "--state", root + "/local"])
         #expect(local.status == 2, "\(local.output)")
         #expect(local.output.contains("(no pg_ctl)") && local.output.contains("pgbackrest was not found"))
     }

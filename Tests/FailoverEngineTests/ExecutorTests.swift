@@ -9,15 +9,15 @@ import Testing
     static let shippedPlans = ["seed-walkthrough", "switchover", "failover", "failback-with-rewind", "failback-with-rebuild"]
 
     @Test("every shipped plan runs with --simulate and ends in the planner's final roles", arguments: shippedPlans)
-    func shippedPlanRuns(name: String) throws {
+    func shippedPlanRuns(name: String) async throws {
         let state = CLI.tempDirectory()
         defer { try? FileManager.default.removeItem(atPath: state) }
-        let r = try CLI.run(["run", CLI.plan(name), "--simulate", "--state", state])
+        let r = try await CLI.run(["run", CLI.plan(name), "--simulate", "--state", state])
         #expect(r.status == 0, "\(name): \(r.stderr)")
         let plan = try PlanLoader.load(CLI.plan(name))
         let expected = try Planner(plan: plan).finalRoles().get().mapValues(\.rawValue)
-        #expect(try CLI.roles(state: state) == expected)
-        let verify = try CLI.run(["audit", "verify", "--state", state])
+        #expect(try await CLI.roles(state: state) == expected)
+        let verify = try await CLI.run(["audit", "verify", "--state", state])
         #expect(verify.status == 0)
     }
 
@@ -30,12 +30,12 @@ import Testing
         #expect(mode == "wal")
     }
 
-    @Test func declaredRolesMustMatchRecordedRoles() throws {
+    @Test func declaredRolesMustMatchRecordedRoles() async throws {
         let state = CLI.tempDirectory()
         defer { try? FileManager.default.removeItem(atPath: state) }
-        #expect(try CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", state]).status == 0)
+        #expect(try await CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", state]).status == 0)
         // The same plan again: it still declares prod primary, but the journal now records prod as a standby.
-        let again = try CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", state])
+        let again = try await CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", state])
         #expect(again.status == 3)
         #expect(again.stderr.contains("site \"prod\": the plan declares primary but the journal records streaming-standby"))
         let journal = try Journal(stateDirectory: state)
@@ -43,14 +43,14 @@ import Testing
         #expect(try journal.recordedRoles() == ["dr": .primary, "prod": .streamingStandby])
     }
 
-    @Test func switchoverGateRefusesALaggingTargetBeforeAnySideEffect() throws {
+    @Test func switchoverGateRefusesALaggingTargetBeforeAnySideEffect() async throws {
         let state = CLI.tempDirectory()
         defer { try? FileManager.default.removeItem(atPath: state) }
         var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: CLI.plan("switchover")))) as! [String: Any]
         json["policy"] = ["maxLagBytes": 0, "stepTimeoutSeconds": 5, "archiveTimeoutSeconds": 2]
         let plan = state + "/plan.json"
         try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: plan))
-        let r = try CLI.run(["run", plan, "--simulate", "--quiet", "--state", state])
+        let r = try await CLI.run(["run", plan, "--simulate", "--quiet", "--state", state])
         #expect(r.status == 3)
         #expect(r.stderr.contains("switchover refused: dr-0 has replayed"))
         #expect(r.stderr.contains("Nothing was changed"))
@@ -60,7 +60,7 @@ import Testing
         let world = try SimulatedDriver.load(state + "/simulation.json")
         #expect(world.nodes["prod-0"]?.running == true && world.nodes["prod-0"]?.standbySignal == false)
         // A refused run is closed: a new run may start, and --allow-data-loss overrides the gate, audited.
-        let forced = try CLI.run(["run", plan, "--simulate", "--quiet", "--state", state, "--allow-data-loss"])
+        let forced = try await CLI.run(["run", plan, "--simulate", "--quiet", "--state", state, "--allow-data-loss"])
         #expect(forced.status == 0, "\(forced.stderr)")
         let overrides = try AuditLog(journal: try Journal(stateDirectory: state)).query(.init(kind: "override"))
         #expect(overrides.count == 1)
@@ -69,7 +69,7 @@ import Testing
     @Test func fencedInstanceIsNeverStartedAsPrimary() async throws {
         let state = CLI.tempDirectory()
         defer { try? FileManager.default.removeItem(atPath: state) }
-        #expect(try CLI.run(["run", CLI.plan("failover"), "--simulate", "--quiet", "--state", state]).status == 0)
+        #expect(try await CLI.run(["run", CLI.plan("failover"), "--simulate", "--quiet", "--state", state]).status == 0)
         let plan = try PlanLoader.load(CLI.plan("failover"))
         let journal = try Journal(stateDirectory: state)
         #expect(try journal.isFenced(instance: "prod-0"))
@@ -105,10 +105,10 @@ import Testing
         _ = try await StepRunner(ctx: ctx, step: step).checkOverwrite(prod, by: "delta restore", source: nil)
     }
 
-    @Test func failoverRecordsTheWALLossEstimate() throws {
+    @Test func failoverRecordsTheWALLossEstimate() async throws {
         let state = CLI.tempDirectory()
         defer { try? FileManager.default.removeItem(atPath: state) }
-        #expect(try CLI.run(["run", CLI.plan("failover"), "--simulate", "--quiet", "--state", state]).status == 0)
+        #expect(try await CLI.run(["run", CLI.plan("failover"), "--simulate", "--quiet", "--state", state]).status == 0)
         let journal = try Journal(stateDirectory: state)
         let run = try #require(try journal.lastRun())
         let record = try #require(try journal.steps(of: run.id).last)
@@ -117,10 +117,10 @@ import Testing
         #expect(record.evidence["oldPrimaryLastKnownLSN"].flatMap(LSN.init) != nil)
     }
 
-    @Test func planVerbHasNoSideEffectAndNumbersSteps() throws {
+    @Test func planVerbHasNoSideEffectAndNumbersSteps() async throws {
         let state = CLI.tempDirectory()
         try? FileManager.default.removeItem(atPath: state)
-        let r = try CLI.run(["plan", CLI.plan("switchover"), "--json"], env: ["FAILOVERD_STATE": state])
+        let r = try await CLI.run(["plan", CLI.plan("switchover"), "--json"], env: ["FAILOVERD_STATE": state])
         #expect(r.status == 0)
         let steps = try JSONDecoder().decode([Step].self, from: Data(r.stdout.utf8))
         #expect(steps.map(\.number) == Array(1...steps.count))
@@ -129,16 +129,16 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: state))
     }
 
-    @Test func adoptIsTheWayOutAfterAnAbandonedRun() throws {
+    @Test func adoptIsTheWayOutAfterAnAbandonedRun() async throws {
         let state = CLI.tempDirectory()
         defer { try? FileManager.default.removeItem(atPath: state) }
         // Killed right after promoting dr-0, then abandoned: the journal still says prod is primary.
-        let crashed = try CLI.run(["run", CLI.plan("failover"), "--simulate", "--quiet", "--state", state, "--crash-at", "4:after"])
+        let crashed = try await CLI.run(["run", CLI.plan("failover"), "--simulate", "--quiet", "--state", state, "--crash-at", "4:after"])
         #expect(crashed.killedBySignal)
         let run = try #require(try Journal(stateDirectory: state).unfinishedRun())
-        #expect(try CLI.run(["abandon", run.id, "--state", state]).status == 0)
+        #expect(try await CLI.run(["abandon", run.id, "--state", state]).status == 0)
         // A plan declaring the journal's roles contradicts the servers (dr-0 takes writes): refused.
-        let stale = try CLI.run(["adopt", CLI.plan("failover"), "--simulate", "--state", state])
+        let stale = try await CLI.run(["adopt", CLI.plan("failover"), "--simulate", "--state", state])
         #expect(stale.status == 3)
         #expect(stale.stderr.contains("site \"dr\": the plan declares streaming-standby but dr-0 is a primary accepting writes"))
         // Declaring what is true: dr primary, prod fenced (stopped). Checked, recorded, audited.
@@ -150,14 +150,14 @@ import Testing
         json["transitions"] = [["action": "rewind", "site": "prod", "source": "dr"]]
         let real = state + "/after.json"
         try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: real))
-        let adopted = try CLI.run(["adopt", real, "--simulate", "--state", state])
+        let adopted = try await CLI.run(["adopt", real, "--simulate", "--state", state])
         #expect(adopted.status == 0, "\(adopted.stderr)")
         #expect(adopted.stdout.contains("dr: streaming-standby -> primary"))
         #expect(try AuditLog(journal: Journal(stateDirectory: state)).query(.init(kind: "adopt")).count == 1)
         // And the repair can run.
-        let repair = try CLI.run(["run", real, "--simulate", "--quiet", "--state", state])
+        let repair = try await CLI.run(["run", real, "--simulate", "--quiet", "--state", state])
         #expect(repair.status == 0, "\(repair.stderr)")
-        #expect(try CLI.roles(state: state) == ["dr": "primary", "prod": "streaming-standby"])
+        #expect(try await CLI.roles(state: state) == ["dr": "primary", "prod": "streaming-standby"])
     }
 
     @Test func lsnParsesAndPrintsLikePostgreSQL() {

@@ -54,7 +54,7 @@ import Testing
 
                 // A whole run is refused before any step (preflight), naming the instance.
                 let plan = try fx.planFile("switchover", [Transition(action: .switchover, to: "dr")])
-                let r = try fx.failoverd(["run", plan, "--quiet"])
+                let r = try await fx.failoverd(["run", plan, "--quiet"])
                 #expect(r.status == 3, "\(r.stderr)")
                 #expect(r.stderr.contains("east-0 is running but not answering SQL"))
                 #expect(r.stderr.contains("site \"east\""))
@@ -74,14 +74,14 @@ import Testing
             let steps = try Planner(plan: PlanLoader.load(plan)).plannedSteps()
             let awaitReplay = try #require(steps.first { $0.kind == .awaitReplay })
             // Killed right before await-replay: the demotion token is journaled, prod-0 is stopped.
-            let crashed = try fx.failoverd(["run", plan, "--quiet", "--crash-at", "\(awaitReplay.number):before"])
+            let crashed = try await fx.failoverd(["run", plan, "--quiet", "--crash-at", "\(awaitReplay.number):before"])
             #expect(crashed.killedBySignal)
             // The operator starts prod-0 again, commits, and stops it: its pg_control moves on.
             try await fx.driver.start(prod)
             try await fx.insertRows(6...6, on: prod)
             try await fx.driver.stop(prod, mode: .fast)
 
-            let resumed = try fx.failoverd(["resume", "--quiet"])
+            let resumed = try await fx.failoverd(["resume", "--quiet"])
             #expect(resumed.status == 3, "\(resumed.stderr)")
             #expect(resumed.stderr.contains("prod-0 ran after its shutdown checkpoint was journaled"))
             #expect(resumed.stderr.contains("failoverd abandon"))
@@ -89,7 +89,7 @@ import Testing
             #expect(resumed.stderr.contains("Steps that changed servers"))
             #expect(try await fx.driver.status(of: dr).inRecovery, "dr-0 must not be promoted past row 6")
             // Resuming again changes nothing: the proof still fails.
-            let again = try fx.failoverd(["resume", "--quiet"])
+            let again = try await fx.failoverd(["resume", "--quiet"])
             #expect(again.status == 3)
             #expect(try await fx.driver.status(of: dr).inRecovery)
         }
@@ -107,12 +107,12 @@ import Testing
             let promote = try #require(steps.first { $0.kind == .promote })
             let configure = try #require(steps.first { $0.kind == .configureRecovery && $0.instance == "prod-0" })
             #expect(configure.number < promote.number, "the old primary's standby settings come before the promotion")
-            let crashed = try fx.failoverd(["run", plan, "--quiet", "--crash-at", "\(promote.number):after"])
+            let crashed = try await fx.failoverd(["run", plan, "--quiet", "--crash-at", "\(promote.number):after"])
             #expect(crashed.killedBySignal)
             #expect(try await fx.primaryTimeline(dr) == 2)
 
             // `failoverd status` shows how prod-0 would start.
-            let status = try fx.failoverd(["status"])
+            let status = try await fx.failoverd(["status"])
             #expect(status.stdout.contains("starts as a standby of dr-0"), "\(status.stdout)")
 
             // A bare pg_ctl start, as an operator would type it: prod-0 comes up in recovery.
@@ -142,7 +142,7 @@ import Testing
             plan.sites[1].instances[0].dataDirectory = other
             let path = fx.root + "/typo.json"
             try JSONEncoder().encode(plan).write(to: URL(fileURLWithPath: path))
-            let r = try fx.failoverd(["run", path, "--quiet"])
+            let r = try await fx.failoverd(["run", path, "--quiet"])
             #expect(r.status == 3, "\(r.stderr)")
             #expect(r.stderr.contains("delta restore refused"))
             #expect(r.stderr.contains("not the plan's"))
@@ -171,7 +171,7 @@ import Testing
             try await fx.driver.stop(prod, mode: .immediate)
 
             let plan = try fx.planFile("failover", [Transition(action: .failover, to: "dr")])
-            let r = try fx.failoverd(["run", plan, "--quiet"])
+            let r = try await fx.failoverd(["run", plan, "--quiet"])
             #expect(r.status == 3, "\(r.stderr)")
             #expect(r.stderr.contains("failover refused: east-0 (site east) holds WAL to"))
             #expect(try await fx.driver.status(of: dr).inRecovery)
@@ -222,18 +222,18 @@ import Testing
             try await fx.waitForRow(5, on: dr)
             try await fx.cutReceiver(dr)
             let switchover = try fx.planFile("switchover", [Transition(action: .switchover, to: "dr")])
-            let refused = try fx.failoverd(["run", switchover, "--quiet"])
+            let refused = try await fx.failoverd(["run", switchover, "--quiet"])
             #expect(refused.status == 3)
             #expect(refused.stderr.contains("Nothing was changed"))
             let refusedRun = try #require(try Journal(stateDirectory: fx.state).lastRun())
             #expect(refusedRun.outcome == .refused)
 
             let archive = try fx.planFile("archive", [Transition(action: .disableStreaming, site: "dr")])
-            let later = try fx.failoverd(["run", archive, "--quiet"])
+            let later = try await fx.failoverd(["run", archive, "--quiet"])
             #expect(later.status == 0, "\(later.stderr)")
             let laterRun = try #require(try Journal(stateDirectory: fx.state).lastRun())
 
-            let resumed = try fx.failoverd(["resume", refusedRun.id, "--quiet"])
+            let resumed = try await fx.failoverd(["resume", refusedRun.id, "--quiet"])
             #expect(resumed.status == 3, "\(resumed.stderr)")
             #expect(resumed.stderr.contains("run \(laterRun.id)"))
             #expect(try await fx.driver.status(of: dr).inRecovery)

@@ -14,13 +14,13 @@ import Testing
 
     /// The shipped example, as a user drills it: six clusters leave dc1 (billing only after auth), with a
     /// fault on one member. Every member plan it names runs for real.
-    @Test(arguments: shippedFleets) func aShippedFleetDrillWritesOneReportWithALanePerMember(name: String) throws {
+    @Test(arguments: shippedFleets) func aShippedFleetDrillWritesOneReportWithALanePerMember(name: String) async throws {
         let directory = CLI.tempDirectory("failoverd-fleet-drill")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let path = CLI.plan(name)
         let fleet = try FleetLoader.load(path)
         let report = directory + "/report"
-        let r = try CLI.run([
+        let r = try await CLI.run([
             "fleet", "drill", path, "--report", report, "--faults", "archive-stall@auth:1", "--warmup", "0.5", "--dwell", "0.5",
         ])
         #expect(r.status == 0, "\(r.stdout.suffix(2500)) \(r.stderr.suffix(1000))")

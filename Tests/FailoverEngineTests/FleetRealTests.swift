@@ -25,7 +25,7 @@ struct FourClusters: SuiteTrait, TestScoping {
     @TaskLocal static var current: [SandboxFixture] = []
 
     func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
-        try await SandboxFixture.withMany(4, RealCrashResumeTests.layout) { clusters in
+        try await SandboxFixture.withMany(4, SiteLayout.prodAndDR) { clusters in
             try await Self.$current.withValue(clusters) { try await function() }
         }
     }
@@ -152,7 +152,7 @@ extension Trait where Self == FourClusters {
         let state = directory + "/state"
 
         // fleet plan: every member's first gate would pass now, with its lag; nothing is written.
-        let plan = try CLI.run(["fleet", "plan", path, "--json", "--state", state])
+        let plan = try await CLI.run(["fleet", "plan", path, "--json", "--state", state])
         #expect(plan.status == 0, "\(plan.stdout) \(plan.stderr)")
         let report = try JSONDecoder().decode(FleetPlanReport.self, from: Data(plan.stdout.utf8))
         for m in report.members {
@@ -161,7 +161,7 @@ extension Trait where Self == FourClusters {
         }
         #expect(!FileManager.default.fileExists(atPath: state))
 
-        let r = try CLI.run(["fleet", "run", path, "--state", state])
+        let r = try await CLI.run(["fleet", "run", path, "--state", state])
         #expect(r.status == 0, "\(r.stdout) \(r.stderr)")
         var runs: [String: (Date, Date)] = [:]
         for m in members {
@@ -190,7 +190,7 @@ extension Trait where Self == FourClusters {
         try await Self.waitForLine(fleet, "\\] fleet +brake engaged", "the brake")
         // c1, already running, is not stopped by c0's failure: it finishes once its target replays again.
         try await Self.resumeReplay(b)
-        let r = fleet.wait()
+        let r = await fleet.wait()
         #expect(r.status == 1, "\(r.stdout) \(r.stderr)")
         #expect(
             r.stdout.contains("c0        failed: step \(step) (wait until \(a.target.name) has replayed")
@@ -207,13 +207,13 @@ extension Trait where Self == FourClusters {
         // The summary names the failed member and why, and how to continue.
         #expect(r.stdout.contains("  c0       failed"))
         #expect(r.stdout.contains("continue with: failoverd fleet resume brake --state \(state)"))
-        let status = try CLI.run(["fleet", "status", "brake", "--state", state])
+        let status = try await CLI.run(["fleet", "status", "brake", "--state", state])
         #expect(status.stdout.contains("c0       failed") && status.stdout.contains("c2       skipped"), "\(status.stdout)")
 
         // The fix: c0's target answers and replays again; resume finishes c0 and starts c2 and c3.
         kill(pid, SIGCONT)
         try await Self.resumeReplay(a)
-        let resumed = try CLI.run(["fleet", "resume", "brake", "--state", state])
+        let resumed = try await CLI.run(["fleet", "resume", "brake", "--state", state])
         #expect(resumed.status == 0, "\(resumed.stdout) \(resumed.stderr)")
         #expect(resumed.stdout.contains("c0        resuming run r-"), "\(resumed.stdout)")
         try await Self.expectPlanned(members, state: state, fleet: "brake")
@@ -226,14 +226,14 @@ extension Trait where Self == FourClusters {
         let state = directory + "/state"
         let (a, b) = (members[0], members[1])
         let (fleet, _) = try await Self.startWithTwoMembersWaiting(a, b, path: path, state: state)
-        kill(fleet.pid, SIGKILL)
-        let killed = fleet.wait()
+        fleet.signal(SIGKILL)
+        let killed = await fleet.wait()
         #expect(killed.killedBySignal && killed.status == SIGKILL)
-        let status = try CLI.run(["fleet", "status", "kill", "--state", state])
+        let status = try await CLI.run(["fleet", "status", "kill", "--state", state])
         #expect(status.stdout.contains("c0       interrupted") && status.stdout.contains("c1       interrupted"), "\(status.stdout)")
         try await Self.resumeReplay(a)
         try await Self.resumeReplay(b)
-        let resumed = try CLI.run(["fleet", "resume", "--state", state])
+        let resumed = try await CLI.run(["fleet", "resume", "--state", state])
         #expect(resumed.status == 0, "\(resumed.stdout) \(resumed.stderr)")
         try await Self.expectPlanned(members, state: state, fleet: "kill")
         // One run per member, and every step that changes a server acted once: journaled started once.

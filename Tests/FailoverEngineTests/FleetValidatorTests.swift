@@ -215,7 +215,7 @@ struct FleetValidatorTests {
     }
 
     @Test("invalid fleets exit 2 with every problem and change nothing", arguments: ["run", "plan", "validate", "drill"])
-    func invalidFleetsExit2(verb: String) throws {
+    func invalidFleetsExit2(verb: String) async throws {
         let files = try FleetFiles()
         defer { files.remove() }
         var fleet = try FleetFiles.example()
@@ -225,7 +225,7 @@ struct FleetValidatorTests {
         fleet["members"] = members
         let path = try files.write(fleet)
         let state = files.directory + "/state"
-        let r = try CLI.run(["fleet", verb, path] + (verb == "validate" ? [] : ["--state", state]))
+        let r = try await CLI.run(["fleet", verb, path] + (verb == "validate" ? [] : ["--state", state]))
         #expect(r.status == 2, "\(r.stdout) \(r.stderr)")
         let output = r.stdout + r.stderr
         #expect(output.contains("$.concurrency: the fleet: concurrency 0 is out of range"), "\(output)")

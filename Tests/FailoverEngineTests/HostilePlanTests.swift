@@ -96,7 +96,7 @@ struct HostilePlanTests {
         }
     }
 
-    @Test(arguments: HostilePlan.corpus) func isRefusedByEveryVerbWithNoSideEffect(_ hostile: HostilePlan) throws {
+    @Test(arguments: HostilePlan.corpus) func isRefusedByEveryVerbWithNoSideEffect(_ hostile: HostilePlan) async throws {
         let canary = try Canary.make()
         defer { canary.remove() }
         let state = CLI.tempDirectory("failoverd-hostile-state")
@@ -110,7 +110,7 @@ struct HostilePlanTests {
             ["sandbox", "up", planFile, "--state", state + "/sandbox"],
         ]
         for verb in verbs {
-            let r = try CLI.run(verb)
+            let r = try await CLI.run(verb)
             #expect(r.status == hostile.exit, "\(verb[0]): exit \(r.status), \(r.stderr)")
             #expect(
                 (r.stdout + r.stderr).contains(hostile.message), "\(verb[0]) did not say \"\(hostile.message)\": \(r.stdout) \(r.stderr)")
@@ -137,19 +137,19 @@ struct UsageErrorTests {
         ["--no-such-flag"], ["no-such-verb"], ["validate"], ["run"], ["drill", "plans/switchover.json", "--writers", "many"],
         ["run", "plans/switchover.json", "--simulate", "--crash-at", "soon"], ["status", "--state"], ["audit", "list", "--limit", "x"],
     ])
-    func exitsTwo(_ arguments: [String]) throws {
-        let r = try CLI.run(arguments)
+    func exitsTwo(_ arguments: [String]) async throws {
+        let r = try await CLI.run(arguments)
         #expect(r.status == 2, "\(arguments): exit \(r.status), \(r.stderr)")
         #expect(!r.stderr.isEmpty)
     }
 
-    @Test func helpExitsZeroAndListsTheCodes() throws {
-        let r = try CLI.run(["--help"])
+    @Test func helpExitsZeroAndListsTheCodes() async throws {
+        let r = try await CLI.run(["--help"])
         #expect(r.status == 0)
         for line in ["0  success", "1  a step failed", "2  invalid input", "3  refused", "4  the run lock is held"] {
             #expect(r.stdout.contains(line), "--help lacks \(line)")
         }
-        #expect(try CLI.run(["validate", "--help"]).status == 0)
+        #expect(try await CLI.run(["validate", "--help"]).status == 0)
     }
 }
 
@@ -167,10 +167,10 @@ struct StateDirectoryTests {
         #expect(!StateDirectory.defaultPath(environment: [:], isRoot: false, home: "/home/ann").hasPrefix("."))
     }
 
-    @Test func isCreated0700WithAJournal0600() throws {
+    @Test func isCreated0700WithAJournal0600() async throws {
         let root = CLI.tempDirectory("failoverd-state-mode")
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let r = try CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", root + "/state"])
+        let r = try await CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", root + "/state"])
         #expect(r.status == 0, "\(r.stderr)")
         var s = stat()
         #expect(stat(root + "/state", &s) == 0 && s.st_mode & 0o777 == 0o700)
@@ -180,26 +180,26 @@ struct StateDirectoryTests {
         }
     }
 
-    @Test func refusesAStateDirectoryOthersCanWrite() throws {
+    @Test func refusesAStateDirectoryOthersCanWrite() async throws {
         let root = CLI.tempDirectory("failoverd-state-open")
         defer { try? FileManager.default.removeItem(atPath: root) }
         try FileManager.default.createDirectory(atPath: root + "/state", withIntermediateDirectories: true)
         chmod(root + "/state", 0o777)
-        let r = try CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", root + "/state"])
+        let r = try await CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", root + "/state"])
         #expect(r.status == 2 && r.stderr.contains("writable by everyone"), "\(r.status) \(r.stderr)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: root + "/state").isEmpty)
     }
 
     @Test(.enabled(if: OSUser.isRoot && OSUser.lookup("failoverd") != nil, "needs root and the OS user"))
-    func refusesAStateDirectoryOwnedByTheOSUser() throws {
+    func refusesAStateDirectoryOwnedByTheOSUser() async throws {
         let root = CLI.tempDirectory("failoverd-state-owner")
         defer { try? FileManager.default.removeItem(atPath: root) }
         let user = try #require(OSUser.lookup("failoverd"))
         try FileManager.default.createDirectory(atPath: root + "/state", withIntermediateDirectories: true)
         chmod(root + "/state", 0o700)
         chown(root + "/state", user.uid, user.gid)
-        let r = try CLI.run(["status", "--state", root + "/state"])
-        let run = try CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", root + "/state"])
+        let r = try await CLI.run(["status", "--state", root + "/state"])
+        let run = try await CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", root + "/state"])
         #expect(run.status == 2 && run.stderr.contains("not by the user running failoverd"), "\(run.status) \(run.stderr)")
         #expect(r.status == 2)
         #expect(try FileManager.default.contentsOfDirectory(atPath: root + "/state").isEmpty)
@@ -208,12 +208,12 @@ struct StateDirectoryTests {
 
 /// `drill --state X` empties X before each drill, so it refuses a non-empty directory it did not create.
 struct DrillStateTests {
-    @Test func refusesANonEmptyDirectoryItDidNotCreate() throws {
+    @Test func refusesANonEmptyDirectoryItDidNotCreate() async throws {
         let root = CLI.tempDirectory("failoverd-drill-state")
         defer { try? FileManager.default.removeItem(atPath: root) }
         try FileManager.default.createDirectory(atPath: root + "/mine", withIntermediateDirectories: true)
         try "precious\n".write(toFile: root + "/mine/notes.txt", atomically: false, encoding: .utf8)
-        let r = try CLI.run(["drill", CLI.plan("switchover"), "--report", root + "/report", "--state", root + "/mine"])
+        let r = try await CLI.run(["drill", CLI.plan("switchover"), "--report", root + "/report", "--state", root + "/mine"])
         #expect(r.status == 2 && r.stderr.contains("was not created by a drill"), "\(r.status) \(r.stderr)")
         #expect(try String(contentsOfFile: root + "/mine/notes.txt", encoding: .utf8) == "precious\n")
         #expect(try FileManager.default.contentsOfDirectory(atPath: root + "/mine") == ["notes.txt"])

@@ -19,7 +19,7 @@ import Testing
     }
 
     @Test("the old journal's run, steps and evidence read back")
-    func reads() throws {
+    func reads() async throws {
         let state = try copy()
         defer { try? FileManager.default.removeItem(atPath: state) }
         let journal = try Journal(stateDirectory: state)
@@ -45,32 +45,32 @@ import Testing
     }
 
     @Test("status and audit verify show the old journal")
-    func shows() throws {
+    func shows() async throws {
         let state = try copy()
         defer { try? FileManager.default.removeItem(atPath: state) }
-        let status = try CLI.run(["status", "--state", state])
+        let status = try await CLI.run(["status", "--state", state])
         #expect(status.status == 0, "\(status.stderr)")
         #expect(
             status.stdout.contains("last run: \(Self.runID) plan \"failback-with-rewind\" running (13 done, 3 satisfied, 1 in doubt of 23)")
         )
         #expect(status.stdout.contains("continue with: failoverd resume \(Self.runID)"))
-        let verify = try CLI.run(["audit", "verify", "--state", state])
+        let verify = try await CLI.run(["audit", "verify", "--state", state])
         #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
         #expect(verify.stdout.contains("hash chain verified"))
     }
 
     @Test("the old journal's unfinished run resumes to the end")
-    func resumes() throws {
+    func resumes() async throws {
         let state = try copy()
         defer { try? FileManager.default.removeItem(atPath: state) }
-        let resumed = try CLI.run(["resume", "--quiet", "--state", state])
+        let resumed = try await CLI.run(["resume", "--quiet", "--state", state])
         #expect(resumed.status == 0, "\(resumed.stderr)")
-        #expect(try CLI.roles(state: state) == ["dr": "streaming-standby", "prod": "primary"])
+        #expect(try await CLI.roles(state: state) == ["dr": "streaming-standby", "prod": "primary"])
         let journal = try Journal(stateDirectory: state)
         let steps = try journal.steps(of: Self.runID)
         #expect(steps.allSatisfy { $0.status.isFinished })
         #expect(try journal.run(Self.runID)?.outcome == .succeeded)
-        let verify = try CLI.run(["audit", "verify", "--state", state])
+        let verify = try await CLI.run(["audit", "verify", "--state", state])
         #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
     }
 }
@@ -84,24 +84,24 @@ import Testing
     static let runID = "r-20261207-162633-13c2"
 
     @Test("the old simulated Patroni run, with its 22 instance steps, shows, resumes to the end and verifies")
-    func resumes() throws {
+    func resumes() async throws {
         let state = CLI.tempDirectory("failoverd-fixture")
         defer { try? FileManager.default.removeItem(atPath: state) }
         for file in ["journal.sqlite", "simulation.json"] {
             try FileManager.default.copyItem(atPath: Self.fixture + "/" + file, toPath: state + "/" + file)
         }
-        let status = try CLI.run(["status", "--state", state])
+        let status = try await CLI.run(["status", "--state", state])
         #expect(status.status == 0, "\(status.stderr)")
         #expect(status.stdout.contains("last run: \(Self.runID) plan \"patroni-switchover\" running"))
-        let resumed = try CLI.run(["resume", "--quiet", "--state", state])
+        let resumed = try await CLI.run(["resume", "--quiet", "--state", state])
         #expect(resumed.status == 0, "\(resumed.stderr)")
-        #expect(try CLI.roles(state: state) == ["dr": "streaming-standby", "prod": "primary"])
+        #expect(try await CLI.roles(state: state) == ["dr": "streaming-standby", "prod": "primary"])
         let journal = try Journal(stateDirectory: state)
         let steps = try journal.steps(of: Self.runID)
         #expect(steps.count == 22 && steps.allSatisfy { $0.status.isFinished })
         #expect(steps.map(\.step.kind).contains(.readShutdownCheckpoint))
         #expect(try journal.run(Self.runID)?.outcome == .succeeded)
-        let verify = try CLI.run(["audit", "verify", "--state", state])
+        let verify = try await CLI.run(["audit", "verify", "--state", state])
         #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
     }
 }

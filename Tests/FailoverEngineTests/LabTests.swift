@@ -74,7 +74,7 @@ struct LabTests {
         try await fixture.withTopology("switchover", [Transition(action: .switchover, to: "dc2")], sites: ["dc1", "dc2"]) { t in
             let (dc1, dc2) = (t.instance("dc1"), t.instance("dc2"))
             try await t.insertRows(1...50, on: dc1)
-            let r = try t.failoverd(["run", t.planPath, "--quiet"])
+            let r = try await t.failoverd(["run", t.planPath, "--quiet"])
             #expect(r.status == 0, "\(r.stderr)")
             #expect(try await t.driver.status(of: dc2).isWritablePrimary)
             #expect(try await t.count(on: dc2) == "50")
@@ -82,7 +82,7 @@ struct LabTests {
             try await t.waitForStreaming(dc1, from: dc2)
             try await t.waitForRow(51, on: dc1)
             #expect(try await t.count(on: dc1) == "51")
-            #expect(try CLI.roles(state: t.state) == ["dc1": "streaming-standby", "dc2": "primary"])
+            #expect(try await CLI.roles(state: t.state) == ["dc1": "streaming-standby", "dc2": "primary"])
         }
     }
 
@@ -98,10 +98,10 @@ struct LabTests {
         ]
         try await fixture.withTopology("every-action", transitions) { t in
             try await t.insertRows(1...30, on: t.instance("dc1"))
-            let r = try t.failoverd(["run", t.planPath, "--quiet"])
+            let r = try await t.failoverd(["run", t.planPath, "--quiet"])
             #expect(r.status == 0, "\(r.stderr)")
             #expect(
-                try CLI.roles(state: t.state) == [
+                try await CLI.roles(state: t.state) == [
                     "dc1": "fenced", "dc2": "streaming-standby", "dc3": "archive-standby", "dc4": "archive-standby",
                 ])
             #expect(try await t.driver.status(of: t.instance("dc1")).running == false)
@@ -122,33 +122,60 @@ struct LabTests {
         return (1...max(count, 1)).flatMap { ["\($0):before", "\($0):after"] }
     }()
 
-    /// kill -9 of the engine at every step of dc-switchover, then resume: same roles, no row lost.
+    /// kill -9 of the engine at every step of dc-switchover, then resume: same roles, no row lost. The cases
+    /// share one topology, back in its declared roles after each (``LabFixture/withSharedTopology(_:_:sites:systemd:_:)``).
     @Test(arguments: switchoverSteps) func crashAndResumeAtEveryStepOfDCSwitchover(_ point: String) async throws {
-        let name = "crash-" + point.replacingOccurrences(of: ":", with: "-")
-        try await fixture.withTopology(name, [Transition(action: .switchover, to: "dc2")], sites: ["dc1", "dc2"]) { t in
-            try await Self.crashAndResumeSwitchover(t, at: point)
+        try await fixture.withSharedTopology("crash", [Transition(action: .switchover, to: "dc2")], sites: ["dc1", "dc2"]) { t, rows in
+            try await Self.crashAndResumeSwitchover(t, at: point, rows: rows)
         }
     }
 
-    /// Rows 1–20 on dc1, the engine killed at `point` of the dc1 → dc2 switchover, `failoverd resume`: the
-    /// roles are those planned, and row 21 written on dc2 reaches dc1 with all the others.
-    static func crashAndResumeSwitchover(_ t: LabTopology, at point: String, sourceLocation: SourceLocation = #_sourceLocation)
-        async throws
-    {
+    /// Rows 1–20 past `rows` on dc1, the engine killed at `point` of the dc1 → dc2 switchover, `failoverd
+    /// resume`: the roles are those planned, and one more row written on dc2 reaches dc1 with all the others.
+    /// `afterResume` checks what else the case promises; then a plain switchover back to dc1, so the topology is
+    /// in its declared roles again; returns the rows. The runs of a case have a state directory of their own
+    /// (journal and SSH control directory), as they had when each case built its topology.
+    static func crashAndResumeSwitchover(
+        _ shared: LabTopology, at point: String, rows: Int, sourceLocation: SourceLocation = #_sourceLocation,
+        afterResume: () async throws -> Void = {}
+    ) async throws -> Int {
+        let t = try shared.withState(shared.state + "-" + point.replacingOccurrences(of: ":", with: "-"))
+        do {
+            let last = try await crashAndResumeSwitchover(case: t, at: point, rows: rows, sourceLocation: sourceLocation, afterResume)
+            await t.closeState()
+            return last
+        } catch {
+            await t.closeState()
+            throw error
+        }
+    }
+
+    private static func crashAndResumeSwitchover(
+        case t: LabTopology, at point: String, rows: Int, sourceLocation: SourceLocation, _ afterResume: () async throws -> Void
+    ) async throws -> Int {
         let (dc1, dc2) = (t.instance("dc1"), t.instance("dc2"))
-        try await t.insertRows(1...20, on: dc1)
-        let crashed = try t.failoverd(["run", t.planPath, "--quiet", "--crash-at", point])
+        try await t.insertRows(rows + 1...rows + 20, on: dc1)
+        let crashed = try await t.failoverd(["run", t.planPath, "--quiet", "--crash-at", point])
         #expect(
             crashed.killedBySignal && crashed.status == SIGKILL, "expected SIGKILL at \(point): \(crashed.status) \(crashed.stderr)",
             sourceLocation: sourceLocation)
-        let resumed = try t.failoverd(["resume", "--quiet"])
+        let resumed = try await t.failoverd(["resume", "--quiet"])
         #expect(resumed.status == 0, "resume after \(point): \(resumed.stderr)", sourceLocation: sourceLocation)
-        #expect(try CLI.roles(state: t.state) == ["dc1": "streaming-standby", "dc2": "primary"], sourceLocation: sourceLocation)
-        try await t.insertRows(21...21, on: dc2)
+        #expect(try await CLI.roles(state: t.state) == ["dc1": "streaming-standby", "dc2": "primary"], sourceLocation: sourceLocation)
+        let last = rows + 21
+        try await t.insertRows(last...last, on: dc2)
         try await t.waitForStreaming(dc1, from: dc2)
-        try await t.waitForRow(21, on: dc1)
-        #expect(try await t.count(on: dc1) == "21", sourceLocation: sourceLocation)
-        #expect(try await t.count(on: dc2) == "21", sourceLocation: sourceLocation)
+        try await t.waitForRow(last, on: dc1)
+        #expect(try await t.count(on: dc1) == String(last), sourceLocation: sourceLocation)
+        #expect(try await t.count(on: dc2) == String(last), sourceLocation: sourceLocation)
+        try await afterResume()
+
+        let back = try t.writePlan(
+            "back", [Transition(action: .switchover, to: "dc1")], roles: ["dc1": .streamingStandby, "dc2": .primary])
+        let switched = try await t.failoverd(["run", back, "--quiet"])
+        #expect(switched.status == 0, "switchover back to dc1: \(switched.stderr)", sourceLocation: sourceLocation)
+        try await t.waitForStreaming(dc2, from: dc1)
+        return last
     }
 
     static let systemdCrashPoints: [String] = {
@@ -163,18 +190,31 @@ struct LabTests {
     /// pg_ctl and `systemctl stop`, its start as a standby through `systemctl start` and the fence drop-in),
     /// both sites under units: the resume ends with the same roles, every row, and both units active.
     @Test(arguments: systemdCrashPoints) func crashAndResumeAroundTheUnitsOfSystemdSites(_ point: String) async throws {
-        let name = "systemd-crash-" + point.replacingOccurrences(of: ":", with: "-")
-        try await fixture.withTopology(name, [Transition(action: .switchover, to: "dc2")], sites: ["dc1", "dc2"], systemd: ["dc1", "dc2"]) {
-            t in
-            try await Self.crashAndResumeSwitchover(t, at: point)
-            let (dc1, dc2) = (t.instance("dc1"), t.instance("dc2"))
-            let user = try OSUser.postgresUser(for: t.plan)
-            for instance in [dc1, dc2] {
-                let service = try #require(instance.service)
-                let active = try await t.lab.userSystemctl(user: user, runtime: service.runtimeDirectory!, ["is-active", service.unit!])
-                #expect(active.stdout == "active\n", "\(instance.name) runs under its unit after the resume")
+        try await fixture.withSharedTopology(
+            "systemd-crash", [Transition(action: .switchover, to: "dc2")], sites: ["dc1", "dc2"], systemd: ["dc1", "dc2"],
+            alsoReady: { await (try? Self.inactiveUnits($0).isEmpty) == true }
+        ) { t, rows in
+            try await Self.crashAndResumeSwitchover(
+                t, at: point, rows: rows,
+                afterResume: {
+                    let inactive = try await Self.inactiveUnits(t)
+                    #expect(inactive.isEmpty, "every instance runs under its unit after the resume; not: \(inactive)")
+                })
+        }
+    }
+
+    /// The instances of `t` whose systemd unit is not active.
+    static func inactiveUnits(_ t: LabTopology) async throws -> [String] {
+        let user = try OSUser.postgresUser(for: t.plan)
+        var inactive: [String] = []
+        for (_, instance) in t.plan.allInstances {
+            guard let service = instance.service, let unit = service.unit, let runtime = service.runtimeDirectory else { continue }
+            let active = try await t.lab.userSystemctl(user: user, runtime: runtime, ["is-active", unit])
+            if active.stdout != "active\n" {
+                inactive.append("\(instance.name) (\(unit): \(active.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))")
             }
         }
+        return inactive
     }
 
     /// The primary's data center cut off: without a hook the failover refuses (exit 3) and nothing is promoted;
@@ -200,9 +240,9 @@ struct LabTests {
                 xids.insert(UInt32((UInt64(row.first?.first.flatMap { $0 } ?? "") ?? 0) & 0xFFFF_FFFF))
             }
             try await t.driver.stop(dc1, mode: .immediate)
-            let run = try t.failoverd(["run", t.planPath, "--quiet"])
+            let run = try await t.failoverd(["run", t.planPath, "--quiet"])
             #expect(run.status == 0, "\(run.stderr)")
-            let listed = try t.failoverd(["lost", "--json"])
+            let listed = try await t.failoverd(["lost", "--json"])
             #expect(listed.status == 0, "\(listed.stderr)")
             let report = try JSONDecoder().decode(LostReport.self, from: Data(listed.stdout.utf8))
             let lost = try #require(report.instances.first)
@@ -219,15 +259,15 @@ struct LabTests {
             try await t.insertRows(1...10, on: dc1)
             try await t.waitForRow(10, on: dc2)
             try await t.lab.partition(site: "dc1")
-            let refused = try t.failoverd(["run", t.planPath, "--quiet"])
+            let refused = try await t.failoverd(["run", t.planPath, "--quiet"])
             #expect(refused.status == 3, "\(refused.stderr)")
             #expect(refused.stderr.contains("cannot be reached") && refused.stderr.contains("--assume-fenced dc1"), "\(refused.stderr)")
             #expect(try await t.driver.status(of: dc2).inRecovery, "nothing was promoted")
             // The operator fences dc1 by other means (here: stays cut off) and says so.
-            let assumed = try t.failoverd(["run", t.planPath, "--quiet", "--assume-fenced", "dc1"])
+            let assumed = try await t.failoverd(["run", t.planPath, "--quiet", "--assume-fenced", "dc1"])
             #expect(assumed.status == 0, "\(assumed.stderr)")
             #expect(try await t.driver.status(of: dc2).isWritablePrimary)
-            let audit = try t.failoverd(["audit", "list"])
+            let audit = try await t.failoverd(["audit", "list"])
             #expect(audit.stdout.contains("assume-fenced") && audit.stdout.contains("assumed-fenced"), "\(audit.stdout)")
             // Behind the cut the old primary still runs: the operator's promise, not failoverd's, as the audit says.
             try await t.lab.heal(site: "dc1")
@@ -245,10 +285,10 @@ struct LabTests {
             try await t.insertRows(1...10, on: dc1)
             try await t.waitForRow(10, on: dc2)
             try await t.lab.partition(site: "dc1")
-            let r = try t.failoverd(["run", t.planPath, "--quiet"])
+            let r = try await t.failoverd(["run", t.planPath, "--quiet"])
             #expect(r.status == 0, "\(r.stderr)")
             #expect(try await t.driver.status(of: dc2).isWritablePrimary)
-            #expect(try t.failoverd(["audit", "list"]).stdout.contains("fencing-hook"))
+            #expect(try await t.failoverd(["audit", "list"]).stdout.contains("fencing-hook"))
             try await t.insertRows(11...11, on: dc2)
 
             try await t.lab.heal(site: "dc1")
@@ -257,12 +297,12 @@ struct LabTests {
             // The next run writes the marker the unreachable host could not get; start then refuses.
             let rewindPath = try t.writePlan(
                 "rewind", [Transition(action: .rewind, site: "dc1", source: "dc2")], roles: ["dc1": .fenced, "dc2": .primary])
-            let crashed = try t.failoverd(["run", rewindPath, "--quiet", "--crash-at", "1:before"])
+            let crashed = try await t.failoverd(["run", rewindPath, "--quiet", "--crash-at", "1:before"])
             #expect(crashed.killedBySignal, "\(crashed.stderr)")
             #expect(try await t.driver.hasFenceMarker(dc1))
             await expectFailure(.refused, "is fenced") { try await t.driver.start(dc1) }
             #expect(try await !t.driver.status(of: dc1).running)
-            let resumed = try t.failoverd(["resume", "--quiet"])
+            let resumed = try await t.failoverd(["resume", "--quiet"])
             #expect(resumed.status == 0, "\(resumed.stderr)")
             try await t.waitForStreaming(dc1, from: dc2)
             try await t.waitForRow(11, on: dc1)
@@ -279,7 +319,7 @@ struct LabTests {
             let (dc1, dc2) = (t.instance("dc1"), t.instance("dc2"))
             #expect(dc2.service?.isPgCtlCluster == true)
             try await t.insertRows(1...10, on: dc1)
-            let switched = try t.failoverd(["run", t.planPath, "--quiet"])
+            let switched = try await t.failoverd(["run", t.planPath, "--quiet"])
             #expect(switched.status == 0, "\(switched.stderr)")
             #expect(try await t.driver.status(of: dc2).isWritablePrimary)
             try await t.insertRows(11...11, on: dc2)
@@ -287,7 +327,7 @@ struct LabTests {
             let failoverPath = try t.writePlan(
                 "failover", [Transition(action: .failover, to: "dc1")], roles: ["dc2": .primary, "dc1": .streamingStandby])
             try await t.waitForRow(11, on: dc1)
-            let failed = try t.failoverd(["run", failoverPath, "--quiet"])
+            let failed = try await t.failoverd(["run", failoverPath, "--quiet"])
             #expect(failed.status == 0, "\(failed.stderr)")
             let paths = RemotePaths(dc2)
             let shell = try t.driver.shell(dc2)
@@ -300,7 +340,7 @@ struct LabTests {
             let rewindPath = try t.writePlan(
                 "rewind", [Transition(action: .rewind, site: "dc2", source: "dc1")], roles: ["dc2": .fenced, "dc1": .primary])
             try await t.insertRows(12...12, on: dc1)
-            let rewound = try t.failoverd(["run", rewindPath, "--quiet"])
+            let rewound = try await t.failoverd(["run", rewindPath, "--quiet"])
             #expect(rewound.status == 0, "\(rewound.stderr)")
             #expect(try await shell.run(["cat", paths.startConf]).checked().stdout == "auto\n")
             try await t.waitForStreaming(dc2, from: dc1)
@@ -327,7 +367,7 @@ struct LabTests {
             #expect(try await systemctl(["is-active", service.unit!]).stdout == "active\n")
             #expect(try await systemctl(["show", "-p", "DropInPaths", "--value", service.unit!]).stdout.contains(dropIn))
             try await t.insertRows(1...10, on: dc1)
-            let switched = try t.failoverd(["run", t.planPath, "--quiet"])
+            let switched = try await t.failoverd(["run", t.planPath, "--quiet"])
             #expect(switched.status == 0, "\(switched.stderr)")
             #expect(try await t.driver.status(of: dc2).isWritablePrimary)
             #expect(try await systemctl(["is-active", service.unit!]).stdout == "active\n", "the new primary runs under its unit")
@@ -342,7 +382,7 @@ struct LabTests {
 
             let failoverPath = try t.writePlan(
                 "failover", [Transition(action: .failover, to: "dc1")], roles: ["dc2": .primary, "dc1": .streamingStandby])
-            let failed = try t.failoverd(["run", failoverPath, "--quiet"])
+            let failed = try await t.failoverd(["run", failoverPath, "--quiet"])
             #expect(failed.status == 0, "\(failed.stderr)")
             #expect(try await t.driver.hasFenceMarker(dc2))
             // systemd itself refuses: the unit's start job fails in failoverd's ExecStartPre.
@@ -366,7 +406,7 @@ struct LabTests {
             let rewindPath = try t.writePlan(
                 "rewind", [Transition(action: .rewind, site: "dc2", source: "dc1")], roles: ["dc2": .fenced, "dc1": .primary])
             try await t.insertRows(12...12, on: dc1)
-            let rewound = try t.failoverd(["run", rewindPath, "--quiet"])
+            let rewound = try await t.failoverd(["run", rewindPath, "--quiet"])
             #expect(rewound.status == 0, "\(rewound.stderr)")
             try await t.waitForStreaming(dc2, from: dc1)
             try await t.waitForRow(12, on: dc2)
@@ -452,15 +492,15 @@ struct LabTests {
             try await t.insertRows(1...10, on: dc1)
             try await t.waitForRow(10, on: dc2)
             try await t.lab.partition(site: "dc1")
-            let refused = try CLI.run(["run", planPath, "--quiet", "--state", t.state], env: secret)
+            let refused = try await CLI.run(["run", planPath, "--quiet", "--state", t.state], env: secret)
             #expect(refused.status == 3, "\(refused.stderr)")
             #expect(refused.stderr.contains("fence device 198.18.1.250 unreachable") && refused.stderr.contains("--assume-fenced dc1"))
             #expect(try await t.driver.status(of: dc2).inRecovery, "nothing was promoted")
-            let resumed = try CLI.run(["resume", "--quiet", "--assume-fenced", "dc1", "--state", t.state], env: secret)
+            let resumed = try await CLI.run(["resume", "--quiet", "--assume-fenced", "dc1", "--state", t.state], env: secret)
             #expect(resumed.status == 0, "\(resumed.stderr)")
             #expect(try await t.driver.status(of: dc2).isWritablePrimary)
-            #expect(try CLI.roles(state: t.state) == ["dc1": "fenced", "dc2": "primary"])
-            let audit = try t.failoverd(["audit", "list", "--json"]).stdout
+            #expect(try await CLI.roles(state: t.state) == ["dc1": "fenced", "dc2": "primary"])
+            let audit = try await t.failoverd(["audit", "list", "--json"]).stdout
             #expect(audit.contains("fencing-hook") && audit.contains("assumed-fenced"), "\(audit)")
 
             let hookEnv = try String(contentsOfFile: seen + ".hook", encoding: .utf8)
@@ -514,6 +554,8 @@ struct LabTests {
         let planPath = CLI.plan(name)
         let plan = try PlanLoader.load(planPath)
         let state = root + (ShippedPlans.faults[name] == nil ? "/lab-state" : "/drill/state")
+        // One lab per machine: the crash cases' shared topologies go first, then the suite's lab.
+        await fixture.shared.stopAll()
         try await fixture.lab.down()
         var failure: (any Error)?
         do {
@@ -525,7 +567,7 @@ struct LabTests {
         } catch { failure = error }
         let lab = Lab(plan: plan, stateDirectory: state)
         if lab.exists {
-            let down = try CLI.run(["lab", "down", planPath, "--state", state])
+            let down = try await CLI.run(["lab", "down", planPath, "--state", state])
             #expect(down.status == 0, "lab down \(name): \(down.stderr)")
         }
         #expect(try await lab.running() == nil, "something of \(name)'s lab survived lab down")
@@ -544,7 +586,7 @@ struct LabTests {
     /// and servers still answer. `lab up` with another state directory refuses the same way. Then a row, `drill
     /// --reuse`, which leaves the lab up, and the final roles from outside.
     static func refuseThenDrillRunningLab(plan: Plan, planPath: String, state: String, root: String) async throws {
-        let up = try CLI.run(["lab", "up", planPath, "--state", state])
+        let up = try await CLI.run(["lab", "up", planPath, "--state", state])
         try #require(up.status == 0, "lab up: \(up.stderr)")
         let lab = Lab(plan: plan, stateDirectory: state)
         let manifest = try #require(try LabManifest.load(for: plan, in: state))
@@ -553,14 +595,15 @@ struct LabTests {
         let primary = try #require(plan.declaredPrimary?.leader)
         try await outside.writeMarker(1, on: primary)
 
-        let refused = try ShippedPlans.expectDrillRefused(.lab, plan: plan, planPath: planPath, state: state, report: root + "/refused")
+        let refused = try await ShippedPlans.expectDrillRefused(
+            .lab, plan: plan, planPath: planPath, state: state, report: root + "/refused")
         // It names the lab's sshd processes, read from their own command lines, which name the state directory.
         for process in manifest.processes where process.what.hasPrefix("sshd ") {
             let named = "sshd \(process.pid) of \(process.what.dropFirst(5))"
             #expect(refused.stderr.contains(named), "\(refused.stderr) does not name \(named)")
         }
         #expect(!FileManager.default.fileExists(atPath: root + "/other-state/lab-\(plan.name).json"))
-        let again = try CLI.run(["lab", "up", planPath, "--state", state])
+        let again = try await CLI.run(["lab", "up", planPath, "--state", state])
         #expect(
             again.status == 3 && again.stderr.contains("--state \(RunningTopology.word(state)) --reuse` completes it"), "\(again.stderr)")
 
@@ -574,11 +617,13 @@ struct LabTests {
         for (site, instance) in plan.allInstances where site.role != .none {
             #expect(try await outside.inRecovery(instance) == (site.role == .primary ? "f" : "t"), "\(instance.name)")
         }
-        let status = try CLI.run(["lab", "status", planPath, "--state", state])
+        let status = try await CLI.run(["lab", "status", planPath, "--state", state])
         #expect(status.status == 0 && !status.stdout.contains("not running") && !status.stdout.contains("missing"), "\(status.stdout)")
 
         let report = root + "/report"
-        let drilled = try CLI.run(["drill", planPath, "--reuse", "--report", report, "--writers", "2", "--dwell", "1.5", "--warmup", "1"])
+        let drilled = try await CLI.run([
+            "drill", planPath, "--reuse", "--report", report, "--writers", "2", "--dwell", "1.5", "--warmup", "1",
+        ])
         try #require(drilled.status == 0, "\(drilled.stdout.suffix(1500))\n\(drilled.stderr)")
         #expect(drilled.stdout.contains("using the running lab"))
         try expectDrillChecksPassed(report)
@@ -597,7 +642,7 @@ struct LabTests {
     /// lost, and every acknowledged row is on the new primary.
     static func drillBuildingItsOwnLab(plan: Plan, planPath: String, faults: String, root: String) async throws {
         let report = root + "/drill/report"
-        let result = try CLI.run([
+        let result = try await CLI.run([
             "drill", planPath, "--faults", faults, "--state", root + "/drill/state", "--report", report, "--warmup", "1", "--keep",
         ])
         try #require(result.status == 0, "\(result.stdout)\n\(result.stderr)")

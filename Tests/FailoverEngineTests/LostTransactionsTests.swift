@@ -96,8 +96,8 @@ import Testing
     }
 
     /// `failoverd lost --json`, decoded.
-    static func lost(_ fx: SandboxFixture, _ extra: [String] = []) throws -> LostReport {
-        let r = try fx.failoverd(["lost", "--json"] + extra)
+    static func lost(_ fx: SandboxFixture, _ extra: [String] = []) async throws -> LostReport {
+        let r = try await fx.failoverd(["lost", "--json"] + extra)
         #expect(r.status == 0, "\(r.stderr)")
         return try JSONDecoder().decode(LostReport.self, from: Data(r.stdout.utf8))
     }
@@ -107,13 +107,13 @@ import Testing
         try await SandboxFixture.with(Self.pair) { fx in
             let d = try await Self.diverge(fx)
             let plan = try fx.planFile("failover-rewind", Self.failoverThenRewind)
-            let run = try fx.failoverd(["run", plan, "--quiet"])
+            let run = try await fx.failoverd(["run", plan, "--quiet"])
             #expect(run.status == 0, "\(run.stderr)")
             // The rewind erased the diverged rows from prod-0; the capture kept the list.
             try await fx.waitForStreaming(fx.instance("prod-0"), from: fx.instance("dr-0"))
             #expect(try await !fx.hasRow(2001, on: fx.instance("prod-0")))
 
-            let report = try Self.lost(fx)
+            let report = try await Self.lost(fx)
             let prod = try #require(report.instances.first)
             #expect(report.instances.count == 1 && prod.instance == "prod-0" && prod.diverged)
             let listed = Dictionary(uniqueKeysWithValues: prod.transactions.map { ($0.xid, $0) })
@@ -144,7 +144,7 @@ import Testing
             #expect(prod.transactions.map(\.commitLSN) == prod.transactions.map(\.commitLSN).sorted())
             #expect(prod.totals.firstCommit == prod.transactions.first?.commitTime && prod.totals.lastCommit != nil)
 
-            let text = try fx.failoverd(["lost"])
+            let text = try await fx.failoverd(["lost"])
             #expect(text.status == 0)
             #expect(text.stdout.contains("lost: 6 transactions committed after the fork"), "\(text.stdout)")
             #expect(text.stdout.contains("created after the fork: relfilenode"))
@@ -176,7 +176,7 @@ import Testing
             try handle.close()
             let tampered = try await AuditLog(journal: journal).verify()
             #expect(!tampered.intact && tampered.problems.contains { $0.reason.contains("pg_xact/0000 changed since it was captured") })
-            #expect(try fx.failoverd(["audit", "verify"]).status == 1)
+            #expect(try await fx.failoverd(["audit", "verify"]).status == 1)
         }
     }
 
@@ -198,10 +198,10 @@ import Testing
                 #expect(target <= flushed, "the slot must never pass what the standby has")
             }
             let plan = try fx.planFile("failover-rewind", Self.failoverThenRewind)
-            let run = try fx.failoverd(["run", plan, "--quiet"])
+            let run = try await fx.failoverd(["run", plan, "--quiet"])
             #expect(run.status == 0, "\(run.stderr)")
 
-            let report = try Self.lost(fx, ["--rows"])
+            let report = try await Self.lost(fx, ["--rows"])
             let lost = try #require(report.instances.first)
             #expect(lost.rows == "decoded", "\(lost.rows) \(lost.notes)")
             let byXid = Dictionary(uniqueKeysWithValues: lost.transactions.map { ($0.xid, $0.rowChanges ?? []) })
@@ -227,7 +227,7 @@ import Testing
             // The old catalog (an isolated copy) names the table created after the fork.
             let created = lost.transactions.first { $0.xid == d.committed["new table"]! }
             #expect(created?.relations.contains { $0.name.hasPrefix("public.n (created after the fork") } == true)
-            let text = try fx.failoverd(["lost", "--rows"])
+            let text = try await fx.failoverd(["lost", "--rows"])
             #expect(text.stdout.contains("public.u  UPDATE  key id='1'"), "\(text.stdout)")
             // The isolated copy is gone, and the slots followed the primary: recreated on dr-0, dropped from prod-0.
             #expect(!FileManager.default.fileExists(atPath: InstancePaths(prod).stateDirectory + "/lost-copy"))
@@ -247,7 +247,7 @@ import Testing
             let rewind = try #require(steps.first { $0.kind == .rewind })
             #expect(capture.number < rewind.number && capture.instance == "prod-0")
 
-            let crashed = try fx.failoverd(["run", path, "--quiet", "--crash-at", "\(capture.number):mid"])
+            let crashed = try await fx.failoverd(["run", path, "--quiet", "--crash-at", "\(capture.number):mid"])
             #expect(crashed.killedBySignal && crashed.status == SIGKILL, "\(crashed.status) \(crashed.stderr)")
             let journal = try Journal(stateDirectory: fx.state)
             let run = try #require(try journal.unfinishedRun())
@@ -260,7 +260,7 @@ import Testing
             #expect(partial.contains { $0.hasSuffix(".partial") })
             #expect(try await fx.driver.controlData(of: fx.instance("prod-0"))?.timeline == 1)
 
-            let resumed = try fx.failoverd(["resume", "--quiet"])
+            let resumed = try await fx.failoverd(["resume", "--quiet"])
             #expect(resumed.status == 0, "\(resumed.stderr)")
             #expect(LostDirectory.sealed(fx.state).count == 1)
             #expect(try FileManager.default.contentsOfDirectory(atPath: LostDirectory.root(fx.state) + "/" + run.id) == ["prod-0"])
@@ -274,7 +274,7 @@ import Testing
             let captured = try #require(seq("step-end", step: capture.number).first)
             #expect(
                 seq("step-start", step: rewind.number).allSatisfy { $0 > captured } && seq("step-start", step: rewind.number).count == 1)
-            let report = try Self.lost(fx)
+            let report = try await Self.lost(fx)
             #expect(Set(report.instances.first?.transactions.map(\.xid) ?? []) == Set(d.committed.values))
             #expect(try await AuditLog(journal: journal).verify().intact)
         }
@@ -290,7 +290,7 @@ import Testing
             let path = fx.root + "/bounded.json"
             try JSONEncoder().encode(plan).write(to: URL(fileURLWithPath: path))
 
-            let r = try fx.failoverd(["run", path, "--quiet"])
+            let r = try await fx.failoverd(["run", path, "--quiet"])
             #expect(r.status == 3, "\(r.stderr)")
             #expect(r.stderr.contains("policy.lostCaptureMaxBytes (1048576)") && r.stderr.contains("--skip-lost-capture"))
             let journal = try Journal(stateDirectory: fx.state)
@@ -300,7 +300,7 @@ import Testing
             #expect(LostDirectory.sealed(fx.state).isEmpty)
             #expect(try await fx.driver.controlData(of: fx.instance("prod-0"))?.timeline == 1)
 
-            let resumed = try fx.failoverd(["resume", "--quiet", "--skip-lost-capture"])
+            let resumed = try await fx.failoverd(["resume", "--quiet", "--skip-lost-capture"])
             #expect(resumed.status == 0, "\(resumed.stderr)")
             let capture = try #require(try journal.steps(of: run.id).first { $0.step.kind == .captureDivergence })
             #expect(capture.status == .done && capture.evidence["skipped"]?.contains("--skip-lost-capture") == true)
@@ -323,14 +323,14 @@ import Testing
             plan.policy.captureLostRows = true
             let path = fx.root + "/rows.json"
             try JSONEncoder().encode(plan).write(to: URL(fileURLWithPath: path))
-            let r = try fx.failoverd(["run", path, "--quiet"])
+            let r = try await fx.failoverd(["run", path, "--quiet"])
             #expect(r.status == 3)
             #expect(r.stderr.contains("wal_level=replica") && r.stderr.contains("captureLostRows"), "\(r.stderr)")
             #expect(try await fx.driver.status(of: fx.instance("prod-0")).isWritablePrimary)
         }
     }
     @Test("a drill that loses commits lists them and checks the list against its ledger")
-    func drillChecksTheLostList() throws {
+    func drillChecksTheLostList() async throws {
         let root = CLI.tempDirectory("failoverd-lostdrill")
         defer { try? FileManager.default.removeItem(atPath: root) }
         chmod(root, 0o755)
@@ -350,7 +350,7 @@ import Testing
         }
         let path = root + "/plan.json"
         try JSONEncoder().encode(plan).write(to: URL(fileURLWithPath: path))
-        let r = try CLI.run([
+        let r = try await CLI.run([
             "drill", path, "--report", root + "/report", "--state", root + "/state", "--writers", "2", "--faults",
             "cut-receiver@dr,kill-primary@1",
             "--allow-data-loss", "--warmup", "1",
@@ -402,9 +402,9 @@ import Testing
 
             let plan = try fx.planFile(
                 "failover-rebuild", [Transition(action: .failover, to: "dr"), Transition(action: .rebuild, site: "prod")])
-            let run = try fx.failoverd(["run", plan, "--quiet"])
+            let run = try await fx.failoverd(["run", plan, "--quiet"])
             #expect(run.status == 0, "\(run.stderr)")
-            let report = try Self.lost(fx)
+            let report = try await Self.lost(fx)
             let lost = try #require(report.instances.first)
             #expect(lost.walFrom == ["the repository"], "\(lost.walFrom)")
             #expect(lost.notes.contains { $0.contains("holds no cluster") }, "\(lost.notes)")

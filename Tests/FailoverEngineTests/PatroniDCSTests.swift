@@ -37,26 +37,29 @@ import Testing
         let ports = try FreePorts.take(2)
         let endpoint = "127.0.0.1:\(ports[0])"
         let peer = "http://127.0.0.1:\(ports[1])"
-        let etcd = Process()
-        etcd.executableURL = URL(fileURLWithPath: Sandbox.etcdExecutable)
-        etcd.arguments = [
-            "--name", "t", "--data-dir", root + "/etcd", "--listen-client-urls", "https://" + endpoint, "--advertise-client-urls",
-            "https://" + endpoint, "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "t=" + peer,
-            "--cert-file", root + "/server.pem", "--key-file", root + "/server.key", "--log-level", "warn",
-        ]
-        etcd.standardOutput = FileHandle.nullDevice
-        etcd.standardError = FileHandle.nullDevice
-        try etcd.run()
-        defer {
-            kill(etcd.processIdentifier, SIGKILL)
-            etcd.waitUntilExit()
+        // The library's own child process: reaped by a thread of Blocking, never waited for on the cooperative pool.
+        let etcd = try ChildProcess.start(
+            Sandbox.etcdExecutable,
+            [
+                Sandbox.etcdExecutable, "--name", "t", "--data-dir", root + "/etcd", "--listen-client-urls", "https://" + endpoint,
+                "--advertise-client-urls", "https://" + endpoint, "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                "--initial-cluster", "t=" + peer, "--cert-file", root + "/server.pem", "--key-file", root + "/server.key", "--log-level",
+                "warn",
+            ], environment: ["PATH=" + CommandRunner.searchPath, "HOME=" + root], workingDirectory: root, commandLine: "etcd (TLS)")
+        do {
+            _ = try await Poll.until("etcd to answer on \(endpoint)", timeout: 60, interval: 0.1) {
+                let r = try await CommandRunner().run(
+                    "/usr/bin/curl", ["-sf", "--max-time", "2", "--cacert", root + "/ca.pem", "https://\(endpoint)/health"])
+                return r.succeeded && r.stdout.contains("true") ? true : nil
+            }
+            try await body(endpoint, root)
+        } catch {
+            etcd.signal(SIGKILL)
+            _ = await etcd.wait()
+            throw error
         }
-        _ = try await Poll.until("etcd to answer on \(endpoint)", timeout: 60, interval: 0.1) {
-            let r = try await CommandRunner().run(
-                "/usr/bin/curl", ["-sf", "--max-time", "2", "--cacert", root + "/ca.pem", "https://\(endpoint)/health"])
-            return r.succeeded && r.stdout.contains("true") ? true : nil
-        }
-        try await body(endpoint, root)
+        etcd.signal(SIGKILL)
+        _ = await etcd.wait()
     }
 
     @Test("standby_cluster is written over TLS, with etcd authentication, under Patroni's namespace; without them it is refused plainly")

@@ -42,7 +42,7 @@ import Testing
             print("Patroni \(version ?? "unknown") (FAILOVERD_SANDBOX_PATRONI chooses another)")
             try await fx.insertRows(1...5, on: prod)
             let path = try fx.planFile("fence", [Transition(action: .fence, site: "prod")])
-            let run = try fx.failoverd(["run", path, "--quiet"])
+            let run = try await fx.failoverd(["run", path, "--quiet"])
             #expect(run.status == 0, "\(run.stderr)")
             try await expectFencedStandbyLeader(fx, prod)
             #expect(try Journal(stateDirectory: fx.state).recordedRoles()["prod"] == .fenced)
@@ -58,14 +58,14 @@ import Testing
             let workload = Workload(
                 instances: fx.plan.allInstances.map { ($0.site.name, $0.instance) }, writers: 2, clock: DrillClock(),
                 connInfo: { [plan = fx.plan] in plan.adminConnInfo($0) })
-            try workload.prepare(primary: prod)
+            try await workload.prepare(primary: prod)
             workload.start()
             // Writes are acknowledged on prod before the failover starts.
             _ = try await Poll.until("the writers to commit on prod-0", timeout: 60, interval: 0.05) {
                 workload.ledger.current.entries.filter(\.acknowledged).count >= 50 ? true : nil
             }
             let failover = try fx.planFile("failover", [Transition(action: .failover, to: "dr")])
-            let f = try fx.failoverd(["run", failover, "--quiet"])
+            let f = try await fx.failoverd(["run", failover, "--quiet"])
             // The writers follow the new primary for a moment, then stop.
             if f.status == 0 {
                 _ = try await Poll.until("the writers to commit on dr-0", timeout: 60, interval: 0.05) {
@@ -89,7 +89,7 @@ import Testing
             #expect(try journal.recordedRoles() == ["prod": .fenced, "dr": .primary])
 
             try await fx.insertRows(1...3, on: dr)
-            try fx.runPatroniFailback(method)
+            try await fx.runPatroniFailback(method)
             #expect(try await fx.driver.status(of: prod).isWritablePrimary)
             #expect(try await fx.sql(prod, "SELECT count(*) FROM t").first?.first == "3")
             let onProd = try await fx.sql(prod, "SELECT count(*) FROM \(Workload.table)").first?.first.flatMap { $0 }.flatMap { Int($0) }
@@ -113,7 +113,7 @@ import Testing
             kill(postmaster, SIGSTOP)
             defer { kill(postmaster, SIGCONT) }
             let failover = try fx.planFile("failover", [Transition(action: .failover, to: "dr")])
-            let f = try fx.failoverd(["run", failover, "--quiet"])
+            let f = try await fx.failoverd(["run", failover, "--quiet"])
             #expect(f.status == 3, "\(f.stderr)")
             #expect(f.stderr.contains("prod-0") && f.stderr.contains("--assume-fenced prod"), "\(f.stderr)")
             #expect(f.stderr.contains("Nothing was changed"), "\(f.stderr)")
@@ -141,7 +141,7 @@ import Testing
             kill(postmaster, SIGSTOP)
             defer { kill(postmaster, SIGCONT) }
             let failover = try fx.planFile("failover", [Transition(action: .failover, to: "dr")])
-            let f = try fx.failoverd(["run", failover, "--quiet", "--assume-fenced", "prod"])
+            let f = try await fx.failoverd(["run", failover, "--quiet", "--assume-fenced", "prod"])
             #expect(f.status == 0, "\(f.stderr)")
             #expect(try await fx.driver.status(of: dr).isWritablePrimary)
             let journal = try Journal(stateDirectory: fx.state)

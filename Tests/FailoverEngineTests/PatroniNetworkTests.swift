@@ -22,7 +22,7 @@ struct FilteredHost {
     static func with(ports: [Int], _ body: () async throws -> Void) async throws {
         let host = FilteredHost()
         let root = CommandRunner(user: nil, defaultTimeout: 30)
-        var listener: Process?
+        var listener: ChildProcess?
         do {
             try await root.run("/usr/sbin/ip", ["netns", "add", host.namespace]).checked()
             try await root.run(
@@ -55,14 +55,19 @@ struct FilteredHost {
                 print("listening", flush=True)
                 time.sleep(600)
                 """
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-            p.arguments = ["netns", "exec", host.namespace, "/usr/bin/python3", "-c", code]
-            let out = Pipe()
-            p.standardOutput = out
-            try p.run()
+            let p = try ChildProcess.start(
+                "/usr/sbin/ip", ["ip", "netns", "exec", host.namespace, "/usr/bin/python3", "-c", code],
+                environment: ["PATH=" + CommandRunner.searchPath], workingDirectory: "/",
+                commandLine: "python3 listener in \(host.namespace)")
             listener = p
-            _ = out.fileHandleForReading.availableData  // "listening": the sockets are bound
+            // "listening": the sockets are bound.
+            _ = try await Poll.until("the listeners in \(host.namespace)", timeout: 30, interval: 0.05) { () throws -> Bool? in
+                if p.outputSoFar().contains("listening") { return true }
+                guard p.isRunning else {
+                    throw Poll.Abort(error: FailoverError.failed("the listeners exited: \(p.errorSoFar())"))
+                }
+                return nil
+            }
             try await body()
         } catch {
             await host.remove(listener)
@@ -71,9 +76,11 @@ struct FilteredHost {
         await host.remove(listener)
     }
 
-    func remove(_ listener: Process?) async {
-        if let listener, listener.isRunning { kill(listener.processIdentifier, SIGKILL) }
-        listener?.waitUntilExit()
+    func remove(_ listener: ChildProcess?) async {
+        if let listener {
+            listener.signal(SIGKILL)
+            _ = await listener.wait()
+        }
         let root = CommandRunner(user: nil, defaultTimeout: 30)
         _ = try? await root.run("/usr/sbin/ip", ["link", "del", link])
         _ = try? await root.run("/usr/sbin/ip", ["netns", "del", namespace])
@@ -125,11 +132,11 @@ struct FilteredHost {
             let path = root + "/filtered.json"
             try Self.write(plan, to: path)
             let state = root + "/state"
-            let check = try CLI.run(["check", path, "--json", "--state", state])
+            let check = try await CLI.run(["check", path, "--json", "--state", state])
             #expect(check.status == 1, "\(check.stdout)\(check.stderr)")
             let report = try JSONDecoder().decode(TopologyCheck.Report.self, from: Data(check.stdout.utf8))
             #expect(report.instances.allSatisfy { $0.seen == "unreachable" }, "\(report.instances.map(\.seen))")
-            let adopt = try CLI.run(["adopt", path, "--state", state])
+            let adopt = try await CLI.run(["adopt", path, "--state", state])
             #expect(adopt.status == 3, "\(adopt.stdout)\(adopt.stderr)")
             #expect(adopt.stderr.contains("dr-0"), "\(adopt.stderr)")
             #expect(try Journal(stateDirectory: state).recordedRoles().isEmpty)
@@ -152,7 +159,7 @@ struct FilteredHost {
             let path = fx.root + "/filtered-failover.json"
             try Self.write(plan, to: path)
             try await FilteredHost.with(ports: [Self.ports.postgres, Self.ports.rest, Self.ports.etcd]) {
-                let run = try fx.failoverd(["run", path, "--quiet"])
+                let run = try await fx.failoverd(["run", path, "--quiet"])
                 #expect(run.status == 3, "\(run.stderr)")
                 #expect(run.stderr.contains("prod-0") && run.stderr.contains("--assume-fenced prod"), "\(run.stderr)")
                 #expect(run.stderr.contains("Nothing was changed"), "\(run.stderr)")

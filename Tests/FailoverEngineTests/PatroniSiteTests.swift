@@ -24,7 +24,7 @@ import Testing
             let (prod, dr) = (fx.instance("prod-0"), fx.instance("dr-0"))
             try await fx.insertRows(1...20, on: prod)
             let there = try fx.planFile("there", [Transition(action: .switchover, to: "dr")])
-            let run = try fx.failoverd(["run", there, "--quiet"])
+            let run = try await fx.failoverd(["run", there, "--quiet"])
             #expect(run.status == 0, "\(run.stderr)")
             let first = try #require(try Journal(stateDirectory: fx.state).lastRun()).id
             #expect(try await fx.driver.status(of: dr).isWritablePrimary)
@@ -42,7 +42,7 @@ import Testing
 
             let back = try fx.planFile(
                 "back", [Transition(action: .switchover, to: "prod")], roles: ["prod": .streamingStandby, "dr": .primary])
-            let run2 = try fx.failoverd(["run", back, "--quiet"])
+            let run2 = try await fx.failoverd(["run", back, "--quiet"])
             #expect(run2.status == 0, "\(run2.stderr)")
             #expect(try await fx.primaryTimeline(prod) == 3)
             try await fx.insertRows(22...22, on: prod)
@@ -70,14 +70,18 @@ import Testing
             let (prod, dr) = (fx.instance("prod-0"), fx.instance("dr-0"))
             let drSite = fx.plan.site(named: "dr")!
             // Outside failoverd, the way an operator would: dr's standby cluster replays from the repository only.
-            let response = try await patroni(fx).api(drSite).patch(
-                dr.patroni!.url, "/config", json: ["standby_cluster": ["host": NSNull(), "port": NSNull()]])
+            // Patroni answers 503 until its view of the DCS holds the cluster's configuration (just after bootstrap).
+            let response = try await Poll.until("dr's Patroni to hold its cluster configuration", timeout: 60, interval: 0.2) {
+                let r = try await patroni(fx).api(drSite).patch(
+                    dr.patroni!.url, "/config", json: ["standby_cluster": ["host": NSNull(), "port": NSNull()]])
+                return r.status == 503 ? nil : r
+            }
             #expect(response.status == 200)
             _ = try await Poll.until("dr-0 to stop streaming", timeout: 60, interval: 0.1) {
                 try await fx.driver.status(of: dr).walReceiver?.status == "streaming" ? nil : true
             }
             let path = try fx.planFile("gate", [Transition(action: .switchover, to: "dr")])
-            let run = try fx.failoverd(["run", path, "--quiet"])
+            let run = try await fx.failoverd(["run", path, "--quiet"])
             #expect(run.status == 3, "\(run.stderr)")
             #expect(run.stderr.contains("dr-0"), "\(run.stderr)")
             #expect(run.stderr.contains("Nothing was changed"), "\(run.stderr)")
@@ -97,7 +101,7 @@ import Testing
             // dr stops streaming (failoverd's own disable-streaming, through Patroni), so prod's next rows
             // exist on prod alone: the timelines diverge at the failover.
             let disable = try fx.planFile("disable", [Transition(action: .disableStreaming, site: "dr")])
-            let d = try fx.failoverd(["run", disable, "--quiet"])
+            let d = try await fx.failoverd(["run", disable, "--quiet"])
             #expect(d.status == 0, "\(d.stderr)")
             #expect(try await fx.driver.status(of: dr).walReceiver?.status != "streaming")
             try await fx.insertRows(21...25, on: prod)
@@ -116,7 +120,7 @@ import Testing
 
             let failover = try fx.planFile(
                 "failover", [Transition(action: .failover, to: "dr")], roles: ["prod": .primary, "dr": .archiveStandby])
-            let f = try fx.failoverd(["run", failover, "--quiet"])
+            let f = try await fx.failoverd(["run", failover, "--quiet"])
             #expect(f.status == 0, "\(f.stderr)")
             #expect(try await fx.driver.status(of: dr).isWritablePrimary)
             // What dr had when it was promoted: 20 rows, and of 21...25 whatever reached the repository.
@@ -142,7 +146,7 @@ import Testing
             }
             #expect(back.inRecovery, "the fenced primary came back writable")
 
-            try fx.runPatroniFailback(method)
+            try await fx.runPatroniFailback(method)
             #expect(try await fx.driver.status(of: prod).isWritablePrimary)
             // The rows only the old timeline had are gone (rewound away); dr's rows are there.
             #expect(try await count(fx, prod) == String(kept + 2))
@@ -167,40 +171,26 @@ import Testing
         let count = try! Planner(plan: plan).steps().get().count
         return (1...count).flatMap { ["\($0):before", "\($0):after"] }
     }
+}
 
-    @Test("kill -9 at every step of the Patroni switchover plan, resume: same roles, no row lost", arguments: crashPoints())
+/// kill -9 at every step of the Patroni switchover plan, then resume, in one Patroni sandbox shared by the
+/// cases (``SandboxPool``): each starts with prod leading and dr's standby cluster streaming from it, and
+/// switches back afterwards.
+@Suite(.sandboxPool(PatroniSiteTests.layout, patroni: true, width: 1)) struct PatroniCrashResumeTests {
+    @Test(
+        "kill -9 at every step of the Patroni switchover plan, resume: same roles, no row lost", arguments: PatroniSiteTests.crashPoints())
     func crashAndResume(at point: String) async throws {
-        try await SandboxFixture.with(Self.layout, patroni: true) { fx in
-            let prod = fx.instance("prod-0")
-            try await fx.insertRows(1...20, on: prod)
-            let path = try fx.planFile("patroni-switchover", try PlanLoader.load(CLI.plan("patroni-switchover")).transitions)
-            let expected = try Planner(plan: PlanLoader.load(path)).finalRoles().get()
-            let crashed = try fx.failoverd(["run", path, "--quiet", "--crash-at", point])
-            #expect(
-                crashed.killedBySignal && crashed.status == SIGKILL, "expected SIGKILL at \(point): \(crashed.status) \(crashed.stderr)")
-            let resumed = try fx.failoverd(["resume", "--quiet"])
-            #expect(resumed.status == 0, "resume after \(point): \(resumed.stderr)")
-            let journal = try Journal(stateDirectory: fx.state)
-            #expect(try journal.recordedRoles() == expected)
-            let primary = fx.instance("\(try #require(expected.first { $0.value == .primary }?.key))-0")
-            try await fx.insertRows(21...21, on: primary)
-            for (_, instance) in fx.plan.allInstances where instance != primary {
-                _ = try await fx.waitForStreaming(instance, from: primary)
-                try await fx.waitForRow(21, on: instance)
-                #expect(try await count(fx, instance) == "21")
-            }
-            #expect(try await AuditLog(journal: journal).verify().intact)
-        }
+        try await RealCrashResumeTests.crashAndResume(plan: "patroni-switchover", at: point)
     }
 }
 
 extension SandboxFixture {
     /// Runs the failback of prod (fenced) from dr (primary) by `method`; on failure, records its error and the
     /// end of prod-0's Patroni log.
-    func runPatroniFailback(_ method: FailbackMethod) throws {
+    func runPatroniFailback(_ method: FailbackMethod) async throws {
         let path = try planFile(
             "failback", [Transition(action: .failback, to: "prod", method: method)], roles: ["prod": .fenced, "dr": .primary])
-        let run = try failoverd(["run", path, "--quiet"])
+        let run = try await failoverd(["run", path, "--quiet"])
         if run.status != 0 {
             let log =
                 (try? String(contentsOfFile: InstancePaths(instance("prod-0")).stateDirectory + "/patroni.log", encoding: .utf8)) ?? ""

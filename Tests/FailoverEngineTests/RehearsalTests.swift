@@ -24,8 +24,8 @@ import Testing
     }
 
     /// `failoverd plan NAME --json`: its text and its steps.
-    static func planned(_ name: String) throws -> (json: String, steps: [Step]) {
-        let r = try CLI.run(["plan", CLI.plan(name), "--json"])
+    static func planned(_ name: String) async throws -> (json: String, steps: [Step]) {
+        let r = try await CLI.run(["plan", CLI.plan(name), "--json"])
         #expect(r.status == 0, "plan \(name): \(r.stderr)")
         return (r.stdout, try JSONDecoder().decode([Step].self, from: Data(r.stdout.utf8)))
     }
@@ -48,11 +48,11 @@ import Testing
     }
 
     @Test("for every shipped plan, `run --simulate` journals exactly the steps `plan --json` lists", arguments: shipped)
-    func rehearsalRunsThePlannedSteps(name: String) throws {
+    func rehearsalRunsThePlannedSteps(name: String) async throws {
         let state = CLI.tempDirectory("failoverd-rehearsal")
         defer { try? FileManager.default.removeItem(atPath: state) }
-        let planned = try Self.planned(name)
-        let run = try CLI.run(["run", CLI.plan(name), "--simulate", "--quiet", "--state", state])
+        let planned = try await Self.planned(name)
+        let run = try await CLI.run(["run", CLI.plan(name), "--simulate", "--quiet", "--state", state])
         #expect(run.status == 0, "run --simulate \(name): \(run.stderr)")
         let journaled = try Self.journaled(state)
         // Kind, number, transition, site, summary and operands, step by step, and the same JSON text.
@@ -68,14 +68,14 @@ import Testing
     }
 
     @Test("--crash-at N of a Patroni rehearsal stops at step N of `plan`, and the resume ends in the planned roles", arguments: crashPoints)
-    func crashAtMeansThePlannedStep(_ point: String) throws {
+    func crashAtMeansThePlannedStep(_ point: String) async throws {
         let parts = point.split(separator: " ")
         let (name, at) = (String(parts[0]), String(parts[1]))
         let n = try #require(Int(at.split(separator: ":")[0]))
         let state = CLI.tempDirectory("failoverd-rehearsal")
         defer { try? FileManager.default.removeItem(atPath: state) }
-        let planned = try Self.planned(name).steps
-        let crashed = try CLI.run(["run", CLI.plan(name), "--simulate", "--quiet", "--state", state, "--crash-at", at])
+        let planned = try await Self.planned(name).steps
+        let crashed = try await CLI.run(["run", CLI.plan(name), "--simulate", "--quiet", "--state", state, "--crash-at", at])
         #expect(crashed.killedBySignal && crashed.status == SIGKILL, "expected SIGKILL at \(point): \(crashed.stderr)")
         let journal = try Journal(stateDirectory: state)
         let steps = try journal.steps(of: try #require(try journal.unfinishedRun()).id)
@@ -88,10 +88,10 @@ import Testing
         #expect(steps.filter { $0.step.number < n }.allSatisfy { $0.status.isFinished })
         #expect(steps.filter { $0.step.number > n }.allSatisfy { $0.status == .pending })
 
-        let resumed = try CLI.run(["resume", "--quiet", "--state", state])
+        let resumed = try await CLI.run(["resume", "--quiet", "--state", state])
         #expect(resumed.status == 0, "resume after \(point): \(resumed.stderr)")
         let expected = try Planner(plan: PlanLoader.load(CLI.plan(name))).finalRoles().get().mapValues(\.rawValue)
-        #expect(try CLI.roles(state: state) == expected)
+        #expect(try await CLI.roles(state: state) == expected)
     }
 
     /// `failoverd plan` outputs of main at db71ba4 (Tests/Fixtures/plan-output-main-db71ba4).
@@ -111,9 +111,9 @@ import Testing
     @Test(
         "`failoverd plan` prints what main printed at db71ba4 for every plan shipped then, byte for byte (with #22's capture steps)",
         arguments: fixtured)
-    func planOutputIsUnchanged(name: String) throws {
-        let text = try CLI.run(["plan", CLI.plan(name)])
-        let json = try CLI.run(["plan", CLI.plan(name), "--json"])
+    func planOutputIsUnchanged(name: String) async throws {
+        let text = try await CLI.run(["plan", CLI.plan(name)])
+        let json = try await CLI.run(["plan", CLI.plan(name), "--json"])
         #expect(text.status == 0 && json.status == 0, "\(text.stderr) \(json.stderr)")
         #expect(Data(text.stdout.utf8) == Self.expected(name, ".plan.txt"))
         #expect(Data(json.stdout.utf8) == Self.expected(name, ".plan.json"))

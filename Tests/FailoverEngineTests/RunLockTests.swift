@@ -8,9 +8,8 @@ import Testing
 /// fencing epoch increases.
 @Suite struct RunLockTests {
     /// A copy of a shipped plan whose failback waits (maxLagBytes 0 never holds while the primary writes),
-    /// so the first process stays alive holding the lock. Its step timeout is an hour: the test kills it, and
-    /// on a loaded machine the test's own continuation may wait a minute for a thread while other tests
-    /// block theirs (a 60 s timeout once ended the holder's run before the second process started).
+    /// so the first process stays alive holding the lock. Its step timeout is an hour: the test kills it, so
+    /// the holder's own deadline only has to outlast the test, however loaded the machine.
     func waitingPlan(in dir: String) throws -> String {
         var json =
             try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: CLI.plan("failback-with-rewind"))))
@@ -26,24 +25,24 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: state) }
         let plan = try waitingPlan(in: state)
         let holder = try CLI.start(["run", plan, "--simulate", "--state", state])
-        defer { kill(holder.pid, SIGKILL) }
+        defer { holder.signal(SIGKILL) }
         // Wait by condition: the holder has reached the catch-up wait (its progress line for step 11).
         let reached = try await Wait.until(timeout: 30, interval: 0.05) { holder.outputSoFar().contains("[11/23]") ? true : nil }
         #expect(reached == true)
 
-        let second = try CLI.run(["run", plan, "--simulate", "--state", state])
+        let second = try await CLI.run(["run", plan, "--simulate", "--state", state])
         #expect(second.status == 4)
         #expect(second.stderr.contains("pid \(holder.pid)"))
         #expect(second.stderr.contains(ProcessInfo.processInfo.hostName))
         #expect(second.stderr.contains("since 20"))
-        let resume = try CLI.run(["resume", "--state", state])
+        let resume = try await CLI.run(["resume", "--state", state])
         #expect(resume.status == 4)
 
-        kill(holder.pid, SIGKILL)
-        _ = holder.wait()
+        holder.signal(SIGKILL)
+        _ = await holder.wait()
         let journal = try Journal(stateDirectory: state)
         let run = try #require(try journal.unfinishedRun())
-        let abandon = try CLI.run(["abandon", run.id, "--state", state, "--reason", "lock test"])
+        let abandon = try await CLI.run(["abandon", run.id, "--state", state, "--reason", "lock test"])
         #expect(abandon.status == 0, "\(abandon.stderr)")
         let status = try StatusReport.read(stateDirectory: state)
         #expect(status.epoch == 1)

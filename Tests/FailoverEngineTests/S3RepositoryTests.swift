@@ -37,7 +37,7 @@ import Testing
     }
 
     @Test("a plan saying s3 with a configuration file saying posix is refused, and so is one without credentials")
-    func typeMismatchAndMissingCredentialsAreRefused() throws {
+    func typeMismatchAndMissingCredentialsAreRefused() async throws {
         let root = CLI.tempDirectory("failoverd-s3-refusal")
         defer { try? FileManager.default.removeItem(atPath: root) }
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
@@ -46,21 +46,22 @@ import Testing
         try "[global]\nrepo1-type=posix\nrepo1-path=/srv/repo\n".write(toFile: plan.repository.config!, atomically: true, encoding: .utf8)
         let path = root + "/plan.json"
         try Self.write(plan, to: path)
-        let v = try CLI.run(["validate", path], env: ["PGBACKREST_REPO1_S3_KEY": "k", "PGBACKREST_REPO1_S3_KEY_SECRET": "s"])
+        let v = try await CLI.run(["validate", path], env: ["PGBACKREST_REPO1_S3_KEY": "k", "PGBACKREST_REPO1_S3_KEY_SECRET": "s"])
         #expect(v.status == 2)
         #expect(
             v.stdout.contains("$.repository.type: the plan says s3 but \(plan.repository.config!) sets repo1-type=posix"), "\(v.stdout)")
         let state = root + "/state"
-        let r = try CLI.run(["run", path, "--state", state], env: ["PGBACKREST_REPO1_S3_KEY": "k", "PGBACKREST_REPO1_S3_KEY_SECRET": "s"])
+        let r = try await CLI.run(
+            ["run", path, "--state", state], env: ["PGBACKREST_REPO1_S3_KEY": "k", "PGBACKREST_REPO1_S3_KEY_SECRET": "s"])
         #expect(r.status == 2)
         #expect(!FileManager.default.fileExists(atPath: state), "a refused plan changes nothing")
 
         // s3 in the file too, but no credentials anywhere: named, never printed.
         try "[global]\nrepo1-type=s3\n".write(toFile: plan.repository.config!, atomically: true, encoding: .utf8)
-        let missing = try CLI.run(["validate", path], env: ["PGBACKREST_REPO1_S3_KEY": "", "PGBACKREST_REPO1_S3_KEY_SECRET": ""])
+        let missing = try await CLI.run(["validate", path], env: ["PGBACKREST_REPO1_S3_KEY": "", "PGBACKREST_REPO1_S3_KEY_SECRET": ""])
         #expect(missing.status == 2)
         #expect(missing.stdout.contains("PGBACKREST_REPO1_S3_KEY and PGBACKREST_REPO1_S3_KEY_SECRET"))
-        let present = try CLI.run(
+        let present = try await CLI.run(
             ["validate", path], env: ["PGBACKREST_REPO1_S3_KEY": "AKIAFAILOVERD", "PGBACKREST_REPO1_S3_KEY_SECRET": "fake-secret-7f3a"])
         #expect(present.status == 0, "\(present.stdout)")
         #expect(!(present.stdout + present.stderr).contains("fake-secret-7f3a"))
@@ -69,7 +70,7 @@ import Testing
         plan.repository.s3 = nil
         plan.repository.gcs = GCSSettings(bucket: "b", endpoint: nil)
         try Self.write(plan, to: path)
-        let shape = try CLI.run(["validate", path])
+        let shape = try await CLI.run(["validate", path])
         #expect(shape.status == 2)
         #expect(shape.stdout.contains("$.repository.s3: a repository of type s3 needs its \"s3\" settings"))
         #expect(shape.stdout.contains("$.repository.gcs: \"gcs\" settings given for a repository of type s3"))
@@ -84,11 +85,20 @@ import Testing
         let path = root + "/plan.json"
         try Self.write(plan, to: path)
         let state = root + "/state"
-        defer {
-            _ = try? CLI.run(["sandbox", "down", path, "--state", state])
+        // `sandbox down` and the directory's removal on every path, failure or not.
+        do {
+            try await walkthrough(plan, path: path, root: root, state: state)
+        } catch {
+            _ = try? await CLI.run(["sandbox", "down", path, "--state", state])
             try? FileManager.default.removeItem(atPath: root)
+            throw error
         }
-        let up = try CLI.run(["sandbox", "up", path, "--state", state])
+        _ = try? await CLI.run(["sandbox", "down", path, "--state", state])
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    func walkthrough(_ plan: Plan, path: String, root: String, state: String) async throws {
+        let up = try await CLI.run(["sandbox", "up", path, "--state", state])
         #expect(up.status == 0, "\(up.stderr)")
         let driver = try LocalPostgresDriver(plan: plan)
         let prod = plan.sites[0].leader
@@ -105,15 +115,15 @@ import Testing
         // Watch every process's arguments while the plan runs.
         let run = try CLI.start(["run", path, "--state", state])
         var seenInArguments: [String] = []
-        while run.process.isRunning {
+        while run.isRunning {
             for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where Int32(entry) != nil {
                 guard let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"), !data.isEmpty else { continue }
                 let args = String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
                 if args.contains(secret) { seenInArguments.append(args) }
             }
-            _ = try await Wait.until(timeout: 0.05, interval: 0.05) { run.process.isRunning ? nil : true }
+            _ = try await Wait.until(timeout: 0.05, interval: 0.05) { run.isRunning ? nil : true }
         }
-        let result = run.wait()
+        let result = await run.wait()
         #expect(result.status == 0, "\(result.stderr)")
         #expect(seenInArguments.isEmpty, "the secret showed in a process's arguments: \(seenInArguments.first ?? "")")
 
@@ -135,7 +145,7 @@ import Testing
             }
         }
         #expect(!(result.stdout + result.stderr + up.stdout + up.stderr).contains(secret))
-        let audit = try CLI.run(["audit", "--state", state])
+        let audit = try await CLI.run(["audit", "--state", state])
         #expect(!audit.stdout.contains(secret))
         var logsRead = 0
         let logs = FileManager.default.enumerator(atPath: root)
@@ -149,7 +159,7 @@ import Testing
         #expect(logsRead >= 3, "the server logs and pgBackRest's logs were read")
 
         // `sandbox down` stops the S3 endpoint with the servers: no process is left in its directory.
-        let down = try CLI.run(["sandbox", "down", path, "--state", state])
+        let down = try await CLI.run(["sandbox", "down", path, "--state", state])
         #expect(down.status == 0, "\(down.stderr)")
         let endpointDirectory = root + "/sb/s3-endpoint"
         let left = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).filter { entry in

@@ -29,8 +29,8 @@ import Testing
             }
         }
 
-        func verify(_ extra: [String] = []) throws -> CLI.Result {
-            try CLI.run(["audit", "verify", "--state", state, "--public-key", publicKey, "--checkpoints", checkpoints] + extra)
+        func verify(_ extra: [String] = []) async throws -> CLI.Result {
+            try await CLI.run(["audit", "verify", "--state", state, "--public-key", publicKey, "--checkpoints", checkpoints] + extra)
         }
 
         func remove() { try? FileManager.default.removeItem(atPath: root) }
@@ -62,7 +62,7 @@ import Testing
     }
 
     @Test("every event hashes to the bytes it was written with, and export carries them")
-    func hashes() throws {
+    func hashes() async throws {
         let c = try Copy()
         defer { c.remove() }
         let events = try AuditLog(journal: try Journal(stateDirectory: c.state)).query()
@@ -72,7 +72,7 @@ import Testing
             #expect(e.expectedHash == e.hash, "seq \(e.seq)")
             prev = e.hash
         }
-        let export = try CLI.run(["audit", "export", "--state", c.state])
+        let export = try await CLI.run(["audit", "export", "--state", c.state])
         #expect(export.status == 0)
         let lines = export.stdout.split(separator: "\n").map(String.init)
         #expect(lines.count == 36)
@@ -83,18 +83,18 @@ import Testing
     }
 
     @Test("status and audit verify --public-key show the signed journal")
-    func shows() throws {
+    func shows() async throws {
         let c = try Copy()
         defer { c.remove() }
-        let status = try CLI.run(["status", "--state", c.state])
+        let status = try await CLI.run(["status", "--state", c.state])
         #expect(status.status == 0, "\(status.stderr)")
         #expect(
             status.stdout.contains("last run: \(Self.unfinishedRun) plan \"switchover\" running (4 done, 0 satisfied, 1 in doubt of 11)"))
         #expect(status.stdout.contains("continue with: failoverd resume \(Self.unfinishedRun)"))
-        let chain = try CLI.run(["audit", "verify", "--state", c.state])
+        let chain = try await CLI.run(["audit", "verify", "--state", c.state])
         #expect(chain.status == 0, "\(chain.stdout)")
         #expect(chain.stdout.contains("audit log intact: 34 events, hash chain verified"))
-        let signed = try c.verify()
+        let signed = try await c.verify()
         #expect(signed.status == 0, "\(signed.stdout)")
         #expect(signed.stdout.contains("signed checkpoints: 2 verified and matching the log (latest: seq 24"))
         #expect(signed.stdout.contains("runs and steps tables: 2 runs agree with the log"))
@@ -103,24 +103,24 @@ import Testing
     }
 
     @Test("the signed journal's unfinished run resumes, signed with a new key, and verifies with both keys")
-    func resumes() throws {
+    func resumes() async throws {
         let c = try Copy()
         defer { c.remove() }
         let keys = try AuditKeys.generate(into: c.root + "/new-key")
-        let resumed = try CLI.run([
+        let resumed = try await CLI.run([
             "resume", "--quiet", "--state", c.state, "--audit-key", keys.privateKeyPath, "--audit-checkpoints", c.checkpoints,
         ])
         #expect(resumed.status == 0, "\(resumed.stderr)")
-        #expect(try CLI.roles(state: c.state) == ["dr": "streaming-standby", "prod": "primary"])
+        #expect(try await CLI.roles(state: c.state) == ["dr": "streaming-standby", "prod": "primary"])
         let journal = try Journal(stateDirectory: c.state)
         #expect(try journal.steps(of: Self.unfinishedRun).allSatisfy { $0.status.isFinished })
         #expect(try journal.run(Self.unfinishedRun)?.outcome == .succeeded)
-        let both = try c.verify(["--public-key", keys.publicKeyPath])
+        let both = try await c.verify(["--public-key", keys.publicKeyPath])
         #expect(both.status == 0, "\(both.stdout)")
         #expect(both.stdout.contains("signed checkpoints: 3 verified and matching the log"))
         #expect(both.stdout.contains("runs and steps tables: 2 runs agree with the log"))
         // With the old key alone the new checkpoint is another key's, and the resumed run's end is unsigned.
-        let old = try c.verify()
+        let old = try await c.verify()
         #expect(old.status == 1)
         #expect(old.stdout.contains("is signed by key \(keys.keyID), not by the given public key"))
     }

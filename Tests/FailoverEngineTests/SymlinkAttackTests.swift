@@ -134,7 +134,7 @@ struct SymlinkAttackTests {
             _ = try Passfile(path: passfile).ensure(roles: ["postgres"], owner: scene.user)
         }
         await expectRefusal(scene, naming: passfile) {
-            _ = try PGConnection.connect(scene.driver().adminConnInfo(scene.instance))
+            _ = try await PGConnection.with(scene.driver().adminConnInfo(scene.instance)) { _ in true }
         }
     }
 

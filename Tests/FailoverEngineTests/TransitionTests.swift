@@ -14,7 +14,7 @@ import Testing
             let dr = fx.instance("dr-0")
             try await fx.insertRows(1...50, on: prod)
             let plan = try fx.planFile("switchover", [Transition(action: .switchover, to: "dr")])
-            let r = try fx.failoverd(["run", plan, "--quiet"])
+            let r = try await fx.failoverd(["run", plan, "--quiet"])
             #expect(r.status == 0, "\(r.stderr)")
 
             #expect(try await fx.primaryTimeline(dr) == 2)
@@ -40,7 +40,7 @@ import Testing
             try await fx.waitForRow(5, on: dr)
             try await fx.cutReceiver(dr)
             let plan = try fx.planFile("switchover", [Transition(action: .switchover, to: "dr")])
-            let r = try fx.failoverd(["run", plan, "--quiet"])
+            let r = try await fx.failoverd(["run", plan, "--quiet"])
             #expect(r.status == 3)
             #expect(r.stderr.contains("switchover refused: dr-0 is not streaming from prod-0"))
             #expect(r.stderr.contains("Nothing was changed"))
@@ -69,7 +69,7 @@ import Testing
 
             let plan = try fx.planFile(
                 "failover-rewind", [Transition(action: .failover, to: "dr"), Transition(action: .rewind, site: "prod", source: "dr")])
-            let r = try fx.failoverd(["run", plan, "--quiet"])
+            let r = try await fx.failoverd(["run", plan, "--quiet"])
             #expect(r.status == 0, "\(r.stderr)")
 
             #expect(try await fx.primaryTimeline(dr) == 2)
@@ -101,7 +101,7 @@ import Testing
             try await fx.insertRows(1000...1004, on: prod)
             try await fx.driver.stop(prod, mode: .immediate)
             let failover = try fx.planFile("failover", [Transition(action: .failover, to: "dr")])
-            #expect(try fx.failoverd(["run", failover, "--quiet"]).status == 0)
+            #expect(try await fx.failoverd(["run", failover, "--quiet"]).status == 0)
             // pg_rewind can no longer read the source's files: the rewind role loses its grants.
             for function in [
                 "pg_ls_dir(text, boolean, boolean)", "pg_stat_file(text, boolean)", "pg_read_binary_file(text)",
@@ -111,7 +111,7 @@ import Testing
             }
             let rewind = try fx.planFile(
                 "rewind", [Transition(action: .rewind, site: "prod", source: "dr")], roles: ["prod": .fenced, "dr": .primary])
-            let r = try fx.failoverd(["run", rewind, "--quiet"])
+            let r = try await fx.failoverd(["run", rewind, "--quiet"])
             #expect(r.status == 0, "\(r.stderr)")
 
             let journal = try Journal(stateDirectory: fx.state)
@@ -141,7 +141,7 @@ import Testing
                     Transition(action: .bootstrapStandby, site: "dr"), Transition(action: .enableStreaming, site: "dr", upstream: "prod"),
                     Transition(action: .disableStreaming, site: "dr"), Transition(action: .rebuild, site: "dr"),
                 ])
-            let r = try fx.failoverd(["run", life, "--quiet"])
+            let r = try await fx.failoverd(["run", life, "--quiet"])
             #expect(r.status == 0, "\(r.stderr)")
             // Archive standbys after the rebuild: in recovery, no WAL receiver, rows arrive through the repository.
             try await fx.insertRows(21...21, on: prod)
@@ -157,7 +157,7 @@ import Testing
             let out = try fx.planFile(
                 "fence-failover", [Transition(action: .fence, site: "prod"), Transition(action: .failover, to: "dr")],
                 roles: ["dr": .archiveStandby])
-            let f = try fx.failoverd(["run", out, "--quiet"])
+            let f = try await fx.failoverd(["run", out, "--quiet"])
             #expect(f.status == 0, "\(f.stderr)")
             #expect(try await !fx.driver.status(of: prod).running)
             #expect(try await fx.primaryTimeline(dr0) == 2)

@@ -189,7 +189,7 @@ public struct Drill: Sendable {
             var runOptions = RunOptions(
                 stateDirectory: state, allowDataLoss: options.allowDataLoss, isDrill: true, logger: options.logger,
                 onProgress: { p in
-                    session.progress(p)
+                    await session.progress(p)
                     if p.status != "begin" && p.status != "started" {
                         onLine?(
                             "  [\(p.step.number)/\(p.total)] \(p.status.padding(toLength: 9, withPad: " ", startingAt: 0)) \(p.step.summary)  elapsed \(String(format: "%.2f", p.elapsed)) s"

@@ -7,7 +7,7 @@ extension DrillChecker {
     /// the site's old primary does not come back writable.
     func partitionChecks(cut: [String: Double]) async throws -> [DrillReport.Check] {
         let journal = try Journal(stateDirectory: state)
-        let records = try journal.lastRun().map { try journal.steps(of: $0.id) } ?? []
+        let records = try await Blocking.run { try journal.lastRun().map { try journal.steps(of: $0.id) } ?? [] }
         var checks: [DrillReport.Check] = []
         for (site, at) in cut.sorted(by: { $0.key < $1.key }) {
             guard let cutSite = plan.site(named: site) else { continue }

@@ -18,8 +18,10 @@ struct DrillChecker {
 
     func report(runError: FailoverError?, faults: [DrillReport.FaultEvent]) async throws -> DrillReport {
         let journal = try Journal(stateDirectory: state)
-        let run = try journal.lastRun()
-        let records = try run.map { try journal.steps(of: $0.id) } ?? []
+        let (run, records) = try await Blocking.run { () throws -> (RunRecord?, [StepRecord]) in
+            let run = try journal.lastRun()
+            return (run, try run.map { try journal.steps(of: $0.id) } ?? [])
+        }
         let ledger = workload.ledger.current
         var checks: [DrillReport.Check] = []
 
@@ -92,7 +94,7 @@ struct DrillChecker {
 
         // Roles.
         let expected = (try? Planner(plan: plan).finalRoles().get()) ?? [:]
-        let recorded = try journal.recordedRoles()
+        let recorded = try await Blocking.run { try journal.recordedRoles() }
         let rolesOK = runError == nil ? recorded == expected : true
         if runError == nil {
             checks.append(

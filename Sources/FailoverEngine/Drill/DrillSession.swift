@@ -61,7 +61,7 @@ final class DrillSession: @unchecked Sendable {
         guard let primary = plan.declaredPrimary?.leader else {
             throw FailoverError.invalid("drill: plan \(plan.name) declares no primary site")
         }
-        try workload.prepare(primary: primary)
+        try await workload.prepare(primary: primary)
         workload.start()
         let firstWrites = try await Wait.until(timeout: 20, interval: 0.05) { self.workload.ledger.current.acknowledged.first?.at }
         guard let firstWrite = firstWrites else {
@@ -92,10 +92,10 @@ final class DrillSession: @unchecked Sendable {
     }
 
     /// The progress hook: kills the primary and applies the network faults due when a step begins.
-    func progress(_ p: StepProgress) {
+    func progress(_ p: StepProgress) async {
         guard p.status == "begin" else { return }
         if killSteps.contains(p.step.number), let e = injector.killPrimary(step: p.step.number) { struck.withLock { $0.append(e) } }
-        for e in injector.networkFaults(step: p.step.number) { struck.withLock { $0.append(e) } }
+        for e in await injector.networkFaults(step: p.step.number) { struck.withLock { $0.append(e) } }
     }
 
     /// Records a fault struck elsewhere (the engine killed in a child process).

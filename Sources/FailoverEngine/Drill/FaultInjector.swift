@@ -75,24 +75,30 @@ final class FaultInjector: @unchecked Sendable {
             fault: "kill-primary@\(step)", at: clock.now(), detail: "SIGKILL to postmaster \(pid) of \(name) as step \(step) began")
     }
 
-    /// The network faults due when step `step` begins, applied at once (before the step's check runs).
-    func networkFaults(step: Int) -> [DrillReport.FaultEvent] {
+    /// The network faults due when step `step` begins, applied before the step's check runs (the executor
+    /// awaits its progress callback).
+    func networkFaults(step: Int) async -> [DrillReport.FaultEvent] {
         guard let lab else { return [] }
         var events: [DrillReport.FaultEvent] = []
         for fault in faults where fault.step == step {
             switch fault {
             case .partition(_, let site):
-                let ok = (try? lab.hostIndexes(of: site))?.allSatisfy { Lab.runNow(["link", "set", lab.link($0), "down"]) } ?? false
+                let ok = (try? await lab.partition(site: site)) != nil
                 cut.withLock { $0[site] = clock.now() }
                 everCut.withLock { $0[site] = $0[site] ?? clock.now() }
                 events.append(.init(fault: fault.description, at: clock.now(), detail: "links of \(site) cut\(ok ? "" : " (ip failed)")"))
             case .heal(_, let site):
-                let ok = (try? lab.hostIndexes(of: site))?.allSatisfy { Lab.runNow(["link", "set", lab.link($0), "up"]) } ?? false
+                // The links only (``Lab/heal(site:)`` also flushes neighbour caches; the drill's restore does that).
+                let indexes = try? lab.hostIndexes(of: site)
+                var ok = indexes != nil
+                for index in indexes ?? [] where (try? await lab.root("/usr/sbin/ip", ["link", "set", lab.link(index), "up"])) == nil {
+                    ok = false
+                }
                 cut.withLock { $0[site] = nil }
                 events.append(
                     .init(fault: fault.description, at: clock.now(), detail: "links of \(site) restored\(ok ? "" : " (ip failed)")"))
             case .isolateControl:
-                let ok = Lab.runNow(["addr", "del", Lab.controlAddress + "/15", "dev", lab.bridge])
+                let ok = (try? await lab.isolateControl()) != nil
                 controlIsolated.withLock { $0 = true }
                 isolatedAt.withLock { $0 = $0 ?? clock.now() }
                 events.append(

@@ -43,7 +43,7 @@ public struct PatroniSwitchoverBenchmark: Sendable {
         let workload = Workload(instances: plan.allInstances.map { ($0.site.name, $0.instance) }, writers: 2, clock: clock) {
             patroni.adminConnInfo($0)
         }
-        try workload.prepare(primary: primarySite.leader)
+        try await workload.prepare(primary: primarySite.leader)
         workload.start()
         var hand: [Double] = []
         var engine: [Double] = []

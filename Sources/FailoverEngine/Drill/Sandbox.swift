@@ -199,7 +199,8 @@ public struct Sandbox: Sendable {
         }
         var removed: [String] = []
         for path in manifest.created.reversed() where Files.exists(path) {
-            try Files.removeTree(path, owner: user)
+            // Data directories and the repository: thousands of unlinks, off the cooperative pool.
+            try await Blocking.run { try Files.removeTree(path, owner: user) }
             removed.append(path)
         }
         try Files.removeFile(manifestPath, owner: nil)

@@ -41,7 +41,7 @@ public struct SwitchoverBenchmark: Sendable {
         let workload = Workload(instances: plan.allInstances.map { ($0.site.name, $0.instance) }, writers: 2, clock: clock) {
             driver.adminConnInfo($0)
         }
-        try workload.prepare(primary: primarySite.leader)
+        try await workload.prepare(primary: primarySite.leader)
         workload.start()
         var raw: [Double] = []
         var engine: [Double] = []

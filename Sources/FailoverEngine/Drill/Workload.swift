@@ -1,18 +1,5 @@
 import Foundation
 
-/// A thread-safe box; the workload's threads record into it and the drill reads it at the end.
-final class Locked<Value>: @unchecked Sendable {
-    private var value: Value
-    private let lock = NSLock()
-    init(_ value: Value) { self.value = value }
-    func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
-        lock.lock()
-        defer { lock.unlock() }
-        return try body(&value)
-    }
-    var current: Value { withLock { $0 } }
-}
-
 /// The drill's clock: seconds since the drill started.
 struct DrillClock: Sendable {
     let origin = ContinuousClock.now
@@ -73,14 +60,14 @@ final class Workload: @unchecked Sendable {
     }
 
     /// Creates the ledger table on the primary.
-    func prepare(primary: Instance) throws {
-        let c = try PGConnection.connect(connInfo(primary))
-        defer { c.close() }
-        try c.query(
-            "CREATE TABLE IF NOT EXISTS \(Self.table) (id bigint PRIMARY KEY, writer int NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())"
-        )
-        try c.query("CREATE INDEX IF NOT EXISTS \(Self.table)_writer ON \(Self.table) (writer, id)")
-        try c.query("TRUNCATE \(Self.table)")
+    func prepare(primary: Instance) async throws {
+        try await PGConnection.with(connInfo(primary)) { c in
+            try c.query(
+                "CREATE TABLE IF NOT EXISTS \(Self.table) (id bigint PRIMARY KEY, writer int NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())"
+            )
+            try c.query("CREATE INDEX IF NOT EXISTS \(Self.table)_writer ON \(Self.table) (writer, id)")
+            try c.query("TRUNCATE \(Self.table)")
+        }
     }
 
     /// Starts the writers, one reader per instance and one probe per instance.

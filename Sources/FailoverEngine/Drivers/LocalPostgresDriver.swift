@@ -1,6 +1,10 @@
 import Foundation
 import Logging
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The driver for PostgreSQL 15 servers on this host: pg_ctl, pg_controldata, pg_rewind, pgBackRest and libpq.
 ///
 /// Every server runs as the plan's unprivileged OS user (``OSUser/postgresUser(for:)``); when failoverd runs
@@ -50,21 +54,34 @@ public struct LocalPostgresDriver: InstanceDriver {
     }
 
     /// `pg_config --bindir` when it names a directory with pg_ctl, else /usr/lib/postgresql/15/bin.
-    public static func defaultBinDirectory() -> String {
+    public static func defaultBinDirectory() -> String { pgConfigBinDirectory }
+
+    /// Asked once per process: the answer does not change while it runs, and a driver is created (in a
+    /// synchronous initializer, often from async code) for every command and test.
+    private static let pgConfigBinDirectory: String = {
         let fallback = "/usr/lib/postgresql/15/bin"
         guard let pgConfig = try? CommandRunner.resolve("pg_config") else { return fallback }
-        let process = Process()
-        let pipe = Pipe()
-        process.executableURL = URL(fileURLWithPath: pgConfig)
-        process.arguments = ["--bindir"]
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return fallback }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let dir = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        return process.terminationStatus == 0 && FileManager.default.isExecutableFile(atPath: dir + "/pg_ctl") ? dir : fallback
-    }
+        var pipe: [Int32] = [0, 0]
+        let null = open("/dev/null", O_WRONLY)
+        guard null >= 0, Glibc.pipe(&pipe) == 0 else { return fallback }
+        let pid = try? Spawner.spawn(
+            pgConfig, ["pg_config", "--bindir"], environment: ["PATH=" + CommandRunner.searchPath], workingDirectory: "/",
+            stdout: pipe[1], stderr: null, commandLine: "pg_config --bindir")
+        close(pipe[1])
+        close(null)
+        defer { close(pipe[0]) }
+        guard let pid else { return fallback }
+        var output: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(pipe[0], $0.baseAddress!, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            output += chunk[0..<n]
+        }
+        let dir = String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return Spawner.reap(pid) == .exited(0) && FileManager.default.isExecutableFile(atPath: dir + "/pg_ctl") ? dir : fallback
+    }()
 
     /// How long one operation may wait for its condition (policy.stepTimeoutSeconds).
     var timeout: Double { max(plan.policy.stepTimeoutSeconds, 1) }

@@ -31,8 +31,8 @@ public struct PGError: Error, Sendable, CustomStringConvertible {
 
 /// A small libpq wrapper: one connection, used from one task at a time, closed on every path.
 ///
-/// Calls block, so the async entry point ``with(_:_:)`` runs them on a dispatch queue, off Swift's
-/// cooperative pool. Passwords come from the passfile named in ``ConnInfo``; this type never sees one,
+/// Calls block, so the async entry point ``with(_:_:)`` runs them through ``Blocking``, off Swift's
+/// cooperative pool; ``connect(_:)`` and ``query(_:_:name:)`` are for code already on such a thread. Passwords come from the passfile named in ``ConnInfo``; this type never sees one,
 /// except in ``encryptPassword(_:role:)`` which hashes it client-side so the server never logs it.
 public final class PGConnection: @unchecked Sendable {
     private var conn: OpaquePointer?
@@ -73,16 +73,10 @@ public final class PGConnection: @unchecked Sendable {
 
     /// Opens a connection, runs `body` with it off the cooperative pool, and closes it on every path.
     public static func with<T: Sendable>(_ info: ConnInfo, _ body: @escaping @Sendable (PGConnection) throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                do {
-                    let connection = try connect(info)
-                    defer { connection.close() }
-                    continuation.resume(returning: try body(connection))
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }
+        try await Blocking.run {
+            let connection = try connect(info)
+            defer { connection.close() }
+            return try body(connection)
         }
     }
 

@@ -5,12 +5,12 @@ import Foundation
 extension SimulatedDriver {
     /// No WAL files in a simulated data directory; nil when it holds no cluster.
     public func dataFiles(of instance: Instance, in directory: String) async throws -> [DataFile]? {
-        try mutate { w in try node(w, instance).hasData ? [] : nil }
+        try await mutate { w in try node(w, instance).hasData ? [] : nil }
     }
 
     /// Only timeline history files exist: written from the node's switchpoints.
     public func copyFiles(of instance: Instance, _ paths: [String], into localDirectory: String) async throws -> [CopiedFile] {
-        let n = try mutate { w in try node(w, instance) }
+        let n = try await mutate { w in try node(w, instance) }
         var copied: [CopiedFile] = []
         for path in paths {
             guard n.hasData, let text = Self.history(path, timeline: n.timeline, switchpoints: n.switchpoints) else { continue }
@@ -23,7 +23,7 @@ extension SimulatedDriver {
 
     /// History files of archived timelines; no segments.
     public func fetchArchivedWAL(_ name: String, using reader: Instance, into localDirectory: String) async throws -> CopiedFile? {
-        let archived = try mutate { w in w }
+        let archived = try await mutate { w in w }
         guard let tli = Int(name.prefix(8), radix: 16), let points = archived.archivedSwitchpoints[tli],
             let text = Self.history("pg_wal/" + name, timeline: tli, switchpoints: points)
         else { return nil }
@@ -42,7 +42,7 @@ extension SimulatedDriver {
 
     /// Simulated servers run with wal_level=logical and keep no slots.
     public func lostSlots(on instance: Instance, _ action: LostSlotAction) async throws -> LostSlotState {
-        try mutate { w in
+        try await mutate { w in
             let n = try node(w, instance)
             return LostSlotState(
                 walLevel: "logical", inRecovery: n.standbySignal, slots: [], standbyFlushLSNs: [], lastArchivedWAL: nil,

@@ -39,13 +39,15 @@ public struct SimulatedDriver: InstanceDriver {
         guard rename(tmp, file) == 0 else { throw FailoverError.failed("simulated driver: cannot replace \(file)") }
     }
 
-    /// Loads the world, ticks the clock, applies `body`, saves.
-    func mutate<T>(_ body: (inout SimulatedWorld) throws -> T) throws -> T {
-        var w = try Self.load(file)
-        w.tick()
-        let result = try body(&w)
-        try Self.save(w, to: file)
-        return result
+    /// Loads the world, ticks the clock, applies `body`, saves (and fsyncs, through ``Blocking``).
+    func mutate<T: Sendable>(_ body: @escaping @Sendable (inout SimulatedWorld) throws -> T) async throws -> T {
+        try await Blocking.run { [file] in
+            var w = try Self.load(file)
+            w.tick()
+            let result = try body(&w)
+            try Self.save(w, to: file)
+            return result
+        }
     }
 
     func node(_ w: SimulatedWorld, _ i: Instance) throws -> SimulatedWorld.Node {
@@ -54,7 +56,7 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     public func status(of instance: Instance) async throws -> InstanceStatus {
-        try mutate { w in
+        try await mutate { w in
             let n = try node(w, instance)
             guard n.running else { return .stopped }
             let standby = n.standbySignal
@@ -67,7 +69,7 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     public func controlData(of instance: Instance) async throws -> ControlData? {
-        try mutate { w in
+        try await mutate { w in
             let n = try node(w, instance)
             guard n.hasData else { return nil }
             let state: String
@@ -84,7 +86,7 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     public func recoverySettings(of instance: Instance) async throws -> RecoverySettings? {
-        try mutate { w in
+        try await mutate { w in
             let n = try node(w, instance)
             guard n.hasData, n.standbySignal else { return nil }
             return RecoverySettings(upstream: n.upstream.flatMap { instances[$0] })
@@ -92,7 +94,7 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     public func configureRecovery(of instance: Instance, _ settings: RecoverySettings) async throws {
-        try mutate { w in
+        try await mutate { w in
             guard try node(w, instance).hasData else { throw FailoverError.failed("simulated: \(instance.name) has no data directory") }
             w.nodes[instance.name]!.standbySignal = true
             w.nodes[instance.name]!.upstream = settings.upstream?.name
@@ -101,8 +103,8 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     /// Standby settings with no WAL source at all, as a managed site's fence writes them (``SimulatedSite``).
-    func configureWithoutWALSource(_ instance: Instance) throws {
-        try mutate { w in
+    func configureWithoutWALSource(_ instance: Instance) async throws {
+        try await mutate { w in
             guard try node(w, instance).hasData else { throw FailoverError.failed("simulated: \(instance.name) has no data directory") }
             w.nodes[instance.name]!.standbySignal = true
             w.nodes[instance.name]!.upstream = nil
@@ -113,8 +115,8 @@ public struct SimulatedDriver: InstanceDriver {
     /// The running standby's latest checkpoint, when it is the shutdown checkpoint of its last stop as a
     /// primary: the demotion token, read again as ``PatroniSite`` reads it (pg_control_checkpoint() and the
     /// record's type). Refused when it ran as a primary, was stopped again, checkpointed or rewound since.
-    func shutdownCheckpointToken(of instance: Instance) throws -> DemotionToken {
-        try mutate { w in
+    func shutdownCheckpointToken(of instance: Instance) async throws -> DemotionToken {
+        try await mutate { w in
             let n = try node(w, instance)
             guard n.running, n.standbySignal, n.cleanShutdown, n.shutDownInRecovery == false else {
                 throw FailoverError.refused(
@@ -126,7 +128,7 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     public func start(_ instance: Instance) async throws {
-        try mutate { w in
+        try await mutate { w in
             let n = try node(w, instance)
             guard n.hasData else { throw FailoverError.failed("simulated: \(instance.name) has no data directory to start") }
             if n.fenceMarker && !n.standbySignal {
@@ -138,7 +140,7 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     public func stop(_ instance: Instance, mode: StopMode) async throws {
-        try mutate { w in
+        try await mutate { w in
             var n = try node(w, instance)
             guard n.running else { return }
             if mode == .fast {
@@ -160,7 +162,7 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     public func promote(_ instance: Instance) async throws {
-        try mutate { w in
+        try await mutate { w in
             var n = try node(w, instance)
             guard n.running, n.standbySignal else { throw FailoverError.failed("simulated: \(instance.name) is not a running standby") }
             let newTimeline = (w.nodes.values.map(\.timeline) + Array(w.archived.keys)).max()! + 1
@@ -178,14 +180,14 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     public func checkpoint(_ instance: Instance) async throws {
-        try mutate { w in
+        try await mutate { w in
             guard try node(w, instance).running else { throw FailoverError.failed("simulated: \(instance.name) is not running") }
             w.nodes[instance.name]!.checkpoint = w.nodes[instance.name]!.lsn
         }
     }
 
     public func switchWAL(_ instance: Instance) async throws -> String {
-        try mutate { w in
+        try await mutate { w in
             let n = try node(w, instance)
             guard w.isPrimary(n) else { throw FailoverError.failed("simulated: \(instance.name) is not a primary") }
             w.archived[n.timeline] = n.lsn
@@ -195,14 +197,14 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     public func isArchived(_ instance: Instance, segment: String) async throws -> Bool {
-        try mutate { w in
+        try await mutate { w in
             let n = try node(w, instance)
             return (w.archived[n.timeline] ?? 0) >= n.lsn - 0x1000 - 0x28
         }
     }
 
     public func restore(_ instance: Instance, delta: Bool) async throws {
-        try mutate { w in
+        try await mutate { w in
             var n = try node(w, instance)
             guard !n.running else { throw FailoverError.failed("simulated: stop \(instance.name) before restoring it") }
             n.hasData = true
@@ -223,7 +225,7 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     public func rewind(_ instance: Instance, source: Instance) async throws -> String {
-        try mutate { w in
+        try await mutate { w in
             var n = try node(w, instance)
             let s = try node(w, source)
             guard !n.running else { throw FailoverError.failed("simulated: pg_rewind needs \(instance.name) stopped") }
@@ -251,7 +253,7 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     public func writeProbe(_ instance: Instance) async throws -> LSN {
-        try mutate { w in
+        try await mutate { w in
             let n = try node(w, instance)
             guard w.isPrimary(n) else { throw FailoverError.failed("simulated: \(instance.name) does not accept writes") }
             w.nodes[instance.name]!.lsn += 0x100
@@ -260,13 +262,13 @@ public struct SimulatedDriver: InstanceDriver {
     }
 
     public func hasData(_ instance: Instance) async throws -> Bool {
-        try mutate { w in try node(w, instance).hasData }
+        try await mutate { w in try node(w, instance).hasData }
     }
 
     /// Where a stopped node's WAL ends, or a standby's (a fenced Patroni member runs as one, with no WAL
     /// source: what a capture reads); nil for a running primary, whose WAL still grows.
     public func endOfWAL(_ instance: Instance) async throws -> LSN? {
-        try mutate { w in
+        try await mutate { w in
             let n = try node(w, instance)
             return n.hasData && (!n.running || n.standbySignal) ? LSN(n.lsn) : nil
         }
@@ -275,6 +277,6 @@ public struct SimulatedDriver: InstanceDriver {
     public func repositorySystemIdentifier() async throws -> String? { SimulatedWorld.systemIdentifier }
 
     public func setFenceMarker(_ instance: Instance, reason: String) async throws {
-        try mutate { w in w.nodes[instance.name]?.fenceMarker = true }
+        try await mutate { w in w.nodes[instance.name]?.fenceMarker = true }
     }
 }

@@ -43,7 +43,7 @@ public struct SimulatedSite: SiteDriver {
                 "demotion of site \(site.name) refused: its leader \(leader.name) is \(before.seen); it must be a primary (or the standby leader it became)."
             )
         }
-        return try world.shutdownCheckpointToken(of: leader)
+        return try await world.shutdownCheckpointToken(of: leader)
     }
 
     /// As Patroni's: once the leader has replayed past the token, the standby cluster becomes a primary one.
@@ -70,7 +70,7 @@ public struct SimulatedSite: SiteDriver {
             let s = try await world.status(of: i)
             if s.isWritablePrimary { try await world.stop(i, mode: .fast) }
             if i == site.leader {
-                try world.configureWithoutWALSource(i)
+                try await world.configureWithoutWALSource(i)
             } else {
                 try await world.configureRecovery(of: i, RecoverySettings(upstream: site.leader))
             }
@@ -91,6 +91,6 @@ public struct SimulatedSite: SiteDriver {
     /// The demoted leader's checkpoint, read again: still the token while the leader is a standby that has
     /// neither written, checkpointed nor been rewound since its demotion.
     public func demotionTokenNow(of site: Site) async throws -> DemotionToken? {
-        try world.shutdownCheckpointToken(of: site.leader)
+        try await world.shutdownCheckpointToken(of: site.leader)
     }
 }

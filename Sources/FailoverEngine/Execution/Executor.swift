@@ -50,20 +50,20 @@ public actor Executor {
     /// holds the lock.
     public func run(_ plan: Plan) async throws -> RunOutcome {
         let runID = Self.makeRunID()
-        let holder = try lock.acquire(runID: runID)
+        let holder = try await Blocking.run { [lock] in try lock.acquire(runID: runID) }
         do {
-            if let unfinished = try journal.unfinishedRun() {
+            if let unfinished = try await Blocking.run({ [journal] in try journal.unfinishedRun() }) {
                 throw FailoverError.refused(
                     "run \(unfinished.id) of plan \"\(unfinished.planName)\" is unfinished (\(unfinished.outcome)); continue it with: failoverd resume \(unfinished.id) --state \(options.stateDirectory)  (or give it up with: failoverd abandon \(unfinished.id) --state \(options.stateDirectory))"
                 )
             }
             let kind = drivers.kind(plan: plan)
-            if let last = try journal.lastRun(), DriverKind(rawValue: last.driver) != kind {
+            if let last = try await Blocking.run({ [journal] in try journal.lastRun() }), DriverKind(rawValue: last.driver) != kind {
                 throw FailoverError.invalid(
                     "state directory \(options.stateDirectory) holds \(last.driver) runs; a \(kind) run there would mix rehearsal and real roles. Use another --state for it."
                 )
             }
-            let recorded = try journal.recordedRoles()
+            let recorded = try await Blocking.run { [journal] in try journal.recordedRoles() }
             for site in plan.sites {
                 if let r = recorded[site.name], r != site.role {
                     throw FailoverError.refused(
@@ -82,24 +82,28 @@ public actor Executor {
             try await LostSlots.preflight(plan: plan, driver: driver)
             await writeOwedFenceMarkers(plan: plan, driver: driver, sites: sites)
             let unrecorded = Dictionary(uniqueKeysWithValues: plan.sites.filter { recorded[$0.name] == nil }.map { ($0.name, $0.role) })
-            if !unrecorded.isEmpty { try journal.recordRoles(unrecorded, run: nil, epoch: holder.epoch) }
+            if !unrecorded.isEmpty {
+                try await Blocking.run { [journal] in try journal.recordRoles(unrecorded, run: nil, epoch: holder.epoch) }
+            }
             let json = String(decoding: plan.canonicalJSON(), as: UTF8.self)
             let record = RunRecord(
                 id: runID, planName: plan.name, planJSON: json, planSHA256: AuditLog.sha256(json),
                 driver: kind.rawValue, isDrill: options.isDrill,
                 allowDataLoss: options.allowDataLoss, actor: AuditLog.actor, stepCount: steps.count, outcome: .running, error: nil,
                 startedAt: Journal.now(), endedAt: nil)
-            try journal.createRun(record, steps: steps, epoch: holder.epoch)
-            try auditAssumeFenced(plan: plan, run: runID, scope: "this run")
-            try auditSkipLostCapture(run: runID, scope: "this run")
+            try await Blocking.run { [journal] in try journal.createRun(record, steps: steps, epoch: holder.epoch) }
+            try await auditAssumeFenced(plan: plan, run: runID, scope: "this run")
+            try await auditSkipLostCapture(run: runID, scope: "this run")
             logger.info("run started", metadata: ["run": "\(runID)", "plan": "\(plan.name)", "steps": "\(steps.count)"])
             return try await execute(runID: runID, plan: plan, driver: driver, sites: sites, holder: holder)
         } catch let error as FailoverError where error.code != .stepFailed {
-            _ = try? AuditLog(journal: journal).append(kind: "refusal", run: runID, details: ["reason": error.message])
-            try? lock.release(holder)
+            _ = try? await Blocking.run { [journal] in
+                try AuditLog(journal: journal).append(kind: "refusal", run: runID, details: ["reason": error.message])
+            }
+            try? await Blocking.run { [lock] in try lock.release(holder) }
             throw error
         } catch {
-            try? lock.release(holder)
+            try? await Blocking.run { [lock] in try lock.release(holder) }
             throw error
         }
     }
@@ -107,16 +111,14 @@ public actor Executor {
     /// Continues an unfinished run (the latest one when `runID` is nil): done steps never run again;
     /// an in-doubt step runs its check first.
     public func resume(runID: String?) async throws -> RunOutcome {
-        let holder0 = try lock.acquire(runID: runID ?? "resume")
+        let holder0 = try await Blocking.run { [lock] in try lock.acquire(runID: runID ?? "resume") }
         do {
-            let found: RunRecord?
-            if let runID {
-                found = try journal.run(runID)
-            } else {
+            let found = try await Blocking.run { [journal] () throws -> RunRecord? in
+                if let runID { return try journal.run(runID) }
                 // The latest unfinished run; else the latest run when a refusal closed it: refused at a step
                 // that names the override it lacks (--assume-fenced SITE, --allow-data-loss), it continues
                 // with that override from the step that refused.
-                found = try journal.unfinishedRun() ?? journal.lastRun().flatMap { $0.outcome == .refused ? $0 : nil }
+                return try journal.unfinishedRun() ?? journal.lastRun().flatMap { $0.outcome == .refused ? $0 : nil }
             }
             guard let run = found else {
                 throw FailoverError.invalid(
@@ -127,12 +129,12 @@ public actor Executor {
                 throw FailoverError.invalid("run \(run.id) is \(run.outcome); there is nothing to resume")
             }
             // What a run saw and proved is stale once another run has acted on the same servers.
-            if let later = try journal.runStarted(after: run.id) {
+            if let later = try await Blocking.run({ [journal] in try journal.runStarted(after: run.id) }) {
                 throw FailoverError.refused(
                     "run \(run.id) cannot be resumed: run \(later.id) (plan \"\(later.planName)\", \(later.outcome)) started after it, and the servers may have changed since. Start a new run from the topology as it is now."
                 )
             }
-            let holder = try lock.reassign(holder0, to: run.id)
+            let holder = try await Blocking.run { [lock] in try lock.reassign(holder0, to: run.id) }
             let plan = try run.plan()
             guard let kind = DriverKind(rawValue: run.driver) else {
                 throw FailoverError.invalid(
@@ -140,22 +142,25 @@ public actor Executor {
                 )
             }
             let (driver, sites) = try makeDrivers(plan: plan, kind: kind)
-            try journal.reopenRun(run.id)
             var details = ["epoch": String(holder.epoch), "previousOutcome": run.outcome.rawValue]
-            if options.allowDataLoss && !run.allowDataLoss { details["override"] = "allow-data-loss" }
-            try AuditLog(journal: journal).append(kind: "run-resume", run: run.id, details: details)
-            if options.allowDataLoss && !run.allowDataLoss {
-                try AuditLog(journal: journal).append(
-                    kind: "override", run: run.id, details: ["override": "allow-data-loss", "scope": "this resume"])
+            let overridden = options.allowDataLoss && !run.allowDataLoss
+            if overridden { details["override"] = "allow-data-loss" }
+            try await Blocking.run { [journal, details] in
+                try journal.reopenRun(run.id)
+                try AuditLog(journal: journal).append(kind: "run-resume", run: run.id, details: details)
+                if overridden {
+                    try AuditLog(journal: journal).append(
+                        kind: "override", run: run.id, details: ["override": "allow-data-loss", "scope": "this resume"])
+                }
             }
-            try auditAssumeFenced(plan: plan, run: run.id, scope: "this resume")
-            try auditSkipLostCapture(run: run.id, scope: "this resume")
+            try await auditAssumeFenced(plan: plan, run: run.id, scope: "this resume")
+            try await auditSkipLostCapture(run: run.id, scope: "this resume")
             logger.info("resuming run", metadata: ["run": "\(run.id)", "plan": "\(plan.name)"])
             return try await execute(
                 runID: run.id, plan: plan, driver: driver, sites: sites, holder: holder,
                 allowDataLoss: options.allowDataLoss || run.allowDataLoss)
         } catch {
-            try? lock.release(holder0)
+            try? await Blocking.run { [lock] in try lock.release(holder0) }
             throw error
         }
     }
@@ -166,41 +171,64 @@ public actor Executor {
     /// Refuses (exit 3) while a run is unfinished, or when an observation contradicts a declared role.
     /// - Returns: the sites whose recorded role changed, with the old and new role.
     public func adopt(_ plan: Plan) async throws -> [(site: String, from: Role?, to: Role)] {
-        let holder = try lock.acquire(runID: "adopt")
-        defer { try? lock.release(holder) }
-        if let unfinished = try journal.unfinishedRun() {
-            throw FailoverError.refused(
-                "run \(unfinished.id) is unfinished; resume it (failoverd resume \(unfinished.id) --state \(options.stateDirectory)) or abandon it before adopting roles"
-            )
+        try await holdingLock(as: "adopt") { holder in
+            if let unfinished = try await Blocking.run({ [journal] in try journal.unfinishedRun() }) {
+                throw FailoverError.refused(
+                    "run \(unfinished.id) is unfinished; resume it (failoverd resume \(unfinished.id) --state \(options.stateDirectory)) or abandon it before adopting roles"
+                )
+            }
+            let kind = drivers.kind(plan: plan)
+            if let last = try await Blocking.run({ [journal] in try journal.lastRun() }), DriverKind(rawValue: last.driver) != kind {
+                throw FailoverError.invalid(
+                    "state directory \(options.stateDirectory) holds \(last.driver) runs; adopt with the same driver")
+            }
+            let (driver, sites) = try makeDrivers(plan: plan, kind: kind)
+            do {
+                try await Preflight(plan: plan, driver: driver, sites: sites).check()
+            } catch let error as FailoverError {
+                _ = try? await Blocking.run { [journal] in
+                    try AuditLog(journal: journal).append(kind: "refusal", details: ["reason": error.message, "verb": "adopt"])
+                }
+                throw error
+            }
+            let recorded = try await Blocking.run { [journal] in try journal.recordedRoles() }
+            let changes = plan.sites.filter { recorded[$0.name] != $0.role }.map {
+                (site: $0.name, from: recorded[$0.name], to: $0.role)
+            }
+            var details = ["plan": plan.name, "epoch": String(holder.epoch)]
+            for c in changes { details["role." + c.site] = "\(c.from?.rawValue ?? "none recorded") -> \(c.to.rawValue)" }
+            try await Blocking.run { [journal, details] in
+                try journal.recordRoles(
+                    Dictionary(uniqueKeysWithValues: plan.sites.map { ($0.name, $0.role) }), run: nil, epoch: holder.epoch)
+                try AuditLog(journal: journal).append(kind: "adopt", details: details)
+            }
+            return changes
         }
-        let kind = drivers.kind(plan: plan)
-        if let last = try journal.lastRun(), DriverKind(rawValue: last.driver) != kind {
-            throw FailoverError.invalid("state directory \(options.stateDirectory) holds \(last.driver) runs; adopt with the same driver")
-        }
-        let (driver, sites) = try makeDrivers(plan: plan, kind: kind)
-        do {
-            try await Preflight(plan: plan, driver: driver, sites: sites).check()
-        } catch let error as FailoverError {
-            _ = try? AuditLog(journal: journal).append(kind: "refusal", details: ["reason": error.message, "verb": "adopt"])
-            throw error
-        }
-        let recorded = try journal.recordedRoles()
-        let changes = plan.sites.filter { recorded[$0.name] != $0.role }.map { (site: $0.name, from: recorded[$0.name], to: $0.role) }
-        try journal.recordRoles(Dictionary(uniqueKeysWithValues: plan.sites.map { ($0.name, $0.role) }), run: nil, epoch: holder.epoch)
-        var details = ["plan": plan.name, "epoch": String(holder.epoch)]
-        for c in changes { details["role." + c.site] = "\(c.from?.rawValue ?? "none recorded") -> \(c.to.rawValue)" }
-        try AuditLog(journal: journal).append(kind: "adopt", details: details)
-        return changes
     }
 
     /// Marks an unfinished run abandoned, so a new run may start; the audit log records who and why.
-    public func abandon(runID: String, reason: String) throws {
-        let holder = try lock.acquire(runID: runID)
-        defer { try? lock.release(holder) }
-        guard let run = try journal.run(runID), run.outcome != .succeeded, run.outcome != .abandoned else {
-            throw FailoverError.invalid("run \(runID) is not an unfinished run in \(options.stateDirectory)")
+    public func abandon(runID: String, reason: String) async throws {
+        try await holdingLock(as: runID) { holder in
+            try await Blocking.run { [journal, options] in
+                guard let run = try journal.run(runID), run.outcome != .succeeded, run.outcome != .abandoned else {
+                    throw FailoverError.invalid("run \(runID) is not an unfinished run in \(options.stateDirectory)")
+                }
+                try journal.finishRun(runID, outcome: .abandoned, error: reason, epoch: holder.epoch)
+            }
         }
-        try journal.finishRun(runID, outcome: .abandoned, error: reason, epoch: holder.epoch)
+    }
+
+    /// Runs `body` holding the run lock under `runID`, and releases the lock on every path.
+    private func holdingLock<T>(as runID: String, _ body: (RunLock.Holder) async throws -> T) async throws -> T {
+        let holder = try await Blocking.run { [lock] in try lock.acquire(runID: runID) }
+        do {
+            let value = try await body(holder)
+            try? await Blocking.run { [lock] in try lock.release(holder) }
+            return value
+        } catch {
+            try? await Blocking.run { [lock] in try lock.release(holder) }
+            throw error
+        }
     }
 
     /// The instance driver and the site drivers of a run of `plan` journaled with `kind`; refuses when a
@@ -222,7 +250,7 @@ public actor Executor {
         state = .executing(runID: runID)
         defer { state = .idle }
         let started = clock.seconds()
-        let records = try journal.steps(of: runID)
+        let records = try await Blocking.run { [journal] in try journal.steps(of: runID) }
         let steps = records.map(\.step)
         var evidence: [Int: [String: String]] = [:]
         for r in records where r.status.isFinished { evidence[r.step.number] = r.evidence }
@@ -231,7 +259,7 @@ public actor Executor {
         let heartbeat = Task { [lock] in
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(lock.leaseSeconds / 3))
-                try? lock.renew(holder)
+                try? await Blocking.run { try lock.renew(holder) }
             }
         }
         defer { heartbeat.cancel() }
@@ -240,8 +268,8 @@ public actor Executor {
             plan.policy.captureLostRows == true
             ? Task { [logger] in await LostSlotKeeper(plan: plan, driver: driver, logger: logger).keep() } : nil
         defer { keeper?.cancel() }
-        func progress(_ step: Step, _ status: String) {
-            options.onProgress?(StepProgress(step: step, status: status, total: steps.count, elapsed: seconds(since: started)))
+        func progress(_ step: Step, _ status: String) async {
+            await options.onProgress?(StepProgress(step: step, status: status, total: steps.count, elapsed: seconds(since: started)))
         }
         var lastTransition = records.last { $0.status.isFinished }?.step.transition
         for record in records where !record.status.isFinished {
@@ -251,7 +279,7 @@ public actor Executor {
                 try await Task.sleep(for: .milliseconds(Int64(options.dwellBetweenTransitions * 1000)))
             }
             lastTransition = step.transition
-            progress(step, "begin")
+            await progress(step, "begin")
             let ctx = StepContext(
                 plan: plan, driver: driver, journal: journal, runID: runID, epoch: holder.epoch,
                 allowDataLoss: allowDataLoss ?? options.allowDataLoss, logger: logger, evidence: evidence, steps: steps,
@@ -263,34 +291,41 @@ public actor Executor {
                     // The fault switch fires at satisfied steps too (before and after the record), so every
                     // step number is a crash point.
                     crashIfAsked(step.number, .before)
-                    try journal.recordStep(run: runID, step: step, status: .satisfied, epoch: holder.epoch)
+                    try await Blocking.run { [journal] in
+                        try journal.recordStep(run: runID, step: step, status: .satisfied, epoch: holder.epoch)
+                    }
                     crashIfAsked(step.number, .after)
                     satisfied += 1
-                    progress(step, "satisfied")
+                    await progress(step, "satisfied")
                     continue
                 }
-                try journal.recordStep(run: runID, step: step, status: .started, epoch: holder.epoch)
-                progress(step, "started")
+                try await Blocking.run { [journal] in try journal.recordStep(run: runID, step: step, status: .started, epoch: holder.epoch)
+                }
+                await progress(step, "started")
                 crashIfAsked(step.number, .before)
-                if step.destructive || step.kind.changesServer { try lock.verify(holder) }
+                if step.destructive || step.kind.changesServer { try await Blocking.run { [lock] in try lock.verify(holder) } }
                 let e = try await runner.act()
                 crashIfAsked(step.number, .mid)
                 crashIfAsked(step.number, .after)
                 try await runner.verify()
                 let fields = e.fields
-                try journal.recordStep(run: runID, step: step, status: .done, epoch: holder.epoch, evidence: fields)
+                try await Blocking.run { [journal] in
+                    try journal.recordStep(run: runID, step: step, status: .done, epoch: holder.epoch, evidence: fields)
+                }
                 evidence[step.number] = fields
                 done += 1
-                progress(step, "done")
+                await progress(step, "done")
             } catch {
                 let failure = (error as? FailoverError) ?? FailoverError.failed("\(error)")
                 let message = "step \(step.number) (\(step.summary)) failed: \(failure.message)"
-                try? journal.recordStep(run: runID, step: step, status: .failed, epoch: holder.epoch, error: failure.message)
-                progress(step, "failed")
+                try? await Blocking.run { [journal] in
+                    try journal.recordStep(run: runID, step: step, status: .failed, epoch: holder.epoch, error: failure.message)
+                }
+                await progress(step, "failed")
                 // A refusal before any step acted on a server changed nothing: the run is closed as refused.
                 // Once one acted (this one included, when its act began), the run stays resumable whatever
                 // the cause, and the message says which steps changed servers.
-                let records = (try? journal.steps(of: runID)) ?? []
+                let records = (try? await Blocking.run { [journal] in try journal.steps(of: runID) }) ?? []
                 // A refusal is raised before its own step acts; an earlier attempt of it (before a crash or
                 // failure) may have acted.
                 let changed = records.filter { r in
@@ -299,8 +334,8 @@ public actor Executor {
                     return r.step.number == step.number ? r.attempts > 1 || failure.code != .refused : r.attempts > 0
                 }
                 let outcome: RunState = failure.code == .refused && changed.isEmpty ? .refused : .failed
-                try? journal.finishRun(runID, outcome: outcome, error: message, epoch: holder.epoch)
-                try? lock.release(holder)
+                try? await Blocking.run { [journal] in try journal.finishRun(runID, outcome: outcome, error: message, epoch: holder.epoch) }
+                try? await Blocking.run { [lock] in try lock.release(holder) }
                 let hint: String
                 if outcome == .refused {
                     hint = "\nNothing was changed."
@@ -314,8 +349,10 @@ public actor Executor {
             }
         }
         let secs = seconds(since: started)
-        try journal.finishRun(runID, outcome: .succeeded, details: ["seconds": String(format: "%.3f", secs)], epoch: holder.epoch)
-        try lock.release(holder)
+        try await Blocking.run { [journal, lock] in
+            try journal.finishRun(runID, outcome: .succeeded, details: ["seconds": String(format: "%.3f", secs)], epoch: holder.epoch)
+            try lock.release(holder)
+        }
         return RunOutcome(
             runID: runID, outcome: "succeeded", stepsDone: done, stepsSatisfied: satisfied, stepCount: steps.count, seconds: secs)
     }
@@ -357,23 +394,24 @@ public struct ExecutorClock: Sendable {
 extension Executor {
     /// Writes --skip-lost-capture to the audit log: the operator lets former primaries be repaired without a
     /// capture of what they committed after the fork.
-    func auditSkipLostCapture(run: String, scope: String) throws {
+    func auditSkipLostCapture(run: String, scope: String) async throws {
         guard options.skipLostCapture else { return }
-        try AuditLog(journal: journal).append(
-            kind: "override", run: run, details: ["override": "skip-lost-capture", "scope": scope])
+        try await Blocking.run { [journal] in
+            try AuditLog(journal: journal).append(
+                kind: "override", run: run, details: ["override": "skip-lost-capture", "scope": scope])
+        }
     }
 
     /// Refuses --assume-fenced naming a site the plan lacks (invalid input), and writes the override to the
     /// audit log: the operator, not failoverd, vouches that the site's servers cannot take writes.
-    func auditAssumeFenced(plan: Plan, run: String, scope: String) throws {
+    func auditAssumeFenced(plan: Plan, run: String, scope: String) async throws {
         for site in options.assumeFenced where plan.site(named: site) == nil {
             throw FailoverError.invalid(
                 "--assume-fenced \(site): plan \"\(plan.name)\" has no such site; sites: \(plan.sites.map(\.name).joined(separator: ", "))")
         }
         guard !options.assumeFenced.isEmpty else { return }
-        try AuditLog(journal: journal).append(
-            kind: "override", run: run,
-            details: ["override": "assume-fenced", "sites": options.assumeFenced.joined(separator: ","), "scope": scope])
+        let details = ["override": "assume-fenced", "sites": options.assumeFenced.joined(separator: ","), "scope": scope]
+        try await Blocking.run { [journal] in try AuditLog(journal: journal).append(kind: "override", run: run, details: details) }
     }
 }
 
@@ -387,8 +425,10 @@ extension Executor {
     /// another manager runs; its members are seen through its driver only, never as "no postmaster here".
     func writeOwedFenceMarkers(plan: Plan, driver: any InstanceDriver, sites: [String: any SiteDriver]) async {
         let observer = InstanceObserver(plan: plan, driver: driver, sites: sites)
-        for (site, instance) in plan.allInstances where (try? journal.isFenced(instance: instance.name)) == true {
-            guard observer.managed(site) == nil, let status = try? await observer.status(of: instance), !status.running else { continue }
+        for (site, instance) in plan.allInstances {
+            guard (try? await Blocking.run({ [journal] in try journal.isFenced(instance: instance.name) })) == true,
+                observer.managed(site) == nil, let status = try? await observer.status(of: instance), !status.running
+            else { continue }
             if (try? await driver.setFenceMarker(instance, reason: "fenced by failoverd; marker written once the host answered")) != nil {
                 logger.info("fence marker written", metadata: ["instance": "\(instance.name)"])
             }

@@ -55,8 +55,9 @@ public struct RunOptions: Sendable {
     public var isDrill: Bool
     /// Where the library logs (info and below); the executable bootstraps logging.
     public var logger: Logger
-    /// Called on every step state change, and with status `begin` before a step's check.
-    public var onProgress: (@Sendable (StepProgress) -> Void)?
+    /// Called on every step state change, and with status `begin` before a step's check; the executor waits
+    /// for it to return (a drill injects its faults there).
+    public var onProgress: (@Sendable (StepProgress) async -> Void)?
     /// Seconds to let the world run between two transitions (drills measure each topology); 0 by default.
     public var dwellBetweenTransitions: Double = 0
     /// Signs audit checkpoints at the end of the run and every 100 events; nil when no key is configured.
@@ -71,7 +72,7 @@ public struct RunOptions: Sendable {
     /// Options with defaults: no crash point, no override, not a drill.
     public init(
         stateDirectory: String, simulate: Bool = false, crashAt: CrashPoint? = nil, allowDataLoss: Bool = false,
-        isDrill: Bool = false, logger: Logger = Logger(label: "failoverd"), onProgress: (@Sendable (StepProgress) -> Void)? = nil
+        isDrill: Bool = false, logger: Logger = Logger(label: "failoverd"), onProgress: (@Sendable (StepProgress) async -> Void)? = nil
     ) {
         self.stateDirectory = stateDirectory
         self.simulate = simulate

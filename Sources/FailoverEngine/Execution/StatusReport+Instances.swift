@@ -19,7 +19,7 @@ extension StatusReport {
     /// would start, from failoverd's standby settings and fence records. Nil when the last run is finished.
     public static func unfinishedRunInstances(stateDirectory: String, logger: Logger) async throws -> [InstanceStart]? {
         let journal = try Journal(stateDirectory: stateDirectory)
-        guard let run = try journal.unfinishedRun() else { return nil }
+        guard let run = try await Blocking.run({ try journal.unfinishedRun() }) else { return nil }
         let plan = try run.plan()
         guard let kind = DriverKind(rawValue: run.driver) else {
             throw FailoverError.invalid("run \(run.id) was journaled with driver \(run.driver), which this failoverd does not know")
@@ -39,7 +39,7 @@ extension StatusReport {
                     startsAs = "as its \(site.driver) cluster starts it (failoverd does not own its standby settings)"
                 } else if let settings = try await driver.recoverySettings(of: instance) {
                     startsAs = settings.upstream.map { "a standby of \($0.name)" } ?? "an archive standby"
-                } else if try journal.isFenced(instance: instance.name) {
+                } else if try await Blocking.run({ try journal.isFenced(instance: instance.name) }) {
                     startsAs = "refused by failoverd (fenced); no standby settings yet"
                 } else {
                     startsAs = try await driver.hasData(instance) ? "a primary" : "nothing (no data directory)"

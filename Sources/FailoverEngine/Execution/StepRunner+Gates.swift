@@ -291,8 +291,7 @@ extension StepRunner {
         var last: LSN? = s?.position
         let reachable = s?.reachable ?? false
         // The mark goes down first: whatever happens next, nothing starts this instance as a primary.
-        try ctx.journal.recordFenced(
-            instance: i.name, site: step.site, lastKnownLSN: last, reachable: reachable, run: ctx.runID, epoch: ctx.epoch)
+        try await recordFenced(i, lastKnownLSN: last, reachable: reachable)
         do {
             try await driver.setFenceMarker(i, reason: "fenced by failoverd run \(ctx.runID)")
             // Stop it when it runs, and also when the probe failed (running but unanswering): stop is a no-op
@@ -309,12 +308,19 @@ extension StepRunner {
         // A primary that died answers no SQL: read how far its WAL really got.
         if !reachable, let end = try? await driver.endOfWAL(i) {
             last = max(last ?? end, end)
-            try ctx.journal.recordFenced(
-                instance: i.name, site: step.site, lastKnownLSN: last, reachable: reachable, run: ctx.runID, epoch: ctx.epoch)
+            try await recordFenced(i, lastKnownLSN: last, reachable: reachable)
         }
         return FenceEvidence(
             lastKnownLSN: last, reachable: reachable, wasRunning: s?.running ?? false,
             lastKnownFrom: reachable ? "pg_current_wal_lsn()" : "pg_waldump of its pg_wal")
+    }
+
+    /// Marks `i` fenced in the journal, with what is known of its WAL.
+    private func recordFenced(_ i: Instance, lastKnownLSN: LSN?, reachable: Bool) async throws {
+        try await Blocking.run { [ctx, step] in
+            try ctx.journal.recordFenced(
+                instance: i.name, site: step.site, lastKnownLSN: lastKnownLSN, reachable: reachable, run: ctx.runID, epoch: ctx.epoch)
+        }
     }
 }
 
@@ -346,7 +352,9 @@ extension StepRunner {
         if assumed {
             var details = ["site": site, "instance": i.name, "seen": what]
             if let hookFailure { details["hook"] = hookFailure }
-            try AuditLog(journal: ctx.journal).append(kind: "assumed-fenced", run: ctx.runID, details: details)
+            try await Blocking.run { [ctx, details] in
+                try AuditLog(journal: ctx.journal).append(kind: "assumed-fenced", run: ctx.runID, details: details)
+            }
             evidence.fencedBy = "assumed by the operator (--assume-fenced \(site))" + (hookFailure == nil ? "" : " after \(hookFailure!)")
             return evidence
         }
@@ -367,13 +375,12 @@ extension StepRunner {
         let arguments = Array(hook.command.dropFirst()) + [site, i.name]
         let shown = ([executable] + arguments).map(CommandRunner.displayQuoted).joined(separator: " ")
         var details = ["site": site, "instance": i.name, "command": shown, "seen": seen]
-        let audit = AuditLog(journal: ctx.journal)
         let fd: Int32
         do {
             fd = try TrustedPath.openExecutable(executable)
         } catch let error as FailoverError {
             details["refused"] = error.message
-            try audit.append(kind: "fencing-hook", run: ctx.runID, details: details)
+            try await auditHook(details)
             throw FailoverError.invalid(
                 "the fencing hook is not run: \(error.message). failoverd runs it as root, so it and every directory above it must belong to root and be writable by no one else ($.fencing.command[0])."
             )
@@ -387,11 +394,11 @@ extension StepRunner {
             let reason = (error as? FailoverError)?.message ?? "\(error)"
             details["exitCode"] = "none"
             details["error"] = reason
-            try audit.append(kind: "fencing-hook", run: ctx.runID, details: details)
+            try await auditHook(details)
             return (nil, "the fencing hook `\(shown)` did not complete: \(reason)")
         }
         details["exitCode"] = String(result.exitCode)
-        try audit.append(kind: "fencing-hook", run: ctx.runID, details: details)
+        try await auditHook(details)
         guard result.succeeded else {
             return (
                 nil,
@@ -399,5 +406,11 @@ extension StepRunner {
             )
         }
         return ("fencing hook `\(shown)` (exit 0)", nil)
+    }
+
+    /// Appends the `fencing-hook` audit event with `details` (a journal commit, off the cooperative pool).
+    private func auditHook(_ details: [String: String]) async throws {
+        try await Blocking.run { [ctx] in try AuditLog(journal: ctx.journal).append(kind: "fencing-hook", run: ctx.runID, details: details)
+        }
     }
 }

@@ -43,7 +43,7 @@ extension StepRunner {
                 "\(action) refused: \(target.dataDirectory) (\(target.name)) holds the cluster with system identifier \(control.systemIdentifier), not the plan's (\(names)); is the plan's dataDirectory for \(target.name) a typo? Nothing in it was changed."
             )
         }
-        if control.state == "in production", try !ctx.journal.isFenced(instance: target.name) {
+        if control.state == "in production", try await !Blocking.run({ [ctx] in try ctx.journal.isFenced(instance: target.name) }) {
             throw FailoverError.refused(
                 "\(action) refused: \(target.name)'s pg_control says \"in production\" (a primary that is running or was not shut down) and failoverd did not fence it; overwriting it could discard commits nobody has. Fence its site first (a fence transition), then resume."
             )

@@ -143,7 +143,7 @@ public struct FleetBenchmark: Sendable {
                 instances: plan.allInstances.map { ($0.site.name, $0.instance) }, writers: 1, clock: clock, samplers: false,
                 writePace: 0.05,
                 connInfo: { driver.adminConnInfo($0) })
-            try w.prepare(primary: plan.sites[0].leader)
+            try await w.prepare(primary: plan.sites[0].leader)
             w.start()
             workloads.append(w)
         }

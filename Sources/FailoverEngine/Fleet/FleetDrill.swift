@@ -184,7 +184,7 @@ public struct FleetDrill: Sendable {
         var fleetOptions = FleetOptions(stateDirectory: state, isDrill: true, logger: options.logger)
         let onLine = options.onLine
         fleetOptions.onEvent = { onLine?("  " + $0.line) }
-        fleetOptions.onMemberProgress = { member, p in sessions[member]?.progress(p) }
+        fleetOptions.onMemberProgress = { member, p in await sessions[member]?.progress(p) }
         fleetOptions.dwellBetweenTransitions = options.dwellSeconds
         let fleetStart = clock.now()
         let outcome: FleetOutcome

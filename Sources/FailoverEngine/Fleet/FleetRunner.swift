@@ -34,7 +34,7 @@ public struct FleetOptions: Sendable {
     /// Called at every change of a member (and of the fleet), with a line for people.
     public var onEvent: (@Sendable (FleetEvent) -> Void)?
     /// Called with every member's step progress (a drill injects its faults here).
-    public var onMemberProgress: (@Sendable (String, StepProgress) -> Void)?
+    public var onMemberProgress: (@Sendable (String, StepProgress) async -> Void)?
     /// Signs audit checkpoints in the members' journals.
     public var auditSigner: AuditSigner?
     /// Seconds each member's run lets the world run between its transitions (drills); 0 by default.
@@ -313,7 +313,7 @@ public final class FleetRunner: Sendable {
         let heartbeat = Task { [store] in
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(FleetStore.leaseSeconds / 3))
-                try? store.renewLock()
+                _ = try? await Blocking.run { try store.renewLock() }
             }
         }
         defer { heartbeat.cancel() }
@@ -337,7 +337,9 @@ public final class FleetRunner: Sendable {
                     else { break }
                     let c = pending.remove(at: index)
                     running += 1
-                    group.addTask(executorPreference: MemberExecutor(member: c.member)) {
+                    // Each member's blocking work (journal commits, libpq, processes) goes through Blocking,
+                    // so two members busy in it never hold up the others.
+                    group.addTask {
                         (c.member, await self.execute(c.member, mode: c.mode))
                     }
                 }
@@ -351,7 +353,7 @@ public final class FleetRunner: Sendable {
                     let reason =
                         "\(PlanValidator.count(failed.count, "member")) failed or refused (\(failed.joined(separator: ", "))); brake \(fleet.brake): no new member starts"
                     brakeReason.withLock { $0 = reason }
-                    try? store.event(runID, "brake", reason)
+                    _ = try? await Blocking.run { [store, runID] in try store.event(runID, "brake", reason) }
                     emit(
                         nil, nil,
                         message:
@@ -374,7 +376,7 @@ public final class FleetRunner: Sendable {
             } else {
                 m.error = "skipped"
             }
-            save(m, event: "member-skip", m.error!)
+            await save(m, event: "member-skip", m.error!)
             emit(c.member, .skipped, message: m.error)
         }
         let members = try store.members(of: runID)
@@ -400,13 +402,18 @@ public final class FleetRunner: Sendable {
         let fresh = mode == .fresh
         let journal: Journal
         do {
-            journal = try Journal(stateDirectory: m.stateDirectory, auditSigner: options.auditSigner)
-            if fresh { m.previousRunID = try journal.lastRun()?.id }
+            let (directory, signer) = (m.stateDirectory, options.auditSigner)
+            let (opened, previous) = try await Blocking.run { () throws -> (Journal, String?) in
+                let journal = try Journal(stateDirectory: directory, auditSigner: signer)
+                return (journal, fresh ? try journal.lastRun()?.id : nil)
+            }
+            journal = opened
+            if fresh { m.previousRunID = previous }
         } catch {
             m.status = .refused
             m.error = "cannot open its journal in \(m.stateDirectory): \(error)"
             m.endedAt = Journal.now()
-            save(m, event: "member-end", m.error!)
+            await save(m, event: "member-end", m.error!)
             emit(name, .refused, message: m.error)
             return .refused
         }
@@ -417,13 +424,12 @@ public final class FleetRunner: Sendable {
         m.endedAt = nil
         m.error = nil
         // Recorded before the run begins: a kill from here on is found by resume in the member's journal.
-        save(m, event: "member-start", fresh ? "new run of plan \(member.plan.name)" : "resume of run \(m.runID ?? "?")")
-        _ = try? AuditLog(journal: journal).append(
-            kind: "fleet-member",
-            details: [
-                "fleet": fleet.name, "fleetRun": runID, "member": name, "verb": fresh ? "run" : "resume",
-                "concurrency": String(fleet.concurrency), "brake": String(fleet.brake),
-            ])
+        await save(m, event: "member-start", fresh ? "new run of plan \(member.plan.name)" : "resume of run \(m.runID ?? "?")")
+        let details = [
+            "fleet": fleet.name, "fleetRun": runID, "member": name, "verb": fresh ? "run" : "resume",
+            "concurrency": String(fleet.concurrency), "brake": String(fleet.brake),
+        ]
+        _ = try? await Blocking.run { try AuditLog(journal: journal).append(kind: "fleet-member", details: details) }
         emit(name, .running, message: fresh ? "starting a new run of plan \(member.plan.name)" : "resuming run \(m.runID ?? "?")")
         let hook = options.onMemberProgress
         var runOptions = RunOptions(
@@ -431,7 +437,7 @@ public final class FleetRunner: Sendable {
             crashAt: options.crashAt.flatMap { $0.member == name ? $0.point : nil }, isDrill: options.isDrill,
             logger: Self.logger(options.logger, member: name),
             onProgress: { [weak self] p in
-                hook?(name, p)
+                await hook?(name, p)
                 guard p.status == "begin" else { return }
                 self?.emit(name, .running, step: p.step.number, steps: p.total, summary: p.step.summary)
             })
@@ -453,10 +459,12 @@ public final class FleetRunner: Sendable {
         }
         await RemoteShell.closeAll(stateDirectory: m.stateDirectory)
         // The member's journal says how its run stands.
-        let run: RunRecord?
-        switch mode {
-        case .fresh: run = (try? journal.lastRun()).flatMap { $0?.id != m.previousRunID ? $0 : nil }
-        case .resume(let id): run = try? journal.run(id)
+        let previousRunID = m.previousRunID
+        let run: RunRecord? = await Blocking.run {
+            switch mode {
+            case .fresh: (try? journal.lastRun()).flatMap { $0?.id != previousRunID ? $0 : nil }
+            case .resume(let id): try? journal.run(id)
+            }
         }
         m.runID = run?.id ?? m.runID
         m.endedAt = Journal.now()
@@ -471,7 +479,7 @@ public final class FleetRunner: Sendable {
             }
         }
         m.error = m.status == .succeeded ? nil : failure.map { Self.firstLine($0.message) }
-        save(m, event: "member-end", m.status == .succeeded ? "succeeded, run \(m.runID ?? "?")" : "\(m.status): \(m.error ?? "")")
+        await save(m, event: "member-end", m.status == .succeeded ? "succeeded, run \(m.runID ?? "?")" : "\(m.status): \(m.error ?? "")")
         emit(name, m.status, message: m.status == .succeeded ? "run \(m.runID ?? "?")" : m.error)
         return m.status
     }
@@ -486,10 +494,10 @@ public final class FleetRunner: Sendable {
 
     // MARK: Record and events
 
-    func save(_ m: FleetMemberRecord, event kind: String, _ detail: String) {
+    func save(_ m: FleetMemberRecord, event kind: String, _ detail: String) async {
         state.withLock { $0[m.member] = m }
         do {
-            try store.update(m, event: kind, detail)
+            try await Blocking.run { [store] in try store.update(m, event: kind, detail) }
         } catch {
             options.logger.error("could not update the fleet record", metadata: ["member": "\(m.member)", "error": "\(error)"])
         }

@@ -58,21 +58,3 @@ extension Lab {
         return lines
     }
 }
-
-extension Lab {
-    /// Runs `ip ARGUMENTS` and waits for it, synchronously: for faults injected from a progress callback,
-    /// which cannot wait on a task. `ip link set` takes milliseconds. True when it exited 0.
-    static func runNow(_ arguments: [String]) -> Bool {
-        let null = open("/dev/null", O_WRONLY)
-        guard null >= 0 else { return false }
-        defer { close(null) }
-        guard
-            let pid = try? Spawner.spawn(
-                "/usr/sbin/ip", ["ip"] + arguments, environment: ["PATH=" + CommandRunner.searchPath], workingDirectory: "/", stdout: null,
-                stderr: null, commandLine: "ip " + arguments.joined(separator: " "))
-        else { return false }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-        return status == 0
-    }
-}

@@ -108,7 +108,7 @@ public struct SSHSwitchoverBenchmark: Sendable {
         let sshSide = try Side(plan: ssh, clock: clock, driver: try LocalPostgresDriver(plan: ssh))
         let observer = SwitchoverBenchmark(plan: local, rounds: rounds, stateDirectory: stateDirectory, say: say)
         for side in [localSide, sshSide] {
-            try side.workload.prepare(primary: side.primary.leader)
+            try await side.workload.prepare(primary: side.primary.leader)
             side.workload.start()
         }
         var results: ([Double], [Double]) = ([], [])

@@ -133,9 +133,6 @@ public struct CommandRunner: Sendable {
         let path = descriptor == nil ? try Self.resolve(executable) : executable
         let commandLine = ([(executable as NSString).lastPathComponent] + arguments).map(Self.displayQuoted).joined(separator: " ")
         let limit = timeout ?? defaultTimeout
-        let output = try CapturedOutput()
-        defer { output.remove() }
-
         let runAs = OSUser.isRoot ? user.flatMap { $0.uid == 0 ? nil : $0 } : nil
         let launchPath = runAs == nil ? path : "/usr/bin/setpriv"
         let argv =
@@ -143,23 +140,26 @@ public struct CommandRunner: Sendable {
             + arguments
         let env = self.environment(for: runAs ?? OSUser.current, adding: environment)
 
-        let watch = ProcessWatch()
         let started = ContinuousClock.now
-        let pid = try Spawner.spawn(
+        let child = try ChildProcess.start(
             launchPath, argv, environment: env.map { "\($0.key)=\($0.value)" }, workingDirectory: workingDirectory ?? "/",
-            stdout: standardOutput ?? output.stdout.fileDescriptor, stderr: output.stderr.fileDescriptor, commandLine: commandLine,
-            executable: descriptor)
-        watch.arm(pid: pid, after: limit)
-        let status = await withTaskCancellationHandler {
-            await Spawner.wait(pid, onExit: watch.finish)
-        } onCancel: {
-            watch.terminate()
+            commandLine: commandLine, executable: descriptor, standardOutput: standardOutput)
+        // At the deadline: SIGTERM to the child's process group, SIGKILL two seconds later. Set under its own
+        // lock, so once the child is reaped `expired` says whether the deadline, not the command, ended it.
+        let expired = Locked(false)
+        DispatchQueue.global().asyncAfter(deadline: .now() + limit) { [weak child] in
+            guard let child else { return }
+            expired.withLock { $0 = child.terminate() }
         }
-        let seconds = Self.seconds(since: started)
+        let termination = await withTaskCancellationHandler {
+            await child.wait()
+        } onCancel: {
+            child.terminate()
+        }
         let result = CommandResult(
-            commandLine: commandLine, exitCode: status, stdout: output.read(output.stdoutPath),
-            stderr: output.read(output.stderrPath), seconds: seconds)
-        if watch.timedOut {
+            commandLine: commandLine, exitCode: termination.status, stdout: child.outputSoFar(), stderr: child.errorSoFar(),
+            seconds: Self.seconds(since: started))
+        if expired.current {
             throw FailoverError.failed(
                 "`\(commandLine)` did not finish within \(Int(limit)) s and was killed: \(result.outputTail.isEmpty ? "(no output)" : result.outputTail). Raise policy.stepTimeoutSeconds or look at why it hangs."
             )
@@ -195,77 +195,5 @@ public enum ShellQuote {
     /// `text` in single quotes, safe as one shell word.
     public static func quote(_ text: String) -> String {
         "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
-    }
-}
-
-/// Two temporary files that receive a command's stdout and stderr; files (not pipes), so that no reader
-/// can block on a descriptor that a daemon started by the command still holds.
-private final class CapturedOutput: @unchecked Sendable {
-    let stdoutPath: String
-    let stderrPath: String
-    let stdout: FileHandle
-    let stderr: FileHandle
-
-    init() throws {
-        (stdoutPath, stdout) = try Self.temporaryFile()
-        (stderrPath, stderr) = try Self.temporaryFile()
-    }
-
-    static func temporaryFile() throws -> (String, FileHandle) {
-        var template = Array((NSTemporaryDirectory() + "/failoverd-cmd-XXXXXX").utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard fd >= 0 else {
-            throw FailoverError.failed(
-                "could not create a temporary file in \(NSTemporaryDirectory()): \(String(cString: strerror(errno)))")
-        }
-        let path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-        return (path, FileHandle(fileDescriptor: fd, closeOnDealloc: true))
-    }
-
-    func read(_ path: String) -> String {
-        guard let data = FileManager.default.contents(atPath: path) else { return "" }
-        return String(decoding: data, as: UTF8.self)
-    }
-
-    func remove() {
-        try? stdout.close()
-        try? stderr.close()
-        unlink(stdoutPath)
-        unlink(stderrPath)
-    }
-}
-
-/// Tracks one child process: whether it finished, and kills it at its deadline or on cancellation.
-private final class ProcessWatch: @unchecked Sendable {
-    private let lock = NSLock()
-    private var pid: pid_t = 0
-    private var finished = false
-    private var expired = false
-
-    var timedOut: Bool { lock.withLock { expired } }
-
-    func finish() { lock.withLock { finished = true } }
-
-    func arm(pid: pid_t, after seconds: Double) {
-        lock.withLock { self.pid = pid }
-        DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { [self] in
-            let live = lock.withLock { () -> Bool in
-                if finished { return false }
-                expired = true
-                return true
-            }
-            if live { terminate() }
-        }
-    }
-
-    /// SIGTERM now to the child's process group, SIGKILL two seconds later if the child is still there.
-    /// (The pid cannot be reused before ``Spawner/wait(_:)`` reaps it, and `finish()` comes after that.)
-    func terminate() {
-        let target = lock.withLock { finished ? 0 : pid }
-        guard target > 0 else { return }
-        kill(-target, SIGTERM)
-        DispatchQueue.global().asyncAfter(deadline: .now() + 2) { [self] in
-            if lock.withLock({ !finished }) { kill(-target, SIGKILL) }
-        }
     }
 }

@@ -85,19 +85,32 @@ enum Spawner {
         return pid
     }
 
-    /// Waits on a dedicated thread until `pid` exits; calls `onExit` before reaping it (so the pid cannot
-    /// have been reused while `onExit` runs), then returns its exit status, or 128 + the signal that killed it.
-    static func wait(_ pid: pid_t, onExit: @escaping @Sendable () -> Void) async -> Int32 {
-        await withCheckedContinuation { continuation in
-            Thread.detachNewThread {
-                var info = siginfo_t()
-                while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) == -1 && errno == EINTR {}
-                onExit()
-                var status: Int32 = 0
-                while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-                let signal = status & 0x7f
-                continuation.resume(returning: signal == 0 ? (status >> 8) & 0xff : 128 + signal)
+    /// How a child process ended.
+    enum Termination: Sendable, Equatable {
+        /// It exited with this status.
+        case exited(Int32)
+        /// This signal killed it.
+        case signalled(Int32)
+
+        /// The exit status, or 128 + the signal that killed it, as a shell reports it.
+        var status: Int32 {
+            switch self {
+            case .exited(let code): code
+            case .signalled(let signal): 128 + signal
             }
         }
+    }
+
+    /// Blocks the calling thread until `pid` exits; calls `onExit` before reaping it (so the pid cannot have been
+    /// reused while `onExit` runs), then returns how it ended. Run it on a thread of ``Blocking`` (as
+    /// ``ChildProcess`` does), never on one of the cooperative pool.
+    static func reap(_ pid: pid_t, onExit: () -> Void = {}) -> Termination {
+        var info = siginfo_t()
+        while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) == -1 && errno == EINTR {}
+        onExit()
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        let signal = status & 0x7f
+        return signal == 0 ? .exited((status >> 8) & 0xff) : .signalled(signal)
     }
 }

@@ -19,6 +19,8 @@ struct LabFixture: Sendable {
 
     let root: String
     let plan: Plan
+    /// Topologies shared by the crash cases, by name; taken down before the lab.
+    let shared = LabTopologies()
     var lab: Lab { Lab(plan: plan, stateDirectory: labState) }
     var labState: String { root + "/lab-state" }
 
@@ -90,6 +92,47 @@ struct LabFixture: Sendable {
         _ name: String, _ transitions: [Transition], roles: [String: Role] = [:], sites: [String]? = nil, fencing: Bool = true,
         debian: Set<String> = [], systemd: Set<String> = [], _ body: (LabTopology) async throws -> Void
     ) async throws {
+        let topology = try await startTopology(
+            name, transitions, roles: roles, sites: sites, fencing: fencing, debian: debian, systemd: systemd)
+        do {
+            try await body(topology)
+        } catch {
+            await topology.stop()
+            throw error
+        }
+        await topology.stop()
+    }
+
+    /// Runs `body` in the topology named `name` shared by the calls that name it (built by the first, as
+    /// ``startTopology(_:_:roles:sites:fencing:debian:systemd:)`` builds it; built again when a case left it
+    /// out of its declared state or `alsoReady` says no, see ``FixturePool``), with the rows it holds; `body`
+    /// returns how many it holds afterwards.
+    func withSharedTopology(
+        _ name: String, _ transitions: [Transition], sites: [String]? = nil, systemd: Set<String> = [],
+        alsoReady: @escaping @Sendable (LabTopology) async -> Bool = { _ in true },
+        _ body: @Sendable (LabTopology, _ rows: Int) async throws -> Int
+    ) async throws {
+        let pool = await shared.pool(name) {
+            FixturePool<LabTopology>(
+                width: 1, start: { try await startTopology(name, transitions, sites: sites, systemd: systemd) }, stop: { await $0.stop() },
+                isReady: { t, rows in
+                    let declared = await DeclaredTopology.holds(
+                        t.plan, state: t.state, rows: rows, status: { try await t.driver.status(of: $0) },
+                        count: { try await t.count(on: $0) })
+                    return declared ? await alsoReady(t) : false
+                })
+        }
+        try await pool.use(body)
+    }
+
+    /// Builds a PostgreSQL topology of `sites` (default all) with `transitions`; the caller must ``LabTopology/stop()``
+    /// it on every path. The lab's hosts hold one topology at a time (their data directories and port 5432):
+    /// shared topologies of other names are taken down first.
+    func startTopology(
+        _ name: String, _ transitions: [Transition], roles: [String: Role] = [:], sites: [String]? = nil, fencing: Bool = true,
+        debian: Set<String> = [], systemd: Set<String> = []
+    ) async throws -> LabTopology {
+        await shared.stopAll(except: name)
         var p = plan
         p.name = plan.name + "-" + name
         p.sites = p.sites.filter { sites?.contains($0.name) ?? true }
@@ -117,20 +160,20 @@ struct LabFixture: Sendable {
         let lab = lab
         sandbox.starter = { try await lab.start($0, driver: driver) }
         sandbox.clientAddresses = Lab.network
-        let topology = LabTopology(plan: p, planPath: planPath, state: state, driver: driver, lab: lab)
+        let topology = LabTopology(plan: p, planPath: planPath, state: state, driver: driver, lab: lab, sandbox: sandbox)
         do {
             try await SandboxFixture.timed("topology \(name) up") { try await sandbox.up() }
-            try await body(topology)
         } catch {
-            await topology.tearDown(sandbox)
+            await topology.stop()
             throw error
         }
-        await topology.tearDown(sandbox)
+        return topology
     }
 
     /// lab down, then proof that nothing is left: no namespace, link or sshd of the lab, and neither the login
     /// user it created nor its sudoers rule.
     func tearDown() async {
+        await shared.stopAll()
         let recorded = (try? LabManifest.load(for: plan, in: labState))?.processes ?? []
         let login = plan.sites[0].ssh!.user
         do {
@@ -173,8 +216,24 @@ struct LabTopology: Sendable {
     let state: String
     let driver: SSHPostgresDriver
     let lab: Lab
+    let sandbox: Sandbox
 
     func instance(_ site: String) -> Instance { plan.site(named: site)!.leader }
+
+    /// This topology with a state directory of its own (its journal, and the SSH control directory derived
+    /// from it), for one case of several that share the servers; ``closeState()`` ends its SSH connections
+    /// and removes it.
+    func withState(_ state: String) throws -> LabTopology {
+        LabTopology(
+            plan: plan, planPath: planPath, state: state, driver: try SSHPostgresDriver(plan: plan, stateDirectory: state), lab: lab,
+            sandbox: sandbox)
+    }
+
+    /// Ends the SSH connections of runs with this state directory and removes it.
+    func closeState() async {
+        await RemoteShell.closeAll(stateDirectory: state)
+        try? FileManager.default.removeItem(atPath: state)
+    }
 
     /// Writes this topology's plan with `transitions` and the given sites' roles (the others keep theirs)
     /// beside its plan file, as NAME-SUFFIX.json; returns the path.
@@ -188,7 +247,7 @@ struct LabTopology: Sendable {
     }
 
     /// Runs failoverd with this topology's state directory.
-    func failoverd(_ args: [String]) throws -> CLI.Result { try CLI.run(args + ["--state", state]) }
+    func failoverd(_ args: [String]) async throws -> CLI.Result { try await CLI.run(args + ["--state", state]) }
 
     @discardableResult
     func sql(_ instance: Instance, _ sql: String, _ parameters: [String?] = []) async throws -> [[String?]] {
@@ -214,7 +273,9 @@ struct LabTopology: Sendable {
         }
     }
 
-    func tearDown(_ sandbox: Sandbox) async {
+    /// Takes the topology down: links healed, the SSH connections of its runs closed, units stopped, the
+    /// servers stopped by pid, its state directory removed.
+    func stop() async {
         for site in plan.sites { try? await lab.heal(site: site.name) }
         try? await lab.reconnectControl()
         await RemoteShell.closeAll(stateDirectory: state)
@@ -225,6 +286,24 @@ struct LabTopology: Sendable {
             Issue.record("sandbox down failed: \(error)")
         }
         try? FileManager.default.removeItem(atPath: state)
+    }
+}
+
+/// The lab's shared topologies, by name (``LabFixture/withSharedTopology(_:_:sites:systemd:_:)``).
+actor LabTopologies {
+    private var pools: [String: FixturePool<LabTopology>] = [:]
+
+    /// The pool named `name`, made by `make` the first time.
+    func pool(_ name: String, _ make: () -> FixturePool<LabTopology>) -> FixturePool<LabTopology> {
+        if let pool = pools[name] { return pool }
+        let pool = make()
+        pools[name] = pool
+        return pool
+    }
+
+    /// Takes every shared topology down but the one named `kept`.
+    func stopAll(except kept: String? = nil) async {
+        for (name, pool) in pools where name != kept { await pool.stopAll() }
     }
 }
 

@@ -20,8 +20,8 @@ extension SandboxFixture {
     var state: String { root + "/state" }
 
     /// Runs `failoverd ARGS --state STATE` and returns the result.
-    func failoverd(_ args: [String]) throws -> CLI.Result {
-        try CLI.run(args + ["--state", state])
+    func failoverd(_ args: [String]) async throws -> CLI.Result {
+        try await CLI.run(args + ["--state", state])
     }
 
     /// Creates table t and inserts rows `ids` on `instance`.

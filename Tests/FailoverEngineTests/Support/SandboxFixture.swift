@@ -32,6 +32,20 @@ struct SandboxFixture: Sendable {
         _ layout: [SiteLayout], archiveTimeout: Double = 60, patroni: Bool = false, captureLostRows: Bool = false,
         _ body: (SandboxFixture) async throws -> Void
     ) async throws {
+        let fixture = try await start(layout, archiveTimeout: archiveTimeout, patroni: patroni, captureLostRows: captureLostRows)
+        do {
+            try await body(fixture)
+        } catch {
+            await fixture.stop()
+            throw error
+        }
+        await fixture.stop()
+    }
+
+    /// Builds a sandbox; the caller must ``stop()`` it on every path (``with(_:archiveTimeout:patroni:captureLostRows:_:)`` does).
+    static func start(
+        _ layout: [SiteLayout], archiveTimeout: Double = 60, patroni: Bool = false, captureLostRows: Bool = false
+    ) async throws -> SandboxFixture {
         await reapDeadFixtures()
         let (root, planned) = try makePlan(layout, archiveTimeout: archiveTimeout, patroni: patroni)
         var plan = planned
@@ -39,14 +53,15 @@ struct SandboxFixture: Sendable {
         let sandbox = Sandbox(plan: plan, stateDirectory: root + "/state")
         do {
             try await timed("sandbox up (\(plan.allInstances.count) instances)") { try await sandbox.up() }
-            let fixture = SandboxFixture(root: root, plan: plan, sandbox: sandbox, driver: try LocalPostgresDriver(plan: plan))
-            try await body(fixture)
+            return SandboxFixture(root: root, plan: plan, sandbox: sandbox, driver: try LocalPostgresDriver(plan: plan))
         } catch {
             await tearDown(root: root, plan: plan, sandbox: sandbox)
             throw error
         }
-        await tearDown(root: root, plan: plan, sandbox: sandbox)
     }
+
+    /// sandbox down, leftovers killed by pid, the directory removed.
+    func stop() async { await Self.tearDown(root: root, plan: plan, sandbox: sandbox) }
 
     /// The instance named `name`.
     func instance(_ name: String) -> Instance {

@@ -70,10 +70,10 @@ enum ShippedPlans {
     static func expectDrillRefused(
         _ kind: RunningTopology.Kind, plan: Plan, planPath: String, state: String, report: String,
         sourceLocation: SourceLocation = #_sourceLocation
-    ) throws -> CLI.Result {
+    ) async throws -> CLI.Result {
         let down = "failoverd \(kind.rawValue) down \(RunningTopology.word(planPath)) --state \(RunningTopology.word(state))"
         let started = ContinuousClock.now
-        let drill = try CLI.run(["drill", planPath, "--report", report])
+        let drill = try await CLI.run(["drill", planPath, "--report", report])
         print("TIMING drill of a running \(kind.rawValue) (\(plan.name)) refused in \(ContinuousClock.now - started)")
         #expect(drill.status == 3, "\(drill.stdout) \(drill.stderr)", sourceLocation: sourceLocation)
         #expect(
@@ -85,7 +85,7 @@ enum ShippedPlans {
             !FileManager.default.fileExists(atPath: report + "/state/\(kind.rawValue)-\(plan.name).json"),
             "the refused drill began a build",
             sourceLocation: sourceLocation)
-        let elsewhere = try CLI.run([
+        let elsewhere = try await CLI.run([
             kind.rawValue, "up", planPath, "--state", (report as NSString).deletingLastPathComponent + "/other-state",
         ])
         #expect(elsewhere.status == 3 && elsewhere.stderr.contains(down), "\(elsewhere.stderr)", sourceLocation: sourceLocation)
@@ -104,7 +104,7 @@ enum ShippedPlans {
             let owner = pid_t(state.dropFirst(prefix.count).split(separator: "-").first ?? ""), !SandboxFixture.isRunning(owner)
         else { return }
         let kind = isLab(name) ? "lab" : "sandbox"
-        _ = try? CLI.run([kind, "down", CLI.plan(name), "--state", state])
+        _ = try? await CLI.run([kind, "down", CLI.plan(name), "--state", state])
         try? FileManager.default.removeItem(atPath: (state as NSString).deletingLastPathComponent)
     }
 }

@@ -77,7 +77,10 @@ struct PatroniREST: Sendable {
             let reason = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
             // 7: could not connect, for a refusal and a missing route alike: ask the socket itself, so that the
             // message says which (a refusal still proves nothing: a filter refuses for the host).
-            if result.exitCode == 7, let endpoint = Self.endpoint(of: url), TCPProbe.isRefused(host: endpoint.host, port: endpoint.port) {
+            // (A connect that may wait up to its timeout: off the cooperative pool.)
+            if result.exitCode == 7, let endpoint = Self.endpoint(of: url),
+                await Blocking.run({ TCPProbe.isRefused(host: endpoint.host, port: endpoint.port) })
+            {
                 throw Failure.refused("\(method) \(url)\(path)")
             }
             throw Failure.unreachable("\(method) \(url)\(path): curl exit \(result.exitCode): \(reason)")

@@ -240,7 +240,7 @@ final class RemoteSession: @unchecked Sendable {
         close(socket)
         kill(pid, SIGTERM)
         let pid = pid
-        Task.detached { _ = await Spawner.wait(pid, onExit: {}) }
+        Blocking.start { _ = Spawner.reap(pid) }
     }
 
     /// Closes the socket and returns ssh's exit status, waiting up to `seconds` before SIGKILL; marks the
@@ -274,11 +274,9 @@ final class RemoteSession: @unchecked Sendable {
 
     deinit { close(stderrFile) }
 
-    /// Runs blocking socket work on a thread of its own, off Swift's cooperative pool.
+    /// Runs blocking socket work through ``Blocking``, off Swift's cooperative pool.
     private func blocking<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { continuation in
-            Thread.detachNewThread { continuation.resume(returning: work()) }
-        }
+        await Blocking.run(work)
     }
 
     private func send(_ text: String) -> Bool {

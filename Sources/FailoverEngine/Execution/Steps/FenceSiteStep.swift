@@ -13,9 +13,11 @@ struct FenceSiteStep: RunnableStep {
         let before = try? await driver.status(of: site)
         // The mark goes down first: whatever happens next, failoverd treats the site as fenced.
         for m in before?.members ?? [] {
-            try ctx.journal.recordFenced(
-                instance: m.instance.name, site: site.name, lastKnownLSN: m.status.position, reachable: m.status.reachable, run: ctx.runID,
-                epoch: ctx.epoch)
+            try await Blocking.run {
+                try ctx.journal.recordFenced(
+                    instance: m.instance.name, site: site.name, lastKnownLSN: m.status.position, reachable: m.status.reachable,
+                    run: ctx.runID, epoch: ctx.epoch)
+            }
         }
         let reason = "fenced by failoverd run \(ctx.runID)"
         let evidence: [String: FenceEvidence]
@@ -32,8 +34,10 @@ struct FenceSiteStep: RunnableStep {
             evidence = try await driver.fence(site, reason: reason, vouchedBy: vouch)
         }
         for (name, e) in evidence {
-            try ctx.journal.recordFenced(
-                instance: name, site: site.name, lastKnownLSN: e.lastKnownLSN, reachable: e.reachable, run: ctx.runID, epoch: ctx.epoch)
+            try await Blocking.run {
+                try ctx.journal.recordFenced(
+                    instance: name, site: site.name, lastKnownLSN: e.lastKnownLSN, reachable: e.reachable, run: ctx.runID, epoch: ctx.epoch)
+            }
         }
         // The site's furthest WAL: what a failover may lose is measured against it.
         guard let furthest = evidence.max(by: { ($0.value.lastKnownLSN ?? .zero) < ($1.value.lastKnownLSN ?? .zero) }) else {

@@ -3,7 +3,8 @@ struct FenceStep: RunnableStep {
     let instance: Instance
 
     func check(_ run: StepRunner) async throws -> Bool {
-        guard try run.ctx.journal.isFenced(instance: instance.name) else { return false }
+        let ctx = run.ctx
+        guard try await Blocking.run({ try ctx.journal.isFenced(instance: instance.name) }) else { return false }
         return try await !run.ctx.status(of: instance).running
     }
 

@@ -3,12 +3,14 @@ struct RecordRolesStep: RunnableStep {
     let roles: [String: Role]
 
     func check(_ run: StepRunner) async throws -> Bool {
-        let recorded = try run.ctx.journal.recordedRoles()
+        let ctx = run.ctx
+        let recorded = try await Blocking.run { try ctx.journal.recordedRoles() }
         return roles.allSatisfy { recorded[$0.key] == $0.value }
     }
 
     func act(_ run: StepRunner) async throws -> RolesEvidence {
-        try run.ctx.journal.recordRoles(roles, run: run.ctx.runID, epoch: run.ctx.epoch)
+        let ctx = run.ctx
+        try await Blocking.run { try ctx.journal.recordRoles(roles, run: ctx.runID, epoch: ctx.epoch) }
         var evidence = RolesEvidence(roles: roles)
         // A failover reports how much WAL the fenced primary may have had beyond the promoted position.
         guard run.step.action == .failover else { return evidence }

@@ -13,7 +13,10 @@ struct StartStep: RunnableStep {
     }
 
     func act(_ run: StepRunner) async throws -> NoEvidence {
-        if try run.ctx.journal.isFenced(instance: instance.name), try await run.driver.recoverySettings(of: instance) == nil {
+        let ctx = run.ctx
+        if try await Blocking.run({ try ctx.journal.isFenced(instance: instance.name) }),
+            try await run.driver.recoverySettings(of: instance) == nil
+        {
             throw FailoverError.refused(
                 "\(instance.name) is fenced and has no standby settings: failoverd will not start it as a primary. Repair it with rewind or rebuild."
             )

@@ -1,0 +1,15 @@
+import Foundation
+
+/// A value behind a lock, shared between threads and tasks: the workload's threads record into it and the
+/// drill reads it; a child process's exit flag is set by the thread that reaps it.
+final class Locked<Value>: @unchecked Sendable {
+    private var value: Value
+    private let lock = NSLock()
+    init(_ value: Value) { self.value = value }
+    func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(&value)
+    }
+    var current: Value { withLock { $0 } }
+}
