@@ -167,7 +167,9 @@ struct StatusCommand: AsyncParsableCommand {
                     print("run lock free")
                 }
                 if let r = c.run {
-                    print("latest run: \(r) plan \"\(c.plan ?? "?")\" \(c.outcome ?? "?")\(c.step.map { ", step \($0)" } ?? "") since \(c.since ?? "?")")
+                    print(
+                        "latest run: \(r) plan \"\(c.plan ?? "?")\" \(c.outcome ?? "?")\(c.step.map { ", step \($0)" } ?? "") since \(c.since ?? "?")"
+                    )
                     if c.outcome == "running" || c.outcome == "failed", c.holder == nil || !c.leaseAlive {
                         print("  finish it from this machine with: failoverd resume --plan \(plan) --state \(state.state)")
                     }

@@ -166,7 +166,8 @@ struct CoordinationPlanTests {
                     for name in ["dr-0", "dr2-0"] { try await fx.waitForRow(10, on: fx.instance(name)) }
                     let coordination = etcd.coordination(lease: 6)
                     let toDR = try C.write(
-                        fx.plan, name: "to-dr", transitions: [Transition(action: .failover, to: "dr")], coordination: coordination, in: fx.root)
+                        fx.plan, name: "to-dr", transitions: [Transition(action: .failover, to: "dr")], coordination: coordination,
+                        in: fx.root)
                     let toDR2 = try C.write(
                         fx.plan, name: "to-dr2", transitions: [Transition(action: .failover, to: "dr2")], coordination: coordination,
                         in: fx.root)
@@ -178,7 +179,9 @@ struct CoordinationPlanTests {
                     sampling.cancel()
                     let most = await sampling.value
                     #expect(most <= 1, "try \(attempt): \(most) writable primaries at once")
-                    #expect([ra.status, rb.status].sorted() == [0, 4], "try \(attempt): a \(ra.status) \(ra.stderr) / b \(rb.status) \(rb.stderr)")
+                    #expect(
+                        [ra.status, rb.status].sorted() == [0, 4],
+                        "try \(attempt): a \(ra.status) \(ra.stderr) / b \(rb.status) \(rb.stderr)")
                     let loser = ra.status == 4 ? ra : rb
                     #expect(loser.stderr.contains("another coordinator holds the run lock"), "\(loser.stderr)")
                     let winner = ra.status == 0 ? "dr-0" : "dr2-0"
@@ -194,7 +197,9 @@ struct CoordinationPlanTests {
     /// kill -9 of coordinator A around a step of a coordinated switchover; coordinator B, with its own empty
     /// state directory, takes over with `resume --plan`: it waits for A's lease, copies the run from etcd,
     /// re-proves the interrupted step against the servers, and ends where an uninterrupted run ends.
-    @Test("kill -9 of the coordinator, then resume --plan from another state directory finishes the run", arguments: ["promote:before", "stop:after"])
+    @Test(
+        "kill -9 of the coordinator, then resume --plan from another state directory finishes the run",
+        arguments: ["promote:before", "stop:after"])
     func killedCoordinatorIsTakenOver(_ point: String) async throws {
         try await EtcdFixture.with { etcd in
             try await SandboxFixture.with(C.twoSites) { fx in
@@ -233,9 +238,10 @@ struct CoordinationPlanTests {
                 // One audit chain for the cluster: B's copy holds A's events and its own, each naming its coordinator.
                 let audit = AuditLog(journal: journal)
                 #expect(try await audit.verify().intact)
-                let coordinators = Set(try audit.query().compactMap { e in
-                    (try? JSONSerialization.jsonObject(with: Data(e.details.utf8)) as? [String: String])?["coordinator"]
-                })
+                let coordinators = Set(
+                    try audit.query().compactMap { e in
+                        (try? JSONSerialization.jsonObject(with: Data(e.details.utf8)) as? [String: String])?["coordinator"]
+                    })
                 #expect(coordinators.count == 2, "\(coordinators)")
                 // A's own journal is whole too (a prefix of the chain), and status from A shows the run succeeded.
                 #expect(try await AuditLog(journal: Journal(stateDirectory: a)).verify().intact)

@@ -62,11 +62,21 @@ struct BadPlan: Sendable, CustomTestStringConvertible {
     static let catalogue: [BadPlan] = [
         BadPlan(
             kind: "coordination lease too short",
-            edits: [(#""version": 1,"#, #""version": 1, "coordination": {"etcd": {"endpoints": ["http://127.0.0.1:2379"], "leaseSeconds": 1}},"#)],
+            edits: [
+                (
+                    #""version": 1,"#,
+                    #""version": 1, "coordination": {"etcd": {"endpoints": ["http://127.0.0.1:2379"], "leaseSeconds": 1}},"#
+                )
+            ],
             path: "$.coordination.etcd.leaseSeconds", message: "it must be from 2 to 60"),
         BadPlan(
             kind: "coordination lease too long",
-            edits: [(#""version": 1,"#, #""version": 1, "coordination": {"etcd": {"endpoints": ["http://127.0.0.1:2379"], "leaseSeconds": 61}},"#)],
+            edits: [
+                (
+                    #""version": 1,"#,
+                    #""version": 1, "coordination": {"etcd": {"endpoints": ["http://127.0.0.1:2379"], "leaseSeconds": 61}},"#
+                )
+            ],
             path: "$.coordination.etcd.leaseSeconds", message: "it must be from 2 to 60"),
         BadPlan(
             kind: "coordination without endpoints",
@@ -78,7 +88,12 @@ struct BadPlan: Sendable, CustomTestStringConvertible {
             path: "$.coordination.etcd.endpoints[0]", message: "has a path, query or fragment"),
         BadPlan(
             kind: "coordination prefix not a path",
-            edits: [(#""version": 1,"#, #""version": 1, "coordination": {"etcd": {"endpoints": ["http://127.0.0.1:2379"], "prefix": "failoverd"}},"#)],
+            edits: [
+                (
+                    #""version": 1,"#,
+                    #""version": 1, "coordination": {"etcd": {"endpoints": ["http://127.0.0.1:2379"], "prefix": "failoverd"}},"#
+                )
+            ],
             path: "$.coordination.etcd.prefix", message: "prefix"),
         BadPlan(
             kind: "coordination mixed schemes",

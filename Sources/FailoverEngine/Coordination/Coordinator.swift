@@ -93,52 +93,56 @@ public final class Coordinator: @unchecked Sendable {
     /// cannot be reached or answers with another cluster's data.
     public func acquire(_ holder: Holder, wait: Bool) async throws {
         let value = String(decoding: try JSONEncoder.sorted.encode(holder), as: UTF8.self)
-        let lease: String
-        do {
-            try await checkIdentity()
-            let grant = try await gateway.post("/v3/lease/grant", ["TTL": settings.effectiveLeaseSeconds])
-            guard let id = grant["ID"] as? String ?? (EtcdGateway.int(grant["ID"]).map { String($0) }) else {
-                throw FailoverError.refused("etcd granted no lease: \(grant)")
-            }
-            lease = id
-        } catch let e as FailoverError {
-            throw e
-        } catch {
-            throw unreachable(error, doing: "granting the run lock's lease")
+        do { try await checkIdentity() } catch let e as FailoverError { throw e } catch {
+            throw unreachable(error, doing: "reading the cluster's identity")
         }
         let deadline = Self.now() + (wait ? leaseSeconds + 3 : 0)
         while true {
-            let answer: [String: Any]
-            do {
-                answer = try await gateway.post(
-                    "/v3/kv/txn",
-                    [
-                        "compare": [["key": EtcdGateway.b64(lockKey), "target": "CREATE", "result": "EQUAL", "create_revision": "0"]],
-                        "success": [["request_put": ["key": EtcdGateway.b64(lockKey), "value": EtcdGateway.b64(value), "lease": lease]]],
-                        "failure": [["request_range": ["key": EtcdGateway.b64(lockKey)]]],
-                    ])
-            } catch {
-                _ = try? await gateway.post("/v3/lease/revoke", ["ID": lease])
-                throw unreachable(error, doing: "taking the run lock")
-            }
-            if answer["succeeded"] as? Bool == true, let revision = EtcdGateway.int((answer["header"] as? [String: Any])?["revision"]) {
-                mutex.withLock {
-                    leaseID = lease
-                    fencingToken = revision
-                    lastAck = Self.now()
-                    lostReason = nil
-                    self.holder = holder
+            // A lease per attempt, granted just before it: one granted before a wait would expire unrenewed.
+            let current: KeyValue?
+            do { current = try await currentKey() } catch { throw unreachable(error, doing: "reading the run lock") }
+            if current == nil {
+                let lease: String
+                let answer: [String: Any]
+                do {
+                    let grant = try await gateway.post("/v3/lease/grant", ["TTL": settings.effectiveLeaseSeconds])
+                    guard let id = grant["ID"] as? String ?? (EtcdGateway.int(grant["ID"]).map { String($0) }) else {
+                        throw FailoverError.refused("etcd granted no lease: \(grant)")
+                    }
+                    lease = id
+                    answer = try await gateway.post(
+                        "/v3/kv/txn",
+                        [
+                            "compare": [["key": EtcdGateway.b64(lockKey), "target": "CREATE", "result": "EQUAL", "create_revision": "0"]],
+                            "success": [
+                                ["request_put": ["key": EtcdGateway.b64(lockKey), "value": EtcdGateway.b64(value), "lease": lease]]
+                            ],
+                            "failure": [["request_range": ["key": EtcdGateway.b64(lockKey)]]],
+                        ])
+                } catch let e as FailoverError {
+                    throw e
+                } catch {
+                    throw unreachable(error, doing: "taking the run lock")
                 }
-                startKeepalive()
-                return
-            }
-            let current = Self.kv(inRangeResponse: answer)
-            if Self.now() >= deadline {
+                if answer["succeeded"] as? Bool == true, let revision = EtcdGateway.int((answer["header"] as? [String: Any])?["revision"]) {
+                    mutex.withLock {
+                        leaseID = lease
+                        fencingToken = revision
+                        lastAck = Self.now()
+                        lostReason = nil
+                        self.holder = holder
+                    }
+                    startKeepalive()
+                    return
+                }
                 _ = try? await gateway.post("/v3/lease/revoke", ["ID": lease])
-                let other = current.flatMap { try? JSONDecoder().decode(Holder.self, from: Data($0.value.utf8)) }
+            }
+            if Self.now() >= deadline {
+                let held = try? await currentKey()
+                let other = held.flatMap { try? JSONDecoder().decode(Holder.self, from: Data($0.value.utf8)) }
                 throw FailoverError(
                     .lockHeld,
-                    "another coordinator holds the run lock of PostgreSQL cluster \(systemIdentifier) (etcd key \(lockKey), token \(current?.createRevision ?? 0)): \(other?.description ?? "holder unreadable"). "
+                    "another coordinator holds the run lock of PostgreSQL cluster \(systemIdentifier) (etcd key \(lockKey), token \(held?.createRevision ?? 0)): \(other?.description ?? "holder unreadable"). "
                         + (wait
                             ? "Its lease was kept alive for \(Int(leaseSeconds) + 3) s: that coordinator is alive. Let it finish; inspect it with `failoverd status --plan PLAN`."
                             : "Wait for it to finish (`failoverd status --plan PLAN` shows it); if its machine is lost, `failoverd resume --plan PLAN` here takes over once its lease (\(Int(leaseSeconds)) s) expired.")
@@ -146,6 +150,12 @@ public final class Coordinator: @unchecked Sendable {
             }
             try await Task.sleep(for: .milliseconds(200))
         }
+    }
+
+    /// The lock key as etcd holds it now (linearizable read), nil when free.
+    func currentKey() async throws -> KeyValue? {
+        let answer = try await gateway.post("/v3/kv/range", ["key": EtcdGateway.b64(lockKey)])
+        return (answer["kvs"] as? [[String: Any]])?.first.flatMap(Self.keyValue)
     }
 
     /// Refuses an etcd whose key for this cluster names another system identifier.
@@ -289,15 +299,6 @@ public final class Coordinator: @unchecked Sendable {
         var value: String
         var createRevision: Int64
         var lease: String?
-    }
-
-    static func kv(inRangeResponse answer: [String: Any]) -> KeyValue? {
-        for r in answer["responses"] as? [[String: Any]] ?? [] {
-            if let range = r["response_range"] as? [String: Any], let kv = (range["kvs"] as? [[String: Any]])?.first {
-                return keyValue(kv)
-            }
-        }
-        return nil
     }
 
     static func keyValue(_ kv: [String: Any]) -> KeyValue? {

@@ -84,7 +84,9 @@ extension Journal {
         var deletes: [String] = []
         func offer(_ key: String, _ value: String) { if known[key] != value { puts.append((key, value)) } }
         for run in runs.sorted() {
-            if let row = try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE id = ?", arguments: [run]) { offer("j/runs/\(run)", json(row)) }
+            if let row = try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE id = ?", arguments: [run]) {
+                offer("j/runs/\(run)", json(row))
+            }
             for row in try Row.fetchAll(db, sql: "SELECT * FROM steps WHERE run_id = ? ORDER BY number", arguments: [run]) {
                 offer("j/steps/\(run)/\(String(format: "%04d", row["number"] as Int))", json(row))
             }
@@ -108,7 +110,11 @@ extension Journal {
             marks["hwm/events"] = id
             let run: String = row["run_id"]
             guard runs.contains(run) else { continue }
-            puts.append(("j/events/\(run)/\(String(format: "%012lld", coordinator.token))-\(String(format: "%012lld", id))", json(row, dropping: ["id"])))
+            puts.append(
+                (
+                    "j/events/\(run)/\(String(format: "%012lld", coordinator.token))-\(String(format: "%012lld", id))",
+                    json(row, dropping: ["id"])
+                ))
         }
         let auditMark = Int64(known["hwm/audit"] ?? "0") ?? 0
         for row in try Row.fetchAll(db, sql: "SELECT * FROM audit_events WHERE seq > ? ORDER BY seq", arguments: [auditMark]) {
@@ -133,7 +139,9 @@ extension Journal {
     /// event, else the state directory belongs to another history and is refused (use a fresh one).
     func importCoordinated(from coordinator: Coordinator) async throws {
         let kvs: [Coordinator.KeyValue]
-        do { kvs = try await coordinator.range("j/") } catch { throw coordinator.unreachable(error, doing: "reading the cluster's journal") }
+        do { kvs = try await coordinator.range("j/") } catch {
+            throw coordinator.unreachable(error, doing: "reading the cluster's journal")
+        }
         try applyImport(kvs, from: coordinator)
     }
 
@@ -153,13 +161,15 @@ extension Journal {
             for kv in sorted {
                 guard known[kv.key] != kv.value else { continue }
                 guard let object = (try? JSONSerialization.jsonObject(with: Data(kv.value.utf8))) as? [String: Any] else {
-                    throw FailoverError.refused("etcd key \(coordinator.base)/\(kv.key) holds no journal row; the coordination store is damaged")
+                    throw FailoverError.refused(
+                        "etcd key \(coordinator.base)/\(kv.key) holds no journal row; the coordination store is damaged")
                 }
                 func insert(_ table: String, _ verb: String = "INSERT OR REPLACE") throws {
                     let columns = object.keys.sorted()
                     let values: [(any DatabaseValueConvertible)?] = columns.map { Self.databaseValue(object[$0]) }
                     try db.execute(
-                        sql: "\(verb) INTO \(table) (\(columns.joined(separator: ", "))) VALUES (\(columns.map { _ in "?" }.joined(separator: ", ")))",
+                        sql:
+                            "\(verb) INTO \(table) (\(columns.joined(separator: ", "))) VALUES (\(columns.map { _ in "?" }.joined(separator: ", ")))",
                         arguments: StatementArguments(values))
                 }
                 func underEpoch(_ body: () throws -> Void) throws {
@@ -186,7 +196,8 @@ extension Journal {
                         }
                     } else {
                         let head = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-                        guard (head?["seq"] as Int64? ?? 0) + 1 == seq, (head?["hash"] as String? ?? AuditLog.genesis) == object["prev_hash"] as? String
+                        guard (head?["seq"] as Int64? ?? 0) + 1 == seq,
+                            (head?["hash"] as String? ?? AuditLog.genesis) == object["prev_hash"] as? String
                         else {
                             throw FailoverError.invalid(
                                 "this state directory's audit chain does not continue into PostgreSQL cluster \(coordinator.systemIdentifier)'s chain in etcd at event \(seq). Use a fresh state directory (--state) for this cluster's coordinated runs; nothing was changed."
@@ -197,13 +208,15 @@ extension Journal {
                 default: continue
                 }
                 if !kv.key.hasPrefix("j/events/") && !kv.key.hasPrefix("j/audit/") {
-                    try db.execute(sql: "INSERT OR REPLACE INTO coordination_mirror (key, value) VALUES (?, ?)", arguments: [kv.key, kv.value])
+                    try db.execute(
+                        sql: "INSERT OR REPLACE INTO coordination_mirror (key, value) VALUES (?, ?)", arguments: [kv.key, kv.value])
                 }
             }
             // What etcd no longer holds (an instance no longer fenced) goes here too.
             let present = Set(kvs.map(\.key))
             for key in known.keys where key.hasPrefix("j/fenced/") && !present.contains(key) {
-                try db.execute(sql: "DELETE FROM fenced_instances WHERE instance = ?", arguments: [String(key.dropFirst("j/fenced/".count))])
+                try db.execute(
+                    sql: "DELETE FROM fenced_instances WHERE instance = ?", arguments: [String(key.dropFirst("j/fenced/".count))])
                 try db.execute(sql: "DELETE FROM coordination_mirror WHERE key = ?", arguments: [key])
             }
             // Local events past etcd's head are written to etcd by the next record (the first coordinated run
@@ -214,7 +227,8 @@ extension Journal {
                 "hwm/events": try Int64.fetchOne(db, sql: "SELECT max(id) FROM step_events") ?? 0,
             ]
             for (key, mark) in marks {
-                try db.execute(sql: "INSERT OR REPLACE INTO coordination_mirror (key, value) VALUES (?, ?)", arguments: [key, String(mark)])
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO coordination_mirror (key, value) VALUES (?, ?)", arguments: [key, String(mark)])
             }
             try db.execute(sql: "UPDATE run_lock SET epoch = ? WHERE id = 1", arguments: [token])
         }

@@ -79,7 +79,8 @@ public struct RunLock: Sendable {
     /// Sets the fencing epoch of the lock `holder` holds to `epoch` (a coordinated run's token in etcd).
     public func adopt(_ holder: Holder, epoch: Int64) throws -> Holder {
         try journal.db.write { db in
-            try db.execute(sql: "UPDATE run_lock SET epoch = ? WHERE id = 1 AND pid = ? AND epoch = ?", arguments: [epoch, Self.pid, holder.epoch])
+            try db.execute(
+                sql: "UPDATE run_lock SET epoch = ? WHERE id = 1 AND pid = ? AND epoch = ?", arguments: [epoch, Self.pid, holder.epoch])
             if db.changesCount == 0 { throw lost(holder) }
         }
         return Holder(runID: holder.runID, epoch: epoch, tookOver: holder.tookOver)

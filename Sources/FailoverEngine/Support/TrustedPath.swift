@@ -75,7 +75,9 @@ enum TrustedPath {
             }
             let mode = String(status.st_mode & 0o7777, radix: 8)
             guard status.st_mode & 0o022 == 0 else { return "\(path) is writable by others (mode \(mode)): run `chmod go-w \(path)`" }
-            if secret, status.st_mode & 0o044 != 0 { return "\(path) holds a key and is readable by others (mode \(mode)): run `chmod 600 \(path)`" }
+            if secret, status.st_mode & 0o044 != 0 {
+                return "\(path) holds a key and is readable by others (mode \(mode)): run `chmod 600 \(path)`"
+            }
             return nil
         } catch let error as FailoverError {
             return error.message

@@ -74,8 +74,9 @@ struct EtcdFixture: Sendable {
     /// Waits until member `i` reports healthy (it has a leader and quorum).
     func waitHealthy(_ i: Int) async throws {
         let m = members[i]
-        _ = try await Poll.until("etcd \(m.name) to be healthy on \(m.client)", timeout: 60, interval: 0.1, advice: "See \(m.daemon.logFile).")
-        {
+        _ = try await Poll.until(
+            "etcd \(m.name) to be healthy on \(m.client)", timeout: 60, interval: 0.1, advice: "See \(m.daemon.logFile)."
+        ) {
             let r = try await CommandRunner().run("/usr/bin/curl", ["-sf", "--max-time", "2", m.client + "/health"])
             return r.succeeded && r.stdout.contains("true") ? true : nil
         }

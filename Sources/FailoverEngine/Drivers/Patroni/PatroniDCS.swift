@@ -89,7 +89,8 @@ struct PatroniDCS: Sendable {
     /// through files.
     func post(_ path: String, _ json: [String: Any], token: String?) async throws -> [String: Any] {
         let gateway = EtcdGateway(
-            endpoints: ["\(scheme)://\(endpoint)"], caFile: cluster.etcdCaFile, certFile: cluster.etcdCertFile, keyFile: cluster.etcdKeyFile,
+            endpoints: ["\(scheme)://\(endpoint)"], caFile: cluster.etcdCaFile, certFile: cluster.etcdCertFile,
+            keyFile: cluster.etcdKeyFile,
             settingsHint: "patroni.etcd")
         do {
             return try await gateway.post(path, json, token: token)
