@@ -31,6 +31,14 @@ public final class Coordinator: @unchecked Sendable {
         /// Its state directory.
         public var stateDirectory: String
 
+        /// This process as the holder of `run` of `plan` from `stateDirectory`, since now.
+        public static func thisProcess(run: String, plan: Plan, stateDirectory: String) -> Holder {
+            let json = String(decoding: plan.canonicalJSON(), as: UTF8.self)
+            return Holder(
+                run: run, plan: plan.name, planSHA256: AuditLog.sha256(json), host: AuditLog.identity.host, pid: getpid(),
+                startTime: ProcessIdentity.current?.startTime, since: Journal.now(), stateDirectory: stateDirectory)
+        }
+
         /// `run R of plan P, pid N on HOST (state directory D), since T`.
         public var description: String {
             "run \(run) of plan \"\(plan)\", pid \(pid) on \(host) (state directory \(stateDirectory)), since \(since)"
@@ -241,8 +249,8 @@ public final class Coordinator: @unchecked Sendable {
         if let lease { _ = try? await gateway.post("/v3/lease/revoke", ["ID": lease]) }
     }
 
-    /// Stops keeping the lease alive without revoking it: what a crash leaves (for the tests of takeover).
-    func abandonLease() {
+    /// Stops keeping the lease alive without revoking it: what a SIGKILL leaves (for the benchmark of takeover).
+    @_spi(Benchmarks) public func abandonLease() {
         let task = mutex.withLock { () -> Task<Void, Never>? in
             let t = keepalive
             keepalive = nil

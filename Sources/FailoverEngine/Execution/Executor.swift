@@ -367,12 +367,7 @@ public actor Executor {
         let sites = try drivers.managedSites(plan: plan)
         let identifier = try await ClusterIdentity.systemIdentifier(plan: plan, driver: driver, sites: sites, journal: journal)
         let c = Coordinator(settings: settings, systemIdentifier: identifier)
-        let json = String(decoding: plan.canonicalJSON(), as: UTF8.self)
-        try await c.acquire(
-            Coordinator.Holder(
-                run: runID, plan: plan.name, planSHA256: AuditLog.sha256(json), host: AuditLog.identity.host, pid: getpid(),
-                startTime: ProcessIdentity.current?.startTime, since: Journal.now(), stateDirectory: options.stateDirectory),
-            wait: wait)
+        try await c.acquire(.thisProcess(run: runID, plan: plan, stateDirectory: options.stateDirectory), wait: wait)
         logger.info(
             "coordinated: cluster run lock taken", metadata: ["cluster": "\(identifier)", "token": "\(c.token)", "key": "\(c.lockKey)"])
         do {
