@@ -60,7 +60,7 @@ struct EtcdGateway: Sendable {
         var failures: [String] = []
         for endpoint in endpoints {
             let result = try await CommandRunner().run(
-                "/usr/bin/curl", arguments(endpoint + path, bodyFile: body, headerFile: header), timeout: timeout + 5)
+                PatroniREST.curl, arguments(endpoint + path, bodyFile: body, headerFile: header), timeout: timeout + 5)
             if let answer = try interpret(result.exitCode, result.stdout, result.stderr, url: endpoint + path, failures: &failures) {
                 return answer
             }
@@ -86,7 +86,7 @@ struct EtcdGateway: Sendable {
             }
             let argv = ["curl"] + arguments(endpoint + path, bodyFile: body, headerFile: nil)
             let pid = try Spawner.spawn(
-                "/usr/bin/curl", argv, environment: ["PATH=\(CommandRunner.searchPath)", "LANG=C.UTF-8"], workingDirectory: "/",
+                PatroniREST.curl, argv, environment: ["PATH=\(CommandRunner.searchPath)", "LANG=C.UTF-8"], workingDirectory: "/",
                 stdout: outFD, stderr: errFD, commandLine: "curl " + endpoint + path)
             let status = Spawner.waitBlocking(pid)
             let stdout = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""

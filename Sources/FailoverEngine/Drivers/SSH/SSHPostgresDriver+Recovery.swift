@@ -196,7 +196,7 @@ extension SSHPostgresDriver {
     /// The system identifier of the stanza's current database (`pgbackrest info` on the first host that answers).
     public func repositorySystemIdentifier() async throws -> String? {
         var lastError: (any Error)?
-        for site in plan.sites where site.driver == "ssh" {
+        for site in plan.sites where site.driver == .ssh {
             do {
                 let r = try await shell(site.leader).run([backrest.executable] + backrest.arguments("info", ["--output=json"])).checked()
                 guard let stanzas = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]],

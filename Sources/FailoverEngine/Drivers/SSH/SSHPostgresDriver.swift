@@ -26,11 +26,11 @@ public struct SSHPostgresDriver: InstanceDriver {
         plan: Plan, stateDirectory: String, binDirectory: String = "/usr/lib/postgresql/15/bin",
         logger: Logger = Logger(label: "failoverd.ssh-driver")
     ) throws {
-        for site in plan.sites where site.driver == "ssh" && site.ssh == nil {
+        for site in plan.sites where site.driver == .ssh && site.ssh == nil {
             throw FailoverError.invalid(
                 "site \"\(site.name)\": driver ssh needs its \"ssh\" settings (user, identityFile, knownHostsFile).")
         }
-        for (site, instance) in plan.allInstances where site.driver == "ssh" {
+        for (site, instance) in plan.allInstances where site.driver == .ssh {
             if let service = instance.service, service.manager != "pg_ctl" && !service.isPgCtlCluster && !service.isSystemd {
                 throw FailoverError.invalid(
                     "site \"\(site.name)\": instance \(instance.name) is started by \(service.manager) without its settings; this failoverd's ssh driver starts servers with pg_ctl, pg_ctlcluster VERSION CLUSTER or a systemd unit."
@@ -72,7 +72,7 @@ public struct SSHPostgresDriver: InstanceDriver {
     /// the SSH handshake. Failures are left for the steps to meet.
     public func warmUp() {
         var hosts: [String: Instance] = [:]
-        for (site, instance) in plan.allInstances where site.driver == "ssh" && hosts[instance.host] == nil {
+        for (site, instance) in plan.allInstances where site.driver == .ssh && hosts[instance.host] == nil {
             hosts[instance.host] = instance
         }
         for instance in hosts.values {
@@ -83,7 +83,7 @@ public struct SSHPostgresDriver: InstanceDriver {
     /// Closes the multiplexed connection to every host of the plan.
     public func closeConnections() async {
         RemoteSession.closeAll(controlDirectory: controlDirectory)
-        for (site, instance) in plan.allInstances where site.driver == "ssh" {
+        for (site, instance) in plan.allInstances where site.driver == .ssh {
             if let shell = try? shell(instance) { await shell.closeMaster() }
         }
     }
