@@ -87,7 +87,7 @@ struct ResumeCommand: AsyncParsableCommand {
         try await guarded {
             let opts = try options.runOptions(simulate: false)
             let p = try plan.map { try PlanLoader.load($0) }
-            if let p, DriverFactory.name(plan: p, simulate: false) != "simulated" { try HostAccess.check(p) }
+            if let p, DriverRegistry.runDriver(plan: p, simulate: false) != .simulated { try HostAccess.check(p) }
             let outcome = try await closingSSHConnections(opts) { try await Executor(options: opts).resume(runID: runID, plan: p) }
             print(
                 "run \(outcome.runID) succeeded: \(outcome.stepsDone) steps done, \(outcome.stepsSatisfied) already satisfied, in \(String(format: "%.2f", outcome.seconds)) s"

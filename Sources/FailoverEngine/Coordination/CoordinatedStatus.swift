@@ -39,9 +39,10 @@ public struct CoordinatedStatus: Codable, Sendable {
         let file = (stateDirectory as NSString).appendingPathComponent("journal.sqlite")
         let journal = FileManager.default.fileExists(atPath: file) ? try Journal(stateDirectory: stateDirectory) : try Journal(inMemory: ())
         let drivers = StandardDrivers(stateDirectory: stateDirectory, simulate: simulate, logger: logger)
-        let driver = try drivers.make(plan: plan, name: drivers.name(plan: plan))
+        let kind = drivers.kind(plan: plan)
+        let driver = try drivers.make(plan: plan, kind: kind)
         let identifier = try await ClusterIdentity.systemIdentifier(
-            plan: plan, driver: driver, sites: try drivers.managedSites(plan: plan), journal: journal)
+            plan: plan, driver: driver, sites: try drivers.siteDrivers(plan: plan, kind: kind), journal: journal)
         let c = Coordinator(settings: settings, systemIdentifier: identifier)
         do {
             let lock = try await c.currentLock()

@@ -375,9 +375,7 @@ public actor Executor {
     func coordinated<T: Sendable>(_ plan: Plan, runID: String, wait: Bool, _ body: () async throws -> T) async throws -> T {
         guard let settings = plan.coordination?.etcd else { return try await body() }
         if coordinator != nil { throw FailoverError.invalid("this executor already coordinates a run; one at a time") }
-        let driverName = drivers.name(plan: plan)
-        let driver = try drivers.make(plan: plan, name: driverName)
-        let sites = try drivers.managedSites(plan: plan)
+        let (driver, sites) = try makeDrivers(plan: plan, kind: drivers.kind(plan: plan))
         let identifier = try await ClusterIdentity.systemIdentifier(plan: plan, driver: driver, sites: sites, journal: journal)
         let c = Coordinator(settings: settings, systemIdentifier: identifier)
         try await c.acquire(.thisProcess(run: runID, plan: plan, stateDirectory: options.stateDirectory), wait: wait)
