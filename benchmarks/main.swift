@@ -1,5 +1,6 @@
 // failoverd-bench: measures the engine's own costs and prints each beside a baseline measured in the
-// same run, as a ratio. Usage: failoverd-bench [journal|plan|audit|all] [--events N]; failoverd-bench lost [--rounds N]
+// same run, as a ratio. Usage: failoverd-bench [journal|plan|audit|coordination|all] [--events N] [--lease S];
+// failoverd-bench lost [--rounds N]
 import Crypto
 @_spi(Benchmarks) import FailoverEngine
 import Foundation
@@ -67,6 +68,76 @@ func benchJournal() throws {
     let full = try measure(synchronous: "FULL")
     let off = try measure(synchronous: "OFF")
     report("journal: one step (started+done), sync=FULL", full, unit: "ms", baselineName: "same with synchronous=OFF", off)
+}
+
+/// Journal cost per step of a coordinated run: every record written to a 3-member etcd cluster (loopback) in a
+/// transaction fenced by the run lock's token before SQLite commits, against the same steps in SQLite alone
+/// (synchronous=FULL); and the takeover time after the holder stops keeping its lease alive (what a SIGKILL
+/// leaves), against the lease.
+func benchCoordination(lease: Int) async throws {
+    let cluster = try await LocalEtcdCluster.start(members: 3)
+    do {
+        let plan = try PlanLoader.load("plans/failback-with-rewind.json")
+        let steps = try Planner(plan: plan).steps().get()
+        let n = 100
+        func measure(coordinated: Bool, prefix: String) async throws -> Double {
+            let dir = tempDir()
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let journal = try Journal(stateDirectory: dir)
+            var many: [Step] = []
+            for i in 0..<n {
+                var s = steps[i % steps.count]
+                s.number = i + 1
+                many.append(s)
+            }
+            var epoch: Int64 = 0
+            var coordinator: Coordinator?
+            if coordinated {
+                let c = Coordinator(
+                    settings: EtcdCoordination(endpoints: cluster.endpoints, prefix: prefix, leaseSeconds: lease),
+                    systemIdentifier: "7300000000000000001")
+                try await c.acquire(.thisProcess(run: "r-bench", plan: plan, stateDirectory: dir), wait: false)
+                try await journal.coordinate(through: c, run: "r-bench")
+                epoch = c.token
+                coordinator = c
+            }
+            let run = RunRecord(
+                id: "r-bench", planName: plan.name, planJSON: "{}", planSHA256: "", driver: "simulated", isDrill: false,
+                allowDataLoss: false, actor: "bench", stepCount: n, outcome: .running, error: nil, startedAt: Journal.now(), endedAt: nil)
+            try journal.createRun(run, steps: many, epoch: epoch)
+            let t = try seconds {
+                for s in many {
+                    try journal.recordStep(run: "r-bench", step: s, status: .started, epoch: epoch)
+                    try journal.recordStep(run: "r-bench", step: s, status: .done, epoch: epoch, evidence: ["lsn": "0/3000060"])
+                }
+            }
+            await coordinator?.release()
+            return t / Double(n) * 1000
+        }
+        let local = try await measure(coordinated: false, prefix: "/bench-local")
+        let etcd = try await measure(coordinated: true, prefix: "/bench-journal")
+        report("journal: one step, coordinated (etcd, 3 members)", etcd, unit: "ms", baselineName: "same in SQLite alone (FULL)", local)
+
+        var takeovers: [Double] = []
+        for round in 0..<3 {
+            let settings = EtcdCoordination(endpoints: cluster.endpoints, prefix: "/bench-takeover-\(round)", leaseSeconds: lease)
+            let a = Coordinator(settings: settings, systemIdentifier: "7300000000000000001")
+            let b = Coordinator(settings: settings, systemIdentifier: "7300000000000000001")
+            try await a.acquire(.thisProcess(run: "r-a", plan: plan, stateDirectory: "/a"), wait: false)
+            a.abandonLease()
+            takeovers.append(
+                try await awaitedSeconds { try await b.acquire(.thisProcess(run: "r-b", plan: plan, stateDirectory: "/b"), wait: true) })
+            await b.release()
+        }
+        let median = takeovers.sorted()[takeovers.count / 2]
+        report(
+            "takeover after keepalives stop (median of 3)", median, unit: "s ", baselineName: "the lease (target ≤ lease + 2 s)",
+            Double(lease))
+    } catch {
+        await cluster.stopAll()
+        throw error
+    }
+    await cluster.stopAll()
 }
 
 /// `failoverd plan` on a 1,000-transition plan: validation plus expansion, against parsing the JSON alone.
@@ -452,6 +523,10 @@ do {
             }
             print(String(format: "audit verify: %.3f s", t))
         }
+    }
+    if which == "coordination" {
+        let lease = args.firstIndex(of: "--lease").flatMap { Int(args[args.index(after: $0)]) } ?? 5
+        try await benchCoordination(lease: lease)
     }
     if which == "switchover" { try await benchSwitchover(rounds: rounds) }
     if which == "promote" { try await benchPromotionWait(rounds: rounds) }

@@ -85,12 +85,19 @@ struct ResumeCommand: AsyncParsableCommand {
         commandName: "resume", abstract: "Continue an unfinished run: done steps never run again; an in-doubt step runs its check first.")
 
     @Argument(help: "The run id (default: the latest unfinished run).") var runID: String?
+    @Option(
+        help:
+            "A coordinated plan: take over its cluster's unfinished run from etcd (after the dead coordinator's lease expired) and finish it here, whatever this state directory holds."
+    )
+    var plan: String?
     @OptionGroup var options: ExecutionOptions
 
     func run() async throws {
         try await guarded {
             let opts = try options.runOptions(simulate: false)
-            let outcome = try await closingSSHConnections(opts) { try await Executor(options: opts).resume(runID: runID) }
+            let p = try plan.map { try PlanLoader.load($0) }
+            if let p, DriverRegistry.runDriver(plan: p, simulate: false) != .simulated { try HostAccess.check(p) }
+            let outcome = try await closingSSHConnections(opts) { try await Executor(options: opts).resume(runID: runID, plan: p) }
             print(
                 "run \(outcome.runID) succeeded: \(outcome.stepsDone) steps done, \(outcome.stepsSatisfied) already satisfied, in \(String(format: "%.2f", outcome.seconds)) s"
             )
@@ -149,9 +156,38 @@ struct StatusCommand: AsyncParsableCommand {
 
     @OptionGroup var state: StateOption
     @Flag(help: "Print JSON: {\"sites\":[{\"name\":…,\"role\":…}],\"lastRun\":{…}}.") var json = false
+    @Option(
+        help:
+            "A coordinated plan: show its cluster's run as etcd holds it (holder, token, step, since, lease), from any machine.")
+    var plan: String?
 
     func run() async throws {
         try await guarded {
+            if let plan {
+                let p = try PlanLoader.load(plan)
+                let c = try await CoordinatedStatus.read(plan: p, stateDirectory: state.state, logger: Logger(label: "failoverd.status"))
+                if json { return try printJSON(c) }
+                print("cluster \(c.cluster) (etcd key \(c.lockKey))")
+                if let h = c.holder {
+                    print(
+                        "run lock held by \(h.description), token \(c.token ?? 0); lease \(c.leaseAlive ? "alive (\(c.leaseSecondsLeft ?? 0) s left)" : "expired")"
+                    )
+                } else {
+                    print("run lock free")
+                }
+                if let r = c.run {
+                    print(
+                        "latest run: \(r) plan \"\(c.plan ?? "?")\" \(c.outcome ?? "?")\(c.step.map { ", step \($0)" } ?? "") since \(c.since ?? "?")"
+                    )
+                    if c.outcome == "running" || c.outcome == "failed", c.holder == nil || !c.leaseAlive {
+                        print("  finish it from this machine with: failoverd resume --plan \(plan) --state \(state.state)")
+                    }
+                } else {
+                    print("no coordinated run yet")
+                }
+                print("audit chain: \(c.auditEvents) events in etcd")
+                return
+            }
             guard FileManager.default.fileExists(atPath: (state.state as NSString).appendingPathComponent("journal.sqlite")) else {
                 throw FailoverError.invalid(
                     "no journal in state directory \(state.state): nothing has run there yet (use --state or $FAILOVERD_STATE)")
@@ -175,6 +211,7 @@ struct StatusCommand: AsyncParsableCommand {
             } else {
                 print("no runs yet")
             }
+            if let c = report.coordination { print("coordination: " + c) }
             if let l = report.lock {
                 print(
                     l.alive

@@ -61,6 +61,59 @@ struct BadPlan: Sendable, CustomTestStringConvertible {
 
     static let catalogue: [BadPlan] = [
         BadPlan(
+            kind: "coordination lease too short",
+            edits: [
+                (
+                    #""version": 1,"#,
+                    #""version": 1, "coordination": {"etcd": {"endpoints": ["http://127.0.0.1:2379"], "leaseSeconds": 1}},"#
+                )
+            ],
+            path: "$.coordination.etcd.leaseSeconds", message: "it must be from 2 to 60"),
+        BadPlan(
+            kind: "coordination lease too long",
+            edits: [
+                (
+                    #""version": 1,"#,
+                    #""version": 1, "coordination": {"etcd": {"endpoints": ["http://127.0.0.1:2379"], "leaseSeconds": 61}},"#
+                )
+            ],
+            path: "$.coordination.etcd.leaseSeconds", message: "it must be from 2 to 60"),
+        BadPlan(
+            kind: "coordination without endpoints",
+            edits: [(#""version": 1,"#, #""version": 1, "coordination": {"etcd": {"endpoints": []}},"#)],
+            path: "$.coordination.etcd.endpoints", message: "endpoints"),
+        BadPlan(
+            kind: "coordination endpoint with a path",
+            edits: [(#""version": 1,"#, #""version": 1, "coordination": {"etcd": {"endpoints": ["http://127.0.0.1:2379/v3"]}},"#)],
+            path: "$.coordination.etcd.endpoints[0]", message: "has a path, query or fragment"),
+        BadPlan(
+            kind: "coordination prefix not a path",
+            edits: [
+                (
+                    #""version": 1,"#,
+                    #""version": 1, "coordination": {"etcd": {"endpoints": ["http://127.0.0.1:2379"], "prefix": "failoverd"}},"#
+                )
+            ],
+            path: "$.coordination.etcd.prefix", message: "prefix"),
+        BadPlan(
+            kind: "coordination mixed schemes",
+            edits: [
+                (
+                    #""version": 1,"#,
+                    #""version": 1, "coordination": {"etcd": {"endpoints": ["http://127.0.0.1:2379", "https://127.0.0.1:2380"]}},"#
+                )
+            ],
+            path: "$.coordination.etcd.endpoints", message: "endpoints mix http and https", schemaRejects: false),
+        BadPlan(
+            kind: "coordination certificate without key",
+            edits: [
+                (
+                    #""version": 1,"#,
+                    #""version": 1, "coordination": {"etcd": {"endpoints": ["https://127.0.0.1:2379"], "certFile": "/etc/failoverd/c.pem"}},"#
+                )
+            ],
+            path: "$.coordination.etcd.keyFile", message: "needs both certFile and keyFile", schemaRejects: false),
+        BadPlan(
             kind: "not JSON", edits: [(#""name": "xkube-dr","#, #""name": "xkube-dr""#)], path: "$",
             message:
                 #"not valid JSON: line 4, column 3: expected ',' or '}' after the value of "name" (is a comma missing?), found '"'"#,

@@ -87,6 +87,7 @@ struct PlanValidatorSchemaTests {
         let objects: [(JSONValue?, [PlanShape.Field])] = [
             (schema, top), (defs["repository"], PlanShape.repository), (defs["replication"], PlanShape.replication),
             (defs["policy"], PlanShape.policy), (defs["site"], PlanShape.site), (defs["instance"], PlanShape.instance),
+            (defs["coordination"], PlanShape.coordination), (defs["etcdCoordination"], PlanShape.etcdCoordination),
         ]
         for (object, fields) in objects {
             #expect(object?["properties"]?.objectMembers?.map(\.key) == fields.map(\.key))

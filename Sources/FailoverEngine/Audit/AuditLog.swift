@@ -107,7 +107,7 @@ public struct AuditLog: Sendable {
     public func append(kind: String, run: String? = nil, site: String? = nil, details: [String: String] = [:]) throws
         -> AuditEvent
     {
-        try journal.db.write { db in try Self.append(db, kind: kind, run: run, site: site, details: details, signer: journal.auditSigner) }
+        try journal.write { db in try Self.append(db, kind: kind, run: run, site: site, details: details, signer: journal.auditSigner) }
     }
 
     /// Appends an event inside the caller's write transaction, so it commits with the change it describes; with
@@ -118,6 +118,9 @@ public struct AuditLog: Sendable {
     ) throws -> AuditEvent {
         let last = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
         let me = identity
+        var details = details
+        // A coordinated run's events say which coordinator wrote them (host, pid, fencing token).
+        if let stamp = try? String.fetchOne(db, sql: "SELECT stamp FROM temp.coordinator") { details["coordinator"] = stamp }
         var event = AuditEvent(
             seq: (last?["seq"] as Int64? ?? 0) + 1, at: Journal.now(), runID: run, site: site, actor: actor, osUser: me.osUser,
             osUID: me.osUID,

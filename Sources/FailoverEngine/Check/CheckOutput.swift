@@ -46,6 +46,7 @@ public enum CheckOutput {
         for g in r.gates {
             lines.append("  \(g.transition). \(g.summary): \(g.provisional ? "(after the transitions before it) " : "")\(g.message)")
         }
+        lines.append("coordination: " + r.coordination)
         lines.append(r.exitCode == 0 ? "ready" : "not ready (exit \(r.exitCode)): " + r.problems.joined(separator: "; "))
         return lines.joined(separator: "\n")
     }

@@ -98,6 +98,8 @@ public struct TopologyCheck: Sendable {
         public var exitCode: Int32
         /// One line per reason for a non-zero exit code.
         public var problems: [String]
+        /// What keeps two machines from running a plan on these sites at once (``Coordination/summary(_:)``).
+        public var coordination: String = ""
     }
 
     /// The plan to check.
@@ -151,8 +153,10 @@ public struct TopologyCheck: Sendable {
         let mismatched =
             sites.contains { $0.mismatch != nil } || gates.first.map { $0.verdict != "proceed" && $0.verdict != "no-gate" } ?? false
         let code: Int32 = unprobed ? 1 : mismatched ? 3 : 0
-        return Report(
+        var report = Report(
             plan: plan.name, checkedAt: Journal.now(), instances: instances, sites: sites, gates: gates, exitCode: code, problems: problems)
+        report.coordination = Coordination.summary(plan.coordination)
+        return report
     }
 
     // MARK: Instances

@@ -11,11 +11,35 @@ public enum HostAccess {
         return TrustedPath.executableProblem(executable)
     }
 
+    /// Why each TLS file of the plan's coordination store cannot be used (see ``TrustedPath/fileProblem(_:secret:)``),
+    /// with its field; empty when every one can, or there are none.
+    public static func coordinationFileProblems(_ plan: Plan) -> [(field: String, problem: String)] {
+        (plan.coordination?.etcd.files ?? []).compactMap { f in
+            TrustedPath.fileProblem(f.path, secret: f.field == "keyFile").map { ("coordination.etcd." + f.field, $0) }
+        }
+    }
+
     /// ``PlanValidator/validate(_:)``, then for a plan that is otherwise valid, ``RepositoryAccess`` and
     /// ``fencingHookProblem(_:)`` as errors at `$.repository` and `$.fencing.command[0]`: what
     /// `failoverd validate` reports.
     public static func validate(_ data: Data, environment: [String: String] = ProcessInfo.processInfo.environment) -> PlanValidation {
         var result = RepositoryAccess.validate(data, environment: environment)
+        if let plan = result.plan ?? PlanValidator.validate(data).plan {
+            let problems = coordinationFileProblems(plan)
+            for p in problems {
+                result.problems.append(
+                    PlanProblem.error(
+                        JSONPath.root.appending("coordination").appending("etcd").appending(String(p.field.split(separator: ".").last!)),
+                        "\(p.field): \(p.problem)",
+                        hint:
+                            "failoverd reads it as root: a regular file named by its real path, owned by root (or failoverd's user), writable by no one else; a key readable by no one else."
+                    ))
+            }
+            if !problems.isEmpty {
+                result.plan = nil
+                result.summary = "plan \"\(plan.name)\" is invalid: \(PlanValidator.count(result.errors.count, "error"))"
+            }
+        }
         guard let plan = result.plan ?? PlanValidator.validate(data).plan, let problem = fencingHookProblem(plan) else { return result }
         let error = PlanProblem.error(
             JSONPath.root.appending("fencing").appending("command").appending(0), "fencing: the hook cannot be run as root: \(problem)",
@@ -34,6 +58,9 @@ public enum HostAccess {
     /// Throws an invalid-input error (exit 2) naming what cannot be used as the plan says: the repository's
     /// access, the fencing hook.
     public static func check(_ plan: Plan) throws {
+        if let p = coordinationFileProblems(plan).first {
+            throw FailoverError.invalid("\(p.field): \(p.problem) ($.\(p.field)); nothing was changed.")
+        }
         try RepositoryAccess.check(plan)
         if let problem = fencingHookProblem(plan) {
             throw FailoverError.invalid(

@@ -17,6 +17,8 @@ public actor Executor {
         case executing(runID: String)
     }
     private var state = State.idle
+    /// The cluster's run lock in etcd while a coordinated run (or resume, adopt, abandon) holds it.
+    var coordinator: Coordinator?
 
     /// An executor over its dependencies: the journal, the drivers, the clock and the logger are the
     /// caller's, so tests run it in process against a scripted driver and a journal they inspect.
@@ -50,7 +52,11 @@ public actor Executor {
     /// holds the lock.
     public func run(_ plan: Plan) async throws -> RunOutcome {
         let runID = Self.makeRunID()
-        let holder = try await Blocking.run { [lock] in try lock.acquire(runID: runID) }
+        return try await coordinated(plan, runID: runID, wait: false) { try await self.runHoldingLocks(plan, runID: runID) }
+    }
+
+    func runHoldingLocks(_ plan: Plan, runID: String) async throws -> RunOutcome {
+        let holder = try await acquireLocal(runID: runID)
         do {
             if let unfinished = try await Blocking.run({ [journal] in try journal.unfinishedRun() }) {
                 throw FailoverError.refused(
@@ -110,8 +116,32 @@ public actor Executor {
 
     /// Continues an unfinished run (the latest one when `runID` is nil): done steps never run again;
     /// an in-doubt step runs its check first.
-    public func resume(runID: String?) async throws -> RunOutcome {
-        let holder0 = try await Blocking.run { [lock] in try lock.acquire(runID: runID ?? "resume") }
+    ///
+    /// A coordinated run (its plan has `coordination`, or `plan` is given: `failoverd resume --plan PLAN` on
+    /// any machine, with an empty state directory if need be) is resumed under the cluster's run lock in etcd:
+    /// after waiting at most the lease for a dead holder's lease to expire, the run's records are copied from
+    /// etcd into this journal, and the run continues from them.
+    public func resume(runID: String?, plan: Plan? = nil) async throws -> RunOutcome {
+        var coordinatedPlan = plan
+        if let plan, plan.coordination == nil {
+            throw FailoverError.invalid(
+                "--plan \(plan.name): the plan has no \"coordination\", so there is nothing to read from etcd; resume a local run with `failoverd resume [RUN] --state DIR`."
+            )
+        }
+        if coordinatedPlan == nil {
+            let local = try await Blocking.run { [journal] in
+                try runID.map { try journal.run($0) } ?? journal.unfinishedRun() ?? journal.lastRun()
+            }
+            if let p = try? local?.plan(), p.coordination != nil { coordinatedPlan = p }
+        }
+        guard let coordinatedPlan else { return try await resumeHoldingLocks(runID: runID) }
+        return try await coordinated(coordinatedPlan, runID: runID ?? "resume", wait: true) {
+            try await self.resumeHoldingLocks(runID: runID)
+        }
+    }
+
+    func resumeHoldingLocks(runID: String?) async throws -> RunOutcome {
+        let holder0 = try await acquireLocal(runID: runID ?? "resume")
         do {
             let found = try await Blocking.run { [journal] () throws -> RunRecord? in
                 if let runID { return try journal.run(runID) }
@@ -135,6 +165,7 @@ public actor Executor {
                 )
             }
             let holder = try await Blocking.run { [lock] in try lock.reassign(holder0, to: run.id) }
+            journal.mirror(run: run.id)
             let plan = try run.plan()
             guard let kind = DriverKind(rawValue: run.driver) else {
                 throw FailoverError.invalid(
@@ -171,60 +202,76 @@ public actor Executor {
     /// Refuses (exit 3) while a run is unfinished, or when an observation contradicts a declared role.
     /// - Returns: the sites whose recorded role changed, with the old and new role.
     public func adopt(_ plan: Plan) async throws -> [(site: String, from: Role?, to: Role)] {
-        try await holdingLock(as: "adopt") { holder in
-            if let unfinished = try await Blocking.run({ [journal] in try journal.unfinishedRun() }) {
-                throw FailoverError.refused(
-                    "run \(unfinished.id) is unfinished; resume it (failoverd resume \(unfinished.id) --state \(options.stateDirectory)) or abandon it before adopting roles"
-                )
-            }
-            let kind = drivers.kind(plan: plan)
-            if let last = try await Blocking.run({ [journal] in try journal.lastRun() }), DriverKind(rawValue: last.driver) != kind {
-                throw FailoverError.invalid(
-                    "state directory \(options.stateDirectory) holds \(last.driver) runs; adopt with the same driver")
-            }
-            let (driver, sites) = try makeDrivers(plan: plan, kind: kind)
-            do {
-                try await Preflight(plan: plan, driver: driver, sites: sites).check()
-            } catch let error as FailoverError {
-                _ = try? await Blocking.run { [journal] in
-                    try AuditLog(journal: journal).append(kind: "refusal", details: ["reason": error.message, "verb": "adopt"])
-                }
-                throw error
-            }
-            let recorded = try await Blocking.run { [journal] in try journal.recordedRoles() }
-            let changes = plan.sites.filter { recorded[$0.name] != $0.role }.map {
-                (site: $0.name, from: recorded[$0.name], to: $0.role)
-            }
-            var details = ["plan": plan.name, "epoch": String(holder.epoch)]
-            for c in changes { details["role." + c.site] = "\(c.from?.rawValue ?? "none recorded") -> \(c.to.rawValue)" }
-            try await Blocking.run { [journal, details] in
-                try journal.recordRoles(
-                    Dictionary(uniqueKeysWithValues: plan.sites.map { ($0.name, $0.role) }), run: nil, epoch: holder.epoch)
-                try AuditLog(journal: journal).append(kind: "adopt", details: details)
-            }
-            return changes
+        try await coordinated(plan, runID: "adopt", wait: false) { try await self.adoptHoldingLocks(plan) }
+    }
+
+    func adoptHoldingLocks(_ plan: Plan) async throws -> [(site: String, from: Role?, to: Role)] {
+        let holder = try await acquireLocal(runID: "adopt")
+        do {
+            let value = try await adopt(plan, holder: holder)
+            try? await Blocking.run { [lock] in try lock.release(holder) }
+            return value
+        } catch {
+            try? await Blocking.run { [lock] in try lock.release(holder) }
+            throw error
         }
+    }
+
+    private func adopt(_ plan: Plan, holder: RunLock.Holder) async throws -> [(site: String, from: Role?, to: Role)] {
+        if let unfinished = try await Blocking.run({ [journal] in try journal.unfinishedRun() }) {
+            throw FailoverError.refused(
+                "run \(unfinished.id) is unfinished; resume it (failoverd resume \(unfinished.id) --state \(options.stateDirectory)) or abandon it before adopting roles"
+            )
+        }
+        let kind = drivers.kind(plan: plan)
+        if let last = try await Blocking.run({ [journal] in try journal.lastRun() }), DriverKind(rawValue: last.driver) != kind {
+            throw FailoverError.invalid(
+                "state directory \(options.stateDirectory) holds \(last.driver) runs; adopt with the same driver")
+        }
+        let (driver, sites) = try makeDrivers(plan: plan, kind: kind)
+        do {
+            try await Preflight(plan: plan, driver: driver, sites: sites).check()
+        } catch let error as FailoverError {
+            _ = try? await Blocking.run { [journal] in
+                try AuditLog(journal: journal).append(kind: "refusal", details: ["reason": error.message, "verb": "adopt"])
+            }
+            throw error
+        }
+        let recorded = try await Blocking.run { [journal] in try journal.recordedRoles() }
+        let changes = plan.sites.filter { recorded[$0.name] != $0.role }.map {
+            (site: $0.name, from: recorded[$0.name], to: $0.role)
+        }
+        var details = ["plan": plan.name, "epoch": String(holder.epoch)]
+        for c in changes { details["role." + c.site] = "\(c.from?.rawValue ?? "none recorded") -> \(c.to.rawValue)" }
+        try await Blocking.run { [journal, details] in
+            try journal.recordRoles(
+                Dictionary(uniqueKeysWithValues: plan.sites.map { ($0.name, $0.role) }), run: nil, epoch: holder.epoch)
+            try AuditLog(journal: journal).append(kind: "adopt", details: details)
+        }
+        return changes
     }
 
     /// Marks an unfinished run abandoned, so a new run may start; the audit log records who and why.
     public func abandon(runID: String, reason: String) async throws {
-        try await holdingLock(as: runID) { holder in
+        if let p = try await Blocking.run({ [journal] in try? journal.run(runID)?.plan() }), p.coordination != nil {
+            return try await coordinated(p, runID: "abandon", wait: false) {
+                self.journal.mirror(run: runID)
+                try await self.abandonHoldingLocks(runID: runID, reason: reason)
+            }
+        }
+        try await abandonHoldingLocks(runID: runID, reason: reason)
+    }
+
+    func abandonHoldingLocks(runID: String, reason: String) async throws {
+        let holder = try await acquireLocal(runID: runID)
+        do {
             try await Blocking.run { [journal, options] in
                 guard let run = try journal.run(runID), run.outcome != .succeeded, run.outcome != .abandoned else {
                     throw FailoverError.invalid("run \(runID) is not an unfinished run in \(options.stateDirectory)")
                 }
                 try journal.finishRun(runID, outcome: .abandoned, error: reason, epoch: holder.epoch)
             }
-        }
-    }
-
-    /// Runs `body` holding the run lock under `runID`, and releases the lock on every path.
-    private func holdingLock<T>(as runID: String, _ body: (RunLock.Holder) async throws -> T) async throws -> T {
-        let holder = try await Blocking.run { [lock] in try lock.acquire(runID: runID) }
-        do {
-            let value = try await body(holder)
             try? await Blocking.run { [lock] in try lock.release(holder) }
-            return value
         } catch {
             try? await Blocking.run { [lock] in try lock.release(holder) }
             throw error
@@ -287,6 +334,8 @@ public actor Executor {
                 skipLostCapture: options.skipLostCapture, midpoint: { [self] in crashIfAsked(step.number, .mid) })
             let runner = StepRunner(ctx: ctx, step: step, inDoubt: record.attempts > 0)
             do {
+                // A coordinated run takes no step, and no act, without a live lease on the cluster's lock.
+                try coordinator?.checkLive()
                 if try await runner.check() {
                     // The fault switch fires at satisfied steps too (before and after the record), so every
                     // step number is a crash point.
@@ -304,6 +353,7 @@ public actor Executor {
                 await progress(step, "started")
                 crashIfAsked(step.number, .before)
                 if step.destructive || step.kind.changesServer { try await Blocking.run { [lock] in try lock.verify(holder) } }
+                try coordinator?.checkLive()
                 let e = try await runner.act()
                 crashIfAsked(step.number, .mid)
                 crashIfAsked(step.number, .after)
@@ -344,6 +394,7 @@ public actor Executor {
                     hint =
                         (list.isEmpty ? "" : "\nSteps that changed servers: \(list).")
                         + "\nThe run is resumable: failoverd resume \(runID) --state \(options.stateDirectory)"
+                        + (coordinator != nil ? "\n(or from any machine: failoverd resume --plan PLAN --state DIR)" : "")
                 }
                 throw FailoverError(failure.code, message + hint)
             }
@@ -355,6 +406,53 @@ public actor Executor {
         }
         return RunOutcome(
             runID: runID, outcome: "succeeded", stepsDone: done, stepsSatisfied: satisfied, stepCount: steps.count, seconds: secs)
+    }
+
+    /// The run lock of this state directory, for `runID`; in a coordinated run its epoch is the cluster
+    /// lock's fencing token, so that every row records the token it was written under.
+    func acquireLocal(runID: String) async throws -> RunLock.Holder {
+        let token = coordinator?.token
+        return try await Blocking.run { [lock] in
+            let holder = try lock.acquire(runID: runID)
+            guard let token else { return holder }
+            do { return try lock.adopt(holder, epoch: token) } catch {
+                try? lock.release(holder)
+                throw error
+            }
+        }
+    }
+
+    /// Runs `body` under the run lock of `plan`'s replicated cluster in etcd when the plan has
+    /// `coordination` (else just runs it): the cluster is identified, the lock taken (waiting for a dead
+    /// holder's lease with `wait`), the cluster's journal copied here, and every write of `body` goes through
+    /// etcd first. The lock is released (its lease revoked) on every path.
+    func coordinated<T: Sendable>(_ plan: Plan, runID: String, wait: Bool, _ body: () async throws -> T) async throws -> T {
+        guard let settings = plan.coordination?.etcd else { return try await body() }
+        if coordinator != nil { throw FailoverError.invalid("this executor already coordinates a run; one at a time") }
+        let (driver, sites) = try makeDrivers(plan: plan, kind: drivers.kind(plan: plan))
+        let identifier = try await ClusterIdentity.systemIdentifier(plan: plan, driver: driver, sites: sites, journal: journal)
+        let c = Coordinator(settings: settings, systemIdentifier: identifier)
+        try await c.acquire(.thisProcess(run: runID, plan: plan, stateDirectory: options.stateDirectory), wait: wait)
+        logger.info(
+            "coordinated: cluster run lock taken", metadata: ["cluster": "\(identifier)", "token": "\(c.token)", "key": "\(c.lockKey)"])
+        do {
+            try await journal.importCoordinated(from: c)
+            try ClusterIdentity.remember(identifier, in: journal)
+            try journal.attach(c, run: runID)
+            coordinator = c
+            let value = try await body()
+            await endCoordination(c)
+            return value
+        } catch {
+            await endCoordination(c)
+            throw error
+        }
+    }
+
+    func endCoordination(_ c: Coordinator) async {
+        journal.detachCoordinator()
+        coordinator = nil
+        await c.release()
     }
 
     nonisolated func crashIfAsked(_ step: Int, _ phase: CrashPoint.Phase) {

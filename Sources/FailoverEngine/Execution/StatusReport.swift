@@ -59,6 +59,11 @@ public struct StatusReport: Codable, Sendable {
     /// For an unfinished run, each instance of its plan and how it would start now (filled in by the
     /// `status` verb through the run's driver; see ``unfinishedRunInstances(stateDirectory:logger:)``).
     public var instances: [InstanceStart]?
+    /// What keeps a second machine from running a plan on these sites (the last run's plan): plainly nothing
+    /// without coordination (``Coordination/summary(_:)``); nil before any run.
+    public var coordination: String?
+    /// With `--plan`: the coordinated run of the plan's cluster, as etcd holds it.
+    public var coordinated: CoordinatedStatus?
 
     /// Reads the report from a state directory's journal.
     public static func read(stateDirectory: String) throws -> StatusReport {

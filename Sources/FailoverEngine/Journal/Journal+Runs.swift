@@ -237,7 +237,7 @@ extension Journal {
         run.outcome = .running
         run.stepCount = steps.count
         let rows = try steps.map { try StepRow(run: run.id, step: $0) }
-        try db.write { db in
+        try write { db in
             try run.insert(db)
             for row in rows { try row.insert(db) }
             try AuditLog.append(
@@ -265,7 +265,7 @@ extension Journal {
     ) throws {
         let now = Journal.now()
         let evidenceJSON = evidence.isEmpty ? nil : AuditLog.canonicalJSON(AuditLog.redact(evidence))
-        try db.write { db in
+        try write { db in
             switch status {
             case .started:
                 try db.execute(
@@ -300,7 +300,7 @@ extension Journal {
 
     /// Ends a run with its outcome and the run-end audit event.
     public func finishRun(_ run: String, outcome: RunState, error: String? = nil, details: [String: String] = [:], epoch: Int64) throws {
-        try db.write { db in
+        try write { db in
             try Self.guardEpoch(db, epoch)
             try db.execute(
                 sql: "UPDATE runs SET outcome = ?, error = ?, ended_at = ? WHERE id = ?",
@@ -334,7 +334,7 @@ extension Journal {
 
     /// Marks a resumed run as running again.
     public func reopenRun(_ run: String) throws {
-        try db.write { db in
+        try write { db in
             try db.execute(sql: "UPDATE runs SET outcome = 'running', error = NULL, ended_at = NULL WHERE id = ?", arguments: [run])
         }
     }
@@ -377,7 +377,7 @@ extension Journal {
 
     /// Records roles for sites (adopting a plan's declared roles, or a transition's result).
     public func recordRoles(_ roles: [String: Role], run: String?, epoch: Int64) throws {
-        try db.write { db in
+        try write { db in
             for (site, role) in roles {
                 try db.execute(
                     sql:
@@ -390,7 +390,7 @@ extension Journal {
 
     /// Records an instance as fenced: failoverd refuses to start it as a primary until it is repaired.
     public func recordFenced(instance: String, site: String, lastKnownLSN: LSN?, reachable: Bool, run: String, epoch: Int64) throws {
-        try db.write { db in
+        try write { db in
             try db.execute(
                 sql:
                     "INSERT OR REPLACE INTO fenced_instances (instance, site, last_known_lsn, reachable, run_id, epoch, fenced_at) VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 
 extension Journal {
@@ -33,7 +34,12 @@ extension Journal {
                         lease: l["lease_seconds"] ?? 30))
             }
             let fenced = try String.fetchAll(db, sql: "SELECT instance FROM fenced_instances ORDER BY instance")
-            return StatusReport(sites: sites, lastRun: last, lock: lock, epoch: l["epoch"], fenced: fenced, stateDirectory: stateDirectory)
+            var report = StatusReport(
+                sites: sites, lastRun: last, lock: lock, epoch: l["epoch"], fenced: fenced, stateDirectory: stateDirectory)
+            if let json = try String.fetchOne(db, sql: "SELECT plan_json FROM runs ORDER BY started_at DESC, rowid DESC LIMIT 1") {
+                report.coordination = Coordination.summary((try? Plan.decode(Data(json.utf8)))?.coordination)
+            }
+            return report
         }
     }
 }

@@ -14,6 +14,8 @@ public final class Journal: Sendable {
     public let path: String
     /// Signs audit checkpoints when the operator configured a key (`--audit-key`, `$FAILOVERD_AUDIT_KEY`).
     public let auditSigner: AuditSigner?
+    /// The coordinator a coordinated run attached: while one is, every write goes to etcd first.
+    let replica = ReplicaSlot()
 
     /// Opens (creating if needed) `DIR/journal.sqlite` and migrates it.
     public init(stateDirectory: String, auditSigner: AuditSigner? = nil) throws {

@@ -180,6 +180,11 @@ enum JournalSchema {
                         SELECT seq, at, run_id, site, actor, os_user, os_uid, host, kind, details FROM audit_events;
                     """)
         }
+        // v4: what of this journal is also in the coordination store (etcd), key by key, so that a coordinated
+        // run writes to etcd only what changed and a takeover copies only what this journal lacks.
+        m.registerMigration("v4-coordination-mirror") { db in
+            try db.execute(sql: "CREATE TABLE coordination_mirror (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        }
         return m
     }
 }

@@ -76,6 +76,16 @@ public struct RunLock: Sendable {
         return Holder(runID: runID, epoch: holder.epoch, tookOver: holder.tookOver)
     }
 
+    /// Sets the fencing epoch of the lock `holder` holds to `epoch` (a coordinated run's token in etcd).
+    public func adopt(_ holder: Holder, epoch: Int64) throws -> Holder {
+        try journal.db.write { db in
+            try db.execute(
+                sql: "UPDATE run_lock SET epoch = ? WHERE id = 1 AND pid = ? AND epoch = ?", arguments: [epoch, Self.pid, holder.epoch])
+            if db.changesCount == 0 { throw lost(holder) }
+        }
+        return Holder(runID: holder.runID, epoch: epoch, tookOver: holder.tookOver)
+    }
+
     /// Renews the lease; throws when the lock was taken over meanwhile.
     public func renew(_ holder: Holder) throws {
         try journal.db.write { db in

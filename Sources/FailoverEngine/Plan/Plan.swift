@@ -23,6 +23,10 @@ public struct Plan: Codable, Sendable, Equatable {
     public var osUser: String?
     /// How to fence an old primary that failoverd cannot reach (a load balancer, a cloud API, a power switch).
     public var fencing: FencingHook? = nil
+    /// Where the run lock, the journal and the audit chain of the plan's replicated cluster are kept beside
+    /// the state directory, so that no two machines drive the same sites at once and a run can be finished
+    /// from any of them (docs/coordination.md). Without it, the run lock guards one state directory only.
+    public var coordination: Coordination? = nil
 
     /// The site named `name`, if the plan has it.
     public func site(named name: String) -> Site? { sites.first { $0.name == name } }
@@ -320,5 +324,66 @@ extension Plan {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return (try? encoder.encode(self)) ?? Data()
+    }
+}
+
+/// A plan's coordination store: today etcd (v3, through its JSON gateway).
+public struct Coordination: Codable, Sendable, Equatable {
+    /// The etcd cluster.
+    public var etcd: EtcdCoordination
+
+    /// Coordination through `etcd`.
+    public init(etcd: EtcdCoordination) { self.etcd = etcd }
+
+    /// What keeps two machines from running a plan on the same sites at once, in one sentence (`check`,
+    /// `status`): plainly nothing, without coordination.
+    public static func summary(_ coordination: Coordination?) -> String {
+        guard let etcd = coordination?.etcd else {
+            return
+                "none: the run lock guards this state directory only; nothing stops a second machine (or another state directory) from running a plan on the same sites at the same time. Add \"coordination\" to the plan (docs/coordination.md)."
+        }
+        return
+            "etcd \(etcd.endpoints.joined(separator: ", ")): one run lock per PostgreSQL cluster under \(etcd.effectivePrefix)/clusters/, lease \(etcd.effectiveLeaseSeconds) s; journal and audit chain kept there too."
+    }
+}
+
+/// The etcd cluster that holds the run lock (a lease kept alive by the coordinator), the journal and the
+/// audit chain of the plan's replicated cluster. Credentials never appear here: TLS files are named, and
+/// checked like every file the plan names.
+public struct EtcdCoordination: Codable, Sendable, Equatable {
+    /// Client URLs, `http(s)://HOST:PORT`, of the members; tried in order.
+    public var endpoints: [String]
+    /// The key prefix (default `/failoverd`): keys live under `<prefix>/clusters/<system identifier>/`.
+    public var prefix: String?
+    /// The lease of the run lock in seconds, 2 to 60 (default 10): how long a dead coordinator holds it.
+    public var leaseSeconds: Int?
+    /// The CA certificate of the members' client endpoints (https).
+    public var caFile: String?
+    /// A client certificate, with ``keyFile``.
+    public var certFile: String?
+    /// The client certificate's key (mode 0600 or stricter).
+    public var keyFile: String?
+
+    /// The prefix with its default.
+    public var effectivePrefix: String { prefix ?? "/failoverd" }
+    /// The lease with its default.
+    public var effectiveLeaseSeconds: Int { leaseSeconds ?? 10 }
+
+    /// Settings for `endpoints`; the rest defaults.
+    public init(
+        endpoints: [String], prefix: String? = nil, leaseSeconds: Int? = nil, caFile: String? = nil, certFile: String? = nil,
+        keyFile: String? = nil
+    ) {
+        self.endpoints = endpoints
+        self.prefix = prefix
+        self.leaseSeconds = leaseSeconds
+        self.caFile = caFile
+        self.certFile = certFile
+        self.keyFile = keyFile
+    }
+
+    /// The TLS files named, with their field names.
+    public var files: [(field: String, path: String)] {
+        [("caFile", caFile), ("certFile", certFile), ("keyFile", keyFile)].compactMap { f in f.1.map { (f.0, $0) } }
     }
 }

@@ -111,6 +111,9 @@ enum PlanShape {
                 Field(
                     "fencing", .object(noun: "fencing", fields: fencing), required: false,
                     example: "{ \"command\": [\"/usr/local/bin/fence-site\"] }"),
+                Field(
+                    "coordination", .object(noun: "coordination", fields: coordination), required: false,
+                    example: "{ \"etcd\": { \"endpoints\": [\"http://198.18.3.10:2379\"] } }"),
             ])
     }
 
@@ -242,6 +245,25 @@ enum PlanShape {
         Field(
             "dropInDirectory", .path(maximumLength: PlanValues.maximumPathLength), required: false,
             example: "\"/etc/systemd/system/postgresql-15.service.d\""),
+    ]
+
+    /// The plan's coordination store.
+    static let coordination = [
+        Field(
+            "etcd", .object(noun: "etcd coordination", fields: etcdCoordination),
+            example: "{ \"endpoints\": [\"http://198.18.3.10:2379\"], \"leaseSeconds\": 10 }")
+    ]
+
+    /// The etcd cluster of coordinated runs.
+    static let etcdCoordination = [
+        Field("endpoints", .array(of: .url, atLeastOne: true), example: "[\"http://198.18.3.10:2379\"]"),
+        Field("prefix", .path(maximumLength: 200), required: false, example: "\"/failoverd\""),
+        Field("leaseSeconds", .integer(2...60), required: false, example: "10"),
+        Field("caFile", .path(maximumLength: PlanValues.maximumPathLength), required: false, example: "\"/etc/failoverd/etcd-ca.pem\""),
+        Field(
+            "certFile", .path(maximumLength: PlanValues.maximumPathLength), required: false, example: "\"/etc/failoverd/etcd-client.pem\""),
+        Field(
+            "keyFile", .path(maximumLength: PlanValues.maximumPathLength), required: false, example: "\"/etc/failoverd/etcd-client.key\""),
     ]
 
     /// The plan's fencing hook.

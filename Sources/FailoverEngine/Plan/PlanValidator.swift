@@ -44,6 +44,7 @@ public enum PlanValidator {
         checkRoles(root, into: &problems)
         checkRepository(root, into: &problems)
         checkRemote(root, into: &problems)
+        checkCoordination(root, into: &problems)
 
         let name = root["name"]?.stringValue.flatMap { $0.isEmpty ? nil : "plan \"\($0)\"" } ?? "plan"
         let errors = problems.filter { $0.severity == .error }.count

@@ -55,6 +55,37 @@ enum TrustedPath {
         return fd
     }
 
+    /// Why `path` cannot be trusted as a file failoverd reads as root with a credential in it (a TLS
+    /// certificate or key of the coordination store): it must be a regular file, reached without a symbolic
+    /// link through trusted directories, owned by root or the user running failoverd, writable by no one
+    /// else, and with `secret`, readable by no one else (mode 0600 or stricter). Nil when it can.
+    static func fileProblem(_ path: String, secret: Bool) -> String? {
+        do {
+            let (parent, name) = try walk(path)
+            defer { close(parent) }
+            let fd = openat(parent, name, O_PATH | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else { return reason(errno, at: path) }
+            defer { close(fd) }
+            var status = stat()
+            guard fstat(fd, &status) == 0 else { return "\(path) cannot be inspected: \(String(cString: strerror(errno)))" }
+            if status.st_mode & S_IFMT == S_IFLNK { return "\(path) is a symbolic link: name the real path" }
+            guard status.st_mode & S_IFMT == S_IFREG else { return "\(path) is not a regular file" }
+            guard status.st_uid == 0 || status.st_uid == geteuid() else {
+                return "\(path) is owned by uid \(status.st_uid): it must belong to root\(geteuid() == 0 ? "" : " or uid \(geteuid())")"
+            }
+            let mode = String(status.st_mode & 0o7777, radix: 8)
+            guard status.st_mode & 0o022 == 0 else { return "\(path) is writable by others (mode \(mode)): run `chmod go-w \(path)`" }
+            if secret, status.st_mode & 0o044 != 0 {
+                return "\(path) holds a key and is readable by others (mode \(mode)): run `chmod 600 \(path)`"
+            }
+            return nil
+        } catch let error as FailoverError {
+            return error.message
+        } catch {
+            return "\(error)"
+        }
+    }
+
     /// Refuses `path` unless it is a trusted directory (every directory on the way from `/`, itself included).
     ///
     /// - Throws: ``FailoverError`` (refused, exit 3) naming the path and what is wrong with it.

@@ -85,29 +85,20 @@ struct PatroniDCS: Sendable {
         return token
     }
 
-    /// POSTs `json` to the gateway; the body (which may hold a password) and the token go through files.
+    /// POSTs `json` to the gateway (``EtcdGateway``); the body (which may hold a password) and the token go
+    /// through files.
     func post(_ path: String, _ json: [String: Any], token: String?) async throws -> [String: Any] {
-        let scratch = try SecretScratch()
-        defer { scratch.remove() }
-        let bodyFile = try scratch.write("body", JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]))
-        var args = ["--silent", "--show-error", "--max-time", "5", "--write-out", "\n%{http_code}", "--data-binary", "@" + bodyFile]
-        if let token { args += ["--header", "@" + (try scratch.write("headers", Data("Authorization: \(token)\n".utf8)))] }
-        if let ca = cluster.etcdCaFile { args += ["--cacert", ca] }
-        if let cert = cluster.etcdCertFile { args += ["--cert", cert] }
-        if let key = cluster.etcdKeyFile { args += ["--key", key] }
-        args += ["--", "\(scheme)://\(endpoint)\(path)"]
-        let result = try await runner.run(PatroniREST.curl, args)
-        guard result.succeeded else {
+        let gateway = EtcdGateway(
+            endpoints: ["\(scheme)://\(endpoint)"], caFile: cluster.etcdCaFile, certFile: cluster.etcdCertFile,
+            keyFile: cluster.etcdKeyFile,
+            settingsHint: "patroni.etcd")
+        do {
+            return try await gateway.post(path, json, token: token)
+        } catch EtcdGateway.Failure.unreachable(let reason) {
             throw FailoverError.refused(
-                "etcd \(scheme)://\(endpoint)\(path) did not answer: curl exit \(result.exitCode): \(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)). Check patroni.etcd and its TLS settings (etcdCaFile, etcdCertFile, etcdKeyFile)."
+                "etcd \(scheme)://\(endpoint)\(path) did not answer: \(reason). Check patroni.etcd and its TLS settings (etcdCaFile, etcdCertFile, etcdKeyFile)."
             )
-        }
-        var lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
-        let status = lines.popLast().flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } ?? 0
-        let text = lines.joined(separator: "\n")
-        let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
-        guard status == 200, let object else {
-            let message = (object?["message"] as? String) ?? (object?["error"] as? String) ?? String(text.prefix(300))
+        } catch EtcdGateway.Failure.answered(let status, let message, _) {
             let auth = ["user name", "token", "permission denied", "authentication"].contains { message.lowercased().contains($0) }
             throw FailoverError.refused(
                 "etcd \(scheme)://\(endpoint)\(path) answered HTTP \(status): \(message)"
@@ -116,7 +107,6 @@ struct PatroniDCS: Sendable {
                         : ". Check patroni.etcd and its TLS settings (etcdCaFile for https, etcdCertFile and etcdKeyFile for a client certificate).")
             )
         }
-        return object
     }
 }
 

@@ -1,0 +1,100 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A real etcd cluster (Debian's etcd-server) of one or more members on free loopback ports, in a fresh
+/// directory under /tmp, run as the unprivileged `failoverd` user when this process is root: for the tests
+/// and the benchmarks of coordinated runs. Members are started and stopped by pid (their recorded start
+/// time); ``stopAll()`` also removes the directory.
+@_spi(Benchmarks) public struct LocalEtcdCluster: Sendable {
+    /// One member.
+    struct Member: Sendable {
+        var name: String
+        var client: String
+        var peer: String
+        var daemon: SandboxDaemon
+        var directory: String
+    }
+
+    /// The cluster's directory.
+    public let root: String
+    let members: [Member]
+    let initialCluster: String
+
+    /// The members' client URLs.
+    public var endpoints: [String] { members.map(\.client) }
+    /// How many members it has.
+    public var count: Int { members.count }
+
+    /// Starts `count` members and waits until each is healthy.
+    public static func start(members count: Int) async throws -> LocalEtcdCluster {
+        let root = "/tmp/failoverd-etcd-\(getpid())-\(UUID().uuidString.prefix(8))"
+        let user = OSUser.isRoot ? OSUser.lookup("failoverd") : nil
+        _ = try Files.makeDirectory(root, mode: 0o755, owner: nil)
+        let ports = try FreePorts.take(2 * count)
+        var members: [Member] = []
+        for i in 0..<count {
+            let dir = root + "/m\(i)"
+            _ = try Files.makeDirectory(dir, mode: 0o700, owner: user)
+            members.append(
+                Member(
+                    name: "m\(i)", client: "http://127.0.0.1:\(ports[2 * i])", peer: "http://127.0.0.1:\(ports[2 * i + 1])",
+                    daemon: SandboxDaemon(
+                        name: "etcd m\(i)", identityFile: dir + "/etcd.identity", logFile: dir + "/etcd.log",
+                        runner: CommandRunner(user: user, defaultTimeout: 30)),
+                    directory: dir))
+        }
+        let cluster = LocalEtcdCluster(
+            root: root, members: members, initialCluster: members.map { "\($0.name)=\($0.peer)" }.joined(separator: ","))
+        do {
+            for i in members.indices { try await cluster.start(i, wait: false) }
+            for i in members.indices { try await cluster.waitHealthy(i) }
+        } catch {
+            await cluster.stopAll()
+            throw error
+        }
+        return cluster
+    }
+
+    /// Starts member `i` (again: an existing data directory rejoins the cluster).
+    public func start(_ i: Int, wait: Bool = true) async throws {
+        let m = members[i]
+        try await m.daemon.start([
+            Sandbox.etcdExecutable, "--name", m.name, "--data-dir", m.directory + "/data", "--listen-client-urls", m.client,
+            "--advertise-client-urls", m.client, "--listen-peer-urls", m.peer, "--initial-advertise-peer-urls", m.peer,
+            "--initial-cluster", initialCluster, "--initial-cluster-token", "failoverd-\(getpid())", "--log-level", "warn",
+        ])
+        if wait { try await waitHealthy(i) }
+    }
+
+    /// Waits until member `i` reports healthy (it has a leader and quorum).
+    public func waitHealthy(_ i: Int) async throws {
+        let m = members[i]
+        _ = try await Poll.until(
+            "etcd \(m.name) to be healthy on \(m.client)", timeout: 60, interval: 0.1, advice: "See \(m.daemon.logFile)."
+        ) {
+            let r = try await CommandRunner().run("/usr/bin/curl", ["-sf", "--max-time", "2", m.client + "/health"])
+            return r.succeeded && r.stdout.contains("true") ? true : nil
+        }
+    }
+
+    /// Stops member `i` by pid (SIGTERM, then SIGKILL).
+    public func stop(_ i: Int) async { await members[i].daemon.stop(grace: 10) }
+
+    /// Stops every member and removes the directory.
+    public func stopAll() async {
+        for i in members.indices { await stop(i) }
+        try? FileManager.default.removeItem(atPath: root)
+    }
+}
+
+extension Journal {
+    /// Takes `coordinator`'s cluster records into this journal and writes through it from now on, for `run`:
+    /// what a coordinated run does before its first record (for the benchmark that prices it).
+    @_spi(Benchmarks) public func coordinate(through coordinator: Coordinator, run: String) async throws {
+        try await importCoordinated(from: coordinator)
+        try attach(coordinator, run: run)
+    }
+}
