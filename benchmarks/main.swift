@@ -21,6 +21,13 @@ func seconds(_ body: () throws -> Void) rethrows -> Double {
     return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
 }
 
+/// `seconds` for work that awaits.
+func awaitedSeconds(_ body: () async throws -> Void) async rethrows -> Double {
+    let c = ContinuousClock()
+    let d = try await c.measure(body)
+    return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+}
+
 func tempDir() -> String {
     let p = NSTemporaryDirectory() + "failoverd-bench-\(UUID().uuidString.prefix(8))"
     try! FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
@@ -82,9 +89,28 @@ func benchPlan() throws {
         baselineName: "JSONSerialization parse only", parse * 1000)
 }
 
+/// What reading the rows alone costs: SQLite steps through the query verify runs and touches every column it reads.
+func secondsReadingRows(_ raw: DatabaseQueue) throws -> Double {
+    var touched = 0
+    let read = try raw.read { db in
+        let statement = try db.makeStatement(
+            sql: "SELECT seq, at, run_id, site, actor, kind, details, prev_hash, hash, os_user, os_uid, host FROM audit_events ORDER BY seq"
+        )
+        let h = statement.sqliteStatement
+        defer { sqlite3_reset(h) }
+        return seconds {
+            while sqlite3_step(h) == SQLITE_ROW {
+                for c in Int32(0)..<12 { touched &+= Int(sqlite3_column_bytes(h, c)) &+ (sqlite3_column_text(h, c) == nil ? 0 : 1) }
+            }
+        }
+    }
+    if touched == 42 { print("") }
+    return read
+}
+
 /// `failoverd audit` with filters over N events, against a full scan counting them; `audit verify` over the
 /// same events (signed every 100 events), against a bare SHA-256 over the same bytes in the same run.
-func benchAudit(events: Int, keep: String?) throws {
+func benchAudit(events: Int, keep: String?) async throws {
     let dir = keep ?? tempDir()
     defer { if keep == nil { try? FileManager.default.removeItem(atPath: dir) } }
     let reuse = FileManager.default.fileExists(atPath: dir + "/state/journal.sqlite")
@@ -185,19 +211,7 @@ func benchAudit(events: Int, keep: String?) throws {
     bytes = []
     print(String(format: "audit: the hashed bytes: %.0f MB; one SHA-256 over all of them in one stream: %.3f s", megabytes, stream))
     // What reading the rows alone costs: SQLite steps through the same query and touches every column verify reads.
-    var touched = 0
-    let read = try raw.read { db in
-        let statement = try db.makeStatement(
-            sql: "SELECT seq, at, run_id, site, actor, kind, details, prev_hash, hash, os_user, os_uid, host FROM audit_events ORDER BY seq"
-        )
-        let h = statement.sqliteStatement
-        defer { sqlite3_reset(h) }
-        return seconds {
-            while sqlite3_step(h) == SQLITE_ROW {
-                for c in Int32(0)..<12 { touched &+= Int(sqlite3_column_bytes(h, c)) &+ (sqlite3_column_text(h, c) == nil ? 0 : 1) }
-            }
-        }
-    }
+    let read = try secondsReadingRows(raw)
     report("audit: SQLite reading the rows verify reads", read, unit: "s", baselineName: "bare SHA-256 per event, same bytes", bare)
     var key = Curve25519.Signing.PrivateKey()
     var sigs: [(Data, Data)] = (0..<2000).map { i in
@@ -207,20 +221,20 @@ func benchAudit(events: Int, keep: String?) throws {
     sigs = []
     key = Curve25519.Signing.PrivateKey()
     print(String(format: "audit: one Ed25519 signature verification: %.1f µs (one core)", edVerify * 1e6))
-    let chainOnly = try seconds {
-        let v = try log.verify(.init(crossCheck: false))
+    let chainOnly = try await awaitedSeconds {
+        let v = try await log.verify(.init(crossCheck: false))
         precondition(v.intact, "\(v.problems.prefix(3))")
     }
     var runs = 0
-    let plain = try seconds {
-        let v = try log.verify()
+    let plain = try await awaitedSeconds {
+        let v = try await log.verify()
         precondition(v.intact, "\(v.problems.prefix(3))")
         runs = v.runsChecked
     }
     let publicKey = try AuditKeys.loadPublicKey(publicKeyPath)
     var checkpoints = 0
-    let signed = try seconds {
-        let v = try log.verify(.init(publicKeys: [publicKey], checkpointFile: signer.checkpointPath))
+    let signed = try await awaitedSeconds {
+        let v = try await log.verify(.init(publicKeys: [publicKey], checkpointFile: signer.checkpointPath))
         precondition(v.intact, "\(v.problems.prefix(3))")
         checkpoints = v.checkpointsVerified
     }
@@ -229,7 +243,7 @@ func benchAudit(events: Int, keep: String?) throws {
     report(
         "audit verify --public-key (\(checkpoints) checkpoints)", signed, unit: "s", baselineName: "bare SHA-256 per event, same bytes",
         bare)
-    if sink == 42 || touched == 42 { print("") }
+    if sink == 42 { print("") }
 }
 
 /// Switchover write unavailability: failoverd against the raw stop/promote/first-write sequence.
@@ -316,18 +330,81 @@ func benchSSHSwitchover(rounds: Int) async throws {
             lm.max, s.min()!, sm.max))
 }
 
+/// Evacuation of N two-instance clusters by fleet runs at several concurrencies, against the single-cluster
+/// switchover of the same run. Clusters of its own (paths under /tmp/failoverd-fleet-bench, free ports).
+func benchFleet(clusters: Int, concurrencies: [Int]) async throws {
+    let root = "/tmp/failoverd-fleet-bench"
+    try? FileManager.default.removeItem(atPath: root + "/fleets")
+    let state = root + "-state"
+    try? FileManager.default.removeItem(atPath: state)
+    let r = try await FleetBenchmark(clusters: clusters, concurrencies: concurrencies, root: root, stateDirectory: state) {
+        print("  " + $0)
+        fflush(nil)
+    }.run()
+    try? FileManager.default.removeItem(atPath: state)
+    try? FileManager.default.removeItem(atPath: root)
+    func load(_ m: FleetBenchmark.MachineLoad) -> String {
+        String(
+            format: "CPU busy %.0f%%, CPU pressure %@, I/O pressure %@, %.0f writes/s, %.0f flushes/s", m.cpuBusy * 100,
+            m.cpuPressure.map { String(format: "%.0f%%", $0 * 100) } ?? "n/a",
+            m.ioPressure.map { String(format: "%.0f%%", $0 * 100) } ?? "n/a",
+            m.writesPerSecond, m.flushesPerSecond)
+            + "; CPU seconds of the clusters' processes (sampled): "
+            + m.clusterCPUSeconds.sorted { $0.key < $1.key }.map { String(format: "%@ %.1f", $0.key as NSString, $0.value) }.joined(
+                separator: ", ")
+    }
+    let alone = r.phases.first { $0.concurrency == 1 }
+    for p in r.phases {
+        let single = DrillMath.summary(p.singleSeconds)!.median
+        print(
+            String(
+                format: "single-cluster switchover before it (median of %d plain runs): %.3f s, write unavailability %.3f s",
+                p.singleSeconds.count,
+                single, DrillMath.summary(p.singleUnavailability)!.median))
+        print("  machine during them: " + load(p.singleMachine))
+        let bound = Double((clusters + p.concurrency - 1) / p.concurrency) * single
+        report(
+            "fleet of \(clusters), concurrency \(p.concurrency): total", p.totalSeconds, unit: "s",
+            baselineName: "ceil(\(clusters)/\(p.concurrency)) x single switchover", bound)
+        print(String(format: "  target: at most 1.3x: %@", p.totalSeconds <= 1.3 * bound ? "met" : "NOT met"))
+        let gaps = p.unavailability.values.sorted()
+        var line = String(
+            format: "  write unavailability per member: median %.3f s, max %.3f s", DrillMath.summary(gaps)?.median ?? .nan,
+            gaps.last ?? .nan)
+        if let alone, p.concurrency != 1 {
+            let ratios = p.unavailability.compactMap { m, g in alone.unavailability[m].map { (m, g / $0) } }
+            if let worst = ratios.max(by: { $0.1 < $1.1 }) {
+                line += String(
+                    format: "; worst against its single run (concurrency 1): %@ %.2fx (target: at most 2x: %@)", worst.0 as NSString,
+                    worst.1,
+                    ratios.allSatisfy { $0.1 <= 2 } ? "met" : "NOT met")
+            }
+        }
+        print(line)
+        print("  machine: " + load(p.machine))
+        for f in p.failures { print("  FAILED member \(f)") }
+    }
+    let kinds = Set(r.phases.flatMap(\.stepSeconds.keys)).sorted()
+    print("mean seconds per step kind, by concurrency (" + r.phases.map { "c=\($0.concurrency)" }.joined(separator: ", ") + "):")
+    for k in kinds {
+        print(
+            "  " + k.padding(toLength: 26, withPad: " ", startingAt: 0)
+                + r.phases.map { String(format: "%8.3f", $0.stepSeconds[k] ?? .nan) }.joined())
+    }
+}
+
 let rounds: Int = args.firstIndex(of: "--rounds").flatMap { Int(args[args.index(after: $0)]) } ?? 5
 do {
     if which == "journal" || which == "all" { try benchJournal() }
     if which == "plan" || which == "all" { try benchPlan() }
     // --keep DIR keeps the journal (DIR/state) and key (DIR/keys) to measure again without appending anew.
     let keep = args.firstIndex(of: "--keep").map { args[args.index(after: $0)] }
-    if which == "audit" || which == "all" { try benchAudit(events: events, keep: keep) }
+    if which == "audit" || which == "all" { try await benchAudit(events: events, keep: keep) }
     if which == "verify", let keep {
         let log = AuditLog(journal: try Journal(stateDirectory: keep + "/state"))
         for _ in 0..<3 {
-            let t = try seconds {
-                let v = try log.verify()
+            let t = try await awaitedSeconds {
+                let v = try await log.verify()
                 precondition(v.intact)
             }
             print(String(format: "audit verify: %.3f s", t))
@@ -337,6 +414,14 @@ do {
     if which == "promote" { try await benchPromotionWait(rounds: rounds) }
     if which == "patroni" { try await benchPatroniSwitchover(rounds: rounds) }
     if which == "ssh-switchover" { try await benchSSHSwitchover(rounds: rounds) }
+    if which == "fleet" {
+        let clusters = args.firstIndex(of: "--clusters").flatMap { Int(args[args.index(after: $0)]) } ?? 16
+        let concurrencies =
+            args.firstIndex(of: "--concurrency").map { args[args.index(after: $0)].split(separator: ",").compactMap { Int($0) } } ?? [
+                1, 4, 8,
+            ]
+        try await benchFleet(clusters: clusters, concurrencies: concurrencies)
+    }
     if which == "drills" {
         try await benchSwitchover(rounds: 3)
         try await benchDrills(count: rounds)

@@ -62,8 +62,9 @@ struct AuditVerify: AsyncParsableCommand {
         abstract: "Verify the audit log: exit 0 when intact, 1 naming the first bad seq and what is wrong.",
         discussion: """
             Walks the hash chain, checks every signed checkpoint with the public key (a rewrite with recomputed \
-            hashes, deleted newest events, checkpoints that do not match the log), and cross-checks the log against \
-            the runs and steps tables. Without --public-key it verifies the chain and says what it cannot prove.
+            hashes, deleted newest events, checkpoints that do not match the log, a run-end, abandon, refusal or \
+            adopt that no checkpoint covers), and cross-checks the log against the runs and steps tables. Without \
+            --public-key it verifies the chain and says what it cannot prove.
             """)
 
     @Option(
@@ -91,7 +92,7 @@ struct AuditVerify: AsyncParsableCommand {
                 throw FailoverError.invalid(
                     "checkpoint file \(file) does not exist: give the audit-checkpoints.jsonl that failoverd appended to")
             }
-            let v = try AuditLog(journal: journal).verify(.init(publicKeys: keys, checkpointFile: file))
+            let v = try await AuditLog(journal: journal).verify(.init(publicKeys: keys, checkpointFile: file))
             if v.intact {
                 print("audit log intact: \(v.checked) events, hash chain verified")
                 if !keys.isEmpty {

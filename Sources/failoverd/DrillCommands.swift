@@ -10,7 +10,8 @@ struct DrillCommand: AsyncParsableCommand {
             Builds the plan's starting topology (sandbox up), starts N writers and a reader per standby, runs the plan \
             through the same executor (journal and audit log included, the run marked as a drill), injects the faults, \
             checks, tears the sandbox down unless --keep, and writes report.json, report.md and timeline.svg. Exit 0 \
-            when every check holds, 1 when one fails (the report names it), 2 on invalid input.
+            when every check holds, 1 when one fails (the report names it), 2 on invalid input, 3 when the plan's \
+            sandbox or lab already runs (or, with --reuse, when none does).
 
             Faults (--faults, comma-separated):
               kill-primary@STEP          SIGKILL the primary when step STEP starts
@@ -23,6 +24,11 @@ struct DrillCommand: AsyncParsableCommand {
 
             A plan whose sites are all ssh sites is drilled in the lab (failoverd lab up), built and removed \
             by the drill.
+
+            A drill never touches a sandbox or lab it did not build: when the plan's sandbox or lab already runs \
+            on this host (sandbox up, lab up, a drill with --keep, whatever its state directory), the drill \
+            refuses at once (exit 3), naming what runs and the `failoverd sandbox down` / `lab down` command that \
+            removes it. With --reuse it drills that one as it is instead, and leaves it running.
             """)
 
     @Argument(help: "The plan file.") var plan: String
@@ -30,6 +36,11 @@ struct DrillCommand: AsyncParsableCommand {
     @Option(help: "Faults to inject, comma-separated (see above).") var faults: String = ""
     @Option(help: "Concurrent writers.") var writers: Int = 4
     @Flag(help: "Leave the sandbox running afterwards.") var keep = false
+    @Flag(
+        help:
+            "Drill the plan's sandbox or lab that already runs (sandbox up, lab up) instead of building one, and leave it running. Refused when none runs."
+    )
+    var reuse = false
     @Flag(name: .customLong("allow-data-loss"), help: "Run the plan with --allow-data-loss.") var allowDataLoss = false
     @Option(name: .customLong("assume-fenced"), help: "Run the plan with --assume-fenced SITE (repeatable).") var assumeFenced: [String] =
         []
@@ -60,6 +71,7 @@ struct DrillCommand: AsyncParsableCommand {
             var drillOptions = options
             drillOptions.warmupSeconds = warmup
             drillOptions.assumeFenced = assumeFenced
+            drillOptions.reuse = reuse
             let result = try await Drill(plan: p, options: drillOptions).run()
             print("")
             for c in result.checks { print("  \(c.passed ? "pass" : "FAIL")  \(c.name): \(c.detail)") }

@@ -26,7 +26,7 @@ struct Failoverd: AsyncParsableCommand {
         subcommands: [
             ValidateCommand.self, PlanCommand.self, RunCommand.self, ResumeCommand.self, AbandonCommand.self, AdoptCommand.self,
             StatusCommand.self, CheckCommand.self,
-            AuditCommand.self, SandboxCommand.self, DrillCommand.self, LabCommand.self,
+            AuditCommand.self, SandboxCommand.self, DrillCommand.self, LabCommand.self, FleetCommand.self,
         ]
     )
 }

@@ -11,9 +11,15 @@ struct LabCommand: AsyncParsableCommand {
 
 struct LabUp: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "up", abstract: "Bridge, namespaces, sshd, login user and keys, then the plan's starting topology (harmless twice).")
+        commandName: "up", abstract: "Bridge, namespaces, sshd, login user and keys, then the plan's starting topology.",
+        discussion: """
+            Refused (exit 3) while the plan's lab already runs, naming what runs and the `failoverd lab down` that \
+            removes it, and while another plan's lab is up; with --reuse, a lab built with the same --state is \
+            completed and restarted instead (what runs is kept).
+            """)
     @Argument(help: "The plan file.") var plan: String
     @Flag(help: "Log at debug level to standard error.") var verbose = false
+    @Flag(help: "Complete and restart the lab this state directory built, keeping what runs, instead of refusing.") var reuse = false
     @OptionGroup var state: StateOption
 
     func run() async throws {
@@ -21,11 +27,25 @@ struct LabUp: AsyncParsableCommand {
             bootstrapLogging(verbose: verbose)
             let p = try PlanLoader.load(plan)
             let clock = ContinuousClock.now
-            let lab = Lab(plan: p, stateDirectory: state.state)
+            var lab = Lab(plan: p, stateDirectory: state.state)
+            lab.planPath = plan
+            if !reuse, let running = try await lab.running() {
+                throw running.refusal(
+                    "lab up", planPath: plan,
+                    reuse:
+                        "use it as it is: `failoverd drill \(RunningTopology.word(plan)) --reuse` drills it, `failoverd lab up \(RunningTopology.word(plan)) --state \(running.stateDirectory.map(RunningTopology.word) ?? "STATE") --reuse` completes it."
+                )
+            }
             do {
                 try await lab.up()
             } catch {
-                FileHandle.standardError.write(Data("failoverd: lab up failed; `failoverd lab down` removes what it built.\n".utf8))
+                // A refusal built nothing; anything else may have built part of the lab.
+                if (error as? FailoverError)?.code != .refused || lab.exists {
+                    FileHandle.standardError.write(
+                        Data(
+                            "failoverd: lab up failed; `failoverd lab down \(RunningTopology.word(plan)) --state \(RunningTopology.word(state.state))` removes what it built.\n"
+                                .utf8))
+                }
                 throw error
             }
             print("lab \(p.name) up in \((ContinuousClock.now - clock).components.seconds) s")

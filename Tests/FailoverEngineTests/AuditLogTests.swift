@@ -29,10 +29,10 @@ import Testing
         #expect(p.terminationStatus == 0)
     }
 
-    @Test func intactChainVerifies() throws {
+    @Test func intactChainVerifies() async throws {
         let (state, journal) = try journalWithEvents()
         defer { try? FileManager.default.removeItem(atPath: state) }
-        let v = try AuditLog(journal: journal).verify()
+        let v = try await AuditLog(journal: journal).verify()
         #expect(v.intact)
         #expect(v.checked == 10)
         let cli = try CLI.run(["audit", "verify", "--state", state])
@@ -40,7 +40,7 @@ import Testing
         #expect(cli.stdout.contains("intact: 10 events"))
     }
 
-    @Test func verifyHashesEscapedAndNonASCIITextAsItWasWritten() throws {
+    @Test func verifyHashesEscapedAndNonASCIITextAsItWasWritten() async throws {
         let (state, journal) = try journalWithEvents()
         defer { try? FileManager.default.removeItem(atPath: state) }
         let log = AuditLog(journal: journal)
@@ -48,32 +48,78 @@ import Testing
             kind: "refusal", run: "r-\"quoted\"\n\r\t", site: "dr\\site\u{02}é",
             details: ["reason": "line one\nline two\ttab \u{01}\u{1F} \"q\" \\ back é 漢字 🐘", "key\"odd": "\r"])
         try log.append(kind: "step-end", run: nil, site: nil, details: [:])
-        let v = try log.verify()
+        let v = try await log.verify()
         #expect(v.intact, "\(v.problems)")
         #expect(v.checked == 12)
         // And a one-character edit inside the escaped text is still seen.
         try sqlite3(
             journal.path,
             "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET details = replace(details, '漢', '汉') WHERE seq = 11;")
-        #expect(try log.verify().brokenSeq == 11)
+        #expect(try await log.verify().brokenSeq == 11)
     }
 
-    @Test func triggersRefuseUpdateAndDelete() throws {
+    /// The one encoder writes the form every log was hashed with (docs/journal.md): pinned here byte for byte,
+    /// with escapes, a NULL run, a negative uid and fields absent from old events.
+    @Test func theCanonicalEventIsTheFormEveryLogWasWrittenWith() throws {
+        let prev = String(repeating: "a", count: 64)
+        var e = AuditEvent(
+            seq: 7, at: "2026-11-27T04:15:02.123Z", runID: nil, site: "dr\\\"x", actor: "bob@h\n\u{08}", osUser: "é\t",
+            osUID: Int64.min, host: "h\u{01}\u{1F}\r", kind: "step-end", details: "{\"a\":\"b\"}", prevHash: prev, hash: "")
+        let expected =
+            #"{"actor":"bob@h\n\u0008","at":"2026-11-27T04:15:02.123Z","details":{"a":"b"},"host":"h\u0001\u001f\r","kind":"step-end","osUid":-9223372036854775808,"osUser":"é\t","run":null,"seq":7,"site":"dr\\\"x"}"#
+        #expect(e.canonical == expected)
+        #expect(e.expectedHash == AuditLog.sha256(prev + expected))
+        // An event from before the OS user, uid and host were recorded: those keys are absent.
+        e.osUser = nil
+        e.osUID = nil
+        e.host = nil
+        e.runID = "r-1"
+        #expect(
+            e.canonical
+                == #"{"actor":"bob@h\n\u0008","at":"2026-11-27T04:15:02.123Z","details":{"a":"b"},"kind":"step-end","run":"r-1","seq":7,"site":"dr\\\"x"}"#
+        )
+        #expect(JSONString.literal("\u{00}\u{7F}\\/漢") == "\"\\u0000\u{7F}\\\\/漢\"")
+    }
+
+    /// A run started while verify walks the log: the runs table then holds a run the walked log has no event
+    /// of. verify sees the commit (from this connection or another) and verifies again in one read.
+    @Test(arguments: ["this connection", "another connection"])
+    func aCommitWhileVerifyWalksIsVerifiedAgainInOneRead(writer: String) async throws {
+        let (state, journal) = try journalWithEvents()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let steps = try Planner(plan: PlanLoader.load(CLI.plan("switchover"))).steps().get()
+        func run(_ id: String) -> RunRecord {
+            RunRecord(
+                id: id, planName: "switchover", planJSON: "{}", planSHA256: "", driver: "simulated", isDrill: false, allowDataLoss: false,
+                actor: "test", stepCount: steps.count, outcome: .running, error: nil, startedAt: Journal.now(), endedAt: nil)
+        }
+        try journal.createRun(run("r-first"), steps: steps, epoch: 0)
+        let writerJournal = writer == "this connection" ? journal : try Journal(stateDirectory: state)
+        let v = try await AuditLog(journal: journal).verify(.init()) {
+            try writerJournal.createRun(run("r-second"), steps: steps, epoch: 0)
+        }
+        #expect(v.intact, "\(v.problems)")
+        #expect(v.checked == 12)
+        #expect(v.lastSeq == 12)
+        #expect(v.runsChecked == 2)
+    }
+
+    @Test func triggersRefuseUpdateAndDelete() async throws {
         let (state, journal) = try journalWithEvents()
         defer { try? FileManager.default.removeItem(atPath: state) }
         #expect(throws: DatabaseError.self) {
             try journal.db.write { try $0.execute(sql: "UPDATE audit_events SET kind = 'x' WHERE seq = 3") }
         }
         #expect(throws: DatabaseError.self) { try journal.db.write { try $0.execute(sql: "DELETE FROM audit_events WHERE seq = 3") } }
-        #expect(try AuditLog(journal: journal).verify().intact)
+        #expect(try await AuditLog(journal: journal).verify().intact)
     }
 
-    @Test func editedRowIsNamed() throws {
+    @Test func editedRowIsNamed() async throws {
         let (state, journal) = try journalWithEvents()
         defer { try? FileManager.default.removeItem(atPath: state) }
         try sqlite3(
             journal.path, "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET details = '{\"step\":\"99\"}' WHERE seq = 4;")
-        let v = try AuditLog(journal: journal).verify()
+        let v = try await AuditLog(journal: journal).verify()
         #expect(v.brokenSeq == 4)
         #expect(v.reason?.contains("edited") == true)
         let cli = try CLI.run(["audit", "verify", "--state", state])
@@ -81,16 +127,16 @@ import Testing
         #expect(cli.stdout.contains("seq 4"))
     }
 
-    @Test func deletedRowIsNamed() throws {
+    @Test func deletedRowIsNamed() async throws {
         let (state, journal) = try journalWithEvents()
         defer { try? FileManager.default.removeItem(atPath: state) }
         try sqlite3(journal.path, "DROP TRIGGER audit_events_no_delete; DELETE FROM audit_events WHERE seq = 6;")
-        let v = try AuditLog(journal: journal).verify()
+        let v = try await AuditLog(journal: journal).verify()
         #expect(v.brokenSeq == 6)
         #expect(v.reason?.contains("missing") == true)
     }
 
-    @Test func deletedAndRenumberedRowIsNamed() throws {
+    @Test func deletedAndRenumberedRowIsNamed() async throws {
         let (state, journal) = try journalWithEvents()
         defer { try? FileManager.default.removeItem(atPath: state) }
         // Hide the gap: delete seq 6 and shift every later row down by one.
@@ -98,18 +144,18 @@ import Testing
             journal.path,
             "DROP TRIGGER audit_events_no_delete; DROP TRIGGER audit_events_no_update; DELETE FROM audit_events WHERE seq = 6; UPDATE audit_events SET seq = -(seq - 1) WHERE seq > 6; UPDATE audit_events SET seq = -seq WHERE seq < 0;"
         )
-        let v = try AuditLog(journal: journal).verify()
+        let v = try await AuditLog(journal: journal).verify()
         #expect(v.brokenSeq == 6)
     }
 
-    @Test func reorderedRowsAreNamed() throws {
+    @Test func reorderedRowsAreNamed() async throws {
         let (state, journal) = try journalWithEvents()
         defer { try? FileManager.default.removeItem(atPath: state) }
         try sqlite3(
             journal.path,
             "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET seq = -1 WHERE seq = 7; UPDATE audit_events SET seq = 7 WHERE seq = 8; UPDATE audit_events SET seq = 8 WHERE seq = -1;"
         )
-        let v = try AuditLog(journal: journal).verify()
+        let v = try await AuditLog(journal: journal).verify()
         #expect(v.brokenSeq == 7)
     }
 

@@ -159,7 +159,7 @@ import Testing
         #expect(try s.verifyCLI().status == 0)
     }
 
-    @Test func rewriteWithRecomputedHashesAndCutTailIsNamed() throws {
+    @Test func rewriteWithRecomputedHashesAndCutTailIsNamed() async throws {
         let s = try Setup()
         defer { s.remove() }
         let journal = try twentyEvents(s)
@@ -175,7 +175,7 @@ import Testing
         #expect(withoutKey.stdout.contains("not proven: without --public-key"))
         #expect(withoutKey.stdout.contains("recomputed their hashes, or deleted the newest events"))
 
-        let v = try AuditLog(journal: journal).verify(
+        let v = try await AuditLog(journal: journal).verify(
             .init(publicKeys: [try AuditKeys.loadPublicKey(s.keys.publicKeyPath)], checkpointFile: s.checkpoints))
         #expect(!v.intact)
         #expect(v.brokenSeq == 11)
@@ -205,7 +205,7 @@ import Testing
         #expect(alone.stdout.contains("not proven: without the checkpoint file"))
     }
 
-    @Test func reorderedEventsWithRecomputedHashesAreNamed() throws {
+    @Test func reorderedEventsWithRecomputedHashesAreNamed() async throws {
         let s = try Setup()
         defer { s.remove() }
         let journal = try twentyEvents(s)
@@ -216,7 +216,7 @@ import Testing
                 e[6].details = e[7].details
                 e[7].details = seventh.details
             })
-        #expect(try AuditLog(journal: journal).verify().intact, "the chain alone cannot see a recomputed reorder")
+        #expect(try await AuditLog(journal: journal).verify().intact, "the chain alone cannot see a recomputed reorder")
         let cli = try s.verifyCLI()
         #expect(cli.status == 1)
         #expect(cli.stdout.contains("audit log BROKEN at seq 6: seq 6…10: the log's hash at seq 10 does not match"))
@@ -268,6 +268,94 @@ import Testing
         #expect(altered.stdout.contains("does not verify"))
     }
 
+    /// `plans/switchover.json` run back: prod is the standby and becomes the primary again.
+    func switchoverBack(_ s: Setup) throws -> String {
+        let path = s.root + "/switchover-back.json"
+        let plan = try String(contentsOfFile: CLI.plan("switchover"), encoding: .utf8)
+            .replacingOccurrences(of: "\"role\": \"primary\"", with: "\"role\": \"was-primary\"")
+            .replacingOccurrences(of: "\"role\": \"streaming-standby\"", with: "\"role\": \"primary\"")
+            .replacingOccurrences(of: "\"role\": \"was-primary\"", with: "\"role\": \"streaming-standby\"")
+            .replacingOccurrences(of: "\"to\": \"dr\"", with: "\"to\": \"prod\"")
+        try plan.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// Issue #20: two signed runs; as root, the triggers dropped, the second run's events rewritten with
+    /// recomputed hashes, its checkpoint deleted from the journal and from the checkpoint file. The first
+    /// checkpoint still matches, so the chain and the signatures hold; but the second run's run-end is a
+    /// closing event that no checkpoint covers, and failoverd signs at every one: verify refuses the log.
+    @Test func aRewrittenRunWhoseCheckpointWasDeletedEverywhereIsNamedByItsUnsignedRunEnd() throws {
+        let s = try Setup()
+        defer { s.remove() }
+        let env = ["FAILOVERD_AUDIT_KEY": s.keys.privateKeyPath]
+        let first = try CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state], env: env)
+        #expect(first.status == 0, "\(first.stderr)")
+        let second = try CLI.run(["run", try switchoverBack(s), "--simulate", "--quiet", "--state", s.state], env: env)
+        #expect(second.status == 0, "\(second.stderr)")
+        let journal = try Journal(stateDirectory: s.state)
+        let events = try AuditLog(journal: journal).query()
+        let firstEnd = try #require(events.first { $0.kind == "run-end" })
+        let lastEnd = try #require(events.last)
+        #expect(lastEnd.kind == "run-end" && lastEnd.runID != firstEnd.runID)
+        let run2 = try #require(lastEnd.runID)
+        let lines = try String(contentsOfFile: s.checkpoints, encoding: .utf8).split(separator: "\n")
+        #expect(try AuditCheckpoint.read(file: s.checkpoints).checkpoints.map(\.seq) == [firstEnd.seq, lastEnd.seq])
+        #expect(try s.verifyCLI().status == 0)
+
+        // The attack: every step-end of the second run says something else, hashes recomputed from there on;
+        // its checkpoint removed from the journal and from the checkpoint file.
+        var sql = try Self.rewriteSQL(journal) { e in
+            for i in e.indices where e[i].runID == run2 && e[i].kind == "step-end" {
+                e[i].details = e[i].details.replacingOccurrences(of: "\"epoch\":\"0\"", with: "\"epoch\":\"0\",\"note\":\"rewritten\"")
+            }
+        }
+        sql += "DROP TRIGGER audit_checkpoints_no_delete; DELETE FROM audit_checkpoints WHERE seq = \(lastEnd.seq);"
+        try Self.sqlite3(s.db, sql)
+        try (String(lines[0]) + "\n").write(toFile: s.checkpoints, atomically: true, encoding: .utf8)
+        #expect(try AuditLog(journal: journal).query().contains { $0.details.contains("rewritten") })
+        // The chain alone holds: the hashes were recomputed.
+        #expect(try s.verifyCLI(key: false).status == 0)
+
+        let v = try s.verifyCLI()
+        #expect(v.status == 1, "\(v.stdout)")
+        let range = "events \(firstEnd.seq + 1)…\(lastEnd.seq)"
+        #expect(v.stdout.contains("audit log BROKEN at seq \(lastEnd.seq): seq \(lastEnd.seq) (run-end of run \(run2)) ends a verb's work"))
+        #expect(v.stdout.contains("but no checkpoint signed by the given public key covers it"))
+        #expect(v.stdout.contains("\(range) may have been rewritten with their hashes recomputed"))
+        #expect(!v.stdout.contains("intact"))
+    }
+
+    /// The tail of a run killed before its end is not signed yet: verify says so and holds; a verb that ran
+    /// without the key after signed ones leaves an unsigned closing event, which verify names.
+    @Test func anUnfinishedTailIsACaveatButAnUnsignedRunEndIsNot() throws {
+        let s = try Setup()
+        defer { s.remove() }
+        let env = ["FAILOVERD_AUDIT_KEY": s.keys.privateKeyPath]
+        #expect(try CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state], env: env).status == 0)
+        let back = try switchoverBack(s)
+        let crashed = try CLI.run(["run", back, "--simulate", "--quiet", "--state", s.state, "--crash-at", "5:after"], env: env)
+        #expect(crashed.killedBySignal)
+        let signed = try AuditCheckpoint.read(file: s.checkpoints).checkpoints.map(\.seq)
+        #expect(signed.count == 1)
+        let tail = try s.verifyCLI()
+        #expect(tail.status == 0, "\(tail.stdout)")
+        #expect(tail.stdout.contains("not proven: events \(signed[0] + 1)…"))
+
+        // Resumed without the key: its run-end has no checkpoint.
+        let resumed = try CLI.run(["resume", "--quiet", "--state", s.state], env: ["FAILOVERD_AUDIT_KEY": ""])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        let last = try #require(try AuditLog(journal: try Journal(stateDirectory: s.state)).query(.init(limit: 1)).first)
+        #expect(last.kind == "run-end")
+        let v = try s.verifyCLI()
+        #expect(v.status == 1, "\(v.stdout)")
+        #expect(
+            v.stdout.contains(
+                "audit log BROKEN at seq \(last.seq): seq \(last.seq) (run-end of run \(last.runID ?? "")) ends a verb's work"))
+        #expect(v.stdout.contains("or the verb ran without the signing key"))
+        // Without the key nothing about signatures is claimed, and the chain holds.
+        #expect(try s.verifyCLI(key: false).status == 0)
+    }
+
     @Test func twoStateDirectoriesShareACheckpointFileAndAJournalIdCannotBeSwapped() throws {
         let s = try Setup()
         defer { s.remove() }
@@ -288,15 +376,15 @@ import Testing
         #expect(swapped.stdout.contains("in the journal names journal"))
     }
 
-    @Test func verifyCrossChecksRunsAndSteps() throws {
+    @Test func verifyCrossChecksRunsAndSteps() async throws {
         let s = try Setup()
         defer { s.remove() }
         #expect(try CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state]).status == 0)
         let journal = try Journal(stateDirectory: s.state)
         let run = try journal.lastRun()!.id
-        #expect(try AuditLog(journal: journal).verify().intact)
+        #expect(try await AuditLog(journal: journal).verify().intact)
         try Self.sqlite3(s.db, "UPDATE steps SET status = 'pending' WHERE number = 3; UPDATE runs SET outcome = 'failed';")
-        let v = try AuditLog(journal: journal).verify()
+        let v = try await AuditLog(journal: journal).verify()
         #expect(v.problems.contains { $0.reason.contains("run \(run) step 3 is pending in the steps table, but the log records step-") })
         #expect(v.problems.contains { $0.reason.contains("run \(run): the runs table says failed, but its last run-end event") })
         try Self.sqlite3(s.db, "DELETE FROM steps; DELETE FROM runs;")
@@ -365,14 +453,14 @@ import Testing
         #expect(tail.stdout.split(separator: "\n").count == 3)
     }
 
-    @Test func aJournalFromBeforeCheckpointsKeepsItsChainAndGrowsIt() throws {
+    @Test func aJournalFromBeforeCheckpointsKeepsItsChainAndGrowsIt() async throws {
         let state = CLI.tempDirectory("failoverd-v1")
         defer { try? FileManager.default.removeItem(atPath: state) }
         // Written as failoverd wrote journals before migration v3-audit-signing: no OS user, host or checkpoints.
         do {
             let queue = try DatabaseQueue(path: state + "/journal.sqlite")
             try JournalSchema.migrator.migrate(queue, upTo: "v1")
-            try queue.write { db in
+            try await queue.write { db in
                 var prev = AuditLog.genesis
                 for i in 1...5 {
                     var e = AuditEvent(
@@ -388,9 +476,9 @@ import Testing
             }
         }
         let journal = try Journal(stateDirectory: state)
-        #expect(try AuditLog(journal: journal).verify().intact)
+        #expect(try await AuditLog(journal: journal).verify().intact)
         try AuditLog(journal: journal).append(kind: "refusal", details: ["reason": "after the upgrade"])
-        let v = try AuditLog(journal: journal).verify()
+        let v = try await AuditLog(journal: journal).verify()
         #expect(v.intact)
         #expect(v.checked == 6)
         #expect(try AuditLog(journal: journal).query().map(\.osUser).compactMap { $0 }.count == 1)

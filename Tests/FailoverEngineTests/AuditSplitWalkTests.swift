@@ -36,7 +36,7 @@ import Testing
     ]
 
     @Test("the split walk names what the single walk names", arguments: tamperings.map(\.name))
-    func splitWalkAgreesWithTheSingleWalk(name: String) throws {
+    func splitWalkAgreesWithTheSingleWalk(name: String) async throws {
         let state = CLI.tempDirectory("failoverd-split")
         defer { try? FileManager.default.removeItem(atPath: state) }
         let journal = try Journal(stateDirectory: state)
@@ -54,12 +54,11 @@ import Testing
             p.waitUntilExit()
             #expect(p.terminationStatus == 0)
         }
-        let (single, split) = try journal.db.read { db in
-            (
-                try ChainWalk.run(db, heads: [10, 20, 21, 40], collectRuns: true),
-                try ChainWalk.walk(db, path: journal.path, heads: [10, 20, 21, 40], collectRuns: true, splitAbove: 5)
-            )
+        let (single, bounds) = try await journal.db.read { db in
+            (try ChainWalk.run(db, heads: [10, 20, 21, 40], collectRuns: true), try LogState(db))
         }
+        let split = try await ChainWalk.walk(
+            journal, first: bounds.firstSeq, last: bounds.lastSeq, heads: [10, 20, 21, 40], collectRuns: true, splitAbove: 5)
         #expect(split.firstBroken == single.firstBroken, "\(split.problems) against \(single.problems)")
         #expect(split.problems.first?.reason == single.problems.first?.reason)
         if single.firstBroken == nil {

@@ -36,7 +36,7 @@ import Testing
     }
 
     @Test("kill -9 at a step, resume, same roles, no step done twice", arguments: crashPoints)
-    func crashAndResume(at point: String) throws {
+    func crashAndResume(at point: String) async throws {
         let state = CLI.tempDirectory()
         defer { try? FileManager.default.removeItem(atPath: state) }
 
@@ -65,20 +65,21 @@ import Testing
         #expect(try CLI.roles(state: state) == Self.uninterruptedRoles)
         #expect(Self.servers(state: state) == Self.uninterrupted.servers)
 
-        let doubleDone = try journal.db.read { db in
+        let doubleDone = try await journal.db.read { db in
             try Int.fetchOne(
                 db,
                 sql: "SELECT count(*) FROM (SELECT step FROM step_events WHERE status = 'done' GROUP BY run_id, step HAVING count(*) > 1)")
         }
         #expect(doubleDone == 0)
-        let notFinished = try journal.db.read { db in
+        let notFinished = try await journal.db.read { db in
             try Int.fetchOne(db, sql: "SELECT count(*) FROM steps WHERE status NOT IN ('done','satisfied')")
         }
         #expect(notFinished == 0)
         // The takeover of the dead run's lock raised the fencing epoch, recorded on later rows.
-        let epochs = try journal.db.read { db in try Int64.fetchAll(db, sql: "SELECT DISTINCT epoch FROM step_events ORDER BY epoch") }
+        let epochs = try await journal.db.read { db in try Int64.fetchAll(db, sql: "SELECT DISTINCT epoch FROM step_events ORDER BY epoch")
+        }
         #expect(epochs == [0, 1])
-        #expect(try AuditLog(journal: journal).verify().intact)
+        #expect(try await AuditLog(journal: journal).verify().intact)
     }
 
     @Test("a resume killed in turn is resumed again")

@@ -467,49 +467,138 @@ struct LabTests {
         }
     }
 
-    /// A drill with network faults: the primary's data center (dc1) is cut off as the failover begins and
-    /// healed two steps later, under four writers. The drill's own checks must hold: the plan's hook fenced
-    /// dc1 before anything was promoted, dc1 is not writable after heal, no acknowledged commit was lost.
-    /// The drill builds a lab of its own, so the suite's lab steps aside meanwhile (one lab per machine).
-    @Test func aPartitionDrillFencesTheCutOffSiteAndLosesNoAcknowledgedCommit() async throws {
-        let root = fixture.root + "/drill"
-        var plan = LabFixture.makePlan(root: root)
-        plan.name = "labdrill-" + (fixture.root as NSString).lastPathComponent
-        plan.sites = plan.sites.filter { $0.name == "dc1" || $0.name == "dc2" }
-        plan.transitions = [Transition(action: .failover, to: "dc2")]
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        chmod(root, 0o755)
-        let planPath = root + "/drill.json"
-        try fixture.write(plan, to: planPath)
+    /// Each shipped plan of ssh sites, with the real CLI, while the suite's lab steps aside (one lab per machine).
+    /// A plan whose drill adds faults (dc-failover-partitioned: dc1 cut off as the failover begins, healed two
+    /// steps later) is drilled as the drill builds it, kept for the checks, then removed by `lab down`. The others
+    /// are the issue's scenario: `lab up`; a drill of the same plan refuses at once, naming the lab and `lab
+    /// down`, and the lab still works; `drill --reuse` drills it and leaves it up; `lab down`. Either way the
+    /// final roles are read from PostgreSQL itself, and nothing of the lab is left.
+    @Test(arguments: ShippedPlans.labPlans) func shippedLabPlanRunsForReal(name: String) async throws {
+        let started = ContinuousClock.now
+        await ShippedPlans.reapDead(name)
+        let root = ShippedPlans.temporaryRoot(name)
+        let planPath = CLI.plan(name)
+        let plan = try PlanLoader.load(planPath)
+        let state = root + (ShippedPlans.faults[name] == nil ? "/lab-state" : "/drill/state")
         try await fixture.lab.down()
-        var drilled: CLI.Result?
         var failure: (any Error)?
         do {
-            drilled = try CLI.run([
-                "drill", planPath, "--faults", "partition@1:dc1,heal@3:dc1", "--state", root + "/state", "--report", root + "/report",
-                "--warmup", "1",
-            ])
+            if let faults = ShippedPlans.faults[name] {
+                try await Self.drillBuildingItsOwnLab(plan: plan, planPath: planPath, faults: faults, root: root)
+            } else {
+                try await Self.refuseThenDrillRunningLab(plan: plan, planPath: planPath, state: state, root: root)
+            }
         } catch { failure = error }
-        // The suite's lab comes back on every path, and the drill left nothing of its own lab behind.
-        let drillLab = Lab(plan: plan, stateDirectory: root + "/state")
-        #expect(!drillLab.exists, "the drill's lab is still up")
-        #expect(!((try? await drillLab.linkExists(drillLab.bridge)) ?? true), "bridge \(drillLab.bridge) survived the drill")
+        let lab = Lab(plan: plan, stateDirectory: state)
+        if lab.exists {
+            let down = try CLI.run(["lab", "down", planPath, "--state", state])
+            #expect(down.status == 0, "lab down \(name): \(down.stderr)")
+        }
+        #expect(try await lab.running() == nil, "something of \(name)'s lab survived lab down")
+        #expect(!((try? await lab.linkExists(lab.bridge)) ?? true), "bridge \(lab.bridge) survived")
+        let login = plan.sites.first?.ssh?.user ?? "fodlab"
+        #expect(!FileManager.default.fileExists(atPath: lab.sudoersPath(login: login)), "the lab's sudo rule survived lab down")
+        try? FileManager.default.removeItem(atPath: root)
+        // The suite's lab comes back on every path.
         try await fixture.lab.up(buildTopology: false)
+        print("TIMING shipped lab plan \(name), suite lab down to suite lab up: \(ContinuousClock.now - started)")
         if let failure { throw failure }
-        let result = try #require(drilled)
-        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
-        let report = try #require(
-            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: root + "/report/report.json"))) as? [String: Any])
-        let checks = (report["checks"] as? [[String: Any]] ?? []).reduce(into: [String: (Bool, String)]()) {
+    }
+
+    /// The issue's scenario: with the lab up, `failoverd drill` of the same plan refuses at once (exit 3) naming
+    /// the lab, its state directory and `lab down`, builds nothing and stops nothing; the lab's sshd, namespaces
+    /// and servers still answer. `lab up` with another state directory refuses the same way. Then a row, `drill
+    /// --reuse`, which leaves the lab up, and the final roles from outside.
+    static func refuseThenDrillRunningLab(plan: Plan, planPath: String, state: String, root: String) async throws {
+        let up = try CLI.run(["lab", "up", planPath, "--state", state])
+        try #require(up.status == 0, "lab up: \(up.stderr)")
+        let lab = Lab(plan: plan, stateDirectory: state)
+        let manifest = try #require(try LabManifest.load(for: plan, in: state))
+        let postmasters = plan.allInstances.map { Postmaster.livePID(in: $0.instance.dataDirectory) }
+        let outside = OutsideView(plan: plan)
+        let primary = try #require(plan.declaredPrimary?.leader)
+        try await outside.writeMarker(1, on: primary)
+
+        let refused = try ShippedPlans.expectDrillRefused(.lab, plan: plan, planPath: planPath, state: state, report: root + "/refused")
+        // It names the lab's sshd processes, read from their own command lines, which name the state directory.
+        for process in manifest.processes where process.what.hasPrefix("sshd ") {
+            let named = "sshd \(process.pid) of \(process.what.dropFirst(5))"
+            #expect(refused.stderr.contains(named), "\(refused.stderr) does not name \(named)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: root + "/other-state/lab-\(plan.name).json"))
+        let again = try CLI.run(["lab", "up", planPath, "--state", state])
+        #expect(
+            again.status == 3 && again.stderr.contains("--state \(RunningTopology.word(state)) --reuse` completes it"), "\(again.stderr)")
+
+        // The lab still works: the same sshd processes, namespaces and postmasters, and every server answers.
+        for process in manifest.processes {
+            #expect(ProcessIdentity.matches(pid: process.pid, startTime: process.startTime, tolerance: 0.01), "\(process.what) was stopped")
+        }
+        let namespaces = try await lab.existingNamespaces()
+        for ns in manifest.namespaces { #expect(namespaces.contains(ns), "namespace \(ns) was deleted") }
+        #expect(plan.allInstances.map { Postmaster.livePID(in: $0.instance.dataDirectory) } == postmasters)
+        for (site, instance) in plan.allInstances where site.role != .none {
+            #expect(try await outside.inRecovery(instance) == (site.role == .primary ? "f" : "t"), "\(instance.name)")
+        }
+        let status = try CLI.run(["lab", "status", planPath, "--state", state])
+        #expect(status.status == 0 && !status.stdout.contains("not running") && !status.stdout.contains("missing"), "\(status.stdout)")
+
+        let report = root + "/report"
+        let drilled = try CLI.run(["drill", planPath, "--reuse", "--report", report, "--writers", "2", "--dwell", "1.5", "--warmup", "1"])
+        try #require(drilled.status == 0, "\(drilled.stdout.suffix(1500))\n\(drilled.stderr)")
+        #expect(drilled.stdout.contains("using the running lab"))
+        try expectDrillChecksPassed(report)
+        // The drill did not build the lab, so it is still up.
+        for process in manifest.processes {
+            #expect(
+                ProcessIdentity.matches(pid: process.pid, startTime: process.startTime, tolerance: 0.01),
+                "drill --reuse stopped \(process.what)")
+        }
+        try await outside.expectFinalRoles(markerWrittenBefore: 1)
+    }
+
+    /// A drill with network faults, building its own lab and keeping it (--keep) for the checks from outside:
+    /// with the primary's data center cut off as the failover begins and healed two steps later, the plan's
+    /// hook fenced it before anything was promoted, it is not writable after heal, no acknowledged commit was
+    /// lost, and every acknowledged row is on the new primary.
+    static func drillBuildingItsOwnLab(plan: Plan, planPath: String, faults: String, root: String) async throws {
+        let report = root + "/drill/report"
+        let result = try CLI.run([
+            "drill", planPath, "--faults", faults, "--state", root + "/drill/state", "--report", report, "--warmup", "1", "--keep",
+        ])
+        try #require(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        let checks = try expectDrillChecksPassed(report)
+        let cut = try #require(checks.keys.first { $0.hasPrefix("no second primary while ") && $0.hasSuffix(" is cut off") })
+        #expect(checks[cut]?.1.contains("fenced by the run") == true, "\(checks[cut]?.1 ?? "")")
+        #expect(checks.keys.contains { $0.hasPrefix("after heal the old primary of ") }, "\(checks.keys)")
+        let rpo = try #require(checks.first { $0.key.hasPrefix("RPO") }?.value)
+        #expect(rpo.1.contains("0 acknowledged commits lost"), "\(rpo.1)")
+        // Every acknowledged commit of the drill's workload, counted on the final primary by PostgreSQL itself.
+        let json = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report + "/report.json"))) as? [String: Any])
+        let acknowledged = try #require((json["workload"] as? [String: Any])?["acknowledged"] as? Int)
+        let outside = OutsideView(plan: plan)
+        let roles = try Planner(plan: plan).finalRoles().get()
+        let primary = try #require(plan.sites.first { roles[$0.name] == .primary }?.leader)
+        let rows = try await outside.psql(primary, "SELECT count(*) FROM failoverd_drill_ledger").flatMap { Int($0) }
+        #expect((rows ?? 0) >= acknowledged && acknowledged > 0, "\(rows ?? -1) rows on \(primary.name), \(acknowledged) acknowledged")
+        try await outside.writeMarker(1, on: primary)
+        try await outside.expectFinalRoles(markerWrittenBefore: 1)
+    }
+
+    /// Every check of the drill's report passed; returns them by name (passed, detail).
+    @discardableResult
+    static func expectDrillChecksPassed(_ report: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: (
+        Bool, String
+    )] {
+        let json = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report + "/report.json"))) as? [String: Any],
+            sourceLocation: sourceLocation)
+        let checks = (json["checks"] as? [[String: Any]] ?? []).reduce(into: [String: (Bool, String)]()) {
             $0[$1["name"] as? String ?? ""] = ($1["passed"] as? Bool ?? false, $1["detail"] as? String ?? "")
         }
-        for name in [
-            "no second primary while dc1 is cut off", "after heal the old primary of dc1 is not writable", "never two writable primaries",
-        ] {
-            #expect(checks[name]?.0 == true, "\(name): \(checks[name]?.1 ?? "missing")")
-        }
-        let rpo = try #require(checks.first { $0.key.hasPrefix("RPO") }?.value)
-        #expect(rpo.0 && rpo.1.contains("0 acknowledged commits lost"), "\(rpo.1)")
-        #expect(checks["no second primary while dc1 is cut off"]?.1.contains("fenced by the run") == true)
+        #expect(!checks.isEmpty, sourceLocation: sourceLocation)
+        for (name, (passed, detail)) in checks { #expect(passed, "\(name): \(detail)", sourceLocation: sourceLocation) }
+        return checks
     }
 }

@@ -151,6 +151,43 @@ struct LocalDriverUnitTests {
 
 /// Ports for the servers the sandbox and the tests start: outside the kernel's ephemeral range (where an
 /// outgoing connection could take one before the server binds it), free, and never handed out twice.
+/// What a verb that would build a sandbox or lab says when the plan's already runs, and what `sandbox up`
+/// says of a port another process holds.
+struct RunningTopologyTests {
+    @Test func aRefusalNamesWhatRunsWhereItWasBuiltAndTheCommandThatTakesItDown() {
+        let lab = RunningTopology(
+            kind: .lab, plan: "dc-switchover", stateDirectory: "/var/lib/failoverd", evidence: ["namespace fodlab-1-0"])
+        let refusal = lab.refusal(
+            "drill", planPath: "plans/dc-switchover.json", reuse: "drill it as it is with `failoverd drill X --reuse`.")
+        #expect(refusal.code == .refused)
+        #expect(
+            refusal.message.hasPrefix("drill: the lab of plan \"dc-switchover\" is already running on this host (namespace fodlab-1-0)"))
+        #expect(refusal.message.contains("built with --state /var/lib/failoverd. Nothing was changed."), "\(refusal.message)")
+        #expect(refusal.message.contains("`failoverd lab down plans/dc-switchover.json --state /var/lib/failoverd`, or drill it as it is"))
+        // Paths a shell would split are quoted in the command; an unknown state directory is said to be unknown.
+        let odd = RunningTopology(kind: .sandbox, plan: "p", stateDirectory: "/tmp/my state", evidence: ["postmaster 1 of a"])
+        #expect(odd.downCommand(planPath: "my plan.json") == "failoverd sandbox down 'my plan.json' --state '/tmp/my state'")
+        let unknown = RunningTopology(kind: .sandbox, plan: "p", stateDirectory: nil, evidence: ["postmaster 1 of a"])
+        #expect(unknown.downCommand(planPath: "p.json") == "failoverd sandbox down p.json --state STATE")
+        #expect(unknown.refusal("sandbox up", planPath: "p.json", reuse: "").message.contains("a state directory failoverd cannot find"))
+    }
+
+    @Test func sandboxUpRefusesAPortAnotherProcessHoldsNamingItAndBuildsNothing() async throws {
+        let (root, plan) = try SandboxFixture.makePlan([SiteLayout(name: "prod", role: .primary)], archiveTimeout: 60)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let port = plan.sites[0].leader.port
+        let fd = try #require(FreePorts.bound(port), "port \(port) was taken")
+        defer { close(fd) }
+        try #require(listen(fd, 1) == 0)
+        let sandbox = Sandbox(plan: plan, stateDirectory: root + "/state")
+        await expectFailure(.refused, "127.0.0.1:\(port) (the port of instance prod-0) is already in use by pid \(getpid())") {
+            try await sandbox.up()
+        }
+        #expect(!sandbox.exists)
+        #expect(!FileManager.default.fileExists(atPath: plan.repository.path), "a refused sandbox up built something")
+    }
+}
+
 struct FreePortsTests {
     @Test func portsAreFreeBelowTheEphemeralRangeAndNeverHandedOutTwice() throws {
         let range = try #require(FreePorts.quietRange(), "this machine's ephemeral range leaves room below it")
@@ -160,16 +197,9 @@ struct FreePortsTests {
         #expect((first + second).allSatisfy { range.contains($0) })
         // Each is free: a listener binds it.
         for port in first.prefix(3) {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(fd) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let ok = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-            }
-            #expect(ok, "port \(port) could not be bound")
+            let fd = FreePorts.bound(port)
+            #expect(fd != nil, "port \(port) could not be bound")
+            if let fd { close(fd) }
         }
     }
 }

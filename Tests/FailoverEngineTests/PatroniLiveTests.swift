@@ -98,7 +98,7 @@ import Testing
             _ = try await fx.waitForStreaming(dr, from: prod)
             try await fx.waitForRow(4, on: dr)
             #expect(try journal.recordedRoles() == ["prod": .primary, "dr": .streamingStandby])
-            #expect(try AuditLog(journal: journal).verify().intact)
+            #expect(try await AuditLog(journal: journal).verify().intact)
         }
     }
 

@@ -60,7 +60,7 @@ import Testing
                 let replay = try #require(try steps.first { $0.step.kind == .awaitReplay }?.evidence(as: ReplayEvidence.self))
                 #expect(replay.demotionToken == token.text)
             }
-            #expect(try AuditLog(journal: journal).verify().intact)
+            #expect(try await AuditLog(journal: journal).verify().intact)
         }
     }
 
@@ -151,7 +151,7 @@ import Testing
             _ = try await fx.waitForStreaming(dr, from: prod)
             try await fx.waitForRow(102, on: dr)
             #expect(try journal.recordedRoles() == ["prod": .primary, "dr": .streamingStandby])
-            #expect(try AuditLog(journal: journal).verify().intact)
+            #expect(try await AuditLog(journal: journal).verify().intact)
             let rejoin = try journal.steps(of: try #require(try journal.lastRun()).id).first { $0.step.kind == .rejoinSite }
             #expect(try rejoin?.evidence(as: RejoinEvidence.self)?.method == method.rawValue)
             // When the timelines diverged (dr lacked rows), Patroni ran pg_rewind through use_pg_rewind.
@@ -189,7 +189,7 @@ import Testing
                 try await fx.waitForRow(21, on: instance)
                 #expect(try await count(fx, instance) == "21")
             }
-            #expect(try AuditLog(journal: journal).verify().intact)
+            #expect(try await AuditLog(journal: journal).verify().intact)
         }
     }
 }

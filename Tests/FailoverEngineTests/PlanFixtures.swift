@@ -20,11 +20,21 @@ enum PlanFixtures {
         return String(doc[start..<end])
     }
 
-    /// The example plans under plans/ (none yet is fine; each one added is checked from then on).
+    /// The example plans under plans/ (none yet is fine; each one added is checked from then on): the plans
+    /// at its top, and the member plans of the example fleets in its subdirectories (`fleet-x/member.json`).
+    /// Fleet files (`fleet-*.json`) are not plans: see ``exampleFleets()``.
     static func examplePlans() throws -> [(name: String, text: String)] {
         let directory = repository.appendingPathComponent("plans")
+        let names = (try? FileManager.default.subpathsOfDirectory(atPath: directory.path)) ?? []
+        return try names.filter { $0.hasSuffix(".json") && !$0.hasPrefix("fleet-") || $0.hasPrefix("fleet-") && $0.contains("/") }.sorted()
+            .map { ($0, try read("plans/" + $0)) }
+    }
+
+    /// The example fleet files under plans/ (`fleet-*.json`).
+    static func exampleFleets() throws -> [(name: String, text: String)] {
+        let directory = repository.appendingPathComponent("plans")
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
-        return try names.filter { $0.hasSuffix(".json") }.sorted().map { ($0, try read("plans/" + $0)) }
+        return try names.filter { $0.hasPrefix("fleet-") && $0.hasSuffix(".json") }.sorted().map { ($0, try read("plans/" + $0)) }
     }
 
     /// `text` with each `(old, new)` edit applied to the first occurrence of `old`, which must be there.

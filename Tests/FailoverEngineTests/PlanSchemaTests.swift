@@ -171,6 +171,8 @@ struct SchemaCheck {
             return elements.enumerated().flatMap { failures($1, against: value, at: "\(path)[\($0)]") }
         case ("minItems", .array(let elements)):
             return elements.count >= value.integerValue ?? 0 ? [] : fail
+        case ("maxItems", .array(let elements)):
+            return elements.count <= value.integerValue ?? 0 ? [] : fail
         case ("contains", .array(let elements)):
             let matching = elements.filter { failures($0, against: value).isEmpty }.count
             let low = schema["minContains"]?.integerValue ?? 1
@@ -195,6 +197,7 @@ struct SchemaCheck {
             guard failures(instance, against: value, at: path).isEmpty, let then = schema["then"] else { return [] }
             return failures(instance, against: then, at: path)
         case ("required", _), ("properties", _), ("additionalProperties", _), ("propertyNames", _), ("items", _), ("minItems", _),
+            ("maxItems", _),
             ("contains", _), ("minimum", _), ("maximum", _), ("exclusiveMinimum", _), ("minLength", _), ("maxLength", _), ("pattern", _):
             return []  // applies to another type of value
         default:

@@ -47,7 +47,7 @@ import Testing
                 #expect(try await fx.sql(instance, "SELECT count(*) FROM t").first?.first == "21")
             }
             #expect(try await fx.sql(primary, "SELECT count(*) FROM t").first?.first == "21")
-            #expect(try AuditLog(journal: journal).verify().intact)
+            #expect(try await AuditLog(journal: journal).verify().intact)
         }
     }
 }

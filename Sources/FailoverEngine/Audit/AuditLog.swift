@@ -53,20 +53,13 @@ public struct AuditEvent: Codable, Sendable, Equatable, FetchableRecord {
         self.hash = hash
     }
 
-    /// The canonical text the hash covers (keys sorted, no whitespace). `host`, `osUid` and `osUser` appear only
-    /// when recorded, so events written before they existed keep their hashes.
-    public var canonical: String {
-        var fields: [(String, String)] = [("actor", AuditLog.quote(actor)), ("at", AuditLog.quote(at)), ("details", details)]
-        if let host { fields.append(("host", AuditLog.quote(host))) }
-        fields.append(("kind", AuditLog.quote(kind)))
-        if let osUID { fields.append(("osUid", String(osUID))) }
-        if let osUser { fields.append(("osUser", AuditLog.quote(osUser))) }
-        fields += [("run", runID.map(AuditLog.quote) ?? "null"), ("seq", String(seq)), ("site", site.map(AuditLog.quote) ?? "null")]
-        return "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
-    }
+    /// The canonical text the hash covers (keys sorted, no whitespace), as ``AuditEventEncoder`` writes it: the
+    /// same bytes `verify` hashes. `host`, `osUid` and `osUser` appear only when recorded, so events written
+    /// before they existed keep their hashes.
+    public var canonical: String { encoded { String(decoding: $0.canonical, as: UTF8.self) } }
 
-    /// The hash this event should carry given its previous hash.
-    public var expectedHash: String { AuditLog.sha256(prevHash + canonical) }
+    /// The hash this event should carry given its previous hash: SHA-256 of `prevHash ‖ canonical`.
+    public var expectedHash: String { encoded { AuditEventEncoder.hex($0.digest()) } }
 }
 
 /// The append-only, hash-chained audit log kept in the journal.
@@ -237,14 +230,5 @@ public struct AuditLog: Sendable {
     public static func sha256(_ text: String) -> String { sha256(bytes: Array(text.utf8)) }
 
     /// Lower-case hex SHA-256 of `bytes`.
-    public static func sha256(bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(64)
-        for b in SHA256.hash(data: bytes) {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0x0F)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    public static func sha256(bytes: [UInt8]) -> String { AuditEventEncoder.hex(SHA256.hash(data: bytes)) }
 }

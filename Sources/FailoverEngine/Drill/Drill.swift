@@ -12,6 +12,9 @@ public struct DrillOptions: Sendable {
     public var writers: Int
     /// Leave the sandbox running afterwards.
     public var keep: Bool
+    /// Drill the plan's sandbox or lab that already runs (built by `sandbox up` or `lab up`, with any state
+    /// directory) instead of building one, and leave it running: a drill never takes down what it did not build.
+    public var reuse: Bool = false
     /// Pass --allow-data-loss to the run.
     public var allowDataLoss: Bool
     /// Pass --assume-fenced SITE to the run, for each site listed.
@@ -66,15 +69,48 @@ public struct Drill: Sendable {
     var state: String { options.stateDirectory ?? options.reportDirectory + "/state" }
     func say(_ line: String) { options.onLine?(line) }
 
-    /// Runs the drill and writes its report; the sandbox is torn down on every path unless `keep`.
+    /// Runs the drill and writes its report.
+    ///
+    /// Refuses (exit 3), before anything is built or stopped, when the plan's sandbox or lab already runs on
+    /// this host, naming it and the command that takes it down; with `reuse` it drills that one instead, and
+    /// refuses when none runs. It tears down, on every path unless `keep`, only what it built itself (what
+    /// its own state directory's manifest lists); a reused sandbox or lab stays up.
     public func run() async throws -> DrillReport {
-        try prepareState()
+        try checkState()
         // A plan of ssh sites is drilled in the lab: its hosts as network namespaces, reached over SSH.
-        let sandbox: any DrillEnvironment =
-            plan.sites.contains { $0.driver == "ssh" }
-            ? LabEnvironment(lab: Lab(plan: plan, stateDirectory: state, logger: options.logger))
-            : Sandbox(plan: plan, stateDirectory: state, logger: options.logger)
+        let sandbox = DrillSession.environment(plan: plan, state: state, planPath: options.planPath, logger: options.logger)
+        let running = try await sandbox.running()
+        let planWord = RunningTopology.word(options.planPath)
+        if options.reuse {
+            guard let running else {
+                throw FailoverError.refused(
+                    "drill --reuse: no \(sandbox.kind.rawValue) of plan \(PlanValues.quoted(plan.name)) runs on this host; build it first (`failoverd \(sandbox.kind.rawValue) up \(planWord)`), or drop --reuse and the drill builds and removes its own."
+                )
+            }
+            say("drill \(plan.name): using the running \(running.kind.rawValue) (\(running.evidence.joined(separator: ", "))); it stays up")
+        } else if let running {
+            throw running.refusal(
+                "drill", planPath: options.planPath, reuse: "drill it as it is with `failoverd drill \(planWord) --reuse`.")
+        }
+        try prepareState()
+        if options.reuse {
+            // The drill's own SSH connections (a lab's), never the lab itself.
+            do {
+                try clearRunState()
+                let report = try await rehearse(sandbox)
+                await RemoteShell.closeAll(stateDirectory: state)
+                return report
+            } catch {
+                await RemoteShell.closeAll(stateDirectory: state)
+                throw error
+            }
+        }
         do {
+            say("drill \(plan.name): building the \(sandbox.kind.rawValue)")
+            // A manifest of its own with nothing running: what an earlier drill in this directory left.
+            if sandbox.exists { try await sandbox.down() }
+            try clearRunState()
+            try await sandbox.up()
             let report = try await rehearse(sandbox)
             if !options.keep { try await sandbox.down() }
             return report
@@ -87,11 +123,14 @@ public struct Drill: Sendable {
     /// The file that marks a state directory as one a drill created, and so may empty.
     static let stateMarker = ".failoverd-drill"
 
-    /// Creates the drill's state directory (0700) with its marker, or accepts one a drill created before.
+    /// Refuses a state directory the drill may not use, before anything is created.
     ///
     /// - Throws: ``FailoverError`` (invalid input) for a non-empty directory without a drill's marker: the
     ///   drill empties its state directory, and must never empty one it did not create.
-    func prepareState() throws {
+    func checkState() throws { try Self.checkState(state) }
+
+    /// ``checkState()`` for the state directory `state`.
+    static func checkState(_ state: String) throws {
         let marker = state + "/" + Self.stateMarker
         if let entries = try? FileManager.default.contentsOfDirectory(atPath: state), !entries.isEmpty {
             guard (try? Files.readText(marker, owner: nil, mustBeOwn: true)) ?? nil != nil else {
@@ -100,6 +139,15 @@ public struct Drill: Sendable {
                 )
             }
         }
+    }
+
+    /// Creates the drill's state directory (0700) with its marker, or accepts one a drill created before.
+    func prepareState() throws { try Self.prepareState(state) }
+
+    /// ``prepareState()`` for the state directory `state`.
+    static func prepareState(_ state: String) throws {
+        try checkState(state)
+        let marker = state + "/" + Self.stateMarker
         try StateDirectory.prepare(state)
         if !Files.exists(marker) {
             try Files.write("created by failoverd drill; the drill empties this directory\n", to: marker, mode: 0o600, owner: nil)
@@ -107,107 +155,68 @@ public struct Drill: Sendable {
     }
 
     /// Removes the previous drill's journal and simulation from the state directory (not the marker, not a
-    /// sandbox manifest).
-    func clearRunState() throws {
+    /// sandbox's or a lab's manifest and files).
+    func clearRunState() throws { try Self.clearRunState(state) }
+
+    /// ``clearRunState()`` for the state directory `state`.
+    static func clearRunState(_ state: String) throws {
         for entry in try FileManager.default.contentsOfDirectory(atPath: state)
-        where entry != Self.stateMarker && !entry.hasPrefix("sandbox-") {
+        where entry != Self.stateMarker && !entry.hasPrefix("sandbox-") && !entry.hasPrefix("lab-") {
             try Files.removeTree(state + "/" + entry, owner: nil)
         }
     }
 
+    /// Runs the workload, the faults and the plan on the built (or reused) topology, checks, and writes the report.
     func rehearse(_ sandbox: any DrillEnvironment) async throws -> DrillReport {
-        say("drill \(plan.name): building the sandbox")
-        if sandbox.exists { try await sandbox.down() }
-        try clearRunState()
-        try await sandbox.up()
-        let driver = try LocalPostgresDriver(plan: plan, logger: options.logger)
-        let clock = DrillClock()
-        let wallStart = Date()
-        let workload = Workload(
-            instances: plan.allInstances.map { ($0.site.name, $0.instance) }, writers: options.writers, clock: clock,
-            connInfo: { driver.adminConnInfo($0) })
-        guard let primary = plan.declaredPrimary?.leader else { throw FailoverError.invalid("drill: the plan declares no primary site") }
-        try workload.prepare(primary: primary)
-        workload.start()
-        defer { Task { await workload.stop() } }
-        say("drill \(plan.name): workload started (\(options.writers) writers); warming up for \(options.warmupSeconds) s")
-        let firstWrites = try await Wait.until(timeout: 20, interval: 0.05) { workload.ledger.current.acknowledged.first?.at }
-        guard let firstWrite = firstWrites else {
-            throw FailoverError.failed("drill: no write was acknowledged by \(primary.name) within 20 s; see `failoverd sandbox status`")
-        }
-        // The baseline: the workload alone, measured for the warm-up window. Two instances accepting writes
-        // at once (promoted outside failoverd) end it early: the split-brain check will fail whatever the
-        // plan does, and every further second on such a topology only diverges the two further.
-        let warmed = try await Wait.until(timeout: options.warmupSeconds + 20, interval: 0.05) { () -> Bool? in
-            if !workload.splitBrains().isEmpty { return false }
-            return clock.now() >= firstWrite + options.warmupSeconds ? true : nil
-        }
-        if warmed == false, let brain = workload.splitBrains().first {
-            say("drill \(plan.name): \(brain.0) and \(brain.1) both accept writes during the warm-up; ending it early")
-        }
-        var faultEvents: [DrillReport.FaultEvent] = []
-        let injector = FaultInjector(plan: plan, driver: driver, workload: workload, clock: clock)
-        if plan.sites.contains(where: { $0.driver == "ssh" }) {
-            injector.lab = Lab(plan: plan, stateDirectory: state, logger: options.logger)
-        }
-        injector.faults = options.faults
-        for f in options.faults {
-            if let e = try await injector.beforeRun(f) { faultEvents.append(e) }
-        }
-        say("drill \(plan.name): running the plan")
-        let killed = Locked([DrillReport.FaultEvent]())
-        let killSteps = Set(options.faults.compactMap { if case .killPrimary(let n) = $0 { n } else { nil } })
-        let onLine = options.onLine
-        var runOptions = RunOptions(
-            stateDirectory: state, allowDataLoss: options.allowDataLoss, isDrill: true, logger: options.logger,
-            onProgress: { p in
-                if p.status == "begin", killSteps.contains(p.step.number) {
-                    if let e = injector.killPrimary(step: p.step.number) { killed.withLock { $0.append(e) } }
-                }
-                if p.status == "begin" {
-                    for e in injector.networkFaults(step: p.step.number) { killed.withLock { $0.append(e) } }
-                }
-                if p.status != "begin" && p.status != "started" {
-                    onLine?(
-                        "  [\(p.step.number)/\(p.total)] \(p.status.padding(toLength: 9, withPad: " ", startingAt: 0)) \(p.step.summary)  elapsed \(String(format: "%.2f", p.elapsed)) s"
-                    )
-                }
-            })
-        runOptions.dwellBetweenTransitions = options.dwellSeconds
-        runOptions.assumeFenced = options.assumeFenced
-        var runError: FailoverError?
+        let session = try DrillSession(
+            plan: plan, options: options, state: state, environment: sandbox, clock: DrillClock(), wallStart: Date())
+        let firstWrite: Double
         do {
-            if let crash = options.faults.compactMap({ if case .crashEngine(let c) = $0 { c } else { nil } }).first {
-                faultEvents.append(try await crashEngine(at: crash, clock: clock))
-                _ = try await Executor(options: runOptions).resume(runID: nil)
-            } else {
-                _ = try await Executor(options: runOptions).run(plan)
+            firstWrite = try await session.startWorkload()
+        } catch {
+            await session.abort()
+            throw error
+        }
+        say("drill \(plan.name): workload started (\(options.writers) writers); warming up for \(options.warmupSeconds) s")
+        var report: DrillReport
+        do {
+            if let brain = try await session.warmUp(until: firstWrite + options.warmupSeconds) {
+                say("drill \(plan.name): \(brain.0) and \(brain.1) both accept writes during the warm-up; ending it early")
             }
-        } catch let e as FailoverError {
-            runError = e
-            say("drill \(plan.name): the run ended with exit \(e.code.rawValue): \(e.message)")
+            try await session.injectBeforeRun()
+            say("drill \(plan.name): running the plan")
+            let onLine = options.onLine
+            var runOptions = RunOptions(
+                stateDirectory: state, allowDataLoss: options.allowDataLoss, isDrill: true, logger: options.logger,
+                onProgress: { p in
+                    session.progress(p)
+                    if p.status != "begin" && p.status != "started" {
+                        onLine?(
+                            "  [\(p.step.number)/\(p.total)] \(p.status.padding(toLength: 9, withPad: " ", startingAt: 0)) \(p.step.summary)  elapsed \(String(format: "%.2f", p.elapsed)) s"
+                        )
+                    }
+                })
+            runOptions.dwellBetweenTransitions = options.dwellSeconds
+            runOptions.assumeFenced = options.assumeFenced
+            var runError: FailoverError?
+            do {
+                if let crash = options.faults.compactMap({ if case .crashEngine(let c) = $0 { c } else { nil } }).first {
+                    session.record(try await crashEngine(at: crash, clock: session.clock))
+                    _ = try await Executor(options: runOptions).resume(runID: nil)
+                } else {
+                    _ = try await Executor(options: runOptions).run(plan)
+                }
+            } catch let e as FailoverError {
+                runError = e
+                say("drill \(plan.name): the run ended with exit \(e.code.rawValue): \(e.message)")
+            }
+            let runEnd = session.clock.now()
+            say("drill \(plan.name): checking")
+            report = try await session.finish(runError: runError, runEnd: runEnd)
+        } catch {
+            await session.abort()
+            throw error
         }
-        faultEvents += killed.current
-        let runEnd = clock.now()
-        // Let writes resume on the final primary, then stop the workload.
-        _ = try await Wait.until(timeout: 20, interval: 0.05) {
-            workload.ledger.current.acknowledged.contains { $0.at > runEnd + max(1, options.dwellSeconds) } ? true : nil
-        }
-        await workload.stop()
-        await injector.restore()
-        say("drill \(plan.name): checking")
-        let checker = DrillChecker(
-            plan: plan, options: options, driver: driver, workload: workload, clock: clock, wallStart: wallStart, state: state)
-        var report = try await checker.report(runError: runError, faults: faultEvents.sorted { $0.at < $1.at })
-        if !injector.everCut.current.isEmpty {
-            report.checks += try await checker.partitionChecks(cut: injector.everCut.current)
-        }
-        if let isolated = injector.isolatedAt.current {
-            // failoverd cut off every site cannot complete the plan: what counts is that it stopped without acting blind.
-            report.checks.removeAll { $0.name == "plan completed" || $0.name == "final roles as planned" }
-            report.checks.insert(try checker.isolationCheck(at: isolated, runError: runError), at: 0)
-        }
-        report.passed = report.checks.allSatisfy(\.passed)
         try report.write(to: options.reportDirectory)
         return report
     }

@@ -121,7 +121,7 @@ struct DrillChecker {
                 checks.append(.init(name: "standbys stream on the final timeline", passed: bad.isEmpty, detail: detail))
             }
         }
-        let verify = try AuditLog(journal: journal).verify()
+        let verify = try await AuditLog(journal: journal).verify()
         checks.append(
             .init(
                 name: "audit verify", passed: verify.intact,

@@ -86,12 +86,18 @@ public struct DrillReport: Codable, Sendable {
 
     /// Writes report.json, report.md and timeline.svg into `directory`.
     public func write(to directory: String) throws {
+        try Self.writeFiles(self, markdown: markdown(), svg: svg(), to: directory)
+    }
+
+    /// Writes a report's three files into `directory` (created if needed): report.json (pretty, sorted keys),
+    /// report.md and timeline.svg. Shared by the drill's and the fleet drill's reports.
+    static func writeFiles<Report: Encodable>(_ report: Report, markdown: String, svg: String, to directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(self).write(to: URL(fileURLWithPath: directory + "/report.json"))
-        try markdown().write(toFile: directory + "/report.md", atomically: true, encoding: .utf8)
-        try svg().write(toFile: directory + "/timeline.svg", atomically: true, encoding: .utf8)
+        try encoder.encode(report).write(to: URL(fileURLWithPath: directory + "/report.json"))
+        try markdown.write(toFile: directory + "/report.md", atomically: true, encoding: .utf8)
+        try svg.write(toFile: directory + "/timeline.svg", atomically: true, encoding: .utf8)
     }
 
     static func f(_ v: Double?) -> String { v.map { String(format: "%.3f", $0) } ?? "—" }

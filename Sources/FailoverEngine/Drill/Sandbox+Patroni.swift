@@ -249,17 +249,18 @@ extension Sandbox {
     private func user(_ driver: LocalPostgresDriver) -> String { driver.osUser.name }
 
     /// Stops every Patroni (which stops its PostgreSQL fast) and etcd the sandbox started, each by its
-    /// recorded pid and start time.
-    func downPatroni(driver: LocalPostgresDriver?, user: OSUser?) async {
+    /// recorded pid and start time: a Patroni only when its instance's data directory is `listed` in the
+    /// manifest, an etcd only when its directory is.
+    func downPatroni(driver: LocalPostgresDriver?, user: OSUser?, listed: [String]) async {
         guard isPatroni, let user = user ?? (OSUser.isRoot ? nil : .current) else { return }
         await withTaskGroup(of: Void.self) { group in
-            for (_, i) in plan.allInstances {
+            for (_, i) in plan.allInstances where listed.contains(InstancePaths(i).dataDirectory) {
                 let daemon = patroniDaemon(i, user: user)
                 group.addTask { await daemon.stop(grace: 60) }
             }
         }
         guard let driver else { return }
-        for endpoint in Set(plan.sites.compactMap { $0.patroni?.etcd }) {
+        for endpoint in Set(plan.sites.compactMap { $0.patroni?.etcd }) where listed.contains(etcdDirectory(endpoint, driver: driver)) {
             await etcdDaemon(endpoint, directory: etcdDirectory(endpoint, driver: driver), user: user).stop()
         }
     }

@@ -53,6 +53,8 @@ public struct Sandbox: Sendable {
     public var starter: (@Sendable (Instance) async throws -> Void)? = nil
     /// Who may connect over TCP in pg_hba.conf: `samehost` (every instance on this host), or the lab's network.
     public var clientAddresses = "samehost"
+    /// The plan file as the user named it, for the commands a refusal names (`PLAN` when nil).
+    public var planPath: String?
 
     /// Creates a sandbox for `plan` whose manifest lives in `stateDirectory`.
     public init(plan: Plan, stateDirectory: String, binDirectory: String? = nil, logger: Logger = Logger(label: "failoverd.sandbox")) {
@@ -70,18 +72,31 @@ public struct Sandbox: Sendable {
 
     /// Builds (or completes, or restarts) the plan's starting topology.
     ///
-    /// Refuses a plan whose data directories already hold something the sandbox did not build: a sandbox
-    /// starts from nothing, and must never take over servers that are not its own.
+    /// Refuses (exit 3), before anything is built, a sandbox of this plan that another state directory built
+    /// and that still runs (naming it and the `sandbox down` that removes it), a plan whose data directories
+    /// already hold something this state directory's manifest does not list, and a port the sandbox would
+    /// listen on that something else holds: a sandbox starts from nothing, and must never take over servers
+    /// that are not its own. With its own manifest here, it completes and restarts what that lists.
     public func up() async throws {
         if !exists {
+            if let running = running() {
+                let path = planPath ?? "PLAN"
+                throw running.refusal(
+                    "sandbox up", planPath: path,
+                    reuse: "drill it as it is with `failoverd drill \(RunningTopology.word(path)) --reuse`.")
+            }
             for (_, instance) in plan.allInstances {
                 if let entries = try? FileManager.default.contentsOfDirectory(atPath: instance.dataDirectory), !entries.isEmpty {
+                    let builder = builderStateDirectory().map {
+                        " It was built by `failoverd sandbox up --state \(RunningTopology.word($0))`: `\(RunningTopology(kind: .sandbox, plan: plan.name, stateDirectory: $0, evidence: []).downCommand(planPath: planPath ?? "PLAN"))` removes it."
+                    }
                     throw FailoverError.refused(
-                        "sandbox up: \(instance.dataDirectory) (instance \(instance.name)) is not empty and was not built by `failoverd sandbox up`; the sandbox only builds from nothing. Point the plan at fresh directories."
+                        "sandbox up: \(instance.dataDirectory) (instance \(instance.name)) is not empty and was not built by `failoverd sandbox up` with state directory \(stateDirectory); the sandbox only builds from nothing.\(builder ?? " Point the plan at fresh directories.")"
                     )
                 }
             }
         }
+        try refuseTakenPorts()
         let clock = ContinuousClock.now
         let primarySite = try validate()
         let user = try await ensureOSUser()
@@ -90,6 +105,7 @@ public struct Sandbox: Sendable {
         try manifest.save(for: plan, in: stateDirectory)
         let passwords = try prepareFiles(driver: driver, user: user, manifest: &manifest)
         try await checkAccess(driver: driver, user: user)
+        try writeBuilderNote(user: user, manifest: &manifest)
         if let endpoint = s3Endpoint(driver) {
             let started = ContinuousClock.now
             try await endpoint.start()
@@ -159,7 +175,8 @@ public struct Sandbox: Sendable {
         let user: OSUser? = OSUser.isRoot ? (try? OSUser.postgresUser(for: plan)) : .current
         let built = plan.allInstances.map(\.instance).filter { manifest.created.contains(InstancePaths($0).dataDirectory) }
         // Patroni restarts what is stopped behind it: stop it first, which stops its PostgreSQL fast.
-        await downPatroni(driver: try? LocalPostgresDriver(plan: plan, binDirectory: binDirectory, logger: logger), user: user)
+        await downPatroni(
+            driver: try? LocalPostgresDriver(plan: plan, binDirectory: binDirectory, logger: logger), user: user, listed: manifest.created)
         await withTaskGroup(of: Void.self) { group in
             for instance in built {
                 guard let pid = Postmaster.verifiedPID(in: InstancePaths(instance).dataDirectory, user: user) else {
@@ -175,7 +192,8 @@ public struct Sandbox: Sendable {
             }
         }
         await endPgBackRestChildren(user: user)
-        if let driver = try? LocalPostgresDriver(plan: plan, binDirectory: binDirectory, logger: logger), let endpoint = s3Endpoint(driver)
+        if let driver = try? LocalPostgresDriver(plan: plan, binDirectory: binDirectory, logger: logger), let endpoint = s3Endpoint(driver),
+            manifest.created.contains(endpoint.directory)
         {
             await endpoint.stop()
         }

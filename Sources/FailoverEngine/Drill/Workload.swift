@@ -53,13 +53,22 @@ final class Workload: @unchecked Sendable {
     private var threads: [Thread] = []
     private let finished = Locked(0)
 
+    /// Whether the readers and the split-brain probes run (drills); writers alone measure write availability
+    /// at a fraction of the load (the fleet benchmark runs sixteen workloads at once).
+    let samplers: Bool
+    /// Seconds each writer waits between two inserts: 10 ms for drills; the fleet benchmark's sixteen
+    /// workloads write every 50 ms, so that the machine measures the switchovers more than the writes.
+    let writePace: Double
+
     init(
-        instances: [(site: String, instance: Instance)], writers: Int, clock: DrillClock,
+        instances: [(site: String, instance: Instance)], writers: Int, clock: DrillClock, samplers: Bool = true, writePace: Double = 0.01,
         connInfo: @escaping @Sendable (Instance) -> ConnInfo
     ) {
         self.instances = instances
         self.writers = writers
         self.clock = clock
+        self.samplers = samplers
+        self.writePace = writePace
         self.connInfo = connInfo
     }
 
@@ -77,7 +86,7 @@ final class Workload: @unchecked Sendable {
     /// Starts the writers, one reader per instance and one probe per instance.
     func start() {
         for w in 0..<writers { spawn("writer-\(w)") { self.writerLoop(w) } }
-        for (_, i) in instances {
+        for (_, i) in instances where samplers {
             spawn("reader-\(i.name)") { self.readerLoop(i) }
             spawn("probe-\(i.name)") { self.probeLoop(i) }
         }
@@ -148,7 +157,7 @@ final class Workload: @unchecked Sendable {
                 connection?.0.close()
                 connection = nil
             }
-            pace(0.01)
+            pace(writePace)
         }
         connection?.0.close()
     }

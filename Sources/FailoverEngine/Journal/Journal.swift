@@ -19,22 +19,28 @@ public final class Journal: Sendable {
     public init(stateDirectory: String, auditSigner: AuditSigner? = nil) throws {
         self.auditSigner = auditSigner
         try StateDirectory.prepare(stateDirectory)
-        // Created 0600 before SQLite opens it: SQLite gives the -wal and -shm files the journal's own mode.
-        for name in ["journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm"] {
-            if name == "journal.sqlite" || Files.exists(stateDirectory + "/" + name) {
-                try StateDirectory.preparePrivateFile(name, in: stateDirectory)
-            }
-        }
         path = (stateDirectory as NSString).appendingPathComponent("journal.sqlite")
+        db = try Self.openDurable(directory: stateDirectory, file: "journal.sqlite", label: "failoverd.journal")
+        try JournalSchema.migrator.migrate(db)
+    }
+
+    /// Opens `directory`/`file` (created 0600, like its -wal and -shm files) as a durable SQLite database: WAL
+    /// mode, synchronous=FULL, IMMEDIATE write transactions, a 15 s busy timeout. The journal's form, shared by
+    /// the fleet record.
+    static func openDurable(directory: String, file: String, label: String) throws -> DatabaseQueue {
+        // Created 0600 before SQLite opens it: SQLite gives the -wal and -shm files the database's own mode.
+        for name in [file, file + "-wal", file + "-shm"] where name == file || Files.exists(directory + "/" + name) {
+            try StateDirectory.preparePrivateFile(name, in: directory)
+        }
         var config = Configuration()
         config.journalMode = .wal
         config.busyMode = .timeout(15)
         // GRDB 7 opens every write transaction with BEGIN IMMEDIATE, so two processes never deadlock on upgrade.
-        config.label = "failoverd.journal"
-        db = try DatabaseQueue(path: path, configuration: config)
-        // GRDB's WAL setup leaves synchronous=NORMAL; a journal that must survive power loss needs FULL.
+        config.label = label
+        let db = try DatabaseQueue(path: (directory as NSString).appendingPathComponent(file), configuration: config)
+        // GRDB's WAL setup leaves synchronous=NORMAL; a database that must survive power loss needs FULL.
         try db.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
-        try JournalSchema.migrator.migrate(db)
+        return db
     }
 
     /// A migrated journal in memory, for read-only evaluations (`failoverd check` runs the gates on it)

@@ -162,10 +162,11 @@ extension Lab {
     }
 
     /// Stops the systemd units of `plan`'s instances on running user managers (`systemctl --user stop`), so
-    /// that no `Restart=` brings a server back while its topology is taken down. Best effort.
-    public func stopUnits(of plan: Plan) async {
+    /// that no `Restart=` brings a server back while its topology is taken down; on the given `hosts` only,
+    /// when given. Best effort.
+    public func stopUnits(of plan: Plan, hosts: Set<String>? = nil) async {
         guard let user = try? OSUser.postgresUser(for: plan) else { return }
-        for (_, instance) in plan.allInstances {
+        for (_, instance) in plan.allInstances where hosts?.contains(instance.host) ?? true {
             guard let service = instance.service, service.isSystemd, service.isUserScope, let unit = service.unit,
                 let runtime = service.runtimeDirectory, Files.exists(runtime + "/systemd/private")
             else { continue }

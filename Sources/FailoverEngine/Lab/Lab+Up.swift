@@ -8,11 +8,15 @@ import Foundation
 extension Lab {
     /// Builds (or completes) the lab: bridge, a namespace per host with its veth and address, the login user
     /// with its key and sudo rule, an sshd per host with generated host keys, the known_hosts file, and the
-    /// plan's starting topology. Harmless twice.
+    /// plan's starting topology. Harmless twice with the same state directory; refused (exit 3, before
+    /// anything is created) while a lab of this plan built with another state directory, or another plan's
+    /// lab, is up (``refuseForeignParts(_:)``).
     public func up(buildTopology: Bool = true) async throws {
         let login = try validate()
         try StateDirectory.prepare(stateDirectory)
-        var manifest = try LabManifest.load(for: plan, in: stateDirectory) ?? LabManifest(plan: plan.name)
+        let saved = try LabManifest.load(for: plan, in: stateDirectory)
+        try await refuseForeignParts(saved)
+        var manifest = saved ?? LabManifest(plan: plan.name)
         try manifest.save(for: plan, in: stateDirectory)
         _ = try Files.makeDirectory(directory, mode: 0o700, owner: nil)
         // Before anything else changes on the host: the directories root writes a key, the hosts' keys and
@@ -45,7 +49,8 @@ extension Lab {
         // Heal first: a partitioned host would make the sandbox's checks wait.
         for link in manifest.links { _ = try? await ip(["link", "set", link, "up"]) }
         if let bridge = manifest.bridge { _ = try? await ip(["addr", "replace", Self.controlAddress + "/15", "dev", bridge]) }
-        await stopUnits(of: plan)
+        // Units only on the hosts this lab built: the same plan's lab of another state directory is not this one's.
+        await stopUnits(of: plan, hosts: Set(hosts.indices.filter { manifest.namespaces.contains(namespace($0)) }.map { hosts[$0] }))
         do {
             let sandbox = try sandbox()
             if sandbox.exists { removed += try await sandbox.down() }
@@ -77,7 +82,7 @@ extension Lab {
                 removed.append(file)
             } catch { problems.append("remove \(file): \(error)") }
         }
-        for dir in [directory, authorizedKeysDirectory] + manifest.directories.reversed() where Files.exists(dir) {
+        for dir in [directory] + manifest.directories.reversed() where Files.exists(dir) {
             try Files.removeTree(dir, owner: nil)
         }
         problems += await restoreUsers(manifest)
@@ -117,7 +122,7 @@ extension Lab {
                 }
                 try await root("/usr/sbin/usermod", ["--home", "/", name])
             }
-            let sudoers = "/etc/sudoers.d/failoverd-lab-\(name)"
+            let sudoers = sudoersPath(login: name)
             if !Files.exists(sudoers) {
                 manifest.files.append(sudoers)
                 try manifest.save(for: plan, in: stateDirectory)
@@ -170,7 +175,11 @@ extension Lab {
         }
         // `restrict`: no pty, no forwarding of any kind; commands only. sshd reads the file as the login user,
         // so it lives outside the state directory (0700), in a root-owned directory the user can read.
-        _ = try Files.makeDirectory(authorizedKeysDirectory, mode: 0o755, owner: nil)
+        if !Files.exists(authorizedKeysDirectory) {
+            manifest.directories.append(authorizedKeysDirectory)
+            try manifest.save(for: plan, in: stateDirectory)
+            _ = try Files.makeDirectory(authorizedKeysDirectory, mode: 0o755, owner: nil)
+        }
         try Files.write("restrict " + publicKey, to: authorizedKeysDirectory + "/authorized_keys", mode: 0o644, owner: nil)
     }
 
@@ -180,15 +189,8 @@ extension Lab {
             manifest.bridge = bridge
             try manifest.save(for: plan, in: stateDirectory)
         }
-        // Every lab uses 198.18.0.1 for the control host: two labs at once would share a route.
-        let bridges = try await ip(["-o", "link", "show", "type", "bridge"]).stdout.split(separator: "\n").compactMap {
-            $0.split(separator: ":").dropFirst().first?.trimmingCharacters(in: .whitespaces)
-        }
-        if let other = bridges.first(where: { $0.hasPrefix("flb") && $0 != bridge }) {
-            throw FailoverError.refused(
-                "lab up: another lab is up on this machine (bridge \(other)); labs share the control address \(Self.controlAddress). Take it down first (failoverd lab down with its plan)."
-            )
-        }
+        // Every lab uses 198.18.0.1 for the control host: two labs at once would share a route (refused by
+        // refuseForeignParts before anything was created).
         if try await !linkExists(bridge) {
             try await root("/usr/sbin/ip", ["link", "add", bridge, "type", "bridge"])
         }

@@ -20,6 +20,8 @@ public struct Lab: Sendable {
     public let plan: Plan
     /// failoverd's state directory (manifests).
     public let stateDirectory: String
+    /// The plan file as the user named it, for the commands a refusal names (`PLAN` when nil).
+    public var planPath: String?
     let logger: Logger
 
     /// The control host's address on the bridge.
@@ -50,10 +52,14 @@ public struct Lab: Sendable {
     public func link(_ index: Int) -> String { "flh\(id)\(index)" }
     /// The namespace-side veth of host number `index`.
     func peer(_ index: Int) -> String { "fln\(id)\(index)" }
-    /// The lab's own files (host keys, sshd configurations, pid files, logs).
-    public var directory: String { stateDirectory + "/lab-\(plan.name)" }
+    /// The lab's own files (host keys, sshd configurations, pid files, logs). Absolute: sshd's command line
+    /// names its configuration there, which is how ``running()`` finds the state directory of a lab.
+    public var directory: String { RunningTopology.absolute(stateDirectory) + "/lab-\(plan.name)" }
     /// The directory of the lab sshd's authorized_keys (root's, readable by the login user).
     public var authorizedKeysDirectory: String { "/run/failoverd-lab-\(id)" }
+    /// The sudo rule letting the lab's login user act as the OS user: one file per lab (plan), so that another
+    /// lab's `down` removes its own file, never the one this lab uses.
+    func sudoersPath(login: String) -> String { "/etc/sudoers.d/failoverd-lab-\(login)-\(id)" }
     /// The manifest's path.
     var manifestPath: String { LabManifest.path(for: plan, in: stateDirectory) }
     /// True when `up()` built (part of) this lab.
@@ -72,6 +78,7 @@ public struct Lab: Sendable {
     public func sandbox() throws -> Sandbox {
         let driver = try SSHPostgresDriver(plan: plan, stateDirectory: stateDirectory, logger: logger)
         var sandbox = Sandbox(plan: plan, stateDirectory: stateDirectory, logger: logger)
+        sandbox.planPath = planPath
         let lab = self
         sandbox.starter = { try await lab.start($0, driver: driver) }
         sandbox.clientAddresses = Self.network

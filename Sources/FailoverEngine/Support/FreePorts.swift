@@ -50,8 +50,8 @@ enum FreePorts {
         return 10_000...(low - 1)
     }
 
-    /// A socket bound to 127.0.0.1:`port` (0: the kernel's choice), or nil when it is taken.
-    private static func bound(_ port: Int) -> Int32? {
+    /// A socket bound to 127.0.0.1:`port` (0: the kernel's choice), or nil when it is taken; the caller closes it.
+    static func bound(_ port: Int) -> Int32? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return nil }
         var address = sockaddr_in()

@@ -145,7 +145,7 @@ struct LabFixture: Sendable {
         }
         #expect(!((try? await lab.linkExists(lab.bridge)) ?? true), "bridge \(lab.bridge) survived lab down")
         #expect(OSUser.lookup(login) == nil, "the login user \(login) that lab up created survived lab down")
-        #expect(!FileManager.default.fileExists(atPath: "/etc/sudoers.d/failoverd-lab-\(login)"), "its sudoers rule survived lab down")
+        #expect(!FileManager.default.fileExists(atPath: lab.sudoersPath(login: login)), "its sudoers rule survived lab down")
         for process in recorded {
             #expect(!ProcessIdentity.matches(pid: process.pid, startTime: process.startTime, tolerance: 0.01), "\(process.what) survived")
         }
