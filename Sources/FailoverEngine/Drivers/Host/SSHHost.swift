@@ -12,25 +12,25 @@ public struct SSHHost: HostTransport {
     /// Sites of driver `ssh` are reached through it.
     public static let driverName = "ssh"
 
-    /// The plan, whose sites hold each host's ssh settings.
+    /// The plan, whose sites hold each host's ssh settings, OS user and step timeout.
     public let plan: Plan
-    /// The OS user that runs PostgreSQL on the hosts.
-    public let osUser: String
     /// Where the ControlMaster sockets live.
     public let controlDirectory: String
     /// PostgreSQL's bin directory on the hosts (`pg_ctl status` is how a postmaster is seen there).
     public let binDirectory: String
-    /// The timeout of a command that gets none.
-    public let defaultTimeout: Double
 
-    /// The hosts of `plan`'s ssh sites, their control sockets in `controlDirectory`.
-    public init(plan: Plan, osUser: String, controlDirectory: String, binDirectory: String, defaultTimeout: Double) {
+    /// The hosts of `plan`'s ssh sites, their control sockets in `controlDirectory` (created at the first
+    /// command, not by merely building a transport).
+    public init(plan: Plan, controlDirectory: String, binDirectory: String) {
         self.plan = plan
-        self.osUser = osUser
         self.controlDirectory = controlDirectory
         self.binDirectory = binDirectory
-        self.defaultTimeout = defaultTimeout
     }
+
+    /// The OS user that runs PostgreSQL on the hosts: the plan's, else `failoverd`.
+    public var osUser: String { plan.osUser ?? "failoverd" }
+    /// The timeout of a command that gets none: the plan's step timeout and 15 s for SSH itself.
+    public var defaultTimeout: Double { max(plan.policy.stepTimeoutSeconds, 1) + 15 }
 
     public var postgresUser: String { osUser }
 

@@ -21,10 +21,7 @@ extension PostgresInstanceDriver where Host == SSHHost {
                 "site \"\(site.name)\": driver ssh needs its \"ssh\" settings (user, identityFile, knownHostsFile).")
         }
         let transport = SSHHost(
-            plan: plan, osUser: plan.osUser ?? "failoverd",
-            // Created at the first command (RemoteShell.ensureControlDirectory), not by merely building a driver.
-            controlDirectory: try RemoteShell.controlDirectoryPath(for: stateDirectory), binDirectory: binDirectory,
-            defaultTimeout: max(plan.policy.stepTimeoutSeconds, 1) + 15)
+            plan: plan, controlDirectory: try RemoteShell.controlDirectoryPath(for: stateDirectory), binDirectory: binDirectory)
         try self.init(
             plan: plan, transport: transport, binDirectory: binDirectory,
             backrest: PgBackRest(plan: plan, executable: "/usr/bin/pgbackrest"),
