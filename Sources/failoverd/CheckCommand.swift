@@ -44,9 +44,12 @@ struct CheckCommand: AsyncParsableCommand {
             }
             var logger = Logger(label: "failoverd.check")
             logger.logLevel = .warning
-            let driver = try DriverFactory.make(plan: p, stateDirectory: state.state, simulate: simulate, logger: logger)
-            // Managed sites (Patroni) are seen through their own driver, as the gates see them.
-            let sites = try StandardDrivers(stateDirectory: state.state, simulate: simulate, logger: logger).managedSites(plan: p)
+            // The drivers a run of the plan gets: managed sites (Patroni) are seen through their own driver, as
+            // the gates see them. No SSH connection is opened ahead of the probes.
+            let kind = DriverRegistry.runDriver(plan: p, simulate: simulate)
+            let driver = try DriverRegistry.instanceDriver(
+                plan: p, runDriver: kind, stateDirectory: state.state, tools: .system, logger: logger)
+            let sites = try DriverRegistry.siteDrivers(plan: p, runDriver: kind, stateDirectory: state.state, logger: logger)
             let check = TopologyCheck(plan: p, driver: driver, sites: sites, journal: journal, logger: logger)
             var round = 0
             while true {

@@ -110,8 +110,8 @@ struct FleetRunCommand: AsyncParsableCommand {
                 crash = c
             }
             if !simulate {
-                for m in f.members where DriverFactory.name(plan: m.plan, simulate: false) != "simulated" {
-                    do { try RepositoryAccess.check(m.plan) } catch let e as FailoverError {
+                for m in f.members where DriverRegistry.runDriver(plan: m.plan, simulate: false) != .simulated {
+                    do { try HostAccess.check(m.plan) } catch let e as FailoverError {
                         throw FailoverError(e.code, "member \(m.name): \(e.message)")
                     }
                 }

@@ -61,7 +61,7 @@ struct RunCommand: AsyncParsableCommand {
             let p = try PlanLoader.load(plan)
             // Before the state directory is touched: a plan whose repository cannot be reached as it says
             // changes nothing.
-            if DriverFactory.name(plan: p, simulate: simulate) != "simulated" { try HostAccess.check(p) }
+            if DriverRegistry.runDriver(plan: p, simulate: simulate) != .simulated { try HostAccess.check(p) }
             // The SSH driver's multiplexed connections are held for the run, and no longer.
             let outcome = try await closingSSHConnections(opts) { try await Executor(options: opts).run(p) }
             print(

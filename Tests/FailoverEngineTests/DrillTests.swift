@@ -113,6 +113,10 @@ import Testing
 
         let json = try report(dir)
         #expect(json["plan"] as? String == plan.name)
+        // The drill's run journaled the numbered steps `failoverd plan` lists (#19.4).
+        let journal = try Journal(stateDirectory: dir + "/state")
+        let ran = try journal.steps(of: try #require(try journal.lastRun()).id).map(\.step)
+        #expect(ran == (try RehearsalTests.planned(name).steps))
         #expect(json["passed"] as? Bool == true)
         let checks = try #require(json["checks"] as? [[String: Any]])
         for c in checks {

@@ -18,7 +18,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: state) }
         let prod = try #require(plan.site(named: "prod"))
         let dr = try #require(plan.site(named: "dr"))
-        #expect(site.expansion == .instanceSteps)
+        #expect(DriverRegistry.expansion(of: prod) == .instanceSteps)
         let before = try await site.status(of: prod)
         #expect(before.writableMembers.map(\.instance.name) == ["prod-0"])
 
@@ -54,5 +54,61 @@ import Testing
         #expect(error?.message.contains("promotion of site dr refused") == true)
         #expect(error?.message.contains("1234") == true)
         #expect(try await site.status(of: dr).writableMembers.isEmpty)
+    }
+}
+
+/// The simulated site level of a Patroni site (rehearsals): Patroni's outcomes over the simulated world.
+@Suite struct SimulatedSiteTests {
+    func fixture() throws -> (plan: Plan, world: SimulatedDriver, site: SimulatedSite, state: String) {
+        let plan = try PlanLoader.load(CLI.plan("patroni-failback-with-rewind"))
+        let state = CLI.tempDirectory("failoverd-simsite")
+        let world = try SimulatedDriver(plan: plan, stateDirectory: state)
+        return (plan, world, SimulatedSite(world: world, timeout: 5), state)
+    }
+
+    @Test("demote: a fast shutdown whose checkpoint is the token, read again from the standby leader until it restarts")
+    func demotion() async throws {
+        let (plan, world, site, state) = try fixture()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let prod = try #require(plan.site(named: "prod"))
+        let dr = try #require(plan.site(named: "dr"))
+        let token = try await site.demote(prod, toStandbyOf: dr)
+        let leader = try await world.status(of: prod.leader)
+        #expect(leader.running && leader.inRecovery && leader.walReceiver?.isStreaming(from: dr.leader) == true)
+        #expect(try await site.demotionTokenNow(of: prod) == token)
+        // A demotion retried (in doubt after a crash) proves the same token without stopping the leader again.
+        #expect(try await site.demote(prod, toStandbyOf: dr) == token)
+        let promotion = try await site.promote(dr, proving: token)
+        #expect(promotion.timeline == token.timeline + 1 && promotion.promotedAtLSN > token.checkpointLSN)
+        // Restarted, the standby leader's latest checkpoint is no longer its demotion's: the token is refused.
+        try await world.stop(prod.leader, mode: .fast)
+        try await world.start(prod.leader)
+        await expectFailure(.refused, "not the shutdown checkpoint of a clean demotion") { _ = try await site.demotionTokenNow(of: prod) }
+    }
+
+    @Test("fence: a standby cluster with no WAL source replays nothing while the new primary writes, until a rejoin")
+    func fence() async throws {
+        let (plan, world, site, state) = try fixture()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let prod = try #require(plan.site(named: "prod"))
+        let dr = try #require(plan.site(named: "dr"))
+        let before = try await world.status(of: prod.leader)
+        let evidence = try #require(try await site.fence(prod, reason: "test")[prod.leader.name])
+        #expect(evidence.wasRunning && evidence.reachable)
+        #expect(try #require(evidence.lastKnownLSN) >= #require(before.currentLSN))
+        #expect(try await site.status(of: prod).isProvenNotWritable)
+        _ = try await site.promote(dr, proving: nil)
+        let fenced = try await world.status(of: prod.leader)
+        #expect(fenced.running && fenced.inRecovery && fenced.walReceiver == nil)
+        // The new primary writes and archives; an archive standby would follow it, the fenced leader does not.
+        _ = try await world.writeProbe(dr.leader)
+        _ = try await world.switchWAL(dr.leader)
+        let later = try await world.status(of: prod.leader)
+        #expect(later.replayLSN == fenced.replayLSN && later.timeline == fenced.timeline)
+
+        try await site.rejoin(prod, from: dr, by: .rewind)
+        let rejoined = try await world.status(of: prod.leader)
+        let primary = try await world.status(of: dr.leader)
+        #expect(rejoined.walReceiver?.isStreaming(from: dr.leader) == true && rejoined.walReceiver?.receivedTimeline == primary.timeline)
     }
 }

@@ -74,3 +74,34 @@ import Testing
         #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
     }
 }
+
+/// A simulated Patroni run journaled by main at db71ba4 with instance steps (Tests/Fixtures/
+/// journal-main-db71ba4-patroni, killed at step 16): today's failoverd, which rehearses a Patroni plan with
+/// site steps, resumes it to the end, its Patroni sites seen through the simulated site driver. Main's own
+/// resume of it failed (exit 3): it probed the members through the Patroni driver.
+@Suite struct PatroniJournalFixtureTests {
+    static let fixture = CLI.packageRoot + "/Tests/Fixtures/journal-main-db71ba4-patroni"
+    static let runID = "r-20261207-162633-13c2"
+
+    @Test("the old simulated Patroni run, with its 22 instance steps, shows, resumes to the end and verifies")
+    func resumes() throws {
+        let state = CLI.tempDirectory("failoverd-fixture")
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        for file in ["journal.sqlite", "simulation.json"] {
+            try FileManager.default.copyItem(atPath: Self.fixture + "/" + file, toPath: state + "/" + file)
+        }
+        let status = try CLI.run(["status", "--state", state])
+        #expect(status.status == 0, "\(status.stderr)")
+        #expect(status.stdout.contains("last run: \(Self.runID) plan \"patroni-switchover\" running"))
+        let resumed = try CLI.run(["resume", "--quiet", "--state", state])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(try CLI.roles(state: state) == ["dr": "streaming-standby", "prod": "primary"])
+        let journal = try Journal(stateDirectory: state)
+        let steps = try journal.steps(of: Self.runID)
+        #expect(steps.count == 22 && steps.allSatisfy { $0.status.isFinished })
+        #expect(steps.map(\.step.kind).contains(.readShutdownCheckpoint))
+        #expect(try journal.run(Self.runID)?.outcome == .succeeded)
+        let verify = try CLI.run(["audit", "verify", "--state", state])
+        #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
+    }
+}

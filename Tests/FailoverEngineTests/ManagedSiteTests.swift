@@ -4,16 +4,16 @@ import Testing
 
 @testable import FailoverEngine
 
-/// A plan whose sites are managed (site-level driver): the planner expands the switchover into site
-/// steps, the shared gates run above them, and the run ends where the instance-level run ends.
+/// A plan whose sites are managed (driver kind `patroni`, site level): the planner expands the switchover into
+/// site steps, the shared gates run above them, and the run ends where the instance-level run ends.
 @Suite struct ManagedSiteTests {
     func run(_ managed: Set<String>) async throws -> (Journal, String, Result<RunOutcome, any Error>, ScriptedDriver) {
         let state = CLI.tempDirectory("failoverd-managed")
-        let plan = try PlanLoader.load(CLI.plan("switchover"))
+        let plan = try PlanLoader.load(CLI.plan("switchover")).driving(managed, by: .patroni)
         let journal = try Journal(stateDirectory: state)
         let driver = try ScriptedDriver(plan: plan, stateDirectory: state)
         let executor = Executor(
-            journal: journal, drivers: ScriptedDrivers(driver: driver, managed: managed), logger: Logger(label: "test"),
+            journal: journal, drivers: ScriptedDrivers(driver: driver), logger: Logger(label: "test"),
             options: RunOptions(stateDirectory: state))
         do { return (journal, state, .success(try await executor.run(plan)), driver) } catch {
             return (journal, state, .failure(error), driver)
@@ -23,12 +23,12 @@ import Testing
     @Test("the planner expands a managed site's switchover into site steps; instance drivers keep their steps and numbers")
     func expansion() throws {
         let plan = try PlanLoader.load(CLI.plan("switchover"))
-        let managed = try Planner(plan: plan, expansion: ["prod": .siteSteps, "dr": .siteSteps]).steps().get()
+        let managed = try Planner(plan: plan.driving(["prod", "dr"], by: .patroni)).steps().get()
         #expect(managed.map(\.kind) == [.gateSwitchover, .demote, .awaitReplay, .promoteSite, .awaitStreaming, .recordRoles])
         #expect(managed[1].operation == .demote(site: "prod", upstream: "dr"))
         #expect(managed.map(\.number) == Array(1...6))
         let local = try Planner(plan: plan).steps().get()
-        #expect(local == (try Planner(plan: plan, expansion: ["prod": .instanceSteps]).steps().get()))
+        #expect(local == (try Planner(plan: plan.driving(["prod", "dr"], by: .ssh)).steps().get()))
         #expect(local.map(\.kind).contains(.readShutdownCheckpoint))
         #expect(local.count == 11)
     }
@@ -53,11 +53,11 @@ import Testing
     @Test("a failover to a managed site expands into site steps around both failover gates; its bootstrap is refused")
     func failoverExpansionAndBootstrapRefusal() throws {
         let plan = try PlanLoader.load(CLI.plan("failover"))
-        let steps = try Planner(plan: plan, expansion: ["prod": .siteSteps, "dr": .siteSteps]).steps().get()
+        let steps = try Planner(plan: plan.driving(["prod", "dr"], by: .patroni)).steps().get()
         #expect(steps.map(\.kind) == [.gateFailover, .fenceSite, .gateFailover, .promoteSite, .recordRoles])
         #expect(steps[1].operation == .fenceSite(site: "prod"))
         // A local old primary is fenced instance by instance, a managed target promoted as a site.
-        let mixed = try Planner(plan: plan, expansion: ["dr": .siteSteps]).steps().get()
+        let mixed = try Planner(plan: plan.driving(["dr"], by: .patroni)).steps().get()
         #expect(mixed.map(\.kind) == [.gateFailover, .fence, .gateFailover, .promoteSite, .recordRoles])
         // The operations round-trip through the journal's JSON.
         let rejoin = Step(
@@ -70,7 +70,7 @@ import Testing
         var seed = try PlanLoader.load(CLI.plan("seed-walkthrough"))
         seed.transitions = [Transition(action: .bootstrapStandby, site: "dr")]
         for i in seed.sites.indices where seed.sites[i].name == "dr" { seed.sites[i].role = .none }
-        guard case .failure(let refusal) = Planner(plan: seed, expansion: ["dr": .siteSteps]).steps() else {
+        guard case .failure(let refusal) = Planner(plan: seed.driving(["dr"], by: .patroni)).steps() else {
             Issue.record("a bootstrap of a managed site was planned")
             return
         }

@@ -96,14 +96,15 @@ struct SSHDriverUnitTests {
 
     @Test func aPlanOfSSHSitesUsesTheSSHDriverAndRefusesAMix() throws {
         let plan = try PlanLoader.load(CLI.plan("dc-switchover"))
-        #expect(DriverFactory.name(plan: plan, simulate: false) == "ssh")
-        #expect(DriverFactory.name(plan: plan, simulate: true) == "simulated")
+        #expect(DriverRegistry.runDriver(plan: plan, simulate: false) == .ssh)
+        #expect(DriverRegistry.runDriver(plan: plan, simulate: true) == .simulated)
         #expect(plan.sites.allSatisfy { $0.ssh?.user == "fodlab" && $0.ssh?.knownHostsFile != nil })
         var mixed = plan
-        mixed.sites[0].driver = "local"
+        mixed.sites[0].driver = .local
         mixed.sites[0].ssh = nil
         expectFailure(.invalidInput, "one run drives its sites through one driver") {
-            _ = try DriverFactory.make(plan: mixed, stateDirectory: "/tmp/failoverd-unit-none", simulate: false, logger: .init(label: "t"))
+            _ = try StandardDrivers(stateDirectory: "/tmp/failoverd-unit-none", simulate: false, logger: .init(label: "t"))
+                .make(plan: mixed, kind: .ssh)
         }
         let partitioned = try PlanLoader.load(CLI.plan("dc-failover-partitioned"))
         #expect(partitioned.fencing?.command == ["/tmp/failoverd-lab-dcp/fence-site"])

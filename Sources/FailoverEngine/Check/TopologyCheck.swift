@@ -160,9 +160,10 @@ public struct TopologyCheck: Sendable {
     func describe(_ instance: Instance, site: Site, statuses: [String: Result<InstanceStatus, Error>]) async throws -> InstanceReport {
         var r = InstanceReport(instance: instance.name, site: site.name, seen: "unreachable", recoverySettings: "unknown")
         do {
-            if site.driver == "patroni" {
-                // Patroni writes the recovery settings of its members; failoverd asks it through standby_cluster.
-                r.recoverySettings = "patroni"
+            if DriverRegistry.expansion(of: site) == .siteSteps {
+                // Its manager (Patroni) writes the recovery settings of its members; failoverd asks it through
+                // its site driver (standby_cluster).
+                r.recoverySettings = site.driver.rawValue
             } else if let settings = try await driver.recoverySettings(of: instance) {
                 r.recoverySettings = settings.overridden ? "failoverd, overridden by postgresql.auto.conf" : "failoverd"
             } else {
@@ -264,7 +265,7 @@ public struct TopologyCheck: Sendable {
     /// Whether Patroni says `site`'s cluster is paused: `"pause": true` in `GET /patroni` of the first member
     /// that answers; nil for a site that is not Patroni's, or when none answers.
     func patroniPaused(_ site: Site) async -> Bool? {
-        guard site.driver == "patroni", let cluster = site.patroni else { return nil }
+        guard site.driver == .patroni, let cluster = site.patroni else { return nil }
         let rest = PatroniREST(cluster: cluster, runner: CommandRunner(defaultTimeout: 15))
         for instance in site.instances {
             guard let url = instance.patroni?.url, let member = try? await rest.get(url, "/patroni").object else { continue }
@@ -278,7 +279,7 @@ public struct TopologyCheck: Sendable {
     /// Each transition's first gate step, run by the executor's own gate code on a journal in memory.
     func gateVerdicts() async -> [GateVerdict] {
         let steps: [Step]
-        switch Planner(plan: plan, expansion: sites.isEmpty ? nil : sites.mapValues(\.expansion)).steps() {
+        switch Planner(plan: plan).steps() {
         case .success(let s): steps = s
         case .failure(let refusal):
             return [
@@ -294,7 +295,7 @@ public struct TopologyCheck: Sendable {
         }
         let ctx = StepContext(
             plan: plan, driver: driver, journal: scratch, runID: "check", epoch: 0, allowDataLoss: false, logger: logger, evidence: [:],
-            steps: steps, pollInterval: DriverFactory.pollInterval(driver), sites: sites)
+            steps: steps, pollInterval: DriverRegistry.pollInterval(driver), sites: sites)
         var verdicts: [GateVerdict] = []
         for (index, transition) in plan.transitions.enumerated() {
             let number = index + 1

@@ -24,7 +24,7 @@ final class DrillSession: @unchecked Sendable {
     /// The environment a drill of `plan` builds: the lab for a plan of ssh sites, else the sandbox.
     /// `planPath` is the plan file as the user named it, for the commands a refusal suggests.
     static func environment(plan: Plan, state: String, planPath: String?, logger: Logger) -> any DrillEnvironment {
-        if plan.sites.contains(where: { $0.driver == "ssh" }) {
+        if plan.sites.contains(where: { $0.driver == .ssh }) {
             var lab = Lab(plan: plan, stateDirectory: state, logger: logger)
             lab.planPath = planPath
             return LabEnvironment(lab: lab)
@@ -48,7 +48,7 @@ final class DrillSession: @unchecked Sendable {
             instances: plan.allInstances.map { ($0.site.name, $0.instance) }, writers: options.writers, clock: clock,
             connInfo: { driver.adminConnInfo($0) })
         injector = FaultInjector(plan: plan, driver: driver, workload: workload, clock: clock)
-        if plan.sites.contains(where: { $0.driver == "ssh" }) {
+        if plan.sites.contains(where: { $0.driver == .ssh }) {
             injector.lab = Lab(plan: plan, stateDirectory: state, logger: options.logger)
         }
         injector.faults = options.faults

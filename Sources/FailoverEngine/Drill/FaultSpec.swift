@@ -75,7 +75,7 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
 
     /// Network faults cut links of the lab: the plan's sites must be ssh sites.
     static func requireLab(_ raw: String, _ plan: Plan) throws {
-        guard plan.sites.allSatisfy({ $0.driver == "ssh" }) else {
+        guard plan.sites.allSatisfy({ $0.driver == .ssh }) else {
             throw bad(raw, "network faults need the lab: every site of the plan must be an ssh site (see failoverd lab up)")
         }
     }

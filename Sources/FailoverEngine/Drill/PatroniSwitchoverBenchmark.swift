@@ -27,7 +27,7 @@ public struct PatroniSwitchoverBenchmark: Sendable {
     /// Seconds of write unavailability for each hand-made and each failoverd switchover.
     public func run() async throws -> (hand: [Double], engine: [Double]) {
         guard let primarySite = plan.declaredPrimary, let standbySite = plan.sites.first(where: { $0.role == .streamingStandby }),
-            plan.sites.allSatisfy({ $0.driver == "patroni" })
+            plan.sites.allSatisfy({ $0.driver == .patroni })
         else {
             throw FailoverError.invalid("the Patroni switchover benchmark needs two Patroni sites: a primary and a streaming standby")
         }

@@ -14,12 +14,12 @@ extension Sandbox {
     static let etcdExecutable = "/usr/bin/etcd"
 
     /// True when the plan's sites are Patroni clusters.
-    var isPatroni: Bool { plan.sites.contains { $0.driver == "patroni" } }
+    var isPatroni: Bool { plan.sites.contains { $0.driver == .patroni } }
 
     /// Refuses Patroni plans the sandbox cannot build.
     func validatePatroni() throws {
         for site in plan.sites {
-            guard site.driver == "patroni" else {
+            guard site.driver == .patroni else {
                 throw FailoverError.invalid(
                     "sandbox: site \"\(site.name)\" uses driver \"\(site.driver)\" next to Patroni sites; the sandbox builds plans whose sites are all local or all Patroni."
                 )

@@ -253,7 +253,11 @@ public struct Sandbox: Sendable {
                     "sandbox: site \"\(site.name)\" is declared fenced; a sandbox builds a starting topology and cannot make a fenced former primary from nothing. Declare it archive-standby or none."
                 )
             }
-            if site.driver != "local" && !(site.driver == "patroni" && isPatroni) && !(site.driver == "ssh" && starter != nil) {
+            switch site.driver {
+            case .local: break
+            case .patroni where isPatroni: break
+            case .ssh where starter != nil: break
+            case .patroni, .simulated, .ssh:
                 throw FailoverError.invalid(
                     "sandbox: site \"\(site.name)\" uses driver \"\(site.driver)\"; the sandbox builds local sites only.")
             }

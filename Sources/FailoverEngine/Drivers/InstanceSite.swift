@@ -18,9 +18,6 @@ public struct InstanceSite: SiteDriver {
         self.pollInterval = pollInterval
     }
 
-    /// Instance drivers journal every primitive.
-    public var expansion: StepExpansion { .instanceSteps }
-
     public func status(of site: Site) async throws -> SiteStatus {
         var members: [SiteMember] = []
         for i in site.instances { members.append(SiteMember(instance: i, status: try await driver.status(of: i))) }

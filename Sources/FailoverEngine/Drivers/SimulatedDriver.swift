@@ -96,6 +96,32 @@ public struct SimulatedDriver: InstanceDriver {
             guard try node(w, instance).hasData else { throw FailoverError.failed("simulated: \(instance.name) has no data directory") }
             w.nodes[instance.name]!.standbySignal = true
             w.nodes[instance.name]!.upstream = settings.upstream?.name
+            w.nodes[instance.name]!.noWALSource = nil
+        }
+    }
+
+    /// Standby settings with no WAL source at all, as a managed site's fence writes them (``SimulatedSite``).
+    func configureWithoutWALSource(_ instance: Instance) throws {
+        try mutate { w in
+            guard try node(w, instance).hasData else { throw FailoverError.failed("simulated: \(instance.name) has no data directory") }
+            w.nodes[instance.name]!.standbySignal = true
+            w.nodes[instance.name]!.upstream = nil
+            w.nodes[instance.name]!.noWALSource = true
+        }
+    }
+
+    /// The running standby's latest checkpoint, when it is the shutdown checkpoint of its last stop as a
+    /// primary: the demotion token, read again as ``PatroniSite`` reads it (pg_control_checkpoint() and the
+    /// record's type). Refused when it ran as a primary, was stopped again, checkpointed or rewound since.
+    func shutdownCheckpointToken(of instance: Instance) throws -> DemotionToken {
+        try mutate { w in
+            let n = try node(w, instance)
+            guard n.running, n.standbySignal, n.cleanShutdown, n.shutDownInRecovery == false else {
+                throw FailoverError.refused(
+                    "\(instance.name)'s latest checkpoint is not the shutdown checkpoint of a clean demotion (simulated: running \(n.running), standby \(n.standbySignal)); the target may lack commits; do not promote it without checking."
+                )
+            }
+            return DemotionToken(systemIdentifier: n.systemIdentifier, timeline: n.checkpointTimeline, checkpointLSN: LSN(n.checkpoint))
         }
     }
 
@@ -144,6 +170,7 @@ public struct SimulatedDriver: InstanceDriver {
             n.standbySignal = false
             n.upstream = nil
             n.fenceMarker = false
+            n.noWALSource = nil
             w.archived[newTimeline] = n.lsn
             w.archivedSwitchpoints[newTimeline] = n.switchpoints
             w.nodes[instance.name] = n
@@ -190,6 +217,7 @@ public struct SimulatedDriver: InstanceDriver {
             n.cleanShutdown = true
             n.shutDownInRecovery = nil
             n.fenceMarker = false
+            n.noWALSource = nil
             w.nodes[instance.name] = n
         }
     }
@@ -216,6 +244,7 @@ public struct SimulatedDriver: InstanceDriver {
             n.fenceMarker = false
             n.standbySignal = false
             n.upstream = nil
+            n.noWALSource = nil
             w.nodes[instance.name] = n
             return summary
         }

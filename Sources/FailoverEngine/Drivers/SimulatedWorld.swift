@@ -20,6 +20,10 @@ struct SimulatedWorld: Codable {
         var checkpoint: UInt64 = 0
         var checkpointTimeline = 1
         var fenceMarker = false
+        /// A standby with no WAL source at all, neither streamed nor archived: a managed site fenced as Patroni
+        /// fences one (`standby_cluster` with restore_command /bin/false), until new standby settings, a
+        /// rewind, a restore or a promotion; nil in worlds saved before this was recorded.
+        var noWALSource: Bool?
     }
 
     static let systemIdentifier = "7300000000000000001"
@@ -87,7 +91,7 @@ struct SimulatedWorld: Codable {
             archived[n.timeline] = max(archived[n.timeline] ?? 0, n.lsn)
             archivedSwitchpoints[n.timeline] = n.switchpoints
         }
-        for (name, n) in before where n.running && n.standbySignal {
+        for (name, n) in before where n.running && n.standbySignal && n.noWALSource != true {
             if let up = n.upstream, let u = before[up], u.running, u.systemIdentifier == n.systemIdentifier,
                 Self.canFollow(lsn: n.lsn, timeline: n.timeline, sourceTimeline: u.timeline, sourceSwitchpoints: u.switchpoints)
             {
@@ -113,7 +117,7 @@ struct SimulatedWorld: Codable {
 
     /// The WAL receiver a node would show now.
     func receiver(of name: String, instances: [String: Instance]) -> WalReceiver? {
-        guard let n = nodes[name], n.running, n.standbySignal, let up = n.upstream, let u = nodes[up], u.running,
+        guard let n = nodes[name], n.running, n.standbySignal, n.noWALSource != true, let up = n.upstream, let u = nodes[up], u.running,
             u.systemIdentifier == n.systemIdentifier, let ui = instances[up]
         else { return nil }
         let ok = Self.canFollow(lsn: n.lsn, timeline: n.timeline, sourceTimeline: u.timeline, sourceSwitchpoints: u.switchpoints)

@@ -40,7 +40,7 @@ public enum RejoinMethod: String, Sendable, Codable {
     case rebuild
 }
 
-/// How the planner expands a transition for a site's driver.
+/// How the planner expands a site's transitions, as its driver kind says (``DriverRegistry``).
 public enum StepExpansion: Sendable, Equatable {
     /// The PostgreSQL primitives, one journaled step each (checkpoint, stop, read-shutdown-checkpoint, …),
     /// so a crash between two of them resumes at the right one: the drivers that own the servers.
@@ -57,8 +57,6 @@ public enum StepExpansion: Sendable, Equatable {
 /// The gates (split-brain check, demotion-token replay, failover gate) are not here: they run above both
 /// levels, in the steps, and are shared by every driver.
 public protocol SiteDriver: Sendable {
-    /// How the planner expands this driver's transitions.
-    var expansion: StepExpansion { get }
     /// The site's members with their role, timeline and WAL positions.
     func status(of site: Site) async throws -> SiteStatus
     /// Demotes the site's primary cleanly to a standby of `upstream`'s leader and returns the shutdown

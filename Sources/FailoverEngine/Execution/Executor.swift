@@ -57,10 +57,10 @@ public actor Executor {
                     "run \(unfinished.id) of plan \"\(unfinished.planName)\" is unfinished (\(unfinished.outcome)); continue it with: failoverd resume \(unfinished.id) --state \(options.stateDirectory)  (or give it up with: failoverd abandon \(unfinished.id) --state \(options.stateDirectory))"
                 )
             }
-            let driverName = drivers.name(plan: plan)
-            if let last = try journal.lastRun(), last.driver != driverName {
+            let kind = drivers.kind(plan: plan)
+            if let last = try journal.lastRun(), DriverKind(rawValue: last.driver) != kind {
                 throw FailoverError.invalid(
-                    "state directory \(options.stateDirectory) holds \(last.driver) runs; a \(driverName) run there would mix rehearsal and real roles. Use another --state for it."
+                    "state directory \(options.stateDirectory) holds \(last.driver) runs; a \(kind) run there would mix rehearsal and real roles. Use another --state for it."
                 )
             }
             let recorded = try journal.recordedRoles()
@@ -72,27 +72,26 @@ public actor Executor {
                 }
             }
             let steps: [Step]
-            let managed = try drivers.managedSites(plan: plan)
-            switch Planner(plan: plan, expansion: managed.mapValues(\.expansion)).steps() {
+            switch Planner(plan: plan).steps() {
             case .success(let s): steps = s
             case .failure(let refusal): throw FailoverError.refused(refusal.message)
             }
-            let driver = try drivers.make(plan: plan, name: driverName)
-            if driverName != "simulated" { try HostAccess.check(plan) }
-            try await Preflight(plan: plan, driver: driver, sites: managed).check()
-            await writeOwedFenceMarkers(plan: plan, driver: driver, sites: managed)
+            let (driver, sites) = try makeDrivers(plan: plan, kind: kind)
+            if kind != .simulated { try HostAccess.check(plan) }
+            try await Preflight(plan: plan, driver: driver, sites: sites).check()
+            await writeOwedFenceMarkers(plan: plan, driver: driver, sites: sites)
             let unrecorded = Dictionary(uniqueKeysWithValues: plan.sites.filter { recorded[$0.name] == nil }.map { ($0.name, $0.role) })
             if !unrecorded.isEmpty { try journal.recordRoles(unrecorded, run: nil, epoch: holder.epoch) }
             let json = String(decoding: plan.canonicalJSON(), as: UTF8.self)
             let record = RunRecord(
                 id: runID, planName: plan.name, planJSON: json, planSHA256: AuditLog.sha256(json),
-                driver: driverName, isDrill: options.isDrill,
+                driver: kind.rawValue, isDrill: options.isDrill,
                 allowDataLoss: options.allowDataLoss, actor: AuditLog.actor, stepCount: steps.count, outcome: .running, error: nil,
                 startedAt: Journal.now(), endedAt: nil)
             try journal.createRun(record, steps: steps, epoch: holder.epoch)
             try auditAssumeFenced(plan: plan, run: runID, scope: "this run")
             logger.info("run started", metadata: ["run": "\(runID)", "plan": "\(plan.name)", "steps": "\(steps.count)"])
-            return try await execute(runID: runID, plan: plan, driver: driver, holder: holder)
+            return try await execute(runID: runID, plan: plan, driver: driver, sites: sites, holder: holder)
         } catch let error as FailoverError where error.code != .stepFailed {
             _ = try? AuditLog(journal: journal).append(kind: "refusal", run: runID, details: ["reason": error.message])
             try? lock.release(holder)
@@ -133,7 +132,12 @@ public actor Executor {
             }
             let holder = try lock.reassign(holder0, to: run.id)
             let plan = try run.plan()
-            let driver = try drivers.make(plan: plan, name: run.driver)
+            guard let kind = DriverKind(rawValue: run.driver) else {
+                throw FailoverError.invalid(
+                    "run \(run.id) was journaled with driver \(run.driver), which this failoverd does not know (it knows \(DriverKind.allCases.map(\.rawValue).joined(separator: ", "))); resume it with the failoverd that started it."
+                )
+            }
+            let (driver, sites) = try makeDrivers(plan: plan, kind: kind)
             try journal.reopenRun(run.id)
             var details = ["epoch": String(holder.epoch), "previousOutcome": run.outcome.rawValue]
             if options.allowDataLoss && !run.allowDataLoss { details["override"] = "allow-data-loss" }
@@ -145,7 +149,8 @@ public actor Executor {
             try auditAssumeFenced(plan: plan, run: run.id, scope: "this resume")
             logger.info("resuming run", metadata: ["run": "\(run.id)", "plan": "\(plan.name)"])
             return try await execute(
-                runID: run.id, plan: plan, driver: driver, holder: holder, allowDataLoss: options.allowDataLoss || run.allowDataLoss)
+                runID: run.id, plan: plan, driver: driver, sites: sites, holder: holder,
+                allowDataLoss: options.allowDataLoss || run.allowDataLoss)
         } catch {
             try? lock.release(holder0)
             throw error
@@ -165,14 +170,13 @@ public actor Executor {
                 "run \(unfinished.id) is unfinished; resume it (failoverd resume \(unfinished.id) --state \(options.stateDirectory)) or abandon it before adopting roles"
             )
         }
-        let driverName = drivers.name(plan: plan)
-        if let last = try journal.lastRun(), last.driver != driverName {
+        let kind = drivers.kind(plan: plan)
+        if let last = try journal.lastRun(), DriverKind(rawValue: last.driver) != kind {
             throw FailoverError.invalid("state directory \(options.stateDirectory) holds \(last.driver) runs; adopt with the same driver")
         }
-        let driver = try drivers.make(plan: plan, name: driverName)
-        let managed = try drivers.managedSites(plan: plan)
+        let (driver, sites) = try makeDrivers(plan: plan, kind: kind)
         do {
-            try await Preflight(plan: plan, driver: driver, sites: managed).check()
+            try await Preflight(plan: plan, driver: driver, sites: sites).check()
         } catch let error as FailoverError {
             _ = try? AuditLog(journal: journal).append(kind: "refusal", details: ["reason": error.message, "verb": "adopt"])
             throw error
@@ -196,16 +200,25 @@ public actor Executor {
         try journal.finishRun(runID, outcome: .abandoned, error: reason, epoch: holder.epoch)
     }
 
-    func execute(runID: String, plan: Plan, driver: any InstanceDriver, holder: RunLock.Holder, allowDataLoss: Bool? = nil) async throws
-        -> RunOutcome
-    {
+    /// The instance driver and the site drivers of a run of `plan` journaled with `kind`; refuses when a
+    /// site-level site has no site driver.
+    func makeDrivers(plan: Plan, kind: DriverKind) throws -> (any InstanceDriver, [String: any SiteDriver]) {
+        let driver = try drivers.make(plan: plan, kind: kind)
+        let sites = try drivers.siteDrivers(plan: plan, kind: kind)
+        try DriverRegistry.requireSiteDrivers(plan, sites)
+        return (driver, sites)
+    }
+
+    func execute(
+        runID: String, plan: Plan, driver: any InstanceDriver, sites: [String: any SiteDriver], holder: RunLock.Holder,
+        allowDataLoss: Bool? = nil
+    ) async throws -> RunOutcome {
         if case .executing(let other) = state {
             throw FailoverError.invalid("this executor is already running \(other); one run at a time")
         }
         state = .executing(runID: runID)
         defer { state = .idle }
         let started = clock.seconds()
-        let managed = try drivers.managedSites(plan: plan)
         let records = try journal.steps(of: runID)
         let steps = records.map(\.step)
         var evidence: [Int: [String: String]] = [:]
@@ -234,7 +247,7 @@ public actor Executor {
             let ctx = StepContext(
                 plan: plan, driver: driver, journal: journal, runID: runID, epoch: holder.epoch,
                 allowDataLoss: allowDataLoss ?? options.allowDataLoss, logger: logger, evidence: evidence, steps: steps,
-                pollInterval: drivers.pollInterval(driver), sites: managed, assumeFenced: Set(options.assumeFenced))
+                pollInterval: drivers.pollInterval(driver), sites: sites, assumeFenced: Set(options.assumeFenced))
             let runner = StepRunner(ctx: ctx, step: step, inDoubt: record.attempts > 0)
             do {
                 if try await runner.check() {

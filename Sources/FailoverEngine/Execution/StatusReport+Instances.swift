@@ -21,14 +21,23 @@ extension StatusReport {
         let journal = try Journal(stateDirectory: stateDirectory)
         guard let run = try journal.unfinishedRun() else { return nil }
         let plan = try run.plan()
-        let driver = try DriverFactory.make(plan: plan, stateDirectory: stateDirectory, simulate: run.driver == "simulated", logger: logger)
+        guard let kind = DriverKind(rawValue: run.driver) else {
+            throw FailoverError.invalid("run \(run.id) was journaled with driver \(run.driver), which this failoverd does not know")
+        }
+        let driver = try DriverRegistry.instanceDriver(
+            plan: plan, runDriver: kind, stateDirectory: stateDirectory, tools: .system, logger: logger)
+        let observer = InstanceObserver(
+            plan: plan, driver: driver,
+            sites: try DriverRegistry.siteDrivers(plan: plan, runDriver: kind, stateDirectory: stateDirectory, logger: logger))
         var result: [InstanceStart] = []
         for (site, instance) in plan.allInstances {
             let seen: String
-            do { seen = try await driver.status(of: instance).seen } catch { seen = "unknown (\(error))" }
+            do { seen = try await observer.status(of: instance).seen } catch { seen = "unknown (\(error))" }
             let startsAs: String
             do {
-                if let settings = try await driver.recoverySettings(of: instance) {
+                if observer.managed(site) != nil {
+                    startsAs = "as its \(site.driver) cluster starts it (failoverd does not own its standby settings)"
+                } else if let settings = try await driver.recoverySettings(of: instance) {
                     startsAs = settings.upstream.map { "a standby of \($0.name)" } ?? "an archive standby"
                 } else if try journal.isFenced(instance: instance.name) {
                     startsAs = "refused by failoverd (fenced); no standby settings yet"

@@ -89,7 +89,7 @@ public struct FleetBenchmark: Sendable {
             let dir = root + "/" + name
             func site(_ site: String, _ role: Role, _ port: Int) -> Site {
                 Site(
-                    name: site, driver: "local", role: role,
+                    name: site, driver: .local, role: role,
                     instances: [Instance(name: site + "-0", host: "127.0.0.1", port: port, dataDirectory: dir + "/" + site + "-0")])
             }
             return Plan(

@@ -96,7 +96,7 @@ public struct FleetDrill: Sendable {
 
     /// Runs the drill and writes its reports; the sandboxes are torn down on every path unless `keep`.
     public func run() async throws -> FleetDrillReport {
-        for m in fleet.members where m.plan.sites.contains(where: { $0.driver == "ssh" }) {
+        for m in fleet.members where m.plan.sites.contains(where: { $0.driver == .ssh }) {
             throw FailoverError.invalid(
                 "fleet drill: member \(m.name) has ssh sites, which a fleet drill cannot build: the lab holds one plan per machine. Drill that member alone with failoverd drill."
             )

@@ -86,8 +86,12 @@ public struct FleetPlanReport: Codable, Sendable {
                 member.problems = ["no simulated world yet in \(state): `fleet run --simulate` creates it"]
                 return
             }
-            let driver = try DriverFactory.make(plan: plan, stateDirectory: state, simulate: simulate, logger: logger)
-            let report = try await TopologyCheck(plan: plan, driver: driver, journal: journal, logger: logger).run()
+            // Seen as a run would see it: managed sites (Patroni) through their own driver, as the gates see them.
+            let kind = DriverRegistry.runDriver(plan: plan, simulate: simulate)
+            let driver = try DriverRegistry.instanceDriver(
+                plan: plan, runDriver: kind, stateDirectory: state, tools: .system, logger: logger)
+            let sites = try DriverRegistry.siteDrivers(plan: plan, runDriver: kind, stateDirectory: state, logger: logger)
+            let report = try await TopologyCheck(plan: plan, driver: driver, sites: sites, journal: journal, logger: logger).run()
             member.checkExitCode = report.exitCode
             member.problems = report.problems
             if let gate = report.gates.first {

@@ -93,7 +93,7 @@ public struct Lab: Sendable {
         guard OSUser.isRoot else { throw FailoverError.invalid("lab: namespaces, links and sshd need root; run failoverd lab as root.") }
         var login: SSHSettings?
         for site in plan.sites {
-            guard site.driver == "ssh", let ssh = site.ssh else {
+            guard site.driver == .ssh, let ssh = site.ssh else {
                 throw FailoverError.invalid(
                     "lab: site \"\(site.name)\" uses driver \(site.driver); a lab builds hosts for ssh sites only (\"driver\": \"ssh\" with its \"ssh\" settings)."
                 )

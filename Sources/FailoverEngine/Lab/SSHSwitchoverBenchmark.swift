@@ -30,7 +30,7 @@ public struct SSHSwitchoverBenchmark: Sendable {
     /// loopback ports, and ssh sites on 198.18.1.10:5432 and 198.18.2.10:5433 for the lab.
     public static func plans(root: String) throws -> (local: Plan, ssh: Plan) {
         let ports = try FreePorts.take(2)
-        func site(_ name: String, _ role: Role, _ driver: String, _ host: String, _ port: Int, _ dir: String) -> Site {
+        func site(_ name: String, _ role: Role, _ driver: DriverKind, _ host: String, _ port: Int, _ dir: String) -> Site {
             Site(
                 name: name, driver: driver, role: role,
                 instances: [Instance(name: name + "-0", host: host, port: port, dataDirectory: dir + "/data/" + name + "-0")])
@@ -47,12 +47,12 @@ public struct SSHSwitchoverBenchmark: Sendable {
         let local = plan(
             "bench-local", localDir,
             [
-                site("prod", .primary, "local", "127.0.0.1", ports[0], localDir),
-                site("dr", .streamingStandby, "local", "127.0.0.1", ports[1], localDir),
+                site("prod", .primary, .local, "127.0.0.1", ports[0], localDir),
+                site("dr", .streamingStandby, .local, "127.0.0.1", ports[1], localDir),
             ])
         var ssh = plan(
             "bench-ssh", root,
-            [site("dc1", .primary, "ssh", "198.18.1.10", 5432, root), site("dc2", .streamingStandby, "ssh", "198.18.2.10", 5433, root)])
+            [site("dc1", .primary, .ssh, "198.18.1.10", 5432, root), site("dc2", .streamingStandby, .ssh, "198.18.2.10", 5433, root)])
         for i in ssh.sites.indices {
             ssh.sites[i].ssh = SSHSettings(
                 user: "fodlab", identityFile: root + "/ssh/id_ed25519", knownHostsFile: root + "/ssh/known_hosts")

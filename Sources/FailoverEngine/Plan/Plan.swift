@@ -150,8 +150,9 @@ public struct Site: Codable, Sendable, Equatable {
     /// The site's name, unique in the plan.
     public var name: String
     /// The driver: `local` (PostgreSQL on this host), `patroni` (a Patroni cluster, through its REST API),
-    /// `ssh` (on the instances' hosts, over OpenSSH) or `simulated`.
-    public var driver: String
+    /// `ssh` (on the instances' hosts, over OpenSSH) or `simulated`; what each means to a run is said in
+    /// ``DriverRegistry``.
+    public var driver: DriverKind
     /// The role the plan's author expects the site to have now.
     public var role: Role
     /// The instances; the first is the site leader, the others follow it.

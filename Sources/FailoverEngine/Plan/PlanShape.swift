@@ -114,7 +114,7 @@ enum PlanShape {
     /// The pgBackRest repository types failoverd supports.
     static let repositoryTypes = ["posix", "s3", "gcs", "azure"]
     /// The site drivers.
-    static let drivers = ["local", "patroni", "simulated", "ssh"]
+    static let drivers = DriverKind.allCases.map(\.rawValue)
     /// libpq's sslmode values.
     static let sslModes = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 

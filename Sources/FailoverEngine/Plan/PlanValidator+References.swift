@@ -54,7 +54,7 @@ extension PlanValidator {
                     }
                 }
                 guard let host = nonEmptyString(instance["host"])?.lowercased() else { continue }
-                if site["driver"]?.stringValue == "local", PlanValues.hostProblem(host) == nil, !HostAddress.isLocal(host) {
+                if driverKind(of: site) == .local, PlanValues.hostProblem(host) == nil, !HostAddress.isLocal(host) {
                     problems.append(
                         .error(
                             path.appending("host"),
@@ -78,7 +78,7 @@ extension PlanValidator {
                     PlanValues.pathProblem(directory, maximumLength: PlanValues.maximumDataDirectoryLength) == nil
                 {
                     // Local sites all live on this host, whatever address names it: the directory alone decides.
-                    let local = site["driver"]?.stringValue == "local"
+                    let local = driverKind(of: site) == .local
                     let key = local ? "local \(directory)" : "\(host) \(directory)"
                     if let other = dataDirectoryOwner[key] {
                         problems.append(
@@ -162,6 +162,10 @@ extension PlanValidator {
         }
     }
 
+    /// The driver kind a site's JSON names; nil when it names none, or one failoverd does not know (the
+    /// shape pass reports that).
+    static func driverKind(of site: JSONValue) -> DriverKind? { site["driver"]?.stringValue.flatMap(DriverKind.init(rawValue:)) }
+
     private static func nonEmptyString(_ value: JSONValue?) -> String? {
         guard let text = value?.stringValue, !text.isEmpty else { return nil }
         return text
@@ -171,7 +175,7 @@ extension PlanValidator {
     /// other sites carry no Patroni settings, which would otherwise be silently ignored.
     private static func checkPatroni(_ site: JSONValue, at path: JSONPath, into problems: inout [PlanProblem]) {
         let label = nonEmptyString(site["name"]).map { "site \(PlanValues.quoted($0))" } ?? "site at \(path)"
-        let isPatroni = site["driver"]?.stringValue == "patroni"
+        let isPatroni = driverKind(of: site) == .patroni
         if isPatroni, site["patroni"] == nil {
             problems.append(
                 .error(

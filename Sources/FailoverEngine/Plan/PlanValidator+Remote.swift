@@ -7,7 +7,8 @@ extension PlanValidator {
             let path = JSONPath.root.appending("sites").appending(i)
             let name = site["name"]?.stringValue.map { "site \(PlanValues.quoted($0))" } ?? "site \(i + 1)"
             let driver = site["driver"]?.stringValue
-            if driver == "ssh", site["ssh"] == nil {
+            let kind = driverKind(of: site)
+            if kind == .ssh, site["ssh"] == nil {
                 problems.append(
                     .error(
                         path.appending("ssh"), "\(name): driver ssh needs its \"ssh\" settings",
@@ -15,7 +16,7 @@ extension PlanValidator {
                             "Add \"ssh\": { \"user\": \"dba\", \"identityFile\": …, \"knownHostsFile\": … }: the login user, its key and the hosts' keys; see docs/operations.md."
                     ))
             }
-            if driver != "ssh", site["ssh"] != nil {
+            if kind != .ssh, site["ssh"] != nil {
                 problems.append(
                     .error(
                         path.appending("ssh"), "\(name): \"ssh\" settings given for driver \(driver ?? "?")",
@@ -25,7 +26,7 @@ extension PlanValidator {
                 guard let service = instance["service"] else { continue }
                 let at = path.appending("instances").appending(j).appending("service")
                 let who = instance["name"]?.stringValue.map { "instance \(PlanValues.quoted($0))" } ?? "instance \(j + 1)"
-                checkService(service, who: who, driver: driver, at: at, into: &problems)
+                checkService(service, who: who, driver: driver, kind: kind, at: at, into: &problems)
             }
         }
         if let command = root["fencing"]?["command"]?.arrayValue, let first = command.first?.stringValue,
@@ -42,10 +43,10 @@ extension PlanValidator {
     }
 
     private static func checkService(
-        _ service: JSONValue, who: String, driver: String?, at path: JSONPath, into problems: inout [PlanProblem]
+        _ service: JSONValue, who: String, driver: String?, kind: DriverKind?, at path: JSONPath, into problems: inout [PlanProblem]
     ) {
         guard let manager = service["manager"]?.stringValue, ServiceSettings.managers.contains(manager) else { return }
-        if driver != "ssh" && manager != "pg_ctl" {
+        if kind != .ssh && manager != "pg_ctl" {
             problems.append(
                 .error(
                     path.appending("manager"), "\(who): service manager \(manager) applies to driver ssh only",

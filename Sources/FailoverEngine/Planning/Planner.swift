@@ -1,21 +1,17 @@
-/// Expands a plan's transitions into ordered steps. Pure: no I/O, so `failoverd plan` is a dry run.
+/// Expands a plan's transitions into ordered steps: the one expansion every caller uses (`plan`, `check`,
+/// `drill`, `run`, `run --simulate`, `resume` of a run it started, `--crash-at`), so that a rehearsal runs the
+/// numbered steps a real run runs. How a site's transitions become steps is its driver kind's
+/// (``DriverRegistry/expansion(of:)``), never the caller's. Pure: no I/O, so `failoverd plan` is a dry run.
 public struct Planner: Sendable {
     /// The plan to expand.
     public let plan: Plan
-    /// How each site's driver wants its transitions expanded, by site name; a site not named here gets
-    /// instance steps (the drivers that own the servers).
-    public let expansion: [String: StepExpansion]
+    /// How each site's transitions become steps, by site name, from its driver kind.
+    let expansion: [String: StepExpansion]
 
-    /// Creates a planner for `plan`; `expansion` comes from the sites' drivers, by default from the drivers
-    /// the plan names (a Patroni site expands into site steps).
-    public init(plan: Plan, expansion: [String: StepExpansion]? = nil) {
+    /// Creates a planner for `plan`.
+    public init(plan: Plan) {
         self.plan = plan
-        self.expansion = expansion ?? Self.defaultExpansion(plan)
-    }
-
-    /// Site steps for the sites whose driver is a site-level one (Patroni), instance steps for the others.
-    public static func defaultExpansion(_ plan: Plan) -> [String: StepExpansion] {
-        Dictionary(uniqueKeysWithValues: plan.sites.filter { $0.driver == "patroni" }.map { ($0.name, StepExpansion.siteSteps) })
+        self.expansion = Dictionary(uniqueKeysWithValues: plan.sites.map { ($0.name, DriverRegistry.expansion(of: $0)) })
     }
 
     /// The steps of every transition, numbered from 1, or the state machine's refusal.
@@ -86,7 +82,7 @@ struct StepBuilder {
     let expansion: [String: StepExpansion]
     var steps: [Step] = []
 
-    init(plan: Plan, transition: Transition, position: Int, expansion: [String: StepExpansion] = [:]) {
+    init(plan: Plan, transition: Transition, position: Int, expansion: [String: StepExpansion]) {
         self.plan = plan
         self.transition = transition
         self.position = position
@@ -308,7 +304,7 @@ struct StepBuilder {
 
     /// The planned handover: gate, checkpoint, clean stop, demotion token, replay, promote, re-point.
     mutating func switchover(from old: Site, to new: Site, roles: [String: Role], upstreams: inout [String: String]) {
-        if expansion[old.name] == .siteSteps || expansion[new.name] == .siteSteps {
+        if managed(old.name) || managed(new.name) {
             siteSwitchover(from: old, to: new, roles: roles, upstreams: &upstreams)
             return
         }

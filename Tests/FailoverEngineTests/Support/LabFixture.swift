@@ -64,7 +64,7 @@ struct LabFixture: Sendable {
             policy: Policy(maxLagBytes: 16 << 20, stepTimeoutSeconds: 60, archiveTimeoutSeconds: 2),
             sites: roles.map { name, role in
                 var site = Site(
-                    name: name, driver: "ssh", role: role,
+                    name: name, driver: .ssh, role: role,
                     instances: [Instance(name: name + "-0", host: hosts[name]!, port: 5432, dataDirectory: root + "/data/" + name + "-0")])
                 site.ssh = ssh
                 return site

@@ -113,7 +113,7 @@ struct SandboxFixture: Sendable {
         var next = 0
         let sites = layout.map { site in
             Site(
-                name: site.name, driver: patroni ? "patroni" : "local", role: site.role,
+                name: site.name, driver: patroni ? .patroni : .local, role: site.role,
                 instances: (0..<site.instances).map { index in
                     defer { next += 1 }
                     let name = "\(site.name)-\(index)"

@@ -119,22 +119,23 @@ final class ScriptedDriver: InstanceDriver {
 /// Gives the executor one scripted driver; journaled as `simulated`, the servers it drives.
 struct ScriptedDrivers: DriverProvider {
     let driver: ScriptedDriver
-    /// Sites driven as managed sites (site-step expansion) through ``ManagedSite``.
-    var managed: Set<String> = []
-    func name(plan: Plan) -> String { "simulated" }
-    func make(plan: Plan, name: String) throws -> any InstanceDriver { driver }
+    func kind(plan: Plan) -> DriverKind { .simulated }
+    func make(plan: Plan, kind: DriverKind) throws -> any InstanceDriver { driver }
     func pollInterval(_ driver: any InstanceDriver) -> Double { 0.001 }
-    func managedSites(plan: Plan) throws -> [String: any SiteDriver] {
-        Dictionary(
-            uniqueKeysWithValues: managed.map { ($0, ManagedSite(inner: InstanceSite(driver: driver, timeout: 5, pollInterval: 0.001))) })
+    /// The plan's site-level sites (driver `patroni`) are driven as ``ManagedSite``s over the scripted servers.
+    func siteDrivers(plan: Plan, kind: DriverKind) throws -> [String: any SiteDriver] {
+        var sites: [String: any SiteDriver] = [:]
+        for site in plan.sites where DriverRegistry.expansion(of: site) == .siteSteps {
+            sites[site.name] = ManagedSite(inner: InstanceSite(driver: driver, timeout: 5, pollInterval: 0.001))
+        }
+        return sites
     }
 }
 
 /// A managed site as a Patroni driver will present one: each operation is one request for the whole site
-/// (here carried out on the simulated servers), and its transitions expand into site steps.
+/// (here carried out on the scripted servers, so that a test can make one fail).
 struct ManagedSite: SiteDriver {
     let inner: InstanceSite
-    var expansion: StepExpansion { .siteSteps }
     func status(of site: Site) async throws -> SiteStatus { try await inner.status(of: site) }
     func demote(_ site: Site, toStandbyOf upstream: Site) async throws -> DemotionToken {
         try await inner.demote(site, toStandbyOf: upstream)
@@ -146,5 +147,14 @@ struct ManagedSite: SiteDriver {
     func fence(_ site: Site, reason: String) async throws -> [String: FenceEvidence] { try await inner.fence(site, reason: reason) }
     func rejoin(_ site: Site, from source: Site, by method: RejoinMethod) async throws {
         try await inner.rejoin(site, from: source, by: method)
+    }
+}
+
+extension Plan {
+    /// The plan with `sites` driven by `kind` (e.g. `.patroni`: their transitions expand into site steps).
+    func driving(_ sites: Set<String>, by kind: DriverKind) -> Plan {
+        var plan = self
+        for i in plan.sites.indices where sites.contains(plan.sites[i].name) { plan.sites[i].driver = kind }
+        return plan
     }
 }

@@ -36,7 +36,7 @@ enum ShippedPlans {
     /// sandbox plan, whose test then fails on it.
     static func isLab(_ name: String) -> Bool {
         guard let plan = try? PlanLoader.load(CLI.plan(name)) else { return false }
-        return !plan.sites.isEmpty && plan.sites.allSatisfy { $0.driver == "ssh" }
+        return !plan.sites.isEmpty && plan.sites.allSatisfy { $0.driver == .ssh }
     }
 
     /// The plans `sandbox up` builds (local and Patroni sites), for DrillTests.
@@ -202,7 +202,7 @@ struct OutsideView: Sendable {
                 case .none:
                     continue
                 }
-                if site.driver == "patroni", role != .fenced {
+                if site.driver == .patroni, role != .fenced {
                     let member = try await patroni(instance)
                     let expected = role == .primary ? (index == 0 ? "primary" : "replica") : (index == 0 ? "standby_leader" : "replica")
                     #expect(

@@ -9,8 +9,8 @@ import Foundation
 /// reaches further than that user could alone. Fail closed throughout: a file or a postmaster the transport
 /// cannot see is an error or ``PostmasterState/unknown(_:)``, never "absent" or "stopped".
 public protocol HostTransport: Sendable {
-    /// The driver name of the sites this transport reaches (`local`, `ssh`).
-    static var driverName: String { get }
+    /// The driver of the sites this transport reaches (`local`, `ssh`).
+    static var driverKind: DriverKind { get }
     /// The OS user that runs PostgreSQL on the hosts, by name (for messages).
     var postgresUser: String { get }
     /// ` on HOST` for messages about `instance`'s files and commands; empty on this host.

@@ -12,7 +12,7 @@ import Foundation
 /// postmaster found by its pid file and proven in /proc (``Postmaster``).
 public struct LocalHost: HostTransport {
     /// Sites of driver `local` live here.
-    public static let driverName = "local"
+    public static let driverKind = DriverKind.local
 
     /// The OS user that runs PostgreSQL: the plan's when failoverd runs as root, else failoverd's own.
     public let osUser: OSUser

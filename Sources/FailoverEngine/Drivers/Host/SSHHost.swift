@@ -10,7 +10,7 @@ import Foundation
 /// (``provenAbsent``).
 public struct SSHHost: HostTransport {
     /// Sites of driver `ssh` are reached through it.
-    public static let driverName = "ssh"
+    public static let driverKind = DriverKind.ssh
 
     /// The plan, whose sites hold each host's ssh settings, OS user and step timeout.
     public let plan: Plan
@@ -53,7 +53,7 @@ public struct SSHHost: HostTransport {
     /// the SSH handshake. Failures are left for the steps to meet.
     public func warmUp() {
         var hosts: [String: Instance] = [:]
-        for (site, instance) in plan.allInstances where site.driver == Self.driverName && hosts[instance.host] == nil {
+        for (site, instance) in plan.allInstances where site.driver == Self.driverKind && hosts[instance.host] == nil {
             hosts[instance.host] = instance
         }
         for instance in hosts.values {
@@ -64,7 +64,7 @@ public struct SSHHost: HostTransport {
     /// Closes the multiplexed connection to every host of the plan.
     public func closeConnections() async {
         RemoteSession.closeAll(controlDirectory: controlDirectory)
-        for (site, instance) in plan.allInstances where site.driver == Self.driverName {
+        for (site, instance) in plan.allInstances where site.driver == Self.driverKind {
             if let shell = try? shell(for: instance) { await shell.closeMaster() }
         }
     }

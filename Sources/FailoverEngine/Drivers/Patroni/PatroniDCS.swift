@@ -96,7 +96,7 @@ struct PatroniDCS: Sendable {
         if let cert = cluster.etcdCertFile { args += ["--cert", cert] }
         if let key = cluster.etcdKeyFile { args += ["--key", key] }
         args += ["--", "\(scheme)://\(endpoint)\(path)"]
-        let result = try await runner.run("/usr/bin/curl", args)
+        let result = try await runner.run(PatroniREST.curl, args)
         guard result.succeeded else {
             throw FailoverError.refused(
                 "etcd \(scheme)://\(endpoint)\(path) did not answer: curl exit \(result.exitCode): \(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)). Check patroni.etcd and its TLS settings (etcdCaFile, etcdCertFile, etcdKeyFile)."

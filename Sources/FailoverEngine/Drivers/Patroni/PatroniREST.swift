@@ -3,6 +3,9 @@ import Foundation
 /// Patroni's REST API, called with curl: credentials from the netrc file the plan names, TLS files from
 /// the plan, never a password on a command line or in a log.
 struct PatroniREST: Sendable {
+    /// The curl failoverd calls Patroni's REST API and etcd with (``HostTool/curl``).
+    static let curl = "/usr/bin/curl"
+
     /// An answer: the HTTP status and the body.
     struct Response: Sendable {
         var status: Int
@@ -69,7 +72,7 @@ struct PatroniREST: Sendable {
     }
 
     func call(_ method: String, _ url: String, _ path: String, body: String?) async throws -> Response {
-        let result = try await runner.run("/usr/bin/curl", arguments(method, url, path, body: body), timeout: timeout + 5)
+        let result = try await runner.run(Self.curl, arguments(method, url, path, body: body), timeout: timeout + 5)
         guard result.succeeded else {
             let reason = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
             // 7: could not connect, for a refusal and a missing route alike: ask the socket itself, so that the

@@ -31,8 +31,6 @@ public struct PatroniSite: SiteDriver {
         self.logger = logger
     }
 
-    public var expansion: StepExpansion { .siteSteps }
-
     // MARK: Access
 
     func api(_ site: Site) throws -> PatroniREST {

@@ -18,7 +18,7 @@ extension PostgresInstanceDriver where Host == LocalHost {
     public init(plan: Plan, binDirectory: String? = nil, logger: Logger = Logger(label: "failoverd.local-driver")) throws {
         // Liveness, fencing and the two-primaries check read postmaster.pid and signal pids: they mean
         // something only for servers on this host. A remote server would look stopped while taking writes.
-        for (site, instance) in plan.allInstances where site.driver == LocalHost.driverName {
+        for (site, instance) in plan.allInstances where site.driver == LocalHost.driverKind {
             guard HostAddress.isLocal(instance.host) else {
                 throw FailoverError.invalid(
                     "site \"\(site.name)\": instance \(instance.name) is on \(instance.host), which is not this host; the local driver manages servers on this host only (use a loopback address or one of this host's addresses)."

@@ -30,7 +30,7 @@ public struct PostgresInstanceDriver<Host: HostTransport>: InstanceDriver {
     /// - Throws: ``FailoverError`` (invalid) when an instance of a site this transport reaches is started by a
     ///   service manager without its settings.
     public init(plan: Plan, transport: Host, binDirectory: String, backrest: PgBackRest, logger: Logger) throws {
-        for (site, instance) in plan.allInstances where site.driver == Host.driverName {
+        for (site, instance) in plan.allInstances where site.driver == Host.driverKind {
             if let service = instance.service, service.manager != "pg_ctl" && !service.isPgCtlCluster && !service.isSystemd {
                 throw FailoverError.invalid(
                     "site \"\(site.name)\": instance \(instance.name) is started by \(service.manager) without its settings; this failoverd starts servers with pg_ctl, pg_ctlcluster VERSION CLUSTER or a systemd unit."

@@ -16,7 +16,7 @@ extension PostgresInstanceDriver where Host == SSHHost {
         plan: Plan, stateDirectory: String, binDirectory: String = "/usr/lib/postgresql/15/bin",
         logger: Logger = Logger(label: "failoverd.ssh-driver")
     ) throws {
-        for site in plan.sites where site.driver == SSHHost.driverName && site.ssh == nil {
+        for site in plan.sites where site.driver == SSHHost.driverKind && site.ssh == nil {
             throw FailoverError.invalid(
                 "site \"\(site.name)\": driver ssh needs its \"ssh\" settings (user, identityFile, knownHostsFile).")
         }
