@@ -11,6 +11,11 @@ import Foundation
 public protocol HostTransport: Sendable {
     /// The driver of the sites this transport reaches (`local`, `ssh`).
     static var driverKind: DriverKind { get }
+    /// Whether an instance's `service` (Debian's pg_ctlcluster, a systemd unit) decides how it is started and
+    /// where its configuration lives on this transport's hosts. False on this host: local sites are started
+    /// with pg_ctl (``LocalPostgresDriver`` refuses another manager), and the sandbox builds every instance,
+    /// a lab's Debian and systemd ones included, in pg_ctl's layout before the lab hands it to its service.
+    static var startsServices: Bool { get }
     /// The OS user that runs PostgreSQL on the hosts, by name (for messages).
     var postgresUser: String { get }
     /// ` on HOST` for messages about `instance`'s files and commands; empty on this host.

@@ -13,6 +13,8 @@ import Foundation
 public struct LocalHost: HostTransport {
     /// Sites of driver `local` live here.
     public static let driverKind = DriverKind.local
+    /// pg_ctl only, in the data directory's layout: an instance's `service` does not apply here.
+    public static let startsServices = false
 
     /// The OS user that runs PostgreSQL: the plan's when failoverd runs as root, else failoverd's own.
     public let osUser: OSUser

@@ -11,6 +11,11 @@ import Foundation
 public struct SSHHost: HostTransport {
     /// Sites of driver `ssh` are reached through it.
     public static let driverKind = DriverKind.ssh
+    /// pg_ctl, pg_ctlcluster or a systemd unit, as each instance's `service` says.
+    public static let startsServices = true
+
+    // Built by ``SSHPostgresDriver``'s init (the memberwise init): the control directory is created at the
+    // first command, not by merely building a transport.
 
     /// The plan, whose sites hold each host's ssh settings, OS user and step timeout.
     public let plan: Plan
@@ -18,14 +23,6 @@ public struct SSHHost: HostTransport {
     public let controlDirectory: String
     /// PostgreSQL's bin directory on the hosts (`pg_ctl status` is how a postmaster is seen there).
     public let binDirectory: String
-
-    /// The hosts of `plan`'s ssh sites, their control sockets in `controlDirectory` (created at the first
-    /// command, not by merely building a transport).
-    public init(plan: Plan, controlDirectory: String, binDirectory: String) {
-        self.plan = plan
-        self.controlDirectory = controlDirectory
-        self.binDirectory = binDirectory
-    }
 
     /// The OS user that runs PostgreSQL on the hosts: the plan's, else `failoverd`.
     public var osUser: String { plan.osUser ?? "failoverd" }

@@ -4,16 +4,19 @@ import Foundation
 /// configuration in /etc/postgresql, start.conf `disabled` while fenced), or a systemd unit (with failoverd's
 /// fence drop-in). The plan allows the last two on ssh sites only.
 extension PostgresInstanceDriver {
-    /// pg_ctlcluster's settings when the instance is started that way.
-    func cluster(_ instance: Instance) -> ServiceSettings? { instance.service.flatMap { $0.isPgCtlCluster ? $0 : nil } }
+    /// pg_ctlcluster's settings when the instance is started that way (only where services apply:
+    /// ``HostTransport/startsServices``).
+    func cluster(_ instance: Instance) -> ServiceSettings? {
+        Host.startsServices ? instance.service.flatMap { $0.isPgCtlCluster ? $0 : nil } : nil
+    }
 
     /// The environment pg_ctlcluster needs: PG_CLUSTER_CONF_ROOT when the configurations are not in /etc/postgresql.
     func serviceEnvironment(_ instance: Instance) -> [String: String] {
         cluster(instance)?.configurationRoot.map { ["PG_CLUSTER_CONF_ROOT": $0] } ?? [:]
     }
 
-    /// The systemd unit of `instance`, when one starts it.
-    func systemd(_ instance: Instance) -> SystemdUnit? { SystemdUnit(instance) }
+    /// The systemd unit of `instance`, when one starts it (only where services apply).
+    func systemd(_ instance: Instance) -> SystemdUnit? { Host.startsServices ? SystemdUnit(instance) : nil }
 
     /// Starts the server (pg_ctl start -w, pg_ctlcluster, or its systemd unit) and waits until it accepts
     /// connections; only waits when it already runs.

@@ -52,8 +52,9 @@ public struct PostgresInstanceDriver<Host: HostTransport>: InstanceDriver {
 
     func bin(_ tool: String) -> String { binDirectory + "/" + tool }
 
-    /// Where `instance`'s files live on its host.
-    func paths(_ instance: Instance) -> ServerPaths { ServerPaths(instance) }
+    /// Where `instance`'s files live on its host: as its service lays them out where services apply
+    /// (``HostTransport/startsServices``), else pg_ctl's layout (the configuration in the data directory).
+    func paths(_ instance: Instance) -> ServerPaths { ServerPaths(instance, service: Host.startsServices) }
 
     /// ` on HOST` for messages about `instance` (empty on this host).
     func on(_ instance: Instance) -> String { transport.onHost(instance) }

@@ -7,10 +7,11 @@ public struct ServerPaths: Sendable, Equatable {
     /// The directory holding postgresql.conf (and failoverd's standby settings file, included from it).
     public var configurationDirectory: String
 
-    /// The paths of `instance`.
-    public init(_ instance: Instance) {
+    /// The paths of `instance`: as its service lays them out, or (`service` false) as pg_ctl does, whatever
+    /// its service.
+    public init(_ instance: Instance, service applies: Bool = true) {
         local = InstancePaths(instance)
-        if let service = instance.service, service.manager == "pg_ctlcluster", let version = service.version,
+        if applies, let service = instance.service, service.manager == "pg_ctlcluster", let version = service.version,
             let cluster = service.cluster
         {
             configurationDirectory = (service.configurationRoot ?? "/etc/postgresql") + "/\(version)/\(cluster)"
