@@ -1,5 +1,5 @@
 // failoverd-bench: measures the engine's own costs and prints each beside a baseline measured in the
-// same run, as a ratio. Usage: failoverd-bench [journal|plan|audit|all] [--events N]
+// same run, as a ratio. Usage: failoverd-bench [journal|plan|audit|all] [--events N]; failoverd-bench lost [--rounds N]
 import Crypto
 @_spi(Benchmarks) import FailoverEngine
 import Foundation
@@ -330,6 +330,49 @@ func benchSSHSwitchover(rounds: Int) async throws {
             lm.max, s.min()!, sm.max))
 }
 
+/// Capture and listing of lost transactions per 100 MB of diverged WAL against cp + pg_waldump, and the
+/// failback with and without the capture; and a planned switchover, which captures nothing, against its raw sequence.
+func benchLost(rounds: Int) async throws {
+    let base = try PlanLoader.load("plans/failover.json")
+    let plan = try LostCaptureBenchmark.plan(from: base, name: "bench-lost")
+    let state = NSTemporaryDirectory() + "failoverd-bench-lost"
+    defer { try? FileManager.default.removeItem(atPath: state) }
+    let results = try await LostCaptureBenchmark(plan: plan, rounds: rounds, stateRoot: state) { print("  " + $0) }.run()
+    func per100MB(_ seconds: Double, _ bytes: UInt64) -> Double { bytes == 0 ? 0 : seconds * Double(100 << 20) / Double(bytes) }
+    let capture = DrillMath.summary(results.map { per100MB($0.capture, $0.walBytes) })!.median
+    let floor = DrillMath.summary(results.map { per100MB($0.copyAndDump, $0.copiedBytes) })!.median
+    let listing = DrillMath.summary(results.map { per100MB($0.listing, $0.walBytes) })!.median
+    let dump = DrillMath.summary(results.map { per100MB($0.dump, $0.walBytes) })!.median
+    let with = DrillMath.summary(results.map(\.failbackWithCapture))!.median
+    let without = DrillMath.summary(results.map(\.failbackWithoutCapture))!.median
+    report("lost: capture per 100 MB of WAL (median of \(rounds))", capture, unit: "s", baselineName: "cp + pg_waldump of the same", floor)
+    report("lost: listing per 100 MB of WAL (median of \(rounds))", listing, unit: "s", baselineName: "pg_waldump alone", dump)
+    report("lost: failback with capture (median of \(rounds))", with, unit: "s", baselineName: "with --skip-lost-capture", without)
+    let switchover = try PlanLoader.load("plans/switchover.json")
+    let planned = try Planner(plan: switchover).steps().get().filter { $0.kind == .captureDivergence }.count
+    print("lost: a planned switchover plans \(planned) capture steps")
+    let swPlan = try LostCaptureBenchmark.plan(from: switchover, name: "bench-lost-switchover")
+    let (raw, engine) = try await SwitchoverBenchmark(plan: swPlan, rounds: rounds, stateDirectory: state + "-switchover") { _ in }.run()
+    try? FileManager.default.removeItem(atPath: state + "-switchover")
+    report(
+        "switchover write unavailability (median of \(rounds))", DrillMath.summary(engine)!.median, unit: "s",
+        baselineName: "raw pg_ctl sequence", DrillMath.summary(raw)!.median)
+}
+
+/// The listing's own work over a saved pg_waldump output (`lost-parse FILE`): the byte scan, then the analysis.
+func benchLostParse(_ path: String) throws {
+    let data = try Data(contentsOf: URL(fileURLWithPath: path))
+    var entries: [WALEntry] = []
+    let scan = seconds { entries = WALDumpScanner.entries(data) }
+    var lost = 0
+    let analysis = seconds { lost = DivergenceAnalysis(entries: entries, fork: entries.first?.lsn ?? .zero, start: .zero).lost.count }
+    let read = seconds { _ = FileManager.default.contents(atPath: path) }
+    print(
+        String(
+            format: "lost-parse: %d lines, %d MB: scan %.3f s, analysis %.3f s (%d transactions); reading the file %.3f s", entries.count,
+            data.count >> 20, scan, analysis, lost, read))
+}
+
 /// Evacuation of N two-instance clusters by fleet runs at several concurrencies, against the single-cluster
 /// switchover of the same run. Clusters of its own (paths under /tmp/failoverd-fleet-bench, free ports).
 func benchFleet(clusters: Int, concurrencies: [Int]) async throws {
@@ -414,6 +457,8 @@ do {
     if which == "promote" { try await benchPromotionWait(rounds: rounds) }
     if which == "patroni" { try await benchPatroniSwitchover(rounds: rounds) }
     if which == "ssh-switchover" { try await benchSSHSwitchover(rounds: rounds) }
+    if which == "lost" { try await benchLost(rounds: rounds) }
+    if which == "lost-parse", let file = args.dropFirst().first { try benchLostParse(file) }
     if which == "fleet" {
         let clusters = args.firstIndex(of: "--clusters").flatMap { Int(args[args.index(after: $0)]) } ?? 16
         let concurrencies =

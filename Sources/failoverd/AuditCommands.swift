@@ -105,6 +105,9 @@ struct AuditVerify: AsyncParsableCommand {
                 print(
                     "runs and steps tables: \(v.runsChecked) run\(v.runsChecked == 1 ? "" : "s") agree\(v.runsChecked == 1 ? "s" : "") with the log"
                 )
+                if v.capturesChecked > 0 {
+                    print("lost-transaction captures: \(v.capturesChecked) match the digests the log recorded")
+                }
                 for c in v.caveats { print("not proven: " + c) }
             } else {
                 let first = v.problems[0]

@@ -25,7 +25,7 @@ struct Failoverd: AsyncParsableCommand {
             """,
         subcommands: [
             ValidateCommand.self, PlanCommand.self, RunCommand.self, ResumeCommand.self, AbandonCommand.self, AdoptCommand.self,
-            StatusCommand.self, CheckCommand.self,
+            StatusCommand.self, CheckCommand.self, LostCommand.self,
             AuditCommand.self, SandboxCommand.self, DrillCommand.self, LabCommand.self, FleetCommand.self,
         ]
     )

@@ -6,7 +6,9 @@ import Logging
 /// Options shared by run and resume.
 struct ExecutionOptions: ParsableArguments {
     @OptionGroup var state: StateOption
-    @Option(name: .customLong("crash-at"), help: "Fault switch: SIGKILL failoverd at step N, before or after its act (N:before, N:after).")
+    @Option(
+        name: .customLong("crash-at"),
+        help: "Fault switch: SIGKILL failoverd at step N, before, inside or after its act (N:before, N:mid, N:after).")
     var crashAt: String?
     @Flag(name: .customLong("allow-data-loss"), help: "Override the lag and replay gates for this run only; written to the audit log.")
     var allowDataLoss = false
@@ -16,6 +18,12 @@ struct ExecutionOptions: ParsableArguments {
         name: .customLong("assume-fenced"),
         help: "Declare SITE fenced by other means: a failover may promote although its old primary cannot be reached. Audited; repeatable.")
     var assumeFenced: [String] = []
+    @Flag(
+        name: .customLong("skip-lost-capture"),
+        help:
+            "Repair former primaries (rewind, rebuild, restore) without first capturing what they committed after the fork; `failoverd lost` will have nothing to list for them. Audited."
+    )
+    var skipLostCapture = false
     @Flag(help: .hidden) var drill = false
     @Option(help: .hidden) var dwell: Double = 0
     @OptionGroup var signing: AuditSigningOptions
@@ -25,7 +33,7 @@ struct ExecutionOptions: ParsableArguments {
         if let crashAt {
             guard let c = CrashPoint(crashAt) else {
                 throw FailoverError.invalid(
-                    "--crash-at \(crashAt): expected N:before or N:after with N a step number from 1 (see `failoverd plan`)")
+                    "--crash-at \(crashAt): expected N:before, N:mid or N:after with N a step number from 1 (see `failoverd plan`)")
             }
             crash = c
         }
@@ -43,6 +51,7 @@ struct ExecutionOptions: ParsableArguments {
         options.dwellBetweenTransitions = dwell
         options.auditSigner = try signing.signer()
         options.assumeFenced = assumeFenced
+        options.skipLostCapture = skipLostCapture
         return options
     }
 }

@@ -178,6 +178,9 @@ import Testing
         "demotionToken", "promotedAtLSN", "previousTimeline", "firstWriteLSN", "lastKnownLSN", "reachable", "wasRunning", "lastKnownFrom",
         "delta", "upstream", "segment", "pgRewind", "fallback", "role.*", "oldPrimaryLastKnownLSN", "walLossEstimateBytes",
         "targetTimeline", "overwriteCheck", "targetSystemIdentifier", "targetState", "resumedWith",
+        "receiveLSNBeforePromotion", "replayLSNBeforePromotion", "switchLSN", "forkNote",
+        "directory", "fork", "diverged", "walBytes", "transactions", "walFrom", "rows", "manifestSHA256", "skipped",
+        "slots", "confirmedFlushLSN", "droppedOn",
     ]
 
     @Test func evidenceThatIsNotASecretIsNeverRedacted() throws {

@@ -230,10 +230,14 @@ import Testing
         let nobody = try #require(OSUser.lookup("nobody"))
         try await CommandRunner(user: nobody).run("/bin/mkdir", ["-p", "-m", "755", root + "/ssh"]).checked()
         let lab = Lab(plan: plan, stateDirectory: state)
-        await expectFailure(.refused, "\(root) is owned by uid \(nobody.uid)") { try await lab.up(buildTopology: false) }
-        #expect(!FileManager.default.fileExists(atPath: root + "/ssh/id_ed25519"), "a key was written into another user's directory")
-        #expect(OSUser.lookup(plan.sites[0].ssh!.user) == nil, "the login user was created before the refusal")
-        _ = try await lab.down()
+        let login = plan.sites[0].ssh!.user
+        // Alone: with another suite's lab up, `lab up` refuses for that reason first.
+        try await LabGate.exclusive {
+            await expectFailure(.refused, "\(root) is owned by uid \(nobody.uid)") { try await lab.up(buildTopology: false) }
+            #expect(!FileManager.default.fileExists(atPath: root + "/ssh/id_ed25519"), "a key was written into another user's directory")
+            #expect(OSUser.lookup(login) == nil, "the login user was created before the refusal")
+            _ = try await lab.down()
+        }
         #expect(FileManager.default.fileExists(atPath: root + "/ssh"), "lab down removed a directory it did not create")
     }
 

@@ -40,12 +40,13 @@ import Testing
         #expect(needs(try PlanLoader.load(CLI.plan("switchover"))) == [.postgresBinaries, .pgBackRest])
         #expect(needs(try PlanLoader.load(CLI.plan("dc-switchover"))) == [.openSSH])
         #expect(needs(try PlanLoader.load(CLI.plan("patroni-switchover"))) == [.curl])
-        #expect(needs(try PlanLoader.load(CLI.plan("patroni-failback-with-rewind"))) == [.curl])
+        // Its failback captures the former leader first (#22): pg_waldump and pgBackRest here.
+        #expect(needs(try PlanLoader.load(CLI.plan("patroni-failback-with-rewind"))) == [.curl, .postgresBinaries, .pgBackRest])
         #expect(needs(try PlanLoader.load(CLI.plan("switchover")), simulate: true).isEmpty)
         #expect(needs(try PlanLoader.load(CLI.plan("patroni-failback-with-rewind")), simulate: true).isEmpty)
         let rebuild = DriverRegistry.hostNeeds(plan: try patroniRebuild(), runDriver: .local)
         #expect(rebuild.map(\.tool) == [.curl, .postgresBinaries, .pgBackRest])
-        #expect(rebuild[1].neededBy.hasPrefix("step 6 (rebuild site prod "))
+        #expect(rebuild[1].neededBy.hasPrefix("step 6 (capture what prod-0 wrote past the fork"))
     }
 
     /// A copy of the Patroni switchover plan whose members are nowhere: free ports, data directories under `root`.
@@ -103,7 +104,8 @@ import Testing
         #expect(refusal?.message.contains("pgbackrest was not found in \(bare)") == true)
         #expect(refusal?.message.contains(#"site "prod" (driver local) needs it on this host"#) == true)
         expectFailure(
-            .invalidInput, "pgbackrest was not found in \(bare): install it (apt-get install pgbackrest); step 6 (rebuild site prod "
+            .invalidInput,
+            "pgbackrest was not found in \(bare): install it (apt-get install pgbackrest); step 6 (capture what prod-0 wrote past the fork"
         ) {
             _ = try drivers.make(plan: try patroniRebuild(), kind: .local)
         }

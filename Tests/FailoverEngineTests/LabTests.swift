@@ -179,6 +179,40 @@ struct LabTests {
 
     /// The primary's data center cut off: without a hook the failover refuses (exit 3) and nothing is promoted;
     /// with --assume-fenced it promotes, and the override is audited.
+    /// A former primary on another host is captured over SSH (its pg_wal copied with cat as the OS user)
+    /// before its rewind, and `failoverd lost` lists what it committed after the fork.
+    @Test func aFormerPrimaryOnAnotherHostIsCapturedBeforeItsRewind() async throws {
+        let transitions = [Transition(action: .failover, to: "dc2"), Transition(action: .rewind, site: "dc1", source: "dc2")]
+        try await fixture.withTopology("lost", transitions, sites: ["dc1", "dc2"]) { t in
+            let (dc1, dc2) = (t.instance("dc1"), t.instance("dc2"))
+            try await t.insertRows(1...10, on: dc1)
+            try await t.waitForRow(10, on: dc2)
+            for statement in ["ALTER SYSTEM SET primary_conninfo = ''", "ALTER SYSTEM SET restore_command = ''", "SELECT pg_reload_conf()"]
+            {
+                _ = try await t.sql(dc2, statement)
+            }
+            _ = try await Poll.until("dc2's WAL receiver to stop", timeout: 60, interval: 0.05) {
+                try await t.driver.status(of: dc2).walReceiver == nil ? true : nil
+            }
+            var xids = Set<UInt32>()
+            for id in 1001...1005 {
+                let row = try await t.sql(dc1, "INSERT INTO t VALUES ($1, 'lost') RETURNING txid_current()::text", [String(id)])
+                xids.insert(UInt32((UInt64(row.first?.first.flatMap { $0 } ?? "") ?? 0) & 0xFFFF_FFFF))
+            }
+            try await t.driver.stop(dc1, mode: .immediate)
+            let run = try t.failoverd(["run", t.planPath, "--quiet"])
+            #expect(run.status == 0, "\(run.stderr)")
+            let listed = try t.failoverd(["lost", "--json"])
+            #expect(listed.status == 0, "\(listed.stderr)")
+            let report = try JSONDecoder().decode(LostReport.self, from: Data(listed.stdout.utf8))
+            let lost = try #require(report.instances.first)
+            #expect(lost.instance == "dc1-0" && lost.walFrom.contains("pg_wal of dc1-0"), "\(lost.walFrom) \(lost.notes)")
+            #expect(Set(lost.transactions.map(\.xid)) == xids)
+            #expect(lost.transactions.allSatisfy { $0.relations.first?.name == "public.t" })
+            try await t.waitForStreaming(dc1, from: dc2)
+        }
+    }
+
     @Test func cutOffPrimaryWithoutHookRefusesUnlessAssumedFenced() async throws {
         try await fixture.withTopology("nohook", [Transition(action: .failover, to: "dc2")], sites: ["dc1", "dc2"], fencing: false) { t in
             let (dc1, dc2) = (t.instance("dc1"), t.instance("dc2"))

@@ -50,6 +50,8 @@ extension AuditLog {
         public var caveats: [String]
         /// Lines of the checkpoint file that belong to other journals (other state directories), left aside.
         public var otherJournalCheckpoints: Int = 0
+        /// Captures of lost transactions checked against the digests the log recorded.
+        public var capturesChecked: Int = 0
 
         /// True when nothing is wrong.
         public var intact: Bool { problems.isEmpty }
@@ -83,6 +85,7 @@ extension AuditLog {
         let keys = Dictionary(
             options.publicKeys.map { (AuditKeys.keyID($0), $0.rawRepresentation) }, uniquingKeysWith: { a, _ in a })
         let crossCheck = options.crossCheck
+        let stateDirectory = (journal.path as NSString).deletingLastPathComponent
 
         let state = try await journal.db.read { db in try LogState(db) }
         let set = CheckpointSet(journal: state.checkpoints, file: fileCheckpoints, journalID: state.journalID)
@@ -93,7 +96,7 @@ extension AuditLog {
         // The runs and steps tables must be those of the log that was walked.
         let crossChecked = try await journal.db.read { db -> CrossCheck? in
             guard try LogState.version(db) == state.version else { return nil }
-            return try CrossCheck(db, walk: walk, enabled: crossCheck)
+            return try CrossCheck(db, walk: walk, enabled: crossCheck, stateDirectory: stateDirectory)
         }
         let valid = await signatures
         if let crossChecked {
@@ -107,7 +110,8 @@ extension AuditLog {
             let state = try LogState(db)
             let set = CheckpointSet(journal: state.checkpoints, file: fileCheckpoints, journalID: state.journalID)
             let walk = try ChainWalk.run(db, heads: set.seqs, collectRuns: crossCheck)
-            return (state: state, set: set, walk: walk, crossCheck: try CrossCheck(db, walk: walk, enabled: crossCheck))
+            let crossChecked = try CrossCheck(db, walk: walk, enabled: crossCheck, stateDirectory: stateDirectory)
+            return (state: state, set: set, walk: walk, crossCheck: crossChecked)
         }
         let known = Dictionary(zip(set.all, valid), uniquingKeysWith: { a, _ in a })
         return try await report(
@@ -134,6 +138,7 @@ extension AuditLog {
             v.problems += try await unsignedClosingEvents(after: covered, through: v.lastSeq)
         }
         v.problems += crossCheck.problems
+        v.capturesChecked = crossCheck.captures
         v.problems.sort { ($0.seq ?? .max) < ($1.seq ?? .max) }
         return v
     }
@@ -167,12 +172,18 @@ struct LogState: Sendable {
 struct CrossCheck: Sendable {
     /// Runs checked.
     var runs = 0
+    /// Captures of lost transactions checked against their audited manifests.
+    var captures = 0
     /// What disagrees.
     var problems: [AuditLog.Problem] = []
 
-    /// Checks when `enabled` and the chain is intact (a broken chain's runs are not all known).
-    init(_ db: Database, walk: ChainWalk, enabled: Bool) throws {
+    /// Checks when `enabled` and the chain is intact (a broken chain's runs are not all known); then every
+    /// audited capture of lost transactions under `stateDirectory` against its manifest.
+    init(_ db: Database, walk: ChainWalk, enabled: Bool, stateDirectory: String) throws {
         guard enabled && walk.firstBroken == nil else { return }
         (runs, problems) = try AuditLog.crossCheck(db, walk.runs)
+        let (checked, altered) = try AuditLog.checkCaptures(db, stateDirectory: stateDirectory)
+        captures = checked
+        problems += altered
     }
 }

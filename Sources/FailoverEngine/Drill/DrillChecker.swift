@@ -76,6 +76,10 @@ struct DrillChecker {
                 ))
         }
 
+        // What `failoverd lost` lists for a former primary the run fenced, checked against the ledger.
+        let (lostChecks, lostList) = try await lostListChecks(run: run, ledger: ledger, present: present, lost: lost)
+        checks += lostChecks
+
         // Split brain.
         let brains = workload.splitBrains()
         checks.append(
@@ -170,6 +174,6 @@ struct DrillChecker {
             plan: plan.name, passed: checks.allSatisfy(\.passed), checks: checks, transitions: transitions,
             lag: workload.lags(siteOf: siteOf),
             workload: workloadTotals, faults: faults, runID: run?.id, durationSeconds: duration,
-            acknowledgedPer100ms: DrillMath.histogram(ledger: ledger, width: 0.1, end: duration))
+            acknowledgedPer100ms: DrillMath.histogram(ledger: ledger, width: 0.1, end: duration), lost: lostList)
     }
 }

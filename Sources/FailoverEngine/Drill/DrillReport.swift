@@ -83,6 +83,8 @@ public struct DrillReport: Codable, Sendable {
     public var durationSeconds: Double
     /// Acknowledged commits per 100 ms, for the timeline.
     public var acknowledgedPer100ms: [Int]
+    /// What `failoverd lost` listed for the former primaries the run fenced.
+    public var lost: LostList? = nil
 
     /// Writes report.json, report.md and timeline.svg into `directory`.
     public func write(to directory: String) throws {
@@ -143,6 +145,11 @@ public struct DrillReport: Codable, Sendable {
         if !restores.isEmpty {
             md += "\n## Restores from the repository\n\n| step | seconds |\n|---|---|\n"
             for r in restores { md += "| \(r.summary) | \(Self.f(r.seconds)) |\n" }
+        }
+        if let l = lost {
+            md +=
+                "\n## Lost transactions (`failoverd lost`)\n\n\(l.count) transaction\(l.count == 1 ? "" : "s") committed on \(l.instances.joined(separator: ", ")) after the fork, \(l.ledgerCommits) of them the workload's acknowledged commits (report.json lists them all):\n\n```\n"
+            md += l.firstLines.joined(separator: "\n") + "\n```\n"
         }
         if !faults.isEmpty {
             md += "\n## Faults\n\n"

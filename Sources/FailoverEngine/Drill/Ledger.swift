@@ -16,6 +16,9 @@ public struct Ledger: Sendable, Codable {
         public var acknowledged: Bool
         /// The port of the server that answered (acknowledged) it, if known.
         public var port: Int?
+        /// The transaction id that committed it (`txid_current()` in the same transaction, 32 bits as WAL
+        /// records it), when acknowledged.
+        public var xid: UInt32? = nil
     }
 
     /// Every attempt, in no particular order.

@@ -129,6 +129,8 @@ extension Sandbox {
         }
         try await ensureRoles(on: leader, driver: driver, passwords: passwords)
         try await ensureStanzaAndBackup(leader, driver: driver, user: user)
+        // policy.captureLostRows: failoverd's logical slots exist before anything can fail over.
+        if plan.policy.captureLostRows == true { _ = try await driver.lostSlots(on: leader, .ensure(plugin: LostSlots.plugin)) }
     }
 
     /// Creates the stanza and a first full backup from `leader`, each only when missing.
@@ -159,7 +161,7 @@ extension Sandbox {
 
             # failoverd sandbox (plan "\(plan.name)"): replication and archiving through pgBackRest.
             # Port, listen address and socket directory come from pg_ctl -o, never from this file.
-            wal_level = replica
+            wal_level = \(plan.policy.captureLostRows == true ? "logical" : "replica")
             archive_mode = on
             archive_command = \(gucString(driver.backrest.archiveCommand))
             archive_timeout = \(Int(plan.policy.archiveTimeoutSeconds.rounded(.up)))

@@ -143,11 +143,14 @@ final class Workload: @unchecked Sendable {
             let id = Int64(w) * 1_000_000_000 + seq
             let sent = clock.now()
             do {
-                try connection!.0.query(
-                    "INSERT INTO \(Self.table) (id, writer) VALUES ($1, $2)", [String(id), String(w)], name: "ledger insert")
+                // txid_current() in the same transaction: the lost-transaction list names commits by xid.
+                let rows = try connection!.0.query(
+                    "INSERT INTO \(Self.table) (id, writer) VALUES ($1, $2) RETURNING txid_current()", [String(id), String(w)],
+                    name: "ledger insert")
                 let at = clock.now()
+                let xid = (rows.first?.first ?? nil).flatMap { UInt64($0) }.map { UInt32($0 & 0xFFFF_FFFF) }
                 ledger.withLock {
-                    $0.entries.append(.init(id: id, writer: w, sentAt: sent, at: at, acknowledged: true, port: connection!.1))
+                    $0.entries.append(.init(id: id, writer: w, sentAt: sent, at: at, acknowledged: true, port: connection!.1, xid: xid))
                 }
             } catch {
                 let at = clock.now()

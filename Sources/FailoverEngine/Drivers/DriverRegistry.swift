@@ -31,16 +31,27 @@ public enum DriverRegistry {
         case .local:
             DriverTraits(siteDriver: nil, hostNeeds: [.postgresBinaries, .pgBackRest], stepNeeds: { _ in [] })
         case .ssh:
-            DriverTraits(siteDriver: nil, hostNeeds: [.openSSH], stepNeeds: { _ in [] })
+            DriverTraits(
+                siteDriver: nil, hostNeeds: [.openSSH],
+                stepNeeds: { operation in
+                    // A capture copies the former primary's WAL here and reads it with pg_waldump, here.
+                    guard case .captureDivergence = operation else { return [] }
+                    return [.postgresBinaries]
+                })
         case .simulated:
             DriverTraits(siteDriver: nil, hostNeeds: [], stepNeeds: { _ in [] })
         case .patroni:
             DriverTraits(
                 siteDriver: { PatroniSite(plan: $0, logger: $1) }, hostNeeds: [.curl],
                 stepNeeds: { operation in
+                    switch operation {
                     // A rebuild restores the members' data directories here, with pgBackRest, under Patroni's pause.
-                    guard case .rejoinSite(_, _, .rebuild) = operation else { return [] }
-                    return [.postgresBinaries, .pgBackRest]
+                    case .rejoinSite(_, _, .rebuild): return [.postgresBinaries, .pgBackRest]
+                    // A capture reads the former leader's WAL (from its data directory here, or the repository
+                    // with pgBackRest) and lists it with pg_waldump, here.
+                    case .captureDivergence: return [.postgresBinaries, .pgBackRest]
+                    default: return []
+                    }
                 })
         }
     }

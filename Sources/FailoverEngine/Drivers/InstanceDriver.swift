@@ -204,4 +204,25 @@ public protocol InstanceDriver: Sendable {
     /// The system identifier of the cluster the repository's stanza backs up (its current database), or
     /// nil when the stanza has none yet.
     func repositorySystemIdentifier() async throws -> String?
+
+    // MARK: Divergence capture (Divergence/): what a former primary committed that the new one never got.
+
+    /// The regular files below `directory` of the instance's data directory (`pg_wal`, `pg_replslot`), two
+    /// levels deep, as its OS user sees them; nil when the data directory holds no cluster.
+    func dataFiles(of instance: Instance, in directory: String) async throws -> [DataFile]?
+    /// Copies files of the instance's data directory (paths relative to it) into `localDirectory` on this
+    /// host, read as the instance's OS user; a file that does not exist is left out of the result.
+    func copyFiles(of instance: Instance, _ paths: [String], into localDirectory: String) async throws -> [CopiedFile]
+    /// Copies a file of the repository's WAL archive (a segment or a history file) into `localDirectory`
+    /// on this host; nil when the archive lacks it. pgBackRest reads the cluster's version and identifier
+    /// from the pg_control of `reader`'s data directory (an instance of the plan's cluster with its disk;
+    /// it is only read), on its host.
+    func fetchArchivedWAL(_ name: String, using reader: Instance, into localDirectory: String) async throws -> CopiedFile?
+    /// Names relations in the catalog of a running instance.
+    func catalogNames(on instance: Instance, _ query: CatalogQuery) async throws -> CatalogAnswer
+    /// Starts an isolated, read-only copy of a stopped instance's data directory on its host (another port,
+    /// no archiving, no replication, reachable by no client), asks it `request`, and removes it.
+    func inspectIsolatedCopy(of instance: Instance, _ request: IsolatedCopyRequest) async throws -> IsolatedCopyAnswer
+    /// failoverd's logical slots on a running instance (`policy.captureLostRows`).
+    func lostSlots(on instance: Instance, _ action: LostSlotAction) async throws -> LostSlotState
 }

@@ -27,6 +27,24 @@ struct NoInstanceDriver: InstanceDriver {
     func hasData(_ instance: Instance) async throws -> Bool { throw refusal(instance, "look at the data directory of") }
     func setFenceMarker(_ instance: Instance, reason: String) async throws { throw refusal(instance, "mark fenced") }
     func endOfWAL(_ instance: Instance) async throws -> LSN? { throw refusal(instance, "read the WAL of") }
+    func dataFiles(of instance: Instance, in directory: String) async throws -> [DataFile]? {
+        throw refusal(instance, "list the data directory of")
+    }
+    func copyFiles(of instance: Instance, _ paths: [String], into localDirectory: String) async throws -> [CopiedFile] {
+        throw refusal(instance, "copy files of")
+    }
+    func fetchArchivedWAL(_ name: String, using reader: Instance, into localDirectory: String) async throws -> CopiedFile? {
+        throw refusal(reader, "fetch archived WAL for")
+    }
+    func catalogNames(on instance: Instance, _ query: CatalogQuery) async throws -> CatalogAnswer {
+        throw refusal(instance, "read the catalog of")
+    }
+    func inspectIsolatedCopy(of instance: Instance, _ request: IsolatedCopyRequest) async throws -> IsolatedCopyAnswer {
+        throw refusal(instance, "copy")
+    }
+    func lostSlots(on instance: Instance, _ action: LostSlotAction) async throws -> LostSlotState {
+        throw refusal(instance, "keep the logical slots of")
+    }
     func repositorySystemIdentifier() async throws -> String? {
         throw FailoverError.failed(
             "cannot read the repository through an instance driver: every site of this plan is driven at the site level, through its own driver."

@@ -263,10 +263,12 @@ public struct SimulatedDriver: InstanceDriver {
         try mutate { w in try node(w, instance).hasData }
     }
 
+    /// Where a stopped node's WAL ends, or a standby's (a fenced Patroni member runs as one, with no WAL
+    /// source: what a capture reads); nil for a running primary, whose WAL still grows.
     public func endOfWAL(_ instance: Instance) async throws -> LSN? {
         try mutate { w in
             let n = try node(w, instance)
-            return n.hasData && !n.running ? LSN(n.lsn) : nil
+            return n.hasData && (!n.running || n.standbySignal) ? LSN(n.lsn) : nil
         }
     }
 

@@ -79,6 +79,7 @@ public actor Executor {
             let (driver, sites) = try makeDrivers(plan: plan, kind: kind)
             if kind != .simulated { try HostAccess.check(plan) }
             try await Preflight(plan: plan, driver: driver, sites: sites).check()
+            try await LostSlots.preflight(plan: plan, driver: driver)
             await writeOwedFenceMarkers(plan: plan, driver: driver, sites: sites)
             let unrecorded = Dictionary(uniqueKeysWithValues: plan.sites.filter { recorded[$0.name] == nil }.map { ($0.name, $0.role) })
             if !unrecorded.isEmpty { try journal.recordRoles(unrecorded, run: nil, epoch: holder.epoch) }
@@ -90,6 +91,7 @@ public actor Executor {
                 startedAt: Journal.now(), endedAt: nil)
             try journal.createRun(record, steps: steps, epoch: holder.epoch)
             try auditAssumeFenced(plan: plan, run: runID, scope: "this run")
+            try auditSkipLostCapture(run: runID, scope: "this run")
             logger.info("run started", metadata: ["run": "\(runID)", "plan": "\(plan.name)", "steps": "\(steps.count)"])
             return try await execute(runID: runID, plan: plan, driver: driver, sites: sites, holder: holder)
         } catch let error as FailoverError where error.code != .stepFailed {
@@ -147,6 +149,7 @@ public actor Executor {
                     kind: "override", run: run.id, details: ["override": "allow-data-loss", "scope": "this resume"])
             }
             try auditAssumeFenced(plan: plan, run: run.id, scope: "this resume")
+            try auditSkipLostCapture(run: run.id, scope: "this resume")
             logger.info("resuming run", metadata: ["run": "\(run.id)", "plan": "\(plan.name)"])
             return try await execute(
                 runID: run.id, plan: plan, driver: driver, sites: sites, holder: holder,
@@ -232,6 +235,11 @@ public actor Executor {
             }
         }
         defer { heartbeat.cancel() }
+        // With policy.captureLostRows, failoverd's logical slots advance while the run is active.
+        let keeper =
+            plan.policy.captureLostRows == true
+            ? Task { [logger] in await LostSlotKeeper(plan: plan, driver: driver, logger: logger).keep() } : nil
+        defer { keeper?.cancel() }
         func progress(_ step: Step, _ status: String) {
             options.onProgress?(StepProgress(step: step, status: status, total: steps.count, elapsed: seconds(since: started)))
         }
@@ -247,7 +255,8 @@ public actor Executor {
             let ctx = StepContext(
                 plan: plan, driver: driver, journal: journal, runID: runID, epoch: holder.epoch,
                 allowDataLoss: allowDataLoss ?? options.allowDataLoss, logger: logger, evidence: evidence, steps: steps,
-                pollInterval: drivers.pollInterval(driver), sites: sites, assumeFenced: Set(options.assumeFenced))
+                pollInterval: drivers.pollInterval(driver), sites: sites, assumeFenced: Set(options.assumeFenced),
+                skipLostCapture: options.skipLostCapture, midpoint: { [self] in crashIfAsked(step.number, .mid) })
             let runner = StepRunner(ctx: ctx, step: step, inDoubt: record.attempts > 0)
             do {
                 if try await runner.check() {
@@ -265,6 +274,7 @@ public actor Executor {
                 crashIfAsked(step.number, .before)
                 if step.destructive || step.kind.changesServer { try lock.verify(holder) }
                 let e = try await runner.act()
+                crashIfAsked(step.number, .mid)
                 crashIfAsked(step.number, .after)
                 try await runner.verify()
                 let fields = e.fields
@@ -310,7 +320,7 @@ public actor Executor {
             runID: runID, outcome: "succeeded", stepsDone: done, stepsSatisfied: satisfied, stepCount: steps.count, seconds: secs)
     }
 
-    func crashIfAsked(_ step: Int, _ phase: CrashPoint.Phase) {
+    nonisolated func crashIfAsked(_ step: Int, _ phase: CrashPoint.Phase) {
         guard let c = options.crashAt, c.step == step, c.phase == phase else { return }
         logger.warning("fault switch: killing failoverd", metadata: ["step": "\(step)", "phase": "\(phase.rawValue)"])
         kill(getpid(), SIGKILL)
@@ -345,6 +355,14 @@ public struct ExecutorClock: Sendable {
 }
 
 extension Executor {
+    /// Writes --skip-lost-capture to the audit log: the operator lets former primaries be repaired without a
+    /// capture of what they committed after the fork.
+    func auditSkipLostCapture(run: String, scope: String) throws {
+        guard options.skipLostCapture else { return }
+        try AuditLog(journal: journal).append(
+            kind: "override", run: run, details: ["override": "skip-lost-capture", "scope": scope])
+    }
+
     /// Refuses --assume-fenced naming a site the plan lacks (invalid input), and writes the override to the
     /// audit log: the operator, not failoverd, vouches that the site's servers cannot take writes.
     func auditAssumeFenced(plan: Plan, run: String, scope: String) throws {

@@ -1,16 +1,18 @@
 import Foundation
 import Logging
 
-/// Where the fault switch kills the engine: after step N is journaled `started`, before or after its act.
+/// Where the fault switch kills the engine: after step N is journaled `started`, before, inside (`mid`) or
+/// after its act.
 public struct CrashPoint: Sendable, Equatable, CustomStringConvertible {
-    /// Before or after the act.
-    public enum Phase: String, Sendable { case before, after }
+    /// Before, inside or after the act. `mid` fires where a step offers a midpoint (capture-divergence: its WAL
+    /// copied, the capture not yet sealed), and right after the act in steps that offer none.
+    public enum Phase: String, Sendable { case before, mid, after }
     /// The step number, from 1.
     public var step: Int
     /// Before or after the act.
     public var phase: Phase
 
-    /// Parses `N:before` or `N:after`.
+    /// Parses `N:before`, `N:mid` or `N:after`.
     public init?(_ text: String) {
         let parts = text.split(separator: ":")
         guard parts.count == 2, let n = Int(parts[0]), n >= 1, let p = Phase(rawValue: String(parts[1])) else { return nil }
@@ -62,6 +64,9 @@ public struct RunOptions: Sendable {
     /// Sites the operator declares fenced by other means (--assume-fenced): a failover whose old primary
     /// there cannot be reached may promote without seeing it stopped. Written to the audit log.
     public var assumeFenced: [String] = []
+    /// Repair former primaries without capturing what they wrote past the fork (--skip-lost-capture).
+    /// Written to the audit log.
+    public var skipLostCapture = false
 
     /// Options with defaults: no crash point, no override, not a drill.
     public init(

@@ -282,7 +282,7 @@ extension StepRunner {
         let promotedAt = after.replayLSN ?? before.replayLSN ?? before.receiveLSN ?? .zero
         return Promotion(
             promotedAtLSN: promotedAt, previousTimeline: before.walReceiver?.receivedTimeline ?? before.timeline, timeline: after.timeline,
-            firstWriteLSN: written)
+            firstWriteLSN: written, receiveLSNBeforePromotion: before.receiveLSN, replayLSNBeforePromotion: before.replayLSN)
     }
 
     /// Records the last known LSN, stops the instance (fast, then immediate), and records it fenced.

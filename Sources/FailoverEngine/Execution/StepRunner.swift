@@ -19,6 +19,13 @@ struct StepContext: Sendable {
     var sites: [String: any SiteDriver] = [:]
     /// Sites the operator declared fenced by other means for this run or resume (--assume-fenced).
     var assumeFenced: Set<String> = []
+    /// The operator passed --skip-lost-capture: capture-divergence records the override instead of capturing.
+    var skipLostCapture = false
+    /// Called inside an act at its midpoint (capture-divergence: WAL copied, not yet sealed): the fault switch's `N:mid`.
+    var midpoint: @Sendable () -> Void = {}
+
+    /// failoverd's state directory (the journal's).
+    var stateDirectory: String { (journal.path as NSString).deletingLastPathComponent }
 
     var timeout: Double { plan.policy.stepTimeoutSeconds }
 

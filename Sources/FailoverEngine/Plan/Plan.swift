@@ -143,6 +143,16 @@ public struct Policy: Codable, Sendable, Equatable {
     public var stepTimeoutSeconds: Double
     /// archive_timeout set on the primary, which bounds an archive standby's lag.
     public var archiveTimeoutSeconds: Double
+    /// The most WAL a capture-divergence step copies from a former primary, in bytes (default 1 GiB).
+    public var lostCaptureMaxBytes: UInt64? = nil
+    /// Keep logical slots on the primary so that a former primary's lost row changes can be decoded
+    /// (needs wal_level=logical on every instance).
+    public var captureLostRows: Bool? = nil
+
+    /// The default of ``lostCaptureMaxBytes``: 1 GiB.
+    public static let defaultLostCaptureMaxBytes: UInt64 = 1 << 30
+    /// ``lostCaptureMaxBytes`` with its default.
+    public var effectiveLostCaptureMaxBytes: UInt64 { lostCaptureMaxBytes ?? Self.defaultLostCaptureMaxBytes }
 }
 
 /// A site: one or more instances that share a role; the first is its leader.

@@ -28,6 +28,8 @@ enum PlanShape {
         case byteCount
         /// A number of seconds in ``PlanValues/timeoutRange``.
         case seconds
+        /// `true` or `false`.
+        case boolean
         /// The format version: the integer 1.
         case formatVersion
         /// A command-line argument: 1 to 1024 characters, no control character (``PlanValues/argumentProblem(_:)``).
@@ -59,6 +61,7 @@ enum PlanShape {
             case .seconds:
                 "a number of seconds from \(Int(PlanValues.timeoutRange.lowerBound)) to \(Int(PlanValues.timeoutRange.upperBound)) (24 h)"
             case .formatVersion: "the integer 1"
+            case .boolean: "true or false"
             case .argument: "a command-line argument of 1 to \(PlanValues.maximumArgumentLength) characters without control characters"
             case .unit: "a systemd unit name of letters, digits, @ . _ - : ending in .service"
             case .object: "an object"
@@ -166,6 +169,8 @@ enum PlanShape {
         Field("maxLagBytes", .byteCount, example: "16777216"),
         Field("stepTimeoutSeconds", .seconds, example: "120"),
         Field("archiveTimeoutSeconds", .seconds, example: "120"),
+        Field("lostCaptureMaxBytes", .byteCount, required: false, example: "1073741824"),
+        Field("captureLostRows", .boolean, required: false, example: "false"),
     ]
 
     static var site: [Field] {

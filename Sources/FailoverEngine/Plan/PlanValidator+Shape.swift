@@ -41,6 +41,8 @@ extension PlanValidator {
         case .seconds:
             guard case .number(let literal) = value else { return wrong(value.kindDescription) }
             guard let number = Double(literal), PlanValues.timeoutRange.contains(number) else { return wrong(literal) }
+        case .boolean:
+            guard case .bool = value else { return wrong(value.kindDescription) }
         case .formatVersion:
             guard case .number(let literal) = value, let version = Int(literal) else { return wrong(value.kindDescription) }
             if version != 1 {

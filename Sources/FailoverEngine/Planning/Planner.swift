@@ -35,6 +35,7 @@ public struct Planner: Sendable {
             if let refusal = siteLevelRefusal(transition, position: position, roles: roles) { return .failure(refusal) }
             var builder = StepBuilder(plan: plan, transition: transition, position: position, expansion: expansion)
             builder.expand(roles: roles, upstreams: &upstreams)
+            builder.keepLostSlots(before: roles, after: next)
             let changed = next.filter { roles[$0.key] != $0.value }
             builder.add(
                 .recordRoles(changed), site: transition.subject,
@@ -195,17 +196,20 @@ struct StepBuilder {
             repointStandbys(from: old?.name, to: subject, roles: roles, upstreams: &upstreams)
         case .rewind:
             let source = site(transition.source!)
+            let formerPrimary = roles[subject.name] == .fenced
             if managed(subject.name) {
+                captureDivergence(subject, source: source.leader, if: formerPrimary)
                 add(
                     .rejoinSite(site: subject.name, source: source.name, method: .rewind), site: subject.name,
                     "rewind site \(subject.name) from \(source.leader.name) through its driver and follow it")
             } else {
-                rewind(subject, from: source.leader)
+                rewind(subject, from: source.leader, capture: formerPrimary)
             }
             upstreams[subject.name] = source.name
         case .rebuild where managed(subject.name):
             let p = site(primaryName!)
             upstreams[subject.name] = nil
+            captureDivergence(subject, source: p.leader, if: roles[subject.name] == .fenced)
             add(
                 .rejoinSite(site: subject.name, source: p.name, method: .rebuild), site: subject.name,
                 "rebuild site \(subject.name) from the repository through its driver, following \(p.leader.name)")
@@ -219,13 +223,18 @@ struct StepBuilder {
             upstreams[subject.name] = nil
             for i in subject.instances {
                 add(.stop(instance: i.name), site: subject.name, "stop \(i.name) before the delta restore")
+                if i == subject.leader {
+                    captureDivergence(subject, source: primaryName.map(site)?.leader, if: roles[subject.name] == .fenced)
+                }
                 add(.restore(instance: i.name, delta: true), site: subject.name, "delta-restore \(i.name) from the repository")
                 configureAndStart(subject, i, upstream: nil)
             }
         case .failback:
             let current = site(primaryName!)
+            let formerPrimary = roles[subject.name] == .fenced
             if managed(subject.name) {
                 let method: RejoinMethod = transition.method == .rebuild ? .rebuild : .rewind
+                captureDivergence(subject, source: current.leader, if: formerPrimary)
                 add(
                     .rejoinSite(site: subject.name, source: current.name, method: method), site: subject.name,
                     "\(method.rawValue) site \(subject.name) from \(current.leader.name) through its driver and follow it")
@@ -236,13 +245,16 @@ struct StepBuilder {
                 for i in subject.instances {
                     let upstream = i == subject.leader ? current.leader : subject.leader
                     add(.stop(instance: i.name), site: subject.name, unlessFollowing: upstream, "stop \(i.name) before the delta restore")
+                    if i == subject.leader {
+                        captureDivergence(subject, source: current.leader, unlessFollowing: upstream, if: formerPrimary)
+                    }
                     add(
                         .restore(instance: i.name, delta: true), site: subject.name, unlessFollowing: upstream,
                         "delta-restore \(i.name) from the repository")
                     configureAndStart(subject, i, upstream: upstream)
                 }
             } else {
-                rewind(subject, from: current.leader)
+                rewind(subject, from: current.leader, capture: formerPrimary)
             }
             upstreams[subject.name] = current.name
             add(
@@ -250,6 +262,27 @@ struct StepBuilder {
                 "wait until \(subject.leader.name) has caught up with \(current.leader.name)")
             switchover(from: current, to: subject, roles: roles, upstreams: &upstreams)
         }
+    }
+
+    /// Before a former primary's data directory is rewound, rebuilt or restored: capture what it wrote past the
+    /// fork (its leader was the primary), so that `failoverd lost` can list it afterwards.
+    mutating func captureDivergence(_ s: Site, source: Instance?, unlessFollowing: Instance? = nil, if formerPrimary: Bool) {
+        guard formerPrimary else { return }
+        add(
+            .captureDivergence(instance: s.leader.name, source: source?.name), site: s.name, unlessFollowing: unlessFollowing,
+            "capture what \(s.leader.name) wrote past the fork (WAL, transaction status, names) before it is repaired")
+    }
+
+    /// With policy.captureLostRows, failoverd's logical slots follow the primary: recreated where this transition
+    /// promoted one, and dropped from a former primary it repaired.
+    mutating func keepLostSlots(before: [String: Role], after: [String: Role]) {
+        guard plan.policy.captureLostRows == true, let primary = after.first(where: { $0.value == .primary })?.key else { return }
+        let moved = before.first { $0.value == .primary }?.key != primary
+        guard moved || [.rewind, .rebuild, .failback].contains(transition.action) else { return }
+        let leader = site(primary).leader
+        add(
+            .lostSlot(primary: leader.name), site: primary,
+            "keep failoverd's logical slots on \(leader.name) (policy.captureLostRows) and drop them elsewhere")
     }
 
     /// Standby settings, start, and the wait that proves the mode.
@@ -285,10 +318,11 @@ struct StepBuilder {
         }
     }
 
-    mutating func rewind(_ s: Site, from source: Instance) {
+    mutating func rewind(_ s: Site, from source: Instance, capture: Bool) {
         for i in s.instances {
             let upstream = i == s.leader ? source : s.leader
             add(.stop(instance: i.name), site: s.name, unlessFollowing: upstream, "stop \(i.name) cleanly before pg_rewind")
+            if i == s.leader { captureDivergence(s, source: source, unlessFollowing: upstream, if: capture) }
             add(
                 .rewind(instance: i.name, source: source.name), site: s.name, unlessFollowing: upstream,
                 "pg_rewind \(i.name) from \(source.name)")

@@ -44,6 +44,11 @@ public enum StepKind: String, Codable, Sendable, CaseIterable {
     case followSite = "follow-site"
     /// Site level: repairs a diverged managed site from a source site (rewind or rebuild) and follows it.
     case rejoinSite = "rejoin-site"
+    /// Copy what a stopped former primary wrote past the fork (WAL, pg_xact, names, row images) into the
+    /// state directory, before a rewind, rebuild or restore erases it.
+    case captureDivergence = "capture-divergence"
+    /// Recreate failoverd's logical slots on the new primary and drop them elsewhere (policy.captureLostRows).
+    case lostSlot = "lost-slot"
 
     /// True when the act changes a server (its files, its process, its role or its WAL); such a step
     /// re-checks the run lock and its fencing epoch right before acting, and a refusal after one of them
@@ -51,10 +56,10 @@ public enum StepKind: String, Codable, Sendable, CaseIterable {
     public var changesServer: Bool {
         switch self {
         case .restore, .configureRecovery, .start, .checkpoint, .stop, .promote, .switchWAL, .fence, .rewind, .demote, .promoteSite,
-            .fenceSite, .followSite, .rejoinSite:
+            .fenceSite, .followSite, .rejoinSite, .lostSlot:
             true
         case .gateSwitchover, .gateFailover, .awaitStreaming, .awaitArchiveRecovery, .awaitCatchup, .readShutdownCheckpoint,
-            .awaitReplay, .recordRoles:
+            .awaitReplay, .recordRoles, .captureDivergence:
             false
         }
     }
@@ -115,6 +120,10 @@ public enum StepOperation: Sendable, Equatable {
     case followSite(site: String, upstream: String?)
     /// Site level: repair the managed site from `source` by `method`, then follow it.
     case rejoinSite(site: String, source: String, method: RejoinMethod)
+    /// Capture what the former primary `instance` wrote past the fork with `source` (the primary then).
+    case captureDivergence(instance: String, source: String?)
+    /// Recreate failoverd's logical slots on `primary`.
+    case lostSlot(primary: String)
 
     /// The kind's name.
     public var kind: StepKind {
@@ -141,6 +150,8 @@ public enum StepOperation: Sendable, Equatable {
         case .fenceSite: .fenceSite
         case .followSite: .followSite
         case .rejoinSite: .rejoinSite
+        case .captureDivergence: .captureDivergence
+        case .lostSlot: .lostSlot
         }
     }
 
@@ -149,7 +160,8 @@ public enum StepOperation: Sendable, Equatable {
         switch self {
         case .gateSwitchover(let i, _), .gateFailover(let i), .restore(let i, _), .configureRecovery(let i, _), .start(let i),
             .awaitStreaming(let i, _), .awaitArchiveRecovery(let i), .awaitCatchup(let i, _), .checkpoint(let i), .stop(let i),
-            .readShutdownCheckpoint(let i), .awaitReplay(let i, _), .promote(let i), .switchWAL(let i), .fence(let i), .rewind(let i, _):
+            .readShutdownCheckpoint(let i), .awaitReplay(let i, _), .promote(let i), .switchWAL(let i), .fence(let i), .rewind(let i, _),
+            .captureDivergence(let i, _), .lostSlot(let i):
             i
         case .recordRoles, .demote, .promoteSite, .fenceSite, .followSite, .rejoinSite: nil
         }
@@ -159,7 +171,7 @@ public enum StepOperation: Sendable, Equatable {
     public var peer: String? {
         switch self {
         case .gateSwitchover(_, let p), .awaitStreaming(_, let p), .awaitCatchup(_, let p), .awaitReplay(_, let p), .rewind(_, let p): p
-        case .configureRecovery(_, let p): p
+        case .configureRecovery(_, let p), .captureDivergence(_, let p): p
         default: nil
         }
     }
@@ -194,6 +206,10 @@ public enum StepOperation: Sendable, Equatable {
             guard let instance else { return nil }
             self = .configureRecovery(instance: instance, upstream: peer)
             return
+        case .captureDivergence:
+            guard let instance else { return nil }
+            self = .captureDivergence(instance: instance, source: peer)
+            return
         default: break
         }
         guard let i = instance else { return nil }
@@ -208,7 +224,8 @@ public enum StepOperation: Sendable, Equatable {
         case .promote: self = .promote(target: i)
         case .switchWAL: self = .switchWAL(instance: i)
         case .fence: self = .fence(instance: i)
-        case .recordRoles, .configureRecovery, .demote, .promoteSite, .fenceSite, .followSite, .rejoinSite: return nil
+        case .lostSlot: self = .lostSlot(primary: i)
+        case .recordRoles, .configureRecovery, .demote, .promoteSite, .fenceSite, .followSite, .rejoinSite, .captureDivergence: return nil
         case .gateSwitchover, .awaitStreaming, .awaitCatchup, .awaitReplay, .rewind:
             guard let p = peer else { return nil }
             switch kind {

@@ -89,11 +89,15 @@ public struct CommandRunner: Sendable {
     /// - Returns: the result, whatever the exit code; call ``CommandResult/checked(_:)`` to require success.
     /// - Throws: ``FailoverError`` when the command cannot be launched or runs past `timeout` (it is then
     ///   sent SIGTERM, and SIGKILL two seconds later).
+    /// - Parameter standardOutput: a descriptor that receives the command's standard output instead of the
+    ///   result (binary copies, long listings); the result's `stdout` is then empty.
     public func run(
         _ executable: String, _ arguments: [String] = [], environment: [String: String] = [:],
-        workingDirectory: String? = nil, timeout: Double? = nil
+        workingDirectory: String? = nil, timeout: Double? = nil, standardOutput: Int32? = nil
     ) async throws -> CommandResult {
-        try await run(executable, arguments, opened: nil, environment: environment, workingDirectory: workingDirectory, timeout: timeout)
+        try await run(
+            executable, arguments, opened: nil, environment: environment, workingDirectory: workingDirectory, timeout: timeout,
+            standardOutput: standardOutput)
     }
 
     /// Runs the file open at `descriptor` (from ``TrustedPath/openExecutable(_:)``), shown as `executable`:
@@ -102,7 +106,8 @@ public struct CommandRunner: Sendable {
         opened descriptor: Int32, shownAs executable: String, _ arguments: [String], timeout: Double? = nil
     ) async throws -> CommandResult {
         precondition(user == nil, "a descriptor is run as failoverd's own user")
-        return try await run(executable, arguments, opened: descriptor, environment: [:], workingDirectory: nil, timeout: timeout)
+        return try await run(
+            executable, arguments, opened: descriptor, environment: [:], workingDirectory: nil, timeout: timeout, standardOutput: nil)
     }
 
     /// The environment a command gets: the clean base for `account`, `PGBACKREST_*` when this runner
@@ -123,7 +128,7 @@ public struct CommandRunner: Sendable {
 
     private func run(
         _ executable: String, _ arguments: [String], opened descriptor: Int32?, environment: [String: String],
-        workingDirectory: String?, timeout: Double?
+        workingDirectory: String?, timeout: Double?, standardOutput: Int32?
     ) async throws -> CommandResult {
         let path = descriptor == nil ? try Self.resolve(executable) : executable
         let commandLine = ([(executable as NSString).lastPathComponent] + arguments).map(Self.displayQuoted).joined(separator: " ")
@@ -142,7 +147,8 @@ public struct CommandRunner: Sendable {
         let started = ContinuousClock.now
         let pid = try Spawner.spawn(
             launchPath, argv, environment: env.map { "\($0.key)=\($0.value)" }, workingDirectory: workingDirectory ?? "/",
-            stdout: output.stdout.fileDescriptor, stderr: output.stderr.fileDescriptor, commandLine: commandLine, executable: descriptor)
+            stdout: standardOutput ?? output.stdout.fileDescriptor, stderr: output.stderr.fileDescriptor, commandLine: commandLine,
+            executable: descriptor)
         watch.arm(pid: pid, after: limit)
         let status = await withTaskCancellationHandler {
             await Spawner.wait(pid, onExit: watch.finish)

@@ -228,11 +228,47 @@ struct LabTopology: Sendable {
     }
 }
 
+/// One lab at a time in the test process: every lab shares the bridge's control address (198.18.0.1), and
+/// `lab up` refuses while another lab is up. The suite's lab (``LabTrait``) holds it for the whole suite; a test
+/// that builds a lab of its own holds it around that lab.
+actor LabGate {
+    static let shared = LabGate()
+    private var held = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    private func acquire() async {
+        if !held {
+            held = true
+            return
+        }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    private func release() {
+        if waiters.isEmpty { held = false } else { waiters.removeFirst().resume() }
+    }
+
+    /// Runs `body` while no other lab of this test process is up.
+    static func exclusive<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        await shared.acquire()
+        do {
+            let value = try await body()
+            await shared.release()
+            return value
+        } catch {
+            await shared.release()
+            throw error
+        }
+    }
+}
+
 /// Builds the suite's lab once, around all its tests.
 struct LabTrait: SuiteTrait, TestScoping {
     func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
-        try await LabFixture.withLab { fixture in
-            try await LabFixture.$current.withValue(fixture) { try await function() }
+        try await LabGate.exclusive {
+            try await LabFixture.withLab { fixture in
+                try await LabFixture.$current.withValue(fixture) { try await function() }
+            }
         }
     }
 }

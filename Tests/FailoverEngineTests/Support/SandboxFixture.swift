@@ -29,10 +29,13 @@ struct SandboxFixture: Sendable {
 
     /// Builds the sandbox, runs `body`, and tears everything down on every path.
     static func with(
-        _ layout: [SiteLayout], archiveTimeout: Double = 60, patroni: Bool = false, _ body: (SandboxFixture) async throws -> Void
+        _ layout: [SiteLayout], archiveTimeout: Double = 60, patroni: Bool = false, captureLostRows: Bool = false,
+        _ body: (SandboxFixture) async throws -> Void
     ) async throws {
         await reapDeadFixtures()
-        let (root, plan) = try makePlan(layout, archiveTimeout: archiveTimeout, patroni: patroni)
+        let (root, planned) = try makePlan(layout, archiveTimeout: archiveTimeout, patroni: patroni)
+        var plan = planned
+        if captureLostRows { plan.policy.captureLostRows = true }
         let sandbox = Sandbox(plan: plan, stateDirectory: root + "/state")
         do {
             try await timed("sandbox up (\(plan.allInstances.count) instances)") { try await sandbox.up() }

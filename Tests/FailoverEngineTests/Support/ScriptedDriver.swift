@@ -114,6 +114,29 @@ final class ScriptedDriver: InstanceDriver {
         return try await world.endOfWAL(instance)
     }
     func repositorySystemIdentifier() async throws -> String? { try await world.repositorySystemIdentifier() }
+    func dataFiles(of instance: Instance, in directory: String) async throws -> [DataFile]? {
+        try record("dataFiles", instance)
+        return try await world.dataFiles(of: instance, in: directory)
+    }
+    func copyFiles(of instance: Instance, _ paths: [String], into localDirectory: String) async throws -> [CopiedFile] {
+        try record("copyFiles", instance)
+        return try await world.copyFiles(of: instance, paths, into: localDirectory)
+    }
+    func fetchArchivedWAL(_ name: String, using reader: Instance, into localDirectory: String) async throws -> CopiedFile? {
+        try await world.fetchArchivedWAL(name, using: reader, into: localDirectory)
+    }
+    func catalogNames(on instance: Instance, _ query: CatalogQuery) async throws -> CatalogAnswer {
+        try record("catalogNames", instance)
+        return try await world.catalogNames(on: instance, query)
+    }
+    func inspectIsolatedCopy(of instance: Instance, _ request: IsolatedCopyRequest) async throws -> IsolatedCopyAnswer {
+        try record("inspectIsolatedCopy", instance)
+        return try await world.inspectIsolatedCopy(of: instance, request)
+    }
+    func lostSlots(on instance: Instance, _ action: LostSlotAction) async throws -> LostSlotState {
+        try record("lostSlots", instance)
+        return try await world.lostSlots(on: instance, action)
+    }
 }
 
 /// Gives the executor one scripted driver; journaled as `simulated`, the servers it drives.

@@ -31,6 +31,10 @@ public protocol HostTransport: Sendable {
         timeout: Double?
     ) async throws -> HostResult
 
+    /// Runs `argv` on `instance`'s host as the OS user with its standard output written to `fd` on this host
+    /// (bytes, for binary copies); the result carries no standard output.
+    func stream(_ argv: [String], on instance: Instance, to fd: Int32, timeout: Double?) async throws -> HostResult
+
     /// The texts of `paths` on `instance`'s host, in order, read as the OS user: nil for a file proven not
     /// to exist; throws when one cannot be read or its existence cannot be told (one round trip for all).
     func read(_ paths: [String], on instance: Instance) async throws -> [String?]

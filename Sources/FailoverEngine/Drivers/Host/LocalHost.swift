@@ -44,6 +44,11 @@ public struct LocalHost: HostTransport {
                 executable, Array(argv.dropFirst()), environment: environment, workingDirectory: workingDirectory, timeout: timeout))
     }
 
+    public func stream(_ argv: [String], on instance: Instance, to fd: Int32, timeout: Double?) async throws -> HostResult {
+        guard let executable = argv.first else { throw FailoverError.invalid("no command to run on this host") }
+        return HostResult(result: try await runner.run(executable, Array(argv.dropFirst()), timeout: timeout, standardOutput: fd))
+    }
+
     public func read(_ paths: [String], on instance: Instance) async throws -> [String?] {
         try paths.map { try Files.readText($0, owner: osUser) }
     }

@@ -81,6 +81,11 @@ public struct SSHHost: HostTransport {
         }
     }
 
+    /// A one-shot ssh (``RemoteShell/stream(_:to:timeout:)``): the long-lived sessions carry lines, not bytes.
+    public func stream(_ argv: [String], on instance: Instance, to fd: Int32, timeout: Double?) async throws -> HostResult {
+        try await shell(for: instance).stream(argv, to: fd, timeout: timeout)
+    }
+
     // MARK: Files
 
     public func read(_ paths: [String], on instance: Instance) async throws -> [String?] {

@@ -126,6 +126,14 @@ public struct Promotion: StepEvidence {
     @TextCoded public var timeline: Int
     /// The LSN of the write that proved it accepts writes.
     @TextCoded public var firstWriteLSN: LSN
+    /// What the target had received (pg_last_wal_receive_lsn()) just before the promotion.
+    @OptionalTextCoded public var receiveLSNBeforePromotion: LSN? = nil
+    /// What the target had replayed (pg_last_wal_replay_lsn()) just before the promotion.
+    @OptionalTextCoded public var replayLSNBeforePromotion: LSN? = nil
+    /// A failover's fork: where the new timeline's history file says it left the previous timeline.
+    @OptionalTextCoded public var switchLSN: LSN? = nil
+    /// Why a failover's fork could not be read from the history file.
+    public var forkNote: String? = nil
 }
 
 /// A fence: how far the fenced primary's WAL got, and whether it answered.

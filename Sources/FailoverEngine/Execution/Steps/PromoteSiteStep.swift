@@ -13,7 +13,9 @@ struct PromoteSiteStep: RunnableStep {
             token = try await run.provenSiteDemotionToken(demote)
         }
         try await run.proveNoOtherWriter(than: site.leader)
-        return try await run.ctx.siteDriver(for: site).promote(site, proving: token)
+        var promotion = try await run.ctx.siteDriver(for: site).promote(site, proving: token)
+        if run.step.action == .failover { await ForkRecord.journal(&promotion, of: site.leader, driver: run.driver) }
+        return promotion
     }
 
     func verify(_ run: StepRunner) async throws -> Bool { try await check(run) }

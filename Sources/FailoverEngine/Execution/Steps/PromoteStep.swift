@@ -5,7 +5,11 @@ struct PromoteStep: RunnableStep {
 
     func check(_ run: StepRunner) async throws -> Bool { try await run.ctx.status(of: target).isWritablePrimary }
 
-    func act(_ run: StepRunner) async throws -> Promotion { try await run.promote(target) }
+    func act(_ run: StepRunner) async throws -> Promotion {
+        var promotion = try await run.promote(target)
+        if run.step.action == .failover { await ForkRecord.journal(&promotion, of: target, driver: run.driver) }
+        return promotion
+    }
 
     func verify(_ run: StepRunner) async throws -> Bool { try await check(run) }
 }

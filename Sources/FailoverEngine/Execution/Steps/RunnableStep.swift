@@ -47,6 +47,8 @@ extension StepOperation {
         case .followSite(let s, let u): return FollowSiteStep(site: try ctx.site(named: s), upstream: try u.map { try ctx.site(named: $0) })
         case .rejoinSite(let s, let source, let method):
             return RejoinSiteStep(site: try ctx.site(named: s), source: try ctx.site(named: source), method: method)
+        case .captureDivergence(let n, let source): return CaptureDivergenceStep(instance: try i(n), source: try source.map(i))
+        case .lostSlot(let p): return LostSlotStep(primary: try i(p))
         }
     }
 }
