@@ -329,7 +329,7 @@ struct LabTests {
             try await t.waitForRow(11, on: dc1)
             let failed = try await t.failoverd(["run", failoverPath, "--quiet"])
             #expect(failed.status == 0, "\(failed.stderr)")
-            let paths = RemotePaths(dc2)
+            let paths = ServerPaths(dc2)
             let shell = try t.driver.shell(dc2)
             let startConf = try await shell.run(["cat", paths.startConf]).checked().stdout
             #expect(startConf == "disabled\n")
@@ -391,7 +391,7 @@ struct LabTests {
             #expect(try await !t.driver.status(of: dc2).running)
             let journal = try await systemctl(["status", "--no-pager", service.unit!]).stdout
             #expect(journal.contains("ExecStartPre"), "\(journal)")
-            let log = try await t.driver.shell(dc2).run(["cat", RemotePaths(dc2).logFile]).checked().stdout
+            let log = try await t.driver.shell(dc2).run(["cat", ServerPaths(dc2).logFile]).checked().stdout
             #expect(log.contains("failoverd: dc2-0 is fenced"), "the drop-in says why, in the server's log")
             await expectFailure(.refused, "is fenced") { try await t.driver.start(dc2) }
             // The same unit under the system manager: failoverd never writes /etc, and a fence it cannot see
@@ -449,9 +449,9 @@ struct LabTests {
         defer { Task { await RemoteShell.closeAll(stateDirectory: state) } }
         let driver = try SSHPostgresDriver(plan: fixture.plan, stateDirectory: state)
         let shell = try driver.shell(fixture.plan.sites[0].leader)
-        let results = try await withThrowingTaskGroup(of: (Int, RemoteResult).self) { group in
+        let results = try await withThrowingTaskGroup(of: (Int, HostResult).self) { group in
             for i in 0..<8 { group.addTask { (i, try await shell.run(["echo", "command \(i)"])) } }
-            return try await group.reduce(into: [Int: RemoteResult]()) { $0[$1.0] = $1.1 }
+            return try await group.reduce(into: [Int: HostResult]()) { $0[$1.0] = $1.1 }
         }
         for i in 0..<8 {
             let r = try #require(results[i])

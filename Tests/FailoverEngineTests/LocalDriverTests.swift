@@ -159,7 +159,7 @@ struct LocalDriverTests {
             let segment = try await driver.switchWAL(prod0)
             #expect(WALSegmentName(segment)?.timeline == 1)
             try await fx.timed("switchWAL until isArchived") { try await waitUntilArchived(driver, prod0, segment) }
-            #expect(try await driver.repositoryHas(segment))
+            #expect(try await driver.repositoryHas(segment, from: prod0))
             #expect(try await !driver.isArchived(prod0, segment: "0000000100000000000000FF"))
 
             // Planned switchover: checkpoint, clean stop, prove the standby replayed the shutdown checkpoint, promote.
@@ -267,7 +267,7 @@ struct LocalDriverTests {
             let diverged = try await [fx.hasRow(100, on: prod0), fx.hasRow(101, on: prod0)]
             #expect(diverged == [false, false], "the diverged rows are gone")
             #expect(try await driver.status(of: prod0).timeline == 2)
-            #expect(driver.hasFenceMarker(prod0), "still fenced: it may run as a standby, never as a primary")
+            #expect(try await driver.hasFenceMarker(prod0), "still fenced: it may run as a standby, never as a primary")
         }
     }
 

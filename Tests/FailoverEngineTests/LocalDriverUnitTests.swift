@@ -48,7 +48,7 @@ struct LocalDriverUnitTests {
             info.string
                 == #"host=127.0.0.1 port=5433 user=replicator passfile='/etc/fail over/pg\'pass' connect_timeout=3 application_name=dr-0"#)
         #expect(!info.string.contains("password"))
-        #expect(LocalPostgresDriver.gucString(#"a'b\c"#) == #"'a''b\\c'"#)
+        #expect(PostgresConf.quoted(#"a'b\c"#) == #"'a''b\\c'"#)
         #expect(ShellQuote.quote("it's") == #"'it'\''s'"#)
     }
 
@@ -128,9 +128,9 @@ struct LocalDriverUnitTests {
             #expect(error.code == .invalidInput)
             #expect(error.message.contains("prod-0 is on 192.0.2.10, which is not this host"))
         }
-        #expect(LocalHost.isLocal("127.0.0.1") && LocalHost.isLocal("localhost") && LocalHost.isLocal("::1"))
-        #expect(LocalHost.isLocal(ProcessInfo.processInfo.hostName))
-        #expect(!LocalHost.isLocal("192.0.2.10"))
+        #expect(HostAddress.isLocal("127.0.0.1") && HostAddress.isLocal("localhost") && HostAddress.isLocal("::1"))
+        #expect(HostAddress.isLocal(ProcessInfo.processInfo.hostName))
+        #expect(!HostAddress.isLocal("192.0.2.10"))
     }
 
     @Test func sandboxUpRefusesADataDirectoryItDidNotBuild() async throws {

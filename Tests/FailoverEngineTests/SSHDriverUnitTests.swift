@@ -51,7 +51,7 @@ struct SSHDriverUnitTests {
         let unit = try #require(SystemdUnit(instance))
         #expect(!unit.userScope && unit.effectiveDropInDirectory == "/etc/systemd/system/postgresql-15.service.d")
         let text = unit.dropIn(for: instance)
-        let paths = RemotePaths(instance)
+        let paths = ServerPaths(instance)
         let line = try #require(text.split(separator: "\n").first { $0.hasPrefix("ExecStartPre=") })
         #expect(text.contains("\n[Service]\n"))
         #expect(line.hasPrefix("ExecStartPre=/bin/sh -c \""))

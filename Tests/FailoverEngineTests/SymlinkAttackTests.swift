@@ -120,9 +120,9 @@ struct SymlinkAttackTests {
         defer { scene.remove() }
         try scene.plantLink(scene.paths.fenceMarker)
         await expectRefusal(scene, naming: scene.paths.fenceMarker) { try await scene.driver().setFenceMarker(scene.instance) }
-        await expectRefusal(scene, naming: scene.paths.fenceMarker) { try scene.driver().clearFenceMarker(scene.instance) }
+        await expectRefusal(scene, naming: scene.paths.fenceMarker) { try await scene.driver().clearFenceMarker(scene.instance) }
         // A link in place of the marker still counts as a marker: a fenced instance stays fenced.
-        #expect(try scene.driver().hasFenceMarker(scene.instance))
+        #expect(try await scene.driver().hasFenceMarker(scene.instance))
     }
 
     @Test func passfileWrittenByTheSandboxAndReadForConnections() async throws {

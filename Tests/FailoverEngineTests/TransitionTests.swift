@@ -164,7 +164,7 @@ import Testing
             try await fx.insertRows(22...22, on: dr0)
             try await fx.waitForStreaming(dr1, from: dr0)
             try await fx.waitForRow(22, on: dr1)
-            #expect(fx.driver.hasFenceMarker(prod))
+            #expect(try await fx.driver.hasFenceMarker(prod))
             // failoverd will not start the fenced old primary as a primary.
             await expectFailure(.refused, "prod-0 is fenced") { try await fx.driver.start(prod) }
         }

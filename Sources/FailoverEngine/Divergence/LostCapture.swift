@@ -123,7 +123,7 @@ public struct LostCapture: Sendable {
                     "capture-divergence refused: \(instance.name) accepts writes; a former primary is captured stopped and fenced. Fence site \(site), then resume."
                 )
             }
-            if driver is LocalPostgresDriver && !LocalHost.isLocal(instance.host) {
+            if driver is LocalPostgresDriver && !HostAddress.isLocal(instance.host) {
                 // A managed site's member on another host: this host's driver cannot read its data directory.
                 b.diskReadable = false
                 b.note("\(instance.name) is on \(instance.host), not this host: its pg_wal cannot be read from here")

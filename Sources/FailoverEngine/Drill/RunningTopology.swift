@@ -147,7 +147,7 @@ extension Sandbox {
         if let s3 = plan.repository.s3, plan.repository.type == "s3", !live.contains("stunnel") {
             ports.append((s3.endpoint, s3.port ?? 443, "the S3 endpoint"))
         }
-        for (host, port, what) in ports where LocalHost.isLoopback(host) && !TCPProbe.isRefused(host: host, port: port, timeout: 1) {
+        for (host, port, what) in ports where HostAddress.isLoopback(host) && !TCPProbe.isRefused(host: host, port: port, timeout: 1) {
             let holder = ListeningSocket.owner(port: port).map { " by pid \($0.pid) (\($0.command))" } ?? ""
             throw FailoverError.refused(
                 "sandbox up: \(host):\(port) (\(what)) is already in use\(holder), not by this plan's sandbox; nothing was built. Stop what listens there, or give plan \(PlanValues.quoted(plan.name)) other ports."

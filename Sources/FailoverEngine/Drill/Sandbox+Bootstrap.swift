@@ -156,7 +156,7 @@ extension Sandbox {
     /// Port, listen address and socket directory stay out of postgresql.conf (pg_ctl -o passes them):
     /// pg_rewind and restores copy this file between instances.
     func writeServerConfiguration(_ paths: InstancePaths, driver: LocalPostgresDriver, user: OSUser) throws {
-        let gucString = LocalPostgresDriver.gucString
+        let gucString = PostgresConf.quoted
         let settings = """
 
             # failoverd sandbox (plan "\(plan.name)"): replication and archiving through pgBackRest.

@@ -30,11 +30,11 @@ extension Sandbox {
                 )
             }
             let endpoint = PlanValues.parseEndpoint(etcd)
-            guard endpoint.problem == nil, LocalHost.isLoopback(endpoint.host) else {
+            guard endpoint.problem == nil, HostAddress.isLoopback(endpoint.host) else {
                 throw FailoverError.invalid("sandbox: site \"\(site.name)\": patroni.etcd must be a loopback HOST:PORT for the sandbox.")
             }
             for i in site.instances {
-                guard let url = i.patroni?.url, url.hasPrefix("http://"), LocalHost.isLoopback(patroniListen(i).host) else {
+                guard let url = i.patroni?.url, url.hasPrefix("http://"), HostAddress.isLoopback(patroniListen(i).host) else {
                     throw FailoverError.invalid(
                         "sandbox: instance \(i.name): patroni.url must be http:// on loopback for the sandbox (it runs Patroni without TLS)."
                     )

@@ -491,7 +491,7 @@ public enum FleetValidator {
                 guard let plan = m.plan else { continue }
                 for site in FleetValidator.siteKeys(of: plan) { claim(site.key, m, site.what) }
                 for (site, instance) in plan.allInstances {
-                    let local = site.driver == .local || LocalHost.isLocal(instance.host)
+                    let local = site.driver == .local || HostAddress.isLocal(instance.host)
                     trees.append(
                         (m, instance.name, instance.dataDirectory, site.driver == .local, local ? "this host" : instance.host.lowercased())
                     )
@@ -526,7 +526,7 @@ public enum FleetValidator {
         let bucket = r.s3?.bucket ?? r.gcs?.bucket ?? r.azure.map { "\($0.account)/\($0.container)" } ?? ""
         keys.append(("stanza \(r.type) \(bucket) \(r.path) \(r.stanza)", "pgBackRest stanza \(r.stanza) in repository \(r.path)"))
         for (site, instance) in plan.allInstances {
-            let local = site.driver == .local || LocalHost.isLocal(instance.host)
+            let local = site.driver == .local || HostAddress.isLocal(instance.host)
             let host = local ? "this host" : instance.host.lowercased()
             keys.append(
                 ("endpoint \(host):\(instance.port)", "instance \(PlanValues.quoted(instance.name)) on \(instance.host):\(instance.port)"))

@@ -18,7 +18,7 @@ extension Lab {
     /// pg_ident.conf, failoverd's standby settings, start.conf `auto` and a `log` link to the server log.
     /// Nothing when the directory already holds a postgresql.conf.
     func debianize(_ instance: Instance) throws {
-        let paths = RemotePaths(instance)
+        let paths = ServerPaths(instance)
         let user = try OSUser.postgresUser(for: plan)
         guard !Files.exists(paths.postgresqlConf) else { return }
         let created = try Files.makeDirectory(paths.configurationDirectory, mode: 0o755, owner: user)
@@ -37,10 +37,10 @@ extension Lab {
             conf + """
 
                 # failoverd lab: a Debian cluster, started with pg_ctlcluster; these stay out of the data directory.
-                data_directory = \(LocalPostgresDriver.gucString(data))
+                data_directory = \(PostgresConf.quoted(data))
                 port = \(instance.port)
-                listen_addresses = \(LocalPostgresDriver.gucString(instance.host))
-                unix_socket_directories = \(LocalPostgresDriver.gucString(paths.local.socketDirectory))
+                listen_addresses = \(PostgresConf.quoted(instance.host))
+                unix_socket_directories = \(PostgresConf.quoted(paths.local.socketDirectory))
 
                 """, to: paths.postgresqlConf, owner: user)
         try Files.write("auto\n", to: paths.startConf, mode: 0o644, owner: user)

@@ -69,7 +69,7 @@ extension Lab {
         try manifest.save(for: plan, in: stateDirectory)
         try await ensureUserManager(host: index, user: user, runtime: runtime, config: config, manifest: &manifest)
 
-        let paths = RemotePaths(instance)
+        let paths = ServerPaths(instance)
         let bin = "/usr/lib/postgresql/15/bin"
         let options = [
             "-D", paths.dataDirectory, "-p", String(instance.port), "-k", paths.local.socketDirectory, "-h", instance.host, "-c",

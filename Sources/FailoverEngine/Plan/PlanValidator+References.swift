@@ -54,7 +54,7 @@ extension PlanValidator {
                     }
                 }
                 guard let host = nonEmptyString(instance["host"])?.lowercased() else { continue }
-                if driverKind(of: site) == .local, PlanValues.hostProblem(host) == nil, !LocalHost.isLocal(host) {
+                if driverKind(of: site) == .local, PlanValues.hostProblem(host) == nil, !HostAddress.isLocal(host) {
                     problems.append(
                         .error(
                             path.appending("host"),

@@ -56,6 +56,39 @@ enum Files {
         written = true
     }
 
+    /// Appends `text` to the existing regular file at `path`, keeping its owner, mode and inode (as `owner`
+    /// when the directory that holds it is one the OS user can write).
+    ///
+    /// - Throws: ``FailoverError`` (refused) when `path` is a symbolic link or not a regular file, or a
+    ///   directory on the way is a symbolic link that the OS user could have planted; failed when it does not exist.
+    static func append(_ text: String, to path: String, owner: OSUser?) throws {
+        let (directory, name) = try split(path)
+        let parent: Directory
+        do {
+            parent = try Directory.open(directory)
+        } catch is Directory.Missing {
+            throw FailoverError.failed("could not append to \(path): \(directory) does not exist")
+        }
+        defer { close(parent.fd) }
+        let actor = parent.actor(for: owner)
+        let fd = FileSystemIdentity.run(as: actor) { openat(parent.fd, name, O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+        guard fd >= 0 else {
+            switch errno {
+            case ELOOP: throw symbolicLink(path)
+            case let code:
+                throw FailoverError.failed(
+                    "could not append to \(path) as \(actor?.name ?? "failoverd"): \(String(cString: strerror(code)))")
+            }
+        }
+        defer { close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
+            throw FailoverError.refused("\(path) is not a regular file: failoverd refuses to append to it. Remove it and retry.")
+        }
+        try writeAll(Array(text.utf8), to: fd, path: path)
+        guard fsync(fd) == 0 else { throw FailoverError.failed("could not flush \(path): \(String(cString: strerror(errno)))") }
+    }
+
     /// The text of `path`; nil when it does not exist. The file is read as `owner` when the directory that
     /// holds it is one the OS user can write.
     ///

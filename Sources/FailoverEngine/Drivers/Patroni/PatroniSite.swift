@@ -80,7 +80,7 @@ public struct PatroniSite: SiteDriver {
     func memberStatus(_ site: Site, _ instance: Instance) async throws -> InstanceStatus {
         do {
             return try await PGConnection.with(adminConnInfo(instance)) { try StatusProbe.run($0) }
-        } catch let error as PGError where error.isConnectionFailure && !LocalPostgresDriver.isLoginRefusal(error) {
+        } catch let error as PGError where error.isConnectionFailure && !error.isLoginRefusal {
             let pgLine = error.message.split(separator: "\n").first.map(String.init) ?? "no answer"
             let pgRefused = pgLine.lowercased().contains("connection refused")
             var patroni: String
@@ -91,7 +91,7 @@ public struct PatroniSite: SiteDriver {
             } catch let failure as PatroniREST.Failure {
                 patroni = "Patroni: \(failure)"
             }
-            let local = LocalHost.isLocal(instance.host)
+            let local = HostAddress.isLocal(instance.host)
             if local && Postmaster.livePID(in: InstancePaths(instance).dataDirectory) == nil { return .stopped }
             var status = InstanceStatus.stopped
             status.running = true
@@ -469,7 +469,7 @@ public struct PatroniSite: SiteDriver {
     /// host only; a member elsewhere makes the rebuild refuse before anything changes. A failure leaves the
     /// cluster paused (Patroni promotes nothing while paused) and the step resumable.
     func rebuild(_ site: Site, from source: Site) async throws {
-        if let remote = site.instances.first(where: { !LocalHost.isLocal($0.host) }) {
+        if let remote = site.instances.first(where: { !HostAddress.isLocal($0.host) }) {
             throw FailoverError.refused(
                 "rebuild of Patroni site \(site.name) refused: \(remote.name) is on \(remote.host), and a rebuild restores data directories under Patroni's maintenance mode, which failoverd does on this host only (Patroni cannot reinitialise a standby cluster's leader through its API). Rejoin by rewind, or rebuild it on its host."
             )

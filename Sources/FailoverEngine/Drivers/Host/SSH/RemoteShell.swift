@@ -5,40 +5,6 @@ import Foundation
     import Glibc
 #endif
 
-/// What ran on a remote host: the remote command's own result, or the transport's failure.
-public struct RemoteResult: Sendable {
-    /// The ssh process's result (the remote command's exit status, or 255 when ssh itself failed).
-    public var result: CommandResult
-    /// The host it ran on, for messages.
-    public var host: String
-
-    /// True when ssh could not reach or log in to the host: the remote command's outcome is unknown.
-    public var unreachable: Bool { result.exitCode == 255 }
-    /// The remote command's exit status.
-    public var exitCode: Int32 { result.exitCode }
-    /// Standard output.
-    public var stdout: String { result.stdout }
-    /// The last lines of output, for messages.
-    public var outputTail: String { result.outputTail.replacingOccurrences(of: "\r", with: "") }
-
-    /// Returns self when the remote command succeeded; throws naming the host, the command and its output
-    /// otherwise (an unreachable host says so: its state is unknown, never assumed).
-    @discardableResult
-    public func checked(_ hint: String = "") throws -> RemoteResult {
-        if unreachable {
-            throw FailoverError.failed(
-                "cannot reach \(host) over SSH to run `\(result.commandLine)`: \(outputTail.isEmpty ? "(no output)" : outputTail). Check the network, sshd and the plan's ssh settings (user, identityFile, knownHostsFile)."
-            )
-        }
-        guard result.succeeded else {
-            throw FailoverError.failed(
-                "`\(result.commandLine)` failed on \(host) with exit code \(exitCode): \(outputTail.isEmpty ? "(no output)" : outputTail).\(hint.isEmpty ? "" : " " + hint)"
-            )
-        }
-        return self
-    }
-}
-
 /// Runs argv on a remote host through OpenSSH, as the plan's OS user.
 ///
 /// - Key authentication only (BatchMode, no password or keyboard-interactive), strict host key checking
@@ -183,7 +149,7 @@ public struct RemoteShell: Sendable {
     /// same answers (255 when SSH cannot reach the host or the outcome is unknown). `FAILOVERD_SSH_SESSIONS=off`
     /// in failoverd's environment keeps to one-shot commands.
     public func run(_ argv: [String], workingDirectory: String = "/", environment: [String: String] = [:], timeout: Double? = nil)
-        async throws -> RemoteResult
+        async throws -> HostResult
     {
         if Self.sessionsEnabled {
             do {
@@ -198,12 +164,12 @@ public struct RemoteShell: Sendable {
                         )
                     }
                     trace(result)
-                    return RemoteResult(result: result, host: host)
+                    return HostResult(result: result, host: host)
                 }
             } catch let unreachable as RemoteSession.Unreachable {
                 var result = unreachable.result
                 result.commandLine = display(argv)
-                return RemoteResult(result: result, host: host)
+                return HostResult(result: result, host: host)
             } catch is RemoteSession.Unavailable {
                 // The one-shot path below reports why (sudo refused, say).
             }
@@ -241,14 +207,14 @@ public struct RemoteShell: Sendable {
     }
 
     /// Sends one command line to sshd; messages show `shown`.
-    func send(_ line: String, shown argv: [String], timeout: Double?) async throws -> RemoteResult {
+    func send(_ line: String, shown argv: [String], timeout: Double?) async throws -> HostResult {
         try ensureControlDirectory()
         var result = try await CommandRunner(user: nil, defaultTimeout: defaultTimeout).run(
             Self.sshExecutable, sshOptions + ["--", host, line], timeout: timeout)
         // Messages show the remote argv, not the ssh options.
         result.commandLine = display(argv)
         trace(result)
-        return RemoteResult(result: result, host: host)
+        return HostResult(result: result, host: host)
     }
 
     /// The command line sent to sshd for a command that needs root on the host: `sudo -n -- ARGV` exactly
@@ -259,7 +225,7 @@ public struct RemoteShell: Sendable {
     }
 
     /// Runs `argv` on the host as root (``privilegedCommandLine(_:)``).
-    public func runPrivileged(_ argv: [String], timeout: Double? = nil) async throws -> RemoteResult {
+    public func runPrivileged(_ argv: [String], timeout: Double? = nil) async throws -> HostResult {
         try await send(privilegedCommandLine(argv), shown: argv, timeout: timeout)
     }
 
@@ -268,7 +234,7 @@ public struct RemoteShell: Sendable {
     public func script(
         _ script: String, _ arguments: [String] = [], workingDirectory: String = "/", environment: [String: String] = [:],
         timeout: Double? = nil
-    ) async throws -> RemoteResult {
+    ) async throws -> HostResult {
         try await run(
             ["sh", "-c", script, "failoverd"] + arguments, workingDirectory: workingDirectory, environment: environment, timeout: timeout)
     }

@@ -4,7 +4,7 @@ import Foundation
 ///
 /// Decided on the parsed address (``PlanValues/parseHost(_:)``), never on a prefix of the text:
 /// `127.0.0.1` and `::ffff:127.0.0.1` are local, `127.evil.example` is a host name like any other.
-enum LocalHost {
+enum HostAddress {
     static func isLocal(_ host: String) -> Bool {
         guard let parsed = PlanValues.parseHost(host) else { return false }
         switch parsed {

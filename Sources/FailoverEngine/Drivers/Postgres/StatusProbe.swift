@@ -1,6 +1,6 @@
 import Foundation
 
-/// The one query behind ``LocalPostgresDriver/status(of:)``: recovery state, identity, timeline, WAL
+/// The one query behind ``PostgresInstanceDriver/status(of:)``: recovery state, identity, timeline, WAL
 /// positions, the WAL receiver and the archiver, read in a single round trip.
 enum StatusProbe {
     /// Timeline on a primary: from pg_walfile_name(pg_current_wal_lsn()), because right after a promotion

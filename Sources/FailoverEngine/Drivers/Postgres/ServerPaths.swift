@@ -1,15 +1,17 @@
-/// Where one instance's files live on its host, by how it is started: with pg_ctl its configuration is in
-/// the data directory; with Debian's pg_ctlcluster in /etc/postgresql/VERSION/CLUSTER.
-public struct RemotePaths: Sendable, Equatable {
-    /// The data directory and failoverd's directory next to it (log, socket, fence marker), as locally.
+/// Where one instance's files live on its host, by how it is started: ``InstancePaths`` (the data directory
+/// and failoverd's state directory next to it), and the configuration directory, which is the data directory
+/// with pg_ctl and /etc/postgresql/VERSION/CLUSTER (or the plan's root) with Debian's pg_ctlcluster.
+public struct ServerPaths: Sendable, Equatable {
+    /// The data directory and failoverd's directory next to it (log, socket, fence marker).
     public var local: InstancePaths
     /// The directory holding postgresql.conf (and failoverd's standby settings file, included from it).
     public var configurationDirectory: String
 
-    /// The paths of `instance`.
-    public init(_ instance: Instance) {
+    /// The paths of `instance`: as its service lays them out, or (`service` false) as pg_ctl does, whatever
+    /// its service.
+    public init(_ instance: Instance, service applies: Bool = true) {
         local = InstancePaths(instance)
-        if let service = instance.service, service.manager == "pg_ctlcluster", let version = service.version,
+        if applies, let service = instance.service, service.manager == "pg_ctlcluster", let version = service.version,
             let cluster = service.cluster
         {
             configurationDirectory = (service.configurationRoot ?? "/etc/postgresql") + "/\(version)/\(cluster)"
@@ -22,6 +24,8 @@ public struct RemotePaths: Sendable, Equatable {
     public var dataDirectory: String { local.dataDirectory }
     /// failoverd's directory next to the data directory.
     public var stateDirectory: String { local.stateDirectory }
+    /// The unix socket directory (passed with `pg_ctl -o "-k …"`).
+    public var socketDirectory: String { local.socketDirectory }
     /// The server log (pg_ctl -l).
     public var logFile: String { local.logFile }
     /// The fence marker.
