@@ -309,103 +309,122 @@ public actor Executor {
                 try? await Blocking.run { try lock.renew(holder) }
             }
         }
-        defer { heartbeat.cancel() }
         // With policy.captureLostRows, failoverd's logical slots advance while the run is active.
         let keeper =
             plan.policy.captureLostRows == true
             ? Task { [logger] in await LostSlotKeeper(plan: plan, driver: driver, logger: logger).keep() } : nil
-        defer { keeper?.cancel() }
-        func progress(_ step: Step, _ status: String) async {
-            await options.onProgress?(StepProgress(step: step, status: status, total: steps.count, elapsed: seconds(since: started)))
-        }
-        var lastTransition = records.last { $0.status.isFinished }?.step.transition
-        for record in records where !record.status.isFinished {
-            let step = record.step
-            if let last = lastTransition, last != step.transition, options.dwellBetweenTransitions > 0 {
-                // A drill's measurement window between two topologies, not a wait for a condition.
-                try await Task.sleep(for: .milliseconds(Int64(options.dwellBetweenTransitions * 1000)))
+        // Both are ended and awaited before the run returns: a keeper still inside libpq when the process
+        // exits crashed failoverd in OpenSSL's exit-time cleanup (signal 11 after a successful run).
+        return try await endingWhenDone([heartbeat] + (keeper.map { [$0] } ?? [])) {
+            func progress(_ step: Step, _ status: String) async {
+                await options.onProgress?(StepProgress(step: step, status: status, total: steps.count, elapsed: seconds(since: started)))
             }
-            lastTransition = step.transition
-            await progress(step, "begin")
-            let ctx = StepContext(
-                plan: plan, driver: driver, journal: journal, runID: runID, epoch: holder.epoch,
-                allowDataLoss: allowDataLoss ?? options.allowDataLoss, logger: logger, evidence: evidence, steps: steps,
-                pollInterval: drivers.pollInterval(driver), sites: sites, assumeFenced: Set(options.assumeFenced),
-                skipLostCapture: options.skipLostCapture, midpoint: { [self] in crashIfAsked(step.number, .mid) })
-            let runner = StepRunner(ctx: ctx, step: step, inDoubt: record.attempts > 0)
-            do {
-                // A coordinated run takes no step, and no act, without a live lease on the cluster's lock.
-                try coordinator?.checkLive()
-                if try await runner.check() {
-                    // The fault switch fires at satisfied steps too (before and after the record), so every
-                    // step number is a crash point.
-                    crashIfAsked(step.number, .before)
-                    try await Blocking.run { [journal] in
-                        try journal.recordStep(run: runID, step: step, status: .satisfied, epoch: holder.epoch)
+            var lastTransition = records.last { $0.status.isFinished }?.step.transition
+            for record in records where !record.status.isFinished {
+                let step = record.step
+                if let last = lastTransition, last != step.transition, options.dwellBetweenTransitions > 0 {
+                    // A drill's measurement window between two topologies, not a wait for a condition.
+                    try await Task.sleep(for: .milliseconds(Int64(options.dwellBetweenTransitions * 1000)))
+                }
+                lastTransition = step.transition
+                await progress(step, "begin")
+                let ctx = StepContext(
+                    plan: plan, driver: driver, journal: journal, runID: runID, epoch: holder.epoch,
+                    allowDataLoss: allowDataLoss ?? options.allowDataLoss, logger: logger, evidence: evidence, steps: steps,
+                    pollInterval: drivers.pollInterval(driver), sites: sites, assumeFenced: Set(options.assumeFenced),
+                    skipLostCapture: options.skipLostCapture, midpoint: { [self] in crashIfAsked(step.number, .mid) })
+                let runner = StepRunner(ctx: ctx, step: step, inDoubt: record.attempts > 0)
+                do {
+                    // A coordinated run takes no step, and no act, without a live lease on the cluster's lock.
+                    try coordinator?.checkLive()
+                    if try await runner.check() {
+                        // The fault switch fires at satisfied steps too (before and after the record), so every
+                        // step number is a crash point.
+                        crashIfAsked(step.number, .before)
+                        try await Blocking.run { [journal] in
+                            try journal.recordStep(run: runID, step: step, status: .satisfied, epoch: holder.epoch)
+                        }
+                        crashIfAsked(step.number, .after)
+                        satisfied += 1
+                        await progress(step, "satisfied")
+                        continue
                     }
+                    try await Blocking.run { [journal] in
+                        try journal.recordStep(run: runID, step: step, status: .started, epoch: holder.epoch)
+                    }
+                    await progress(step, "started")
+                    crashIfAsked(step.number, .before)
+                    if step.destructive || step.kind.changesServer { try await Blocking.run { [lock] in try lock.verify(holder) } }
+                    try coordinator?.checkLive()
+                    let e = try await runner.act()
+                    crashIfAsked(step.number, .mid)
                     crashIfAsked(step.number, .after)
-                    satisfied += 1
-                    await progress(step, "satisfied")
-                    continue
+                    try await runner.verify()
+                    let fields = e.fields
+                    try await Blocking.run { [journal] in
+                        try journal.recordStep(run: runID, step: step, status: .done, epoch: holder.epoch, evidence: fields)
+                    }
+                    evidence[step.number] = fields
+                    done += 1
+                    await progress(step, "done")
+                } catch {
+                    let failure = (error as? FailoverError) ?? FailoverError.failed("\(error)")
+                    let message = "step \(step.number) (\(step.summary)) failed: \(failure.message)"
+                    try? await Blocking.run { [journal] in
+                        try journal.recordStep(run: runID, step: step, status: .failed, epoch: holder.epoch, error: failure.message)
+                    }
+                    await progress(step, "failed")
+                    // A refusal before any step acted on a server changed nothing: the run is closed as refused.
+                    // Once one acted (this one included, when its act began), the run stays resumable whatever
+                    // the cause, and the message says which steps changed servers.
+                    let records = (try? await Blocking.run { [journal] in try journal.steps(of: runID) }) ?? []
+                    // A refusal is raised before its own step acts; an earlier attempt of it (before a crash or
+                    // failure) may have acted.
+                    let changed = records.filter { r in
+                        guard r.step.destructive || r.step.kind.changesServer else { return false }
+                        if r.status == .done { return true }
+                        return r.step.number == step.number ? r.attempts > 1 || failure.code != .refused : r.attempts > 0
+                    }
+                    let outcome: RunState = failure.code == .refused && changed.isEmpty ? .refused : .failed
+                    try? await Blocking.run { [journal] in
+                        try journal.finishRun(runID, outcome: outcome, error: message, epoch: holder.epoch)
+                    }
+                    try? await Blocking.run { [lock] in try lock.release(holder) }
+                    let hint: String
+                    if outcome == .refused {
+                        hint = "\nNothing was changed."
+                    } else {
+                        let list = changed.map { "\($0.step.number) (\($0.step.summary))" }.joined(separator: ", ")
+                        hint =
+                            (list.isEmpty ? "" : "\nSteps that changed servers: \(list).")
+                            + "\nThe run is resumable: failoverd resume \(runID) --state \(options.stateDirectory)"
+                            + (coordinator != nil ? "\n(or from any machine: failoverd resume --plan PLAN --state DIR)" : "")
+                    }
+                    throw FailoverError(failure.code, message + hint)
                 }
-                try await Blocking.run { [journal] in try journal.recordStep(run: runID, step: step, status: .started, epoch: holder.epoch)
-                }
-                await progress(step, "started")
-                crashIfAsked(step.number, .before)
-                if step.destructive || step.kind.changesServer { try await Blocking.run { [lock] in try lock.verify(holder) } }
-                try coordinator?.checkLive()
-                let e = try await runner.act()
-                crashIfAsked(step.number, .mid)
-                crashIfAsked(step.number, .after)
-                try await runner.verify()
-                let fields = e.fields
-                try await Blocking.run { [journal] in
-                    try journal.recordStep(run: runID, step: step, status: .done, epoch: holder.epoch, evidence: fields)
-                }
-                evidence[step.number] = fields
-                done += 1
-                await progress(step, "done")
-            } catch {
-                let failure = (error as? FailoverError) ?? FailoverError.failed("\(error)")
-                let message = "step \(step.number) (\(step.summary)) failed: \(failure.message)"
-                try? await Blocking.run { [journal] in
-                    try journal.recordStep(run: runID, step: step, status: .failed, epoch: holder.epoch, error: failure.message)
-                }
-                await progress(step, "failed")
-                // A refusal before any step acted on a server changed nothing: the run is closed as refused.
-                // Once one acted (this one included, when its act began), the run stays resumable whatever
-                // the cause, and the message says which steps changed servers.
-                let records = (try? await Blocking.run { [journal] in try journal.steps(of: runID) }) ?? []
-                // A refusal is raised before its own step acts; an earlier attempt of it (before a crash or
-                // failure) may have acted.
-                let changed = records.filter { r in
-                    guard r.step.destructive || r.step.kind.changesServer else { return false }
-                    if r.status == .done { return true }
-                    return r.step.number == step.number ? r.attempts > 1 || failure.code != .refused : r.attempts > 0
-                }
-                let outcome: RunState = failure.code == .refused && changed.isEmpty ? .refused : .failed
-                try? await Blocking.run { [journal] in try journal.finishRun(runID, outcome: outcome, error: message, epoch: holder.epoch) }
-                try? await Blocking.run { [lock] in try lock.release(holder) }
-                let hint: String
-                if outcome == .refused {
-                    hint = "\nNothing was changed."
-                } else {
-                    let list = changed.map { "\($0.step.number) (\($0.step.summary))" }.joined(separator: ", ")
-                    hint =
-                        (list.isEmpty ? "" : "\nSteps that changed servers: \(list).")
-                        + "\nThe run is resumable: failoverd resume \(runID) --state \(options.stateDirectory)"
-                        + (coordinator != nil ? "\n(or from any machine: failoverd resume --plan PLAN --state DIR)" : "")
-                }
-                throw FailoverError(failure.code, message + hint)
             }
+            let secs = seconds(since: started)
+            try await Blocking.run { [journal, lock] in
+                try journal.finishRun(runID, outcome: .succeeded, details: ["seconds": String(format: "%.3f", secs)], epoch: holder.epoch)
+                try lock.release(holder)
+            }
+            return RunOutcome(
+                runID: runID, outcome: "succeeded", stepsDone: done, stepsSatisfied: satisfied, stepCount: steps.count, seconds: secs)
         }
-        let secs = seconds(since: started)
-        try await Blocking.run { [journal, lock] in
-            try journal.finishRun(runID, outcome: .succeeded, details: ["seconds": String(format: "%.3f", secs)], epoch: holder.epoch)
-            try lock.release(holder)
+    }
+
+    /// Runs `body`, then cancels `tasks` and waits until each has ended, on every path.
+    private func endingWhenDone<T>(_ tasks: [Task<Void, Never>], _ body: () async throws -> T) async throws -> T {
+        do {
+            let value = try await body()
+            for t in tasks { t.cancel() }
+            for t in tasks { await t.value }
+            return value
+        } catch {
+            for t in tasks { t.cancel() }
+            for t in tasks { await t.value }
+            throw error
         }
-        return RunOutcome(
-            runID: runID, outcome: "succeeded", stepsDone: done, stepsSatisfied: satisfied, stepCount: steps.count, seconds: secs)
     }
 
     /// The run lock of this state directory, for `runID`; in a coordinated run its epoch is the cluster
