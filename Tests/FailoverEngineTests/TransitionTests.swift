@@ -154,9 +154,17 @@ import Testing
             #expect(try Journal(stateDirectory: fx.state).recordedRoles() == ["prod": .primary, "dr": .archiveStandby])
 
             // Fence the primary, then fail over to the archive site: its leader is promoted, its follower streams from it.
+            let fence = try fx.planFile("fence", [Transition(action: .fence, site: "prod")], roles: ["dr": .archiveStandby])
+            let fenced = try await fx.failoverd(["run", fence, "--quiet"])
+            #expect(fenced.status == 0, "\(fenced.stderr)")
+            // Both archive standbys replay what prod archived on its way down, each on its own restore_command
+            // poll: until they hold the same WAL, the gate rightly refuses dr-0 when dr-1 is ahead.
+            _ = try await Poll.until("dr-0 and dr-1 to replay the same WAL", timeout: 60, interval: 0.2) { () async throws -> Bool? in
+                let (a, b) = (try await fx.driver.status(of: dr0).replayLSN, try await fx.driver.status(of: dr1).replayLSN)
+                return a != nil && a == b ? true : nil
+            }
             let out = try fx.planFile(
-                "fence-failover", [Transition(action: .fence, site: "prod"), Transition(action: .failover, to: "dr")],
-                roles: ["dr": .archiveStandby])
+                "failover", [Transition(action: .failover, to: "dr")], roles: ["prod": .fenced, "dr": .archiveStandby])
             let f = try await fx.failoverd(["run", out, "--quiet"])
             #expect(f.status == 0, "\(f.stderr)")
             #expect(try await !fx.driver.status(of: prod).running)
