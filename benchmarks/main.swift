@@ -1,6 +1,6 @@
 // failoverd-bench: measures the engine's own costs and prints each beside a baseline measured in the
 // same run, as a ratio. Usage: failoverd-bench [journal|plan|audit|coordination|all] [--events N] [--lease S];
-// failoverd-bench lost [--rounds N]
+// failoverd-bench lost [--rounds N]; failoverd-bench lost-switchover [--rounds N]
 import Crypto
 @_spi(Benchmarks) import FailoverEngine
 import Foundation
@@ -419,15 +419,42 @@ func benchLost(rounds: Int) async throws {
     report("lost: capture per 100 MB of WAL (median of \(rounds))", capture, unit: "s", baselineName: "cp + pg_waldump of the same", floor)
     report("lost: listing per 100 MB of WAL (median of \(rounds))", listing, unit: "s", baselineName: "pg_waldump alone", dump)
     report("lost: failback with capture (median of \(rounds))", with, unit: "s", baselineName: "with --skip-lost-capture", without)
+    try await benchLostSwitchover(rounds: rounds)
+}
+
+/// What the lost-transaction machinery costs a planned switchover, in one run: the switchover of a plan with
+/// `policy.captureLostRows` (wal_level=logical, a logical slot kept by the run) against the same plan
+/// without it, each under the same writers and each against its own raw pg_ctl sequence, sandbox by sandbox.
+func benchLostSwitchover(rounds: Int) async throws {
     let switchover = try PlanLoader.load("plans/switchover.json")
-    let planned = try Planner(plan: switchover).steps().get().filter { $0.kind == .captureDivergence }.count
-    print("lost: a planned switchover plans \(planned) capture steps")
-    let swPlan = try LostCaptureBenchmark.plan(from: switchover, name: "bench-lost-switchover")
-    let (raw, engine) = try await SwitchoverBenchmark(plan: swPlan, rounds: rounds, stateDirectory: state + "-switchover") { _ in }.run()
-    try? FileManager.default.removeItem(atPath: state + "-switchover")
+    var rows = try LostCaptureBenchmark.plan(from: switchover, name: "bench-lost-switchover-rows")
+    rows.policy.captureLostRows = true
+    let plain = try LostCaptureBenchmark.plan(from: switchover, name: "bench-lost-switchover")
+    for p in [plain, rows] {
+        var q = p
+        q.transitions = [Transition(action: .switchover, to: "dr")]
+        let captures = try Planner(plan: q).steps().get().filter { $0.kind == .captureDivergence }.count
+        print(
+            "lost: a planned switchover \(p.policy.captureLostRows == true ? "with" : "without") captureLostRows plans \(captures) capture steps"
+        )
+    }
+    var medians: [(raw: Double, engine: Double)] = []
+    for p in [plain, rows] {
+        let state = NSTemporaryDirectory() + "failoverd-bench-\(p.name)"
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let (raw, engine) = try await SwitchoverBenchmark(plan: p, rounds: rounds, stateDirectory: state) { print("  " + $0) }.run()
+        medians.append((DrillMath.summary(raw)!.median, DrillMath.summary(engine)!.median))
+        report(
+            "switchover, captureLostRows \(p.policy.captureLostRows == true) (median of \(rounds))", medians.last!.engine, unit: "s",
+            baselineName: "raw pg_ctl sequence", medians.last!.raw)
+    }
     report(
-        "switchover write unavailability (median of \(rounds))", DrillMath.summary(engine)!.median, unit: "s",
-        baselineName: "raw pg_ctl sequence", DrillMath.summary(raw)!.median)
+        "switchover with captureLostRows (median of \(rounds))", medians[1].engine, unit: "s", baselineName: "without captureLostRows",
+        medians[0].engine)
+    print(
+        String(
+            format: "  against their own raw sequences: %.2fx with, %.2fx without", medians[1].engine / medians[1].raw,
+            medians[0].engine / medians[0].raw))
 }
 
 /// The listing's own work over a saved pg_waldump output (`lost-parse FILE`): the byte scan, then the analysis.
@@ -533,6 +560,7 @@ do {
     if which == "patroni" { try await benchPatroniSwitchover(rounds: rounds) }
     if which == "ssh-switchover" { try await benchSSHSwitchover(rounds: rounds) }
     if which == "lost" { try await benchLost(rounds: rounds) }
+    if which == "lost-switchover" { try await benchLostSwitchover(rounds: rounds) }
     if which == "lost-parse", let file = args.dropFirst().first { try benchLostParse(file) }
     if which == "fleet" {
         let clusters = args.firstIndex(of: "--clusters").flatMap { Int(args[args.index(after: $0)]) } ?? 16

@@ -122,7 +122,7 @@ import Testing
             env: ["FAILOVERD_AUDIT_KEY": s.keys.privateKeyPath])
         #expect(r.status == 0, "\(r.stderr)")
         let journal = try Journal(stateDirectory: s.state)
-        let last = try AuditLog(journal: journal).query(.init(limit: 1)).first!
+        let last = try #require(try AuditLog(journal: journal).query(.init(limit: 1)).first)
         #expect(last.kind == "run-end")
         let file = try AuditCheckpoint.read(file: s.checkpoints).checkpoints
         #expect(file.map(\.seq) == [last.seq])
@@ -213,7 +213,7 @@ import Testing
         defer { s.remove() }
         let journal = try twentyEvents(s)
         let other = try AuditKeys.generate(into: s.root + "/other")
-        let head = try AuditLog(journal: journal).query(.init(limit: 1)).first!
+        let head = try #require(try AuditLog(journal: journal).query(.init(limit: 1)).first)
         let id = try await journal.db.read { try Journal.id($0) }!
         let forged = try AuditSigner(keyPath: other.privateKeyPath, checkpointPath: s.checkpoints).sign(
             journal: id, seq: head.seq, head: head.hash, run: "r-t")
@@ -367,7 +367,7 @@ import Testing
         defer { s.remove() }
         #expect(try await CLI.run(["run", CLI.plan("switchover"), "--simulate", "--quiet", "--state", s.state]).status == 0)
         let journal = try Journal(stateDirectory: s.state)
-        let run = try journal.lastRun()!.id
+        let run = try #require(try journal.lastRun()).id
         #expect(try await AuditLog(journal: journal).verify().intact)
         try await CLI.sqlite3(s.db, "UPDATE steps SET status = 'pending' WHERE number = 3; UPDATE runs SET outcome = 'failed';")
         let v = try await AuditLog(journal: journal).verify()

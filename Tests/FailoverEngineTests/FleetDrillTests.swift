@@ -40,13 +40,17 @@ import Testing
         }
         let auth = try #require(json.members.first { $0.member == "auth" })
         let billing = try #require(json.members.first { $0.member == "billing" })
-        #expect(billing.startedAt! >= auth.endedAt!, "billing started before auth ended")
+        // A failed drill leaves members without times: #require, never `!`, or the whole test process traps.
+        let billingStart = try #require(billing.startedAt, "billing never started")
+        let authEnd = try #require(auth.endedAt, "auth never ended")
+        #expect(billingStart >= authEnd, "billing started before auth ended")
         #expect(auth.faults.map(\.fault) == ["archive-stall@1"])
         // The critical path is a chain through `after`: billing only ever with auth before it.
         #expect(!json.criticalPath.isEmpty && Set(json.criticalPath).isSubset(of: fleet.members.map(\.name)))
         if let b = json.criticalPath.firstIndex(of: "billing") { #expect(b > 0 && json.criticalPath[b - 1] == "auth") }
         #expect(json.totalSeconds >= json.criticalPathSeconds - 0.001 && json.totalSeconds > 0)
-        #expect(json.slowestMember == (json.members.max { $0.seconds! < $1.seconds! })!.member)
+        let seconds = try json.members.map { m in (m.member, try #require(m.seconds, "\(m.member) has no duration")) }
+        #expect(json.slowestMember == seconds.max { $0.1 < $1.1 }?.0)
 
         let md = try String(contentsOfFile: report + "/report.md", encoding: .utf8)
         #expect(md.contains("# Fleet drill of `\(fleet.name)`: PASSED"))

@@ -297,9 +297,10 @@ public struct TopologyCheck: Sendable {
                 GateVerdict(transition: 1, summary: "the plan", verdict: "unknown", message: "\(error)", provisional: false, evidence: [:])
             ]
         }
-        let ctx = StepContext(
+        var ctx = StepContext(
             plan: plan, driver: driver, journal: scratch, runID: "check", epoch: 0, allowDataLoss: false, logger: logger, evidence: [:],
             steps: steps, pollInterval: DriverRegistry.pollInterval(driver), sites: sites)
+        ctx.lagWaitSeconds = 0
         var verdicts: [GateVerdict] = []
         for (index, transition) in plan.transitions.enumerated() {
             let number = index + 1

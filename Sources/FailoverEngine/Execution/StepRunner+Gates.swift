@@ -4,7 +4,33 @@ import Foundation
 /// the split-brain check before promote, and fencing.
 extension StepRunner {
     /// The target streams from the primary, same system and timeline, within policy.maxLagBytes.
+    ///
+    /// Every refusal is immediate except lag over policy of a target that streams: under write load a
+    /// healthy standby can be a segment behind for a moment, so the gate reads again until it is within
+    /// policy or policy.stepTimeoutSeconds has passed, and only then refuses, saying how long it waited.
     func gateSwitchover(target: Instance, primary: Instance) async throws -> SwitchoverGateEvidence {
+        let started = ContinuousClock.now
+        let deadline = started + .milliseconds(Int64((ctx.lagWaitSeconds ?? ctx.timeout) * 1000))
+        while true {
+            let (evidence, overPolicy) = try await readSwitchoverGate(target: target, primary: primary)
+            guard let refusal = overPolicy else { return evidence }
+            if ctx.allowDataLoss {
+                var e = evidence
+                let lagOverride = "allow-data-loss: lag \(e.lagBytes) bytes over policy"
+                e.override = e.override.map { "\($0); \(lagOverride)" } ?? lagOverride
+                return e
+            }
+            if ContinuousClock.now >= deadline {
+                let waited = Int((ContinuousClock.now - started) / .seconds(1))
+                throw FailoverError.refused(waited > 0 ? "\(refusal) (still over policy after \(waited) s)." : "\(refusal).")
+            }
+            try await Task.sleep(for: .milliseconds(Int64(max(ctx.pollInterval, 0.01) * 1000)))
+        }
+    }
+
+    /// One reading of the switchover gate: the evidence, and the refusal when the lag alone is over policy.
+    /// Throws the refusals that waiting cannot cure.
+    private func readSwitchoverGate(target: Instance, primary: Instance) async throws -> (SwitchoverGateEvidence, String?) {
         // The target first, then the primary: lag read in this order can only be overestimated.
         let t = try await ctx.status(of: target)
         let p = try await ctx.status(of: primary)
@@ -40,15 +66,11 @@ extension StepRunner {
             }
             evidence.override = "allow-data-loss: target not streaming"
         }
-        if lag > ctx.plan.policy.maxLagBytes {
-            guard ctx.allowDataLoss else {
-                throw FailoverError.refused(
-                    "switchover refused: \(target.name) has replayed \(replay) but \(primary.name) is at \(top) (\(lag) bytes behind, policy.maxLagBytes is \(ctx.plan.policy.maxLagBytes)); wait for it to catch up or use --allow-data-loss."
-                )
-            }
-            evidence.override = "allow-data-loss: lag \(lag) bytes over policy"
-        }
-        return evidence
+        guard lag > ctx.plan.policy.maxLagBytes else { return (evidence, nil) }
+        return (
+            evidence,
+            "switchover refused: \(target.name) has replayed \(replay) but \(primary.name) is at \(top) (\(lag) bytes behind, policy.maxLagBytes is \(ctx.plan.policy.maxLagBytes)); wait for it to catch up or use --allow-data-loss"
+        )
     }
 
     /// The target is a running standby and no other candidate holds more WAL.

@@ -28,6 +28,9 @@ struct StepContext: Sendable {
     var stateDirectory: String { (journal.path as NSString).deletingLastPathComponent }
 
     var timeout: Double { plan.policy.stepTimeoutSeconds }
+    /// How long the switchover gate waits for a streaming target's lag to come within policy: the step
+    /// timeout in a run, 0 in `check`, which reports what it sees now.
+    var lagWaitSeconds: Double?
 
     /// The plan's instance of that name; throws when the plan has none.
     func instance(named name: String) throws -> Instance {

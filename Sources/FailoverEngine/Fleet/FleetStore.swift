@@ -178,7 +178,7 @@ public final class FleetStore: Sendable {
         try StateDirectory.prepare(paths.directory)
         try StateDirectory.prepare(paths.directory + "/members")
         db = try Journal.openDurable(directory: paths.directory, file: "fleet.sqlite", label: "failoverd.fleet")
-        try Self.migrator.migrate(db)
+        try Journal.migrate(db, with: Self.migrator)
     }
 
     static var migrator: DatabaseMigrator {

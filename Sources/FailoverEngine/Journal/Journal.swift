@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Logging
 
 /// The SQLite journal of a state directory: runs, steps, site roles, the run lock and the audit log.
 ///
@@ -23,7 +24,29 @@ public final class Journal: Sendable {
         try StateDirectory.prepare(stateDirectory)
         path = (stateDirectory as NSString).appendingPathComponent("journal.sqlite")
         db = try Self.openDurable(directory: stateDirectory, file: "journal.sqlite", label: "failoverd.journal")
-        try JournalSchema.migrator.migrate(db)
+        try Self.migrate(db, with: JournalSchema.migrator)
+    }
+
+    /// Runs `migrator` on a database other processes may be opening at the same moment (`failoverd run` and
+    /// `status`, two coordinators, a test beside the CLI). GRDB reads which migrations are applied before it
+    /// runs any, each in its own transaction: the second process then runs a migration the first has just
+    /// committed and fails on it ("duplicate column name"). Its transaction rolled back; reading the applied
+    /// migrations again settles it. A migration that fails for any other reason fails again, and that error
+    /// is thrown.
+    static func migrate(_ db: DatabaseQueue, with migrator: DatabaseMigrator) throws {
+        var attempt = 1
+        while true {
+            do {
+                try migrator.migrate(db)
+                return
+            } catch let error as DatabaseError where attempt < 5 {
+                let progressed = try db.read { try migrator.appliedIdentifiers($0) }
+                Logger(label: "failoverd.journal").debug(
+                    "migration raced another process; reading the applied migrations again",
+                    metadata: ["error": "\(error)", "applied": "\(progressed.sorted())"])
+                attempt += 1
+            }
+        }
     }
 
     /// Opens `directory`/`file` (created 0600, like its -wal and -shm files) as a durable SQLite database: WAL
@@ -39,7 +62,19 @@ public final class Journal: Sendable {
         config.busyMode = .timeout(15)
         // GRDB 7 opens every write transaction with BEGIN IMMEDIATE, so two processes never deadlock on upgrade.
         config.label = label
-        let db = try DatabaseQueue(path: (directory as NSString).appendingPathComponent(file), configuration: config)
+        // Switching a new database to WAL takes an exclusive lock, and SQLite answers SQLITE_BUSY at once,
+        // without its busy handler, while another process opens the same new file: try again until the
+        // busy timeout has passed.
+        let deadline = ContinuousClock.now + .seconds(15)
+        var db: DatabaseQueue
+        while true {
+            do {
+                db = try DatabaseQueue(path: (directory as NSString).appendingPathComponent(file), configuration: config)
+                break
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && ContinuousClock.now < deadline {
+                usleep(10_000)
+            }
+        }
         // GRDB's WAL setup leaves synchronous=NORMAL; a database that must survive power loss needs FULL.
         try db.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         return db

@@ -513,24 +513,66 @@ public struct PatroniSite: SiteDriver {
                 .checked("Site \(site.name) stays paused; look at the pgBackRest log, then resume the run.")
             logger.info("rebuilt from the repository", metadata: ["site": "\(site.name)", "instance": "\(i.name)"])
         }
-        try await patchConfig(site, ["pause": false], what: "resume site \(site.name) after its rebuild")
+        let resumed = try await patchConfig(site, ["pause": false], what: "resume site \(site.name) after its rebuild")
+        // The PATCH answers with the configuration Patroni wrote: a standby_cluster other than the one set
+        // above means a member wrote from a stale copy, and the members would start with it.
+        if Self.json(resumed["standby_cluster"] ?? NSNull()) != Self.json(section) {
+            logger.warning(
+                "standby_cluster changed while the site was paused; setting it again",
+                metadata: ["site": "\(site.name)", "found": "\(Self.json(resumed["standby_cluster"] ?? NSNull()))"])
+            try await setStandbyCluster(site, section, what: "re-point site \(site.name) after its rebuild")
+        }
         try await awaitFollowing(site, source: source)
     }
 
     func awaitFollowing(_ site: Site, source: Site) async throws {
         let leader = site.leader
         let sourceTimeline = try await memberStatus(source, source.leader).timeline
-        _ = try await Poll.until(
-            "\(leader.name) to stream from \(source.leader.name) on timeline \(sourceTimeline)", timeout: max(timeout, 300),
-            interval: pollInterval,
-            advice: "Look at \(leader.name)'s Patroni log (pg_rewind needs use_pg_rewind and wal_log_hints or checksums)."
-        ) { () async throws -> Bool? in
-            let s = try await memberStatus(site, leader)
-            guard s.reachable, s.inRecovery, let r = s.walReceiver, r.isStreaming(from: source.leader),
-                (r.receivedTimeline ?? 0) >= sourceTimeline
-            else { return nil }
-            return true
+        do {
+            _ = try await Poll.until(
+                "\(leader.name) to stream from \(source.leader.name) on timeline \(sourceTimeline)", timeout: max(timeout, 300),
+                interval: pollInterval,
+                advice: "Look at \(leader.name)'s Patroni log (pg_rewind needs use_pg_rewind and wal_log_hints or checksums)."
+            ) { () async throws -> Bool? in
+                let s = try await memberStatus(site, leader)
+                guard s.reachable, s.inRecovery, let r = s.walReceiver, r.isStreaming(from: source.leader),
+                    (r.receivedTimeline ?? 0) >= sourceTimeline
+                else { return nil }
+                return true
+            }
+        } catch let error as FailoverError {
+            throw FailoverError(error.code, error.message + " " + (await seenWALSources(site, leader)))
         }
+    }
+
+    /// What `instance` replays from, as its server and its site's Patroni say, for an error that has to
+    /// explain why it does not follow: the running restore_command and primary_conninfo (passwords
+    /// redacted), its Patroni role and state, and the site's `standby_cluster`.
+    func seenWALSources(_ site: Site, _ instance: Instance) async -> String {
+        var seen: [String] = []
+        do {
+            let row = try await PGConnection.with(adminConnInfo(instance)) {
+                try $0.query(
+                    "SELECT current_setting('restore_command'), current_setting('primary_conninfo'), pg_is_in_recovery()::text",
+                    name: "read the WAL sources"
+                ).first ?? []
+            }
+            let settings = AuditLog.redact([
+                "restore_command": row.first.flatMap { $0 } ?? "?", "primary_conninfo": row.dropFirst().first.flatMap { $0 } ?? "?",
+            ])
+            seen.append(
+                "its server runs with restore_command '\(settings["restore_command"] ?? "?")', primary_conninfo '\(settings["primary_conninfo"] ?? "?")', in recovery \(row.last.flatMap { $0 } ?? "?")"
+            )
+        } catch {
+            seen.append("its server does not answer (\(error))")
+        }
+        if let info = try? await memberInfo(site, instance) {
+            seen.append("its Patroni says role \(info["role"] ?? "?"), state \(info["state"] ?? "?")")
+        }
+        if let config = try? await config(site) {
+            seen.append("the site's standby_cluster is \(Self.json(config["standby_cluster"] ?? NSNull()))")
+        }
+        return "Seen at the deadline on \(instance.name): " + seen.joined(separator: "; ") + "."
     }
 
     /// The demoted leader's shutdown checkpoint, read again: the token still holds while the leader is a
