@@ -438,15 +438,26 @@ func benchLostSwitchover(rounds: Int) async throws {
             "lost: a planned switchover \(p.policy.captureLostRows == true ? "with" : "without") captureLostRows plans \(captures) capture steps"
         )
     }
-    var medians: [(raw: Double, engine: Double)] = []
-    for p in [plain, rows] {
-        let state = NSTemporaryDirectory() + "failoverd-bench-\(p.name)"
-        defer { try? FileManager.default.removeItem(atPath: state) }
-        let (raw, engine) = try await SwitchoverBenchmark(plan: p, rounds: rounds, stateDirectory: state) { print("  " + $0) }.run()
-        medians.append((DrillMath.summary(raw)!.median, DrillMath.summary(engine)!.median))
+    // Round by round, one fresh sandbox per variant, alternating, so a change in the machine's load falls
+    // on both alike.
+    var raw: [[Double]] = [[], []]
+    var engine: [[Double]] = [[], []]
+    for round in 1...rounds {
+        for (k, p) in [plain, rows].enumerated() {
+            let state = NSTemporaryDirectory() + "failoverd-bench-\(p.name)"
+            defer { try? FileManager.default.removeItem(atPath: state) }
+            let (r, e) = try await SwitchoverBenchmark(plan: p, rounds: 1, stateDirectory: state) { _ in }.run()
+            raw[k] += r
+            engine[k] += e
+            print(
+                "  round \(round), captureLostRows \(k == 1 ? "on" : "off"): " + String(format: "raw %.3f s, failoverd %.3f s", r[0], e[0]))
+        }
+    }
+    let medians = (0..<2).map { k in (raw: DrillMath.summary(raw[k])!.median, engine: DrillMath.summary(engine[k])!.median) }
+    for k in 0..<2 {
         report(
-            "switchover, captureLostRows \(p.policy.captureLostRows == true) (median of \(rounds))", medians.last!.engine, unit: "s",
-            baselineName: "raw pg_ctl sequence", medians.last!.raw)
+            "switchover, captureLostRows \(k == 1 ? "on" : "off") (median of \(rounds))", medians[k].engine, unit: "s",
+            baselineName: "raw pg_ctl sequence", medians[k].raw)
     }
     report(
         "switchover with captureLostRows (median of \(rounds))", medians[1].engine, unit: "s", baselineName: "without captureLostRows",
