@@ -43,8 +43,8 @@ struct LabUp: AsyncParsableCommand {
             do {
                 try await lab.up()
             } catch {
-                // A refusal built nothing; anything else may have built part of the lab.
-                if (error as? FailoverError)?.code != .refused || lab.exists {
+                // Without a manifest nothing was built (a refusal, a plan the lab cannot build); with one, part may have been.
+                if lab.exists {
                     FileHandle.standardError.write(
                         Data(
                             "failoverd: lab up failed; `failoverd lab down \(RunningTopology.word(plan)) --state \(RunningTopology.word(state.state))` removes what it built.\n"
