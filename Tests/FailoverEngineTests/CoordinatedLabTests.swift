@@ -222,4 +222,40 @@ struct CoordinatedLabTests {
             #expect(back)
         }
     }
+
+    @Test(
+        "drill --faults crash-coordinator: the first coordinator killed before the promotion, the second in dc2 finishes; the report names who ran each step and the takeover time"
+    )
+    func drillCrashCoordinator() async throws {
+        try await Self.withLab("drill") { fx in
+            let promote = try #require(try Planner(plan: fx.plan).steps().get().first { $0.kind == .promote }?.number)
+            let report = fx.root + "/report"
+            let drilled = try await CLI.run([
+                "drill", fx.planPath, "--reuse", "--faults", "crash-coordinator@\(promote):before", "--report", report, "--writers", "2",
+                "--warmup", "1",
+            ])
+            try #require(drilled.status == 0, "\(drilled.stdout.suffix(2000))\n\(drilled.stderr)")
+            let checks = try LabTests.expectDrillChecksPassed(report)
+            #expect(checks["the second coordinator took the run over"]?.0 == true, "\(checks.keys)")
+            let json = try #require(
+                try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report + "/report.json"))) as? [String: Any])
+            let coordination = try #require(json["coordination"] as? [String: Any], "\(json.keys)")
+            #expect(coordination["secondHost"] as? String == fx.host("dc2"))
+            let takeover = try #require(coordination["takeoverSeconds"] as? Double)
+            // The second coordinator waits out the first's lease before it may act.
+            #expect(takeover > 0 && takeover < Double(fx.plan.coordination!.etcd.effectiveLeaseSeconds) + 30, "\(takeover)")
+            print("TIMING crash-coordinator takeover (fault to the second coordinator's first act): \(takeover) s")
+            let steps = try #require(coordination["steps"] as? [[String: Any]])
+            for step in steps {
+                let n = try #require(step["number"] as? Int)
+                #expect(step["which"] as? String == (n < promote ? "first" : "second"), "step \(n): \(step)")
+            }
+            let markdown = try String(contentsOfFile: report + "/report.md", encoding: .utf8)
+            #expect(markdown.contains("## Coordinators") && markdown.contains("takeover"), "\(markdown)")
+            let outside = OutsideView(plan: fx.plan)
+            let primary = try #require(fx.plan.site(named: "dc2")?.leader)
+            try await outside.writeMarker(1, on: primary)
+            try await outside.expectFinalRoles(markerWrittenBefore: 1)
+        }
+    }
 }

@@ -224,10 +224,8 @@ extension Lab {
     /// - Throws: exit 2 for a host that is not one of the lab's hosts or an empty command; exit 3 when this
     ///   state directory's lab is not up (no manifest, or the namespace is gone).
     public func execArguments(host: String, command: [String]) async throws -> [String] {
-        guard let index = hosts.firstIndex(of: host) else {
-            throw FailoverError.invalid(
-                "lab exec: \(host) is not a host of plan \(PlanValues.quoted(plan.name))'s lab; hosts: \(hosts.joined(separator: ", ")).")
-        }
+        let prefix = try namespaceArguments(host: host)
+        let index = hosts.firstIndex(of: host)!
         guard !command.isEmpty else {
             throw FailoverError.invalid("lab exec: no command; give it after --, as in `lab exec PLAN HOST -- failoverd status`.")
         }
@@ -238,6 +236,17 @@ extension Lab {
                 "lab exec: the lab of plan \(PlanValues.quoted(plan.name)) is not up with state directory \(stateDirectory) (no namespace \(namespace(index)) of its building); run `failoverd lab up` first, with the same --state."
             )
         }
-        return ["/usr/bin/nsenter", "--net=/run/netns/" + namespace(index), "--"] + command
+        return prefix + command
+    }
+
+    /// `nsenter` into the network namespace of the lab host `host`, up to `--`: the command follows.
+    ///
+    /// - Throws: exit 2 for a host that is not one of the lab's hosts.
+    func namespaceArguments(host: String) throws -> [String] {
+        guard let index = hosts.firstIndex(of: host) else {
+            throw FailoverError.invalid(
+                "lab exec: \(host) is not a host of plan \(PlanValues.quoted(plan.name))'s lab; hosts: \(hosts.joined(separator: ", ")).")
+        }
+        return ["/usr/bin/nsenter", "--net=/run/netns/" + namespace(index), "--"]
     }
 }
