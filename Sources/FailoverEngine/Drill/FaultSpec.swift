@@ -71,7 +71,7 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
             }
         }
         if faults.filter({ $0.isCrash }).count > 1 {
-            throw FailoverError.invalid("--faults: at most one crash-engine or crash-coordinator fault per drill")
+            throw FailoverError.invalid("--faults: at most one crash-engine fault per drill (a crash-coordinator fault counts as one)")
         }
         return faults
     }
