@@ -21,6 +21,9 @@ struct DrillCommand: AsyncParsableCommand {
               partition@STEP:SITE        cut SITE's links when step STEP starts (lab: ssh sites)
               heal@STEP:SITE             restore SITE's links when step STEP starts
               isolate-control@STEP       cut failoverd's host off every site when step STEP starts
+              crash-coordinator@STEP[:before|after]
+                                         coordinated lab plan: kill the coordinator around a step's act;
+                                         a second one in the final primary's data center takes over
 
             A plan whose sites are all ssh sites is drilled in the lab (failoverd lab up), built and removed \
             by the drill.

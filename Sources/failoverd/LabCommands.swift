@@ -2,11 +2,15 @@ import ArgumentParser
 import FailoverEngine
 import Foundation
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 struct LabCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lab",
         abstract: "Real hosts on this machine: a network namespace, sshd and PostgreSQL per host of the plan's ssh sites (root).",
-        subcommands: [LabUp.self, LabStatus.self, LabDown.self, LabPartition.self, LabHeal.self])
+        subcommands: [LabUp.self, LabStatus.self, LabDown.self, LabPartition.self, LabHeal.self, LabExec.self])
 }
 
 struct LabUp: AsyncParsableCommand {
@@ -39,8 +43,8 @@ struct LabUp: AsyncParsableCommand {
             do {
                 try await lab.up()
             } catch {
-                // A refusal built nothing; anything else may have built part of the lab.
-                if (error as? FailoverError)?.code != .refused || lab.exists {
+                // Without a manifest nothing was built (a refusal, a plan the lab cannot build); with one, part may have been.
+                if lab.exists {
                     FileHandle.standardError.write(
                         Data(
                             "failoverd: lab up failed; `failoverd lab down \(RunningTopology.word(plan)) --state \(RunningTopology.word(state.state))` removes what it built.\n"
@@ -112,5 +116,33 @@ struct LabHeal: AsyncParsableCommand {
             try await Lab(plan: try PlanLoader.load(plan), stateDirectory: state.state).heal(site: site)
             print("site \(site) reconnected")
         }
+    }
+}
+
+struct LabExec: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "exec", abstract: "Run a command in the network namespace of a lab host, as a machine of its data center would.",
+        discussion: """
+            `failoverd lab exec PLAN HOST [--state DIR] -- COMMAND [ARGS…]` runs COMMAND (as root, with this \
+            machine's files) in the network namespace of the lab host HOST (an address of the plan's instances): it \
+            reaches what that host reaches, and is cut off with it. A second coordinator of a coordinated plan runs \
+            there: `failoverd lab exec PLAN 198.18.12.10 -- failoverd resume --plan PLAN --state /tmp/coordinator-b`. \
+            The exit status is COMMAND's. Refused (exit 2) for a HOST that is not a host of the plan's lab, and \
+            (exit 3) when the lab is not up with this --state.
+            """)
+    @Argument(help: "The plan file.") var plan: String
+    @Argument(help: "The lab host (an instance's host address in the plan).") var host: String
+    @OptionGroup var state: StateOption
+    @Argument(parsing: .postTerminator, help: "The command to run, after --.") var command: [String] = []
+
+    func run() async throws {
+        let argv = try await guarded {
+            bootstrapLogging(verbose: false)
+            return try await Lab(plan: try PlanLoader.load(plan), stateDirectory: state.state).execArguments(host: host, command: command)
+        }
+        // Nothing was printed: the command's output is its own.
+        let cArgs = argv.map { strdup($0) } + [nil]
+        execv(argv[0], cArgs)
+        throw FailoverError.failed("lab exec: could not run \(argv[0]): \(String(cString: strerror(errno)))")
     }
 }

@@ -269,6 +269,21 @@ import Testing
         expectFailure(.invalidInput, "at most one crash-engine fault per drill") {
             try Fault.parse("crash-engine@1:before,crash-engine@2:after", plan: plan)
         }
+        // crash-coordinator: a coordinated plan in the lab only; :before by default; one crash per drill.
+        let coordinated = try PlanLoader.load(CLI.plan("dc-switchover-coordinated"))
+        #expect(
+            try Fault.parse("crash-coordinator@7", plan: coordinated) == [.crashCoordinator(CrashPoint(step: 7, phase: .before))])
+        #expect(try Fault.parse("crash-coordinator@7:after", plan: coordinated).first?.description == "crash-coordinator@7:after")
+        expectFailure(.invalidInput, "network faults need the lab") { try Fault.parse("crash-coordinator@3", plan: plan) }
+        expectFailure(.invalidInput, "the plan has no \"coordination\"") {
+            try Fault.parse("crash-coordinator@3", plan: try PlanLoader.load(CLI.plan("dc-switchover")))
+        }
+        expectFailure(.invalidInput, "crash-coordinator@STEP, crash-coordinator@STEP:before") {
+            try Fault.parse("crash-coordinator@3:mid", plan: coordinated)
+        }
+        expectFailure(.invalidInput, "at most one crash-engine fault per drill") {
+            try Fault.parse("crash-engine@1:before,crash-coordinator@2", plan: coordinated)
+        }
         let bad = try await CLI.run(["drill", CLI.plan("switchover"), "--faults", "kill-primary@zero"])
         #expect(bad.status == 2)
         #expect(bad.stderr.contains("--faults kill-primary@zero"))

@@ -71,11 +71,14 @@ import Foundation
 
     /// Waits until member `i` reports healthy (it has a leader and quorum).
     public func waitHealthy(_ i: Int) async throws {
-        let m = members[i]
-        _ = try await Poll.until(
-            "etcd \(m.name) to be healthy on \(m.client)", timeout: 60, interval: 0.1, advice: "See \(m.daemon.logFile)."
-        ) {
-            let r = try await CommandRunner().run("/usr/bin/curl", ["-sf", "--max-time", "2", m.client + "/health"])
+        try await Self.waitHealthy(name: members[i].name, client: members[i].client, log: members[i].daemon.logFile, timeout: 60)
+    }
+
+    /// Waits until the member `name` at `client` reports healthy through its `/health` endpoint (it has a
+    /// leader and quorum), at most `timeout` seconds; the error names `log`.
+    static func waitHealthy(name: String, client: String, log: String, timeout: Double) async throws {
+        _ = try await Poll.until("etcd \(name) to be healthy on \(client)", timeout: timeout, interval: 0.1, advice: "See \(log).") {
+            let r = try await CommandRunner().run("/usr/bin/curl", ["-sf", "--max-time", "2", client + "/health"])
             return r.succeeded && r.stdout.contains("true") ? true : nil
         }
     }

@@ -203,6 +203,13 @@ public struct Drill: Sendable {
                 if let crash = options.faults.compactMap({ if case .crashEngine(let c) = $0 { c } else { nil } }).first {
                     session.record(try await crashEngine(at: crash, clock: session.clock))
                     _ = try await Executor(options: runOptions).resume(runID: nil)
+                } else if let crash = options.faults.compactMap({ if case .crashCoordinator(let c) = $0 { c } else { nil } }).first {
+                    var killed = try await crashEngine(at: crash, clock: session.clock)
+                    killed.fault = "crash-coordinator@\(crash)"
+                    session.record(killed)
+                    let (event, second) = try await takeOver(clock: session.clock)
+                    session.record(event)
+                    session.coordinators = second
                 } else {
                     _ = try await Executor(options: runOptions).run(plan)
                 }
@@ -219,6 +226,39 @@ public struct Drill: Sendable {
         }
         try report.write(to: options.reportDirectory)
         return report
+    }
+
+    /// The second coordinator of a coordinated plan: `failoverd resume --plan` with a state directory of its
+    /// own, in the network namespace of the host of the plan's final primary (the data center that survives),
+    /// as `failoverd lab exec` runs it. Returns the fault event and where the second coordinator's journal is.
+    func takeOver(clock: DrillClock) async throws -> (DrillReport.FaultEvent, DrillSession.Coordinators) {
+        let roles = try Planner(plan: plan).finalRoles().get()
+        guard let site = plan.sites.first(where: { roles[$0.name] == .primary }) else {
+            throw FailoverError.invalid(
+                "drill: plan \(plan.name) ends with no primary; crash-coordinator needs a data center to take over from")
+        }
+        let host = site.leader.host
+        let second = state + "/coordinator-b"
+        var args = [options.executable, "resume", "--plan", options.planPath, "--state", second, "--quiet", "--drill"]
+        if options.allowDataLoss { args.append("--allow-data-loss") }
+        for site in options.assumeFenced { args += ["--assume-fenced", site] }
+        if options.dwellSeconds > 0 { args += ["--dwell", String(options.dwellSeconds)] }
+        let argv = try await Lab(plan: plan, stateDirectory: state).namespaceArguments(host: host) + args
+        let started = clock.now()
+        let result = try await CommandRunner(forwardsRepositoryEnvironment: true).run(
+            argv[0], Array(argv.dropFirst()), workingDirectory: FileManager.default.currentDirectoryPath,
+            timeout: plan.policy.stepTimeoutSeconds * 20)
+        guard result.exitCode == 0 else {
+            throw FailoverError.failed(
+                "drill: the second coordinator (resume --plan on \(host), site \(site.name)) failed (exit \(result.exitCode)): \(result.outputTail)"
+            )
+        }
+        return (
+            .init(
+                fault: "second coordinator", at: started,
+                detail: "resume --plan in the namespace of \(host) (site \(site.name)), state directory \(second): finished the run"),
+            .init(first: state, second: second, host: host)
+        )
     }
 
     /// Runs the plan in a child failoverd process killed at `point`; the drill then resumes it.

@@ -85,6 +85,38 @@ public struct DrillReport: Codable, Sendable {
     public var acknowledgedPer100ms: [Int]
     /// What `failoverd lost` listed for the former primaries the run fenced.
     public var lost: LostList? = nil
+    /// A coordinated plan drilled with `crash-coordinator`: who ran each step, and the takeover time.
+    public var coordination: CoordinationReport? = nil
+
+    /// Which coordinator ended a step (its last audit event names it).
+    public struct StepCoordinator: Codable, Sendable {
+        /// The step's number.
+        public var number: Int
+        /// Its kind.
+        public var kind: String
+        /// The coordinator: `HOST pid PID token TOKEN`.
+        public var coordinator: String
+        /// `first` (killed by the drill) or `second` (took the run over).
+        public var which: String
+    }
+
+    /// The two coordinators of a `crash-coordinator` drill.
+    public struct CoordinationReport: Codable, Sendable {
+        /// The coordinator the drill killed.
+        public var first: String?
+        /// The coordinator that took over.
+        public var second: String?
+        /// The lab host the second one ran on (in its network namespace).
+        public var secondHost: String
+        /// When the first was killed (drill seconds).
+        public var faultAt: Double
+        /// When the second began its first act (its first `step-start`), drill seconds.
+        public var firstActOfSecondAt: Double?
+        /// From the fault to the second coordinator's first act.
+        public var takeoverSeconds: Double?
+        /// Each step with its coordinator.
+        public var steps: [StepCoordinator]
+    }
 
     /// Writes report.json, report.md and timeline.svg into `directory`.
     public func write(to directory: String) throws {
@@ -150,6 +182,11 @@ public struct DrillReport: Codable, Sendable {
             md +=
                 "\n## Lost transactions (`failoverd lost`)\n\n\(l.count) transaction\(l.count == 1 ? "" : "s") committed on \(l.instances.joined(separator: ", ")) after the fork, \(l.ledgerCommits) of them the workload's acknowledged commits (report.json lists them all):\n\n```\n"
             md += l.firstLines.joined(separator: "\n") + "\n```\n"
+        }
+        if let c = coordination {
+            md +=
+                "\n## Coordinators\n\nFirst (killed at \(Self.f(c.faultAt)) s): \(c.first ?? "—"). Second, on \(c.secondHost): \(c.second ?? "—"), first act at \(Self.f(c.firstActOfSecondAt)) s: takeover **\(Self.f(c.takeoverSeconds)) s**.\n\n| step | kind | coordinator |\n|---|---|---|\n"
+            for s in c.steps { md += "| \(s.number) | \(s.kind) | \(s.which): \(s.coordinator) |\n" }
         }
         if !faults.isEmpty {
             md += "\n## Faults\n\n"

@@ -20,6 +20,18 @@ final class DrillSession: @unchecked Sendable {
     /// Faults struck during the run, from the progress hook.
     let struck = Locked([DrillReport.FaultEvent]())
     private let killSteps: Set<Int>
+    /// After a `crash-coordinator` takeover: the two coordinators' state directories, the second's host.
+    var coordinators: Coordinators?
+
+    /// The state directories of a drill's two coordinators, and the lab host the second ran on.
+    struct Coordinators: Sendable {
+        /// The first coordinator's (the drill's own state directory).
+        var first: String
+        /// The second's: its journal holds the whole run.
+        var second: String
+        /// The lab host whose namespace it ran in.
+        var host: String
+    }
 
     /// The environment a drill of `plan` builds: the lab for a plan of ssh sites, else the sandbox.
     /// `planPath` is the plan file as the user named it, for the commands a refusal suggests.
@@ -109,10 +121,17 @@ final class DrillSession: @unchecked Sendable {
         }
         await workload.stop()
         await injector.restore()
+        // After a takeover the second coordinator's journal holds the whole run.
         let checker = DrillChecker(
-            plan: plan, options: options, driver: driver, workload: workload, clock: clock, wallStart: wallStart, state: state)
+            plan: plan, options: options, driver: driver, workload: workload, clock: clock, wallStart: wallStart,
+            state: coordinators?.second ?? state)
         let faults = (faultEvents + struck.current).sorted { $0.at < $1.at }
         var report = try await checker.report(runError: runError, faults: faults)
+        if let coordinators, let crash = faults.first(where: { $0.fault.hasPrefix("crash-coordinator@") }) {
+            let (coordination, check) = try await checker.coordination(coordinators, faultAt: crash.at)
+            report.coordination = coordination
+            report.checks.append(check)
+        }
         if !injector.everCut.current.isEmpty {
             report.checks += try await checker.partitionChecks(cut: injector.everCut.current)
         }

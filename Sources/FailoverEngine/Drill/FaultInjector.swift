@@ -58,7 +58,7 @@ final class FaultInjector: @unchecked Sendable {
             }
             stallTask.withLock { $0 = task }
             return .init(fault: fault.description, at: clock.now(), detail: "archive_command fails on \(primary.name) for \(seconds) s")
-        case .killPrimary, .crashEngine, .partition, .heal, .isolateControl:
+        case .killPrimary, .crashEngine, .partition, .heal, .isolateControl, .crashCoordinator:
             return nil
         }
     }

@@ -14,6 +14,9 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
     case heal(step: Int, site: String)
     /// Cut failoverd's host off every site when step N starts (lab only); the sites still reach each other.
     case isolateControl(step: Int)
+    /// A coordinated plan in the lab: SIGKILL the coordinator (on the control host) around step N's act; a
+    /// second coordinator, inside the data center of the plan's final primary, takes the run over.
+    case crashCoordinator(CrashPoint)
 
     /// Parses one or more faults: `kill-primary@3,crash-engine@5:after,cut-receiver@dr,archive-stall@10`.
     public static func parse(_ spec: String, plan: Plan) throws -> [Fault] {
@@ -47,20 +50,38 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
                 guard let n = Int(parts[1]), n >= 1 else { throw bad(raw, "isolate-control@STEP takes a step number from 1") }
                 try requireLab(raw, plan)
                 faults.append(.isolateControl(step: n))
+            case "crash-coordinator":
+                let argument = parts[1].contains(":") ? parts[1] : parts[1] + ":before"
+                guard let c = CrashPoint(argument), c.phase != .mid else {
+                    throw bad(raw, "crash-coordinator@STEP, crash-coordinator@STEP:before or crash-coordinator@STEP:after")
+                }
+                try requireLab(raw, plan)
+                guard plan.coordination != nil else {
+                    throw bad(raw, "the plan has no \"coordination\": a second coordinator takes over only a run coordinated through etcd")
+                }
+                faults.append(.crashCoordinator(c))
             case "archive-stall":
                 guard let s = Double(parts[1]), s > 0 else { throw bad(raw, "archive-stall@SECONDS takes a positive number of seconds") }
                 faults.append(.archiveStall(seconds: s))
             default:
                 throw bad(
                     raw,
-                    "unknown fault \"\(parts[0])\"; known: kill-primary@STEP, crash-engine@STEP:before|after, cut-receiver@SITE, archive-stall@SECONDS, partition@STEP:SITE, heal@STEP:SITE, isolate-control@STEP"
+                    "unknown fault \"\(parts[0])\"; known: kill-primary@STEP, crash-engine@STEP:before|after, cut-receiver@SITE, archive-stall@SECONDS, partition@STEP:SITE, heal@STEP:SITE, isolate-control@STEP, crash-coordinator@STEP[:before|after]"
                 )
             }
         }
-        if faults.filter({ if case .crashEngine = $0 { true } else { false } }).count > 1 {
-            throw FailoverError.invalid("--faults: at most one crash-engine fault per drill")
+        if faults.filter({ $0.isCrash }).count > 1 {
+            throw FailoverError.invalid("--faults: at most one crash-engine fault per drill (a crash-coordinator fault counts as one)")
         }
         return faults
+    }
+
+    /// True for the faults that kill the engine in a child process.
+    var isCrash: Bool {
+        switch self {
+        case .crashEngine, .crashCoordinator: true
+        default: false
+        }
     }
 
     /// The step a network fault strikes at; nil for the others.
@@ -89,6 +110,7 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
         case .partition(let n, let s): "partition@\(n):\(s)"
         case .heal(let n, let s): "heal@\(n):\(s)"
         case .isolateControl(let n): "isolate-control@\(n)"
+        case .crashCoordinator(let c): "crash-coordinator@\(c)"
         }
     }
 }

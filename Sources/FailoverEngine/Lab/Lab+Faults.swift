@@ -22,6 +22,7 @@ extension Lab {
     func forgetFailedNeighbours() async throws {
         _ = try await ip(["neigh", "flush", "dev", bridge])
         for index in hosts.indices { _ = try await ip(["-n", namespace(index), "neigh", "flush", "all"]) }
+        if witnessAddress != nil { _ = try await ip(["-n", witnessNamespace, "neigh", "flush", "all"]) }
     }
 
     /// Cuts the control host off every site (its address leaves the bridge); the sites still reach each other.
@@ -35,7 +36,8 @@ extension Lab {
         try await forgetFailedNeighbours()
     }
 
-    /// One line per host: namespace, link state, sshd; then one per instance as the SSH driver sees it.
+    /// One line per host: namespace, link state, sshd; the witness and the etcd members of a coordinated plan;
+    /// then one per instance as the SSH driver sees it.
     public func status() async throws -> [String] {
         guard let manifest = try LabManifest.load(for: plan, in: stateDirectory) else {
             return ["lab \(plan.name): down (no \(manifestPath))"]
@@ -50,6 +52,13 @@ extension Lab {
                 "host \(host): namespace \(namespace(index)) \(namespaces.contains(namespace(index)) ? "present" : "missing"), link \(link(index)) \(up ? "up" : "down (cut)"), sshd \(alive ? "pid \(sshd!.pid)" : "not running")"
             )
         }
+        if let witness = witnessAddress {
+            let up = try await ip(["-o", "link", "show", "dev", witnessLink]).stdout.contains("state UP")
+            lines.append(
+                "witness \(witness): namespace \(witnessNamespace) \(namespaces.contains(witnessNamespace) ? "present" : "missing"), link \(witnessLink) \(up ? "up" : "down (cut)")"
+            )
+        }
+        lines += await etcdStatus(manifest)
         let driver = try SSHPostgresDriver(plan: plan, stateDirectory: stateDirectory, logger: logger)
         for (site, instance) in plan.allInstances {
             let status = try await driver.status(of: instance)

@@ -7,7 +7,8 @@ import Foundation
 /// Building and removing the lab.
 extension Lab {
     /// Builds (or completes) the lab: bridge, a namespace per host with its veth and address, the login user
-    /// with its key and sudo rule, an sshd per host with generated host keys, the known_hosts file, and the
+    /// with its key and sudo rule, an sshd per host with generated host keys, the known_hosts file, for a plan
+    /// with `coordination` its etcd members (and the witness namespace, ``ensureEtcd(user:manifest:)``), and the
     /// plan's starting topology. Harmless twice with the same state directory; refused (exit 3, before
     /// anything is created) while a lab of this plan built with another state directory, or another plan's
     /// lab, is up (``refuseForeignParts(_:)``).
@@ -28,8 +29,10 @@ extension Lab {
         try await ensureLoginUser(login.user, osUser: osUser.name, manifest: &manifest)
         try await ensureKeys(login, manifest: &manifest)
         try await ensureNetwork(manifest: &manifest)
+        try await ensureWitnessNetwork(manifest: &manifest)
         try await ensureSSHDaemons(login, manifest: &manifest)
         try await waitForSSH()
+        try await ensureEtcd(user: osUser, manifest: &manifest)
         if buildTopology { try await sandbox().up() }
         try writeFencingHook(manifest: &manifest)
     }
@@ -63,6 +66,7 @@ extension Lab {
             await stopProcesses(in: ns)
         }
         for process in manifest.processes { await stop(process) }
+        problems += removeEtcdDirectories(manifest)
         problems += removeCgroups(manifest.cgroups ?? [])
         for link in manifest.links where try await linkExists(link) {
             let r = try await ip(["link", "del", link])

@@ -131,6 +131,7 @@ public struct Lab: Sendable {
             }
         }
         try validateSystemd(labRoot: labRoot)
+        _ = try etcdMembers()
         return login!
     }
 

@@ -1,7 +1,7 @@
 import Foundation
 
 /// What `Lab.up()` created or changed, so that `down()` undoes exactly that, by name and by pid: the bridge,
-/// the namespaces, the veth links, the sshd processes, the login user and its sudoers file, and the files
+/// the namespaces, the veth links, the sshd and etcd processes, the login user and its sudoers file, and the files
 /// and directories it generated.
 ///
 /// It lives in failoverd's state directory as `lab-<plan>.json` (0600), saved before each thing is created,
@@ -27,6 +27,9 @@ struct LabManifest: Codable, Sendable {
     var users: [String]?
     /// Home directories `up` changed (user → the home before): `down` sets them back.
     var homes: [String: String]?
+    /// Data directories of the lab's etcd members (a plan with `coordination`), owned by the OS user:
+    /// `down` removes them after the members (in ``processes``) are stopped.
+    var etcdDirectories: [String]?
 
     static func path(for plan: Plan, in stateDirectory: String) -> String { stateDirectory + "/lab-\(plan.name).json" }
 

@@ -186,6 +186,7 @@ extension Lab {
                 }
             }
         }
+        if witnessAddress != nil, namespaces.contains(witnessNamespace) { evidence.append("namespace \(witnessNamespace) (etcd witness)") }
         let sandbox = try? sandbox()
         evidence += sandbox?.running()?.evidence ?? []
         guard !evidence.isEmpty else { return nil }
@@ -210,6 +211,7 @@ extension Lab {
             if namespaces.contains(namespace(index)), manifest?.namespaces.contains(namespace(index)) != true { foreign = true }
             if try await linkExists(link(index)), manifest?.links.contains(link(index)) != true { foreign = true }
         }
+        if namespaces.contains(witnessNamespace), manifest?.namespaces.contains(witnessNamespace) != true { foreign = true }
         if foreign, let running = try await running() {
             let path = planPath ?? "PLAN"
             throw running.refusal(
