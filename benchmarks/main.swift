@@ -214,13 +214,13 @@ func benchAudit(events: Int, keep: String?) async throws {
                                 arguments: [run, n])
                         }
                         try AuditLog.append(
-                            db, kind: "run-start", run: run, details: ["plan": "bench", "steps": "24", "epoch": "1"], signer: signer)
+                            db, kind: .runStart, run: run, details: ["plan": "bench", "steps": "24", "epoch": "1"], signer: signer)
                     } else if j == 49 {
-                        try AuditLog.append(db, kind: "run-end", run: run, details: ["outcome": "succeeded", "epoch": "1"], signer: signer)
+                        try AuditLog.append(db, kind: .runEnd, run: run, details: ["outcome": "succeeded", "epoch": "1"], signer: signer)
                     } else {
                         let step = (j + 1) / 2
                         try AuditLog.append(
-                            db, kind: j % 2 == 1 ? "step-start" : "step-end", run: run, site: k % 3 == 0 ? "prod" : "dr",
+                            db, kind: j % 2 == 1 ? .stepStart : .stepEnd, run: run, site: k % 3 == 0 ? "prod" : "dr",
                             details: [
                                 "step": String(step), "kind": "stop", "summary": "stop prod-db (fast)", "epoch": "1", "instance": "prod-db",
                                 "evidence.lsn": j % 2 == 1 ? "" : "0/3000060",
@@ -238,8 +238,8 @@ func benchAudit(events: Int, keep: String?) async throws {
     }
     let log = AuditLog(journal: journal)
     var found = 0
-    let filtered = try seconds { found = try log.query(.init(run: "r-bench-\(events / 100)", site: "prod", kind: "step-end")).count }
-    let kindOnly = try seconds { found = try log.query(.init(kind: "refusal")).count }
+    let filtered = try seconds { found = try log.query(.init(run: "r-bench-\(events / 100)", site: "prod", kind: .stepEnd)).count }
+    let kindOnly = try seconds { found = try log.query(.init(kind: .refusal)).count }
     let since = try seconds { found = try log.query(.init(since: Journal.now())).count }
     let scan = try seconds {
         _ = try raw.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM audit_events WHERE details LIKE '%\"step\":\"7\"%'") }

@@ -39,9 +39,9 @@ struct ExecutionOptions: ParsableArguments {
         }
         bootstrapLogging(verbose: verbose)
         let printer: @Sendable (StepProgress) -> Void = { p in
-            guard p.status != "started" && p.status != "begin" else { return }
+            guard p.phase != .started && p.phase != .begin else { return }
             let counter = "[\(p.step.number)/\(p.total)]"
-            let status = p.status.padding(toLength: 9, withPad: " ", startingAt: 0)
+            let status = p.phase.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)
             print("\(counter) \(status) \(p.step.summary)  (\(String(format: "%.2f", p.elapsed))s)")
             fflush(nil)
         }

@@ -14,7 +14,7 @@ import Testing
         let log = AuditLog(journal: journal)
         for i in 1...10 {
             try log.append(
-                kind: i % 2 == 0 ? "step-end" : "step-start", run: "r-test", site: i < 5 ? "prod" : "dr", details: ["step": String(i)])
+                kind: i % 2 == 0 ? .stepEnd : .stepStart, run: "r-test", site: i < 5 ? "prod" : "dr", details: ["step": String(i)])
         }
         return (state, journal)
     }
@@ -35,9 +35,9 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: state) }
         let log = AuditLog(journal: journal)
         try log.append(
-            kind: "refusal", run: "r-\"quoted\"\n\r\t", site: "dr\\site\u{02}é",
+            kind: .refusal, run: "r-\"quoted\"\n\r\t", site: "dr\\site\u{02}é",
             details: ["reason": "line one\nline two\ttab \u{01}\u{1F} \"q\" \\ back é 漢字 🐘", "key\"odd": "\r"])
-        try log.append(kind: "step-end", run: nil, site: nil, details: [:])
+        try log.append(kind: .stepEnd, run: nil, site: nil, details: [:])
         let v = try await log.verify()
         #expect(v.intact, "\(v.problems)")
         #expect(v.checked == 12)
@@ -153,7 +153,7 @@ import Testing
         let (state, journal) = try journalWithEvents()
         defer { try? FileManager.default.removeItem(atPath: state) }
         let e = try AuditLog(journal: journal).append(
-            kind: "step-end", details: ["password": "hunter2", "conninfo": "host=a port=5 password=hunter2 user=r", "lsn": "0/3000060"])
+            kind: .stepEnd, details: ["password": "hunter2", "conninfo": "host=a port=5 password=hunter2 user=r", "lsn": "0/3000060"])
         #expect(!e.details.contains("hunter2"))
         #expect(e.details.contains("\"password\":\"[redacted]\""))
         #expect(e.details.contains("password=[redacted] user=r"))
@@ -205,7 +205,7 @@ import Testing
             }
         }
         if ["switchover", "failback-with-rewind"].contains(plan) {
-            let tokens = try AuditLog(journal: journal).query(.init(kind: "step-end")).filter {
+            let tokens = try AuditLog(journal: journal).query(.init(kind: .stepEnd)).filter {
                 $0.details.contains("evidence.demotionToken")
             }
             #expect(!tokens.isEmpty)
@@ -217,10 +217,10 @@ import Testing
         let (state, journal) = try journalWithEvents()
         defer { try? FileManager.default.removeItem(atPath: state) }
         let log = AuditLog(journal: journal)
-        try log.append(kind: "refusal", run: "r-other", site: "dr", details: [:])
+        try log.append(kind: .refusal, run: "r-other", site: "dr", details: [:])
         #expect(try log.query(.init(run: "r-other")).map(\.kind) == ["refusal"])
         #expect(try log.query(.init(site: "prod")).count == 4)
-        #expect(try log.query(.init(kind: "step-end")).count == 5)
+        #expect(try log.query(.init(kind: .stepEnd)).count == 5)
         #expect(try log.query(.init(since: "2999-01-01T00:00:00.000Z")).isEmpty)
         let cli = try await CLI.run(["audit", "--state", state, "--site", "dr", "--kind", "refusal", "--json"])
         #expect(cli.status == 0)

@@ -59,7 +59,7 @@ import Testing
     /// Twenty events, checkpoints every five.
     func twentyEvents(_ s: Setup) throws -> Journal {
         let journal = try s.journal(interval: 5)
-        for i in 1...20 { try AuditLog(journal: journal).append(kind: "step-end", run: "r-t", site: "prod", details: ["step": String(i)]) }
+        for i in 1...20 { try AuditLog(journal: journal).append(kind: .stepEnd, run: "r-t", site: "prod", details: ["step": String(i)]) }
         return journal
     }
 
@@ -138,9 +138,9 @@ import Testing
         let s = try Setup()
         defer { s.remove() }
         let journal = try s.journal()
-        for i in 1...250 { try AuditLog(journal: journal).append(kind: "step-start", run: "r-t", details: ["step": String(i)]) }
+        for i in 1...250 { try AuditLog(journal: journal).append(kind: .stepStart, run: "r-t", details: ["step": String(i)]) }
         #expect(try AuditCheckpoint.read(file: s.checkpoints).checkpoints.map(\.seq) == [100, 200])
-        try AuditLog(journal: journal).append(kind: "refusal", details: ["reason": "test"])
+        try AuditLog(journal: journal).append(kind: .refusal, details: ["reason": "test"])
         #expect(try AuditCheckpoint.read(file: s.checkpoints).checkpoints.map(\.seq) == [100, 200, 251])
         #expect(try await s.verifyCLI().status == 0)
     }
@@ -463,7 +463,7 @@ import Testing
         }
         let journal = try Journal(stateDirectory: state)
         #expect(try await AuditLog(journal: journal).verify().intact)
-        try AuditLog(journal: journal).append(kind: "refusal", details: ["reason": "after the upgrade"])
+        try AuditLog(journal: journal).append(kind: .refusal, details: ["reason": "after the upgrade"])
         let v = try await AuditLog(journal: journal).verify()
         #expect(v.intact)
         #expect(v.checked == 6)

@@ -42,7 +42,7 @@ import Testing
         let journal = try Journal(stateDirectory: state)
         let log = AuditLog(journal: journal)
         for i in 1...40 {
-            let kind = i % 10 == 1 ? "run-start" : i % 10 == 0 ? "run-end" : i % 2 == 0 ? "step-end" : "step-start"
+            let kind: AuditEventKind = i % 10 == 1 ? .runStart : i % 10 == 0 ? .runEnd : i % 2 == 0 ? .stepEnd : .stepStart
             try log.append(kind: kind, run: "r-\(i / 10)", site: "dr", details: ["step": String(i % 10), "outcome": "succeeded"])
         }
         let sql = try #require(Self.tamperings.first { $0.name == name }?.sql)

@@ -56,7 +56,7 @@ import Testing
         let (fx, plan) = try fixture(hook: "echo 'fence device unreachable' >&2; exit 1")
         defer { try? FileManager.default.removeItem(atPath: fx.state) }
         let outcome = try await executor(fx, assumeFenced: ["prod"]).run(plan)
-        #expect(outcome.outcome == "succeeded")
+        #expect(outcome.outcome == .succeeded)
         #expect(try fx.journal.recordedRoles() == ["prod": .fenced, "dr": .primary])
         #expect(try String(contentsOfFile: fx.state + "/hook-ran", encoding: .utf8) == "--dc prod prod-0\n", "the hook ran first")
         let hook = try #require(try audit(fx, "fencing-hook").first)
@@ -81,7 +81,7 @@ import Testing
         #expect(refused.outcome == .refused)
         #expect(try fx.journal.recordedRoles() == ["prod": .primary, "dr": .streamingStandby], "nothing promoted")
         let resumed = try await executor(fx, assumeFenced: ["prod"]).resume(runID: nil)
-        #expect(resumed.runID == refused.id && resumed.outcome == "succeeded")
+        #expect(resumed.runID == refused.id && resumed.outcome == .succeeded)
         #expect(try fx.journal.recordedRoles() == ["prod": .fenced, "dr": .primary])
         #expect(try audit(fx, "assumed-fenced").count == 1)
         #expect(

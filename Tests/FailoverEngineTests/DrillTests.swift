@@ -253,8 +253,8 @@ import Testing
         #expect(json["passed"] as? Bool == true)
         #expect((json["faults"] as? [[String: Any]])?.first?["fault"] as? String == "crash-engine@7:after")
         let journal = try Journal(stateDirectory: dir + "/state")
-        #expect(try AuditLog(journal: journal).query(.init(kind: "lock-takeover")).count == 1)
-        #expect(try AuditLog(journal: journal).query(.init(kind: "run-resume")).count == 1)
+        #expect(try AuditLog(journal: journal).query(.init(kind: .lockTakeover)).count == 1)
+        #expect(try AuditLog(journal: journal).query(.init(kind: .runResume)).count == 1)
     }
 
     @Test func faultSpecsAreParsedOrRefusedByName() async throws {

@@ -39,7 +39,7 @@ import Testing
         #expect(again.status == 3)
         #expect(again.stderr.contains("site \"prod\": the plan declares primary but the journal records streaming-standby"))
         let journal = try Journal(stateDirectory: state)
-        #expect(try AuditLog(journal: journal).query(.init(kind: "refusal")).count == 1)
+        #expect(try AuditLog(journal: journal).query(.init(kind: .refusal)).count == 1)
         #expect(try journal.recordedRoles() == ["dr": .primary, "prod": .streamingStandby])
     }
 
@@ -55,14 +55,14 @@ import Testing
         #expect(r.stderr.contains("switchover refused: dr-0 has replayed"))
         #expect(r.stderr.contains("Nothing was changed"))
         let status = try StatusReport.read(stateDirectory: state)
-        #expect(status.lastRun?.outcome == "refused")
+        #expect(status.lastRun?.outcome == .refused)
         #expect(status.sites.map(\.role) == ["streaming-standby", "primary"])
         let world = try SimulatedDriver.load(state + "/simulation.json")
         #expect(world.nodes["prod-0"]?.running == true && world.nodes["prod-0"]?.standbySignal == false)
         // A refused run is closed: a new run may start, and --allow-data-loss overrides the gate, audited.
         let forced = try await CLI.run(["run", plan, "--simulate", "--quiet", "--state", state, "--allow-data-loss"])
         #expect(forced.status == 0, "\(forced.stderr)")
-        let overrides = try AuditLog(journal: try Journal(stateDirectory: state)).query(.init(kind: "override"))
+        let overrides = try AuditLog(journal: try Journal(stateDirectory: state)).query(.init(kind: .override))
         #expect(overrides.count == 1)
     }
 
@@ -153,7 +153,7 @@ import Testing
         let adopted = try await CLI.run(["adopt", real, "--simulate", "--state", state])
         #expect(adopted.status == 0, "\(adopted.stderr)")
         #expect(adopted.stdout.contains("dr: streaming-standby -> primary"))
-        #expect(try AuditLog(journal: Journal(stateDirectory: state)).query(.init(kind: "adopt")).count == 1)
+        #expect(try AuditLog(journal: Journal(stateDirectory: state)).query(.init(kind: .adopt)).count == 1)
         // And the repair can run.
         let repair = try await CLI.run(["run", real, "--simulate", "--quiet", "--state", state])
         #expect(repair.status == 0, "\(repair.stderr)")

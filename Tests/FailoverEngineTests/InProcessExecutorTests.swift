@@ -30,7 +30,7 @@ import Testing
         let fx = try fixture("switchover")
         defer { try? FileManager.default.removeItem(atPath: fx.state) }
         let outcome = try await fx.executor.run(fx.plan)
-        #expect(outcome.outcome == "succeeded")
+        #expect(outcome.outcome == .succeeded)
         let steps = try fx.journal.steps(of: outcome.runID)
         #expect(steps.allSatisfy { $0.status.isFinished })
         let read = try #require(steps.first { $0.step.kind == .readShutdownCheckpoint })
@@ -68,7 +68,7 @@ import Testing
         #expect(promoteStep.attempts == 1)
 
         let resumed = try await fx.executor.resume(runID: run.id)
-        #expect(resumed.outcome == "succeeded")
+        #expect(resumed.outcome == .succeeded)
         #expect(try fx.journal.run(run.id)?.outcome == .succeeded)
         #expect(try fx.journal.steps(of: run.id).first { $0.step.kind == .promote }?.attempts == 2)
         #expect(try fx.journal.recordedRoles()["dr"] == .primary)

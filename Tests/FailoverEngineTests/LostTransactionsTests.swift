@@ -164,7 +164,7 @@ import Testing
             #expect(promotion.timeline == 2 && promotion.previousTimeline == 1 && promotion.forkNote == nil)
             #expect(replayed <= switchLSN && switchLSN <= received, "replayed \(replayed), switch \(switchLSN), received \(received)")
             #expect(prod.fork == switchLSN && prod.newTimeline == 2 && capture.evidence["fork"] == switchLSN.description)
-            let audited = try AuditLog(journal: journal).query(.init(kind: "lost-capture"))
+            let audited = try AuditLog(journal: journal).query(.init(kind: .lostCapture))
             #expect(audited.count == 1 && audited.first?.details.contains("\"transactions\":\"6\"") == true)
             let verified = try await AuditLog(journal: journal).verify()
             #expect(verified.intact && verified.capturesChecked == 1)
@@ -305,7 +305,7 @@ import Testing
             let capture = try #require(try journal.steps(of: run.id).first { $0.step.kind == .captureDivergence })
             #expect(capture.status == .done && capture.evidence["skipped"]?.contains("--skip-lost-capture") == true)
             #expect(try journal.steps(of: run.id).first { $0.step.kind == .rewind }?.status == .done)
-            let overrides = try AuditLog(journal: journal).query(.init(kind: "override")).filter {
+            let overrides = try AuditLog(journal: journal).query(.init(kind: .override)).filter {
                 $0.details.contains("skip-lost-capture")
             }
             #expect(overrides.contains { $0.details.contains("\"instance\":\"prod-0\"") })

@@ -48,10 +48,10 @@ import Testing
         let status = try StatusReport.read(stateDirectory: state)
         #expect(status.epoch == 1)
         #expect(status.lock == nil)
-        let takeovers = try AuditLog(journal: journal).query(.init(kind: "lock-takeover"))
+        let takeovers = try AuditLog(journal: journal).query(.init(kind: .lockTakeover))
         #expect(takeovers.count == 1)
         #expect(takeovers.first?.details.contains("\"previousPid\":\"\(holder.pid)\"") == true)
-        #expect(try AuditLog(journal: journal).query(.init(kind: "abandon")).count == 1)
+        #expect(try AuditLog(journal: journal).query(.init(kind: .abandon)).count == 1)
     }
 
     @Test func leaseDecidesForAHolderOnAnotherHost() throws {

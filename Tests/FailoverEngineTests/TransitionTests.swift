@@ -25,7 +25,7 @@ import Testing
             let status = try StatusReport.read(stateDirectory: fx.state)
             #expect(status.sites.map { "\($0.name)=\($0.role)" } == ["dr=primary", "prod=streaming-standby"])
             // The demotion token is evidence in the journal and the audit log.
-            let tokens = try AuditLog(journal: Journal(stateDirectory: fx.state)).query(.init(kind: "step-end")).filter {
+            let tokens = try AuditLog(journal: Journal(stateDirectory: fx.state)).query(.init(kind: .stepEnd)).filter {
                 $0.details.contains("evidence.demotionToken")
             }
             #expect(tokens.count >= 2)
@@ -49,7 +49,7 @@ import Testing
             try await fx.insertRows(6...6, on: prod)
             #expect(try await fx.driver.status(of: dr).inRecovery)
             let status = try StatusReport.read(stateDirectory: fx.state)
-            #expect(status.lastRun?.outcome == "refused")
+            #expect(status.lastRun?.outcome == .refused)
             #expect(status.sites.map(\.role) == ["streaming-standby", "primary"])
         }
     }

@@ -161,7 +161,7 @@ extension AuditLog {
     /// the signing key. The events are append-only, so any read after the walk sees the same ones up to `last`.
     func unsignedClosingEvents(after covered: Int64, through last: Int64) async throws -> [Problem] {
         guard covered < last else { return [] }
-        let kinds = AuditSigner.closingKinds.sorted()
+        let kinds = AuditSigner.closingKinds.map(\.rawValue).sorted()
         let placeholders = kinds.map { _ in "?" }.joined(separator: ", ")
         let closing = try await journal.db.read { db in
             try Row.fetchAll(

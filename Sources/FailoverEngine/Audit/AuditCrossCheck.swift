@@ -20,11 +20,12 @@ struct RunEvents: Sendable {
     /// By run index, then step number: seq << 3 | kind code (``stepKinds``), 0 when the step has no event.
     var steps: [[Int64]] = []
 
-    static let stepKinds = ["step-?", "step-start", "step-end", "step-skip", "step-fail"]
+    static let stepKinds = ["step-?"] + ([.stepStart, .stepEnd, .stepSkip, .stepFail] as [AuditEventKind]).map(\.rawValue)
     /// Set on an entry of ``steps`` once the steps table has accounted for it.
     static let accounted: Int64 = 1 << 62
 
-    static let kindRunStart = Array("run-start".utf8), kindRunEnd = Array("run-end".utf8), kindAbandon = Array("abandon".utf8)
+    static let kindRunStart = Array(AuditEventKind.runStart.rawValue.utf8), kindRunEnd = Array(AuditEventKind.runEnd.rawValue.utf8),
+        kindAbandon = Array(AuditEventKind.abandon.rawValue.utf8)
     static let stepPattern = Array("\"step\":\"".utf8), outcomePattern = Array("\"outcome\":\"".utf8)
 
     mutating func record(run: Int, step: Int, _ value: Int64) {
@@ -129,7 +130,10 @@ extension AuditLog {
     /// steps tables against what the chain walk gathered.
     static func crossCheck(_ db: Database, _ seen: RunEvents) throws -> (runs: Int, problems: [Problem]) {
         var problems: [Problem] = []
-        let expectedKind = ["done": "step-end", "satisfied": "step-skip", "failed": "step-fail", "started": "step-start"]
+        let expectedKind: [String: String] = [
+            StepStatus.done.rawValue: AuditEventKind.stepEnd.rawValue, StepStatus.satisfied.rawValue: AuditEventKind.stepSkip.rawValue,
+            StepStatus.failed.rawValue: AuditEventKind.stepFail.rawValue, StepStatus.started.rawValue: AuditEventKind.stepStart.rawValue,
+        ]
         var inTable = Set<Int>()
         var runs = 0
         let runRows = try Row.fetchCursor(db, sql: "SELECT id, outcome FROM runs ORDER BY started_at, rowid")
@@ -151,7 +155,7 @@ extension AuditLog {
                 problems.append(
                     Problem(seq: nil, reason: "run \(id) is in the runs table (\(outcome)) but the log has no run-start event for it"))
             }
-            if outcome != "running" {
+            if outcome != RunState.running.rawValue {
                 if let end = seen.ends[r] {
                     if end.outcome != outcome {
                         problems.append(
@@ -173,7 +177,7 @@ extension AuditLog {
         defer { sqlite3_reset(h) }
         var lastRunText: [UInt8] = []
         var lastRun: Int?
-        let statuses = ["done", "satisfied", "failed", "started", "pending"].map { (Array($0.utf8), $0) }
+        let statuses = StepStatus.allCases.map { (Array($0.rawValue.utf8), $0.rawValue) }
         while true {
             let rc = sqlite3_step(h)
             if rc == SQLITE_DONE { break }

@@ -20,7 +20,8 @@ public struct AuditEvent: Codable, Sendable, Equatable, FetchableRecord {
     public var osUID: Int64?
     /// The host the process ran on.
     public var host: String?
-    /// What: run-start, run-end, step-start, step-end, step-skip, step-fail, refusal, lock-takeover, override, abandon.
+    /// What, as the text the hash covers: an ``AuditEventKind``'s raw value (``knownKind``), or a kind another
+    /// version wrote.
     public var kind: String
     /// Canonical JSON object with sorted keys, secrets redacted.
     public var details: String
@@ -104,7 +105,7 @@ public struct AuditLog: Sendable {
     /// Appends an event in its own transaction.
     /// With the journal's signer, a checkpoint is signed after it when one is due.
     @discardableResult
-    public func append(kind: String, run: String? = nil, site: String? = nil, details: [String: String] = [:]) throws
+    public func append(kind: AuditEventKind, run: String? = nil, site: String? = nil, details: [String: String] = [:]) throws
         -> AuditEvent
     {
         try journal.write { db in try Self.append(db, kind: kind, run: run, site: site, details: details, signer: journal.auditSigner) }
@@ -114,7 +115,8 @@ public struct AuditLog: Sendable {
     /// `signer`, a checkpoint is signed in the same transaction when one is due.
     @discardableResult
     public static func append(
-        _ db: Database, kind: String, run: String? = nil, site: String? = nil, details: [String: String] = [:], signer: AuditSigner? = nil
+        _ db: Database, kind: AuditEventKind, run: String? = nil, site: String? = nil, details: [String: String] = [:],
+        signer: AuditSigner? = nil
     ) throws -> AuditEvent {
         let last = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
         let me = identity
@@ -124,7 +126,7 @@ public struct AuditLog: Sendable {
         var event = AuditEvent(
             seq: (last?["seq"] as Int64? ?? 0) + 1, at: Journal.now(), runID: run, site: site, actor: actor, osUser: me.osUser,
             osUID: me.osUID,
-            host: me.host, kind: kind, details: canonicalJSON(redact(details)), prevHash: last?["hash"] ?? genesis, hash: "")
+            host: me.host, kind: kind.rawValue, details: canonicalJSON(redact(details)), prevHash: last?["hash"] ?? genesis, hash: "")
         event.hash = event.expectedHash
         try db.execute(
             sql: """
@@ -147,7 +149,7 @@ public struct AuditLog: Sendable {
         public var site: String?
         /// Only events at or after this ISO 8601 time.
         public var since: String?
-        /// Only this kind.
+        /// Only this kind: its text, so that a kind written by another version can be asked for too.
         public var kind: String?
         /// At most this many events, newest last.
         public var limit: Int?
@@ -158,6 +160,11 @@ public struct AuditLog: Sendable {
             self.since = since
             self.kind = kind
             self.limit = limit
+        }
+
+        /// Creates a filter of one kind.
+        public init(run: String? = nil, site: String? = nil, since: String? = nil, kind: AuditEventKind, limit: Int? = nil) {
+            self.init(run: run, site: site, since: since, kind: kind.rawValue, limit: limit)
         }
     }
 

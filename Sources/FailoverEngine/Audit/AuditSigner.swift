@@ -104,7 +104,7 @@ public final class AuditSigner: @unchecked Sendable {
     /// The environment variable naming the checkpoint file.
     public static let checkpointsEnvironment = "FAILOVERD_AUDIT_CHECKPOINTS"
     /// Event kinds that end a verb's work: a checkpoint is signed right after each.
-    public static let closingKinds: Set<String> = ["run-end", "abandon", "refusal", "adopt"]
+    public static let closingKinds: Set<AuditEventKind> = [.runEnd, .abandon, .refusal, .adopt]
 
     let key: Curve25519.Signing.PrivateKey
     /// The id of the signing key.
@@ -162,7 +162,7 @@ public final class AuditSigner: @unchecked Sendable {
     /// since the last checkpoint; the file append follows the commit.
     func checkpointIfDue(_ db: Database, after event: AuditEvent) throws {
         let last = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM audit_checkpoints") ?? 0
-        guard Self.closingKinds.contains(event.kind) || event.seq - last >= interval else { return }
+        guard event.knownKind.map(Self.closingKinds.contains) == true || event.seq - last >= interval else { return }
         guard let journal = try Journal.id(db) else {
             throw FailoverError.failed(
                 "the journal has no id (journal_info was removed): audit checkpoints cannot be signed; restore the journal")

@@ -318,8 +318,9 @@ public struct TopologyCheck: Sendable {
                 let evidence = try await StepRunner(ctx: ctx, step: gate).act()
                 verdicts.append(
                     GateVerdict(
-                        transition: number, summary: summary, verdict: "proceed", message: "would proceed: " + Self.proof(gate, evidence),
-                        provisional: number > 1, evidence: evidence.fields))
+                        transition: number, summary: summary, verdict: "proceed",
+                        message: "would proceed: " + (try Self.proof(gate, evidence)),
+                        provisional: number > 1, evidence: try evidence.journalFields(run: "check", step: gate)))
             } catch let error as FailoverError where error.code == .refused {
                 verdicts.append(
                     GateVerdict(
@@ -345,7 +346,7 @@ public struct TopologyCheck: Sendable {
     }
 
     /// What a gate that passes proved, in words.
-    static func proof(_ gate: Step, _ evidence: any StepEvidence) -> String {
+    static func proof(_ gate: Step, _ evidence: any StepEvidence) throws -> String {
         switch (gate.operation, evidence) {
         case (.gateSwitchover(let target, let primary), let e as SwitchoverGateEvidence):
             let override = e.override.map { " (\($0))" } ?? ""
@@ -355,7 +356,7 @@ public struct TopologyCheck: Sendable {
             return "\(target) holds the most WAL (\(e.targetLSN) on timeline \(e.targetTimeline))"
                 + (candidates.isEmpty ? "" : "; candidates: " + candidates.joined(separator: ", "))
         default:
-            return evidence.fields.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
+            return try evidence.journalFields().sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
         }
     }
 }

@@ -83,7 +83,7 @@ public enum LostListing {
             let m = try await capture.capture()
             var details = m.auditDetails(directory: capture.directory)
             details["verb"] = "lost --capture"
-            try AuditLog(journal: journal).append(kind: "lost-capture", run: run.id, site: site, details: details)
+            try AuditLog(journal: journal).append(kind: .lostCapture, run: run.id, site: site, details: details)
             manifests.append(m)
         }
         return manifests

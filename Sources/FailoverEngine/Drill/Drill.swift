@@ -190,9 +190,9 @@ public struct Drill: Sendable {
                 stateDirectory: state, allowDataLoss: options.allowDataLoss, isDrill: true, logger: options.logger,
                 onProgress: { p in
                     await session.progress(p)
-                    if p.status != "begin" && p.status != "started" {
+                    if p.phase != .begin && p.phase != .started {
                         onLine?(
-                            "  [\(p.step.number)/\(p.total)] \(p.status.padding(toLength: 9, withPad: " ", startingAt: 0)) \(p.step.summary)  elapsed \(String(format: "%.2f", p.elapsed)) s"
+                            "  [\(p.step.number)/\(p.total)] \(p.phase.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(p.step.summary)  elapsed \(String(format: "%.2f", p.elapsed)) s"
                         )
                     }
                 })

@@ -54,7 +54,7 @@ struct DrillChecker {
         }
         let lost = DrillMath.lost(ledger: ledger, present: present)
         let unknown = DrillMath.unknownOutcomeCommitted(ledger: ledger, present: present)
-        let estimate = records.compactMap { $0.evidence["walLossEstimateBytes"].flatMap { UInt64($0) } }.reduce(0, +)
+        let estimate = try records.compactMap { try $0.walLossEstimateBytes() }.reduce(0, +)
         let promisesNoLoss = !plan.transitions.contains { $0.action == .failover }
         if finalPrimary == nil {
             checks.append(
@@ -155,7 +155,7 @@ struct DrillChecker {
                     rtoSeconds: DrillMath.longestGap(ledger: ledger, from: start, to: end),
                     firstWriteSeconds: DrillMath.firstWrite(ledger: ledger, start: start, after: after, port: newPort),
                     acknowledgedLost: lostHere,
-                    walLossEstimateBytes: steps.compactMap { $0.evidence["walLossEstimateBytes"].flatMap { UInt64($0) } }.first,
+                    walLossEstimateBytes: try steps.compactMap { try $0.walLossEstimateBytes() }.first,
                     steps: steps.map { r in
                         let a = seconds(r.startedAt)
                         let b = seconds(r.endedAt)
@@ -177,5 +177,13 @@ struct DrillChecker {
             lag: workload.lags(siteOf: siteOf),
             workload: workloadTotals, faults: faults, runID: run?.id, durationSeconds: duration,
             acknowledgedPer100ms: DrillMath.histogram(ledger: ledger, width: 0.1, end: duration), lost: lostList)
+    }
+}
+
+extension StepRecord {
+    /// The WAL-loss estimate a failover's record-roles step journaled; nil for any other step. Throws when
+    /// the journaled evidence does not decode.
+    func walLossEstimateBytes() throws -> UInt64? {
+        step.kind == .recordRoles ? try evidence(as: RolesEvidence.self)?.walLossEstimateBytes : nil
     }
 }

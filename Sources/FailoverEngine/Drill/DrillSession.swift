@@ -105,7 +105,7 @@ final class DrillSession: @unchecked Sendable {
 
     /// The progress hook: kills the primary and applies the network faults due when a step begins.
     func progress(_ p: StepProgress) async {
-        guard p.status == "begin" else { return }
+        guard p.phase == .begin else { return }
         if killSteps.contains(p.step.number), let e = injector.killPrimary(step: p.step.number) { struck.withLock { $0.append(e) } }
         for e in await injector.networkFaults(step: p.step.number) { struck.withLock { $0.append(e) } }
     }

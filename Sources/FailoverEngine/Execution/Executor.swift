@@ -101,10 +101,11 @@ public actor Executor {
             try await auditAssumeFenced(plan: plan, run: runID, scope: "this run")
             try await auditSkipLostCapture(run: runID, scope: "this run")
             logger.info("run started", metadata: ["run": "\(runID)", "plan": "\(plan.name)", "steps": "\(steps.count)"])
-            return try await execute(runID: runID, plan: plan, driver: driver, sites: sites, holder: holder)
+            let journaled = try await Blocking.run { [journal] in try JournaledSteps(run: runID, journal: journal) }
+            return try await execute(runID: runID, plan: plan, driver: driver, sites: sites, holder: holder, journaled: journaled)
         } catch let error as FailoverError where error.code != .stepFailed {
             _ = try? await Blocking.run { [journal] in
-                try AuditLog(journal: journal).append(kind: "refusal", run: runID, details: ["reason": error.message])
+                try AuditLog(journal: journal).append(kind: .refusal, run: runID, details: ["reason": error.message])
             }
             try? await Blocking.run { [lock] in try lock.release(holder) }
             throw error
@@ -173,22 +174,25 @@ public actor Executor {
                 )
             }
             let (driver, sites) = try makeDrivers(plan: plan, kind: kind)
+            // Evidence leaves the journal here, decoded once, before the run is reopened: a step whose evidence
+            // does not decode stops the resume with the journal as it was.
+            let journaled = try await Blocking.run { [journal] in try JournaledSteps(run: run.id, journal: journal) }
             var details = ["epoch": String(holder.epoch), "previousOutcome": run.outcome.rawValue]
             let overridden = options.allowDataLoss && !run.allowDataLoss
             if overridden { details["override"] = "allow-data-loss" }
             try await Blocking.run { [journal, details] in
                 try journal.reopenRun(run.id)
-                try AuditLog(journal: journal).append(kind: "run-resume", run: run.id, details: details)
+                try AuditLog(journal: journal).append(kind: .runResume, run: run.id, details: details)
                 if overridden {
                     try AuditLog(journal: journal).append(
-                        kind: "override", run: run.id, details: ["override": "allow-data-loss", "scope": "this resume"])
+                        kind: .override, run: run.id, details: ["override": "allow-data-loss", "scope": "this resume"])
                 }
             }
             try await auditAssumeFenced(plan: plan, run: run.id, scope: "this resume")
             try await auditSkipLostCapture(run: run.id, scope: "this resume")
             logger.info("resuming run", metadata: ["run": "\(run.id)", "plan": "\(plan.name)"])
             return try await execute(
-                runID: run.id, plan: plan, driver: driver, sites: sites, holder: holder,
+                runID: run.id, plan: plan, driver: driver, sites: sites, holder: holder, journaled: journaled,
                 allowDataLoss: options.allowDataLoss || run.allowDataLoss)
         } catch {
             try? await Blocking.run { [lock] in try lock.release(holder0) }
@@ -233,7 +237,7 @@ public actor Executor {
             try await Preflight(plan: plan, driver: driver, sites: sites).check()
         } catch let error as FailoverError {
             _ = try? await Blocking.run { [journal] in
-                try AuditLog(journal: journal).append(kind: "refusal", details: ["reason": error.message, "verb": "adopt"])
+                try AuditLog(journal: journal).append(kind: .refusal, details: ["reason": error.message, "verb": "adopt"])
             }
             throw error
         }
@@ -246,7 +250,7 @@ public actor Executor {
         try await Blocking.run { [journal, details] in
             try journal.recordRoles(
                 Dictionary(uniqueKeysWithValues: plan.sites.map { ($0.name, $0.role) }), run: nil, epoch: holder.epoch)
-            try AuditLog(journal: journal).append(kind: "adopt", details: details)
+            try AuditLog(journal: journal).append(kind: .adopt, details: details)
         }
         return changes
     }
@@ -289,7 +293,7 @@ public actor Executor {
 
     func execute(
         runID: String, plan: Plan, driver: any InstanceDriver, sites: [String: any SiteDriver], holder: RunLock.Holder,
-        allowDataLoss: Bool? = nil
+        journaled: JournaledSteps, allowDataLoss: Bool? = nil
     ) async throws -> RunOutcome {
         if case .executing(let other) = state {
             throw FailoverError.invalid("this executor is already running \(other); one run at a time")
@@ -297,10 +301,9 @@ public actor Executor {
         state = .executing(runID: runID)
         defer { state = .idle }
         let started = clock.seconds()
-        let records = try await Blocking.run { [journal] in try journal.steps(of: runID) }
+        let records = journaled.records
         let steps = records.map(\.step)
-        var evidence: [Int: [String: String]] = [:]
-        for r in records where r.status.isFinished { evidence[r.step.number] = r.evidence }
+        var evidence = journaled.evidence
         var done = 0
         var satisfied = 0
         let heartbeat = Task { [lock] in
@@ -316,8 +319,8 @@ public actor Executor {
         // Both are ended and awaited before the run returns: a keeper still inside libpq when the process
         // exits crashed failoverd in OpenSSL's exit-time cleanup (signal 11 after a successful run).
         return try await endingWhenDone([heartbeat] + (keeper.map { [$0] } ?? [])) {
-            func progress(_ step: Step, _ status: String) async {
-                await options.onProgress?(StepProgress(step: step, status: status, total: steps.count, elapsed: seconds(since: started)))
+            func progress(_ step: Step, _ phase: StepProgress.Phase) async {
+                await options.onProgress?(StepProgress(step: step, phase: phase, total: steps.count, elapsed: seconds(since: started)))
             }
             var lastTransition = records.last { $0.status.isFinished }?.step.transition
             for record in records where !record.status.isFinished {
@@ -327,7 +330,7 @@ public actor Executor {
                     try await Task.sleep(for: .milliseconds(Int64(options.dwellBetweenTransitions * 1000)))
                 }
                 lastTransition = step.transition
-                await progress(step, "begin")
+                await progress(step, .begin)
                 let ctx = StepContext(
                     plan: plan, driver: driver, journal: journal, runID: runID, epoch: holder.epoch,
                     allowDataLoss: allowDataLoss ?? options.allowDataLoss, logger: logger, evidence: evidence, steps: steps,
@@ -346,13 +349,13 @@ public actor Executor {
                         }
                         crashIfAsked(step.number, .after)
                         satisfied += 1
-                        await progress(step, "satisfied")
+                        await progress(step, .satisfied)
                         continue
                     }
                     try await Blocking.run { [journal] in
                         try journal.recordStep(run: runID, step: step, status: .started, epoch: holder.epoch)
                     }
-                    await progress(step, "started")
+                    await progress(step, .started)
                     crashIfAsked(step.number, .before)
                     if step.destructive || step.kind.changesServer { try await Blocking.run { [lock] in try lock.verify(holder) } }
                     try coordinator?.checkLive()
@@ -360,20 +363,20 @@ public actor Executor {
                     crashIfAsked(step.number, .mid)
                     crashIfAsked(step.number, .after)
                     try await runner.verify()
-                    let fields = e.fields
+                    let fields = try e.journalFields(run: runID, step: step)
                     try await Blocking.run { [journal] in
                         try journal.recordStep(run: runID, step: step, status: .done, epoch: holder.epoch, evidence: fields)
                     }
-                    evidence[step.number] = fields
+                    if !fields.isEmpty { evidence[step.number] = e }
                     done += 1
-                    await progress(step, "done")
+                    await progress(step, .done)
                 } catch {
                     let failure = (error as? FailoverError) ?? FailoverError.failed("\(error)")
                     let message = "step \(step.number) (\(step.summary)) failed: \(failure.message)"
                     try? await Blocking.run { [journal] in
                         try journal.recordStep(run: runID, step: step, status: .failed, epoch: holder.epoch, error: failure.message)
                     }
-                    await progress(step, "failed")
+                    await progress(step, .failed)
                     // A refusal before any step acted on a server changed nothing: the run is closed as refused.
                     // Once one acted (this one included, when its act began), the run stays resumable whatever
                     // the cause, and the message says which steps changed servers.
@@ -409,7 +412,7 @@ public actor Executor {
                 try lock.release(holder)
             }
             return RunOutcome(
-                runID: runID, outcome: "succeeded", stepsDone: done, stepsSatisfied: satisfied, stepCount: steps.count, seconds: secs)
+                runID: runID, outcome: .succeeded, stepsDone: done, stepsSatisfied: satisfied, stepCount: steps.count, seconds: secs)
         }
     }
 
@@ -515,7 +518,7 @@ extension Executor {
         guard options.skipLostCapture else { return }
         try await Blocking.run { [journal] in
             try AuditLog(journal: journal).append(
-                kind: "override", run: run, details: ["override": "skip-lost-capture", "scope": scope])
+                kind: .override, run: run, details: ["override": "skip-lost-capture", "scope": scope])
         }
     }
 
@@ -528,7 +531,7 @@ extension Executor {
         }
         guard !options.assumeFenced.isEmpty else { return }
         let details = ["override": "assume-fenced", "sites": options.assumeFenced.joined(separator: ","), "scope": scope]
-        try await Blocking.run { [journal] in try AuditLog(journal: journal).append(kind: "override", run: run, details: details) }
+        try await Blocking.run { [journal] in try AuditLog(journal: journal).append(kind: .override, run: run, details: details) }
     }
 }
 

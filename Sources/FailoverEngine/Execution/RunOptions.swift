@@ -31,10 +31,24 @@ public struct CrashPoint: Sendable, Equatable, CustomStringConvertible {
 
 /// A progress notification: a step started, finished or was skipped.
 public struct StepProgress: Sendable {
+    /// Where a step stands in a progress report; the raw value is the word `run` prints.
+    public enum Phase: String, Sendable, CaseIterable {
+        /// Before its check.
+        case begin
+        /// Its act started (journaled).
+        case started
+        /// Its act and verify finished.
+        case done
+        /// Its check found the postcondition already held: skipped.
+        case satisfied
+        /// It failed.
+        case failed
+    }
+
     /// The step.
     public var step: Step
-    /// begin (before the check), started, done, satisfied or failed.
-    public var status: String
+    /// Where the step stands.
+    public var phase: Phase
     /// How many steps the run has.
     public var total: Int
     /// Seconds since the run (or resume) started.
@@ -93,8 +107,8 @@ public struct RunOptions: Sendable {
 public struct RunOutcome: Sendable, Codable {
     /// The run id.
     public var runID: String
-    /// succeeded (the only value returned; failures throw).
-    public var outcome: String
+    /// `succeeded`, the only outcome returned (failures throw).
+    public var outcome: RunState
     /// Steps whose act ran in this invocation.
     public var stepsDone: Int
     /// Steps found already satisfied in this invocation.

@@ -21,7 +21,7 @@ public struct StatusReport: Codable, Sendable {
         public var plan: String
         public var driver: String
         public var drill: Bool
-        public var outcome: String
+        public var outcome: RunState
         public var startedAt: String
         public var endedAt: String?
         public var steps: Int

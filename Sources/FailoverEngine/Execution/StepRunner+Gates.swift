@@ -145,10 +145,11 @@ extension StepRunner {
         if let demote = ctx.steps.first(where: { $0.transition == step.transition && $0.kind == .demote && $0.number < step.number }) {
             return try await provenSiteDemotionToken(demote)
         }
-        guard let read = lastStep(ofKind: .readShutdownCheckpoint, instance: old.name), let journaled = ctx.evidence[read.number] else {
+        guard let read = lastStep(ofKind: .readShutdownCheckpoint, instance: old.name),
+            let token = try ctx.evidence(of: read.number, as: DemotionToken.self)
+        else {
             return try await readShutdownCheckpoint(old)
         }
-        let token = try DemotionToken(evidence: journaled, instance: old.name)
         let now = try await driver.controlData(of: old)
         let status = try await ctx.status(of: old)
         guard !status.running, let now, now.isCleanPrimaryShutdown, DemotionToken(now) == token else {
@@ -166,13 +167,12 @@ extension StepRunner {
     /// The demotion token a managed site's `demote` step journaled, proved again: the demoted site must
     /// still be proven unable to accept writes (every member stopped, or answering in recovery).
     func provenSiteDemotionToken(_ demote: Step) async throws -> DemotionToken {
-        guard let journaled = ctx.evidence[demote.number] else {
+        guard let token = try ctx.evidence(of: demote.number, as: DemotionToken.self) else {
             throw FailoverError.refused(
                 "switchover refused: step \(demote.number) (\(demote.summary)) journaled no demotion token; without it there is no proof the target has every commit. Abandon this run and start a new one."
             )
         }
         let site = try ctx.site(named: demote.site)
-        let token = try DemotionToken(evidence: journaled, instance: site.leader.name)
         let driver = ctx.siteDriver(for: site)
         let status = try await driver.status(of: site)
         guard status.isProvenNotWritable else {
@@ -216,8 +216,8 @@ extension StepRunner {
             }
             // An old primary fenced without being seen (the plan's hook, or the operator's --assume-fenced) is
             // the one exception: the hook's exit status or the operator vouches for it, and it is audited.
-            if !s.isProvenNotWritable, evidence(ofKind: .fence, instance: other.name, as: FenceEvidence.self)?.fencedBy == nil,
-                !siteFenceVouched(site.name)
+            if !s.isProvenNotWritable, try evidence(ofKind: .fence, instance: other.name, as: FenceEvidence.self)?.fencedBy == nil,
+                !(try siteFenceVouched(site.name))
             {
                 throw FailoverError.refused(
                     "promote refused: cannot tell whether \(other.name) (site \(site.name)) accepts writes: it is \(s.seen). Make it answer, or stop it (fence \(site.name)), then resume."
@@ -228,14 +228,14 @@ extension StepRunner {
 
     /// True when this transition fenced managed site `site` on an outside fence's word (the plan's hook or
     /// --assume-fenced): its journaled `fence-site` evidence names who vouched.
-    func siteFenceVouched(_ site: String) -> Bool {
+    func siteFenceVouched(_ site: String) throws -> Bool {
         guard
             let fence = ctx.steps.last(where: {
                 $0.kind == .fenceSite && $0.site == site && $0.transition == step.transition && $0.number <= step.number
             })
         else { return false }
         if fence.number == step.number { return ctx.plan.fencing != nil || ctx.assumeFenced.contains(site) }
-        return ctx.evidence(of: fence.number, as: FenceEvidence.self)?.fencedBy != nil
+        return try ctx.evidence(of: fence.number, as: FenceEvidence.self)?.fencedBy != nil
     }
 
     /// Waits until the target has replayed past the old primary's shutdown checkpoint, same system, same timeline.
@@ -262,7 +262,7 @@ extension StepRunner {
             }
             // Once the old primary is down the receiver is gone, and a standby's own timeline reads the last
             // restartpoint's: trust the timeline the gate saw it stream on, unless a live receiver says otherwise.
-            let gateTimeline = self.evidence(ofKind: .gateSwitchover, instance: target.name, as: SwitchoverGateEvidence.self)?.timeline
+            let gateTimeline = try self.evidence(ofKind: .gateSwitchover, instance: target.name, as: SwitchoverGateEvidence.self)?.timeline
             let tli = t.walReceiver?.receivedTimeline ?? gateTimeline ?? t.timeline
             guard tli == timeline || ctx.allowDataLoss else {
                 throw FailoverError.refused(
@@ -375,7 +375,7 @@ extension StepRunner {
             var details = ["site": site, "instance": i.name, "seen": what]
             if let hookFailure { details["hook"] = hookFailure }
             try await Blocking.run { [ctx, details] in
-                try AuditLog(journal: ctx.journal).append(kind: "assumed-fenced", run: ctx.runID, details: details)
+                try AuditLog(journal: ctx.journal).append(kind: .assumedFenced, run: ctx.runID, details: details)
             }
             evidence.fencedBy = "assumed by the operator (--assume-fenced \(site))" + (hookFailure == nil ? "" : " after \(hookFailure!)")
             return evidence
@@ -432,7 +432,7 @@ extension StepRunner {
 
     /// Appends the `fencing-hook` audit event with `details` (a journal commit, off the cooperative pool).
     private func auditHook(_ details: [String: String]) async throws {
-        try await Blocking.run { [ctx] in try AuditLog(journal: ctx.journal).append(kind: "fencing-hook", run: ctx.runID, details: details)
+        try await Blocking.run { [ctx] in try AuditLog(journal: ctx.journal).append(kind: .fencingHook, run: ctx.runID, details: details)
         }
     }
 }

@@ -10,8 +10,9 @@ struct StepContext: Sendable {
     let epoch: Int64
     let allowDataLoss: Bool
     let logger: Logger
-    /// Evidence of finished steps of this run, by step number, in the journal's text form.
-    let evidence: [Int: [String: String]]
+    /// Evidence of finished steps of this run, by step number, decoded once where it left the journal
+    /// (``JournaledSteps``) or as the act returned it. A finished step that journaled none has no entry.
+    let evidence: [Int: any StepEvidence]
     let steps: [Step]
     let pollInterval: Double
     /// The site-level drivers of managed sites (those whose expansion is site steps), by site name. Every
@@ -57,9 +58,17 @@ struct StepContext: Sendable {
         try await InstanceObserver(plan: plan, driver: driver, sites: sites).status(of: instance)
     }
 
-    /// The journaled evidence of step `number`, decoded as `type`; nil when there is none or it is not one.
-    func evidence<E: StepEvidence>(of number: Int, as type: E.Type) -> E? {
-        evidence[number].flatMap { try? E(fields: $0) }
+    /// The evidence step `number` journaled, as `type`; nil only when it journaled none (not finished,
+    /// satisfied, or nothing to prove). Throws when that step's evidence is another type.
+    func evidence<E: StepEvidence>(of number: Int, as type: E.Type) throws -> E? {
+        guard let e = evidence[number] else { return nil }
+        guard let typed = e as? E else {
+            let kind = steps.first { $0.number == number }.map { " (\($0.kind.rawValue))" } ?? ""
+            throw FailoverError.failed(
+                "run \(runID) step \(number)\(kind) journaled \(Swift.type(of: e)) evidence, where a \(E.self) was read; this is a failoverd defect: report it with this message."
+            )
+        }
+        return typed
     }
 
     /// Waits for `condition` with the step timeout; fails naming `what` at the deadline.
@@ -132,8 +141,8 @@ struct StepRunner {
     }
 
     /// The journaled evidence of the last earlier step of `kind` for `instance` in this transition.
-    func evidence<E: StepEvidence>(ofKind kind: StepKind, instance: String, as type: E.Type) -> E? {
-        lastStep(ofKind: kind, instance: instance).flatMap { ctx.evidence(of: $0.number, as: type) }
+    func evidence<E: StepEvidence>(ofKind kind: StepKind, instance: String, as type: E.Type) throws -> E? {
+        try lastStep(ofKind: kind, instance: instance).flatMap { try ctx.evidence(of: $0.number, as: type) }
     }
 
     /// The last earlier step of `kind` for `instance` in this transition.

@@ -201,7 +201,7 @@ public struct FleetBenchmark: Sendable {
             let starts = Locked([String: Double]())
             var options = FleetOptions(stateDirectory: stateDirectory, logger: logger)
             options.onMemberProgress = { member, p in
-                if p.status == "begin" && p.step.number == 1 { starts.withLock { $0[member] = $0[member] ?? clock.now() } }
+                if p.phase == .begin && p.step.number == 1 { starts.withLock { $0[member] = $0[member] ?? clock.now() } }
             }
             var cpu = ProcessCPUSampler(uid: osUser.uid)
             cpu.start()

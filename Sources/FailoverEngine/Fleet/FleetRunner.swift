@@ -429,7 +429,7 @@ public final class FleetRunner: Sendable {
             "fleet": fleet.name, "fleetRun": runID, "member": name, "verb": fresh ? "run" : "resume",
             "concurrency": String(fleet.concurrency), "brake": String(fleet.brake),
         ]
-        _ = try? await Blocking.run { try AuditLog(journal: journal).append(kind: "fleet-member", details: details) }
+        _ = try? await Blocking.run { try AuditLog(journal: journal).append(kind: .fleetMember, details: details) }
         emit(name, .running, message: fresh ? "starting a new run of plan \(member.plan.name)" : "resuming run \(m.runID ?? "?")")
         let hook = options.onMemberProgress
         var runOptions = RunOptions(
@@ -438,7 +438,7 @@ public final class FleetRunner: Sendable {
             logger: Self.logger(options.logger, member: name),
             onProgress: { [weak self] p in
                 await hook?(name, p)
-                guard p.status == "begin" else { return }
+                guard p.phase == .begin else { return }
                 self?.emit(name, .running, step: p.step.number, steps: p.total, summary: p.step.summary)
             })
         runOptions.auditSigner = options.auditSigner

@@ -15,6 +15,22 @@ public enum RunState: String, Codable, Sendable, CaseIterable, CustomStringConve
     case abandoned
 
     public var description: String { rawValue }
+
+    /// The state journaled as `text` (for run `run`, when known); throws naming the text and the states this
+    /// failoverd knows when it is none of them, never taking it for another.
+    public init(journaled text: String, run: String? = nil) throws {
+        guard let state = RunState(rawValue: text) else {
+            throw FailoverError.invalid(
+                "\(run.map { "run \($0)" } ?? "a run") in the journal has outcome \"\(text)\", which this failoverd does not know (it knows \(RunState.allCases.map(\.rawValue).joined(separator: ", "))): the journal was written by another version of failoverd or changed outside it. Read it with the failoverd that wrote it."
+            )
+        }
+        self = state
+    }
+
+    /// Decodes the journal's text; an outcome this failoverd does not know is an error that says so.
+    public init(from decoder: any Decoder) throws {
+        self = try RunState(journaled: try decoder.singleValueContainer().decode(String.self))
+    }
 }
 
 /// A run as the journal records it (table `runs`).
@@ -157,9 +173,19 @@ struct StepRow: Codable, FetchableRecord, PersistableRecord {
     /// The journal's view of the row; throws when its step JSON is not a step.
     func record() throws -> StepRecord {
         let step = try JSONDecoder().decode(Step.self, from: Data(stepJSON.utf8))
-        let fields = evidence.flatMap { try? JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }
+        var fields: [String: String] = [:]
+        if let evidence {
+            do {
+                fields = try JSONDecoder().decode([String: String].self, from: Data(evidence.utf8))
+            } catch {
+                throw FailoverError.failed(
+                    "run \(runID) step \(number) (\(kind)): its journaled evidence is not a JSON object of strings (\(EvidenceCoding.describe(error))). failoverd does not take evidence it cannot read for none; the journal was changed outside failoverd. Give the run up (failoverd abandon \(runID)) if it cannot be repaired."
+                )
+            }
+        }
         return StepRecord(
-            step: step, status: status, attempts: attempts, startedAt: startedAt, endedAt: endedAt, evidence: fields ?? [:], error: error)
+            runID: runID, step: step, status: status, attempts: attempts, startedAt: startedAt, endedAt: endedAt, evidence: fields,
+            error: error)
     }
 }
 
@@ -206,6 +232,8 @@ struct SiteRoleRecord: Codable, FetchableRecord, PersistableRecord {
 
 /// A step as the journal records it.
 public struct StepRecord: Sendable, Equatable {
+    /// The run it belongs to.
+    public var runID: String
     /// The planned step.
     public var step: Step
     /// Where it stands.
@@ -221,14 +249,14 @@ public struct StepRecord: Sendable, Equatable {
     /// Why it failed.
     public var error: String?
 
-    /// The evidence decoded as `type`; nil when the step journaled none.
+    /// The evidence decoded as `type`; nil when the step journaled none. Throws a failure naming the run,
+    /// the step and the field when the journaled text is not one.
     public func evidence<E: StepEvidence>(as type: E.Type) throws -> E? {
-        evidence.isEmpty ? nil : try E(fields: evidence)
+        evidence.isEmpty ? nil : try E(journaled: evidence, run: runID, step: step)
     }
 }
 
 extension StepStatus: DatabaseValueConvertible {}
-extension RunState: DatabaseValueConvertible {}
 
 extension Journal {
     /// Records a new run and its pending steps, with the run-start audit event, in one transaction.
@@ -241,14 +269,14 @@ extension Journal {
             try run.insert(db)
             for row in rows { try row.insert(db) }
             try AuditLog.append(
-                db, kind: "run-start", run: run.id,
+                db, kind: .runStart, run: run.id,
                 details: [
                     "plan": run.planName, "planSHA256": run.planSHA256, "driver": run.driver, "steps": String(steps.count),
                     "drill": String(run.isDrill), "allowDataLoss": String(run.allowDataLoss), "epoch": String(epoch),
                 ], signer: auditSigner)
             if run.allowDataLoss {
                 try AuditLog.append(
-                    db, kind: "override", run: run.id,
+                    db, kind: .override, run: run.id,
                     details: ["override": "allow-data-loss", "scope": "this run only", "epoch": String(epoch)], signer: auditSigner)
             }
         }
@@ -256,7 +284,7 @@ extension Journal {
 
     /// Journals a step's state change with its typed evidence.
     public func recordStep(run: String, step: Step, status: StepStatus, epoch: Int64, evidence: any StepEvidence) throws {
-        try recordStep(run: run, step: step, status: status, epoch: epoch, evidence: evidence.fields)
+        try recordStep(run: run, step: step, status: status, epoch: epoch, evidence: try evidence.journalFields(run: run, step: step))
     }
 
     /// Journals a step's state change, with its step event and audit event, in one committed transaction.
@@ -286,13 +314,13 @@ extension Journal {
             if let i = step.instance { details["instance"] = i }
             if let error { details["error"] = error }
             for (k, v) in evidence { details["evidence." + k] = v }
-            let kind: String
+            let kind: AuditEventKind
             switch status {
-            case .started: kind = "step-start"
-            case .done: kind = "step-end"
-            case .satisfied: kind = "step-skip"
-            case .failed: kind = "step-fail"
-            case .pending: kind = "step-pending"
+            case .started: kind = .stepStart
+            case .done: kind = .stepEnd
+            case .satisfied: kind = .stepSkip
+            case .failed: kind = .stepFail
+            case .pending: kind = .stepPending
             }
             try AuditLog.append(db, kind: kind, run: run, site: step.site, details: details, signer: auditSigner)
         }
@@ -309,7 +337,7 @@ extension Journal {
             d["outcome"] = outcome.rawValue
             d["epoch"] = String(epoch)
             if let error { d["error"] = error }
-            try AuditLog.append(db, kind: outcome == .abandoned ? "abandon" : "run-end", run: run, details: d, signer: auditSigner)
+            try AuditLog.append(db, kind: outcome == .abandoned ? .abandon : .runEnd, run: run, details: d, signer: auditSigner)
         }
     }
 

@@ -16,12 +16,12 @@ extension Journal {
                     db,
                     sql: "SELECT sum(status='done') d, sum(status='satisfied') s, sum(status='started') i FROM steps WHERE run_id = ?",
                     arguments: [id])
-                let outcome: String = r["outcome"]
+                let outcome = try RunState(journaled: r["outcome"], run: id)
                 last = StatusReport.LastRun(
                     id: id, plan: r["plan_name"], driver: r["driver"], drill: r["is_drill"], outcome: outcome, startedAt: r["started_at"],
                     endedAt: r["ended_at"], steps: r["step_count"], stepsDone: counts?["d"] ?? 0, stepsSatisfied: counts?["s"] ?? 0,
                     stepsInDoubt: counts?["i"] ?? 0, error: r["error"],
-                    resume: outcome == "running" || outcome == "failed" ? "failoverd resume \(id) --state \(stateDirectory)" : nil)
+                    resume: outcome == .running || outcome == .failed ? "failoverd resume \(id) --state \(stateDirectory)" : nil)
             }
             guard let l = try Row.fetchOne(db, sql: "SELECT * FROM run_lock WHERE id = 1") else {
                 throw FailoverError.invalid("the journal \(path) has no run lock row; it is not a failoverd journal")

@@ -50,7 +50,7 @@ public struct RunLock: Sendable {
                 epoch += 1
                 tookOver = true
                 try AuditLog.append(
-                    db, kind: "lock-takeover", run: runID,
+                    db, kind: .lockTakeover, run: runID,
                     details: [
                         "previousRun": holderRun, "previousPid": String(pid), "previousHost": host, "previousAcquiredAt": acquired,
                         "epoch": String(epoch),

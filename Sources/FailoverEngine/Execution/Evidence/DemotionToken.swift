@@ -26,18 +26,6 @@ public struct DemotionToken: StepEvidence {
         self.checkpointLSN = checkpointLSN
     }
 
-    /// The token journaled as evidence; throws a refusal naming the instance when a field is missing or
-    /// malformed.
-    init(evidence: [String: String], instance: String) throws {
-        do {
-            self = try DemotionToken(fields: evidence)
-        } catch {
-            throw FailoverError.refused(
-                "the journaled demotion token of \(instance) is incomplete (\(evidence.keys.sorted().joined(separator: ", "))); abandon this run and start a new one."
-            )
-        }
-    }
-
     /// `system/timeline/checkpoint`, as shown in evidence and messages.
     public var text: String { "\(systemIdentifier)/\(timeline)/\(checkpointLSN)" }
 

@@ -77,12 +77,10 @@ extension LSN: LosslessStringConvertible {}
 public protocol StepEvidence: Codable, Sendable, Equatable {}
 
 extension StepEvidence {
-    /// The journal's form: field → text.
-    public var fields: [String: String] {
-        guard let data = try? JSONEncoder().encode(self),
-            let object = try? JSONDecoder().decode([String: String].self, from: data)
-        else { return [:] }
-        return object
+    /// The journal's form: field → text. Throws when a field does not encode as text: evidence that cannot be
+    /// journaled is an error, never empty evidence.
+    public func journalFields() throws -> [String: String] {
+        try JSONDecoder().decode([String: String].self, from: try JSONEncoder().encode(self))
     }
 
     /// Decodes evidence from the journal's form.

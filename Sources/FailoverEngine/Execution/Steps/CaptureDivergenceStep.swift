@@ -16,7 +16,7 @@ struct CaptureDivergenceStep: RunnableStep {
         let ctx = run.ctx
         if ctx.skipLostCapture {
             try AuditLog(journal: ctx.journal).append(
-                kind: "override", run: ctx.runID, site: run.step.site,
+                kind: .override, run: ctx.runID, site: run.step.site,
                 details: [
                     "override": "skip-lost-capture", "instance": instance.name,
                     "consequence": "repaired without a capture: what it committed after the fork is not listed",
@@ -51,7 +51,7 @@ struct CaptureDivergenceStep: RunnableStep {
     func record(_ m: CaptureManifest, directory: String, _ run: StepRunner, earlier: Bool = false) throws -> CaptureEvidence {
         var details = m.auditDetails(directory: directory)
         if earlier { details["capturedBy"] = m.run }
-        try AuditLog(journal: run.ctx.journal).append(kind: "lost-capture", run: run.ctx.runID, site: run.step.site, details: details)
+        try AuditLog(journal: run.ctx.journal).append(kind: .lostCapture, run: run.ctx.runID, site: run.step.site, details: details)
         run.ctx.logger.info(
             "captured the former primary's WAL past the fork",
             metadata: ["instance": "\(instance.name)", "directory": "\(details["directory"] ?? "")", "transactions": "\(m.transactions)"])

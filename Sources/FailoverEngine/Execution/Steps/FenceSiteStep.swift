@@ -53,7 +53,7 @@ struct FenceSiteStep: RunnableStep {
     func verify(_ run: StepRunner) async throws -> Bool {
         let status = try await run.ctx.siteDriver(for: site).status(of: site)
         if status.isProvenNotWritable { return true }
-        guard run.siteFenceVouched(site.name) else { return false }
+        guard try run.siteFenceVouched(site.name) else { return false }
         return status.members.allSatisfy { $0.status.isProvenNotWritable || (!$0.status.isWritablePrimary && !$0.status.reachable) }
     }
 }

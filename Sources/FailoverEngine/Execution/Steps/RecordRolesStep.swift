@@ -15,11 +15,11 @@ struct RecordRolesStep: RunnableStep {
         // A failover reports how much WAL the fenced primary may have had beyond the promoted position.
         guard run.step.action == .failover else { return evidence }
         let transition = run.ctx.steps.filter { $0.transition == run.step.transition }
-        let fenced = transition.filter { $0.kind == .fence || $0.kind == .fenceSite }.compactMap {
-            run.ctx.evidence(of: $0.number, as: FenceEvidence.self)
+        let fenced = try transition.filter { $0.kind == .fence || $0.kind == .fenceSite }.compactMap {
+            try run.ctx.evidence(of: $0.number, as: FenceEvidence.self)
         }
-        let promoted = transition.first { $0.kind == .promote || $0.kind == .promoteSite }.flatMap {
-            run.ctx.evidence(of: $0.number, as: Promotion.self)
+        let promoted = try transition.first { $0.kind == .promote || $0.kind == .promoteSite }.flatMap {
+            try run.ctx.evidence(of: $0.number, as: Promotion.self)
         }
         if let last = fenced.compactMap(\.lastKnownLSN).max(), let at = promoted?.promotedAtLSN {
             evidence.oldPrimaryLastKnownLSN = last

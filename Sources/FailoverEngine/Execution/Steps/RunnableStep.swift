@@ -52,3 +52,36 @@ extension StepOperation {
         }
     }
 }
+
+extension StepKind {
+    /// The evidence a step of this kind journals: its runnable type's `Evidence`, so the journal's text is
+    /// decoded back into the very type the act returned.
+    var evidenceType: any StepEvidence.Type {
+        switch self {
+        case .gateSwitchover: GateSwitchoverStep.Evidence.self
+        case .gateFailover: GateFailoverStep.Evidence.self
+        case .restore: RestoreStep.Evidence.self
+        case .configureRecovery: ConfigureRecoveryStep.Evidence.self
+        case .start: StartStep.Evidence.self
+        case .awaitStreaming: AwaitStreamingStep.Evidence.self
+        case .awaitArchiveRecovery: AwaitArchiveRecoveryStep.Evidence.self
+        case .awaitCatchup: AwaitCatchupStep.Evidence.self
+        case .checkpoint: CheckpointStep.Evidence.self
+        case .stop: StopStep.Evidence.self
+        case .readShutdownCheckpoint: ReadShutdownCheckpointStep.Evidence.self
+        case .awaitReplay: AwaitReplayStep.Evidence.self
+        case .promote: PromoteStep.Evidence.self
+        case .switchWAL: SwitchWALStep.Evidence.self
+        case .fence: FenceStep.Evidence.self
+        case .rewind: RewindStep.Evidence.self
+        case .recordRoles: RecordRolesStep.Evidence.self
+        case .demote: DemoteStep.Evidence.self
+        case .promoteSite: PromoteSiteStep.Evidence.self
+        case .fenceSite: FenceSiteStep.Evidence.self
+        case .followSite: FollowSiteStep.Evidence.self
+        case .rejoinSite: RejoinSiteStep.Evidence.self
+        case .captureDivergence: CaptureDivergenceStep.Evidence.self
+        case .lostSlot: LostSlotStep.Evidence.self
+        }
+    }
+}
