@@ -462,7 +462,8 @@ public struct PatroniSite: SiteDriver {
     /// Rebuilds the site from the repository under Patroni's maintenance mode. Patroni refuses
     /// `POST /reinitialize` on its lock holder (a standby cluster's leader holds it) and removes a diverged
     /// data directory only outside standby clusters, so no API call alone can do it: failoverd first has the
-    /// source's leader archive its current segment (``archiveCurrentSegment(of:)``), then pauses the
+    /// source's leader archive its current segment (``archiveCurrentSegment(of:)``) and takes a backup of it
+    /// (``backUpBeforeRebuild(_:with:)``), then pauses the
     /// cluster (`PATCH /config {"pause": true}`, Patroni's own way of letting an operator work), points
     /// `standby_cluster` at the source, stops each member and delta-restores it with pgBackRest
     /// (`--type=preserve`: Patroni writes the recovery settings), then resumes the cluster, and Patroni
@@ -485,6 +486,7 @@ public struct PatroniSite: SiteDriver {
             }
         }
         try await archiveCurrentSegment(of: source.leader)
+        try await backUpBeforeRebuild(source.leader, with: local)
         try await patchConfig(site, ["pause": true], what: "pause site \(site.name) for its rebuild")
         for i in site.instances {
             _ = try await Poll.until("\(i.name)'s Patroni to be paused", timeout: timeout, interval: pollInterval) {
@@ -545,6 +547,29 @@ public struct PatroniSite: SiteDriver {
             }
             return last.flatMap(WALSegmentName.init).map { $0.covers(wanted) } == true ? true : nil
         }
+    }
+
+    /// Takes a backup of the source's leader (pgBackRest's default type: incremental on the last one) so that
+    /// the members are restored from after the promotion, on the new timeline, and never replay a backup
+    /// older than the fork through the timeline switch in the repository: seen to leave a rebuilt member
+    /// waiting at the old backup's first record, or following the old timeline past the fork. Done before
+    /// the site is paused, so a failure changes nothing. A source on another host is backed up by whoever
+    /// runs its backups; the rebuild then restores the latest backup there is.
+    func backUpBeforeRebuild(_ leader: Instance, with local: LocalPostgresDriver) async throws {
+        guard HostAddress.isLocal(leader.host) else {
+            logger.info("the source is on another host: restoring the repository's latest backup", metadata: ["source": "\(leader.name)"])
+            return
+        }
+        let options =
+            local.backrest.instanceOptions(leader, user: plan.replication.effectiveAdminUser) + [
+                "--start-fast", "--log-level-console=warn",
+            ]
+        let clock = ContinuousClock.now
+        try await local.runner.run(local.backrest.executable, local.backrest.arguments("backup", options), timeout: local.bulkTimeout)
+            .checked("Nothing was changed. Look at the pgBackRest log; the rebuild restores from a backup of \(leader.name) taken now.")
+        logger.info(
+            "backed up the source before the rebuild",
+            metadata: ["source": "\(leader.name)", "seconds": "\(String(format: "%.2f", CommandRunner.seconds(since: clock)))"])
     }
 
     func awaitFollowing(_ site: Site, source: Site) async throws {
