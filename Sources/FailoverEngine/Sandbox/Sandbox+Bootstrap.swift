@@ -113,7 +113,10 @@ extension Sandbox {
                 [
                     "-D", paths.dataDirectory, "-U", admin, "--pwfile=" + passwordFile, "-E", "UTF8", "--locale=C.UTF-8",
                     "--auth-local=peer", "--auth-host=scram-sha-256",
-                ]
+                ],
+                // initdb ends by syncing its files to disk: over 60 s seen beside a busy test suite's fsyncs.
+                // A bulk operation, given the base backup's bound.
+                timeout: max(driver.timeout, 300)
             ).checked("Check that \(user.name) owns \(paths.dataDirectory) and that it is empty.")
             logger.info(
                 "initdb",
