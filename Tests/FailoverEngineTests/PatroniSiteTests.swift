@@ -195,6 +195,14 @@ extension SandboxFixture {
             let log =
                 (try? String(contentsOfFile: InstancePaths(instance("prod-0")).stateDirectory + "/patroni.log", encoding: .utf8)) ?? ""
             Issue.record("failback by \(method.rawValue) failed: \(run.stderr)\nprod-0's Patroni log ends:\n\(log.suffix(6000))")
+        } else if method == .rebuild {
+            // The rebuild restored from a backup of the new primary, taken on its timeline after the fork.
+            let info = try await driver.runner.run(driver.backrest.executable, driver.backrest.arguments("info", ["--output=json"]))
+                .checked()
+            let stanzas = try #require(try JSONSerialization.jsonObject(with: Data(info.stdout.utf8)) as? [[String: Any]])
+            let last = try #require((stanzas.first?["backup"] as? [[String: Any]])?.last)
+            let start = try #require((last["archive"] as? [String: Any])?["start"] as? String)
+            #expect(start.hasPrefix("00000002"), "the latest backup starts at \(start), before the promotion to timeline 2")
         }
     }
 }

@@ -9,23 +9,25 @@ extension StepRunner {
     /// healthy standby can be a segment behind for a moment, so the gate reads again until it is within
     /// policy or policy.stepTimeoutSeconds has passed, and only then refuses, saying how long it waited.
     func gateSwitchover(target: Instance, primary: Instance) async throws -> SwitchoverGateEvidence {
+        var refusal = ""
         let started = ContinuousClock.now
-        let deadline = started + .milliseconds(Int64((ctx.lagWaitSeconds ?? ctx.timeout) * 1000))
-        while true {
+        let passed: SwitchoverGateEvidence? = try await Wait.until(
+            timeout: ctx.lagWaitSeconds ?? ctx.timeout, interval: max(ctx.pollInterval, 0.01)
+        ) {
             let (evidence, overPolicy) = try await readSwitchoverGate(target: target, primary: primary)
-            guard let refusal = overPolicy else { return evidence }
-            if ctx.allowDataLoss {
-                var e = evidence
-                let lagOverride = "allow-data-loss: lag \(e.lagBytes) bytes over policy"
-                e.override = e.override.map { "\($0); \(lagOverride)" } ?? lagOverride
-                return e
+            guard let overPolicy else { return evidence }
+            guard ctx.allowDataLoss else {
+                refusal = overPolicy
+                return nil
             }
-            if ContinuousClock.now >= deadline {
-                let waited = Int((ContinuousClock.now - started) / .seconds(1))
-                throw FailoverError.refused(waited > 0 ? "\(refusal) (still over policy after \(waited) s)." : "\(refusal).")
-            }
-            try await Task.sleep(for: .milliseconds(Int64(max(ctx.pollInterval, 0.01) * 1000)))
+            var e = evidence
+            let lagOverride = "allow-data-loss: lag \(e.lagBytes) bytes over policy"
+            e.override = e.override.map { "\($0); \(lagOverride)" } ?? lagOverride
+            return e
         }
+        if let passed { return passed }
+        let waited = Int((ContinuousClock.now - started) / .seconds(1))
+        throw FailoverError.refused(waited > 0 ? "\(refusal) (still over policy after \(waited) s)." : "\(refusal).")
     }
 
     /// One reading of the switchover gate: the evidence, and the refusal when the lag alone is over policy.

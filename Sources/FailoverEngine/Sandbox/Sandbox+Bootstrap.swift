@@ -143,14 +143,8 @@ extension Sandbox {
         try await driver.runner.run(driver.backrest.executable, driver.backrest.arguments("stanza-create", options)).checked(
             "Check \(driver.backrest.configPath) and that \(user.name) can write \(driver.backrest.repositoryPath).")
         if try await !hasBackup(driver) {
-            let clock = ContinuousClock.now
-            try await driver.runner.run(
-                driver.backrest.executable, driver.backrest.arguments("backup", options + ["--type=full", "--start-fast"]),
-                timeout: max(driver.timeout, 300)
-            ).checked("See the pgBackRest log in the log-path of \(driver.backrest.configPath).")
-            logger.info(
-                "full backup",
-                metadata: ["instance": "\(leader.name)", "seconds": "\(String(format: "%.2f", CommandRunner.seconds(since: clock)))"])
+            let seconds = try await driver.backUp(leader, user: admin, type: "full")
+            logger.info("full backup", metadata: ["instance": "\(leader.name)", "seconds": "\(String(format: "%.2f", seconds))"])
         }
     }
 

@@ -560,16 +560,16 @@ public struct PatroniSite: SiteDriver {
             logger.info("the source is on another host: restoring the repository's latest backup", metadata: ["source": "\(leader.name)"])
             return
         }
-        let options =
-            local.backrest.instanceOptions(leader, user: plan.replication.effectiveAdminUser) + [
-                "--start-fast", "--log-level-console=warn",
-            ]
-        let clock = ContinuousClock.now
-        try await local.runner.run(local.backrest.executable, local.backrest.arguments("backup", options), timeout: local.bulkTimeout)
-            .checked("Nothing was changed. Look at the pgBackRest log; the rebuild restores from a backup of \(leader.name) taken now.")
+        let seconds: Double
+        do {
+            seconds = try await local.backUp(leader, user: plan.replication.effectiveAdminUser)
+        } catch let error as FailoverError {
+            throw FailoverError(
+                error.code, error.message + " Nothing was changed; the rebuild restores from a backup of \(leader.name) taken now.")
+        }
         logger.info(
             "backed up the source before the rebuild",
-            metadata: ["source": "\(leader.name)", "seconds": "\(String(format: "%.2f", CommandRunner.seconds(since: clock)))"])
+            metadata: ["source": "\(leader.name)", "seconds": "\(String(format: "%.2f", seconds))"])
     }
 
     func awaitFollowing(_ site: Site, source: Site) async throws {

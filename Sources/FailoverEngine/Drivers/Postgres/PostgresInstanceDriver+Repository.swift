@@ -28,6 +28,18 @@ extension PostgresInstanceDriver {
     /// settings file with restore_command, standby.signal, and no recovery keys in postgresql.auto.conf.
     ///
     /// A restore without `delta` refuses a data directory that is not empty.
+    /// Takes a pgBackRest backup of `instance` (a primary) on its host, connecting as `user`: `type` "full",
+    /// or nil for pgBackRest's default (incremental on the last backup). Returns the seconds it took.
+    @discardableResult
+    public func backUp(_ instance: Instance, user: String, type: String? = nil) async throws -> Double {
+        var options = backrest.instanceOptions(instance, user: user) + ["--start-fast", "--log-level-console=warn"]
+        if let type { options.append("--type=" + type) }
+        let clock = ContinuousClock.now
+        try await transport.run([backrest.executable] + backrest.arguments("backup", options), on: instance, timeout: bulkTimeout)
+            .checked("See the pgBackRest log in the log-path of \(backrest.configPath).")
+        return CommandRunner.seconds(since: clock)
+    }
+
     public func restore(_ instance: Instance, delta: Bool) async throws {
         let paths = paths(instance)
         try await ensureStopped(instance)
