@@ -462,7 +462,7 @@ public struct PatroniSite: SiteDriver {
     /// Rebuilds the site from the repository under Patroni's maintenance mode. Patroni refuses
     /// `POST /reinitialize` on its lock holder (a standby cluster's leader holds it) and removes a diverged
     /// data directory only outside standby clusters, so no API call alone can do it: failoverd first has the
-    /// source's leader archive its current segment (``archiveCurrentSegment(of:)``) and takes a backup of it
+    /// source's leader archive its current segment (``archiveCurrentSegment(of:with:)``) and takes a backup of it
     /// (``backUpBeforeRebuild(_:with:)``), then pauses the
     /// cluster (`PATCH /config {"pause": true}`, Patroni's own way of letting an operator work), points
     /// `standby_cluster` at the source, stops each member and delta-restores it with pgBackRest
@@ -485,7 +485,7 @@ public struct PatroniSite: SiteDriver {
                 )
             }
         }
-        try await archiveCurrentSegment(of: source.leader)
+        try await archiveCurrentSegment(of: source.leader, with: local)
         try await backUpBeforeRebuild(source.leader, with: local)
         try await patchConfig(site, ["pause": true], what: "pause site \(site.name) for its rebuild")
         for i in site.instances {
@@ -533,19 +533,14 @@ public struct PatroniSite: SiteDriver {
     /// A member restored from a backup older than a promotion follows the timelines it finds in the
     /// repository: without the new timeline's segment of the fork there, it can replay the old timeline's
     /// copy past the fork, or wait for a segment nobody archives (postgres-facts.md, 7).
-    func archiveCurrentSegment(of leader: Instance) async throws {
-        let segment = try await PGConnection.with(adminConnInfo(leader)) { try $0.scalar("SELECT pg_walfile_name(pg_switch_wal())") }
-        guard let segment, let wanted = WALSegmentName(segment) else {
-            throw FailoverError.failed("pg_switch_wal() on \(leader.name) returned no segment")
-        }
+    func archiveCurrentSegment(of leader: Instance, with local: LocalPostgresDriver) async throws {
+        // The instance driver's switch-wal and archive check, as the instance-level rebuild's step uses them.
+        let segment = try await local.switchWAL(leader)
         _ = try await Poll.until(
             "\(leader.name) to archive WAL segment \(segment)", timeout: timeout, interval: pollInterval,
             advice: "Look at \(leader.name)'s archive_command and the pgBackRest log; a rebuild needs it in the repository."
         ) { () async throws -> Bool? in
-            let last = try await PGConnection.with(adminConnInfo(leader)) {
-                try $0.scalar("SELECT last_archived_wal FROM pg_stat_archiver")
-            }
-            return last.flatMap(WALSegmentName.init).map { $0.covers(wanted) } == true ? true : nil
+            try await local.isArchived(leader, segment: segment) ? true : nil
         }
     }
 

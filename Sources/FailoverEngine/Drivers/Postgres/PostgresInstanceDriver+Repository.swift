@@ -30,8 +30,12 @@ extension PostgresInstanceDriver {
     /// A restore without `delta` refuses a data directory that is not empty.
     /// Takes a pgBackRest backup of `instance` (a primary) on its host, connecting as `user`: `type` "full",
     /// or nil for pgBackRest's default (incremental on the last backup). Returns the seconds it took.
+    ///
+    /// A CHECKPOINT comes first: right after a promotion pg_control still names the old timeline until the
+    /// next checkpoint, and pgBackRest refuses ("WAL timeline 2 does not match pg_control timeline 1").
     @discardableResult
     public func backUp(_ instance: Instance, user: String, type: String? = nil) async throws -> Double {
+        try await checkpoint(instance)
         var options = backrest.instanceOptions(instance, user: user) + ["--start-fast", "--log-level-console=warn"]
         if let type { options.append("--type=" + type) }
         let clock = ContinuousClock.now
