@@ -99,13 +99,13 @@ struct CoordinationPlanTests {
 
     static let twoSites = [SiteLayout(name: "prod", role: .primary), SiteLayout(name: "dr", role: .streamingStandby)]
 
-    @Test("two coordinators on the same plan at the same instant, 20 times: exactly one runs, the other exits 4 naming it")
+    @Test("two coordinators on the same plan at the same instant, 50 times: exactly one runs, the other exits 4 naming it")
     func exactlyOneOfTwoRuns() async throws {
         try await EtcdFixture.with { etcd in
             let dir = CLI.tempDirectory("failoverd-coord-pair")
             defer { try? FileManager.default.removeItem(atPath: dir) }
             let plan = try PlanLoader.load(CLI.plan("switchover"))
-            let tries = Int(ProcessInfo.processInfo.environment["FAILOVERD_COORD_TRIES"] ?? "") ?? 20
+            let tries = Int(ProcessInfo.processInfo.environment["FAILOVERD_COORD_TRIES"] ?? "") ?? 50
             for i in 1...tries {
                 // A prefix per try: each try is a fresh cluster history (the simulated servers live in each state directory).
                 let path = try Self.write(
