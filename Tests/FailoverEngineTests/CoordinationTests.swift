@@ -272,8 +272,57 @@ struct CoordinationPlanTests {
                     (from, to) = (to, from)
                 }
                 print("TIMING coordinated kill -9 sweep: \((onlyAt ?? points).count) crash points")
+                try await Self.abandonAndAdoptFromAnotherMachine(fx, etcd: etcd, from: from, to: to)
             }
         }
+    }
+
+    /// Abandon and adopt of a coordinated plan, each from a machine that did not start the run: A is killed after
+    /// the gate (nothing changed yet); B, with an empty state directory, abandons the run with `--plan` (waiting
+    /// out A's lease); A's own resume is then refused; C adopts the roles as they are, and runs the switchover.
+    /// Every record lands in the cluster's one chain in etcd.
+    static func abandonAndAdoptFromAnotherMachine(_ fx: SandboxFixture, etcd: EtcdFixture, from: String, to: String) async throws {
+        var plan = fx.plan
+        for i in plan.sites.indices { plan.sites[i].role = plan.sites[i].name == from ? .primary : .streamingStandby }
+        let path = try C.write(
+            plan, name: "abandon-adopt", transitions: [Transition(action: .switchover, to: to)],
+            coordination: etcd.coordination(prefix: "/abandon", lease: 6), in: fx.root)
+        let (a, b, c) = (fx.root + "/abandon-a", fx.root + "/abandon-b", fx.root + "/abandon-c")
+        let crashed = try await CLI.run(["run", path, "--quiet", "--crash-at", "1:after", "--state", a])
+        try #require(crashed.killedBySignal && crashed.status == SIGKILL, "\(crashed.status) \(crashed.stderr)")
+        let runID = try #require(try Journal(stateDirectory: a).lastRun()?.id)
+
+        // Abandon from B: its state directory knew nothing of the run.
+        let local = try await CLI.run(["abandon", runID, "--state", b])
+        #expect(local.status == 2 && local.stderr.contains(runID), "without --plan B has no such run: \(local.status) \(local.stderr)")
+        let abandoned = try await CLI.run(["abandon", runID, "--plan", path, "--reason", "drill of abandon", "--state", b])
+        try #require(abandoned.status == 0, "abandon --plan: \(abandoned.stderr)")
+        let seen = try await CLI.run(["status", "--plan", path, "--state", c])
+        #expect(seen.stdout.contains("abandoned"), "\(seen.stdout)")
+        // A, back, cannot resume what B abandoned: its journal catches up from etcd first.
+        let resumed = try await CLI.run(["resume", runID, "--state", a])
+        #expect(resumed.status == 2 && resumed.stderr.contains("abandoned"), "\(resumed.status) \(resumed.stderr)")
+
+        // Adopt from C: the roles as the servers have them (nothing changed), then the switchover runs.
+        let adopted = try await CLI.run(["adopt", path, "--state", c])
+        #expect(adopted.status == 0, "adopt: \(adopted.stderr)")
+        let ran = try await CLI.run(["run", path, "--quiet", "--state", c])
+        #expect(ran.status == 0, "run after adopt: \(ran.stderr)")
+        #expect(try await fx.driver.status(of: fx.instance(to + "-0")).isWritablePrimary)
+
+        // One chain for the cluster, in C's copy: A's run-start, B's abandon, C's adopt and run, each naming its coordinator.
+        let audit = AuditLog(journal: try Journal(stateDirectory: c))
+        #expect(try await audit.verify().intact)
+        let events = try audit.query()
+        func coordinator(_ kind: AuditEventKind) -> String? {
+            events.last { $0.kind == kind.rawValue }.flatMap {
+                (try? JSONSerialization.jsonObject(with: Data($0.details.utf8)) as? [String: String])?["coordinator"]
+            }
+        }
+        let abandonBy = try #require(coordinator(.abandon), "no abandon event in the cluster's chain")
+        let adoptBy = try #require(coordinator(.adopt), "no adopt event in the cluster's chain")
+        #expect(abandonBy != adoptBy, "\(abandonBy) / \(adoptBy)")
+        #expect(events.contains { $0.kind == AuditEventKind.runStart.rawValue && $0.runID == runID })
     }
 
     /// A coordinator whose lease is lost in the middle of a run (revoked here, as an expiry would) stops
