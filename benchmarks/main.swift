@@ -1,6 +1,6 @@
 // failoverd-bench: measures the engine's own costs and prints each beside a baseline measured in the
 // same run, as a ratio. Usage: failoverd-bench [journal|plan|audit|coordination|all] [--events N] [--lease S];
-// failoverd-bench lost [--rounds N]; failoverd-bench lost-switchover [--rounds N]
+// failoverd-bench lost [--rounds N] [--wal-mb 32,128,512]; failoverd-bench lost-switchover [--rounds N]
 import Crypto
 @_spi(Benchmarks) import FailoverEngine
 import Foundation
@@ -404,21 +404,32 @@ func benchSSHSwitchover(rounds: Int) async throws {
 /// Capture and listing of lost transactions per 100 MB of diverged WAL against cp + pg_waldump, and the
 /// failback with and without the capture; and a planned switchover, which captures nothing, against its raw sequence.
 func benchLost(rounds: Int) async throws {
-    let base = try PlanLoader.load("plans/failover.json")
-    let plan = try LostCaptureBenchmark.plan(from: base, name: "bench-lost")
-    let state = NSTemporaryDirectory() + "failoverd-bench-lost"
-    defer { try? FileManager.default.removeItem(atPath: state) }
-    let results = try await LostCaptureBenchmark(plan: plan, rounds: rounds, stateRoot: state) { print("  " + $0) }.run()
-    func per100MB(_ seconds: Double, _ bytes: UInt64) -> Double { bytes == 0 ? 0 : seconds * Double(100 << 20) / Double(bytes) }
-    let capture = DrillMath.summary(results.map { per100MB($0.capture, $0.walBytes) })!.median
-    let floor = DrillMath.summary(results.map { per100MB($0.copyAndDump, $0.copiedBytes) })!.median
-    let listing = DrillMath.summary(results.map { per100MB($0.listing, $0.walBytes) })!.median
-    let dump = DrillMath.summary(results.map { per100MB($0.dump, $0.walBytes) })!.median
-    let with = DrillMath.summary(results.map(\.failbackWithCapture))!.median
-    let without = DrillMath.summary(results.map(\.failbackWithoutCapture))!.median
-    report("lost: capture per 100 MB of WAL (median of \(rounds))", capture, unit: "s", baselineName: "cp + pg_waldump of the same", floor)
-    report("lost: listing per 100 MB of WAL (median of \(rounds))", listing, unit: "s", baselineName: "pg_waldump alone", dump)
-    report("lost: failback with capture (median of \(rounds))", with, unit: "s", baselineName: "with --skip-lost-capture", without)
+    // `--wal-mb 32,128,512`: the diverged WAL's size, one series of rounds per size (default 100 MB).
+    let sizes = args.firstIndex(of: "--wal-mb").map { args[args.index(after: $0)].split(separator: ",").compactMap { Int($0) } } ?? [100]
+    for megabytes in sizes {
+        let base = try PlanLoader.load("plans/failover.json")
+        let plan = try LostCaptureBenchmark.plan(from: base, name: "bench-lost")
+        let state = NSTemporaryDirectory() + "failoverd-bench-lost"
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let results = try await LostCaptureBenchmark(plan: plan, rounds: rounds, walMegabytes: megabytes, stateRoot: state) {
+            print("  " + $0)
+        }.run()
+        func per100MB(_ seconds: Double, _ bytes: UInt64) -> Double { bytes == 0 ? 0 : seconds * Double(100 << 20) / Double(bytes) }
+        let capture = DrillMath.summary(results.map { per100MB($0.capture, $0.walBytes) })!.median
+        let floor = DrillMath.summary(results.map { per100MB($0.copyAndDump, $0.copiedBytes) })!.median
+        let listing = DrillMath.summary(results.map { per100MB($0.listing, $0.walBytes) })!.median
+        let dump = DrillMath.summary(results.map { per100MB($0.dump, $0.walBytes) })!.median
+        let with = DrillMath.summary(results.map(\.failbackWithCapture))!.median
+        let without = DrillMath.summary(results.map(\.failbackWithoutCapture))!.median
+        let size = "\(megabytes) MB diverged"
+        report(
+            "lost, \(size): capture per 100 MB (median of \(rounds))", capture, unit: "s", baselineName: "cp + pg_waldump of the same",
+            floor)
+        report("lost, \(size): listing per 100 MB (median of \(rounds))", listing, unit: "s", baselineName: "pg_waldump alone", dump)
+        report(
+            "lost, \(size): failback with capture (median of \(rounds))", with, unit: "s", baselineName: "with --skip-lost-capture", without
+        )
+    }
     try await benchLostSwitchover(rounds: rounds)
 }
 
