@@ -1,6 +1,7 @@
 // failoverd-bench: measures the engine's own costs and prints each beside a baseline measured in the
 // same run, as a ratio. Usage: failoverd-bench [journal|plan|audit|coordination|all] [--events N] [--lease S];
-// failoverd-bench lost [--rounds N]; failoverd-bench lost-switchover [--rounds N]
+// failoverd-bench lost [--rounds N]; failoverd-bench lost-switchover [--rounds N];
+// failoverd-bench coord-switchover [--rounds N] (brings a lab up: run it under flock /work/.lab.lock)
 import Crypto
 @_spi(Benchmarks) import FailoverEngine
 import Foundation
@@ -570,6 +571,7 @@ do {
     if which == "promote" { try await benchPromotionWait(rounds: rounds) }
     if which == "patroni" { try await benchPatroniSwitchover(rounds: rounds) }
     if which == "ssh-switchover" { try await benchSSHSwitchover(rounds: rounds) }
+    if which == "coord-switchover" { try await benchCoordinatedSwitchover(rounds: rounds) }
     if which == "lost" { try await benchLost(rounds: rounds) }
     if which == "lost-switchover" { try await benchLostSwitchover(rounds: rounds) }
     if which == "lost-parse", let file = args.dropFirst().first { try benchLostParse(file) }
