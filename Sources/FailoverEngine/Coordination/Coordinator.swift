@@ -280,7 +280,7 @@ public final class Coordinator: @unchecked Sendable {
     /// Writes `puts` and `deletes` (keys relative to ``base``) in etcd transactions that each compare the lock
     /// key's create revision with this coordinator's token, at most 100 operations per transaction, in order.
     /// Blocking: the journal calls it inside its SQLite transaction, which commits only after etcd acknowledged.
-    func fencedWrite(puts: [(String, String)], deletes: [String]) throws {
+    @_spi(Benchmarks) public func fencedWrite(puts: [(String, String)], deletes: [String]) throws {
         try checkLive()
         let token = self.token
         var ops: [[String: Any]] = puts.map {
