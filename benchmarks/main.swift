@@ -1,6 +1,7 @@
 // failoverd-bench: measures the engine's own costs and prints each beside a baseline measured in the
 // same run, as a ratio. Usage: failoverd-bench [journal|plan|audit|coordination|all] [--events N] [--lease S];
-// failoverd-bench lost [--rounds N] [--wal-mb 32,128,512]; failoverd-bench lost-switchover [--rounds N]
+// failoverd-bench lost [--rounds N] [--wal-mb 32,128,512]; failoverd-bench lost-switchover [--rounds N];
+// failoverd-bench coord-switchover [--rounds N] (brings a lab up: run it under flock /work/.lab.lock)
 import Crypto
 @_spi(Benchmarks) import FailoverEngine
 import Foundation
@@ -117,6 +118,17 @@ func benchCoordination(lease: Int) async throws {
         let local = try await measure(coordinated: false, prefix: "/bench-local")
         let etcd = try await measure(coordinated: true, prefix: "/bench-journal")
         report("journal: one step, coordinated (etcd, 3 members)", etcd, unit: "ms", baselineName: "same in SQLite alone (FULL)", local)
+        // The etcd part alone: one fenced transaction per record, a step row's size, two per step.
+        let bare = Coordinator(
+            settings: EtcdCoordination(endpoints: cluster.endpoints, prefix: "/bench-bare", leaseSeconds: lease),
+            systemIdentifier: "7300000000000000001")
+        try await bare.acquire(.thisProcess(run: "r-bare", plan: plan, stateDirectory: "/bare"), wait: false)
+        let row = String(repeating: "x", count: 600)
+        let txn = try seconds { for i in 0..<(2 * n) { try bare.fencedWrite(puts: [("j/steps/r-bare/\(i)", row)], deletes: []) } }
+        await bare.release()
+        report(
+            "  of which etcd: two fenced txns (one per record)", txn / Double(n) * 1000, unit: "ms", baselineName: "the coordinated step",
+            etcd)
 
         var takeovers: [Double] = []
         for round in 0..<3 {
@@ -581,6 +593,7 @@ do {
     if which == "promote" { try await benchPromotionWait(rounds: rounds) }
     if which == "patroni" { try await benchPatroniSwitchover(rounds: rounds) }
     if which == "ssh-switchover" { try await benchSSHSwitchover(rounds: rounds) }
+    if which == "coord-switchover" { try await benchCoordinatedSwitchover(rounds: rounds) }
     if which == "lost" { try await benchLost(rounds: rounds) }
     if which == "lost-switchover" { try await benchLostSwitchover(rounds: rounds) }
     if which == "lost-parse", let file = args.dropFirst().first { try benchLostParse(file) }

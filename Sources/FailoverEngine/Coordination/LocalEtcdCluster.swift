@@ -83,6 +83,9 @@ import Foundation
         }
     }
 
+    /// The pid of member `i` while it runs (for a test that freezes it with SIGSTOP).
+    public func pid(_ i: Int) -> pid_t? { members[i].daemon.live?.pid }
+
     /// Stops member `i` by pid (SIGTERM, then SIGKILL).
     public func stop(_ i: Int) async { await members[i].daemon.stop(grace: 10) }
 

@@ -91,7 +91,7 @@ public struct SwitchoverBenchmark: Sendable {
     }
 
     /// Waits until `standby` streams from `primary` and has replayed what it had.
-    func caughtUp(_ standby: Instance, behind primary: Instance, _ driver: LocalPostgresDriver) async throws {
+    @_spi(Benchmarks) public func caughtUp(_ standby: Instance, behind primary: Instance, _ driver: LocalPostgresDriver) async throws {
         _ = try await Wait.until(timeout: 60, interval: 0.02) {
             let p = try await driver.status(of: primary)
             let s = try await driver.status(of: standby)
@@ -103,7 +103,7 @@ public struct SwitchoverBenchmark: Sendable {
     }
 
     /// The longest gap between acknowledged writes from `t0` until the first write acknowledged by `instance`.
-    func unavailability(since t0: Double, on instance: Instance, _ workload: Workload) async throws -> Double {
+    @_spi(Benchmarks) public func unavailability(since t0: Double, on instance: Instance, _ workload: Workload) async throws -> Double {
         guard
             let first = try await Wait.until(
                 timeout: 60, interval: 0.01,
