@@ -174,6 +174,7 @@ import Testing
             let r = try await fx.failoverd(["run", plan, "--quiet"])
             #expect(r.status == 3, "\(r.stderr)")
             #expect(r.stderr.contains("failover refused: east-0 (site east) holds WAL to"))
+            #expect(r.stderr.contains("fail over to east instead, or use --allow-data-loss"), "\(r.stderr)")
             #expect(try await fx.driver.status(of: dr).inRecovery)
             #expect(r.stderr.contains("Nothing was changed"))
             try await fx.sql(east, "SELECT pg_wal_replay_resume()")

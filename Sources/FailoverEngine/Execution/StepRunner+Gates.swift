@@ -117,8 +117,14 @@ extension StepRunner {
             evidence.candidates[key] = "\(held) on timeline \(tli)"
             let ahead = tli > targetTimeline || (tli == targetTimeline && held > pos)
             if ahead && !ctx.allowDataLoss {
+                // Another site: fail over to it. The target's own site: failoverd promotes the site's first
+                // instance, so the instance that holds more must come first in the plan.
+                let remedy =
+                    site.instances.contains(target)
+                    ? "\(other.name) is in the target site \(site.name), whose first instance (\(target.name)) is the one failoverd promotes: list \(other.name) first in \(site.name)'s instances and plan again"
+                    : "fail over to \(site.name) instead"
                 throw FailoverError.refused(
-                    "failover refused: \(other.name) (site \(site.name)) holds WAL to \(held) on timeline \(tli), further than \(target.name) at \(pos) on timeline \(targetTimeline); fail over to \(site.name) instead, or use --allow-data-loss."
+                    "failover refused: \(other.name) (site \(site.name)) holds WAL to \(held) on timeline \(tli), further than \(target.name) at \(pos) on timeline \(targetTimeline); \(remedy), or use --allow-data-loss."
                 )
             }
         }

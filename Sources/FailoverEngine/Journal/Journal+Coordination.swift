@@ -20,6 +20,62 @@ final class ReplicaSlot: @unchecked Sendable {
     }
 }
 
+/// Which rows of `runs` and `steps` changed since the coordinator last mirrored them, from SQLite's own change
+/// notifications (GRDB's transaction observer): a record then costs what it changed, not what the run holds.
+/// A deletion, a failed mirror, and every attach ask for the full comparison instead.
+final class MirrorTracker: TransactionObserver, @unchecked Sendable {
+    private let mutex = NSLock()
+    private var enabled = false
+    private var full = true
+    private var rows: [String: Set<Int64>] = [:]
+
+    func observes(eventsOfKind eventKind: DatabaseEventKind) -> Bool {
+        eventKind.tableName == "runs" || eventKind.tableName == "steps"
+    }
+
+    func databaseDidChange(with event: DatabaseEvent) {
+        let (table, rowID, deleted) = (event.tableName, event.rowID, event.kind == .delete)
+        mutex.withLock {
+            guard enabled else { return }
+            if deleted { full = true } else { rows[table, default: []].insert(rowID) }
+        }
+    }
+
+    func databaseDidCommit(_ db: Database) {}
+    func databaseDidRollback(_ db: Database) {}
+
+    /// Starts tracking (a coordinator attached, or a run added): the next mirror compares everything.
+    func start() {
+        mutex.withLock {
+            enabled = true
+            full = true
+            rows = [:]
+        }
+    }
+
+    /// Stops tracking (the journal is local again).
+    func stop() {
+        mutex.withLock {
+            enabled = false
+            rows = [:]
+        }
+    }
+
+    /// The next mirror compares everything (the last one failed: what it took may not be in etcd).
+    func invalidate() { mutex.withLock { full = true } }
+
+    /// What changed since the last call, by table and rowid; nil when only a full comparison will do.
+    func take() -> [String: Set<Int64>]? {
+        mutex.withLock {
+            defer {
+                rows = [:]
+                full = false
+            }
+            return full ? nil : rows
+        }
+    }
+}
+
 /// The journal of a coordinated run: every write committed in SQLite only after etcd acknowledged it in a
 /// transaction fenced by the run lock's token; a takeover copies the cluster's records from etcd first.
 ///
@@ -34,7 +90,12 @@ extension Journal {
     func write<T>(_ body: (Database) throws -> T) throws -> T {
         try db.write { db in
             let value = try body(db)
-            if let (coordinator, runs) = replica.attached { try Self.mirror(db, via: coordinator, runs: runs) }
+            if let (coordinator, runs) = replica.attached {
+                do { try Self.mirror(db, via: coordinator, runs: runs, changed: mirrorTracker.take()) } catch {
+                    mirrorTracker.invalidate()
+                    throw error
+                }
+            }
             return value
         }
     }
@@ -44,6 +105,7 @@ extension Journal {
     func attach(_ coordinator: Coordinator, run: String) throws {
         replica.attach(coordinator)
         replica.add(run: run)
+        mirrorTracker.start()
         try db.write { db in
             try db.execute(sql: "CREATE TEMP TABLE IF NOT EXISTS coordinator (stamp TEXT NOT NULL)")
             try db.execute(sql: "DELETE FROM temp.coordinator")
@@ -52,11 +114,15 @@ extension Journal {
     }
 
     /// Mirrors `run` too (a resume attached for "resume" finds its run after the copy from etcd).
-    func mirror(run: String) { replica.add(run: run) }
+    func mirror(run: String) {
+        replica.add(run: run)
+        mirrorTracker.invalidate()
+    }
 
     /// Detaches the coordinator: the journal is local again.
     func detachCoordinator() {
         replica.detach()
+        mirrorTracker.stop()
         try? db.write { db in try db.execute(sql: "DROP TABLE IF EXISTS temp.coordinator") }
     }
 
@@ -76,21 +142,58 @@ extension Journal {
     }
 
     /// Writes to etcd (fenced) what this transaction's journal holds and etcd does not, then notes it.
-    static func mirror(_ db: Database, via coordinator: Coordinator, runs: Set<String>) throws {
+    ///
+    /// `changed` (rowids of `runs` and `steps` changed since the last mirror, from ``MirrorTracker``) limits
+    /// the comparison of those two tables to those rows; nil compares every row of the mirrored runs. Roles,
+    /// fences, events and audit events are compared in full (a few rows, or past a high-water mark).
+    static func mirror(_ db: Database, via coordinator: Coordinator, runs: Set<String>, changed: [String: Set<Int64>]? = nil) throws {
         try coordinator.checkLive()
+        var candidates: [(String, String)] = []
+        if let changed {
+            for rowID in (changed["runs"] ?? []).sorted() {
+                if let row = try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE rowid = ?", arguments: [rowID]), runs.contains(row["id"]) {
+                    candidates.append(("j/runs/\(row["id"] as String)", json(row)))
+                }
+            }
+            for rowID in (changed["steps"] ?? []).sorted() {
+                if let row = try Row.fetchOne(db, sql: "SELECT * FROM steps WHERE rowid = ?", arguments: [rowID]),
+                    runs.contains(row["run_id"])
+                {
+                    candidates.append(("j/steps/\(row["run_id"] as String)/\(String(format: "%04d", row["number"] as Int))", json(row)))
+                }
+            }
+        } else {
+            for run in runs.sorted() {
+                if let row = try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE id = ?", arguments: [run]) {
+                    candidates.append(("j/runs/\(run)", json(row)))
+                }
+                for row in try Row.fetchAll(db, sql: "SELECT * FROM steps WHERE run_id = ? ORDER BY number", arguments: [run]) {
+                    candidates.append(("j/steps/\(run)/\(String(format: "%04d", row["number"] as Int))", json(row)))
+                }
+            }
+        }
+        // What this journal notes it wrote: the candidates' keys, roles, fences and the high-water marks.
         var known: [String: String] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT key, value FROM coordination_mirror") { known[row["key"]] = row["value"] }
+        let wanted = candidates.map(\.0) + ["hwm/events", "hwm/audit"]
+        for chunk in stride(from: 0, to: wanted.count, by: 500).map({ Array(wanted[$0..<min(wanted.count, $0 + 500)]) }) {
+            let marks = chunk.map { _ in "?" }.joined(separator: ", ")
+            for row in try Row.fetchAll(
+                db, sql: "SELECT key, value FROM coordination_mirror WHERE key IN (\(marks))", arguments: StatementArguments(chunk))
+            {
+                known[row["key"]] = row["value"]
+            }
+        }
+        for row in try Row.fetchAll(
+            db,
+            sql:
+                "SELECT key, value FROM coordination_mirror WHERE (key >= 'j/fenced/' AND key < 'j/fenced0') OR (key >= 'j/roles/' AND key < 'j/roles0')"
+        ) {
+            known[row["key"]] = row["value"]
+        }
         var puts: [(String, String)] = []
         var deletes: [String] = []
         func offer(_ key: String, _ value: String) { if known[key] != value { puts.append((key, value)) } }
-        for run in runs.sorted() {
-            if let row = try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE id = ?", arguments: [run]) {
-                offer("j/runs/\(run)", json(row))
-            }
-            for row in try Row.fetchAll(db, sql: "SELECT * FROM steps WHERE run_id = ? ORDER BY number", arguments: [run]) {
-                offer("j/steps/\(run)/\(String(format: "%04d", row["number"] as Int))", json(row))
-            }
-        }
+        for (key, value) in candidates { offer(key, value) }
         var present = Set<String>()
         for row in try Row.fetchAll(db, sql: "SELECT * FROM site_roles ORDER BY site") {
             let key = "j/roles/\(row["site"] as String)"

@@ -17,6 +17,8 @@ public final class Journal: Sendable {
     public let auditSigner: AuditSigner?
     /// The coordinator a coordinated run attached: while one is, every write goes to etcd first.
     let replica = ReplicaSlot()
+    /// Which rows changed since the coordinator last mirrored them.
+    let mirrorTracker = MirrorTracker()
 
     /// Opens (creating if needed) `DIR/journal.sqlite` and migrates it.
     public init(stateDirectory: String, auditSigner: AuditSigner? = nil) throws {
@@ -25,6 +27,7 @@ public final class Journal: Sendable {
         path = (stateDirectory as NSString).appendingPathComponent("journal.sqlite")
         db = try Self.openDurable(directory: stateDirectory, file: "journal.sqlite", label: "failoverd.journal")
         try Self.migrate(db, with: JournalSchema.migrator)
+        db.add(transactionObserver: mirrorTracker, extent: .observerLifetime)
     }
 
     /// Runs `migrator` on a database other processes may be opening at the same moment (`failoverd run` and
@@ -87,6 +90,7 @@ public final class Journal: Sendable {
         auditSigner = nil
         db = try DatabaseQueue()
         try JournalSchema.migrator.migrate(db)
+        db.add(transactionObserver: mirrorTracker, extent: .observerLifetime)
     }
 
     /// Opens the journal of a state directory that must already hold one: a missing journal is an error
