@@ -3,6 +3,7 @@
 // failoverd-bench lost [--rounds N]; failoverd-bench lost-switchover [--rounds N]
 import Crypto
 @_spi(Benchmarks) import FailoverEngine
+import FailoverdTestSupport
 import Foundation
 import GRDB
 

@@ -1,9 +1,12 @@
 import Foundation
 
 /// The drill's clock: seconds since the drill started.
-struct DrillClock: Sendable {
+@_spi(Benchmarks) public struct DrillClock: Sendable {
     let origin = ContinuousClock.now
-    func now() -> Double {
+    /// A clock that starts now.
+    @_spi(Benchmarks) public init() {}
+    /// Seconds since it started.
+    @_spi(Benchmarks) public func now() -> Double {
         let d = ContinuousClock.now - origin
         return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
@@ -12,7 +15,7 @@ struct DrillClock: Sendable {
 /// N writers inserting into a ledger table through whichever instance accepts writes, reconnecting as a
 /// real client would; a reader per standby measuring when fresh rows become visible; a split-brain probe
 /// sampling every instance. Each runs on its own thread so blocking libpq calls never stall the engine.
-final class Workload: @unchecked Sendable {
+@_spi(Benchmarks) public final class Workload: @unchecked Sendable {
     /// One sample of a standby: per writer, the highest ledger id visible, and the replication mode.
     struct ReaderSample: Sendable {
         var at: Double
@@ -33,7 +36,7 @@ final class Workload: @unchecked Sendable {
     let connInfo: @Sendable (Instance) -> ConnInfo
     let clock: DrillClock
     let writers: Int
-    let ledger = Locked(Ledger())
+    @_spi(Benchmarks) public let ledger = Locked(Ledger())
     let readerSamples = Locked([String: [ReaderSample]]())
     let probeSamples = Locked([String: [ProbeSample]]())
     private let stopped = Locked(false)
@@ -47,7 +50,7 @@ final class Workload: @unchecked Sendable {
     /// workloads write every 50 ms, so that the machine measures the switchovers more than the writes.
     let writePace: Double
 
-    init(
+    @_spi(Benchmarks) public init(
         instances: [(site: String, instance: Instance)], writers: Int, clock: DrillClock, samplers: Bool = true, writePace: Double = 0.01,
         connInfo: @escaping @Sendable (Instance) -> ConnInfo
     ) {
@@ -60,7 +63,7 @@ final class Workload: @unchecked Sendable {
     }
 
     /// Creates the ledger table on the primary.
-    func prepare(primary: Instance) async throws {
+    @_spi(Benchmarks) public func prepare(primary: Instance) async throws {
         try await PGConnection.with(connInfo(primary)) { c in
             try c.query(
                 "CREATE TABLE IF NOT EXISTS \(Self.table) (id bigint PRIMARY KEY, writer int NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())"
@@ -71,7 +74,7 @@ final class Workload: @unchecked Sendable {
     }
 
     /// Starts the writers, one reader per instance and one probe per instance.
-    func start() {
+    @_spi(Benchmarks) public func start() {
         for w in 0..<writers { spawn("writer-\(w)") { self.writerLoop(w) } }
         for (_, i) in instances where samplers {
             spawn("reader-\(i.name)") { self.readerLoop(i) }
@@ -80,7 +83,7 @@ final class Workload: @unchecked Sendable {
     }
 
     /// Stops every thread and waits for them (bounded).
-    func stop() async {
+    @_spi(Benchmarks) public func stop() async {
         stopped.withLock { $0 = true }
         let total = threads.count
         _ = try? await Wait.until(timeout: 15, interval: 0.02) { self.finished.current >= total ? true : nil }

@@ -1,21 +1,22 @@
+@_spi(Benchmarks) import FailoverEngine
 import Foundation
 import Logging
 
 /// Write unavailability of failoverd's cross-site switchover of Patroni sites against the same two
 /// `PATCH /config` calls made by hand in the same order (curl; the promotion sent once the old leader is
 /// Patroni's standby leader; no token check), in one run, on one sandbox, under the same writers.
-public struct PatroniSwitchoverBenchmark: Sendable {
+struct PatroniSwitchoverBenchmark: Sendable {
     /// A plan of two Patroni sites: a primary and a streaming standby (plans/patroni-switchover.json).
-    public let plan: Plan
+    let plan: Plan
     /// Rounds: each is one hand-made switchover and one failoverd switchover.
-    public let rounds: Int
+    let rounds: Int
     /// failoverd's state directory, where the sandbox's manifest lives.
-    public let stateDirectory: String
+    let stateDirectory: String
     /// Where progress lines go.
-    public let say: @Sendable (String) -> Void
+    let say: @Sendable (String) -> Void
 
     /// Creates the benchmark.
-    public init(
+    init(
         plan: Plan, rounds: Int, stateDirectory: String = RunOptions.defaultStateDirectory, say: @escaping @Sendable (String) -> Void
     ) {
         self.plan = plan
@@ -25,7 +26,7 @@ public struct PatroniSwitchoverBenchmark: Sendable {
     }
 
     /// Seconds of write unavailability for each hand-made and each failoverd switchover.
-    public func run() async throws -> (hand: [Double], engine: [Double]) {
+    func run() async throws -> (hand: [Double], engine: [Double]) {
         guard let primarySite = plan.declaredPrimary, let standbySite = plan.sites.first(where: { $0.role == .streamingStandby }),
             plan.sites.allSatisfy({ $0.driver == .patroni })
         else {

@@ -1,22 +1,23 @@
+@_spi(Benchmarks) import FailoverEngine
 import Foundation
 import Logging
 
 /// Measures write unavailability of failoverd's switchover against the raw PostgreSQL sequence it wraps
 /// (CHECKPOINT, pg_ctl stop -m fast -w, pg_ctl promote -w, first write: what a DBA types), in the same run, on the same sandbox,
 /// under the same writers: raw A→B, then failoverd B→A, and again.
-public struct SwitchoverBenchmark: Sendable {
+struct SwitchoverBenchmark: Sendable {
     /// A plan with a primary site and a streaming-standby site (plans/switchover.json).
-    public let plan: Plan
+    let plan: Plan
     /// Rounds: each is one raw switchover and one failoverd switchover.
-    public let rounds: Int
+    let rounds: Int
     /// Where progress lines go.
-    public let say: @Sendable (String) -> Void
+    let say: @Sendable (String) -> Void
 
     /// failoverd's state directory, where the sandbox's manifest lives.
-    public let stateDirectory: String
+    let stateDirectory: String
 
     /// Creates the benchmark; the sandbox's manifest lives in `stateDirectory` (default: the machine's).
-    public init(
+    init(
         plan: Plan, rounds: Int, stateDirectory: String = RunOptions.defaultStateDirectory, say: @escaping @Sendable (String) -> Void
     ) {
         self.plan = plan
@@ -26,7 +27,7 @@ public struct SwitchoverBenchmark: Sendable {
     }
 
     /// Seconds of write unavailability for each raw and each failoverd switchover.
-    public func run() async throws -> (raw: [Double], engine: [Double]) {
+    func run() async throws -> (raw: [Double], engine: [Double]) {
         guard let primarySite = plan.declaredPrimary, let standbySite = plan.sites.first(where: { $0.role == .streamingStandby }) else {
             throw FailoverError.invalid("the switchover benchmark needs a primary site and a streaming-standby site")
         }
@@ -118,23 +119,23 @@ public struct SwitchoverBenchmark: Sendable {
 /// How long a stop and a promotion take to be seen: `pg_ctl stop -w` and `pg_ctl promote -w` (pg_ctl's own
 /// waits, in 100 ms steps) against the local driver's stop and promote (`-W`, then the postmaster's pid and
 /// `pg_is_in_recovery()` watched every 5 ms), alternating on one sandbox, no writers.
-public struct PromotionWaitBenchmark: Sendable {
+struct PromotionWaitBenchmark: Sendable {
     /// A plan with a primary site and a streaming-standby site (plans/switchover.json).
-    public let plan: Plan
+    let plan: Plan
     /// Rounds: each is one switchover by pg_ctl and one by the driver.
-    public let rounds: Int
+    let rounds: Int
     /// failoverd's state directory, where the sandbox's manifest lives.
-    public let stateDirectory: String
+    let stateDirectory: String
 
     /// Creates the benchmark.
-    public init(plan: Plan, rounds: Int, stateDirectory: String = RunOptions.defaultStateDirectory) {
+    init(plan: Plan, rounds: Int, stateDirectory: String = RunOptions.defaultStateDirectory) {
         self.plan = plan
         self.rounds = rounds
         self.stateDirectory = stateDirectory
     }
 
     /// Seconds of each stop and each promotion, by pg_ctl -w and by the driver.
-    public func run() async throws -> (pgCtlStop: [Double], pgCtlPromote: [Double], driverStop: [Double], driverPromote: [Double]) {
+    func run() async throws -> (pgCtlStop: [Double], pgCtlPromote: [Double], driverStop: [Double], driverPromote: [Double]) {
         guard let primarySite = plan.declaredPrimary, let standbySite = plan.sites.first(where: { $0.role == .streamingStandby }) else {
             throw FailoverError.invalid("the promotion benchmark needs a primary site and a streaming-standby site")
         }
