@@ -40,4 +40,14 @@ enum BenchPlan {
         ]
         return try Plan.decode(try JSONSerialization.data(withJSONObject: json))
     }
+
+    /// `plan` declared with `primary` as its primary and `target` streaming from it, switching over to `target`.
+    static func switching(_ plan: Plan, from primary: String, to target: String) -> Plan {
+        var p = plan
+        for i in p.sites.indices {
+            p.sites[i].role = p.sites[i].name == primary ? .primary : p.sites[i].name == target ? .streamingStandby : p.sites[i].role
+        }
+        p.transitions = [Transition(action: .switchover, to: target)]
+        return p
+    }
 }

@@ -100,11 +100,7 @@ struct FleetBenchmark: Sendable {
 
     /// `plan` declared with `primary` as its primary, switching over to the other site.
     static func switching(_ plan: Plan, from primary: String) -> Plan {
-        var p = plan
-        let other = primary == "prod" ? "dr" : "prod"
-        for i in p.sites.indices { p.sites[i].role = p.sites[i].name == primary ? .primary : .streamingStandby }
-        p.transitions = [Transition(action: .switchover, to: other)]
-        return p
+        BenchPlan.switching(plan, from: primary, to: primary == "prod" ? "dr" : "prod")
     }
 
     /// Builds the clusters, measures, and tears them down on every path.
@@ -166,7 +162,7 @@ struct FleetBenchmark: Sendable {
                     .run(plan)
                 single.append(outcome.seconds)
                 primary[0] = primary[0] == "prod" ? "dr" : "prod"
-                gaps.append(try await Self.unavailability(workloads[0], since: t0, on: plan.site(named: primary[0])!.leader))
+                gaps.append(try await SwitchoverBenchmark.unavailability(workloads[0], since: t0, on: plan.site(named: primary[0])!.leader))
                 say(String(format: "single switchover %d: %.3f s, write unavailability %.3f s", rounds, single.last!, gaps.last!))
             }
             var machine = MachineSample.now().load(since: before)
@@ -210,7 +206,7 @@ struct FleetBenchmark: Sendable {
             var stepTotals: [String: [Double]] = [:]
             for (i, m) in outcome.members.enumerated() {
                 guard m.status == .succeeded, let t0 = starts.current[m.member] else { continue }
-                gaps[m.member] = try await Self.unavailability(workloads[i], since: t0, on: targets[m.member]!)
+                gaps[m.member] = try await SwitchoverBenchmark.unavailability(workloads[i], since: t0, on: targets[m.member]!)
                 primary[i] = primary[i] == "prod" ? "dr" : "prod"
                 let journal = try Journal(stateDirectory: m.stateDirectory)
                 if let run = try journal.lastRun(), let a = Journal.date(run.startedAt), let b = run.endedAt.flatMap(Journal.date) {
@@ -236,16 +232,6 @@ struct FleetBenchmark: Sendable {
             for f in phase.failures { say("  member \(f)") }
         }
         return Result(phases: phases)
-    }
-
-    /// The longest gap between acknowledged writes from `t0` until the first write acknowledged by `instance`.
-    static func unavailability(_ workload: Workload, since t0: Double, on instance: Instance) async throws -> Double {
-        guard
-            let first = try await Wait.until(
-                timeout: 60, interval: 0.01,
-                { workload.ledger.current.acknowledged.first { $0.at >= t0 && $0.port == instance.port }?.at })
-        else { throw FailoverError.failed("no write reached \(instance.name) within 60 s of its switchover") }
-        return DrillMath.longestGap(ledger: workload.ledger.current, from: t0, to: first)
     }
 }
 

@@ -1,6 +1,5 @@
 @_spi(Benchmarks) import FailoverEngine
 import Foundation
-import Logging
 
 /// Write unavailability of failoverd's switchover over SSH in the lab, against the same switchover by the
 /// local driver on loopback, in the same run: both topologies up, each under its own two writers, and
@@ -113,19 +112,10 @@ struct SSHSwitchoverBenchmark: Sendable {
                 for (index, side) in [localSide, sshSide].enumerated() {
                     let driver = try LocalPostgresDriver(plan: side.plan)
                     try await observer.caughtUp(side.standby.leader, behind: side.primary.leader, driver)
-                    var p = side.plan
-                    for i in p.sites.indices {
-                        p.sites[i].role =
-                            p.sites[i].name == side.primary.name
-                            ? .primary : p.sites[i].name == side.standby.name ? .streamingStandby : p.sites[i].role
-                    }
-                    p.transitions = [Transition(action: .switchover, to: side.standby.name)]
-                    let state = NSTemporaryDirectory() + "failoverd-bench-\(UUID().uuidString.prefix(8))"
-                    let t0 = clock.now()
-                    _ = try await Executor(options: RunOptions(stateDirectory: state, logger: Logger(label: "bench"))).run(p)
-                    let window = try await observer.unavailability(since: t0, on: side.standby.leader, side.workload)
-                    await RemoteShell.closeAll(stateDirectory: state)
-                    try? FileManager.default.removeItem(atPath: state)
+                    let (target, workload) = (side.standby.leader, side.workload)
+                    let window = try await SwitchoverBenchmark.throughEngine(
+                        side.plan, from: side.primary.name, to: side.standby.name, clock: clock
+                    ) { try await observer.unavailability(since: $0, on: target, workload) }
                     if index == 0 { results.0.append(window) } else { results.1.append(window) }
                     swap(&side.primary, &side.standby)
                 }

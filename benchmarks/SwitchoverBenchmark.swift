@@ -52,7 +52,7 @@ struct SwitchoverBenchmark: Sendable {
             for round in 1...rounds {
                 // Raw: what a DBA types (pg_ctl's own waits, -w), with nothing checked in between.
                 try await caughtUp(b.leader, behind: a.leader, driver)
-                var t0 = clock.now()
+                let t0 = clock.now()
                 try await driver.checkpoint(a.leader)
                 try await driver.runner.run(
                     driver.bin("pg_ctl"), ["stop", "-D", a.leader.dataDirectory, "-m", "fast", "-w", "-s"], timeout: 60
@@ -70,16 +70,11 @@ struct SwitchoverBenchmark: Sendable {
                 swap(&a, &b)
                 // failoverd: the same switchover through the engine, journal and gates included.
                 try await caughtUp(b.leader, behind: a.leader, driver)
-                var p = plan
-                for i in p.sites.indices {
-                    p.sites[i].role = p.sites[i].name == a.name ? .primary : p.sites[i].name == b.name ? .streamingStandby : p.sites[i].role
-                }
-                p.transitions = [Transition(action: .switchover, to: b.name)]
-                let state = NSTemporaryDirectory() + "failoverd-bench-\(UUID().uuidString.prefix(8))"
-                defer { try? FileManager.default.removeItem(atPath: state) }
-                t0 = clock.now()
-                _ = try await Executor(options: RunOptions(stateDirectory: state, logger: Logger(label: "bench"))).run(p)
-                engine.append(try await unavailability(since: t0, on: b.leader, workload))
+                let target = b.leader
+                engine.append(
+                    try await Self.throughEngine(plan, from: a.name, to: b.name, clock: clock) {
+                        try await unavailability(since: $0, on: target, workload)
+                    })
                 swap(&a, &b)
                 say(String(format: "round %d: raw %.3f s, failoverd %.3f s", round, raw.last!, engine.last!))
             }
@@ -105,14 +100,34 @@ struct SwitchoverBenchmark: Sendable {
 
     /// The longest gap between acknowledged writes from `t0` until the first write acknowledged by `instance`.
     func unavailability(since t0: Double, on instance: Instance, _ workload: Workload) async throws -> Double {
+        try await Self.unavailability(workload, since: t0, on: instance)
+    }
+
+    /// The longest gap between acknowledged writes of `workload` from `t0` until the first write acknowledged
+    /// by `instance`.
+    static func unavailability(_ workload: Workload, since t0: Double, on instance: Instance) async throws -> Double {
         guard
             let first = try await Wait.until(
                 timeout: 60, interval: 0.01,
-                {
-                    workload.ledger.current.acknowledged.first { $0.at >= t0 && $0.port == instance.port }?.at
-                })
-        else { throw FailoverError.failed("no write reached \(instance.name) within 60 s of the switchover") }
+                { workload.ledger.current.acknowledged.first { $0.at >= t0 && $0.port == instance.port }?.at })
+        else { throw FailoverError.failed("no write reached \(instance.name) within 60 s of its switchover") }
         return DrillMath.longestGap(ledger: workload.ledger.current, from: t0, to: first)
+    }
+
+    /// Switches `plan` over from `primary` to `target` through the engine, journal and gates included, in a
+    /// state directory of its own (its SSH sessions closed and the directory removed afterwards); returns
+    /// what `measure` makes of the moment the run started (on `clock`).
+    static func throughEngine(
+        _ plan: Plan, from primary: String, to target: String, clock: DrillClock, measure: (Double) async throws -> Double
+    ) async throws -> Double {
+        let p = BenchPlan.switching(plan, from: primary, to: target)
+        let state = NSTemporaryDirectory() + "failoverd-bench-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let t0 = clock.now()
+        _ = try await Executor(options: RunOptions(stateDirectory: state, logger: Logger(label: "bench"))).run(p)
+        let measured = try await measure(t0)
+        await RemoteShell.closeAll(stateDirectory: state)
+        return measured
     }
 }
 

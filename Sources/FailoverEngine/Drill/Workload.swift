@@ -36,6 +36,7 @@ import Foundation
     let connInfo: @Sendable (Instance) -> ConnInfo
     let clock: DrillClock
     let writers: Int
+    /// Every write the writers attempted, acknowledged or not, with when and where.
     @_spi(Benchmarks) public let ledger = Locked(Ledger())
     let readerSamples = Locked([String: [ReaderSample]]())
     let probeSamples = Locked([String: [ProbeSample]]())
@@ -50,6 +51,8 @@ import Foundation
     /// workloads write every 50 ms, so that the machine measures the switchovers more than the writes.
     let writePace: Double
 
+    /// `writers` writers over `instances` (site, instance), connecting with `connInfo`, timed by `clock`; with
+    /// `samplers`, the readers and probes too; a writer pauses `writePace` seconds between writes.
     @_spi(Benchmarks) public init(
         instances: [(site: String, instance: Instance)], writers: Int, clock: DrillClock, samplers: Bool = true, writePace: Double = 0.01,
         connInfo: @escaping @Sendable (Instance) -> ConnInfo

@@ -184,6 +184,7 @@ public struct CommandRunner: Sendable {
         return ShellQuote.quote(argument)
     }
 
+    /// Seconds from `start` until now.
     @_spi(Benchmarks) public static func seconds(since start: ContinuousClock.Instant) -> Double {
         let d = ContinuousClock.now - start
         return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18

@@ -8,6 +8,7 @@ import Foundation
 
     /// An answer: the HTTP status and the body.
     @_spi(Benchmarks) public struct Response: Sendable {
+        /// The HTTP status.
         @_spi(Benchmarks) public var status: Int
         var body: String
 

@@ -33,6 +33,7 @@ public struct PatroniSite: SiteDriver {
 
     // MARK: Access
 
+    /// The REST client of `site`'s members (its TLS and credentials settings).
     @_spi(Benchmarks) public func api(_ site: Site) throws -> PatroniREST {
         guard let cluster = site.patroni else {
             throw FailoverError.invalid(
@@ -41,6 +42,7 @@ public struct PatroniSite: SiteDriver {
         return PatroniREST(cluster: cluster, runner: runner)
     }
 
+    /// The REST API URL of the member `instance`.
     @_spi(Benchmarks) public func url(_ instance: Instance) throws -> String {
         guard let url = instance.patroni?.url else {
             throw FailoverError.invalid("instance \(instance.name) names no Patroni REST API (\"patroni\": {\"url\": …}).")
