@@ -1,6 +1,7 @@
 // failoverd-bench: measures the engine's own costs and prints each beside a baseline measured in the
 // same run, as a ratio. Usage: failoverd-bench [journal|plan|audit|coordination|all] [--events N] [--lease S];
-// failoverd-bench lost [--rounds N]; failoverd-bench lost-switchover [--rounds N]
+// failoverd-bench lost [--rounds N] [--wal-mb 32,128,512]; failoverd-bench lost-switchover [--rounds N];
+// failoverd-bench coord-switchover [--rounds N] (brings a lab up: run it under flock /work/.lab.lock)
 import Crypto
 @_spi(Benchmarks) import FailoverEngine
 import FailoverdTestSupport
@@ -118,6 +119,17 @@ func benchCoordination(lease: Int) async throws {
         let local = try await measure(coordinated: false, prefix: "/bench-local")
         let etcd = try await measure(coordinated: true, prefix: "/bench-journal")
         report("journal: one step, coordinated (etcd, 3 members)", etcd, unit: "ms", baselineName: "same in SQLite alone (FULL)", local)
+        // The etcd part alone: one fenced transaction per record, a step row's size, two per step.
+        let bare = Coordinator(
+            settings: EtcdCoordination(endpoints: cluster.endpoints, prefix: "/bench-bare", leaseSeconds: lease),
+            systemIdentifier: "7300000000000000001")
+        try await bare.acquire(.thisProcess(run: "r-bare", plan: plan, stateDirectory: "/bare"), wait: false)
+        let row = String(repeating: "x", count: 600)
+        let txn = try seconds { for i in 0..<(2 * n) { try bare.fencedWrite(puts: [("j/steps/r-bare/\(i)", row)], deletes: []) } }
+        await bare.release()
+        report(
+            "  of which etcd: two fenced txns (one per record)", txn / Double(n) * 1000, unit: "ms", baselineName: "the coordinated step",
+            etcd)
 
         var takeovers: [Double] = []
         for round in 0..<3 {
@@ -405,21 +417,32 @@ func benchSSHSwitchover(rounds: Int) async throws {
 /// Capture and listing of lost transactions per 100 MB of diverged WAL against cp + pg_waldump, and the
 /// failback with and without the capture; and a planned switchover, which captures nothing, against its raw sequence.
 func benchLost(rounds: Int) async throws {
-    let base = try PlanLoader.load("plans/failover.json")
-    let plan = try LostCaptureBenchmark.plan(from: base, name: "bench-lost")
-    let state = NSTemporaryDirectory() + "failoverd-bench-lost"
-    defer { try? FileManager.default.removeItem(atPath: state) }
-    let results = try await LostCaptureBenchmark(plan: plan, rounds: rounds, stateRoot: state) { print("  " + $0) }.run()
-    func per100MB(_ seconds: Double, _ bytes: UInt64) -> Double { bytes == 0 ? 0 : seconds * Double(100 << 20) / Double(bytes) }
-    let capture = DrillMath.summary(results.map { per100MB($0.capture, $0.walBytes) })!.median
-    let floor = DrillMath.summary(results.map { per100MB($0.copyAndDump, $0.copiedBytes) })!.median
-    let listing = DrillMath.summary(results.map { per100MB($0.listing, $0.walBytes) })!.median
-    let dump = DrillMath.summary(results.map { per100MB($0.dump, $0.walBytes) })!.median
-    let with = DrillMath.summary(results.map(\.failbackWithCapture))!.median
-    let without = DrillMath.summary(results.map(\.failbackWithoutCapture))!.median
-    report("lost: capture per 100 MB of WAL (median of \(rounds))", capture, unit: "s", baselineName: "cp + pg_waldump of the same", floor)
-    report("lost: listing per 100 MB of WAL (median of \(rounds))", listing, unit: "s", baselineName: "pg_waldump alone", dump)
-    report("lost: failback with capture (median of \(rounds))", with, unit: "s", baselineName: "with --skip-lost-capture", without)
+    // `--wal-mb 32,128,512`: the diverged WAL's size, one series of rounds per size (default 100 MB).
+    let sizes = args.firstIndex(of: "--wal-mb").map { args[args.index(after: $0)].split(separator: ",").compactMap { Int($0) } } ?? [100]
+    for megabytes in sizes {
+        let base = try PlanLoader.load("plans/failover.json")
+        let plan = try LostCaptureBenchmark.plan(from: base, name: "bench-lost")
+        let state = NSTemporaryDirectory() + "failoverd-bench-lost"
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let results = try await LostCaptureBenchmark(plan: plan, rounds: rounds, walMegabytes: megabytes, stateRoot: state) {
+            print("  " + $0)
+        }.run()
+        func per100MB(_ seconds: Double, _ bytes: UInt64) -> Double { bytes == 0 ? 0 : seconds * Double(100 << 20) / Double(bytes) }
+        let capture = DrillMath.summary(results.map { per100MB($0.capture, $0.walBytes) })!.median
+        let floor = DrillMath.summary(results.map { per100MB($0.copyAndDump, $0.copiedBytes) })!.median
+        let listing = DrillMath.summary(results.map { per100MB($0.listing, $0.walBytes) })!.median
+        let dump = DrillMath.summary(results.map { per100MB($0.dump, $0.walBytes) })!.median
+        let with = DrillMath.summary(results.map(\.failbackWithCapture))!.median
+        let without = DrillMath.summary(results.map(\.failbackWithoutCapture))!.median
+        let size = "\(megabytes) MB diverged"
+        report(
+            "lost, \(size): capture per 100 MB (median of \(rounds))", capture, unit: "s", baselineName: "cp + pg_waldump of the same",
+            floor)
+        report("lost, \(size): listing per 100 MB (median of \(rounds))", listing, unit: "s", baselineName: "pg_waldump alone", dump)
+        report(
+            "lost, \(size): failback with capture (median of \(rounds))", with, unit: "s", baselineName: "with --skip-lost-capture", without
+        )
+    }
     try await benchLostSwitchover(rounds: rounds)
 }
 
@@ -571,6 +594,7 @@ do {
     if which == "promote" { try await benchPromotionWait(rounds: rounds) }
     if which == "patroni" { try await benchPatroniSwitchover(rounds: rounds) }
     if which == "ssh-switchover" { try await benchSSHSwitchover(rounds: rounds) }
+    if which == "coord-switchover" { try await benchCoordinatedSwitchover(rounds: rounds) }
     if which == "lost" { try await benchLost(rounds: rounds) }
     if which == "lost-switchover" { try await benchLostSwitchover(rounds: rounds) }
     if which == "lost-parse", let file = args.dropFirst().first { try benchLostParse(file) }

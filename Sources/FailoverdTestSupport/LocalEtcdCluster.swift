@@ -75,6 +75,9 @@ public struct LocalEtcdCluster: Sendable {
         try await EtcdHealth.waitHealthy(name: members[i].name, client: members[i].client, log: members[i].daemon.logFile, timeout: 60)
     }
 
+    /// The pid of member `i` while it runs (for a test that freezes it with SIGSTOP).
+    public func pid(_ i: Int) -> pid_t? { members[i].daemon.live?.pid }
+
     /// Stops member `i` by pid (SIGTERM, then SIGKILL).
     public func stop(_ i: Int) async { await members[i].daemon.stop(grace: 10) }
 

@@ -24,6 +24,8 @@ struct DrillCommand: AsyncParsableCommand {
               crash-coordinator@STEP[:before|after]
                                          coordinated lab plan: kill the coordinator around a step's act;
                                          a second one in the final primary's data center takes over
+              isolate-coordinator@STEP   coordinated lab plan: cut the coordinator off etcd and every site
+                                         as STEP starts; the second one takes over; the first must stop
 
             A plan whose sites are all ssh sites is drilled in the lab (failoverd lab up), built and removed \
             by the drill.

@@ -111,6 +111,11 @@ struct AbandonCommand: AsyncParsableCommand {
 
     @Argument(help: "The run id.") var runID: String
     @Option(help: "Why, for the audit log.") var reason: String = "abandoned by the operator"
+    @Option(
+        help:
+            "A coordinated plan: abandon its cluster's run as etcd holds it, from any machine (after the dead coordinator's lease expired), whatever this state directory holds."
+    )
+    var plan: String?
     @OptionGroup var state: StateOption
     @OptionGroup var signing: AuditSigningOptions
 
@@ -118,7 +123,8 @@ struct AbandonCommand: AsyncParsableCommand {
         try await guarded {
             var options = RunOptions(stateDirectory: state.state)
             options.auditSigner = try signing.signer()
-            try await Executor(options: options).abandon(runID: runID, reason: reason)
+            let p = try plan.map { try PlanLoader.load($0) }
+            try await Executor(options: options).abandon(runID: runID, reason: reason, plan: p)
             print("run \(runID) abandoned; the recorded roles are what its finished steps left. Check them with `failoverd status`.")
         }
     }

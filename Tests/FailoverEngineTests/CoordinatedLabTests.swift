@@ -258,4 +258,49 @@ struct CoordinatedLabTests {
             try await outside.expectFinalRoles(markerWrittenBefore: 1)
         }
     }
+
+    @Test(
+        "isolate-coordinator: A, cut off etcd and every site as the promotion begins, stops with exit 4 and writes nothing; B finishes from dc2"
+    )
+    func drillIsolateCoordinator() async throws {
+        try await Self.withLab("isolate") { fx in
+            let promote = try #require(try Planner(plan: fx.plan).steps().get().first { $0.kind == .promote }?.number)
+            let report = fx.root + "/report"
+            let state = report + "/state"
+            let drilled = try await CLI.run([
+                "drill", fx.planPath, "--reuse", "--faults", "isolate-coordinator@\(promote)", "--report", report,
+                "--writers", "2", "--warmup", "1",
+            ])
+            try #require(drilled.status == 0, "\(drilled.stdout.suffix(3000))\n\(drilled.stderr)")
+            let checks = try LabTests.expectDrillChecksPassed(report)
+            for name in [
+                "the second coordinator took the run over", "the cut-off coordinator stopped with exit 4",
+                "the cut-off coordinator wrote nothing after the cut",
+                "the servers saw no session from the cut-off coordinator after the cut",
+            ] {
+                #expect(checks[name]?.0 == true, "\(name): \(checks[name]?.1 ?? "missing; checks: \(checks.keys.sorted())")")
+            }
+            print("DRILL isolate-coordinator: \(checks.filter { $0.key.contains("coordinator") }.map { "\($0.key): \($0.value.1)" })")
+            let json = try #require(
+                try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report + "/report.json"))) as? [String: Any])
+            let coordination = try #require(json["coordination"] as? [String: Any], "\(json.keys)")
+            #expect(coordination["secondHost"] as? String == fx.host("dc2"))
+            let takeover = try #require(coordination["takeoverSeconds"] as? Double)
+            print("TIMING isolate-coordinator takeover (cut to the second coordinator's first act): \(takeover) s")
+            // The second coordinator waits out the first one's lease, last renewed up to a sixth of it before the cut.
+            let lease = Double(fx.plan.coordination!.etcd.effectiveLeaseSeconds)
+            #expect(takeover >= lease * 5 / 6 - 0.5, "\(takeover)")
+            // Outside the drill's word: A's own journal ends before the promotion, never marked done by A; the run's
+            // journal in B's state directory verifies and holds the promotion done by B only.
+            let a = try Journal(stateDirectory: state)
+            let run = try #require(try a.lastRun())
+            let promotedByA = try a.steps(of: run.id).contains { $0.step.number == promote && $0.status == .done }
+            #expect(!promotedByA, "A's journal shows the promotion done")
+            let verify = try await CLI.run(["audit", "verify", "--state", state + "/coordinator-b"])
+            #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
+            let outside = OutsideView(plan: fx.plan)
+            try await outside.writeMarker(1, on: try #require(fx.plan.site(named: "dc2")?.leader))
+            try await outside.expectFinalRoles(markerWrittenBefore: 1)
+        }
+    }
 }

@@ -284,6 +284,19 @@ import Testing
         expectFailure(.invalidInput, "at most one crash-engine fault per drill") {
             try Fault.parse("crash-engine@1:before,crash-coordinator@2", plan: coordinated)
         }
+        // isolate-coordinator: the same rules; it takes the coordinator away, so it counts as the drill's one crash.
+        #expect(try Fault.parse("isolate-coordinator@7", plan: coordinated) == [.isolateCoordinator(step: 7)])
+        #expect(try Fault.parse("isolate-coordinator@7", plan: coordinated).first?.description == "isolate-coordinator@7")
+        expectFailure(.invalidInput, "network faults need the lab") { try Fault.parse("isolate-coordinator@3", plan: plan) }
+        expectFailure(.invalidInput, "the plan has no \"coordination\"") {
+            try Fault.parse("isolate-coordinator@3", plan: try PlanLoader.load(CLI.plan("dc-switchover")))
+        }
+        expectFailure(.invalidInput, "isolate-coordinator@STEP takes a step number from 1") {
+            try Fault.parse("isolate-coordinator@0", plan: coordinated)
+        }
+        expectFailure(.invalidInput, "at most one crash-engine fault per drill") {
+            try Fault.parse("crash-coordinator@2,isolate-coordinator@3", plan: coordinated)
+        }
         let bad = try await CLI.run(["drill", CLI.plan("switchover"), "--faults", "kill-primary@zero"])
         #expect(bad.status == 2)
         #expect(bad.stderr.contains("--faults kill-primary@zero"))

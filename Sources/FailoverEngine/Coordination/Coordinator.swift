@@ -132,7 +132,7 @@ public final class Coordinator: @unchecked Sendable {
                 } catch {
                     throw unreachable(error, doing: "taking the run lock")
                 }
-                if answer["succeeded"] as? Bool == true, let revision = EtcdGateway.int((answer["header"] as? [String: Any])?["revision"]) {
+                if let revision = Self.acquiredRevision(answer, lease: lease) {
                     mutex.withLock {
                         leaseID = lease
                         fencingToken = revision
@@ -158,6 +158,22 @@ public final class Coordinator: @unchecked Sendable {
             }
             try await Task.sleep(for: .milliseconds(200))
         }
+    }
+
+    /// The fencing token an acquiring transaction's answer gives this coordinator, nil when the lock is
+    /// another's. Succeeded: the answer's revision, the key's create revision. Failed, but the key the
+    /// failure branch read is attached to `lease`: this coordinator's own earlier try landed (its answer was
+    /// lost and the gateway sent the transaction to the next member), so the key is its own, and its create
+    /// revision the token. Only the lease granted for this attempt can make it so.
+    static func acquiredRevision(_ answer: [String: Any], lease: String) -> Int64? {
+        if answer["succeeded"] as? Bool == true {
+            return EtcdGateway.int((answer["header"] as? [String: Any])?["revision"])
+        }
+        let range = ((answer["responses"] as? [[String: Any]])?.first?["response_range"] as? [String: Any])
+        guard let raw = (range?["kvs"] as? [[String: Any]])?.first, let kv = keyValue(raw), let held = kv.lease.flatMap({ Int64($0) }),
+            held == Int64(lease), kv.createRevision > 0
+        else { return nil }
+        return kv.createRevision
     }
 
     /// The lock key as etcd holds it now (linearizable read), nil when free.
@@ -264,7 +280,7 @@ public final class Coordinator: @unchecked Sendable {
     /// Writes `puts` and `deletes` (keys relative to ``base``) in etcd transactions that each compare the lock
     /// key's create revision with this coordinator's token, at most 100 operations per transaction, in order.
     /// Blocking: the journal calls it inside its SQLite transaction, which commits only after etcd acknowledged.
-    func fencedWrite(puts: [(String, String)], deletes: [String]) throws {
+    @_spi(Benchmarks) public func fencedWrite(puts: [(String, String)], deletes: [String]) throws {
         try checkLive()
         let token = self.token
         var ops: [[String: Any]] = puts.map {

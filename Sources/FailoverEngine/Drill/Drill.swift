@@ -210,6 +210,8 @@ public struct Drill: Sendable {
                     let (event, second) = try await takeOver(clock: session.clock)
                     session.record(event)
                     session.coordinators = second
+                } else if options.faults.contains(where: { if case .isolateCoordinator = $0 { true } else { false } }) {
+                    try await isolateCoordinator(runOptions: runOptions, session: session)
                 } else {
                     _ = try await Executor(options: runOptions).run(plan)
                 }
@@ -259,6 +261,48 @@ public struct Drill: Sendable {
                 detail: "resume --plan in the namespace of \(host) (site \(site.name)), state directory \(second): finished the run"),
             .init(first: state, second: second, host: host)
         )
+    }
+
+    /// `isolate-coordinator@STEP`: the first coordinator runs the plan here, on the control host; the fault
+    /// (``FaultInjector/networkFaults(step:)``) cuts it off etcd and every site as STEP begins. The second
+    /// coordinator then takes the run over from the final primary's data center (it waits out the first one's
+    /// lease), the cut heals, and the drill waits for the first to end: it must end with exit 4 and no record
+    /// (``DrillChecker/isolatedCoordinatorChecks``).
+    func isolateCoordinator(runOptions: RunOptions, session: DrillSession) async throws {
+        let plan = self.plan
+        let ended = Locked(false)
+        let first = Task { () -> FailoverError? in
+            defer { ended.withLock { $0 = true } }
+            do {
+                _ = try await Executor(options: runOptions).run(plan)
+                return nil
+            } catch let e as FailoverError {
+                return e
+            } catch {
+                return FailoverError.failed("\(error)")
+            }
+        }
+        // The cut strikes as the step begins; a run that ends before it never reached the step.
+        let cutAt = try await Wait.until(timeout: plan.policy.stepTimeoutSeconds * 20, interval: 0.02) { () -> Double?? in
+            if let at = session.injector.coordinatorIsolatedAt.current { return .some(at) }
+            return ended.current ? .some(nil) : nil
+        }
+        guard let cut = cutAt ?? nil else {
+            let error = await first.value
+            throw FailoverError.failed(
+                "drill: the first coordinator ended before the isolate-coordinator step began (\(error.map { "exit \($0.code.rawValue): \($0.message)" } ?? "it finished the plan")); choose a step the run reaches"
+            )
+        }
+        say(String(format: "drill %@: the first coordinator is cut off etcd and every site; the second takes over", plan.name))
+        let (event, second) = try await takeOver(clock: session.clock)
+        session.record(event)
+        session.coordinators = second
+        if let heal = await session.injector.reconnectControl() { session.record(heal) }
+        let error = await first.value
+        // Where the sshd logs end now: the check reads what they gained from the cut to here.
+        let logs = Dictionary(uniqueKeysWithValues: session.injector.sshdLogsAtCut.current.map { ($0.path, Lab.fileSize($0.path)) })
+        session.firstCoordinator = .init(cutAt: cut, endedAt: session.clock.now(), error: error, sshdLogsAtEnd: logs)
+        say("drill \(plan.name): the first coordinator ended: \(error.map { "exit \($0.code.rawValue): \($0.message)" } ?? "exit 0")")
     }
 
     /// Runs the plan in a child failoverd process killed at `point`; the drill then resumes it.

@@ -46,3 +46,70 @@ extension DrillChecker {
         return (report, check)
     }
 }
+
+/// What a drill with `isolate-coordinator` proves about the first coordinator, from the journals and the servers'
+/// own logs rather than from its word.
+extension DrillChecker {
+    /// Three checks: the first coordinator ended with exit 4; no record of it was written after the cut, in its
+    /// own journal nor in etcd's copy of the run (the second coordinator's journal); and no host's sshd started
+    /// a session from its address between the cut and its end, while the second coordinator's sessions are there
+    /// (so the logs were read at all).
+    func isolatedCoordinatorChecks(
+        _ isolated: DrillSession.IsolatedCoordinator, coordinators: DrillSession.Coordinators, first: String?,
+        sshdLogs: [(path: String, offset: UInt64)], controlAddress: String
+    ) async throws -> [DrillReport.Check] {
+        var checks: [DrillReport.Check] = []
+        let stopped = isolated.error?.code == .lockHeld
+        checks.append(
+            .init(
+                name: "the cut-off coordinator stopped with exit 4", passed: stopped,
+                detail: isolated.error.map { "exit \($0.code.rawValue): \($0.message.prefix(300))" } ?? "it finished the plan (exit 0)"))
+
+        func lateEvents(in directory: String, by coordinator: String?) async throws -> [String] {
+            let journal = try Journal(stateDirectory: directory)
+            let events = try await Blocking.run { try AuditLog(journal: journal).query() }
+            return events.compactMap { e in
+                guard let at = seconds(e.at), at > isolated.cutAt else { return nil }
+                if let coordinator {
+                    let d = (try? JSONSerialization.jsonObject(with: Data(e.details.utf8)) as? [String: String]) ?? [:]
+                    guard d["coordinator"] == coordinator else { return nil }
+                }
+                return "\(e.kind) at \(e.at)"
+            }
+        }
+        let ownLate = try await lateEvents(in: coordinators.first, by: nil)
+        let etcdLate = try await lateEvents(in: coordinators.second, by: first ?? "?")
+        checks.append(
+            .init(
+                name: "the cut-off coordinator wrote nothing after the cut", passed: ownLate.isEmpty && etcdLate.isEmpty && first != nil,
+                detail: ownLate.isEmpty && etcdLate.isEmpty
+                    ? "no audit event after the cut in its journal (\(coordinators.first)) nor, under its name (\(first ?? "unknown")), in etcd's copy of the run (\(coordinators.second))"
+                    : "its journal: \(ownLate.prefix(5)); etcd's copy: \(etcdLate.prefix(5))"))
+
+        var fromCut: [String] = []
+        var others = 0
+        for log in sshdLogs {
+            let end = isolated.sshdLogsAtEnd[log.path] ?? Lab.fileSize(log.path)
+            let lines = Lab.lines(of: log.path, after: log.offset)
+            var bytes = log.offset
+            for line in lines {
+                bytes += UInt64(line.utf8.count + 1)
+                if bytes > end + 1 { break }
+                guard line.contains("Accepted ") || line.contains("Starting session") else { continue }
+                if line.contains(" from \(controlAddress) ") || line.contains(" from \(controlAddress):") {
+                    fromCut.append(line)
+                } else {
+                    others += 1
+                }
+            }
+        }
+        checks.append(
+            .init(
+                name: "the servers saw no session from the cut-off coordinator after the cut",
+                passed: fromCut.isEmpty && others > 0,
+                detail: fromCut.isEmpty
+                    ? "sshd logs of \(sshdLogs.count) hosts, from the cut to its end: no session from \(controlAddress); \(others) logins and sessions from elsewhere (the second coordinator)"
+                    : "sessions from \(controlAddress) after the cut: \(fromCut.prefix(5).joined(separator: " | "))"))
+        return checks
+    }
+}

@@ -22,6 +22,18 @@ final class DrillSession: @unchecked Sendable {
     private let killSteps: Set<Int>
     /// After a `crash-coordinator` takeover: the two coordinators' state directories, the second's host.
     var coordinators: Coordinators?
+    /// After an `isolate-coordinator` takeover: how the first coordinator, cut off, ended.
+    var firstCoordinator: IsolatedCoordinator?
+
+    /// The first coordinator of an `isolate-coordinator` drill: when it was cut off, when its run ended and
+    /// with which error (nil when it finished the plan).
+    struct IsolatedCoordinator: Sendable {
+        var cutAt: Double
+        var endedAt: Double
+        var error: FailoverError?
+        /// The size of each host's sshd log when it ended.
+        var sshdLogsAtEnd: [String: UInt64]
+    }
 
     /// The state directories of a drill's two coordinators, and the lab host the second ran on.
     struct Coordinators: Sendable {
@@ -127,10 +139,17 @@ final class DrillSession: @unchecked Sendable {
             state: coordinators?.second ?? state)
         let faults = (faultEvents + struck.current).sorted { $0.at < $1.at }
         var report = try await checker.report(runError: runError, faults: faults)
-        if let coordinators, let crash = faults.first(where: { $0.fault.hasPrefix("crash-coordinator@") }) {
+        if let coordinators,
+            let crash = faults.first(where: { $0.fault.hasPrefix("crash-coordinator@") || $0.fault.hasPrefix("isolate-coordinator@") })
+        {
             let (coordination, check) = try await checker.coordination(coordinators, faultAt: crash.at)
             report.coordination = coordination
             report.checks.append(check)
+            if let firstCoordinator {
+                report.checks += try await checker.isolatedCoordinatorChecks(
+                    firstCoordinator, coordinators: coordinators, first: coordination.first,
+                    sshdLogs: injector.sshdLogsAtCut.current, controlAddress: Lab.controlAddress)
+            }
         }
         if !injector.everCut.current.isEmpty {
             report.checks += try await checker.partitionChecks(cut: injector.everCut.current)

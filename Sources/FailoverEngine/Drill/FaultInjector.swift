@@ -19,6 +19,10 @@ final class FaultInjector: @unchecked Sendable {
     let controlIsolated = Locked(false)
     /// When the control host was cut off every site (drill seconds), if it was.
     let isolatedAt = Locked<Double?>(nil)
+    /// With isolate-coordinator: when the first coordinator's host was cut off etcd and every site (drill
+    /// seconds), and where each lab host's sshd log ended then (its path and size).
+    let coordinatorIsolatedAt = Locked<Double?>(nil)
+    let sshdLogsAtCut = Locked<[(path: String, offset: UInt64)]>([])
 
     init(plan: Plan, driver: LocalPostgresDriver, workload: Workload, clock: DrillClock) {
         self.plan = plan
@@ -58,7 +62,7 @@ final class FaultInjector: @unchecked Sendable {
             }
             stallTask.withLock { $0 = task }
             return .init(fault: fault.description, at: clock.now(), detail: "archive_command fails on \(primary.name) for \(seconds) s")
-        case .killPrimary, .crashEngine, .partition, .heal, .isolateControl, .crashCoordinator:
+        case .killPrimary, .crashEngine, .partition, .heal, .isolateControl, .crashCoordinator, .isolateCoordinator:
             return nil
         }
     }
@@ -103,11 +107,37 @@ final class FaultInjector: @unchecked Sendable {
                 isolatedAt.withLock { $0 = $0 ?? clock.now() }
                 events.append(
                     .init(fault: fault.description, at: clock.now(), detail: "control host cut off every site\(ok ? "" : " (ip failed)")"))
+            case .isolateCoordinator:
+                // Where the sshd logs end now: what the servers log from here on is read back after the run.
+                // The lab's files are where `lab up` built it (a reused lab's state directory is not the drill's).
+                let built = (try? await lab.running())?.stateDirectory ?? lab.stateDirectory
+                let logs = Lab(plan: plan, stateDirectory: built).sshdLogs()
+                sshdLogsAtCut.withLock { $0 = logs.map { ($0, Lab.fileSize($0)) } }
+                let ok = (try? await lab.isolateControl()) != nil
+                controlIsolated.withLock { $0 = true }
+                coordinatorIsolatedAt.withLock { $0 = $0 ?? clock.now() }
+                events.append(
+                    .init(
+                        fault: fault.description, at: clock.now(),
+                        detail:
+                            "the first coordinator's host (the control host, \(Lab.controlAddress)) cut off etcd and every site\(ok ? "" : " (ip failed)")"
+                    ))
             default:
                 continue
             }
         }
         return events
+    }
+
+    /// Gives the control host its address again (after an isolate-coordinator takeover); nil when it was not cut.
+    func reconnectControl() async -> DrillReport.FaultEvent? {
+        guard let lab,
+            controlIsolated.withLock({ v -> Bool in
+                defer { v = false }; return v
+            })
+        else { return nil }
+        let ok = (try? await lab.reconnectControl()) != nil
+        return .init(fault: "heal", at: clock.now(), detail: "control host reconnected to etcd and every site\(ok ? "" : " (ip failed)")")
     }
 
     /// Undoes the archive stall (idempotent).

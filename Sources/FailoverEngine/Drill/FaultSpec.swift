@@ -17,6 +17,10 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
     /// A coordinated plan in the lab: SIGKILL the coordinator (on the control host) around step N's act; a
     /// second coordinator, inside the data center of the plan's final primary, takes the run over.
     case crashCoordinator(CrashPoint)
+    /// A coordinated plan in the lab: cut the coordinator's host (the control host) off etcd and every site
+    /// as step N begins; a second coordinator, inside the data center of the plan's final primary, takes the
+    /// run over once the first one's lease expired; the cut then heals, and the first must write nothing.
+    case isolateCoordinator(step: Int)
 
     /// Parses one or more faults: `kill-primary@3,crash-engine@5:after,cut-receiver@dr,archive-stall@10`.
     public static func parse(_ spec: String, plan: Plan) throws -> [Fault] {
@@ -60,26 +64,34 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
                     throw bad(raw, "the plan has no \"coordination\": a second coordinator takes over only a run coordinated through etcd")
                 }
                 faults.append(.crashCoordinator(c))
+            case "isolate-coordinator":
+                guard let n = Int(parts[1]), n >= 1 else { throw bad(raw, "isolate-coordinator@STEP takes a step number from 1") }
+                try requireLab(raw, plan)
+                guard plan.coordination != nil else {
+                    throw bad(raw, "the plan has no \"coordination\": a second coordinator takes over only a run coordinated through etcd")
+                }
+                faults.append(.isolateCoordinator(step: n))
             case "archive-stall":
                 guard let s = Double(parts[1]), s > 0 else { throw bad(raw, "archive-stall@SECONDS takes a positive number of seconds") }
                 faults.append(.archiveStall(seconds: s))
             default:
                 throw bad(
                     raw,
-                    "unknown fault \"\(parts[0])\"; known: kill-primary@STEP, crash-engine@STEP:before|after, cut-receiver@SITE, archive-stall@SECONDS, partition@STEP:SITE, heal@STEP:SITE, isolate-control@STEP, crash-coordinator@STEP[:before|after]"
+                    "unknown fault \"\(parts[0])\"; known: kill-primary@STEP, crash-engine@STEP:before|after, cut-receiver@SITE, archive-stall@SECONDS, partition@STEP:SITE, heal@STEP:SITE, isolate-control@STEP, crash-coordinator@STEP[:before|after], isolate-coordinator@STEP"
                 )
             }
         }
         if faults.filter({ $0.isCrash }).count > 1 {
-            throw FailoverError.invalid("--faults: at most one crash-engine fault per drill (a crash-coordinator fault counts as one)")
+            throw FailoverError.invalid(
+                "--faults: at most one crash-engine fault per drill (a crash-coordinator or isolate-coordinator fault counts as one)")
         }
         return faults
     }
 
-    /// True for the faults that kill the engine in a child process.
+    /// True for the faults that take the engine (or the coordinator) away in the middle of the run.
     var isCrash: Bool {
         switch self {
-        case .crashEngine, .crashCoordinator: true
+        case .crashEngine, .crashCoordinator, .isolateCoordinator: true
         default: false
         }
     }
@@ -87,7 +99,7 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
     /// The step a network fault strikes at; nil for the others.
     var step: Int? {
         switch self {
-        case .partition(let n, _), .heal(let n, _), .isolateControl(let n): n
+        case .partition(let n, _), .heal(let n, _), .isolateControl(let n), .isolateCoordinator(let n): n
         default: nil
         }
     }
@@ -111,6 +123,7 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
         case .heal(let n, let s): "heal@\(n):\(s)"
         case .isolateControl(let n): "isolate-control@\(n)"
         case .crashCoordinator(let c): "crash-coordinator@\(c)"
+        case .isolateCoordinator(let n): "isolate-coordinator@\(n)"
         }
     }
 }

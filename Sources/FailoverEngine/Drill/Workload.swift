@@ -3,9 +3,9 @@ import Foundation
 /// The drill's clock: seconds since the drill started.
 @_spi(Benchmarks) public struct DrillClock: Sendable {
     let origin = ContinuousClock.now
-    /// A clock that starts now.
+    /// A clock starting now.
     @_spi(Benchmarks) public init() {}
-    /// Seconds since it started.
+    /// Seconds since the clock started.
     @_spi(Benchmarks) public func now() -> Double {
         let d = ContinuousClock.now - origin
         return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
@@ -51,8 +51,7 @@ import Foundation
     /// workloads write every 50 ms, so that the machine measures the switchovers more than the writes.
     let writePace: Double
 
-    /// `writers` writers over `instances` (site, instance), connecting with `connInfo`, timed by `clock`; with
-    /// `samplers`, the readers and probes too; a writer pauses `writePace` seconds between writes.
+    /// A workload of `writers` writers over `instances`, timed by `clock`, connecting with `connInfo`.
     @_spi(Benchmarks) public init(
         instances: [(site: String, instance: Instance)], writers: Int, clock: DrillClock, samplers: Bool = true, writePace: Double = 0.01,
         connInfo: @escaping @Sendable (Instance) -> ConnInfo

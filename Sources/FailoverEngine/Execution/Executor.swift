@@ -256,9 +256,20 @@ public actor Executor {
     }
 
     /// Marks an unfinished run abandoned, so a new run may start; the audit log records who and why.
-    public func abandon(runID: String, reason: String) async throws {
-        if let p = try await Blocking.run({ [journal] in try? journal.run(runID)?.plan() }), p.coordination != nil {
-            return try await coordinated(p, runID: "abandon", wait: false) {
+    ///
+    /// With `plan` (`failoverd abandon RUN --plan PLAN`, a coordinated plan): from any machine, whatever its
+    /// state directory holds. The cluster's run lock is taken in etcd (waiting at most the lease for a dead
+    /// holder's lease to expire, as `resume --plan` does), the run's records are copied from etcd, and the
+    /// abandonment is written through etcd like every record of the run.
+    public func abandon(runID: String, reason: String, plan: Plan? = nil) async throws {
+        if let plan, plan.coordination == nil {
+            throw FailoverError.invalid(
+                "--plan \(plan.name): the plan has no \"coordination\", so there is no run to read from etcd; abandon a local run with `failoverd abandon RUN --state DIR`."
+            )
+        }
+        let local = try await Blocking.run({ [journal] in try? journal.run(runID)?.plan() })
+        if let p = plan ?? local, p.coordination != nil {
+            return try await coordinated(p, runID: "abandon", wait: plan != nil) {
                 self.journal.mirror(run: runID)
                 try await self.abandonHoldingLocks(runID: runID, reason: reason)
             }

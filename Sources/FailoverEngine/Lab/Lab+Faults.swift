@@ -36,6 +36,22 @@ extension Lab {
         try await forgetFailedNeighbours()
     }
 
+    /// The sshd log of every host (sshd logs each session it starts, with the client's address).
+    func sshdLogs() -> [String] { hosts.indices.map { directory + "/host-\($0)/sshd.log" } }
+
+    /// The size of a file in bytes, 0 when it does not exist.
+    static func fileSize(_ path: String) -> UInt64 {
+        ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.uint64Value ?? 0
+    }
+
+    /// The lines `path` gained past `offset` (a log read back after a fault).
+    static func lines(of path: String, after offset: UInt64) -> [String] {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return [] }
+        defer { try? handle.close() }
+        guard (try? handle.seek(toOffset: offset)) != nil, let data = try? handle.readToEnd() else { return [] }
+        return String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).map(String.init)
+    }
+
     /// One line per host: namespace, link state, sshd; the witness and the etcd members of a coordinated plan;
     /// then one per instance as the SSH driver sees it.
     public func status() async throws -> [String] {

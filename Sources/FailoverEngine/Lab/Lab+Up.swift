@@ -254,6 +254,8 @@ extension Lab {
                 MaxSessions 64
                 MaxStartups 64:30:128
                 ClientAliveInterval 5
+                # Every session with the client's address: a drill reads back who acted on the host.
+                LogLevel VERBOSE
                 ClientAliveCountMax 3
 
                 """

@@ -28,7 +28,7 @@ import Foundation
     }
 
     /// The recorded process, when it still runs with the same start time and as the runner's user.
-    var live: ProcessIdentity? {
+    @_spi(Benchmarks) public var live: ProcessIdentity? {
         guard let parts = Files.read(identityFile)?.split(separator: " "), parts.count == 2, let pid = pid_t(parts[0]),
             let start = Double(parts[1].trimmingCharacters(in: .whitespacesAndNewlines)),
             ProcessIdentity.matches(pid: pid, startTime: start, tolerance: 0.01),

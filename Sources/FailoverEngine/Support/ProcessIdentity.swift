@@ -13,7 +13,7 @@ import Foundation
 /// directory), and never signals a pid it could not identify.
 @_spi(Benchmarks) public struct ProcessIdentity: Sendable, Equatable {
     /// The process id.
-    var pid: pid_t
+    @_spi(Benchmarks) public var pid: pid_t
     /// When the process started, in seconds since the epoch (boot time plus its start in clock ticks).
     var startTime: Double
 

@@ -27,6 +27,9 @@ struct EtcdFixture: Sendable {
     /// Starts member `i` again.
     func start(_ i: Int, wait: Bool = true) async throws { try await cluster.start(i, wait: wait) }
 
+    /// The pid of member `i` while it runs.
+    func pid(_ i: Int) -> pid_t? { cluster.pid(i) }
+
     /// Stops member `i` by pid.
     func stop(_ i: Int) async { await cluster.stop(i) }
 
