@@ -39,14 +39,23 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // What the tests and the benchmarks share, outside the engine: a real etcd cluster on loopback.
+        .target(
+            name: "FailoverdTestSupport",
+            dependencies: ["FailoverEngine"]
+        ),
         .executableTarget(
             name: "failoverd-bench",
-            dependencies: ["FailoverEngine"],
+            dependencies: [
+                "FailoverEngine",
+                "FailoverdTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "benchmarks"
         ),
         .testTarget(
             name: "FailoverEngineTests",
-            dependencies: ["FailoverEngine"]
+            dependencies: ["FailoverEngine", "FailoverdTestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -4,6 +4,7 @@
 // failoverd-bench coord-switchover [--rounds N] (brings a lab up: run it under flock /work/.lab.lock)
 import Crypto
 @_spi(Benchmarks) import FailoverEngine
+import FailoverdTestSupport
 import Foundation
 import GRDB
 

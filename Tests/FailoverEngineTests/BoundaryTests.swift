@@ -3,7 +3,7 @@ import Foundation
 import Logging
 import Testing
 
-@testable import FailoverEngine
+@_spi(Benchmarks) @testable import FailoverEngine
 
 #if canImport(Glibc)
     import Glibc

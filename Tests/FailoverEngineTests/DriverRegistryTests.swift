@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import Testing
 
-@testable import FailoverEngine
+@_spi(Benchmarks) @testable import FailoverEngine
 
 /// One registry per driver kind (#24.2): the plan's words, the level a kind is driven at, and what
 /// failoverd's host needs, proved on a host without PostgreSQL or pgBackRest.

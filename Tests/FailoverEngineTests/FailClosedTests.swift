@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 import Testing
 
-@_spi(JournalDatabase) @testable import FailoverEngine
+@_spi(Benchmarks) @_spi(JournalDatabase) @testable import FailoverEngine
 
 #if canImport(Glibc)
     import Glibc

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import FailoverEngine
+@_spi(Benchmarks) @testable import FailoverEngine
 
 /// The pool that shares topologies between crash cases: a topology is reused only while it is ready, a case
 /// that throws never hands its topology on, and no more than `width` cases hold one at once.

@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 import Testing
 
-@testable import FailoverEngine
+@_spi(Benchmarks) @testable import FailoverEngine
 
 /// Fleet runs rehearsed against the simulated driver with the real `failoverd` executable: the order, the
 /// concurrency bound, the brake, kill -9 at any member's step then `fleet resume`, the fleet lock, and a

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import FailoverEngine
+@_spi(Benchmarks) @testable import FailoverEngine
 
 /// Several processes open one new journal at once (`failoverd run` beside `status`, a test beside the CLI):
 /// each must open it, whichever creates its tables.

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import FailoverEngine
+@_spi(Benchmarks) @testable import FailoverEngine
 
 /// The switchover gate against real PostgreSQL: a streaming target that is over policy.maxLagBytes for a
 /// moment (as under write load) is waited for, within the step timeout; `check` says what it sees at once.

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import FailoverEngine
+@_spi(Benchmarks) @testable import FailoverEngine
 
 /// Every v1 action end to end on real PostgreSQL, through the real failoverd executable, with rows written
 /// before and checked after.

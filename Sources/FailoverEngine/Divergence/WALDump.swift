@@ -5,7 +5,7 @@ import Foundation
 #endif
 
 /// Runs pg_waldump on this host over a capture's WAL and parses what it prints.
-struct WALDump: Sendable {
+@_spi(Benchmarks) public struct WALDump: Sendable {
     /// PostgreSQL's bin directory on this host.
     let binDirectory: String
 
@@ -16,7 +16,7 @@ struct WALDump: Sendable {
     ]
 
     /// The resource managers the report reads.
-    static let resourceManagers = ["Transaction", "Heap", "Heap2", "Storage", "XLOG", "Standby"]
+    @_spi(Benchmarks) public static let resourceManagers = ["Transaction", "Heap", "Heap2", "Storage", "XLOG", "Standby"]
 
     /// What one read found.
     struct Reading: Sendable {

@@ -1,48 +1,5 @@
 import Foundation
 
-/// A relation's files as WAL names them: tablespace, database and relfilenode (`rel 1663/5/16384`).
-public struct RelFileNode: Sendable, Hashable, Codable, Comparable, CustomStringConvertible {
-    /// The tablespace's OID (1663 pg_default, 1664 pg_global).
-    public var tablespace: UInt32
-    /// The database's OID (0 for shared relations).
-    public var database: UInt32
-    /// The relfilenode.
-    public var relation: UInt32
-
-    /// Creates a file node.
-    public init(tablespace: UInt32, database: UInt32, relation: UInt32) {
-        self.tablespace = tablespace
-        self.database = database
-        self.relation = relation
-    }
-
-    /// `1663/5/16384`.
-    public var description: String { "\(tablespace)/\(database)/\(relation)" }
-
-    /// Parses `base/5/16398`, `global/1262` or `pg_tblspc/16400/PG_15_…/5/16401` (Storage records).
-    init?(path: Substring) {
-        let parts = path.split(separator: "/")
-        if parts.count == 3, parts[0] == "base", let db = UInt32(parts[1]), let rel = UInt32(parts[2]) {
-            self.init(tablespace: 1663, database: db, relation: rel)
-        } else if parts.count == 2, parts[0] == "global", let rel = UInt32(parts[1]) {
-            self.init(tablespace: 1664, database: 0, relation: rel)
-        } else if parts.count == 5, parts[0] == "pg_tblspc", let spc = UInt32(parts[1]), let db = UInt32(parts[3]),
-            let rel = UInt32(parts[4])
-        {
-            self.init(tablespace: spc, database: db, relation: rel)
-        } else {
-            return nil
-        }
-    }
-
-    /// Below FirstNormalObjectId (16384): a file initdb made (system catalogs and their indexes).
-    public var isInitdbFile: Bool { relation < 16384 }
-
-    public static func < (a: RelFileNode, b: RelFileNode) -> Bool {
-        (a.tablespace, a.database, a.relation) < (b.tablespace, b.database, b.relation)
-    }
-}
-
 /// One WAL record as pg_waldump prints it, reduced to what the lost-transaction report needs.
 public struct WALRecord: Sendable, Equatable {
     /// The resource manager (`Heap`, `Transaction`…).

@@ -36,7 +36,8 @@ import Foundation
     let connInfo: @Sendable (Instance) -> ConnInfo
     let clock: DrillClock
     let writers: Int
-    let ledger = Locked(Ledger())
+    /// Every write the writers attempted, acknowledged or not, with when and where.
+    @_spi(Benchmarks) public let ledger = Locked(Ledger())
     let readerSamples = Locked([String: [ReaderSample]]())
     let probeSamples = Locked([String: [ProbeSample]]())
     private let stopped = Locked(false)

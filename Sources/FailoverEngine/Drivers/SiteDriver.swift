@@ -32,24 +32,6 @@ public struct SiteStatus: Sendable, Equatable {
     public var isProvenNotWritable: Bool { members.allSatisfy { $0.status.isProvenNotWritable } }
 }
 
-/// How a diverged site rejoins: pg_rewind from the source, or a delta restore from the repository.
-public enum RejoinMethod: String, Sendable, Codable {
-    /// pg_rewind from the source's leader.
-    case rewind
-    /// A delta restore from the repository.
-    case rebuild
-}
-
-/// How the planner expands a site's transitions, as its driver kind says (``DriverRegistry``).
-public enum StepExpansion: Sendable, Equatable {
-    /// The PostgreSQL primitives, one journaled step each (checkpoint, stop, read-shutdown-checkpoint, …),
-    /// so a crash between two of them resumes at the right one: the drivers that own the servers.
-    case instanceSteps
-    /// One step per site-level request (demote, promote, follow, fence, rejoin): a managed site (Patroni,
-    /// an operator on Kubernetes) where "demote to a standby of X" is one request.
-    case siteSteps
-}
-
 /// The operations failoverd needs from a site, at the level of site roles. A managed site (Patroni's
 /// `PATCH /config` with `standby_cluster`, an operator's `spec.standby`) implements this; drivers that own
 /// the servers implement ``InstanceDriver`` instead and get this level from ``InstanceSite``.

@@ -346,3 +346,12 @@ extension Journal {
         }
     }
 }
+
+extension Journal {
+    /// Takes `coordinator`'s cluster records into this journal and writes through it from now on, for `run`:
+    /// what a coordinated run does before its first record (for the benchmark that prices it).
+    @_spi(Benchmarks) public func coordinate(through coordinator: Coordinator, run: String) async throws {
+        try await importCoordinated(from: coordinator)
+        try attach(coordinator, run: run)
+    }
+}

@@ -183,7 +183,7 @@ extension Lab {
                 try manifest.save(for: plan, in: stateDirectory)
             }
             for member in members {
-                try await LocalEtcdCluster.waitHealthy(
+                try await EtcdHealth.waitHealthy(
                     name: member.name, client: member.client, log: directory + "/\(member.name).log", timeout: 60)
             }
         } catch {

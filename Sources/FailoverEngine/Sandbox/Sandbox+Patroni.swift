@@ -11,7 +11,7 @@ extension Sandbox {
         ProcessInfo.processInfo.environment["FAILOVERD_SANDBOX_PATRONI"] ?? "/opt/failoverd-patroni/bin/patroni"
     }
     /// etcd, from Debian's etcd-server.
-    static let etcdExecutable = "/usr/bin/etcd"
+    @_spi(Benchmarks) public static let etcdExecutable = "/usr/bin/etcd"
 
     /// True when the plan's sites are Patroni clusters.
     var isPatroni: Bool { plan.sites.contains { $0.driver == .patroni } }

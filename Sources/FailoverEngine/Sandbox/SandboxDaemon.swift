@@ -9,17 +9,26 @@ import Foundation
 /// A long-running process the sandbox starts as its OS user (etcd, Patroni): its pid and start time are
 /// kept in an identity file in a directory that user owns, and `stop()` signals only a process that still
 /// matches them and runs as that user.
-struct SandboxDaemon: Sendable {
+@_spi(Benchmarks) public struct SandboxDaemon: Sendable {
     /// What it is, for messages (`etcd on 127.0.0.1:2379`).
     let name: String
     /// The pid and start time file.
     let identityFile: String
     /// Where its stdout and stderr go.
-    let logFile: String
+    @_spi(Benchmarks) public let logFile: String
+    /// Runs it (as its OS user).
     let runner: CommandRunner
 
+    /// A daemon named `name` (for messages), recorded in `identityFile`, logging to `logFile`, started through `runner`.
+    @_spi(Benchmarks) public init(name: String, identityFile: String, logFile: String, runner: CommandRunner) {
+        self.name = name
+        self.identityFile = identityFile
+        self.logFile = logFile
+        self.runner = runner
+    }
+
     /// The recorded process, when it still runs with the same start time and as the runner's user.
-    var live: ProcessIdentity? {
+    @_spi(Benchmarks) public var live: ProcessIdentity? {
         guard let parts = Files.read(identityFile)?.split(separator: " "), parts.count == 2, let pid = pid_t(parts[0]),
             let start = Double(parts[1].trimmingCharacters(in: .whitespacesAndNewlines)),
             ProcessIdentity.matches(pid: pid, startTime: start, tolerance: 0.01),
@@ -30,7 +39,7 @@ struct SandboxDaemon: Sendable {
 
     /// Starts `argv` in the background unless it already runs; returns at once (the caller waits for
     /// readiness by condition).
-    func start(_ argv: [String], environment: [String: String] = [:]) async throws {
+    @_spi(Benchmarks) public func start(_ argv: [String], environment: [String: String] = [:]) async throws {
         if live != nil { return }
         let identity = try await Self.launch(argv, name: "sandbox: " + name, logFile: logFile, runner: runner, environment: environment)
         try Files.write("\(identity.pid) \(identity.startTime)\n", to: identityFile, mode: 0o600, owner: runner.user)
@@ -60,7 +69,7 @@ struct SandboxDaemon: Sendable {
     }
 
     /// Stops it: SIGTERM, then SIGKILL after `grace` seconds.
-    func stop(grace: Double = 30) async {
+    @_spi(Benchmarks) public func stop(grace: Double = 30) async {
         guard let identity = live else {
             unlink(identityFile)
             return

@@ -184,7 +184,8 @@ public struct CommandRunner: Sendable {
         return ShellQuote.quote(argument)
     }
 
-    static func seconds(since start: ContinuousClock.Instant) -> Double {
+    /// Seconds from `start` until now.
+    @_spi(Benchmarks) public static func seconds(since start: ContinuousClock.Instant) -> Double {
         let d = ContinuousClock.now - start
         return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }

@@ -21,7 +21,7 @@ import Foundation
 ///   and gid, ``FileSystemIdentity``): the kernel then checks it as it would check the user, so nothing
 ///   reaches further than the user could reach alone;
 /// - mode and owner are set on the open descriptor (fchmod, fchown), never by path afterwards.
-enum Files {
+@_spi(Benchmarks) public enum Files {
     /// Writes `text` to `path` atomically (a new file in the same directory, then rename), with `mode`, owned
     /// by `owner` when this process is root.
     ///
@@ -142,7 +142,7 @@ enum Files {
 
     /// The text of `path`, or nil when it does not exist or cannot be read safely (a symbolic link, not a
     /// regular file): for pid files, logs and /proc, where "cannot tell" is the answer.
-    static func read(_ path: String) -> String? {
+    @_spi(Benchmarks) public static func read(_ path: String) -> String? {
         (try? readText(path, owner: nil)) ?? nil
     }
 
@@ -158,7 +158,7 @@ enum Files {
     /// A directory is created as root (and then given to `owner` with fchown on its descriptor) only inside a
     /// directory that only root can write; elsewhere it is created as `owner`.
     @discardableResult
-    static func makeDirectory(_ path: String, mode: mode_t = 0o700, owner: OSUser?) throws -> [String] {
+    @_spi(Benchmarks) public static func makeDirectory(_ path: String, mode: mode_t = 0o700, owner: OSUser?) throws -> [String] {
         var created: [String] = []
         let directory = try Directory.open(path, creating: (mode, owner), created: &created)
         close(directory.fd)

@@ -13,13 +13,13 @@ import Foundation
 /// range, and a port `bind(0)` hands out lies in that very range. So ports are drawn at random below the
 /// ephemeral range (from 10000 up to `ip_local_port_range`'s lower bound), checked free by binding them,
 /// and never handed out twice by one process; only when that range is too small does it fall back to bind(0).
-enum FreePorts {
+@_spi(Benchmarks) public enum FreePorts {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var handedOut: Set<Int> = []
 
     /// `count` distinct free TCP ports on 127.0.0.1; the sockets are held open until all are found, so
     /// that they differ.
-    static func take(_ count: Int) throws -> [Int] {
+    @_spi(Benchmarks) public static func take(_ count: Int) throws -> [Int] {
         guard let range = quietRange() else { return try ephemeral(count) }
         return try lock.withLock {
             var sockets: [Int32] = []

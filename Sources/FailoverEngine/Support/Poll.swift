@@ -1,7 +1,7 @@
 import Foundation
 
 /// Waiting by condition with a deadline for the local driver and the sandbox: never a bare sleep.
-enum Poll {
+@_spi(Benchmarks) public enum Poll {
     /// Thrown from a condition to stop waiting at once: the wrapped error is rethrown as it is.
     struct Abort: Error {
         /// The error to rethrow.
@@ -12,7 +12,7 @@ enum Poll {
     ///
     /// - Parameter what: what is awaited, for the error (`"dr-0 to accept connections"`).
     /// - Parameter advice: what to do, appended to the timeout error, which also names the last error seen.
-    static func until<T>(
+    @_spi(Benchmarks) public static func until<T>(
         _ what: String, timeout: Double, interval: Double = 0.05, advice: String = "",
         _ condition: () async throws -> T?
     ) async throws -> T {

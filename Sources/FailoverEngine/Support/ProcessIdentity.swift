@@ -11,9 +11,9 @@ import Foundation
 /// A pid alone names a process only until it exits: after a crash or a reboot the same number may belong
 /// to anything. failoverd trusts a pid only together with its start time (and, for a postmaster, its data
 /// directory), and never signals a pid it could not identify.
-struct ProcessIdentity: Sendable, Equatable {
+@_spi(Benchmarks) public struct ProcessIdentity: Sendable, Equatable {
     /// The process id.
-    var pid: pid_t
+    @_spi(Benchmarks) public var pid: pid_t
     /// When the process started, in seconds since the epoch (boot time plus its start in clock ticks).
     var startTime: Double
 
@@ -45,7 +45,7 @@ struct ProcessIdentity: Sendable, Equatable {
     }
 
     /// The real uid of `pid` (/proc/PID/status).
-    static func realUID(_ pid: pid_t) -> uid_t? {
+    @_spi(Benchmarks) public static func realUID(_ pid: pid_t) -> uid_t? {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
             let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") }),
             let real = line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first

@@ -1,7 +1,8 @@
+import FailoverdTestSupport
 import Foundation
 import Testing
 
-@_spi(Benchmarks) @testable import FailoverEngine
+@testable import FailoverEngine
 
 /// A real etcd cluster for a test (``LocalEtcdCluster``): `with` stops every member by pid and removes its
 /// directory on every path.

@@ -2,7 +2,7 @@ import Crypto
 import Foundation
 import Testing
 
-@testable import FailoverEngine
+@_spi(Benchmarks) @testable import FailoverEngine
 
 #if canImport(Glibc)
     import Glibc

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import FailoverEngine
+@_spi(Benchmarks) @testable import FailoverEngine
 
 extension SandboxFixture {
     /// Writes the fixture's plan with `transitions` (and optional role overrides) to ROOT/NAME.json.

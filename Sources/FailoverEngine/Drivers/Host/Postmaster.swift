@@ -13,7 +13,7 @@ import Foundation
 /// working directory, whose start time matches the one postmaster.pid records. After a crash or a reboot
 /// the recorded pid may belong to another program or to another cluster's server: it is then not this
 /// postmaster, and it is never signalled.
-enum Postmaster {
+@_spi(Benchmarks) public enum Postmaster {
     /// What postmaster.pid records: pid, data directory and start time (lines 1 to 3).
     struct Recorded: Sendable, Equatable {
         var pid: pid_t
@@ -38,7 +38,7 @@ enum Postmaster {
     /// The pid file's pid counts only when ``isPostmaster(_:of:recordedStart:)`` proves it. When it does
     /// not (no file, a stale one, a pid reused by another program), /proc is searched for a postmaster
     /// working in the data directory, so a server whose pid file was removed or rewritten is still seen.
-    static func livePID(in dataDirectory: String) -> pid_t? {
+    @_spi(Benchmarks) public static func livePID(in dataDirectory: String) -> pid_t? {
         if let r = recorded(in: dataDirectory), isPostmaster(r.pid, of: dataDirectory, recordedStart: r.startTime) {
             return r.pid
         }

@@ -2,13 +2,14 @@ import Foundation
 
 /// Patroni's REST API, called with curl: credentials from the netrc file the plan names, TLS files from
 /// the plan, never a password on a command line or in a log.
-struct PatroniREST: Sendable {
+@_spi(Benchmarks) public struct PatroniREST: Sendable {
     /// The curl failoverd calls Patroni's REST API and etcd with (``HostTool/curl``).
     static let curl = "/usr/bin/curl"
 
     /// An answer: the HTTP status and the body.
-    struct Response: Sendable {
-        var status: Int
+    @_spi(Benchmarks) public struct Response: Sendable {
+        /// The HTTP status.
+        @_spi(Benchmarks) public var status: Int
         var body: String
 
         /// The body as a JSON object, or nil.
@@ -44,7 +45,7 @@ struct PatroniREST: Sendable {
     }
 
     /// PATCH `path` with a JSON body.
-    func patch(_ url: String, _ path: String, json: Any) async throws -> Response {
+    @_spi(Benchmarks) public func patch(_ url: String, _ path: String, json: Any) async throws -> Response {
         let data = try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])
         return try await call("PATCH", url, path, body: String(decoding: data, as: UTF8.self))
     }

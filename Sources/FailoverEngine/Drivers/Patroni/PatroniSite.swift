@@ -33,7 +33,8 @@ public struct PatroniSite: SiteDriver {
 
     // MARK: Access
 
-    func api(_ site: Site) throws -> PatroniREST {
+    /// The REST client of `site`'s members (its TLS and credentials settings).
+    @_spi(Benchmarks) public func api(_ site: Site) throws -> PatroniREST {
         guard let cluster = site.patroni else {
             throw FailoverError.invalid(
                 "site \"\(site.name)\" uses driver patroni but names no Patroni cluster (\"patroni\": {\"scope\": …}).")
@@ -41,7 +42,8 @@ public struct PatroniSite: SiteDriver {
         return PatroniREST(cluster: cluster, runner: runner)
     }
 
-    func url(_ instance: Instance) throws -> String {
+    /// The REST API URL of the member `instance`.
+    @_spi(Benchmarks) public func url(_ instance: Instance) throws -> String {
         guard let url = instance.patroni?.url else {
             throw FailoverError.invalid("instance \(instance.name) names no Patroni REST API (\"patroni\": {\"url\": …}).")
         }
@@ -51,10 +53,10 @@ public struct PatroniSite: SiteDriver {
     func site(of instance: Instance) -> Site? { plan.sites.first { $0.instances.contains(instance) } }
 
     /// How failoverd connects to a member's PostgreSQL (``Plan/adminConnInfo(_:)``).
-    func adminConnInfo(_ instance: Instance) -> ConnInfo { plan.adminConnInfo(instance) }
+    @_spi(Benchmarks) public func adminConnInfo(_ instance: Instance) -> ConnInfo { plan.adminConnInfo(instance) }
 
     /// `GET /patroni` of a member: its role, state, timeline and Patroni's version.
-    func memberInfo(_ site: Site, _ instance: Instance) async throws -> [String: Any] {
+    @_spi(Benchmarks) public func memberInfo(_ site: Site, _ instance: Instance) async throws -> [String: Any] {
         let response = try await api(site).get(try url(instance), "/patroni")
         guard let object = response.object else {
             throw FailoverError.failed("\(instance.name)'s Patroni answered GET /patroni with HTTP \(response.status) and no JSON object.")
@@ -77,7 +79,7 @@ public struct PatroniSite: SiteDriver {
     /// unreachable) or a middlebox's reset gives the same error while the servers run. Anything else (a
     /// timeout, a missing route, a refusal, a Patroni that says `running`) leaves the member unknown: running,
     /// unreachable, with the reason.
-    func memberStatus(_ site: Site, _ instance: Instance) async throws -> InstanceStatus {
+    @_spi(Benchmarks) public func memberStatus(_ site: Site, _ instance: Instance) async throws -> InstanceStatus {
         do {
             return try await PGConnection.with(adminConnInfo(instance)) { try StatusProbe.run($0) }
         } catch let error as PGError where error.isConnectionFailure && !error.isLoginRefusal {

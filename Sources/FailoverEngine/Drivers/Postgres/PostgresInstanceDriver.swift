@@ -50,7 +50,8 @@ public struct PostgresInstanceDriver<Host: HostTransport>: InstanceDriver {
     /// policy.stepTimeoutSeconds, which bounds waits, does not bound them.
     var bulkTimeout: Double { max(timeout, 6 * 3600) }
 
-    func bin(_ tool: String) -> String { binDirectory + "/" + tool }
+    /// The path of PostgreSQL's program `tool` (`pg_ctl`) on this host.
+    @_spi(Benchmarks) public func bin(_ tool: String) -> String { binDirectory + "/" + tool }
 
     /// Where `instance`'s files live on its host: as its service lays them out where services apply
     /// (``HostTransport/startsServices``), else pg_ctl's layout (the configuration in the data directory).

@@ -1,24 +1,24 @@
+@_spi(Benchmarks) import FailoverEngine
 import Foundation
-import Logging
 
 /// Write unavailability of failoverd's switchover over SSH in the lab, against the same switchover by the
 /// local driver on loopback, in the same run: both topologies up, each under its own two writers, and
 /// the rounds alternate (local, then SSH) so both see the same machine.
-public struct SSHSwitchoverBenchmark: Sendable {
+struct SSHSwitchoverBenchmark: Sendable {
     /// A plan of two local sites on loopback (primary, streaming standby).
-    public let local: Plan
+    let local: Plan
     /// The same topology as ssh sites for the lab (each instance on its own port: the ledger tells the
     /// new primary's writes by port).
-    public let ssh: Plan
+    let ssh: Plan
     /// Rounds: each is one local and one SSH switchover.
-    public let rounds: Int
+    let rounds: Int
     /// The state directory of the sandbox and lab manifests.
-    public let stateDirectory: String
+    let stateDirectory: String
     /// Progress lines.
-    public let say: @Sendable (String) -> Void
+    let say: @Sendable (String) -> Void
 
     /// The benchmark.
-    public init(local: Plan, ssh: Plan, rounds: Int, stateDirectory: String, say: @escaping @Sendable (String) -> Void) {
+    init(local: Plan, ssh: Plan, rounds: Int, stateDirectory: String, say: @escaping @Sendable (String) -> Void) {
         self.local = local
         self.ssh = ssh
         self.rounds = rounds
@@ -28,40 +28,35 @@ public struct SSHSwitchoverBenchmark: Sendable {
 
     /// Two plans of the same topology under `root` (paths `ROOT-local/…` and `ROOT/…`): local sites on free
     /// loopback ports, and ssh sites on 198.18.1.10:5432 and 198.18.2.10:5433 for the lab.
-    public static func plans(root: String) throws -> (local: Plan, ssh: Plan) {
+    static func plans(root: String) throws -> (local: Plan, ssh: Plan) {
         let ports = try FreePorts.take(2)
-        func site(_ name: String, _ role: Role, _ driver: DriverKind, _ host: String, _ port: Int, _ dir: String) -> Site {
-            Site(
-                name: name, driver: driver, role: role,
-                instances: [Instance(name: name + "-0", host: host, port: port, dataDirectory: dir + "/data/" + name + "-0")])
+        func site(_ name: String, _ role: Role, _ driver: DriverKind, _ host: String, _ port: Int, _ dir: String) -> BenchPlan.SiteSpec {
+            BenchPlan.SiteSpec(name: name, role: role, driver: driver, host: host, port: port, dataDirectory: dir + "/data/" + name + "-0")
         }
-        func plan(_ name: String, _ dir: String, _ sites: [Site]) -> Plan {
-            Plan(
-                version: 1, name: name, repository: Repository(type: "posix", path: dir + "/repo", stanza: "bench", config: nil),
-                replication: Replication(
-                    user: "replicator", passfile: dir + "/secrets/pgpass", rewindUser: nil, adminUser: nil, sslmode: nil),
-                policy: Policy(maxLagBytes: 16 << 20, stepTimeoutSeconds: 60, archiveTimeoutSeconds: 2), sites: sites, transitions: [],
-                osUser: nil)
+        func plan(_ name: String, _ dir: String, _ sites: [BenchPlan.SiteSpec]) throws -> Plan {
+            try BenchPlan.make(
+                name: name, repository: dir + "/repo", stanza: "bench", passfile: dir + "/secrets/pgpass", stepTimeoutSeconds: 60,
+                sites: sites)
         }
         let localDir = root + "-local"
-        let local = plan(
+        let local = try plan(
             "bench-local", localDir,
             [
                 site("prod", .primary, .local, "127.0.0.1", ports[0], localDir),
                 site("dr", .streamingStandby, .local, "127.0.0.1", ports[1], localDir),
             ])
-        var ssh = plan(
-            "bench-ssh", root,
-            [site("dc1", .primary, .ssh, "198.18.1.10", 5432, root), site("dc2", .streamingStandby, .ssh, "198.18.2.10", 5433, root)])
-        for i in ssh.sites.indices {
-            ssh.sites[i].ssh = SSHSettings(
-                user: "fodlab", identityFile: root + "/ssh/id_ed25519", knownHostsFile: root + "/ssh/known_hosts")
+        var sshSites = [
+            site("dc1", .primary, .ssh, "198.18.1.10", 5432, root), site("dc2", .streamingStandby, .ssh, "198.18.2.10", 5433, root),
+        ]
+        for i in sshSites.indices {
+            sshSites[i].ssh = ["user": "fodlab", "identityFile": root + "/ssh/id_ed25519", "knownHostsFile": root + "/ssh/known_hosts"]
         }
+        let ssh = try plan("bench-ssh", root, sshSites)
         return (local, ssh)
     }
 
     /// Seconds of write unavailability of each local and each SSH switchover.
-    public func run() async throws -> (local: [Double], ssh: [Double]) {
+    func run() async throws -> (local: [Double], ssh: [Double]) {
         try StateDirectory.prepare(stateDirectory)
         let sandbox = Sandbox(plan: local, stateDirectory: stateDirectory)
         let lab = Lab(plan: ssh, stateDirectory: stateDirectory)
@@ -117,19 +112,10 @@ public struct SSHSwitchoverBenchmark: Sendable {
                 for (index, side) in [localSide, sshSide].enumerated() {
                     let driver = try LocalPostgresDriver(plan: side.plan)
                     try await observer.caughtUp(side.standby.leader, behind: side.primary.leader, driver)
-                    var p = side.plan
-                    for i in p.sites.indices {
-                        p.sites[i].role =
-                            p.sites[i].name == side.primary.name
-                            ? .primary : p.sites[i].name == side.standby.name ? .streamingStandby : p.sites[i].role
-                    }
-                    p.transitions = [Transition(action: .switchover, to: side.standby.name)]
-                    let state = NSTemporaryDirectory() + "failoverd-bench-\(UUID().uuidString.prefix(8))"
-                    let t0 = clock.now()
-                    _ = try await Executor(options: RunOptions(stateDirectory: state, logger: Logger(label: "bench"))).run(p)
-                    let window = try await observer.unavailability(since: t0, on: side.standby.leader, side.workload)
-                    await RemoteShell.closeAll(stateDirectory: state)
-                    try? FileManager.default.removeItem(atPath: state)
+                    let (target, workload) = (side.standby.leader, side.workload)
+                    let window = try await SwitchoverBenchmark.throughEngine(
+                        side.plan, from: side.primary.name, to: side.standby.name, clock: clock
+                    ) { try await observer.unavailability(since: $0, on: target, workload) }
                     if index == 0 { results.0.append(window) } else { results.1.append(window) }
                     swap(&side.primary, &side.standby)
                 }

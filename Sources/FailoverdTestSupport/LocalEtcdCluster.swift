@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import FailoverEngine
 import Foundation
 
 #if canImport(Glibc)
@@ -8,7 +9,7 @@ import Foundation
 /// directory under /tmp, run as the unprivileged `failoverd` user when this process is root: for the tests
 /// and the benchmarks of coordinated runs. Members are started and stopped by pid (their recorded start
 /// time); ``stopAll()`` also removes the directory.
-@_spi(Benchmarks) public struct LocalEtcdCluster: Sendable {
+public struct LocalEtcdCluster: Sendable {
     /// One member.
     struct Member: Sendable {
         var name: String
@@ -71,16 +72,7 @@ import Foundation
 
     /// Waits until member `i` reports healthy (it has a leader and quorum).
     public func waitHealthy(_ i: Int) async throws {
-        try await Self.waitHealthy(name: members[i].name, client: members[i].client, log: members[i].daemon.logFile, timeout: 60)
-    }
-
-    /// Waits until the member `name` at `client` reports healthy through its `/health` endpoint (it has a
-    /// leader and quorum), at most `timeout` seconds; the error names `log`.
-    static func waitHealthy(name: String, client: String, log: String, timeout: Double) async throws {
-        _ = try await Poll.until("etcd \(name) to be healthy on \(client)", timeout: timeout, interval: 0.1, advice: "See \(log).") {
-            let r = try await CommandRunner().run("/usr/bin/curl", ["-sf", "--max-time", "2", client + "/health"])
-            return r.succeeded && r.stdout.contains("true") ? true : nil
-        }
+        try await EtcdHealth.waitHealthy(name: members[i].name, client: members[i].client, log: members[i].daemon.logFile, timeout: 60)
     }
 
     /// The pid of member `i` while it runs (for a test that freezes it with SIGSTOP).
@@ -93,14 +85,5 @@ import Foundation
     public func stopAll() async {
         for i in members.indices { await stop(i) }
         try? FileManager.default.removeItem(atPath: root)
-    }
-}
-
-extension Journal {
-    /// Takes `coordinator`'s cluster records into this journal and writes through it from now on, for `run`:
-    /// what a coordinated run does before its first record (for the benchmark that prices it).
-    @_spi(Benchmarks) public func coordinate(through coordinator: Coordinator, run: String) async throws {
-        try await importCoordinated(from: coordinator)
-        try attach(coordinator, run: run)
     }
 }

@@ -1,21 +1,21 @@
+@_spi(Benchmarks) import FailoverEngine
 import Foundation
-import Logging
 
 /// Write unavailability of failoverd's cross-site switchover of Patroni sites against the same two
 /// `PATCH /config` calls made by hand in the same order (curl; the promotion sent once the old leader is
 /// Patroni's standby leader; no token check), in one run, on one sandbox, under the same writers.
-public struct PatroniSwitchoverBenchmark: Sendable {
+struct PatroniSwitchoverBenchmark: Sendable {
     /// A plan of two Patroni sites: a primary and a streaming standby (plans/patroni-switchover.json).
-    public let plan: Plan
+    let plan: Plan
     /// Rounds: each is one hand-made switchover and one failoverd switchover.
-    public let rounds: Int
+    let rounds: Int
     /// failoverd's state directory, where the sandbox's manifest lives.
-    public let stateDirectory: String
+    let stateDirectory: String
     /// Where progress lines go.
-    public let say: @Sendable (String) -> Void
+    let say: @Sendable (String) -> Void
 
     /// Creates the benchmark.
-    public init(
+    init(
         plan: Plan, rounds: Int, stateDirectory: String = RunOptions.defaultStateDirectory, say: @escaping @Sendable (String) -> Void
     ) {
         self.plan = plan
@@ -25,7 +25,7 @@ public struct PatroniSwitchoverBenchmark: Sendable {
     }
 
     /// Seconds of write unavailability for each hand-made and each failoverd switchover.
-    public func run() async throws -> (hand: [Double], engine: [Double]) {
+    func run() async throws -> (hand: [Double], engine: [Double]) {
         guard let primarySite = plan.declaredPrimary, let standbySite = plan.sites.first(where: { $0.role == .streamingStandby }),
             plan.sites.allSatisfy({ $0.driver == .patroni })
         else {
@@ -54,7 +54,7 @@ public struct PatroniSwitchoverBenchmark: Sendable {
                 try await caughtUp(b, behind: a, patroni)
                 // By hand: demote a (standby_cluster pointing at b), wait for Patroni to report it standby
                 // leader, promote b (standby_cluster: null). The calls a DBA makes with curl.
-                var t0 = clock.now()
+                let t0 = clock.now()
                 let rest = try patroni.api(a)
                 let demote = try await rest.patch(
                     try patroni.url(a.leader), "/config", json: ["standby_cluster": ["host": b.leader.host, "port": b.leader.port]])
@@ -68,16 +68,11 @@ public struct PatroniSwitchoverBenchmark: Sendable {
                 swap(&a, &b)
                 // failoverd: the same switchover through the engine, gates and journal included.
                 try await caughtUp(b, behind: a, patroni)
-                var p = plan
-                for i in p.sites.indices {
-                    p.sites[i].role = p.sites[i].name == a.name ? .primary : .streamingStandby
-                }
-                p.transitions = [Transition(action: .switchover, to: b.name)]
-                let state = NSTemporaryDirectory() + "failoverd-bench-\(UUID().uuidString.prefix(8))"
-                defer { try? FileManager.default.removeItem(atPath: state) }
-                t0 = clock.now()
-                _ = try await Executor(options: RunOptions(stateDirectory: state, logger: Logger(label: "bench"))).run(p)
-                engine.append(try await switchover.unavailability(since: t0, on: b.leader, workload))
+                let target = b.leader
+                engine.append(
+                    try await SwitchoverBenchmark.throughEngine(plan, from: a.name, to: b.name, clock: clock) {
+                        try await switchover.unavailability(since: $0, on: target, workload)
+                    })
                 swap(&a, &b)
                 say(String(format: "round %d: by hand %.3f s, failoverd %.3f s", round, hand.last!, engine.last!))
             }

@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import FailoverEngine
 import Foundation
 import Logging
 
@@ -9,43 +10,43 @@ import Logging
 /// in the same run on the same sandbox: a primary writes about `walMegabytes` of WAL its cut-off standby never
 /// gets, dies, the standby is promoted, and the old primary fails back by pg_rewind, with the capture (and
 /// again without it, --skip-lost-capture).
-public struct LostCaptureBenchmark: Sendable {
+struct LostCaptureBenchmark: Sendable {
     /// What one round measured.
-    public struct Round: Sendable {
+    struct Round: Sendable {
         /// WAL bytes the capture copied.
-        public var walBytes: UInt64
+        var walBytes: UInt64
         /// Transactions listed.
-        public var transactions: Int
+        var transactions: Int
         /// Seconds of the capture-divergence step.
-        public var capture: Double
+        var capture: Double
         /// Seconds to copy the old primary's segments from its last checkpoint with cp and read them once with
         /// pg_waldump (the floor).
-        public var copyAndDump: Double
+        var copyAndDump: Double
         /// Bytes that copy copied.
-        public var copiedBytes: UInt64
+        var copiedBytes: UInt64
         /// Seconds of `failoverd lost` (re-reading the capture).
-        public var listing: Double
+        var listing: Double
         /// Seconds of pg_waldump alone over the captured WAL.
-        public var dump: Double
+        var dump: Double
         /// Seconds of the failback (rewind, catch-up, switchover) with the capture.
-        public var failbackWithCapture: Double
+        var failbackWithCapture: Double
         /// Seconds of the same failback with --skip-lost-capture.
-        public var failbackWithoutCapture: Double
+        var failbackWithoutCapture: Double
     }
 
     /// The sandbox's plan: a primary site `prod` and a streaming-standby site `dr`, one instance each.
-    public let plan: Plan
+    let plan: Plan
     /// Rounds.
-    public let rounds: Int
+    let rounds: Int
     /// About how much WAL the old primary writes after the fork.
-    public let walMegabytes: Int
+    let walMegabytes: Int
     /// Where each round's state directory goes.
-    public let stateRoot: String
+    let stateRoot: String
     /// Progress lines.
-    public let say: @Sendable (String) -> Void
+    let say: @Sendable (String) -> Void
 
     /// Creates the benchmark.
-    public init(plan: Plan, rounds: Int, walMegabytes: Int = 100, stateRoot: String, say: @escaping @Sendable (String) -> Void) {
+    init(plan: Plan, rounds: Int, walMegabytes: Int = 100, stateRoot: String, say: @escaping @Sendable (String) -> Void) {
         self.plan = plan
         self.rounds = rounds
         self.walMegabytes = walMegabytes
@@ -54,7 +55,7 @@ public struct LostCaptureBenchmark: Sendable {
     }
 
     /// A plan of its own (paths under /tmp/failoverd-sandbox/NAME, free ports) from plans/failover.json's shape.
-    public static func plan(from base: Plan, name: String) throws -> Plan {
+    static func plan(from base: Plan, name: String) throws -> Plan {
         var plan = base
         plan.name = name
         let root = "/tmp/failoverd-sandbox/" + name
@@ -78,7 +79,7 @@ public struct LostCaptureBenchmark: Sendable {
     }
 
     /// Runs every round: one failback with the capture and one without, each on a fresh sandbox.
-    public func run() async throws -> [Round] {
+    func run() async throws -> [Round] {
         var out: [Round] = []
         for round in 1...rounds {
             var r = try await once(round: round, capture: true)

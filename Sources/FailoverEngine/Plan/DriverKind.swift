@@ -14,3 +14,13 @@ public enum DriverKind: String, Codable, Sendable, CaseIterable, CustomStringCon
     /// The plan's word for it.
     public var description: String { rawValue }
 }
+
+/// How the planner expands a site's transitions, as its driver kind says (``DriverRegistry``).
+public enum StepExpansion: Sendable, Equatable {
+    /// The PostgreSQL primitives, one journaled step each (checkpoint, stop, read-shutdown-checkpoint, …),
+    /// so a crash between two of them resumes at the right one: the drivers that own the servers.
+    case instanceSteps
+    /// One step per site-level request (demote, promote, follow, fence, rejoin): a managed site (Patroni,
+    /// an operator on Kubernetes) where "demote to a standby of X" is one request.
+    case siteSteps
+}

@@ -1,22 +1,23 @@
+@_spi(Benchmarks) import FailoverEngine
 import Foundation
 import Logging
 
 /// Measures write unavailability of failoverd's switchover against the raw PostgreSQL sequence it wraps
 /// (CHECKPOINT, pg_ctl stop -m fast -w, pg_ctl promote -w, first write: what a DBA types), in the same run, on the same sandbox,
 /// under the same writers: raw A→B, then failoverd B→A, and again.
-public struct SwitchoverBenchmark: Sendable {
+struct SwitchoverBenchmark: Sendable {
     /// A plan with a primary site and a streaming-standby site (plans/switchover.json).
-    public let plan: Plan
+    let plan: Plan
     /// Rounds: each is one raw switchover and one failoverd switchover.
-    public let rounds: Int
+    let rounds: Int
     /// Where progress lines go.
-    public let say: @Sendable (String) -> Void
+    let say: @Sendable (String) -> Void
 
     /// failoverd's state directory, where the sandbox's manifest lives.
-    public let stateDirectory: String
+    let stateDirectory: String
 
     /// Creates the benchmark; the sandbox's manifest lives in `stateDirectory` (default: the machine's).
-    public init(
+    init(
         plan: Plan, rounds: Int, stateDirectory: String = RunOptions.defaultStateDirectory, say: @escaping @Sendable (String) -> Void
     ) {
         self.plan = plan
@@ -26,7 +27,7 @@ public struct SwitchoverBenchmark: Sendable {
     }
 
     /// Seconds of write unavailability for each raw and each failoverd switchover.
-    public func run() async throws -> (raw: [Double], engine: [Double]) {
+    func run() async throws -> (raw: [Double], engine: [Double]) {
         guard let primarySite = plan.declaredPrimary, let standbySite = plan.sites.first(where: { $0.role == .streamingStandby }) else {
             throw FailoverError.invalid("the switchover benchmark needs a primary site and a streaming-standby site")
         }
@@ -51,7 +52,7 @@ public struct SwitchoverBenchmark: Sendable {
             for round in 1...rounds {
                 // Raw: what a DBA types (pg_ctl's own waits, -w), with nothing checked in between.
                 try await caughtUp(b.leader, behind: a.leader, driver)
-                var t0 = clock.now()
+                let t0 = clock.now()
                 try await driver.checkpoint(a.leader)
                 try await driver.runner.run(
                     driver.bin("pg_ctl"), ["stop", "-D", a.leader.dataDirectory, "-m", "fast", "-w", "-s"], timeout: 60
@@ -69,16 +70,11 @@ public struct SwitchoverBenchmark: Sendable {
                 swap(&a, &b)
                 // failoverd: the same switchover through the engine, journal and gates included.
                 try await caughtUp(b.leader, behind: a.leader, driver)
-                var p = plan
-                for i in p.sites.indices {
-                    p.sites[i].role = p.sites[i].name == a.name ? .primary : p.sites[i].name == b.name ? .streamingStandby : p.sites[i].role
-                }
-                p.transitions = [Transition(action: .switchover, to: b.name)]
-                let state = NSTemporaryDirectory() + "failoverd-bench-\(UUID().uuidString.prefix(8))"
-                defer { try? FileManager.default.removeItem(atPath: state) }
-                t0 = clock.now()
-                _ = try await Executor(options: RunOptions(stateDirectory: state, logger: Logger(label: "bench"))).run(p)
-                engine.append(try await unavailability(since: t0, on: b.leader, workload))
+                let target = b.leader
+                engine.append(
+                    try await Self.throughEngine(plan, from: a.name, to: b.name, clock: clock) {
+                        try await unavailability(since: $0, on: target, workload)
+                    })
                 swap(&a, &b)
                 say(String(format: "round %d: raw %.3f s, failoverd %.3f s", round, raw.last!, engine.last!))
             }
@@ -91,7 +87,7 @@ public struct SwitchoverBenchmark: Sendable {
     }
 
     /// Waits until `standby` streams from `primary` and has replayed what it had.
-    @_spi(Benchmarks) public func caughtUp(_ standby: Instance, behind primary: Instance, _ driver: LocalPostgresDriver) async throws {
+    func caughtUp(_ standby: Instance, behind primary: Instance, _ driver: LocalPostgresDriver) async throws {
         _ = try await Wait.until(timeout: 60, interval: 0.02) {
             let p = try await driver.status(of: primary)
             let s = try await driver.status(of: standby)
@@ -103,38 +99,58 @@ public struct SwitchoverBenchmark: Sendable {
     }
 
     /// The longest gap between acknowledged writes from `t0` until the first write acknowledged by `instance`.
-    @_spi(Benchmarks) public func unavailability(since t0: Double, on instance: Instance, _ workload: Workload) async throws -> Double {
+    func unavailability(since t0: Double, on instance: Instance, _ workload: Workload) async throws -> Double {
+        try await Self.unavailability(workload, since: t0, on: instance)
+    }
+
+    /// The longest gap between acknowledged writes of `workload` from `t0` until the first write acknowledged
+    /// by `instance`.
+    static func unavailability(_ workload: Workload, since t0: Double, on instance: Instance) async throws -> Double {
         guard
             let first = try await Wait.until(
                 timeout: 60, interval: 0.01,
-                {
-                    workload.ledger.current.acknowledged.first { $0.at >= t0 && $0.port == instance.port }?.at
-                })
-        else { throw FailoverError.failed("no write reached \(instance.name) within 60 s of the switchover") }
+                { workload.ledger.current.acknowledged.first { $0.at >= t0 && $0.port == instance.port }?.at })
+        else { throw FailoverError.failed("no write reached \(instance.name) within 60 s of its switchover") }
         return DrillMath.longestGap(ledger: workload.ledger.current, from: t0, to: first)
+    }
+
+    /// Switches `plan` over from `primary` to `target` through the engine, journal and gates included, in a
+    /// state directory of its own (its SSH sessions closed and the directory removed afterwards); returns
+    /// what `measure` makes of the moment the run started (on `clock`).
+    static func throughEngine(
+        _ plan: Plan, from primary: String, to target: String, clock: DrillClock, measure: (Double) async throws -> Double
+    ) async throws -> Double {
+        let p = BenchPlan.switching(plan, from: primary, to: target)
+        let state = NSTemporaryDirectory() + "failoverd-bench-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let t0 = clock.now()
+        _ = try await Executor(options: RunOptions(stateDirectory: state, logger: Logger(label: "bench"))).run(p)
+        let measured = try await measure(t0)
+        await RemoteShell.closeAll(stateDirectory: state)
+        return measured
     }
 }
 
 /// How long a stop and a promotion take to be seen: `pg_ctl stop -w` and `pg_ctl promote -w` (pg_ctl's own
 /// waits, in 100 ms steps) against the local driver's stop and promote (`-W`, then the postmaster's pid and
 /// `pg_is_in_recovery()` watched every 5 ms), alternating on one sandbox, no writers.
-public struct PromotionWaitBenchmark: Sendable {
+struct PromotionWaitBenchmark: Sendable {
     /// A plan with a primary site and a streaming-standby site (plans/switchover.json).
-    public let plan: Plan
+    let plan: Plan
     /// Rounds: each is one switchover by pg_ctl and one by the driver.
-    public let rounds: Int
+    let rounds: Int
     /// failoverd's state directory, where the sandbox's manifest lives.
-    public let stateDirectory: String
+    let stateDirectory: String
 
     /// Creates the benchmark.
-    public init(plan: Plan, rounds: Int, stateDirectory: String = RunOptions.defaultStateDirectory) {
+    init(plan: Plan, rounds: Int, stateDirectory: String = RunOptions.defaultStateDirectory) {
         self.plan = plan
         self.rounds = rounds
         self.stateDirectory = stateDirectory
     }
 
     /// Seconds of each stop and each promotion, by pg_ctl -w and by the driver.
-    public func run() async throws -> (pgCtlStop: [Double], pgCtlPromote: [Double], driverStop: [Double], driverPromote: [Double]) {
+    func run() async throws -> (pgCtlStop: [Double], pgCtlPromote: [Double], driverStop: [Double], driverPromote: [Double]) {
         guard let primarySite = plan.declaredPrimary, let standbySite = plan.sites.first(where: { $0.role == .streamingStandby }) else {
             throw FailoverError.invalid("the promotion benchmark needs a primary site and a streaming-standby site")
         }

@@ -1,75 +1,76 @@
+@_spi(Benchmarks) import FailoverEngine
 import Foundation
 import Logging
 
 /// The evacuation of N two-instance clusters (prod primary, dr streaming standby, each under one writer) by
 /// fleet runs at several concurrencies, against the single-cluster switchover measured in the same run on
 /// the same machine: total time, each member's write unavailability, and where the machine saturates.
-public struct FleetBenchmark: Sendable {
+struct FleetBenchmark: Sendable {
     /// One fleet run's figures.
-    public struct Phase: Sendable {
+    struct Phase: Sendable {
         /// Its concurrency.
-        public var concurrency: Int
+        var concurrency: Int
         /// The single-cluster switchovers (plain runs of cluster 0, no fleet) measured just before it, in seconds.
-        public var singleSeconds: [Double]
+        var singleSeconds: [Double]
         /// Their write unavailability.
-        public var singleUnavailability: [Double]
+        var singleUnavailability: [Double]
         /// The machine during them.
-        public var singleMachine: MachineLoad
+        var singleMachine: MachineLoad
         /// From the fleet's start to its end.
-        public var totalSeconds: Double
+        var totalSeconds: Double
         /// Each member's write unavailability: the longest gap between acknowledged writes from its run's
         /// first step to the first write its new primary acknowledged.
-        public var unavailability: [String: Double]
+        var unavailability: [String: Double]
         /// Each member's run, in seconds.
-        public var memberSeconds: [String: Double]
+        var memberSeconds: [String: Double]
         /// The mean seconds of each step kind over the members.
-        public var stepSeconds: [String: Double]
+        var stepSeconds: [String: Double]
         /// The machine during the fleet run.
-        public var machine: MachineLoad
+        var machine: MachineLoad
         /// Members that did not succeed.
-        public var failures: [String]
+        var failures: [String]
     }
 
     /// What the machine did over an interval, from /proc: CPU busy, the share of time some task waited for
     /// CPU or for I/O (pressure stall information), and the disk's write and flush requests per second.
-    public struct MachineLoad: Sendable {
+    struct MachineLoad: Sendable {
         /// CPU busy, 0 to 1, over every core.
-        public var cpuBusy: Double
+        var cpuBusy: Double
         /// Share of the interval some runnable task waited for a CPU (/proc/pressure/cpu "some").
-        public var cpuPressure: Double?
+        var cpuPressure: Double?
         /// Share of the interval some task waited for I/O (/proc/pressure/io "some").
-        public var ioPressure: Double?
+        var ioPressure: Double?
         /// Write requests completed per second, every disk.
-        public var writesPerSecond: Double
+        var writesPerSecond: Double
         /// Flush requests (fsync reaching the device) completed per second, every disk.
-        public var flushesPerSecond: Double
+        var flushesPerSecond: Double
         /// CPU seconds of the PostgreSQL OS user's processes seen by sampling /proc every 100 ms, by command
         /// (`postgres`, `pgbackrest`, other): a lower bound (a process that lives less than 100 ms is missed).
-        public var clusterCPUSeconds: [String: Double] = [:]
+        var clusterCPUSeconds: [String: Double] = [:]
     }
 
     /// The benchmark's results: one phase per concurrency, in the order run.
-    public struct Result: Sendable {
+    struct Result: Sendable {
         /// The fleet runs, each with the single-cluster switchovers measured just before it.
-        public var phases: [Phase]
+        var phases: [Phase]
     }
 
     /// How many clusters.
-    public let clusters: Int
+    let clusters: Int
     /// The concurrencies, one fleet run each; the first one's member figures are each member's single-run figures
     /// when it is 1.
-    public let concurrencies: [Int]
+    let concurrencies: [Int]
     /// Single-cluster switchovers measured before each fleet run (an even number leaves cluster 0 where it was).
-    public let singleRounds: Int
+    let singleRounds: Int
     /// Where the clusters' files go (ROOT/bNN/…).
-    public let root: String
+    let root: String
     /// failoverd's state directory for the sandboxes' manifests and the fleets.
-    public let stateDirectory: String
+    let stateDirectory: String
     /// Progress lines.
-    public let say: @Sendable (String) -> Void
+    let say: @Sendable (String) -> Void
 
     /// The benchmark.
-    public init(
+    init(
         clusters: Int = 16, concurrencies: [Int] = [1, 4, 8], singleRounds: Int = 2, root: String, stateDirectory: String,
         say: @escaping @Sendable (String) -> Void
     ) {
@@ -84,35 +85,26 @@ public struct FleetBenchmark: Sendable {
     /// The clusters' plans on free loopback ports, declared with prod primary.
     func plans() throws -> [Plan] {
         let ports = try FreePorts.take(2 * clusters)
-        return (0..<clusters).map { i in
+        return try (0..<clusters).map { i in
             let name = String(format: "b%02d", i)
             let dir = root + "/" + name
-            func site(_ site: String, _ role: Role, _ port: Int) -> Site {
-                Site(
-                    name: site, driver: .local, role: role,
-                    instances: [Instance(name: site + "-0", host: "127.0.0.1", port: port, dataDirectory: dir + "/" + site + "-0")])
+            func site(_ site: String, _ role: Role, _ port: Int) -> BenchPlan.SiteSpec {
+                BenchPlan.SiteSpec(
+                    name: site, role: role, driver: .local, host: "127.0.0.1", port: port, dataDirectory: dir + "/" + site + "-0")
             }
-            return Plan(
-                version: 1, name: "fleet-bench-" + name,
-                repository: Repository(type: "posix", path: dir + "/repo", stanza: name, config: nil),
-                replication: Replication(user: "replicator", passfile: dir + "/pgpass", rewindUser: nil, adminUser: nil, sslmode: nil),
-                policy: Policy(maxLagBytes: 16 << 20, stepTimeoutSeconds: 120, archiveTimeoutSeconds: 2),
-                sites: [site("prod", .primary, ports[2 * i]), site("dr", .streamingStandby, ports[2 * i + 1])], transitions: [], osUser: nil
-            )
+            return try BenchPlan.make(
+                name: "fleet-bench-" + name, repository: dir + "/repo", stanza: name, passfile: dir + "/pgpass", stepTimeoutSeconds: 120,
+                sites: [site("prod", .primary, ports[2 * i]), site("dr", .streamingStandby, ports[2 * i + 1])])
         }
     }
 
     /// `plan` declared with `primary` as its primary, switching over to the other site.
     static func switching(_ plan: Plan, from primary: String) -> Plan {
-        var p = plan
-        let other = primary == "prod" ? "dr" : "prod"
-        for i in p.sites.indices { p.sites[i].role = p.sites[i].name == primary ? .primary : .streamingStandby }
-        p.transitions = [Transition(action: .switchover, to: other)]
-        return p
+        BenchPlan.switching(plan, from: primary, to: primary == "prod" ? "dr" : "prod")
     }
 
     /// Builds the clusters, measures, and tears them down on every path.
-    public func run() async throws -> Result {
+    func run() async throws -> Result {
         try StateDirectory.prepare(stateDirectory)
         let plans = try plans()
         var quiet = Logger(label: "failoverd.bench.sandbox")
@@ -170,7 +162,7 @@ public struct FleetBenchmark: Sendable {
                     .run(plan)
                 single.append(outcome.seconds)
                 primary[0] = primary[0] == "prod" ? "dr" : "prod"
-                gaps.append(try await Self.unavailability(workloads[0], since: t0, on: plan.site(named: primary[0])!.leader))
+                gaps.append(try await SwitchoverBenchmark.unavailability(workloads[0], since: t0, on: plan.site(named: primary[0])!.leader))
                 say(String(format: "single switchover %d: %.3f s, write unavailability %.3f s", rounds, single.last!, gaps.last!))
             }
             var machine = MachineSample.now().load(since: before)
@@ -214,7 +206,7 @@ public struct FleetBenchmark: Sendable {
             var stepTotals: [String: [Double]] = [:]
             for (i, m) in outcome.members.enumerated() {
                 guard m.status == .succeeded, let t0 = starts.current[m.member] else { continue }
-                gaps[m.member] = try await Self.unavailability(workloads[i], since: t0, on: targets[m.member]!)
+                gaps[m.member] = try await SwitchoverBenchmark.unavailability(workloads[i], since: t0, on: targets[m.member]!)
                 primary[i] = primary[i] == "prod" ? "dr" : "prod"
                 let journal = try Journal(stateDirectory: m.stateDirectory)
                 if let run = try journal.lastRun(), let a = Journal.date(run.startedAt), let b = run.endedAt.flatMap(Journal.date) {
@@ -240,16 +232,6 @@ public struct FleetBenchmark: Sendable {
             for f in phase.failures { say("  member \(f)") }
         }
         return Result(phases: phases)
-    }
-
-    /// The longest gap between acknowledged writes from `t0` until the first write acknowledged by `instance`.
-    static func unavailability(_ workload: Workload, since t0: Double, on instance: Instance) async throws -> Double {
-        guard
-            let first = try await Wait.until(
-                timeout: 60, interval: 0.01,
-                { workload.ledger.current.acknowledged.first { $0.at >= t0 && $0.port == instance.port }?.at })
-        else { throw FailoverError.failed("no write reached \(instance.name) within 60 s of its switchover") }
-        return DrillMath.longestGap(ledger: workload.ledger.current, from: t0, to: first)
     }
 }
 

@@ -4,7 +4,7 @@
 /// Journaled as the evidence of the read-shutdown-checkpoint step and proved again, against pg_control,
 /// before the target is awaited and before it is promoted, so that a resume never trusts a token the old
 /// primary has since outlived. A site-level driver returns it from a demotion.
-public struct DemotionToken: StepEvidence {
+public struct DemotionToken: Codable, Sendable, Equatable {
     /// "Database system identifier".
     public var systemIdentifier: String
     /// "Latest checkpoint's TimeLineID".
