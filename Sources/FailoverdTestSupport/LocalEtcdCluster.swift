@@ -29,10 +29,12 @@ public struct LocalEtcdCluster: Sendable {
     /// How many members it has.
     public var count: Int { members.count }
 
-    /// Starts `count` members and waits until each is healthy.
+    /// Starts `count` members and waits until each is healthy (after stopping the clusters of test processes
+    /// that died without stopping theirs).
     public static func start(members count: Int) async throws -> LocalEtcdCluster {
-        let root = "/tmp/failoverd-etcd-\(getpid())-\(UUID().uuidString.prefix(8))"
         let user = OSUser.isRoot ? OSUser.lookup("failoverd") : nil
+        await reapDead(user: user)
+        let root = "/tmp/failoverd-etcd-\(getpid())-\(UUID().uuidString.prefix(8))"
         _ = try Files.makeDirectory(root, mode: 0o755, owner: nil)
         let ports = try FreePorts.take(2 * count)
         var members: [Member] = []
@@ -57,6 +59,25 @@ public struct LocalEtcdCluster: Sendable {
             throw error
         }
         return cluster
+    }
+
+    /// Stops, by the pid and start time each recorded, the members of clusters whose test process is gone (a
+    /// run killed outright cannot stop its own), and removes their directories.
+    static func reapDead(user: OSUser?) async {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []
+        for entry in entries where entry.hasPrefix("failoverd-etcd-") {
+            let owner = entry.dropFirst("failoverd-etcd-".count).split(separator: "-").first.flatMap { pid_t($0) }
+            guard let owner, owner != getpid(), kill(owner, 0) == -1, errno == ESRCH else { continue }
+            let root = "/tmp/" + entry
+            for member in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] {
+                let dir = root + "/" + member
+                await SandboxDaemon(
+                    name: "etcd \(member) of dead test process \(owner)", identityFile: dir + "/etcd.identity", logFile: dir + "/etcd.log",
+                    runner: CommandRunner(user: user, defaultTimeout: 30)
+                ).stop(grace: 10)
+            }
+            try? FileManager.default.removeItem(atPath: root)
+        }
     }
 
     /// Starts member `i` (again: an existing data directory rejoins the cluster).

@@ -376,7 +376,8 @@ public actor Executor {
                     try await runner.verify()
                     let fields = try e.journalFields(run: runID, step: step)
                     try await Blocking.run { [journal] in
-                        try journal.recordStep(run: runID, step: step, status: .done, epoch: holder.epoch, evidence: fields)
+                        // Coordinated: the record rides with the next one, in one etcd transaction.
+                        try journal.recordStep(run: runID, step: step, status: .done, epoch: holder.epoch, evidence: fields, riding: true)
                     }
                     if !fields.isEmpty { evidence[step.number] = e }
                     done += 1

@@ -20,6 +20,26 @@ final class ReplicaSlot: @unchecked Sendable {
     }
 }
 
+/// A coordinated run's record waiting to ride with the journal's next write (``Journal/recordStep(run:step:status:epoch:evidence:error:riding:)``).
+final class RidingRecords: @unchecked Sendable {
+    private let mutex = NSLock()
+    private var held: [(Database) throws -> Void] = []
+
+    /// Holds `record` for the next write.
+    func hold(_ record: @escaping (Database) throws -> Void) { mutex.withLock { held.append(record) } }
+
+    /// Takes what is held, in order.
+    func take() -> [(Database) throws -> Void] {
+        mutex.withLock {
+            defer { held = [] }
+            return held
+        }
+    }
+
+    /// Whether a record is held.
+    var isEmpty: Bool { mutex.withLock { held.isEmpty } }
+}
+
 /// Which rows of `runs` and `steps` changed since the coordinator last mirrored them, from SQLite's own change
 /// notifications (GRDB's transaction observer): a record then costs what it changed, not what the run holds.
 /// A deletion, a failed mirror, and every attach ask for the full comparison instead.
@@ -87,8 +107,13 @@ final class MirrorTracker: TransactionObserver, @unchecked Sendable {
 extension Journal {
     /// A write transaction; with a coordinator attached, what it changed is written to etcd (fenced) before
     /// it commits, and nothing is committed when etcd refuses or cannot be reached.
+    ///
+    /// Records held to ride (a coordinated step's `done`) are written first, in the same transaction: they
+    /// reach etcd with this write, or not at all (then their steps are in doubt, as after a crash).
     func write<T>(_ body: (Database) throws -> T) throws -> T {
-        try db.write { db in
+        let riding = riders.take()
+        return try db.write { db in
+            for record in riding { try record(db) }
             let value = try body(db)
             if let (coordinator, runs) = replica.attached {
                 do { try Self.mirror(db, via: coordinator, runs: runs, changed: mirrorTracker.take()) } catch {
@@ -121,6 +146,9 @@ extension Journal {
 
     /// Detaches the coordinator: the journal is local again.
     func detachCoordinator() {
+        // A record still riding goes through etcd now, or is dropped (its step is then in doubt).
+        if !riders.isEmpty && replica.attached != nil { try? write { _ in } }
+        _ = riders.take()
         replica.detach()
         mirrorTracker.stop()
         try? db.write { db in try db.execute(sql: "DROP TABLE IF EXISTS temp.coordinator") }

@@ -288,12 +288,36 @@ extension Journal {
     }
 
     /// Journals a step's state change, with its step event and audit event, in one committed transaction.
+    ///
+    /// `riding`: in a coordinated run, a `done` record may ride with the journal's next record (the next step's
+    /// `started` or `satisfied`, a failure, the run's end) in the same etcd transaction, instead of paying
+    /// its own. Nothing acts between a step's end and the next record, so every side effect is still
+    /// journaled first; a crash in between leaves the step in doubt, and a resume runs its check first, as
+    /// after a crash right after its act. Without a coordinator it is written at once.
     public func recordStep(
-        run: String, step: Step, status: StepStatus, epoch: Int64, evidence: [String: String] = [:], error: String? = nil
+        run: String, step: Step, status: StepStatus, epoch: Int64, evidence: [String: String] = [:], error: String? = nil,
+        riding: Bool = false
     ) throws {
         let now = Journal.now()
         let evidenceJSON = evidence.isEmpty ? nil : AuditLog.canonicalJSON(AuditLog.redact(evidence))
-        try write { db in
+        let record = { [auditSigner] (db: Database) throws in
+            try Self.stepRecord(
+                db, run: run, step: step, status: status, epoch: epoch, evidence: evidence, evidenceJSON: evidenceJSON, error: error,
+                at: now, signer: auditSigner)
+        }
+        if riding && status == .done && replica.attached != nil {
+            riders.hold(record)
+            return
+        }
+        try write(record)
+    }
+
+    /// The rows of one step record: the step's status, its step event and its audit event.
+    static func stepRecord(
+        _ db: Database, run: String, step: Step, status: StepStatus, epoch: Int64, evidence: [String: String], evidenceJSON: String?,
+        error: String?, at now: String, signer auditSigner: AuditSigner?
+    ) throws {
+        do {
             switch status {
             case .started:
                 try db.execute(

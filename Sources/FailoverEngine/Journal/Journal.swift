@@ -19,6 +19,8 @@ public final class Journal: Sendable {
     let replica = ReplicaSlot()
     /// Which rows changed since the coordinator last mirrored them.
     let mirrorTracker = MirrorTracker()
+    /// A coordinated step's `done`, held to ride with the next record.
+    let riders = RidingRecords()
 
     /// Opens (creating if needed) `DIR/journal.sqlite` and migrates it.
     public init(stateDirectory: String, auditSigner: AuditSigner? = nil) throws {
