@@ -274,9 +274,11 @@ import Testing
         #expect(
             try Fault.parse("crash-coordinator@7", plan: coordinated) == [.crashCoordinator(CrashPoint(step: 7, phase: .before))])
         #expect(try Fault.parse("crash-coordinator@7:after", plan: coordinated).first?.description == "crash-coordinator@7:after")
-        expectFailure(.invalidInput, "network faults need the lab") { try Fault.parse("crash-coordinator@3", plan: plan) }
-        expectFailure(.invalidInput, "the plan has no \"coordination\"") {
-            try Fault.parse("crash-coordinator@3", plan: try PlanLoader.load(CLI.plan("dc-switchover")))
+        // Both coordinator faults: a coordinated plan in the lab only.
+        let uncoordinatedLab = try PlanLoader.load(CLI.plan("dc-switchover"))
+        for name in ["crash-coordinator", "isolate-coordinator"] {
+            expectFailure(.invalidInput, "network faults need the lab") { try Fault.parse("\(name)@3", plan: plan) }
+            expectFailure(.invalidInput, "the plan has no \"coordination\"") { try Fault.parse("\(name)@3", plan: uncoordinatedLab) }
         }
         expectFailure(.invalidInput, "crash-coordinator@STEP, crash-coordinator@STEP:before") {
             try Fault.parse("crash-coordinator@3:mid", plan: coordinated)
@@ -284,13 +286,9 @@ import Testing
         expectFailure(.invalidInput, "at most one crash-engine fault per drill") {
             try Fault.parse("crash-engine@1:before,crash-coordinator@2", plan: coordinated)
         }
-        // isolate-coordinator: the same rules; it takes the coordinator away, so it counts as the drill's one crash.
+        // isolate-coordinator takes the coordinator away, so it counts as the drill's one crash.
         #expect(try Fault.parse("isolate-coordinator@7", plan: coordinated) == [.isolateCoordinator(step: 7)])
         #expect(try Fault.parse("isolate-coordinator@7", plan: coordinated).first?.description == "isolate-coordinator@7")
-        expectFailure(.invalidInput, "network faults need the lab") { try Fault.parse("isolate-coordinator@3", plan: plan) }
-        expectFailure(.invalidInput, "the plan has no \"coordination\"") {
-            try Fault.parse("isolate-coordinator@3", plan: try PlanLoader.load(CLI.plan("dc-switchover")))
-        }
         expectFailure(.invalidInput, "isolate-coordinator@STEP takes a step number from 1") {
             try Fault.parse("isolate-coordinator@0", plan: coordinated)
         }
