@@ -152,6 +152,19 @@ struct CoordinationPlanTests {
         #expect(try journal.lastRun() == nil)
         #expect(try journal.recordedRoles().isEmpty)
     }
+
+    @Test("resume --plan and abandon --plan of a plan without coordination: exit 2 naming the field, nothing journaled")
+    func planFlagsNeedCoordination() async throws {
+        let dir = CLI.tempDirectory("failoverd-coord-noplan")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let plan = CLI.plan("switchover")
+        for args in [["resume", "--plan", plan], ["abandon", "r-20261208-000000-0000", "--plan", plan]] {
+            let r = try await CLI.run(args + ["--state", dir + "/s"])
+            #expect(r.status == 2, "\(args[0]): \(r.status) \(r.stderr)")
+            #expect(r.stderr.contains("has no \"coordination\""), "\(args[0]): \(r.stderr)")
+            #expect(try Journal(stateDirectory: dir + "/s").lastRun() == nil)
+        }
+    }
 }
 
 /// Coordinated runs on real PostgreSQL sandboxes: the race of two operators, a kill -9 and a takeover from

@@ -129,7 +129,8 @@ final class FaultInjector: @unchecked Sendable {
         return events
     }
 
-    /// Gives the control host its address again (after an isolate-coordinator takeover); nil when it was not cut.
+    /// Gives the control host its address again (after an isolate-coordinator takeover, and in ``restore()``);
+    /// nil when it was not cut.
     func reconnectControl() async -> DrillReport.FaultEvent? {
         guard let lab,
             controlIsolated.withLock({ v -> Bool in
@@ -140,18 +141,14 @@ final class FaultInjector: @unchecked Sendable {
         return .init(fault: "heal", at: clock.now(), detail: "control host reconnected to etcd and every site\(ok ? "" : " (ip failed)")")
     }
 
-    /// Undoes the archive stall (idempotent).
+    /// Heals what the drill cut and undoes the archive stall (idempotent).
     func restore() async {
         if let lab {
             for site in cut.withLock({ c -> [String] in
                 defer { c = [:] }; return Array(c.keys)
             }) { try? await lab.heal(site: site) }
-            if controlIsolated.withLock({ v -> Bool in
-                defer { v = false }; return v
-            }) {
-                try? await lab.reconnectControl()
-            }
         }
+        _ = await reconnectControl()
         stallTask.withLock { $0?.cancel() }
         let list = stalled.withLock { l -> [Instance] in
             defer { l = [] }
